@@ -1,0 +1,110 @@
+import path from 'node:path';
+import cron from 'node-cron';
+import { z } from 'zod';
+import { RosterdError } from '../errors.js';
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+/**
+ * The whole configuration of rosterd, read from the environment (PRODUCT.md §8). Each field says
+ * what it is and what its default or 0 means. Validated once at start, frozen after.
+ */
+const envSchema = z.object({
+  /** Postgres connection string. Unset: an embedded Postgres kept in DATA_DIR/pg. */
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'a postgres:// or postgresql:// URL')
+    .optional(),
+  /** Where host keys, tenants' SFTP folders, upload copies, the embedded Postgres and the .eml outbox live. */
+  DATA_DIR: z.string().min(1).default('./data'),
+  /** Address the SFTP server binds to. */
+  SFTP_HOST: z.string().min(1).default('0.0.0.0'),
+  /** SFTP port; 0 picks a free port (tests). */
+  SFTP_PORT: int(0, 65535).default(2222),
+  /** Largest accepted upload in bytes (default 1 GiB). */
+  MAX_UPLOAD_BYTES: int(1, Number.MAX_SAFE_INTEGER).default(1024 ** 3),
+  /** SMTP server for reports, e.g. smtp://user:pass@mail:587. Unset: .eml files in DATA_DIR/outbox. */
+  SMTP_URL: z
+    .string()
+    .regex(/^smtps?:\/\//, 'an smtp:// or smtps:// URL')
+    .optional(),
+  /** Sender of report emails. */
+  MAIL_FROM: z.string().min(3).default('rosterd <rosterd@localhost>'),
+  /** node-cron expression for the import tick (default every 5 minutes). */
+  SCHEDULE_CRON: z
+    .string()
+    .default('*/5 * * * *')
+    .refine((v) => cron.validate(v), 'a valid cron expression such as "*/5 * * * *"'),
+  /** Address the health and metrics endpoint binds to. */
+  HTTP_HOST: z.string().min(1).default('0.0.0.0'),
+  /** Port of /healthz, /readyz, /metrics; 0 picks a free port (tests). */
+  HTTP_PORT: int(0, 65535).default(8080),
+  /** pino level. */
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** An upload is imported only after it has been quiet this long, so users.csv and groups.csv pushed together are imported together. */
+  SETTLE_SECONDS: int(0, 86_400).default(120),
+  /** Failed attempts after which an upload is marked failed and reported. */
+  IMPORT_MAX_ATTEMPTS: int(1, 100).default(3),
+  /** How long a claim on an upload lasts before another process may retry it (a crashed importer's claim expires). */
+  CLAIM_TTL_SECONDS: int(10, 86_400).default(600),
+  /** How long shutdown lets transfers and imports in flight finish before ending them. */
+  SHUTDOWN_GRACE_SECONDS: int(0, 3_600).default(30),
+  /** Received upload copies older than this are deleted (their records stay). 0 keeps them forever. */
+  RETENTION_DAYS: int(0, 36_500).default(30),
+  /** An SFTP connection idle this long is closed. 0 disables. */
+  SFTP_IDLE_TIMEOUT_SECONDS: int(0, 86_400).default(600),
+  /** Time a client has to authenticate after connecting. */
+  SFTP_LOGIN_TIMEOUT_SECONDS: int(1, 600).default(30),
+  /** Failed logins from one address within SFTP_BLOCK_SECONDS before the address is blocked. */
+  SFTP_MAX_AUTH_FAILURES: int(1, 10_000).default(10),
+  /** How long an address stays blocked after too many failures. */
+  SFTP_BLOCK_SECONDS: int(1, 86_400).default(900),
+  /** Worker threads for password hashing; 0 means one per CPU core. */
+  HASH_WORKERS: int(0, 256).default(0),
+});
+
+export type RawEnv = z.input<typeof envSchema>;
+export type Config = Readonly<z.output<typeof envSchema> & { DATA_DIR: string }>;
+
+/** Parse and freeze the configuration. A bad value throws CONFIG_INVALID naming the variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const picked: Record<string, string> = {};
+  for (const key of Object.keys(envSchema.shape)) {
+    const value = env[key];
+    if (value !== undefined && value !== '') picked[key] = value;
+  }
+  const result = envSchema.safeParse(picked);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const name = String(issue?.path[0] ?? 'environment');
+    const shown = name === 'DATABASE_URL' || name === 'SMTP_URL' ? '(redacted)' : JSON.stringify(picked[name]);
+    throw new RosterdError(
+      'CONFIG_INVALID',
+      `${name}=${shown} is not valid: expected ${describeIssue(issue)}. Fix the environment variable ${name} and start again.`,
+    );
+  }
+  const config = { ...result.data, DATA_DIR: path.resolve(result.data.DATA_DIR) };
+  return Object.freeze(config);
+}
+
+function describeIssue(issue: z.core.$ZodIssue | undefined): string {
+  if (!issue) return 'a valid value';
+  switch (issue.code) {
+    case 'too_small':
+      return `a number of at least ${String(issue.minimum)}`;
+    case 'too_big':
+      return `a number of at most ${String(issue.maximum)}`;
+    case 'invalid_type':
+      return issue.expected === 'number' ? 'a whole number' : `a ${issue.expected}`;
+    case 'invalid_value':
+      return `one of ${issue.values.map((v) => String(v)).join(', ')}`;
+    default:
+      return issue.message;
+  }
+}
+
+/** The configuration as it may be logged: credentials in URLs are masked. */
+export function redactedConfig(config: Config): Record<string, unknown> {
+  const mask = (url: string | undefined) => url?.replace(/\/\/([^:@/]*):([^@/]*)@/, '//$1:***@');
+  return { ...config, DATABASE_URL: mask(config.DATABASE_URL), SMTP_URL: mask(config.SMTP_URL) };
+}

@@ -1,0 +1,89 @@
+/**
+ * The contract between the reader (csv → validated rows) and the applier (rows → Postgres).
+ *
+ * Field convention for UserRow: `undefined` means the column is absent from the file (keep the
+ * user's current value); `null` means the column is present but the cell is blank (clear it).
+ * `password` is never null: a blank password keeps the current one (PRODUCT.md §3).
+ */
+
+export type ImportMode = 'full' | 'delta';
+export type AccessType = 'administrator' | 'school_administrator' | 'manager';
+export type Role = 'student' | 'teacher' | 'staff' | 'parent' | 'other';
+export type RowAction = 'add' | 'update' | 'delete';
+
+/** One problem in a file. `line` is the spreadsheet line (header = 1); 0 for a whole-file problem. */
+export interface ImportIssue {
+  line: number;
+  column: string;
+  value?: string;
+  message: string;
+}
+
+export interface SchoolRef {
+  id: string;
+  name: string;
+  ncesId: string | null;
+  stateId: string | null;
+}
+
+export interface UserRow {
+  line: number;
+  username: string;
+  /** lower-cased username: a user's identity within the tenant */
+  usernameKey: string;
+  password: string | undefined;
+  email: string | null | undefined;
+  firstName: string | null | undefined;
+  lastName: string | null | undefined;
+  schoolId: string | null | undefined;
+  graduationYear: number | null | undefined;
+  accessType: AccessType | null | undefined;
+  role: Role | null | undefined;
+  sisId: string | null | undefined;
+  /** undefined in full sync (no action column) */
+  action: RowAction | undefined;
+}
+
+/**
+ * What the reader yields for each data line: a valid row, or the fact that a line was invalid
+ * (its errors are in the reader's error list) with its username key when one could be read, so
+ * that a user whose row was invalid is never deactivated.
+ */
+export type ReadItem =
+  | { kind: 'valid'; row: UserRow }
+  | { kind: 'invalid'; line: number; usernameKey: string | null };
+
+export interface GroupRow {
+  line: number;
+  username: string;
+  usernameKey: string;
+  /** owner's username key, or null when the owner column is blank */
+  ownerKey: string | null;
+  group: string | null;
+}
+
+export interface ImportCounts {
+  rows: number;
+  created: number;
+  updated: number;
+  unchanged: number;
+  deactivated: number;
+  reactivated: number;
+  errors: number;
+  warnings: number;
+}
+
+export function emptyCounts(): ImportCounts {
+  return { rows: 0, created: 0, updated: 0, unchanged: 0, deactivated: 0, reactivated: 0, errors: 0, warnings: 0 };
+}
+
+/** A whole-file failure: the import fails with this one message and nothing is applied. */
+export class FileRejectedError extends Error {
+  constructor(
+    message: string,
+    readonly line: number = 0,
+  ) {
+    super(message);
+    this.name = 'FileRejectedError';
+  }
+}
