@@ -1,0 +1,60 @@
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { RosterdError } from '../../errors.js';
+import { addKey, listKeys, revokeKey, type SshKey } from '../../store/keys.js';
+import { leaf, table } from '../context.js';
+
+export function keyJson(k: SshKey) {
+  return {
+    tenant: k.tenant,
+    fingerprint: k.fingerprint,
+    type: k.type,
+    bits: k.bits,
+    comment: k.comment,
+    addedAt: k.addedAt.toISOString(),
+    lastUsedAt: k.lastUsedAt?.toISOString() ?? null,
+    revokedAt: k.revokedAt?.toISOString() ?? null,
+  };
+}
+
+async function readKeyText(file: string): Promise<string> {
+  if (file === '-') {
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks).toString('utf8');
+  }
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    throw new RosterdError('FILE_NOT_FOUND', `cannot read key file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+}
+
+export function registerKeyCommands(program: Command): void {
+  const key = program.command('key').description('register and revoke tenants\' SSH public keys');
+
+  leaf(key.command('add <subdomain> <file>').description('register a public key (FILE, or - for stdin); prints its fingerprint'), async (ctx, [subdomain, file]) => {
+    const k = await addKey(ctx.pool, subdomain ?? '', await readKeyText(file ?? '-'));
+    return { json: keyJson(k), text: `${k.fingerprint} ${k.comment || '(no comment)'} (${k.type.replace(/^ssh-/, '').toUpperCase()} ${k.bits}) added to ${k.tenant}` };
+  });
+
+  leaf(key.command('list [subdomain]').description('list keys, of one tenant or all'), async (ctx, [subdomain]) => {
+    const keys = await listKeys(ctx.pool, subdomain);
+    const when = (d: Date | null) => (d ? d.toISOString().replace(/\.\d+Z$/, 'Z') : null);
+    return {
+      json: keys.map(keyJson),
+      text:
+        keys.length === 0
+          ? 'no keys registered; add one with: rosterd key add SUBDOMAIN FILE.pub'
+          : table(
+              ['TENANT', 'FINGERPRINT', 'TYPE', 'COMMENT', 'ADDED', 'LAST USED', 'REVOKED'],
+              keys.map((k) => [k.tenant, k.fingerprint, `${k.type} ${k.bits}`, k.comment, when(k.addedAt), when(k.lastUsedAt), when(k.revokedAt)]),
+            ),
+    };
+  });
+
+  leaf(key.command('revoke <fingerprint>').description('revoke a key by its SHA256: fingerprint'), async (ctx, [fingerprint]) => {
+    const k = await revokeKey(ctx.pool, fingerprint ?? '');
+    return { json: keyJson(k), text: `revoked ${k.fingerprint} of ${k.tenant}` };
+  });
+}

@@ -1,0 +1,110 @@
+import type { Command } from 'commander';
+import { RosterdError } from '../../errors.js';
+import { createTenant, getTenant, listTenants, setTenantStatus, updateTenant, type Tenant, type TenantInput } from '../../store/tenants.js';
+import { intOption, leaf, numberOption, table, type Output } from '../context.js';
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+export function tenantJson(t: Tenant) {
+  return {
+    subdomain: t.subdomain,
+    name: t.name,
+    timezone: t.timezone,
+    adminEmails: t.adminEmails,
+    window: t.window,
+    allowDaytime: t.allowDaytime,
+    thresholdPercent: t.thresholdPercent,
+    thresholdCount: t.thresholdCount,
+    status: t.status,
+    createdAt: t.createdAt.toISOString(),
+    updatedAt: t.updatedAt.toISOString(),
+  };
+}
+
+function describe(t: Tenant): string {
+  return [
+    `tenant     ${t.subdomain} (${t.name})`,
+    `status     ${t.status}`,
+    `admins     ${t.adminEmails.join(', ')}`,
+    `time zone  ${t.timezone}`,
+    `window     ${t.window}${t.allowDaytime ? ' (daytime allowed by operator)' : ''}`,
+    `threshold  ${t.thresholdPercent}% of active users${t.thresholdCount === null ? '' : ` or ${t.thresholdCount} users`}`,
+  ].join('\n');
+}
+
+function inputFrom(opts: Record<string, unknown>): TenantInput {
+  const input: TenantInput = {};
+  if (typeof opts.name === 'string') input.name = opts.name;
+  if (typeof opts.timezone === 'string') input.timezone = opts.timezone;
+  if (Array.isArray(opts.adminEmail)) input.adminEmails = opts.adminEmail.map(String);
+  if (typeof opts.window === 'string') input.window = opts.window;
+  if (opts.allowDaytime === true) input.allowDaytime = true;
+  const percent = numberOption(opts.threshold, '--threshold');
+  if (percent !== undefined) input.thresholdPercent = percent;
+  if (opts.thresholdCount === 'none') input.thresholdCount = null;
+  else {
+    const count = intOption(opts.thresholdCount, '--threshold-count');
+    if (count !== undefined) input.thresholdCount = count;
+  }
+  return input;
+}
+
+function withTenantOptions(cmd: Command, adding: boolean): Command {
+  return cmd
+    .option('--admin-email <email>', `administrator who receives reports (repeatable${adding ? '' : '; replaces the list'})`, collect)
+    .option('--name <name>', 'display name')
+    .option('--timezone <zone>', 'IANA time zone (default America/New_York)')
+    .option('--window <HH:MM-HH:MM>', 'import window in the tenant\'s time (default 18:00-06:00)')
+    .option('--allow-daytime', 'accept a window outside 18:00-06:00')
+    .option('--threshold <percent>', 'hold an import that deactivates more than this % of active users (default 10)')
+    .option('--threshold-count <n>', `also hold above this many deactivations${adding ? '' : ' ("none" removes it)'}`);
+}
+
+const one = (t: Tenant, verb: string): Output => ({ json: tenantJson(t), text: `${verb} ${t.subdomain}\n${describe(t)}` });
+
+export function registerTenantCommands(program: Command): void {
+  const tenant = program.command('tenant').description('register and manage tenants (school districts)');
+
+  leaf(
+    withTenantOptions(tenant.command('add <subdomain>').description('register a tenant'), true),
+    async (ctx, [subdomain], opts) => {
+      const input = inputFrom(opts);
+      if (!input.adminEmails) {
+        throw new RosterdError('USAGE', 'give at least one --admin-email: the administrator who receives import reports');
+      }
+      return one(await createTenant(ctx.pool, subdomain ?? '', { ...input, adminEmails: input.adminEmails }), 'added');
+    },
+  );
+
+  leaf(tenant.command('list').description('list tenants'), async (ctx) => {
+    const tenants = await listTenants(ctx.pool);
+    return {
+      json: tenants.map(tenantJson),
+      text:
+        tenants.length === 0
+          ? 'no tenants yet; add one with: rosterd tenant add SUBDOMAIN --admin-email EMAIL'
+          : table(
+              ['SUBDOMAIN', 'NAME', 'STATUS', 'TIME ZONE', 'WINDOW', 'ADMINS'],
+              tenants.map((t) => [t.subdomain, t.name, t.status, t.timezone, t.window, t.adminEmails.join(',')]),
+            ),
+    };
+  });
+
+  leaf(tenant.command('show <subdomain>').description('show one tenant'), async (ctx, [subdomain]) => {
+    const t = await getTenant(ctx.pool, subdomain ?? '');
+    return { json: tenantJson(t), text: describe(t) };
+  });
+
+  leaf(
+    withTenantOptions(tenant.command('update <subdomain>').description('change a tenant'), false),
+    async (ctx, [subdomain], opts) => one(await updateTenant(ctx.pool, subdomain ?? '', inputFrom(opts)), 'updated'),
+  );
+
+  leaf(tenant.command('suspend <subdomain>').description('refuse the tenant\'s logins and imports'), async (ctx, [subdomain]) =>
+    one(await setTenantStatus(ctx.pool, subdomain ?? '', 'suspended'), 'suspended'),
+  );
+
+  leaf(tenant.command('resume <subdomain>').description('make a suspended tenant active again'), async (ctx, [subdomain]) =>
+    one(await setTenantStatus(ctx.pool, subdomain ?? '', 'active'), 'resumed'),
+  );
+}

@@ -1,0 +1,43 @@
+import type pg from 'pg';
+import type { Config } from '../config/config.js';
+import { RosterdError } from '../errors.js';
+import type { Logger } from '../types.js';
+import { createPool } from './db.js';
+import { startEmbeddedPostgres } from './embedded.js';
+
+export interface Database {
+  pool: pg.Pool;
+  /** true when the embedded Postgres in DATA_DIR is in use */
+  embedded: boolean;
+  close(): Promise<void>;
+}
+
+/** DATABASE_URL, or the embedded Postgres kept in DATA_DIR when it is unset. */
+export async function openDatabase(config: Config, logger: Logger, poolSize = 10): Promise<Database> {
+  const embedded = config.DATABASE_URL ? undefined : await startEmbeddedPostgres(config.DATA_DIR, logger);
+  const url = config.DATABASE_URL ?? embedded?.url;
+  if (!url) throw new RosterdError('DATABASE_UNAVAILABLE', 'no database configured');
+  const pool = createPool(url, logger, poolSize);
+  try {
+    await pool.query('SELECT 1');
+  } catch (err) {
+    await pool.end().catch(() => undefined);
+    await embedded?.release();
+    throw new RosterdError(
+      'DATABASE_UNAVAILABLE',
+      `cannot connect to Postgres (${(err as Error).message}). Check DATABASE_URL and that the server is running.`,
+      { cause: err },
+    );
+  }
+  let closed = false;
+  return {
+    pool,
+    embedded: embedded !== undefined,
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      await pool.end().catch(() => undefined);
+      await embedded?.release();
+    },
+  };
+}

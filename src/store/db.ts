@@ -1,0 +1,50 @@
+import pg from 'pg';
+import type { Logger } from '../types.js';
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+/** Anything that can run a query: the pool, or a client inside a transaction. */
+export type Queryable = pg.Pool | pg.PoolClient;
+
+// bigint (int8) columns come back as strings by default; ours (ids, counts, bytes) fit in a JS number.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
+
+export function createPool(connectionString: string, logger: Logger, max = 10): pg.Pool {
+  const pool = new pg.Pool({ connectionString, max, application_name: 'rosterd' });
+  // An idle client whose connection drops emits 'error' on the pool; unhandled, that would crash
+  // the daemon. The next query gets a fresh connection.
+  pool.on('error', (err) =>
+    logger.warn({ error: err.message, code: (err as { code?: string }).code }, 'idle database connection lost'),
+  );
+  return pool;
+}
+
+export async function withClient<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    return await fn(client);
+  } finally {
+    client.release();
+  }
+}
+
+/** Runs fn in one transaction: committed if it returns, rolled back if it throws. */
+export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    try {
+      await client.query('ROLLBACK');
+    } catch {
+      broken = true; // the connection itself is gone; do not return it to the pool
+    }
+    throw err;
+  } finally {
+    client.release(broken);
+  }
+}

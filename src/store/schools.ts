@@ -1,0 +1,56 @@
+import type { SchoolRef } from '../import/types.js';
+import { RosterdError, pgCode, pgConstraint, PG } from '../errors.js';
+import type { Queryable } from './db.js';
+import { getTenant } from './tenants.js';
+
+export interface SchoolInput {
+  name: string;
+  ncesId?: string | null;
+  stateId?: string | null;
+}
+
+export function validateSchoolInput(input: SchoolInput): SchoolInput {
+  const name = input.name.trim();
+  if (name === '' || name.length > 200) {
+    throw new RosterdError('INVALID_SCHOOL', 'a school needs a name of 1 to 200 characters (--name)');
+  }
+  const ncesId = input.ncesId?.trim() || null;
+  if (ncesId !== null && !/^\d{12}$/.test(ncesId)) {
+    throw new RosterdError('INVALID_SCHOOL', `NCES school ID "${ncesId}" must be exactly 12 digits (e.g. 062271003230)`);
+  }
+  const stateId = input.stateId?.trim() || null;
+  if (stateId !== null && stateId.length > 64) {
+    throw new RosterdError('INVALID_SCHOOL', `state school ID "${stateId}" is longer than 64 characters`);
+  }
+  return { name, ncesId, stateId };
+}
+
+export async function addSchool(db: Queryable, subdomain: string, input: SchoolInput): Promise<SchoolRef> {
+  const school = validateSchoolInput(input);
+  const tenant = await getTenant(db, subdomain);
+  try {
+    const { rows } = await db.query<{ id: number; name: string; nces_id: string | null; state_id: string | null }>(
+      `INSERT INTO schools (tenant_id, name, nces_id, state_id) VALUES ($1, $2, $3, $4)
+       RETURNING id, name, nces_id, state_id`,
+      [tenant.id, school.name, school.ncesId ?? null, school.stateId ?? null],
+    );
+    const r = rows[0];
+    if (!r) throw new Error('insert returned no row');
+    return { id: String(r.id), name: r.name, ncesId: r.nces_id, stateId: r.state_id };
+  } catch (err) {
+    if (pgCode(err) === PG.UNIQUE_VIOLATION) {
+      const which =
+        pgConstraint(err) === 'schools_nces_uq' ? `NCES ID ${school.ncesId}` : pgConstraint(err) === 'schools_state_uq' ? `state ID ${school.stateId}` : `name "${school.name}"`;
+      throw new RosterdError('SCHOOL_EXISTS', `${subdomain} already has a school with ${which}; "rosterd school list ${subdomain}" shows them`);
+    }
+    throw err;
+  }
+}
+
+export async function listSchools(db: Queryable, tenantId: number): Promise<SchoolRef[]> {
+  const { rows } = await db.query<{ id: number; name: string; nces_id: string | null; state_id: string | null }>(
+    'SELECT id, name, nces_id, state_id FROM schools WHERE tenant_id = $1 ORDER BY lower(name)',
+    [tenantId],
+  );
+  return rows.map((r) => ({ id: String(r.id), name: r.name, ncesId: r.nces_id, stateId: r.state_id }));
+}
