@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { registerKeyCommands } from './commands/key.js';
 import { registerMigrateCommand } from './commands/migrate.js';
 import { registerSchoolCommands } from './commands/school.js';
+import { registerServeCommand } from './commands/serve.js';
 import { registerTenantCommands } from './commands/tenant.js';
 import { reportError } from './context.js';
 import { RosterdError } from '../errors.js';
@@ -12,6 +13,7 @@ export function buildProgram(): Command {
     .description('nightly rostering daemon: SFTP in, Postgres import in the night window, report by email')
     .showHelpAfterError('(run "rosterd help" or add --help for usage)')
     .exitOverride();
+  registerServeCommand(program);
   registerMigrateCommand(program);
   registerTenantCommands(program);
   registerKeyCommands(program);

@@ -1,0 +1,135 @@
+import os from 'node:os';
+import type { Command } from 'commander';
+import { RosterdError } from '../../errors.js';
+import type { ImportContext } from '../../import/execute.js';
+import { getImportRecord, listImportRecords, type ImportRecord } from '../../import/records.js';
+import { approveImport, rejectImport } from '../../import/run-import.js';
+import { enqueueImportReport } from '../../report/import-report.js';
+import { systemClock } from '../../types.js';
+import { intOption, leaf, table, type CliContext } from '../context.js';
+
+/** Issues shown in text output; --json has them all. */
+const SHOWN_ISSUES = 50;
+
+export function importContext(ctx: CliContext): ImportContext {
+  return { pool: ctx.pool, logger: ctx.logger, clock: systemClock, config: ctx.config };
+}
+
+/** Who runs the command, for the record of an approval or rejection. */
+function operator(opts: Record<string, unknown>): string {
+  if (typeof opts.by === 'string' && opts.by.trim() !== '') return opts.by.trim();
+  return `${process.env.SUDO_USER ?? os.userInfo().username}@${os.hostname()}`;
+}
+
+/** `import list | show | approve | reject`; returns the `import` command so `import run` can join it. */
+export function registerImportCommands(program: Command): Command {
+  const imp = program.command('import').description('imports: list, show, approve or reject held ones');
+
+  leaf(
+    imp
+      .command('list')
+      .description('imports, newest first')
+      .option('--tenant <subdomain>', 'only this tenant')
+      .option('--limit <n>', 'at most this many (default 50)'),
+    async (ctx, _args, opts) => {
+      const records = await listImportRecords(ctx.pool, {
+        ...(typeof opts.tenant === 'string' ? { tenant: opts.tenant } : {}),
+        limit: intOption(opts.limit, '--limit', 1) ?? 50,
+      });
+      return {
+        json: records,
+        text: records.length === 0 ? 'no imports yet' : listTable(records),
+      };
+    },
+  );
+
+  leaf(imp.command('show <id>').description('one import: counts, errors and warnings'), async (ctx, [id]) => {
+    const record = await getImportRecord(ctx.pool, id ?? '');
+    if (!record) throw new RosterdError('IMPORT_NOT_FOUND', `no import has the ID "${id}"; "rosterd import list" shows them`);
+    return { json: record, text: describeRecord(record) };
+  });
+
+  leaf(
+    imp
+      .command('approve <id>')
+      .description('apply a held import, computed against the roster as it stands now')
+      .option('--by <name>', 'who approves (default: the operating system user)'),
+    async (ctx, [id], opts) => {
+      const record = await approveImport(importContext(ctx), id ?? '', {
+        approvedBy: operator(opts),
+        onOutcome: (client, r) => enqueueImportReport(client, r, { from: ctx.config.MAIL_FROM, now: systemClock.now() }).then(() => undefined),
+      });
+      return { json: record, text: `approved by ${record.approvedBy ?? '?'}\n${describeRecord(record)}` };
+    },
+  );
+
+  leaf(
+    imp
+      .command('reject <id>')
+      .description('discard a held import; nothing is applied')
+      .option('--by <name>', 'who rejects (default: the operating system user)'),
+    async (ctx, [id], opts) => {
+      const record = await rejectImport(importContext(ctx), id ?? '', {
+        by: operator(opts),
+        onOutcome: (client, r) => enqueueImportReport(client, r, { from: ctx.config.MAIL_FROM, now: systemClock.now() }).then(() => undefined),
+      });
+      return { json: record, text: `rejected by ${record.rejectedBy ?? '?'}: nothing was applied\n${describeRecord(record)}` };
+    },
+  );
+  return imp;
+}
+
+function listTable(records: ImportRecord[]): string {
+  return table(
+    ['ID', 'TENANT', 'FILE', 'RECEIVED', 'STATUS', 'MODE', 'ROWS', 'CREATED', 'UPDATED', 'UNCHANGED', 'DEACT', 'REACT', 'ERRORS', 'WARNINGS'],
+    records.map((r) => [
+      r.id,
+      r.tenant,
+      r.file,
+      r.receivedAt,
+      r.status,
+      r.mode,
+      r.counts.rows,
+      r.counts.created,
+      r.counts.updated,
+      r.counts.unchanged,
+      r.counts.deactivated,
+      r.counts.reactivated,
+      r.counts.errors,
+      r.counts.warnings,
+    ]),
+  );
+}
+
+/** A person's view of one import record (also what `validate` prints). */
+export function describeRecord(r: ImportRecord): string {
+  const c = r.counts;
+  const lines = [
+    `import ${r.id}  ${r.tenant}  ${r.file}`,
+    `status:    ${r.status}${r.mode ? ` (${r.mode} sync)` : ''}`,
+    `file:      ${r.bytes} bytes, sha256 ${r.sha256}${r.encoding ? `, read as ${r.encoding}` : ''}`,
+    `received:  ${r.receivedAt}`,
+  ];
+  if (r.finishedAt) lines.push(`finished:  ${r.finishedAt}${r.durationMs !== null ? ` (${r.durationMs} ms)` : ''}`);
+  if (r.approvedBy) lines.push(`approved:  by ${r.approvedBy} at ${r.approvedAt ?? '?'}`);
+  if (r.rejectedBy) lines.push(`rejected:  by ${r.rejectedBy} at ${r.rejectedAt ?? '?'}`);
+  lines.push(
+    `counts:    rows ${c.rows}, created ${c.created}, updated ${c.updated}, unchanged ${c.unchanged}, ` +
+      `deactivated ${c.deactivated}, reactivated ${c.reactivated}, errors ${c.errors}, warnings ${c.warnings}`,
+  );
+  if (r.message) lines.push('', r.message);
+  if (r.heldDeactivations && r.heldDeactivations.length > 0) {
+    const shown = r.heldDeactivations.slice(0, SHOWN_ISSUES);
+    lines.push('', `would deactivate (${r.heldDeactivations.length}): ${shown.join(', ')}${shown.length < r.heldDeactivations.length ? ', …' : ''}`);
+  }
+  for (const [title, issues] of [
+    ['errors', r.errors],
+    ['warnings', r.warnings],
+  ] as const) {
+    if (issues.length === 0) continue;
+    lines.push('', `${title}:`, table(['LINE', 'COLUMN', 'VALUE', 'MESSAGE'], issues.slice(0, SHOWN_ISSUES).map((i) => [i.line, i.column, i.value, i.message])));
+    const total = title === 'errors' ? c.errors : c.warnings;
+    if (total > SHOWN_ISSUES) lines.push(`… ${total - Math.min(SHOWN_ISSUES, issues.length)} more (--json lists ${issues.length})`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,21 @@
+import type { Command } from 'commander';
+import { RosterdError } from '../../errors.js';
+import { validateFile } from '../../import/validate.js';
+import { leaf } from '../context.js';
+import { describeRecord, importContext } from './import.js';
+
+export function registerValidateCommand(program: Command): void {
+  leaf(
+    program
+      .command('validate <file>')
+      .description('dry run: the import report for FILE, nothing applied (groups*.csv is read as groups.csv); exits 1 if the file has errors')
+      .option('--tenant <subdomain>', 'the tenant whose roster the file is checked against'),
+    async (ctx, [file], opts) => {
+      if (typeof opts.tenant !== 'string') {
+        throw new RosterdError('USAGE', 'give the tenant: rosterd validate FILE --tenant SUBDOMAIN');
+      }
+      const record = await validateFile(importContext(ctx), { tenant: opts.tenant, file: file ?? '' });
+      return { json: record, text: describeRecord(record), exitCode: record.status === 'failed' || record.counts.errors > 0 ? 1 : 0 };
+    },
+  );
+}

@@ -1,0 +1,254 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../support/db.js';
+import { runCli } from '../support/cli.js';
+
+let db: TestDatabase;
+let dir: string;
+let env: Record<string, string>;
+
+function keygen(type: string, bits?: number, comment = 'sis@district'): string {
+  const file = path.join(dir, `key-${type}-${bits ?? 0}-${Math.random().toString(36).slice(2)}`);
+  execFileSync('ssh-keygen', ['-q', '-t', type, ...(bits ? ['-b', String(bits)] : []), '-N', '', '-C', comment, '-f', file]);
+  return `${file}.pub`;
+}
+
+const fingerprintBySshKeygen = (pub: string) => execFileSync('ssh-keygen', ['-lf', pub]).toString().split(' ')[1];
+
+async function count(table: string): Promise<number> {
+  const { rows } = await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`);
+  return rows[0]?.n ?? -1;
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  dir = mkdtempSync(path.join(os.tmpdir(), 'rosterd-cli-'));
+  env = { DATABASE_URL: db.url, DATA_DIR: path.join(dir, 'data') };
+});
+
+afterAll(async () => {
+  await db.drop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('rosterd tenant', () => {
+  it('adds a tenant with defaults and shows it as JSON', async () => {
+    const r = await runCli(['tenant', 'add', 'lincoln-usd', '--admin-email', 'it@lincoln.k12.us', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json()).toMatchObject({
+      subdomain: 'lincoln-usd',
+      name: 'lincoln-usd',
+      timezone: 'America/New_York',
+      adminEmails: ['it@lincoln.k12.us'],
+      window: '18:00-06:00',
+      thresholdPercent: 10,
+      thresholdCount: null,
+      status: 'active',
+    });
+    const shown = await runCli(['tenant', 'show', 'lincoln-usd', '--json'], env);
+    expect(shown.json()).toMatchObject({ subdomain: 'lincoln-usd' });
+  });
+
+  it('takes every option of tenant add', async () => {
+    const r = await runCli(
+      ['tenant', 'add', 'oak-isd', '--admin-email', 'a@oak.org', '--admin-email', 'b@oak.org', '--name', 'Oak ISD',
+        '--timezone', 'America/Chicago', '--window', '20:00-04:30', '--threshold', '5', '--threshold-count', '200', '--json'],
+      env,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json()).toMatchObject({
+      name: 'Oak ISD', adminEmails: ['a@oak.org', 'b@oak.org'], timezone: 'America/Chicago', window: '20:00-04:30',
+      thresholdPercent: 5, thresholdCount: 200,
+    });
+  });
+
+  it.each([
+    [['tenant', 'add', 'Lincoln_USD', '--admin-email', 'a@b.org'], /not a valid subdomain/],
+    [['tenant', 'add', '-lead', '--admin-email', 'a@b.org'], /.+/],
+    [['tenant', 'add', 'x'.repeat(64), '--admin-email', 'a@b.org'], /not a valid subdomain/],
+    [['tenant', 'add', 'no-admin'], /--admin-email/],
+    [['tenant', 'add', 'bad-mail', '--admin-email', 'not-an-address'], /not a valid email address/],
+    [['tenant', 'add', 'bad-zone', '--admin-email', 'a@b.org', '--timezone', 'America/Atlantis'], /not a known IANA time zone/],
+    [['tenant', 'add', 'bad-window', '--admin-email', 'a@b.org', '--window', '25:00-06:00'], /HH:MM/],
+    [['tenant', 'add', 'day-window', '--admin-email', 'a@b.org', '--window', '09:00-15:00'], /--allow-daytime/],
+    [['tenant', 'add', 'bad-threshold', '--admin-email', 'a@b.org', '--threshold', '150'], /0 to 100/],
+    [['tenant', 'add', 'bad-count', '--admin-email', 'a@b.org', '--threshold-count', '-3'], /whole number/],
+    [['tenant', 'frobnicate'], /unknown command/],
+  ])('refuses %j with exit 2 and writes nothing', async (args, message) => {
+    const before = await count('tenants');
+    const r = await runCli(args, env);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(await count('tenants')).toBe(before);
+  });
+
+  it('accepts a daytime window only with --allow-daytime', async () => {
+    const r = await runCli(['tenant', 'add', 'day-ok', '--admin-email', 'a@b.org', '--window', '09:00-15:00', '--allow-daytime', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json()).toMatchObject({ window: '09:00-15:00', allowDaytime: true });
+  });
+
+  it('refuses a second tenant with the same subdomain (exit 1)', async () => {
+    const r = await runCli(['tenant', 'add', 'lincoln-usd', '--admin-email', 'x@y.org'], env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/already exists/);
+  });
+
+  it('updates, suspends and resumes, and lists', async () => {
+    const u = await runCli(['tenant', 'update', 'lincoln-usd', '--timezone', 'America/Denver', '--threshold', '20', '--json'], env);
+    expect(u.code, u.stderr).toBe(0);
+    expect(u.json()).toMatchObject({ timezone: 'America/Denver', thresholdPercent: 20, adminEmails: ['it@lincoln.k12.us'] });
+    const s = await runCli(['tenant', 'suspend', 'lincoln-usd', '--json'], env);
+    expect(s.json()).toMatchObject({ status: 'suspended' });
+    const back = await runCli(['tenant', 'resume', 'lincoln-usd', '--json'], env);
+    expect(back.json()).toMatchObject({ status: 'active' });
+    const list = await runCli(['tenant', 'list', '--json'], env);
+    expect(list.json<{ subdomain: string }[]>().map((t) => t.subdomain)).toEqual(expect.arrayContaining(['lincoln-usd', 'oak-isd']));
+    const text = await runCli(['tenant', 'list'], env);
+    expect(text.stdout).toMatch(/lincoln-usd\s+lincoln-usd\s+active\s+America\/Denver/);
+  });
+
+  it('reports an unknown tenant with exit 1', async () => {
+    const r = await runCli(['tenant', 'show', 'nobody', '--json'], env);
+    expect(r.code).toBe(1);
+    expect(r.json()).toEqual({ error: { code: 'TENANT_NOT_FOUND', message: expect.stringMatching(/no tenant "nobody"/) } });
+  });
+});
+
+describe('rosterd key', () => {
+  it.each([['ed25519'], ['ecdsa', 256], ['ecdsa', 384], ['ecdsa', 521], ['rsa', 2048], ['rsa', 4096]] as [string, number?][])(
+    'adds an %s key and prints the fingerprint ssh-keygen prints',
+    async (type, bits) => {
+      const pub = keygen(type, bits);
+      const r = await runCli(['key', 'add', 'lincoln-usd', pub, '--json'], env);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.json()).toMatchObject({ tenant: 'lincoln-usd', fingerprint: fingerprintBySshKeygen(pub), comment: 'sis@district', lastUsedAt: null, revokedAt: null });
+      const text = await runCli(['key', 'add', 'oak-isd', keygen(type, bits)], env);
+      expect(text.stdout).toMatch(/^SHA256:\S+ sis@district/);
+    },
+  );
+
+  it('reads the key from stdin with -', async () => {
+    const pub = keygen('ed25519');
+    const r = await runCli(['key', 'add', 'oak-isd', '-', '--json'], env, execFileSync('cat', [pub]).toString());
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json()).toMatchObject({ fingerprint: fingerprintBySshKeygen(pub) });
+  });
+
+  it('refuses weak, malformed and private keys, writing nothing', async () => {
+    const before = await count('ssh_keys');
+    const rsa1024 = keygen('rsa', 1024);
+    const cases: [string, RegExp][] = [[rsa1024, /1024 bits; at least 2048/]];
+    const garbage = path.join(dir, 'garbage.pub');
+    writeFileSync(garbage, 'ssh-ed25519 AAAAthis-is-not-base64!!\n');
+    cases.push([garbage, /not an OpenSSH public key|damaged/]);
+    const truncated = path.join(dir, 'truncated.pub');
+    writeFileSync(truncated, execFileSync('cat', [keygen('ed25519')]).toString().slice(0, 40) + '\n');
+    cases.push([truncated, /damaged|not an OpenSSH/]);
+    const priv = keygen('ed25519').replace(/\.pub$/, '');
+    cases.push([priv, /private key/]);
+    const dss = path.join(dir, 'dsa.pub');
+    writeFileSync(dss, 'ssh-dss AAAAB3NzaC1kc3MAAACBAP1 old@box\n');
+    cases.push([dss, /DSA keys are not accepted/]);
+    const empty = path.join(dir, 'empty.pub');
+    writeFileSync(empty, '\n');
+    cases.push([empty, /empty/]);
+    cases.push([path.join(dir, 'missing.pub'), /cannot read key file/]);
+    for (const [file, message] of cases) {
+      const r = await runCli(['key', 'add', 'lincoln-usd', file], env);
+      expect(r.code, file).toBe(1);
+      expect(r.stderr, file).toMatch(message);
+    }
+    expect(await count('ssh_keys')).toBe(before);
+  });
+
+  it('refuses a key already registered to another tenant', async () => {
+    const pub = keygen('ed25519');
+    expect((await runCli(['key', 'add', 'lincoln-usd', pub], env)).code).toBe(0);
+    const r = await runCli(['key', 'add', 'oak-isd', pub], env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/already registered to another tenant/);
+  });
+
+  it('lists and revokes keys', async () => {
+    const pub = keygen('ed25519', undefined, 'rotate-me');
+    const fp = fingerprintBySshKeygen(pub) ?? '';
+    await runCli(['key', 'add', 'oak-isd', pub], env);
+    const revoked = await runCli(['key', 'revoke', fp, '--json'], env);
+    expect(revoked.code, revoked.stderr).toBe(0);
+    expect(revoked.json<{ revokedAt: string | null }>().revokedAt).not.toBeNull();
+    const list = await runCli(['key', 'list', 'oak-isd', '--json'], env);
+    const keys = list.json<{ fingerprint: string; revokedAt: string | null; comment: string }[]>();
+    expect(keys.find((k) => k.fingerprint === fp)).toMatchObject({ comment: 'rotate-me', revokedAt: expect.any(String) });
+    const again = await runCli(['key', 'add', 'oak-isd', pub], env);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/revoked/);
+    const unknown = await runCli(['key', 'revoke', 'SHA256:doesnotexist'], env);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/no key has fingerprint/);
+  });
+});
+
+describe('rosterd school', () => {
+  it('adds schools and lists them', async () => {
+    const r = await runCli(['school', 'add', 'lincoln-usd', '--name', 'Lincoln High', '--nces', '062271003230', '--state-id', 'CA-1234', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json()).toMatchObject({ name: 'Lincoln High', ncesId: '062271003230', stateId: 'CA-1234' });
+    const list = await runCli(['school', 'list', 'lincoln-usd', '--json'], env);
+    expect(list.json()).toEqual([expect.objectContaining({ name: 'Lincoln High' })]);
+  });
+
+  it('refuses a bad NCES ID (usage) and a duplicate name ignoring case (failure)', async () => {
+    const bad = await runCli(['school', 'add', 'lincoln-usd', '--name', 'X', '--nces', '12345'], env);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/exactly 12 digits/);
+    const dup = await runCli(['school', 'add', 'lincoln-usd', '--name', 'LINCOLN HIGH'], env);
+    expect(dup.code).toBe(1);
+    expect(dup.stderr).toMatch(/already has a school/);
+  });
+
+  it('imports a schools CSV all or nothing', async () => {
+    const good = path.join(dir, 'schools.csv');
+    writeFileSync(good, '\uFEFFName,NCES ID,State_ID\r\nOak Elementary,062271003231,\r\n"Maple Middle, East",,ST-9\r\n');
+    const r = await runCli(['school', 'import', 'oak-isd', good, '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json<unknown[]>()).toHaveLength(2);
+    const bad = path.join(dir, 'bad-schools.csv');
+    writeFileSync(bad, 'name,nces id\nPine High,\nBirch High,12\n');
+    const before = await count('schools');
+    const b = await runCli(['school', 'import', 'oak-isd', bad], env);
+    expect(b.code).toBe(2);
+    expect(b.stderr).toMatch(/line 3: .*12 digits.*nothing was imported/);
+    expect(await count('schools')).toBe(before);
+  });
+});
+
+describe('configuration', () => {
+  it.each([
+    ['SFTP_PORT', 'twenty-two', /SFTP_PORT="twenty-two" is not valid: expected a whole number/],
+    ['SFTP_PORT', '70000', /SFTP_PORT="70000" is not valid: expected a number of at most 65535/],
+    ['DATABASE_URL', 'mysql://nope', /DATABASE_URL=\(redacted\) is not valid/],
+    ['LOG_LEVEL', 'loud', /LOG_LEVEL="loud" is not valid: expected one of/],
+    ['SCHEDULE_CRON', 'every night', /SCHEDULE_CRON="every night" is not valid/],
+    ['MAX_UPLOAD_BYTES', '0', /MAX_UPLOAD_BYTES="0" is not valid/],
+  ])('a bad %s stops with one line naming it (exit 2)', async (name, value, message) => {
+    const r = await runCli(['tenant', 'list'], { ...env, [name]: value });
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(message);
+  });
+});
+
+describe('rosterd migrate', () => {
+  it('is safe when two processes run it at once', async () => {
+    const results = await Promise.all([runCli(['migrate', '--json'], env), runCli(['migrate', '--json'], env)]);
+    for (const r of results) expect(r.code, r.stderr).toBe(0);
+    const { rows } = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM schema_migrations');
+    const files = results.map((r) => r.json<{ status: string }>().status);
+    expect(files).toEqual(['current', 'current']);
+    expect(rows[0]?.n).toBeGreaterThan(0);
+  });
+});

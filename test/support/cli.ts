@@ -1,0 +1,49 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** stdout parsed as JSON (commands run with --json) */
+  json<T = unknown>(): T;
+}
+
+/**
+ * Runs the built `rosterd` command as a subprocess (npm test builds first). The environment is
+ * cleared of rosterd's variables so only what the test passes counts.
+ */
+export function runCli(args: string[], env: Record<string, string | undefined>, stdin?: string): Promise<CliResult> {
+  const base: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && !/^(DATABASE_URL|DATA_DIR|SFTP_|SMTP_|MAIL_FROM|SCHEDULE_CRON|HTTP_|LOG_LEVEL)/.test(k)) base[k] = v;
+  }
+  for (const [k, v] of Object.entries(env)) if (v !== undefined) base[k] = v;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: base, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) =>
+      resolve({
+        code,
+        stdout,
+        stderr,
+        json<T>() {
+          try {
+            return JSON.parse(stdout) as T;
+          } catch {
+            throw new Error(`rosterd ${args.join(' ')} did not print JSON (exit ${code}):\n${stdout}\n${stderr}`);
+          }
+        },
+      }),
+    );
+    child.stdin.end(stdin ?? '');
+  });
+}
