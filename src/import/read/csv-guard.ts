@@ -1,0 +1,114 @@
+/**
+ * Broken-file detection: whatever makes a whole file unreadable as CSV fails the import with one
+ * message a school administrator understands, saying what to do (issue 3, step 1).
+ */
+import { FileRejectedError } from '../types.js';
+
+/** A cell longer than this is a row error (its value is not kept). */
+export const MAX_FIELD_CHARS = 10_000;
+/**
+ * A record (one row, all of its fields) longer than this fails the file: memory stays bounded, and
+ * in practice only a quote that is never closed swallows this much.
+ */
+export const MAX_RECORD_CHARS = 1_000_000;
+
+const SAVE_AS_CSV = 'Open it in Excel (or your SIS) and save it as "CSV UTF-8 (Comma delimited)", then upload that file.';
+
+/** Looks at the first bytes of the file (after a UTF-8 BOM) for things that are not CSV text. */
+export function sniffHead(head: Buffer): void {
+  const starts = (...bytes: number[]): boolean => bytes.every((b, i) => head[i] === b);
+  if (starts(0x50, 0x4b, 0x03, 0x04)) {
+    throw new FileRejectedError(`The file is an Excel workbook (.xlsx) saved with a .csv name, not a CSV file. ${SAVE_AS_CSV}`);
+  }
+  if (starts(0xd0, 0xcf, 0x11, 0xe0)) {
+    throw new FileRejectedError(
+      `The file is an old-format Excel workbook (.xls) saved with a .csv name, not a CSV file. ${SAVE_AS_CSV}`,
+    );
+  }
+  if (starts(0xff, 0xfe) || starts(0xfe, 0xff)) {
+    throw new FileRejectedError(`The file is saved as UTF-16 ("Unicode Text"), not as CSV. ${SAVE_AS_CSV}`);
+  }
+  if (starts(0x25, 0x50, 0x44, 0x46)) {
+    throw new FileRejectedError(`The file is a PDF document, not a CSV file. ${SAVE_AS_CSV}`);
+  }
+  const text = head.subarray(0, 256).toString('latin1').trimStart().toLowerCase();
+  if (text.startsWith('{\\rtf')) {
+    throw new FileRejectedError(`The file is a Rich Text (RTF) document, not a CSV file. ${SAVE_AS_CSV}`);
+  }
+  if (text.startsWith('<')) {
+    throw new FileRejectedError(
+      'The file is a web page (HTML or XML), not a CSV file. It may be an error page saved by mistake. ' +
+        'Export the roster from your SIS as CSV (comma-separated values) and upload it again.',
+    );
+  }
+}
+
+const SEPARATORS: ReadonlyArray<[string, string]> = [
+  [';', 'semicolons'],
+  ['\t', 'tabs'],
+  ['|', 'vertical bars (|)'],
+];
+
+/**
+ * A header read with commas whose fields hide known column names behind another separator
+ * (`username;email;password` is one field) is a file saved with the wrong separator.
+ */
+export function checkSeparator(fields: readonly string[], isKnown: (name: string) => boolean): void {
+  for (const [sep, name] of SEPARATORS) {
+    for (const field of fields) {
+      if (!field.includes(sep)) continue;
+      const known = field.split(sep).filter(isKnown).length;
+      if (known >= 2 || (known >= 1 && fields.length === 1)) {
+        throw new FileRejectedError(
+          `The file is separated by ${name}, not by commas. Save it as comma-separated CSV ` +
+            '("CSV UTF-8 (Comma delimited)" in Excel) and upload it again.',
+          1,
+        );
+      }
+    }
+  }
+}
+
+export function emptyFile(): FileRejectedError {
+  return new FileRejectedError(
+    'The file is empty: it has no header row. The first line must name the columns ' +
+      '(for example: username,password,email,first name,last name), followed by one line per user.',
+  );
+}
+
+export function headerOnly(): FileRejectedError {
+  return new FileRejectedError(
+    'The file has a header row but no data rows. Nothing was imported; check the export from your SIS and upload it again.',
+  );
+}
+
+export function quoteNotClosed(line: number): FileRejectedError {
+  return new FileRejectedError(
+    `A quoted value that opens on line ${line} is never closed: a double quote (") is missing. ` +
+      `Fix line ${line} and upload the file again.`,
+    line,
+  );
+}
+
+export function recordTooLong(line: number): FileRejectedError {
+  return new FileRejectedError(
+    `Line ${line} is longer than ${MAX_RECORD_CHARS.toLocaleString('en-US')} characters; ` +
+      `most likely a double quote (") opened there is never closed. Fix line ${line} and upload the file again.`,
+    line,
+  );
+}
+
+/**
+ * Ragged rows: one row with the wrong number of values is a row error (a stray comma in one
+ * record); when more than half of the data rows are ragged, the header does not describe the file
+ * and the whole file fails. Decided at the end of the file, which is before the applier commits.
+ */
+export function checkRagged(ragged: number, rows: number, headerColumns: number): void {
+  if (rows > 0 && ragged * 2 > rows) {
+    throw new FileRejectedError(
+      `Most lines (${ragged} of ${rows}) do not have the same number of values as the header row ` +
+        `(${headerColumns} columns), so the file cannot be read reliably. Check that the header row names ` +
+        'every column and that values containing commas are in double quotes, then upload the file again.',
+    );
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * Bytes → UTF-8 bytes for the CSV parser: BOM stripped, the start of the file sniffed for things
+ * that are not CSV, NUL bytes refused, and Windows-1252 transcoded.
+ *
+ * Encoding detection (PRODUCT.md §3: "a file that is not valid UTF-8 is read as Windows-1252"):
+ * - For a file on disk, `detectFileEncoding` validates the whole file as UTF-8 in a streamed
+ *   pre-pass (1 MiB chunks, `buffer.isUtf8`, i.e. simdutf: tens of MB per millisecond-ish, far
+ *   cheaper than parsing) and stops at the first invalid byte. The encoding is therefore known
+ *   before the first row is yielded, and the applier never sees a row that a later byte would have
+ *   decoded differently. This costs one extra sequential read of a file that was just written (in
+ *   the page cache) and is why `readUsersFile` is the primary entry.
+ * - For a stream that cannot be re-read (`encoding: 'auto'`), bytes are validated as they pass.
+ *   When the first invalid byte comes after nothing but ASCII, everything already passed on decodes
+ *   identically in Windows-1252, so the decoder switches in place with nothing to redo (this is
+ *   what a real Windows-1252 export looks like: its first non-ASCII byte is invalid UTF-8). When
+ *   valid multi-byte UTF-8 came first (a file mixing encodings), rows already yielded would change,
+ *   so the file is rejected with a clear message.
+ */
+import { isAscii, isUtf8 } from 'node:buffer';
+import { createReadStream } from 'node:fs';
+import { Transform, type TransformCallback } from 'node:stream';
+import iconv from 'iconv-lite';
+import { assertNever } from '../../types.js';
+import { FileRejectedError } from '../types.js';
+import { sniffHead } from './csv-guard.js';
+
+export type FileEncoding = 'utf-8' | 'windows-1252';
+export type EncodingChoice = FileEncoding | 'auto';
+
+const HEAD_BYTES = 512;
+const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+
+/** Length of the prefix of `buf` that does not end inside a UTF-8 sequence (the rest is carried over). */
+export function completeUtf8Length(buf: Buffer): number {
+  const n = buf.length;
+  for (let i = 1; i <= Math.min(3, n); i++) {
+    const b = buf[n - i] ?? 0;
+    if ((b & 0xc0) === 0x80) continue; // continuation byte: look further back for the lead byte
+    if (b >= 0xc0) {
+      const need = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : 2;
+      return need > i ? n - i : n;
+    }
+    return n; // ASCII
+  }
+  return n; // only continuation bytes: let the validator judge them
+}
+
+/** Streams the file once and says whether it is entirely valid UTF-8. Bounded memory. */
+export async function detectFileEncoding(path: string): Promise<FileEncoding> {
+  let carry = Buffer.alloc(0);
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+    const data = carry.length === 0 ? (chunk as Buffer) : Buffer.concat([carry, chunk as Buffer]);
+    const end = completeUtf8Length(data);
+    if (!isUtf8(data.subarray(0, end))) return 'windows-1252';
+    carry = Buffer.from(data.subarray(end));
+  }
+  return carry.length === 0 ? 'utf-8' : 'windows-1252';
+}
+
+/**
+ * Transform: raw bytes in, UTF-8 bytes out (csv-parse works on bytes). `encoding()` tells what the
+ * file was read as once the stream has ended.
+ */
+export class DecodeStream extends Transform {
+  private mode: EncodingChoice;
+  private head: Buffer[] = [];
+  private headLength = 0;
+  private started = false;
+  private sawNonAscii = false;
+  private carry = Buffer.alloc(0);
+
+  constructor(choice: EncodingChoice) {
+    super();
+    this.mode = choice;
+  }
+
+  /** What the bytes were read as ('auto' resolves to utf-8 unless it switched). */
+  encoding(): FileEncoding {
+    return this.mode === 'windows-1252' ? 'windows-1252' : 'utf-8';
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    try {
+      if (!this.started) {
+        this.head.push(chunk);
+        this.headLength += chunk.length;
+        if (this.headLength < HEAD_BYTES) return done();
+        this.startWith(Buffer.concat(this.head));
+      } else {
+        this.pass(chunk);
+      }
+      done();
+    } catch (err) {
+      done(err as Error);
+    }
+  }
+
+  override _flush(done: TransformCallback): void {
+    try {
+      if (!this.started) this.startWith(Buffer.concat(this.head));
+      if (this.carry.length > 0) {
+        // The file ends inside a multi-byte sequence: not valid UTF-8.
+        const rest = this.carry;
+        this.carry = Buffer.alloc(0);
+        this.invalidUtf8(rest);
+      }
+      done();
+    } catch (err) {
+      done(err as Error);
+    }
+  }
+
+  private startWith(head: Buffer): void {
+    this.started = true;
+    this.head = [];
+    const body = head.subarray(0, 3).equals(UTF8_BOM) ? head.subarray(3) : head;
+    sniffHead(body);
+    this.pass(body);
+  }
+
+  private pass(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    if (chunk.indexOf(0) !== -1) throw binaryData();
+    switch (this.mode) {
+      case 'windows-1252':
+        this.push(Buffer.from(iconv.decode(chunk, 'win1252'), 'utf8'));
+        return;
+      case 'utf-8':
+        // Validated by the pre-pass (detectFileEncoding), or trusted by the caller.
+        this.push(chunk);
+        return;
+      case 'auto':
+        this.passAuto(chunk);
+        return;
+      default:
+        assertNever(this.mode, 'encoding');
+    }
+  }
+
+  private passAuto(chunk: Buffer): void {
+    const data = this.carry.length === 0 ? chunk : Buffer.concat([this.carry, chunk]);
+    this.carry = Buffer.alloc(0);
+    if (isAscii(data)) {
+      this.push(data);
+      return;
+    }
+    const end = completeUtf8Length(data);
+    const complete = data.subarray(0, end);
+    if (!isUtf8(complete)) {
+      this.invalidUtf8(data);
+      return;
+    }
+    if (!this.sawNonAscii && !isAscii(complete)) this.sawNonAscii = true;
+    this.push(complete);
+    this.carry = Buffer.from(data.subarray(end));
+  }
+
+  /** `data` (not yet passed on) holds invalid UTF-8. */
+  private invalidUtf8(data: Buffer): void {
+    if (this.mode !== 'auto') return; // utf-8 mode only reaches here on a truncated tail: pass as is
+    if (this.sawNonAscii) {
+      throw new FileRejectedError(
+        'The file mixes two character encodings: part of it is UTF-8 and part of it is not. ' +
+          'Save it again as "CSV UTF-8 (Comma delimited)" and upload it again.',
+      );
+    }
+    // Everything passed on so far was ASCII, which Windows-1252 decodes identically.
+    this.mode = 'windows-1252';
+    this.pass(data);
+  }
+}
+
+function binaryData(): FileRejectedError {
+  return new FileRejectedError(
+    'The file contains binary data (NUL bytes), so it is not a CSV text file. ' +
+      'Export the roster as CSV (comma-separated values) and upload it again.',
+  );
+}

@@ -1,0 +1,117 @@
+/**
+ * groups.csv → batches of GroupRow (PRODUCT.md §4), streamed. Only what the file alone can tell is
+ * checked here; whether the user and owner exist and may own groups is the applier's (it needs the
+ * database). Invalid rows are reported in the summary and not yielded.
+ */
+import { createReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
+import * as z from 'zod';
+import { FileRejectedError, type GroupRow } from '../types.js';
+import { MAX_FIELD_CHARS } from './csv-guard.js';
+import { detectFileEncoding, type EncodingChoice } from './decode.js';
+import { GROUPS_SPEC, type GroupColumn, type HeaderMatch } from './headers.js';
+import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult } from './summary.js';
+import { readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
+
+export interface GroupsReadOptions {
+  /** cap on the detailed errors (and warnings) kept; counts stay exact. Default 50,000 */
+  maxErrors?: number;
+  /** see UsersReadOptions.encoding */
+  encoding?: EncodingChoice;
+}
+
+export function readGroups(input: NodeJS.ReadableStream | Readable, opts: GroupsReadOptions = {}): ReadResult<GroupRow> {
+  return groupsReader(async () => ({ input, encoding: opts.encoding ?? 'auto' }), opts);
+}
+
+export function readGroupsFile(path: string, opts: GroupsReadOptions = {}): ReadResult<GroupRow> {
+  return groupsReader(async () => {
+    const encoding = opts.encoding ?? (await detectFileEncoding(path));
+    return { input: createReadStream(path, { highWaterMark: 1 << 16 }), encoding };
+  }, opts);
+}
+
+function groupsReader(
+  open: () => Promise<{ input: NodeJS.ReadableStream | Readable; encoding: EncodingChoice }>,
+  opts: GroupsReadOptions,
+): ReadResult<GroupRow> {
+  const log = new IssueLog(opts.maxErrors ?? DEFAULT_MAX_ERRORS);
+  const state: TableState = { mode: 'full', encoding: 'utf-8', rows: 0, columns: [] };
+  const items = readTable<GroupColumn, GroupRow>(
+    {
+      spec: GROUPS_SPEC,
+      log,
+      open,
+      onHeader: (header) => {
+        if (!header.index.has('owner') && !header.index.has('group')) {
+          throw new FileRejectedError(
+            'The header row has neither an owner nor a group column; groups.csv needs at least one of them ' +
+              '(for example: username,owner,group). Add it and upload the file again.',
+            1,
+          );
+        }
+        return groupRowHandler(header, log);
+      },
+    },
+    state,
+  );
+  return { items, summary: () => summaryOf(state, log) };
+}
+
+const groupRow = z
+  .object({
+    username: z.string().min(1, 'Username is required'),
+    owner: z.string(),
+    group: z.string(),
+  })
+  .refine((r) => r.owner !== '' || r.group !== '', {
+    message: 'Owner and group are both blank: a line needs an owner, a group or both',
+    path: ['group'],
+  });
+
+function groupRowHandler(header: HeaderMatch<GroupColumn>, log: IssueLog): RowHandler<GroupRow> {
+  const at = (fields: readonly string[], column: GroupColumn): string => {
+    const i = header.index.get(column);
+    return i === undefined ? '' : (fields[i] ?? '');
+  };
+  return {
+    ragged: () => undefined,
+    row: (line, fields) => {
+      let bad = false;
+      for (const column of header.index.keys()) {
+        const raw = at(fields, column);
+        if (raw.length > MAX_FIELD_CHARS) {
+          bad = true;
+          log.error({
+            line,
+            column,
+            value: shownValue(column, raw),
+            message: `The value is longer than ${MAX_FIELD_CHARS.toLocaleString('en-US')} characters`,
+          });
+        }
+      }
+      if (bad) return undefined;
+      const cells = {
+        username: at(fields, 'username').trim(),
+        owner: at(fields, 'owner').trim(),
+        group: at(fields, 'group').trim(),
+      };
+      const result = groupRow.safeParse(cells);
+      if (!result.success) {
+        for (const issue of result.error.issues) {
+          const column = String(issue.path[0]) as GroupColumn;
+          log.error({ line, column, value: shownValue(column, at(fields, column)), message: issue.message });
+        }
+        return undefined;
+      }
+      const { username, owner, group } = result.data;
+      return {
+        line,
+        username,
+        usernameKey: username.toLowerCase(),
+        ownerKey: owner === '' ? null : owner.toLowerCase(),
+        group: group === '' ? null : group,
+      };
+    },
+  };
+}

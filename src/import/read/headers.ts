@@ -1,0 +1,125 @@
+/**
+ * Header matching (PRODUCT.md §3): case-insensitive, ignoring spaces, `_` and `-`, with aliases.
+ * Columns are reported under their canonical names (the names PRODUCT.md uses).
+ */
+import type { ImportIssue } from '../types.js';
+import { FileRejectedError } from '../types.js';
+import { checkSeparator } from './csv-guard.js';
+
+export const USER_COLUMNS = [
+  'username',
+  'password',
+  'email',
+  'first name',
+  'last name',
+  'school',
+  'graduation year',
+  'access type',
+  'role',
+  'sis id',
+  'action',
+] as const;
+export type UserColumn = (typeof USER_COLUMNS)[number];
+
+export const GROUP_COLUMNS = ['username', 'owner', 'group'] as const;
+export type GroupColumn = (typeof GROUP_COLUMNS)[number];
+
+export interface ColumnSpec<C extends string> {
+  /** what the file is, for messages: `users.csv` */
+  file: string;
+  columns: readonly C[];
+  /** extra spellings, as written in PRODUCT.md */
+  aliases: Readonly<Record<string, C>>;
+  required: readonly C[];
+  example: string;
+}
+
+export const USERS_SPEC: ColumnSpec<UserColumn> = {
+  file: 'users.csv',
+  columns: USER_COLUMNS,
+  aliases: { 'email address': 'email', 'mis id': 'sis id' },
+  required: ['username'],
+  example: 'username,password,email,first name,last name',
+};
+
+export const GROUPS_SPEC: ColumnSpec<GroupColumn> = {
+  file: 'groups.csv',
+  columns: GROUP_COLUMNS,
+  aliases: { 'owner name': 'owner', 'group name': 'group' },
+  required: ['username'],
+  example: 'username,owner,group',
+};
+
+/** `Email address`, `emailAddress` and `email_address` all become `emailaddress`. */
+export function normalizeHeaderName(name: string): string {
+  return name.replace(/^\uFEFF/, '').toLowerCase().replace(/[\s_-]+/g, '');
+}
+
+export interface HeaderMatch<C extends string> {
+  /** position of each known column present in the file */
+  index: Map<C, number>;
+  /** number of fields in the header row */
+  width: number;
+  /** one warning per unknown column */
+  warnings: ImportIssue[];
+}
+
+function lookupTable<C extends string>(spec: ColumnSpec<C>): Map<string, C> {
+  const table = new Map<string, C>();
+  for (const c of spec.columns) table.set(normalizeHeaderName(c), c);
+  for (const [alias, c] of Object.entries(spec.aliases)) table.set(normalizeHeaderName(alias), c as C);
+  return table;
+}
+
+/** Matches the header row; throws FileRejectedError when the file cannot be imported at all. */
+export function matchHeader<C extends string>(fields: readonly string[], spec: ColumnSpec<C>): HeaderMatch<C> {
+  const table = lookupTable(spec);
+  const known = (name: string): C | undefined => table.get(normalizeHeaderName(name));
+  checkSeparator(fields, (name) => known(name) !== undefined);
+
+  const index = new Map<C, number>();
+  const warnings: ImportIssue[] = [];
+  fields.forEach((raw, i) => {
+    const name = raw.replace(/^\uFEFF/, '').trim();
+    const column = known(name);
+    if (column === undefined) {
+      warnings.push(
+        name === ''
+          ? { line: 1, column: '', message: `Column ${i + 1} has no name in the header row; its values were ignored` }
+          : { line: 1, column: name, message: `Column '${name}' is not a known column; its values were ignored` },
+      );
+      return;
+    }
+    const earlier = index.get(column);
+    if (earlier !== undefined) {
+      throw new FileRejectedError(
+        `The header row has the ${column} column twice (columns ${earlier + 1} and ${i + 1}: ` +
+          `'${(fields[earlier] ?? '').trim()}' and '${name}'). Remove one of them and upload the file again.`,
+        1,
+      );
+    }
+    index.set(column, i);
+  });
+
+  if (index.size === 0) {
+    const shown = fields
+      .slice(0, 3)
+      .map((f) => `'${f.trim().slice(0, 40)}'`)
+      .join(', ');
+    throw new FileRejectedError(
+      `The file has no header row: its first line (${shown}) names none of the ${spec.file} columns. ` +
+        `The first line must name the columns, for example: ${spec.example}`,
+      1,
+    );
+  }
+  for (const column of spec.required) {
+    if (!index.has(column)) {
+      throw new FileRejectedError(
+        `The header row has no ${column} column, which ${spec.file} requires. ` +
+          `Add it (for example: ${spec.example}) and upload the file again.`,
+        1,
+      );
+    }
+  }
+  return { index, width: fields.length, warnings };
+}

@@ -1,0 +1,115 @@
+/**
+ * The part users.csv and groups.csv share: header, blank lines, ragged rows, batching, and the
+ * whole-file checks that can only be made at the end (empty, header only, mostly ragged).
+ */
+import type { ImportMode } from '../types.js';
+import { checkRagged, emptyFile, headerOnly } from './csv-guard.js';
+import { csvRecords, type ByteSource } from './csv-records.js';
+import type { EncodingChoice, FileEncoding } from './decode.js';
+import { matchHeader, type ColumnSpec, type HeaderMatch } from './headers.js';
+import { BATCH_SIZE, IssueLog, type ReadSummary } from './summary.js';
+
+export interface RowHandler<T> {
+  /** a data row with as many values as the header (trailing blank extras allowed) */
+  row(line: number, fields: readonly string[]): T | undefined;
+  /** a ragged row, already reported */
+  ragged(line: number, fields: readonly string[]): T | undefined;
+}
+
+export interface TableRead<C extends string, T> {
+  spec: ColumnSpec<C>;
+  log: IssueLog;
+  /** opens the bytes; called once, when iteration starts */
+  open(): Promise<{ input: ByteSource; encoding: EncodingChoice }>;
+  /** called once the header is known; returns what turns fields into items */
+  onHeader(header: HeaderMatch<C>): RowHandler<T>;
+}
+
+export interface TableState {
+  mode: ImportMode;
+  encoding: FileEncoding;
+  rows: number;
+  columns: string[];
+}
+
+export function summaryOf(state: TableState, log: IssueLog): ReadSummary {
+  return {
+    mode: state.mode,
+    encoding: state.encoding,
+    rows: state.rows,
+    errors: log.errors.slice(),
+    warnings: log.warnings.slice(),
+    errorCount: log.errorCount,
+    warningCount: log.warningCount,
+    columns: state.columns.slice(),
+  };
+}
+
+function isBlank(fields: readonly string[]): boolean {
+  return fields.every((f) => f.trim() === '');
+}
+
+/** Too few values, or more values than columns where an extra one is not blank (`a,b,c,` is fine). */
+function isRagged(fields: readonly string[], width: number): boolean {
+  if (fields.length === width) return false;
+  if (fields.length < width) return true;
+  return fields.slice(width).some((f) => f.trim() !== '');
+}
+
+export async function* readTable<C extends string, T>(read: TableRead<C, T>, state: TableState): AsyncGenerator<T[]> {
+  const { input, encoding } = await read.open();
+  const source = csvRecords(input, encoding);
+  let header: HeaderMatch<C> | undefined;
+  let handler: RowHandler<T> | undefined;
+  let ragged = 0;
+  let batch: T[] = [];
+
+  for await (const records of source.records) {
+    for (const { line, fields } of records) {
+      if (isBlank(fields)) continue;
+      if (header === undefined || handler === undefined) {
+        header = matchHeader(fields, read.spec);
+        header.warnings.forEach((w) => read.log.warning(w));
+        state.columns = [...header.index.entries()].sort((a, b) => a[1] - b[1]).map(([c]) => c);
+        handler = read.onHeader(header);
+        continue;
+      }
+      state.rows++;
+      let item: T | undefined;
+      if (isRagged(fields, header.width)) {
+        ragged++;
+        read.log.error({
+          line,
+          column: '',
+          message: `This line has ${fields.length} values but the header row has ${header.width} columns`,
+        });
+        item = handler.ragged(line, fields);
+      } else {
+        item = handler.row(line, fields);
+      }
+      if (item !== undefined) batch.push(item);
+      if (batch.length >= BATCH_SIZE) {
+        yield batch;
+        batch = [];
+      }
+    }
+  }
+
+  state.encoding = source.encoding();
+  if (header === undefined) throw emptyFile();
+  if (state.rows === 0) throw headerOnly();
+  checkRagged(ragged, state.rows, header.width);
+  if (state.encoding === 'windows-1252') {
+    read.log.warning(
+      {
+        line: 0,
+        column: '',
+        message:
+          'The file is not valid UTF-8, so it was read as Windows-1252 (Western European). If accented names look wrong, ' +
+          'save the file as "CSV UTF-8 (Comma delimited)" next time.',
+      },
+      true,
+    );
+  }
+  if (batch.length > 0) yield batch;
+}

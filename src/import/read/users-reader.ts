@@ -1,0 +1,135 @@
+/**
+ * users.csv → batches of ReadItem (PRODUCT.md §3), streamed with bounded memory.
+ *
+ * `readUsersFile(path)` is the primary entry: it knows the encoding before the first row (see
+ * decode.ts). `readUsers(stream)` reads a stream that cannot be re-read. Whole-file failures are
+ * thrown as FileRejectedError from the iteration of `items`, possibly after batches were yielded
+ * (the applier commits only once `items` is exhausted). Duplicate usernames are not detected here:
+ * the applier does it in SQL after staging, so a 1M-row file needs no 1M-entry map.
+ */
+import { createReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
+import type { ReadItem, SchoolRef, UserRow } from '../types.js';
+import { MAX_FIELD_CHARS } from './csv-guard.js';
+import { detectFileEncoding, type EncodingChoice } from './decode.js';
+import { USERS_SPEC, type HeaderMatch, type UserColumn } from './headers.js';
+import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult, type ReadSummary } from './summary.js';
+import { readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
+import { userRules, type UserCells } from './users-rules.js';
+
+export type { ReadResult, ReadSummary } from './summary.js';
+
+export interface UsersReadOptions {
+  /** the tenant's schools, for the `school` column */
+  schools: SchoolRef[];
+  /** cap on the detailed errors (and warnings) kept; counts stay exact. Default 50,000 */
+  maxErrors?: number;
+  /** for the plausible graduation years. Default: new Date() */
+  now?: Date;
+  /**
+   * How to decode the bytes. `readUsersFile` finds it with a pre-pass unless given; `readUsers`
+   * defaults to 'auto' (switches to Windows-1252 in place if only ASCII preceded the first invalid
+   * byte, rejects a file that mixes encodings).
+   */
+  encoding?: EncodingChoice;
+}
+
+export function readUsers(input: NodeJS.ReadableStream | Readable, opts: UsersReadOptions): ReadResult<ReadItem> {
+  return usersReader(async () => ({ input, encoding: opts.encoding ?? 'auto' }), opts);
+}
+
+/** Reads a users.csv on disk: UTF-8 is validated in a streamed pre-pass, so the encoding is known before row 1. */
+export function readUsersFile(path: string, opts: UsersReadOptions): ReadResult<ReadItem> {
+  return usersReader(async () => {
+    const encoding = opts.encoding ?? (await detectFileEncoding(path));
+    return { input: createReadStream(path, { highWaterMark: 1 << 16 }), encoding };
+  }, opts);
+}
+
+function usersReader(
+  open: () => Promise<{ input: NodeJS.ReadableStream | Readable; encoding: EncodingChoice }>,
+  opts: UsersReadOptions,
+): ReadResult<ReadItem> {
+  const log = new IssueLog(opts.maxErrors ?? DEFAULT_MAX_ERRORS);
+  const state: TableState = { mode: 'full', encoding: 'utf-8', rows: 0, columns: [] };
+  const now = opts.now ?? new Date();
+  const items = readTable<UserColumn, ReadItem>(
+    {
+      spec: USERS_SPEC,
+      log,
+      open,
+      onHeader: (header) => {
+        state.mode = header.index.has('action') ? 'delta' : 'full';
+        return userRowHandler(header, log, opts.schools, now);
+      },
+    },
+    state,
+  );
+  return { items, summary: () => summaryOf(state, log) };
+}
+
+function userRowHandler(
+  header: HeaderMatch<UserColumn>,
+  log: IssueLog,
+  schools: readonly SchoolRef[],
+  now: Date,
+): RowHandler<ReadItem> {
+  const columns = [...header.index.entries()];
+  const validate = userRules({ columns: new Set(header.index.keys()), schools, now });
+  const usernameAt = header.index.get('username') ?? 0;
+  const keyOf = (fields: readonly string[]): string | null => {
+    const u = fields[usernameAt]?.trim() ?? '';
+    return u === '' ? null : u.toLowerCase();
+  };
+
+  return {
+    ragged: (line, fields) => ({ kind: 'invalid', line, usernameKey: keyOf(fields) }),
+    row: (line, fields) => {
+      const cells: UserCells = {};
+      const tooLong = new Set<UserColumn>();
+      for (const [column, i] of columns) {
+        const raw = fields[i] ?? '';
+        if (raw.length > MAX_FIELD_CHARS) {
+          tooLong.add(column);
+          log.error({
+            line,
+            column,
+            value: shownValue(column, raw),
+            message: `The value is longer than ${MAX_FIELD_CHARS.toLocaleString('en-US')} characters`,
+          });
+        }
+        cells[column] = raw.trim();
+      }
+      const result = validate(cells);
+      if (result.ok && tooLong.size === 0) {
+        const v = result.values;
+        const row: UserRow = {
+          line,
+          username: v.username,
+          usernameKey: v.username.toLowerCase(),
+          password: v.password,
+          email: v.email,
+          firstName: v['first name'],
+          lastName: v['last name'],
+          schoolId: v.school,
+          graduationYear: v['graduation year'],
+          accessType: v['access type'],
+          role: v.role,
+          sisId: v['sis id'],
+          action: v.action,
+        };
+        return { kind: 'valid', row };
+      }
+      if (!result.ok) {
+        const position = (c: UserColumn): number => header.index.get(c) ?? 0;
+        const issues = result.issues.slice().sort((a, b) => position(a.column) - position(b.column));
+        for (const issue of issues) {
+          if (tooLong.has(issue.column)) continue;
+          const raw = fields[header.index.get(issue.column) ?? -1] ?? '';
+          log.error({ line, column: issue.column, value: shownValue(issue.column, raw), message: issue.message });
+        }
+      }
+      return { kind: 'invalid', line, usernameKey: keyOf(fields) };
+    },
+  };
+}

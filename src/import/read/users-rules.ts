@@ -1,0 +1,205 @@
+/**
+ * The column rules of users.csv (PRODUCT.md §3) as one zod schema per file, built for the columns
+ * the file has. Cells arrive trimmed; each rule turns a cell into its UserRow value or one issue
+ * with a message a school administrator understands.
+ */
+import * as z from 'zod';
+import type { AccessType, Role, RowAction, SchoolRef } from '../types.js';
+import type { UserColumn } from './headers.js';
+
+export interface UserRulesContext {
+  columns: ReadonlySet<UserColumn>;
+  schools: readonly SchoolRef[];
+  /** for the plausible graduation years */
+  now: Date;
+}
+
+/** Trimmed cells of the known columns present in the file. */
+export type UserCells = Partial<Record<UserColumn, string>>;
+
+export interface UserValues {
+  username: string;
+  password?: string | undefined;
+  email?: string | null;
+  'first name'?: string | null;
+  'last name'?: string | null;
+  school?: string | null;
+  'graduation year'?: number | null;
+  'access type'?: AccessType | null;
+  role?: Role | null;
+  'sis id'?: string | null;
+  action?: RowAction;
+}
+
+export interface RuleIssue {
+  column: UserColumn;
+  message: string;
+}
+
+export type RuleResult = { ok: true; values: UserValues } | { ok: false; issues: RuleIssue[] };
+
+class Fail {
+  constructor(readonly message: string) {}
+}
+
+/** A cell rule: the value, or a Fail with the message. */
+function rule<T>(check: (v: string) => T | Fail) {
+  return z.string().transform((v, ctx) => {
+    const r = check(v);
+    if (r instanceof Fail) {
+      ctx.addIssue({ code: 'custom', message: r.message });
+      return z.NEVER;
+    }
+    return r;
+  });
+}
+
+/** Characters as people count them (code points), not UTF-16 units. */
+function length(v: string): number {
+  let n = v.length;
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) n--;
+  }
+  return n;
+}
+
+const USERNAME_CHARS = /^[\p{L}\p{M}\p{Nd}._@-]+$/u;
+const emailFormat = z.email();
+
+const username = rule((v) => {
+  if (v === '') return new Fail('Username is required');
+  if (length(v) < 4) return new Fail('Username must be at least 4 characters');
+  if (length(v) > 254) return new Fail('Username must be at most 254 characters');
+  if (!USERNAME_CHARS.test(v)) return new Fail('Username may contain only letters, digits and . _ - @');
+  return v;
+});
+
+/** Blank keeps the current password: undefined, never null. */
+const password = rule((v) => {
+  if (v === '') return undefined;
+  if (length(v) < 6) return new Fail('Password must be at least 6 characters');
+  return v;
+});
+
+const email = rule((v) => {
+  if (v === '') return null;
+  if (length(v) > 254) return new Fail('Email address must be at most 254 characters');
+  if (!emailFormat.safeParse(v).success) return new Fail('Email address is not valid');
+  return v;
+});
+
+function name(label: string) {
+  return rule((v) => {
+    if (v === '') return null;
+    if (length(v) > 64) return new Fail(`${label} must be at most 64 characters`);
+    return v;
+  });
+}
+
+const ACCESS_TYPES: Readonly<Record<string, AccessType>> = {
+  administrator: 'administrator',
+  'school administrator': 'school_administrator',
+  manager: 'manager',
+};
+const accessType = rule((v) => {
+  if (v === '') return null;
+  return (
+    ACCESS_TYPES[v.toLowerCase().replace(/[\s_-]+/g, ' ')] ??
+    new Fail('Access type must be blank, Administrator, School Administrator or Manager')
+  );
+});
+
+const ROLES: Readonly<Record<string, Role>> = {
+  student: 'student',
+  teacher: 'teacher',
+  staff: 'staff',
+  parent: 'parent',
+  other: 'other',
+};
+const role = rule((v) => {
+  if (v === '') return null;
+  return ROLES[v.toLowerCase()] ?? new Fail('Role must be student, teacher, staff, parent or other');
+});
+
+const sisId = rule((v) => {
+  if (v === '') return null;
+  if (length(v) > 255) return new Fail('SIS ID must be at most 255 characters');
+  return v;
+});
+
+const ACTIONS: Readonly<Record<string, RowAction>> = { add: 'add', update: 'update', delete: 'delete' };
+const action = rule((v) => {
+  if (v === '') return new Fail('Action is required in a file with an action column: add, update or delete');
+  return ACTIONS[v.toLowerCase()] ?? new Fail('Action must be add, update or delete');
+});
+
+function graduationYear(now: Date) {
+  const min = 1900;
+  const max = now.getUTCFullYear() + 20;
+  return rule((v) => {
+    if (v === '') return null;
+    if (!/^\d{4}$/.test(v)) return new Fail('Graduation year must be a four-digit year, such as 2031');
+    const year = Number(v);
+    if (year < min || year > max) return new Fail(`Graduation year must be between ${min} and ${max}`);
+    return year;
+  });
+}
+
+/** Finds a school by NCES ID, then state ID, then exact name, case-insensitively, trimmed. */
+export function schoolFinder(schools: readonly SchoolRef[]): (value: string) => string | undefined {
+  const key = (s: string): string => s.trim().toLowerCase();
+  const byNces = new Map<string, string>();
+  const byState = new Map<string, string>();
+  const byName = new Map<string, string>();
+  for (const s of schools) {
+    if (s.ncesId !== null && s.ncesId.trim() !== '') byNces.set(key(s.ncesId), s.id);
+    if (s.stateId !== null && s.stateId.trim() !== '') byState.set(key(s.stateId), s.id);
+    byName.set(key(s.name), s.id);
+  }
+  return (value) => {
+    const k = key(value);
+    return byNces.get(k) ?? byState.get(k) ?? byName.get(k);
+  };
+}
+
+function school(schools: readonly SchoolRef[]) {
+  const find = schoolFinder(schools);
+  return rule((v) => {
+    if (v === '') return null;
+    return (
+      find(v) ?? new Fail(`School '${v}' does not match any school of this district (by NCES ID, state ID or name)`)
+    );
+  });
+}
+
+/** The row validator of one file. Rows whose action is `delete` are checked for username and action only. */
+export function userRules(ctx: UserRulesContext): (cells: UserCells) => RuleResult {
+  const all = {
+    username,
+    password,
+    email,
+    'first name': name('First name'),
+    'last name': name('Last name'),
+    school: school(ctx.schools),
+    'graduation year': graduationYear(ctx.now),
+    'access type': accessType,
+    role,
+    'sis id': sisId,
+    action,
+  } satisfies Record<UserColumn, z.ZodType>;
+  const present = Object.fromEntries(Object.entries(all).filter(([c]) => ctx.columns.has(c as UserColumn)));
+  const full = z.object(present);
+  // Deactivating a user needs only who it is: a stale school or grade must not block a delete.
+  const deleting = z.object({ username, ...(ctx.columns.has('action') ? { action } : {}) });
+
+  return (cells) => {
+    const schema = cells.action?.toLowerCase() === 'delete' ? deleting : full;
+    const result = schema.safeParse(cells);
+    if (result.success) return { ok: true, values: result.data as UserValues };
+    return {
+      ok: false,
+      issues: result.error.issues.map((i) => ({ column: String(i.path[0]) as UserColumn, message: i.message })),
+    };
+  };
+}

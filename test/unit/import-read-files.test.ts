@@ -1,0 +1,325 @@
+/**
+ * Reading users.csv as a file (issue 3, step 1): header matching, encodings, line endings, quoting,
+ * line numbers, and every broken-file case with the one message it fails with.
+ */
+import { describe, expect, it } from 'vitest';
+import { readUsersFile } from '../../src/import/read/users-reader.js';
+import { collect, fixture, NOW, readUsersText, rejection, SCHOOLS, streamOf } from '../fixtures/csv/helpers.js';
+import { readUsers } from '../../src/import/read/users-reader.js';
+
+const fromFile = (name: string) => collect(readUsersFile(fixture(name), { schools: SCHOOLS, now: NOW }));
+
+describe('header row', () => {
+  it('matches names case-insensitively, ignoring spaces, _ and -, with the aliases', async () => {
+    const header =
+      'User Name,EMAIL_ADDRESS,first-name,LastName,School,Graduation_Year,accessType,ROLE,mis id,Pass-Word';
+    const { rows, summary } = await readUsersText(
+      `${header}\njsmith,j@x.org,John,Smith,Lincoln High,2030,Manager,staff,42,secret99\n`,
+    );
+    expect(summary.columns).toEqual([
+      'username',
+      'email',
+      'first name',
+      'last name',
+      'school',
+      'graduation year',
+      'access type',
+      'role',
+      'sis id',
+      'password',
+    ]);
+    expect(rows[0]).toMatchObject({ username: 'jsmith', email: 'j@x.org', sisId: '42', password: 'secret99' });
+    for (const email of ['Email address', 'emailAddress', 'email_address', 'E-mail', 'email']) {
+      const { rows: r } = await readUsersText(`username,${email}\njsmith,j@x.org\n`);
+      expect(r[0]?.email, email).toBe('j@x.org');
+    }
+  });
+  it('lists each unknown column as a warning on line 1, as written, and ignores its values', async () => {
+    const { rows, summary } = await readUsersText('username,Favorite Color,,email\njsmith,blue,x,j@x.org\n');
+    expect(rows[0]?.email).toBe('j@x.org');
+    expect(summary.warnings).toEqual([
+      { line: 1, column: 'Favorite Color', message: "Column 'Favorite Color' is not a known column; its values were ignored" },
+      { line: 1, column: '', message: 'Column 3 has no name in the header row; its values were ignored' },
+    ]);
+    expect(summary.warningCount).toBe(2);
+  });
+  it('a known column twice fails the file', async () => {
+    const err = await rejection(readUsersText('username,Email,password,email address\njsmith,a@b.org,secret1,c@d.org\n'));
+    expect(err.message).toBe(
+      "The header row has the email column twice (columns 2 and 4: 'Email' and 'email address'). " +
+        'Remove one of them and upload the file again.',
+    );
+    expect(err.line).toBe(1);
+  });
+  it('a missing username column fails the file', async () => {
+    const err = await rejection(readUsersText('email,first name\nj@x.org,John\n'));
+    expect(err.message).toBe(
+      'The header row has no username column, which users.csv requires. ' +
+        'Add it (for example: username,password,email,first name,last name) and upload the file again.',
+    );
+  });
+  it('a first line that names no known column is "no header row"', async () => {
+    const err = await rejection(readUsersText('jsmith,Secret123,j@x.org\njdoe,Secret456,d@x.org\n'));
+    expect(err.message).toBe(
+      "The file has no header row: its first line ('jsmith', 'Secret123', 'j@x.org') names none of the users.csv columns. " +
+        'The first line must name the columns, for example: username,password,email,first name,last name',
+    );
+  });
+  it('blank lines before the header are skipped', async () => {
+    const { rows } = await readUsersText('\n\nusername\njsmith\n');
+    expect(rows[0]?.line).toBe(4);
+  });
+});
+
+describe('empty and header-only files', () => {
+  const EMPTY =
+    'The file is empty: it has no header row. The first line must name the columns ' +
+    '(for example: username,password,email,first name,last name), followed by one line per user.';
+  it('an empty file fails', async () => {
+    expect((await rejection(readUsersText(''))).message).toBe(EMPTY);
+  });
+  it('a file of blank lines, or only a BOM, is empty', async () => {
+    expect((await rejection(readUsersText('\r\n  \r\n\r\n'))).message).toBe(EMPTY);
+    expect((await rejection(readUsersText(Buffer.from([0xef, 0xbb, 0xbf])))).message).toBe(EMPTY);
+  });
+  it('a header without data rows fails (it would deactivate everyone)', async () => {
+    const HEADER_ONLY =
+      'The file has a header row but no data rows. Nothing was imported; check the export from your SIS and upload it again.';
+    expect((await rejection(readUsersText('username,email\n'))).message).toBe(HEADER_ONLY);
+    expect((await rejection(readUsersText('username,email\r\n\r\n,\r\n'))).message).toBe(HEADER_ONLY);
+  });
+});
+
+describe('files that are not CSV', () => {
+  const SAVE_AS =
+    'Open it in Excel (or your SIS) and save it as "CSV UTF-8 (Comma delimited)", then upload that file.';
+  it('binary content (NUL bytes) fails', async () => {
+    const err = await rejection(readUsersText(Buffer.from('username\njsmith\0\0\x01\x02\n', 'latin1')));
+    expect(err.message).toBe(
+      'The file contains binary data (NUL bytes), so it is not a CSV text file. ' +
+        'Export the roster as CSV (comma-separated values) and upload it again.',
+    );
+  });
+  it('NUL bytes far into the file fail it too', async () => {
+    const rows = Array.from({ length: 500 }, (_, i) => `user${i}`).join('\n');
+    const err = await rejection(readUsersText(`username\n${rows}\nbad\0user\n`, {}));
+    expect(err.message).toMatch(/^The file contains binary data \(NUL bytes\)/);
+  });
+  it('an .xlsx workbook saved as .csv fails', async () => {
+    const err = await rejection(fromFile('users-xlsx.csv'));
+    expect(err.message).toBe(`The file is an Excel workbook (.xlsx) saved with a .csv name, not a CSV file. ${SAVE_AS}`);
+  });
+  it('an old .xls workbook saved as .csv fails', async () => {
+    const err = await rejection(fromFile('users-xls.csv'));
+    expect(err.message).toBe(`The file is an old-format Excel workbook (.xls) saved with a .csv name, not a CSV file. ${SAVE_AS}`);
+  });
+  it('UTF-16 ("Unicode Text") fails', async () => {
+    const err = await rejection(readUsersText(Buffer.from('\uFEFFusername\r\njsmith\r\n', 'utf16le')));
+    expect(err.message).toBe(`The file is saved as UTF-16 ("Unicode Text"), not as CSV. ${SAVE_AS}`);
+  });
+  it('an HTML page fails', async () => {
+    const err = await rejection(fromFile('users-html.csv'));
+    expect(err.message).toBe(
+      'The file is a web page (HTML or XML), not a CSV file. It may be an error page saved by mistake. ' +
+        'Export the roster from your SIS as CSV (comma-separated values) and upload it again.',
+    );
+  });
+  it('a semicolon-separated file fails', async () => {
+    const err = await rejection(fromFile('users-semicolon.csv'));
+    expect(err.message).toBe(
+      'The file is separated by semicolons, not by commas. Save it as comma-separated CSV ' +
+        '("CSV UTF-8 (Comma delimited)" in Excel) and upload it again.',
+    );
+  });
+  it('a tab-separated file fails', async () => {
+    const err = await rejection(fromFile('users-tab.csv'));
+    expect(err.message).toBe(
+      'The file is separated by tabs, not by commas. Save it as comma-separated CSV ' +
+        '("CSV UTF-8 (Comma delimited)" in Excel) and upload it again.',
+    );
+  });
+  it('a semicolon inside an unknown column name is not mistaken for a separator', async () => {
+    const { summary } = await readUsersText('username,notes;misc\njsmith,x\n');
+    expect(summary.warnings[0]?.column).toBe('notes;misc');
+  });
+});
+
+describe('quoting, line endings and line numbers', () => {
+  it('reads RFC 4180 quoting: commas, doubled quotes, newlines inside quotes', async () => {
+    const { rows } = await readUsersText('username,last name,sis id\n"jsmith","Smith, Jr.","a ""b"" c"\n');
+    expect(rows[0]).toMatchObject({ username: 'jsmith', lastName: 'Smith, Jr.', sisId: 'a "b" c' });
+  });
+  it('numbers lines as a spreadsheet does after quoted newlines (LF and CRLF)', async () => {
+    for (const nl of ['\n', '\r\n']) {
+      const text = ['username,sis id', 'aaaa,"one', 'two', 'three"', 'bad,', 'bbbb,x', ''].join(nl);
+      const { items, summary } = await readUsersText(text);
+      expect(items.map((i) => i.kind === 'valid' ? i.row.line : i.line), JSON.stringify(nl)).toEqual([2, 5, 6]);
+      expect(summary.errors[0]).toMatchObject({ line: 5, message: 'Username must be at least 4 characters' });
+    }
+  });
+  it('reads LF, CRLF, CR and mixed line endings, with or without a final newline', async () => {
+    for (const text of ['username\njsmith\njdoe1', 'username\r\njsmith\r\njdoe1\r\n', 'username\rjsmith\rjdoe1\r', 'username\r\njsmith\njdoe1\n']) {
+      const { rows } = await readUsersText(text);
+      expect(rows.map((r) => [r.line, r.username]), JSON.stringify(text)).toEqual([
+        [2, 'jsmith'],
+        [3, 'jdoe1'],
+      ]);
+    }
+  });
+  it('keeps a stray quote inside an unquoted value as written', async () => {
+    const { rows } = await readUsersText('username,last name\nkobrien,O"Brien\n');
+    expect(rows[0]?.lastName).toBe('O"Brien');
+  });
+  it('an unterminated quote fails the file, naming the line where it opens', async () => {
+    const err = await rejection(readUsersText('username,email\njsmith,j@x.org\n\n"jdoe,d@x.org\nkim1,k@x.org\n'));
+    expect(err.message).toBe(
+      'A quoted value that opens on line 4 is never closed: a double quote (") is missing. Fix line 4 and upload the file again.',
+    );
+    expect(err.line).toBe(4);
+  });
+});
+
+describe('ragged rows', () => {
+  it('a row with too many or too few values is a row error; the others are read', async () => {
+    const { items, summary } = await readUsersText('username,email\njsmith,j@x.org\njdoe1,d@x.org,extra\nkim1\nlee1,l@x.org\n');
+    expect(items).toEqual([
+      expect.objectContaining({ kind: 'valid' }),
+      { kind: 'invalid', line: 3, usernameKey: 'jdoe1' },
+      { kind: 'invalid', line: 4, usernameKey: 'kim1' },
+      expect.objectContaining({ kind: 'valid' }),
+    ]);
+    expect(summary.errors).toEqual([
+      { line: 3, column: '', message: 'This line has 3 values but the header row has 2 columns' },
+      { line: 4, column: '', message: 'This line has 1 values but the header row has 2 columns' },
+    ]);
+  });
+  it('trailing empty values (a,b,,) are not ragged', async () => {
+    const { rows, summary } = await readUsersText('username,email\njsmith,j@x.org,,\n');
+    expect(summary.errorCount).toBe(0);
+    expect(rows).toHaveLength(1);
+  });
+  it('when most rows are ragged, the file fails', async () => {
+    const err = await rejection(readUsersText('username,email,role\njsmith,j@x.org\njdoe1,d@x.org\nkim1,k@x.org,student\n'));
+    expect(err.message).toBe(
+      'Most lines (2 of 3) do not have the same number of values as the header row (3 columns), so the file cannot be ' +
+        'read reliably. Check that the header row names every column and that values containing commas are in double ' +
+        'quotes, then upload the file again.',
+    );
+  });
+});
+
+describe('absurdly long values', () => {
+  it('a value over 10,000 characters is a row error, shown shortened', async () => {
+    const long = 'x'.repeat(10_001);
+    const { items, summary } = await readUsersText(`username,sis id\njsmith,${long}\njdoe1,ok\n`);
+    expect(items.map((i) => i.kind)).toEqual(['invalid', 'valid']);
+    expect(summary.errors).toEqual([
+      { line: 2, column: 'sis id', value: `${'x'.repeat(300)}…`, message: 'The value is longer than 10,000 characters' },
+    ]);
+  });
+  it('a long password is masked too', async () => {
+    const { summary } = await readUsersText(`username,password\njsmith,${'p'.repeat(20_000)}\n`);
+    expect(summary.errors).toEqual([
+      { line: 2, column: 'password', value: '******', message: 'The value is longer than 10,000 characters' },
+    ]);
+  });
+  it('a line over 1,000,000 characters fails the file (memory stays bounded)', async () => {
+    const err = await rejection(readUsersText(`username,sis id\njsmith,ok\njdoe1,"${'y'.repeat(1_100_000)}"\n`));
+    expect(err.message).toBe(
+      'Line 3 is longer than 1,000,000 characters; most likely a double quote (") opened there is never closed. ' +
+        'Fix line 3 and upload the file again.',
+    );
+  });
+});
+
+describe('stopping early', () => {
+  it('a consumer may stop after the first batch; the file is closed and nothing hangs', async () => {
+    const { mkdtemp, writeFile } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const path = join(await mkdtemp(join(tmpdir(), 'rosterd-read-')), 'users.csv');
+    await writeFile(path, `username\n${Array.from({ length: 5000 }, (_, i) => `user${i}`).join('\n')}\n`);
+    const result = readUsersFile(path, { schools: SCHOOLS, now: NOW });
+    for await (const batch of result.items) {
+      expect(batch).toHaveLength(1000);
+      break;
+    }
+    expect(result.summary().rows).toBeLessThan(5000);
+  });
+});
+
+describe('encodings', () => {
+  const CP1252_WARNING = {
+    line: 0,
+    column: '',
+    message:
+      'The file is not valid UTF-8, so it was read as Windows-1252 (Western European). If accented names look wrong, ' +
+      'save the file as "CSV UTF-8 (Comma delimited)" next time.',
+  };
+  it('strips a UTF-8 BOM and reads CRLF (Excel "CSV UTF-8")', async () => {
+    const { items, summary } = await fromFile('users-excel-utf8-bom-crlf.csv');
+    expect(summary).toMatchObject({ encoding: 'utf-8', warnings: [], errors: [], columns: ['username', 'email', 'first name', 'last name'] });
+    expect(items.map((i) => (i.kind === 'valid' ? [i.row.username, i.row.firstName, i.row.lastName] : i))).toEqual([
+      ['zoe.m', 'Zoë', 'Müller'],
+      ['o.brien', 'Seán "Jr"', "O'Brien"],
+    ]);
+  });
+  it('strips the BOM before a quoted first header name', async () => {
+    const { rows, summary } = await readUsersText(Buffer.from('\uFEFF"Username","Email"\r\n"jsmith","j@x.org"\r\n'));
+    expect(summary.warnings).toEqual([]);
+    expect(rows[0]).toMatchObject({ username: 'jsmith', email: 'j@x.org' });
+  });
+  it('reads a Windows-1252 file as Windows-1252, with a warning (file)', async () => {
+    const { items, summary } = await fromFile('users-cp1252.csv');
+    expect(summary.encoding).toBe('windows-1252');
+    expect(summary.warnings).toEqual([CP1252_WARNING]);
+    expect(items.map((i) => (i.kind === 'valid' ? [i.row.firstName, i.row.lastName] : i))).toEqual([
+      ['Zoë', 'Müller'],
+      ['François', '“Quoted”'],
+    ]);
+  });
+  it('reads a Windows-1252 stream the same way, switching in place', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const bytes = await readFile(fixture('users-cp1252.csv'));
+    const { rows, summary } = await readUsersText(bytes);
+    expect(summary.encoding).toBe('windows-1252');
+    expect(summary.warnings).toEqual([CP1252_WARNING]);
+    expect(rows.map((r) => r.firstName)).toEqual(['Zoë', 'François']);
+  });
+  it('decodes UTF-8 characters split across chunks', async () => {
+    const text = 'username,first name\nzoe.m,Zoë 😀 Łukasz\n';
+    const { items } = await collect(readUsers(streamOf(text, 1), { schools: SCHOOLS, now: NOW }));
+    expect(items[0]?.kind === 'valid' && items[0].row.firstName).toBe('Zoë 😀 Łukasz');
+  });
+  it('a file mixing UTF-8 and Windows-1252 is read as Windows-1252 from disk, and refused as a stream', async () => {
+    const { mkdtemp, writeFile } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const bytes = Buffer.concat([Buffer.from('username,first name\nzoe.m,Zoë\nfran.c,Fran'), Buffer.from([0xe7, 0x6f]), Buffer.from('is\n')]);
+    const path = join(await mkdtemp(join(tmpdir(), 'rosterd-read-')), 'users.csv');
+    await writeFile(path, bytes);
+    const { items, summary } = await collect(readUsersFile(path, { schools: SCHOOLS, now: NOW }));
+    expect(summary.encoding).toBe('windows-1252');
+    expect(items.map((i) => i.kind === 'valid' && i.row.firstName)).toEqual(['ZoÃ«', 'François']);
+    // As a stream, a chunk holding both is still read as Windows-1252 (nothing was passed on yet)…
+    expect((await collect(readUsers(streamOf(bytes, 4096), { schools: SCHOOLS, now: NOW }))).summary.encoding).toBe(
+      'windows-1252',
+    );
+    // …but once UTF-8 text has been passed on, a later invalid byte cannot be honoured.
+    const padding = Array.from({ length: 100 }, (_, i) => `user${i},x`).join('\n');
+    const late = Buffer.concat([Buffer.from(`username,first name\nzoe.m,Zoë\n${padding}\nfran.c,Fran`), Buffer.from([0xe7]), Buffer.from('ois\n')]);
+    const err = await rejection(collect(readUsers(streamOf(late, 64), { schools: SCHOOLS, now: NOW })));
+    expect(err.message).toBe(
+      'The file mixes two character encodings: part of it is UTF-8 and part of it is not. ' +
+        'Save it again as "CSV UTF-8 (Comma delimited)" and upload it again.',
+    );
+  });
+  it('a valid file on disk reads as UTF-8 without warnings', async () => {
+    const { items, summary } = await fromFile('users-valid.csv');
+    expect(summary).toMatchObject({ encoding: 'utf-8', mode: 'full', rows: 2, errorCount: 0, warningCount: 0 });
+    expect(items.map((i) => i.kind === 'valid' && [i.row.username, i.row.schoolId, i.row.accessType])).toEqual([
+      ['jsmith', 'school-lincoln', null],
+      ['mgarcia', 'school-adams', 'school_administrator'],
+    ]);
+  });
+});

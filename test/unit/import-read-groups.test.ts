@@ -1,0 +1,63 @@
+/** groups.csv (PRODUCT.md §4): what the file alone can tell; existence and ownership are the applier's. */
+import { describe, expect, it } from 'vitest';
+import { readGroupsFile } from '../../src/import/read/groups-reader.js';
+import { collect, fixture, readGroupsText, rejection } from '../fixtures/csv/helpers.js';
+
+describe('groups.csv', () => {
+  it('reads username, owner and group (with the owner name / group name aliases)', async () => {
+    const { items, summary } = await collect(readGroupsFile(fixture('groups-valid.csv')));
+    expect(summary).toMatchObject({ mode: 'full', rows: 3, errorCount: 0, columns: ['username', 'owner', 'group'] });
+    expect(items).toEqual([
+      { line: 2, username: 'jsmith', usernameKey: 'jsmith', ownerKey: 'mteacher', group: 'Period 1 Algebra' },
+      { line: 3, username: 'jdoe', usernameKey: 'jdoe', ownerKey: 'mteacher', group: null },
+      { line: 4, username: 'kim.l', usernameKey: 'kim.l', ownerKey: null, group: 'Chess Club' },
+    ]);
+  });
+  it('keys username and owner by lower case, trims cells, keeps the group name as written', async () => {
+    const { items } = await readGroupsText('username,owner,group\n JSmith , MTeacher ,  Period 1 \n');
+    expect(items).toEqual([{ line: 2, username: 'JSmith', usernameKey: 'jsmith', ownerKey: 'mteacher', group: 'Period 1' }]);
+  });
+  it('username is required', async () => {
+    const { items, summary } = await readGroupsText('username,owner,group\n,mteacher,Chess\n');
+    expect(items).toEqual([]);
+    expect(summary.errors).toEqual([{ line: 2, column: 'username', value: '', message: 'Username is required' }]);
+  });
+  it('a row with neither owner nor group is an error', async () => {
+    const { items, summary } = await readGroupsText('username,owner,group\njsmith,,\njdoe,,Chess\n');
+    expect(items.map((i) => i.username)).toEqual(['jdoe']);
+    expect(summary.errors).toEqual([
+      { line: 2, column: 'group', value: '', message: 'Owner and group are both blank: a line needs an owner, a group or both' },
+    ]);
+  });
+  it('a file with only an owner column (or only a group column) is fine', async () => {
+    expect((await readGroupsText('username,owner\njsmith,mteacher\n')).items[0]).toMatchObject({ ownerKey: 'mteacher', group: null });
+    expect((await readGroupsText('username,group\njsmith,Chess\n')).items[0]).toMatchObject({ ownerKey: null, group: 'Chess' });
+  });
+  it('a missing username column fails the file', async () => {
+    const err = await rejection(readGroupsText('owner,group\nmteacher,Chess\n'));
+    expect(err.message).toBe(
+      'The header row has no username column, which groups.csv requires. Add it (for example: username,owner,group) and upload the file again.',
+    );
+  });
+  it('a header with neither owner nor group column fails the file', async () => {
+    const err = await rejection(readGroupsText('username,color\njsmith,blue\n'));
+    expect(err.message).toBe(
+      'The header row has neither an owner nor a group column; groups.csv needs at least one of them ' +
+        '(for example: username,owner,group). Add it and upload the file again.',
+    );
+  });
+  it('shares the broken-file checks of users.csv', async () => {
+    expect((await rejection(readGroupsText(''))).message).toMatch(/^The file is empty/);
+    expect((await rejection(readGroupsText('username,owner,group\n'))).message).toMatch(/^The file has a header row but no data rows/);
+    expect((await rejection(readGroupsText('username;owner;group\njsmith;m;c\n'))).message).toMatch(/^The file is separated by semicolons/);
+  });
+  it('unknown columns are warnings; ragged rows and blank lines as in users.csv', async () => {
+    const { items, summary } = await readGroupsText('username,owner,group,note\n\njsmith,m1,g1,x\njdoe,m1\nkim1,m1,g1,\n');
+    expect(items.map((i) => [i.line, i.username])).toEqual([
+      [3, 'jsmith'],
+      [5, 'kim1'],
+    ]);
+    expect(summary.warnings).toEqual([{ line: 1, column: 'note', message: "Column 'note' is not a known column; its values were ignored" }]);
+    expect(summary.errors).toEqual([{ line: 4, column: '', message: 'This line has 2 values but the header row has 4 columns' }]);
+  });
+});

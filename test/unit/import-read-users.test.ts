@@ -1,0 +1,281 @@
+/**
+ * users.csv row rules (PRODUCT.md §3): every rule broken on its own, with the exact message, and
+ * the UserRow each valid cell becomes (undefined = column absent, null = blank cell).
+ */
+import { describe, expect, it } from 'vitest';
+import type { ImportIssue } from '../../src/import/types.js';
+import { readUsersText } from '../fixtures/csv/helpers.js';
+
+const quote = (v: string): string => (/[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
+
+/** A file with a header of the given columns and one row of the given cells. */
+function csv(cells: Record<string, string>): string {
+  const cols = Object.keys(cells);
+  return `${cols.join(',')}\n${cols.map((c) => quote(cells[c] ?? '')).join(',')}\n`;
+}
+
+async function errorsOf(cells: Record<string, string>): Promise<ImportIssue[]> {
+  const { items, summary } = await readUsersText(csv(cells));
+  expect(items).toHaveLength(1);
+  expect(items[0]?.kind).toBe('invalid');
+  return summary.errors;
+}
+
+async function rowOf(cells: Record<string, string>) {
+  const { rows, summary } = await readUsersText(csv(cells));
+  expect(summary.errors).toEqual([]);
+  expect(rows).toHaveLength(1);
+  return rows[0]!;
+}
+
+describe('username', () => {
+  it('is required', async () => {
+    expect(await errorsOf({ username: '', email: 'a@b.org' })).toEqual([
+      { line: 2, column: 'username', value: '', message: 'Username is required' },
+    ]);
+  });
+  it('has at least 4 characters', async () => {
+    expect(await errorsOf({ username: 'abc' })).toEqual([
+      { line: 2, column: 'username', value: 'abc', message: 'Username must be at least 4 characters' },
+    ]);
+  });
+  it('has at most 254 characters', async () => {
+    const long = 'a'.repeat(255);
+    expect(await errorsOf({ username: long })).toEqual([
+      { line: 2, column: 'username', value: long, message: 'Username must be at most 254 characters' },
+    ]);
+  });
+  it('holds only letters, digits and . _ - @', async () => {
+    expect(await errorsOf({ username: 'john smith' })).toEqual([
+      { line: 2, column: 'username', value: 'john smith', message: 'Username may contain only letters, digits and . _ - @' },
+    ]);
+    expect(await errorsOf({ username: 'john+smith' })).toHaveLength(1);
+  });
+  it('accepts an email address, accented letters, and keeps its case with a lower-cased key', async () => {
+    const row = await rowOf({ username: ' Zoë.O-Neil_2@Lincoln.k12.ca.us ' });
+    expect(row.username).toBe('Zoë.O-Neil_2@Lincoln.k12.ca.us');
+    expect(row.usernameKey).toBe('zoë.o-neil_2@lincoln.k12.ca.us');
+  });
+});
+
+describe('password', () => {
+  it('has at least 6 characters, and its value is masked', async () => {
+    expect(await errorsOf({ username: 'jsmith', password: 'abc12' })).toEqual([
+      { line: 2, column: 'password', value: '******', message: 'Password must be at least 6 characters' },
+    ]);
+  });
+  it('never appears in any issue, whatever else is wrong', async () => {
+    const { summary } = await readUsersText(csv({ username: 'ab', password: 'Secr3t', email: 'bad' }));
+    expect(JSON.stringify(summary)).not.toContain('Secr3t');
+    expect(summary.errors.map((e) => e.column)).toEqual(['username', 'email']);
+  });
+  it('is kept as written (case-sensitive); blank keeps the current password (undefined)', async () => {
+    expect((await rowOf({ username: 'jsmith', password: 'PaSsWoRd' })).password).toBe('PaSsWoRd');
+    expect((await rowOf({ username: 'jsmith', password: '' })).password).toBeUndefined();
+  });
+});
+
+describe('email', () => {
+  it('is a valid address', async () => {
+    expect(await errorsOf({ username: 'jsmith', email: 'john@' })).toEqual([
+      { line: 2, column: 'email', value: 'john@', message: 'Email address is not valid' },
+    ]);
+  });
+  it('has at most 254 characters', async () => {
+    const long = `${'a'.repeat(250)}@example.org`;
+    expect(await errorsOf({ username: 'jsmith', email: long })).toEqual([
+      { line: 2, column: 'email', value: long, message: 'Email address must be at most 254 characters' },
+    ]);
+  });
+  it('blank clears it (null)', async () => {
+    expect((await rowOf({ username: 'jsmith', email: '' })).email).toBeNull();
+    expect((await rowOf({ username: 'jsmith', 'Email Address': 'j@x.org' })).email).toBe('j@x.org');
+  });
+});
+
+describe('first name and last name', () => {
+  it('first name has at most 64 characters', async () => {
+    const long = 'Ä'.repeat(65);
+    expect(await errorsOf({ username: 'jsmith', 'first name': long })).toEqual([
+      { line: 2, column: 'first name', value: long, message: 'First name must be at most 64 characters' },
+    ]);
+  });
+  it('last name has at most 64 characters', async () => {
+    const long = 'x'.repeat(65);
+    expect(await errorsOf({ username: 'jsmith', 'last name': long })).toEqual([
+      { line: 2, column: 'last name', value: long, message: 'Last name must be at most 64 characters' },
+    ]);
+  });
+  it('64 characters (counted as characters, not UTF-16 units) are fine', async () => {
+    const row = await rowOf({ username: 'jsmith', 'first name': '😀'.repeat(64), 'last name': "  O'Neil " });
+    expect(row.firstName).toBe('😀'.repeat(64));
+    expect(row.lastName).toBe("O'Neil");
+  });
+});
+
+describe('school', () => {
+  it('that matches no school is an error', async () => {
+    expect(await errorsOf({ username: 'jsmith', school: 'Lincoln Hgh' })).toEqual([
+      {
+        line: 2,
+        column: 'school',
+        value: 'Lincoln Hgh',
+        message: "School 'Lincoln Hgh' does not match any school of this district (by NCES ID, state ID or name)",
+      },
+    ]);
+  });
+  it('matches by NCES ID, state ID or exact name, case-insensitively', async () => {
+    expect((await rowOf({ username: 'jsmith', school: '060000100001' })).schoolId).toBe('school-lincoln');
+    expect((await rowOf({ username: 'jsmith', school: 'ca-ada-02' })).schoolId).toBe('school-adams');
+    expect((await rowOf({ username: 'jsmith', school: ' lincoln HIGH ' })).schoolId).toBe('school-lincoln');
+    expect((await rowOf({ username: 'jsmith', school: '' })).schoolId).toBeNull();
+  });
+});
+
+describe('graduation year', () => {
+  it('has four digits', async () => {
+    expect(await errorsOf({ username: 'jsmith', 'graduation year': '31' })).toEqual([
+      { line: 2, column: 'graduation year', value: '31', message: 'Graduation year must be a four-digit year, such as 2031' },
+    ]);
+  });
+  it('is plausible (1900 to 20 years after now)', async () => {
+    expect(await errorsOf({ username: 'jsmith', 'graduation year': '2047' })).toEqual([
+      { line: 2, column: 'graduation year', value: '2047', message: 'Graduation year must be between 1900 and 2046' },
+    ]);
+    expect(await errorsOf({ username: 'jsmith', 'graduation year': '1899' })).toHaveLength(1);
+  });
+  it('becomes a number; blank is null', async () => {
+    expect((await rowOf({ username: 'jsmith', 'graduation year': '2046' })).graduationYear).toBe(2046);
+    expect((await rowOf({ username: 'jsmith', GraduationYear: '' })).graduationYear).toBeNull();
+  });
+});
+
+describe('access type', () => {
+  it('is blank, Administrator, School Administrator or Manager', async () => {
+    expect(await errorsOf({ username: 'jsmith', 'access type': 'Teacher' })).toEqual([
+      {
+        line: 2,
+        column: 'access type',
+        value: 'Teacher',
+        message: 'Access type must be blank, Administrator, School Administrator or Manager',
+      },
+    ]);
+  });
+  it('is matched case-insensitively to its enum value', async () => {
+    expect((await rowOf({ username: 'jsmith', 'access type': 'ADMINISTRATOR' })).accessType).toBe('administrator');
+    expect((await rowOf({ username: 'jsmith', 'access type': 'school administrator' })).accessType).toBe('school_administrator');
+    expect((await rowOf({ username: 'jsmith', 'access type': 'Manager' })).accessType).toBe('manager');
+    expect((await rowOf({ username: 'jsmith', 'access type': '' })).accessType).toBeNull();
+  });
+});
+
+describe('role', () => {
+  it('is student, teacher, staff, parent or other', async () => {
+    expect(await errorsOf({ username: 'jsmith', role: 'principal' })).toEqual([
+      { line: 2, column: 'role', value: 'principal', message: 'Role must be student, teacher, staff, parent or other' },
+    ]);
+  });
+  it('is matched case-insensitively', async () => {
+    expect((await rowOf({ username: 'jsmith', role: 'Teacher' })).role).toBe('teacher');
+    expect((await rowOf({ username: 'jsmith', role: '' })).role).toBeNull();
+  });
+});
+
+describe('sis id', () => {
+  it('has at most 255 characters', async () => {
+    const long = '9'.repeat(256);
+    expect(await errorsOf({ username: 'jsmith', 'sis id': long })).toEqual([
+      { line: 2, column: 'sis id', value: long, message: 'SIS ID must be at most 255 characters' },
+    ]);
+  });
+  it('is free text, also under its alias mis id', async () => {
+    expect((await rowOf({ username: 'jsmith', 'MIS ID': 'S-00/12 a' })).sisId).toBe('S-00/12 a');
+  });
+});
+
+describe('action (delta files)', () => {
+  it('blank is an error in a file with an action column', async () => {
+    expect(await errorsOf({ username: 'jsmith', action: '' })).toEqual([
+      {
+        line: 2,
+        column: 'action',
+        value: '',
+        message: 'Action is required in a file with an action column: add, update or delete',
+      },
+    ]);
+  });
+  it('is add, update or delete', async () => {
+    expect(await errorsOf({ username: 'jsmith', action: 'remove' })).toEqual([
+      { line: 2, column: 'action', value: 'remove', message: 'Action must be add, update or delete' },
+    ]);
+  });
+  it('makes the file a delta; matched case-insensitively', async () => {
+    const { rows, summary } = await readUsersText('username,action\njsmith,ADD\njdoe,Update\nold1,delete\n');
+    expect(summary.mode).toBe('delta');
+    expect(rows.map((r) => r.action)).toEqual(['add', 'update', 'delete']);
+  });
+  it('a delete needs only a valid username: stale other cells do not block it', async () => {
+    const { rows, summary } = await readUsersText('username,school,action\nleaver,Closed School,delete\nnewbie,Closed School,add\n');
+    expect(rows.map((r) => r.username)).toEqual(['leaver']);
+    expect(summary.errors).toHaveLength(1);
+    expect(summary.errors[0]).toMatchObject({ line: 3, column: 'school' });
+  });
+  it('without an action column the file is a full sync and action is undefined', async () => {
+    const { rows, summary } = await readUsersText('username\njsmith\n');
+    expect(summary.mode).toBe('full');
+    expect(rows[0]?.action).toBeUndefined();
+  });
+});
+
+describe('rows', () => {
+  it('a row with several broken rules reports each, in the order of the columns in the file', async () => {
+    const errors = await errorsOf({ username: 'ab', email: 'x', role: 'boss', 'graduation year': 'soon' });
+    expect(errors.map((e) => e.column)).toEqual(['username', 'email', 'role', 'graduation year']);
+  });
+  it('absent columns are undefined, blank cells null, cells trimmed', async () => {
+    const row = await rowOf({ username: '  jsmith  ', email: ' ', role: ' student ' });
+    expect(row).toEqual({
+      line: 2,
+      username: 'jsmith',
+      usernameKey: 'jsmith',
+      password: undefined,
+      email: null,
+      firstName: undefined,
+      lastName: undefined,
+      schoolId: undefined,
+      graduationYear: undefined,
+      accessType: undefined,
+      role: 'student',
+      sisId: undefined,
+      action: undefined,
+    });
+  });
+  it('an invalid row carries its username key (so it is never deactivated), or null when blank', async () => {
+    const { items } = await readUsersText('username,email\nJSmith,bad\n,a@b.org\nabc,\n');
+    expect(items).toEqual([
+      { kind: 'invalid', line: 2, usernameKey: 'jsmith' },
+      { kind: 'invalid', line: 3, usernameKey: null },
+      { kind: 'invalid', line: 4, usernameKey: 'abc' },
+    ]);
+  });
+  it('duplicates are left to the applier: both rows are yielded', async () => {
+    const { rows } = await readUsersText('username\njsmith\nJSMITH\n');
+    expect(rows.map((r) => r.usernameKey)).toEqual(['jsmith', 'jsmith']);
+  });
+  it('completely blank lines (also ,,,) are skipped silently and not counted', async () => {
+    const { rows, summary } = await readUsersText('username,email\n\njsmith,j@x.org\n,\n  \njdoe,\n');
+    expect(rows.map((r) => [r.line, r.username])).toEqual([
+      [3, 'jsmith'],
+      [6, 'jdoe'],
+    ]);
+    expect(summary.rows).toBe(2);
+    expect(summary.errorCount).toBe(0);
+  });
+  it('keeps at most maxErrors detailed errors, but counts them all', async () => {
+    const lines = Array.from({ length: 30 }, (_, i) => `u${i}`).join('\n');
+    const { summary } = await readUsersText(`username\n${lines}\n`, { maxErrors: 10 });
+    expect(summary.errors).toHaveLength(10);
+    expect(summary.errorCount).toBe(30);
+    expect(summary.errors[9]?.line).toBe(11);
+  });
+});
