@@ -6,6 +6,9 @@
 import type { Config } from './config/config.js';
 import { redactedConfig } from './config/config.js';
 import { toError } from './errors.js';
+import { createPasswordHasher } from './import/hash-pool.js';
+import { createMailer } from './report/mailer.js';
+import { createScheduler } from './schedule/scheduler.js';
 import { createSftpServer, type SftpServer } from './sftp/server.js';
 import { openDatabase, type Database } from './store/connect.js';
 import { migrate } from './store/migrate.js';
@@ -50,9 +53,23 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await migrate(database.pool, logger);
     const { pool } = database;
 
+    const graceMs = config.SHUTDOWN_GRACE_SECONDS * 1000;
     const sftp = createSftpServer({ config, logger, pool, clock });
+    releasers.push(() => sftp.close(graceMs)); // idempotent: also closed with the scheduler below
     const { port: sftpPort } = await sftp.listen();
-    releasers.push(() => sftp.close(config.SHUTDOWN_GRACE_SECONDS * 1000));
+
+    // One pool of hashing workers for the daemon's lifetime, shared by every import.
+    const hasher = createPasswordHasher({ workers: config.HASH_WORKERS });
+    releasers.push(() => hasher.close());
+    const mailer = createMailer(config);
+    releasers.push(async () => mailer.close());
+    const scheduler = createScheduler({ pool, logger, clock, config, hasher }, mailer);
+    scheduler.start();
+    // Transfers and a running import get the same grace period, side by side: SFTP stops
+    // accepting and drains while the import commits or rolls back; the database closes after both.
+    releasers.push(async () => {
+      await Promise.all([sftp.close(graceMs), scheduler.stop({ graceMs })]);
+    });
 
     let stopping: Promise<void> | undefined;
     return {

@@ -16,6 +16,13 @@ export function createPool(connectionString: string, logger: Logger, max = 10): 
   pool.on('error', (err) =>
     logger.warn({ error: err.message, code: (err as { code?: string }).code }, 'idle database connection lost'),
   );
+  // A checked-out client whose connection dies emits 'error' on the client itself, which the pool
+  // does not listen to; unhandled, it would crash the daemon. The query in flight rejects anyway.
+  pool.on('connect', (client) =>
+    client.on('error', (err) =>
+      logger.warn({ error: err.message, code: (err as { code?: string }).code }, 'database connection lost'),
+    ),
+  );
   return pool;
 }
 
