@@ -1,0 +1,116 @@
+/**
+ * Sends what the outbox holds (PRODUCT.md §6). Each due message is locked by one sender for a
+ * while (FOR UPDATE SKIP LOCKED), so replicas never send it twice; sent, it is marked so; refused
+ * or unreachable, it is retried with exponential backoff until the server accepts it.
+ *
+ * Exactly once has one gap no mail protocol closes: a process that dies after the server accepted
+ * a message and before recording it sends it again when its lock lapses. The message keeps its
+ * Message-ID, so the second copy is recognisably the same.
+ */
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import type pg from 'pg';
+import { toError } from '../errors.js';
+import type { Clock, Logger } from '../types.js';
+import { isConnectionError, type Mailer } from './mailer.js';
+import type { MailMessage } from './types.js';
+
+export interface DeliveryContext {
+  pool: pg.Pool;
+  logger: Logger;
+  clock: Clock;
+}
+
+export interface DeliveryOptions {
+  /** most messages sent in one call */
+  limit?: number;
+}
+
+/** How long a sender holds a message: longer than the mailer's own timeouts. */
+export const LOCK_MS = 5 * 60_000;
+const FIRST_RETRY_MS = 30_000;
+const MAX_RETRY_MS = 60 * 60_000;
+/** After this long unsent, a message is marked failed and no longer retried. */
+export const GIVE_UP_MS = 7 * 24 * 60 * 60_000;
+
+/** Delay before attempt n+1 after n failed attempts: 30 s, 1 min, 2 min, … at most 1 h. */
+export function retryDelayMs(failedAttempts: number): number {
+  return Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** Math.max(0, failedAttempts - 1));
+}
+
+interface Claimed {
+  id: number;
+  upload_id: string | null;
+  message: MailMessage;
+  attempts: number;
+  created_at: Date;
+}
+
+export interface DeliveryResult {
+  sent: number;
+  failed: number;
+}
+
+/** Send the messages that are due now. Returns what happened; never throws for a mail problem. */
+export async function deliverDue(ctx: DeliveryContext, mailer: Mailer, opts: DeliveryOptions = {}): Promise<DeliveryResult> {
+  const limit = opts.limit ?? 50;
+  const result: DeliveryResult = { sent: 0, failed: 0 };
+  while (result.sent + result.failed < limit) {
+    const sender = `${os.hostname()}:${process.pid}:${randomUUID()}`;
+    const claimed = await claimNext(ctx, sender);
+    if (!claimed) break;
+    const log = ctx.logger.child({ outboxId: claimed.id, uploadId: claimed.upload_id });
+    try {
+      const deliveredAs = await mailer.send(claimed.message, claimed.id);
+      await ctx.pool.query(
+        `UPDATE outbox SET status = 'sent', sent_at = $3, delivered_as = $4, last_error = NULL, locked_by = NULL, locked_until = NULL
+         WHERE id = $1 AND locked_by = $2`,
+        [claimed.id, sender, ctx.clock.now(), deliveredAs],
+      );
+      log.info({ to: claimed.message.to, via: mailer.kind, deliveredAs, attempts: claimed.attempts }, 'report sent');
+      result.sent++;
+    } catch (caught) {
+      const err = toError(caught);
+      result.failed++;
+      await recordFailure(ctx, claimed, sender, err, log);
+      // An unreachable server fails every message alike: leave the rest for the next tick.
+      if (isConnectionError(caught)) break;
+    }
+  }
+  return result;
+}
+
+async function claimNext(ctx: DeliveryContext, sender: string): Promise<Claimed | undefined> {
+  const now = ctx.clock.now();
+  const { rows } = await ctx.pool.query<Claimed>(
+    `UPDATE outbox SET locked_by = $2, locked_until = $1::timestamptz + make_interval(secs => $3), attempts = attempts + 1
+     WHERE id = (
+       SELECT id FROM outbox
+       WHERE status = 'pending' AND next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until <= $1)
+       ORDER BY next_attempt_at, id
+       LIMIT 1
+       FOR UPDATE SKIP LOCKED)
+     RETURNING id, upload_id, message, attempts, created_at`,
+    [now, sender, LOCK_MS / 1000],
+  );
+  return rows[0];
+}
+
+async function recordFailure(ctx: DeliveryContext, claimed: Claimed, sender: string, err: Error, log: Logger): Promise<void> {
+  const now = ctx.clock.now();
+  const giveUp = now.getTime() - claimed.created_at.getTime() >= GIVE_UP_MS;
+  const next = new Date(now.getTime() + retryDelayMs(claimed.attempts));
+  const fields = { err, to: claimed.message.to, attempts: claimed.attempts };
+  if (giveUp) log.error(fields, 'report could not be sent for 7 days; giving up');
+  else log.warn({ ...fields, nextAttemptAt: next.toISOString() }, 'report not sent; will retry');
+  try {
+    await ctx.pool.query(
+      `UPDATE outbox SET status = $3, last_error = $4, next_attempt_at = $5, locked_by = NULL, locked_until = NULL
+       WHERE id = $1 AND locked_by = $2`,
+      [claimed.id, sender, giveUp ? 'failed' : 'pending', err.message.slice(0, 2000), next],
+    );
+  } catch (dbErr) {
+    // The lock lapses by itself and the message is retried then.
+    log.error({ err: toError(dbErr) }, 'could not record a failed report delivery');
+  }
+}

@@ -1,0 +1,52 @@
+import type { ReportModel } from './model.js';
+
+/** Everything that comes from a file or an operator passes through here before it reaches HTML. */
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
+}
+
+const TD = 'style="padding:2px 12px 2px 0;vertical-align:top"';
+const TH = 'style="padding:2px 12px 2px 0;text-align:left;border-bottom:1px solid #ccc"';
+
+/** The HTML body: the same content as the text body, in tables. */
+export function renderHtml(model: ReportModel): string {
+  const e = escapeHtml;
+  const parts: string[] = [
+    '<!DOCTYPE html>',
+    '<html><head><meta charset="utf-8"><title>' + e(model.subject) + '</title></head>',
+    '<body style="font-family:Arial,Helvetica,sans-serif;font-size:14px;color:#222">',
+    `<p><strong>${e(model.headline)}</strong></p>`,
+    '<table>',
+    ...model.facts.map(([label, value]) => `<tr><th ${TD} align="left">${e(label)}</th><td ${TD}>${e(value)}</td></tr>`),
+    '</table>',
+    '<h3>Counts</h3>',
+    '<table>',
+    ...model.counts.map(([label, n]) => `<tr><td ${TD}>${e(label)}</td><td ${TD} align="right">${e(n.toLocaleString('en-US'))}</td></tr>`),
+    '</table>',
+  ];
+  if (model.errors.length > 0) {
+    const shown = model.errors.length < model.totalErrors ? `first ${model.errors.length} of ${model.totalErrors}` : `${model.totalErrors}`;
+    parts.push(
+      `<h3>Errors (${e(shown)})</h3>`,
+      `<table><tr><th ${TH}>Line</th><th ${TH}>Column</th><th ${TH}>Value</th><th ${TH}>Message</th></tr>`,
+      ...model.errors.map(
+        (x) =>
+          `<tr><td ${TD}>${x.line > 0 ? e(String(x.line)) : 'file'}</td><td ${TD}>${e(x.column)}</td><td ${TD}>${e(x.value ?? '')}</td><td ${TD}>${e(x.message)}</td></tr>`,
+      ),
+      '</table>',
+    );
+    if (model.errorsAttachment) parts.push(`<p>All errors are in the attached <code>${e(model.errorsAttachment)}</code>.</p>`);
+  }
+  if (model.warnings.length > 0) {
+    parts.push(
+      '<h3>Warnings</h3>',
+      '<ul>',
+      ...model.warnings.map((w) => `<li>${w.line > 0 ? `line ${e(String(w.line))}, ` : ''}${w.column ? `${e(w.column)}: ` : ''}${e(w.message)}</li>`),
+      '</ul>',
+    );
+  }
+  parts.push('<h3>What to do next</h3>', ...model.next.map((p) => `<p>${e(p)}</p>`));
+  parts.push('<p style="color:#777;font-size:12px">rosterd, the nightly roster import. Reply to your rosterd operator, not to this address.</p>');
+  parts.push('</body></html>', '');
+  return parts.join('\n');
+}

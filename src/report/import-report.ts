@@ -1,0 +1,52 @@
+/**
+ * The report of one import, queued in the transaction that records its outcome: the glue between
+ * the import record (src/import/records.ts) and the renderer and outbox.
+ */
+import type pg from 'pg';
+import type { ImportRecord } from '../import/records.js';
+import type { UploadStatus } from '../types.js';
+import { enqueueReport } from './outbox.js';
+import { renderReport } from './render.js';
+import type { DeactivationCandidate, ReportTenant } from './types.js';
+
+/** Outcomes the administrators hear about (PRODUCT.md §6). */
+export function isReportable(status: UploadStatus): boolean {
+  return status === 'succeeded' || status === 'completed_with_errors' || status === 'failed' || status === 'held' || status === 'rejected';
+}
+
+/**
+ * Render and queue the report of `record` on `client` (inside the outcome's transaction).
+ * Returns the outbox id, or null when the outcome is not reported.
+ */
+export async function enqueueImportReport(
+  client: pg.PoolClient,
+  record: ImportRecord,
+  opts: { from: string; now: Date },
+): Promise<number | null> {
+  if (!isReportable(record.status)) return null;
+  const tenant = await loadReportTenant(client, record.tenant);
+  const wouldDeactivate = record.status === 'held' ? await loadHeldDeactivations(client, record.id) : undefined;
+  const message = renderReport({ import: record, tenant, from: opts.from, wouldDeactivate });
+  return enqueueReport(client, message, { uploadId: record.id, now: opts.now });
+}
+
+async function loadReportTenant(client: pg.PoolClient, subdomain: string): Promise<ReportTenant> {
+  const { rows } = await client.query<{ subdomain: string; name: string; timezone: string; admin_emails: string[] }>(
+    'SELECT subdomain, name, timezone, admin_emails FROM tenants WHERE subdomain = $1',
+    [subdomain],
+  );
+  const row = rows[0];
+  if (!row) throw new Error(`no tenant "${subdomain}" for the report`);
+  return { subdomain: row.subdomain, name: row.name, timezone: row.timezone, adminEmails: row.admin_emails };
+}
+
+async function loadHeldDeactivations(client: pg.PoolClient, uploadId: string): Promise<DeactivationCandidate[]> {
+  const { rows } = await client.query<{ username: string; email: string | null; first_name: string | null; last_name: string | null; sis_id: string | null }>(
+    `SELECT h.username, u.email, u.first_name, u.last_name, u.sis_id
+       FROM import_hold_deactivations h JOIN users u ON u.id = h.user_id
+      WHERE h.upload_id = $1
+      ORDER BY lower(h.username)`,
+    [uploadId],
+  );
+  return rows.map((r) => ({ username: r.username, email: r.email, firstName: r.first_name, lastName: r.last_name, sisId: r.sis_id }));
+}

@@ -1,0 +1,76 @@
+/**
+ * Where report emails go: the SMTP server of SMTP_URL, or, without it, `.eml` files in
+ * DATA_DIR/outbox (PRODUCT.md §6). Either way one call hands over one message.
+ */
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import nodemailer from 'nodemailer';
+import type { Config } from '../config/config.js';
+import type { MailMessage } from './types.js';
+
+export interface Mailer {
+  /** 'smtp' or 'eml', for logs and doctor */
+  readonly kind: 'smtp' | 'eml';
+  /**
+   * Hand one message over. `outboxId` makes its Message-ID stable, so a message sent again after
+   * a crash (between the server's acceptance and our record of it) is recognisably the same one.
+   * Resolves with how it was delivered (the server's answer, or the file written).
+   */
+  send(message: MailMessage, outboxId: number): Promise<string>;
+  close(): void;
+}
+
+/** An error that means the mail server is unreachable, not that this message is at fault. */
+export function isConnectionError(err: unknown): boolean {
+  const code = typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : '';
+  return ['ECONNECTION', 'ETIMEDOUT', 'ESOCKET', 'EDNS', 'ECONNREFUSED', 'EGREETING', 'ETLS'].includes(code);
+}
+
+export function createMailer(config: Pick<Config, 'SMTP_URL' | 'DATA_DIR'>): Mailer {
+  return config.SMTP_URL ? smtpMailer(config.SMTP_URL) : emlMailer(path.join(config.DATA_DIR, 'outbox'));
+}
+
+function messageId(message: MailMessage, outboxId: number): string {
+  const domain = /@([^>\s]+)>?\s*$/.exec(message.from)?.[1] ?? 'rosterd.invalid';
+  return `<rosterd-report-${outboxId}@${domain}>`;
+}
+
+function smtpMailer(url: string): Mailer {
+  const transport = nodemailer.createTransport({
+    url,
+    // Shorter than nodemailer's defaults (2 min, 10 min): a hung server must not hold the
+    // message's lock past its expiry (see delivery.ts).
+    connectionTimeout: 30_000,
+    greetingTimeout: 30_000,
+    socketTimeout: 60_000,
+  });
+  return {
+    kind: 'smtp',
+    async send(message, outboxId) {
+      const info = await transport.sendMail({ ...message, messageId: messageId(message, outboxId) });
+      return `${info.messageId} ${info.response}`.trim();
+    },
+    close: () => transport.close(),
+  };
+}
+
+function emlMailer(dir: string): Mailer {
+  const transport = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'windows' });
+  return {
+    kind: 'eml',
+    async send(message, outboxId) {
+      const info = await transport.sendMail({ ...message, messageId: messageId(message, outboxId) });
+      const raw = info.message;
+      if (!Buffer.isBuffer(raw)) throw new Error('the .eml transport returned no message');
+      await mkdir(dir, { recursive: true });
+      const tenant = (message.headers['X-Rosterd-Tenant'] ?? 'report').replace(/[^a-z0-9-]/g, '');
+      // One name per outbox row: writing it again after a crash replaces it, never duplicates it.
+      const name = `${String(outboxId).padStart(8, '0')}-${tenant}.eml`;
+      const tmp = path.join(dir, `.${name}.tmp`);
+      await writeFile(tmp, raw, { mode: 0o640 });
+      await rename(tmp, path.join(dir, name));
+      return name;
+    },
+    close: () => transport.close(),
+  };
+}

@@ -1,0 +1,71 @@
+import type { ImportCounts, ImportIssue, ImportMode } from '../import/types.js';
+import type { UploadStatus } from '../types.js';
+
+/**
+ * What a report is rendered from: the import record (the PRODUCT.md §7 shape) and its tenant.
+ * Structural, so that any record with these fields can be passed as is.
+ */
+export interface ReportImport {
+  id: string;
+  file: string;
+  sha256: string;
+  bytes: number;
+  /** a Date, or an ISO 8601 string with an offset (§7 `receivedAt`) */
+  receivedAt: Date | string;
+  status: UploadStatus;
+  mode?: ImportMode | null | undefined;
+  counts: ImportCounts;
+  /** the errors found; `counts.errors` may be larger when the record keeps only some */
+  errors: readonly ImportIssue[];
+  warnings: readonly ImportIssue[];
+  /** file-level failure or hold reason */
+  message?: string | null | undefined;
+  /** how the file was read: utf-8, or windows-1252 when it was not valid UTF-8 */
+  encoding?: string | null | undefined;
+  /** how long the import took */
+  durationMs?: number | null | undefined;
+}
+
+export interface ReportTenant {
+  subdomain: string;
+  name: string;
+  timezone: string;
+  adminEmails: readonly string[];
+}
+
+/** A user a held import would deactivate (never a password: there is no field for one). */
+export interface DeactivationCandidate {
+  username: string;
+  email?: string | null | undefined;
+  firstName?: string | null | undefined;
+  lastName?: string | null | undefined;
+  sisId?: string | null | undefined;
+}
+
+export interface ReportInput {
+  import: ReportImport;
+  tenant: ReportTenant;
+  /** the sender, MAIL_FROM */
+  from: string;
+  /** for a held import: the users it would deactivate */
+  wouldDeactivate?: readonly DeactivationCandidate[] | undefined;
+}
+
+export interface MailAttachment {
+  filename: string;
+  content: string;
+  contentType: string;
+}
+
+/**
+ * A rendered email: plain JSON (kept as is in the outbox) that nodemailer's `sendMail` accepts.
+ */
+export interface MailMessage {
+  from: string;
+  to: string[];
+  subject: string;
+  text: string;
+  html: string;
+  attachments: MailAttachment[];
+  headers: Record<string, string>;
+}

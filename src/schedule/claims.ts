@@ -1,0 +1,200 @@
+/**
+ * Claims on uploads (PRODUCT.md §5, exactly once with several replicas).
+ *
+ * Deciding what a tenant imports next happens in a short transaction that holds the tenant's row
+ * (FOR NO KEY UPDATE SKIP LOCKED: one process decides per tenant at a time; SFTP receipts, which
+ * only take a key-share lock through their foreign key, are not blocked). In it, older pending
+ * users.csv are superseded and one upload is claimed: status 'running', a claim token and an
+ * expiry. A tenant with an upload running claims nothing more, so users.csv is always applied
+ * before a groups.csv pushed with it.
+ *
+ * The importer checks, inside the transaction that records the outcome, that the claim token is
+ * still its own (fenceClaim); a process whose claim was taken back after it stalled therefore
+ * rolls back instead of applying the upload a second time.
+ */
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { withTransaction } from '../store/db.js';
+
+export interface TenantRef {
+  id: number;
+  subdomain: string;
+  timezone: string;
+  windowStart: string;
+  windowEnd: string;
+}
+
+export interface PendingUpload {
+  id: string;
+  fileName: string;
+  receivedAt: Date;
+}
+
+export interface Claim {
+  uploadId: string;
+  fileName: string;
+  receivedAt: Date;
+  token: string;
+  expiresAt: Date;
+}
+
+/** Why a tenant's turn ended without a claim. */
+export type NoClaim =
+  | { kind: 'busy' } // another process is deciding for this tenant, or one of its uploads is running
+  | { kind: 'nothing' }
+  | { kind: 'closed'; pending: PendingUpload[] } // the caller's gate said no
+  | { kind: 'settling'; pending: PendingUpload[]; until: Date };
+
+export type ClaimStep = { kind: 'claimed'; claim: Claim; superseded: PendingUpload[] } | NoClaim;
+
+export interface ClaimRequest {
+  tenantId: number;
+  now: Date;
+  /** who claims (host:pid), shown to operators */
+  claimedBy: string;
+  settleMs: number;
+  ttlMs: number;
+  /** decides, from the pending uploads, whether the tenant may import now (the window) */
+  gate: (pending: PendingUpload[]) => boolean;
+}
+
+export class ClaimLostError extends Error {
+  constructor(uploadId: string) {
+    super(`the claim on upload ${uploadId} was taken back by another process; this attempt is rolled back`);
+    this.name = 'ClaimLostError';
+  }
+}
+
+export async function claimNext(pool: pg.Pool, req: ClaimRequest): Promise<ClaimStep> {
+  return withTransaction(pool, async (client): Promise<ClaimStep> => {
+    const locked = await client.query(`SELECT 1 FROM tenants WHERE id = $1 AND status = 'active' FOR NO KEY UPDATE SKIP LOCKED`, [req.tenantId]);
+    if (locked.rowCount === 0) return { kind: 'busy' };
+    const { rows: pending } = await client.query<PendingUpload>(
+      `SELECT id, file_name AS "fileName", received_at AS "receivedAt" FROM uploads
+        WHERE tenant_id = $1 AND status = 'pending' ORDER BY received_at, id`,
+      [req.tenantId],
+    );
+    if (pending.length === 0) return { kind: 'nothing' };
+    if (!req.gate(pending)) return { kind: 'closed', pending };
+    const running = await client.query(`SELECT 1 FROM uploads WHERE tenant_id = $1 AND status = 'running' LIMIT 1`, [req.tenantId]);
+    if ((running.rowCount ?? 0) > 0) return { kind: 'busy' };
+
+    // Settled: nothing has arrived for settleMs, so a users.csv and groups.csv pushed together are both here.
+    const newest = Math.max(...pending.map((p) => p.receivedAt.getTime()));
+    if (req.now.getTime() - newest < req.settleMs) return { kind: 'settling', pending, until: new Date(newest + req.settleMs) };
+
+    const users = pending.filter((p) => p.fileName === 'users.csv');
+    const keep = users[users.length - 1];
+    const superseded = users.slice(0, -1);
+    if (keep && superseded.length > 0) {
+      await client.query(
+        `UPDATE uploads SET status = 'superseded', superseded_by = $2, status_changed_at = $3
+          WHERE id = ANY($1::uuid[]) AND status = 'pending'`,
+        [superseded.map((s) => s.id), keep.id, req.now],
+      );
+    }
+    const next = keep ?? pending[0];
+    if (!next) return { kind: 'nothing' };
+    const token = randomUUID();
+    const expiresAt = new Date(req.now.getTime() + req.ttlMs);
+    await client.query(
+      `UPDATE uploads SET status = 'running', status_changed_at = $2, claimed_by = $3, claim_token = $4, claimed_at = $2,
+              claim_expires_at = $5
+        WHERE id = $1 AND status = 'pending'`,
+      [next.id, req.now, req.claimedBy, token, expiresAt],
+    );
+    return { kind: 'claimed', claim: { uploadId: next.id, fileName: next.fileName, receivedAt: next.receivedAt, token, expiresAt }, superseded };
+  });
+}
+
+/**
+ * Inside the outcome's transaction: lock the upload row, make sure the claim is still ours, and
+ * release it (the claimer and time stay, as the record of who imported it). Throws ClaimLostError.
+ */
+export async function fenceClaim(client: pg.PoolClient, uploadId: string, token: string): Promise<void> {
+  const { rows } = await client.query<{ claim_token: string | null }>('SELECT claim_token FROM uploads WHERE id = $1 FOR UPDATE', [uploadId]);
+  if (rows[0]?.claim_token !== token) throw new ClaimLostError(uploadId);
+  await client.query('UPDATE uploads SET claim_token = NULL, claim_expires_at = NULL, last_attempt_error = NULL WHERE id = $1', [uploadId]);
+}
+
+/** Keep a live claim from lapsing during a long import. False when the claim is no longer ours. */
+export async function extendClaim(pool: pg.Pool, uploadId: string, token: string, expiresAt: Date): Promise<boolean> {
+  const { rowCount } = await pool.query(
+    `UPDATE uploads SET claim_expires_at = $3 WHERE id = $1 AND claim_token = $2 AND status = 'running'`,
+    [uploadId, token, expiresAt],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
+export interface EndedAttempt {
+  uploadId: string;
+  tenantId: number;
+  status: 'pending' | 'failed';
+  attempts: number;
+}
+
+/**
+ * An attempt ended without an outcome: count it, and put the upload back to pending, or mark it
+ * failed after maxAttempts. Runs `onFailed` for failed uploads in the same transaction (the report).
+ * With `token`, ends that claim; without, takes back every claim that expired before `now`.
+ */
+export async function endAttempts(
+  pool: pg.Pool,
+  args: { token?: string; uploadId?: string; now: Date; maxAttempts: number; error: string },
+  onFailed: (client: pg.PoolClient, ended: EndedAttempt) => Promise<void>,
+): Promise<EndedAttempt[]> {
+  return withTransaction(pool, async (client) => {
+    const target =
+      args.token !== undefined
+        ? { sql: `SELECT id FROM uploads WHERE id = $5 AND claim_token = $6 FOR UPDATE`, params: [args.uploadId, args.token] }
+        : {
+            sql: `SELECT id FROM uploads WHERE status = 'running' AND claim_expires_at < $2 FOR UPDATE SKIP LOCKED`,
+            params: [],
+          };
+    const { rows } = await client.query<{ id: string; tenant_id: number; status: 'pending' | 'failed'; attempts: number }>(
+      `UPDATE uploads SET
+         attempts = attempts + 1,
+         status = CASE WHEN attempts + 1 >= $1 THEN 'failed' ELSE 'pending' END,
+         status_changed_at = $2,
+         last_attempt_error = $3,
+         message = CASE WHEN attempts + 1 >= $1 THEN $4 ELSE message END,
+         finished_at = CASE WHEN attempts + 1 >= $1 THEN $2 ELSE finished_at END,
+         claim_token = NULL,
+         claim_expires_at = NULL
+       WHERE id IN (${target.sql})
+       RETURNING id, tenant_id, status, attempts`,
+      [
+        args.maxAttempts,
+        args.now,
+        args.error.slice(0, 2000),
+        `rosterd could not finish importing this file after ${args.maxAttempts} attempts (last: ${args.error.slice(0, 500)}). ` +
+          'Nothing was changed. Upload the file again, or ask your rosterd operator to look at the logs.',
+        ...target.params,
+      ],
+    );
+    const ended = rows.map((r) => ({ uploadId: r.id, tenantId: r.tenant_id, status: r.status, attempts: r.attempts }));
+    for (const e of ended) if (e.status === 'failed') await onFailed(client, e);
+    return ended;
+  });
+}
+
+/**
+ * Shutdown ran out of time: give these claims back (pending again, not counted as an attempt).
+ * An import still running on such a claim can no longer record its outcome (its upload is not
+ * 'running' under its token any more), so it rolls back whole when its process exits.
+ */
+export async function releaseClaims(pool: pg.Pool, tokens: readonly string[], now: Date): Promise<string[]> {
+  if (tokens.length === 0) return [];
+  return withTransaction(pool, async (client) => {
+    // The import may hold the row while it commits; then it is about to finish anyway.
+    await client.query(`SET LOCAL lock_timeout = '2s'`);
+    const { rows } = await client.query<{ id: string }>(
+      `UPDATE uploads SET status = 'pending', status_changed_at = $2, claim_token = NULL, claim_expires_at = NULL,
+              last_attempt_error = 'interrupted by a shutdown; imported on a later tick'
+        WHERE claim_token = ANY($1::uuid[]) AND status = 'running'
+        RETURNING id`,
+      [tokens, now],
+    );
+    return rows.map((r) => r.id);
+  });
+}

@@ -1,0 +1,236 @@
+/**
+ * One pass over the pending uploads (PRODUCT.md §5): for each active tenant whose night window is
+ * open (or every tenant with `now`), import its settled pending uploads, newest users.csv first
+ * (older ones superseded), then groups.csv, each claimed so that it is imported exactly once
+ * across replicas, and queue the report in the outcome's transaction. An attempt that ends
+ * without an outcome (crash, lost connection) is retried; after IMPORT_MAX_ATTEMPTS it fails and
+ * is reported. Logs one line per decision.
+ */
+import os from 'node:os';
+import type pg from 'pg';
+import { RosterdError, toError } from '../errors.js';
+import type { ImportHook } from '../import/engine-types.js';
+import { getImportRecord } from '../import/records.js';
+import { runImport, type ImportContext } from '../import/run-import.js';
+import { enqueueImportReport } from '../report/import-report.js';
+import type { Logger } from '../types.js';
+import { claimNext, ClaimLostError, endAttempts, extendClaim, fenceClaim, type Claim, type TenantRef } from './claims.js';
+import { isInsideWindow, nextWindowStart, windowFromParts } from './window.js';
+
+export interface ScheduleContext extends ImportContext {
+  /** who claims, shown to operators (default host:pid) */
+  claimedBy?: string;
+  /** internal: fault injection for tests, passed to runImport */
+  importHook?: ImportHook;
+  /** claims this process holds right now (token → upload id), so shutdown can give them back */
+  activeClaims?: Map<string, string>;
+}
+
+export interface ProcessOptions {
+  /** only this tenant (its subdomain) */
+  tenant?: string;
+  /** ignore the window and settling: an operator's `import run --now` */
+  now?: boolean;
+  /** stop before the next upload once aborted (shutdown); the running one finishes */
+  signal?: AbortSignal;
+  /** who asked (for `--now`, logged as an operator's action) */
+  requestedBy?: string;
+}
+
+export interface ProcessedUpload {
+  id: string;
+  tenant: string;
+  file: string;
+  status: string;
+}
+
+export interface ProcessSummary {
+  imported: ProcessedUpload[];
+  superseded: ProcessedUpload[];
+  /** attempts that ended without an outcome and will be retried */
+  retried: ProcessedUpload[];
+  /** uploads that failed after IMPORT_MAX_ATTEMPTS attempts */
+  failed: ProcessedUpload[];
+  /** tenants with pending uploads outside their window: when it opens */
+  waiting: Array<{ tenant: string; timezone: string; pending: number; opensAt: Date }>;
+  /** tenants whose uploads are still settling: when they will be taken */
+  settling: Array<{ tenant: string; pending: number; until: Date }>;
+  /** tenants that could not be processed (e.g. the database was unreachable) */
+  errors: Array<{ tenant: string; message: string }>;
+}
+
+export const defaultClaimant = (): string => `${os.hostname()}:${process.pid}`;
+
+export async function processPending(ctx: ScheduleContext, opts: ProcessOptions = {}): Promise<ProcessSummary> {
+  const summary: ProcessSummary = { imported: [], superseded: [], retried: [], failed: [], waiting: [], settling: [], errors: [] };
+  await takeBackExpiredClaims(ctx, summary);
+  const tenants = await loadTenants(ctx.pool, opts.tenant, ctx.logger);
+  if (opts.now) {
+    ctx.logger.warn({ tenant: opts.tenant ?? 'all', by: opts.requestedBy }, 'import run --now: importing pending uploads whatever the window, by operator request');
+  }
+  for (const tenant of tenants) {
+    if (opts.signal?.aborted) break;
+    try {
+      await processTenant(ctx, tenant, opts, summary);
+    } catch (caught) {
+      // One tenant's trouble (or a lost database) does not stop the others; a later tick retries.
+      const err = toError(caught);
+      summary.errors.push({ tenant: tenant.subdomain, message: err.message });
+      ctx.logger.error({ err, tenant: tenant.subdomain }, 'could not process the tenant\'s pending uploads');
+    }
+  }
+  return summary;
+}
+
+async function loadTenants(pool: pg.Pool, subdomain: string | undefined, logger: Logger): Promise<TenantRef[]> {
+  const { rows } = await pool.query<TenantRef & { status: string }>(
+    `SELECT id, subdomain, timezone, window_start AS "windowStart", window_end AS "windowEnd", status
+       FROM tenants WHERE ($1::text IS NULL OR subdomain = $1) ORDER BY subdomain`,
+    [subdomain ?? null],
+  );
+  if (subdomain !== undefined && rows.length === 0) {
+    throw new RosterdError('TENANT_NOT_FOUND', `no tenant "${subdomain}"; "rosterd tenant list" shows the registered ones`);
+  }
+  for (const t of rows) if (t.status !== 'active' && subdomain !== undefined) logger.warn({ tenant: t.subdomain }, 'tenant is suspended: nothing imported');
+  return rows.filter((t) => t.status === 'active');
+}
+
+async function processTenant(ctx: ScheduleContext, tenant: TenantRef, opts: ProcessOptions, summary: ProcessSummary): Promise<void> {
+  const log = ctx.logger.child({ tenant: tenant.subdomain });
+  const window = windowFromParts(tenant.windowStart, tenant.windowEnd);
+  while (!opts.signal?.aborted) {
+    const now = ctx.clock.now();
+    const step = await claimNext(ctx.pool, {
+      tenantId: tenant.id,
+      now,
+      claimedBy: ctx.claimedBy ?? defaultClaimant(),
+      settleMs: opts.now ? 0 : ctx.config.SETTLE_SECONDS * 1000,
+      ttlMs: ctx.config.CLAIM_TTL_SECONDS * 1000,
+      gate: () => opts.now === true || isInsideWindow(window, tenant.timezone, now),
+    });
+    switch (step.kind) {
+      case 'nothing':
+      case 'busy':
+        return;
+      case 'closed': {
+        const opensAt = nextWindowStart(window, tenant.timezone, now);
+        summary.waiting.push({ tenant: tenant.subdomain, timezone: tenant.timezone, pending: step.pending.length, opensAt });
+        log.info(
+          { pending: step.pending.map((p) => ({ id: p.id, file: p.fileName })), window: `${tenant.windowStart}-${tenant.windowEnd}`, timezone: tenant.timezone, opensAt: opensAt.toISOString() },
+          'waiting for window',
+        );
+        return;
+      }
+      case 'settling':
+        summary.settling.push({ tenant: tenant.subdomain, pending: step.pending.length, until: step.until });
+        log.info({ pending: step.pending.length, until: step.until.toISOString() }, 'waiting for uploads to settle');
+        return;
+      case 'claimed':
+        for (const s of step.superseded) {
+          summary.superseded.push({ id: s.id, tenant: tenant.subdomain, file: s.fileName, status: 'superseded' });
+          log.info({ uploadId: s.id, supersededBy: step.claim.uploadId, receivedAt: s.receivedAt.toISOString() }, 'superseded');
+        }
+        // After an attempt without an outcome, the tenant waits for the next tick (no retry storm).
+        if (!(await importClaimed(ctx, tenant, step.claim, summary, log))) return;
+        break;
+    }
+  }
+}
+
+/** Imports one claimed upload. False when the attempt ended without an outcome. */
+async function importClaimed(ctx: ScheduleContext, tenant: TenantRef, claim: Claim, summary: ProcessSummary, tenantLog: Logger): Promise<boolean> {
+  const log = tenantLog.child({ uploadId: claim.uploadId, file: claim.fileName });
+  const ref = { id: claim.uploadId, tenant: tenant.subdomain, file: claim.fileName };
+  const stopHeartbeat = heartbeat(ctx, claim, log);
+  ctx.activeClaims?.set(claim.token, claim.uploadId);
+  try {
+    const record = await runImport(ctx, claim.uploadId, {
+      onOutcome: async (client, rec) => {
+        await fenceClaim(client, claim.uploadId, claim.token);
+        await enqueueImportReport(client, rec, { from: ctx.config.MAIL_FROM, now: ctx.clock.now() });
+      },
+      ...(ctx.importHook ? { at: ctx.importHook } : {}),
+    });
+    summary.imported.push({ ...ref, status: record.status });
+    const fields = { status: record.status, counts: record.counts, durationMs: record.durationMs };
+    if (record.status === 'held') log.warn({ ...fields, reason: record.message }, 'held');
+    else if (record.status === 'failed') log.warn({ ...fields, reason: record.message }, 'import failed: file rejected');
+    else log.info(fields, 'imported');
+    return true;
+  } catch (caught) {
+    if (caught instanceof ClaimLostError) {
+      log.warn({ err: caught }, 'claim lost: another process took this upload back; nothing from this attempt was kept');
+    } else {
+      await endAttempt(ctx, claim, toError(caught), summary, ref, log);
+    }
+    return false;
+  } finally {
+    stopHeartbeat();
+    ctx.activeClaims?.delete(claim.token);
+  }
+}
+
+/** Extends the claim every third of its lifetime while the import runs. */
+function heartbeat(ctx: ScheduleContext, claim: Claim, log: Logger): () => void {
+  const ttlMs = ctx.config.CLAIM_TTL_SECONDS * 1000;
+  const timer = setInterval(() => {
+    extendClaim(ctx.pool, claim.uploadId, claim.token, new Date(ctx.clock.now().getTime() + ttlMs)).catch((err: unknown) =>
+      log.warn({ err: toError(err) }, 'could not extend the claim; it lapses if this goes on'),
+    );
+  }, ttlMs / 3);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+async function endAttempt(
+  ctx: ScheduleContext,
+  claim: Claim,
+  err: Error,
+  summary: ProcessSummary,
+  ref: { id: string; tenant: string; file: string },
+  log: Logger,
+): Promise<void> {
+  try {
+    const [ended] = await endAttempts(
+      ctx.pool,
+      { token: claim.token, uploadId: claim.uploadId, now: ctx.clock.now(), maxAttempts: ctx.config.IMPORT_MAX_ATTEMPTS, error: err.message },
+      (client, e) => reportFailed(ctx, client, e.uploadId),
+    );
+    if (!ended) {
+      log.warn({ err }, 'import attempt failed and its claim was already taken back');
+    } else if (ended.status === 'failed') {
+      summary.failed.push({ ...ref, status: 'failed' });
+      log.error({ err, attempts: ended.attempts }, `import failed after ${ended.attempts} attempts; reported`);
+    } else {
+      summary.retried.push({ ...ref, status: 'pending' });
+      log.warn({ err, attempts: ended.attempts, maxAttempts: ctx.config.IMPORT_MAX_ATTEMPTS }, 'import attempt failed; retried on a later tick');
+    }
+  } catch (recordErr) {
+    // The database is gone too: the claim lapses and a later tick takes the upload back.
+    summary.retried.push({ ...ref, status: 'running' });
+    log.error(
+      { err, recordErr: toError(recordErr), claimExpiresAt: claim.expiresAt.toISOString() },
+      'import attempt failed and could not be recorded; retried after its claim expires',
+    );
+  }
+}
+
+/** Takes back uploads whose importer died (their claim expired): a failed attempt each. */
+async function takeBackExpiredClaims(ctx: ScheduleContext, summary: ProcessSummary): Promise<void> {
+  const ended = await endAttempts(
+    ctx.pool,
+    { now: ctx.clock.now(), maxAttempts: ctx.config.IMPORT_MAX_ATTEMPTS, error: 'the importing process stopped before it finished (its claim expired)' },
+    (client, e) => reportFailed(ctx, client, e.uploadId),
+  );
+  for (const e of ended) {
+    const record = await getImportRecord(ctx.pool, e.uploadId);
+    const ref = { id: e.uploadId, tenant: record?.tenant ?? '', file: record?.file ?? '', status: e.status };
+    (e.status === 'failed' ? summary.failed : summary.retried).push(ref);
+    ctx.logger.warn({ uploadId: e.uploadId, tenant: ref.tenant, attempts: e.attempts, status: e.status }, 'expired claim taken back');
+  }
+}
+
+async function reportFailed(ctx: ScheduleContext, client: pg.PoolClient, uploadId: string): Promise<void> {
+  const record = await getImportRecord(client, uploadId);
+  if (record) await enqueueImportReport(client, record, { from: ctx.config.MAIL_FROM, now: ctx.clock.now() });
+}

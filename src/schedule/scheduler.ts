@@ -1,0 +1,118 @@
+/**
+ * The cron tick inside `rosterd serve` (PRODUCT.md §5): on SCHEDULE_CRON, import what is pending
+ * (processPending) and send what the outbox holds (deliverDue). Ticks never overlap: a tick that
+ * comes while one still runs is skipped.
+ *
+ * start() and stop() are idempotent. stop() starts no further upload and waits for the running
+ * import to commit or roll back. Given a grace period that runs out first, it gives the running
+ * claims back (the uploads are pending again, not counted as a failed attempt; the import can no
+ * longer record its outcome and rolls back whole when the process exits) and resolves.
+ */
+import cron, { type ScheduledTask } from 'node-cron';
+import { toError } from '../errors.js';
+import { deliverDue } from '../report/delivery.js';
+import type { Mailer } from '../report/mailer.js';
+import type { Logger } from '../types.js';
+import { releaseClaims } from './claims.js';
+import { processPending, type ScheduleContext } from './process.js';
+
+export interface Scheduler {
+  start(): void;
+  /** Stop ticking; wait for the running tick, at most `graceMs` (default: as long as it takes). */
+  stop(opts?: { graceMs?: number }): Promise<void>;
+  /** One tick now (also what cron calls); resolves when it is done. A tick already running is joined. */
+  tick(): Promise<void>;
+  readonly running: boolean;
+}
+
+export function createScheduler(ctx: ScheduleContext, mailer: Mailer): Scheduler {
+  const log = ctx.logger.child({ component: 'scheduler' });
+  const activeClaims = ctx.activeClaims ?? new Map<string, string>();
+  const tickCtx: ScheduleContext = { ...ctx, activeClaims };
+  let task: ScheduledTask | undefined;
+  let abort = new AbortController();
+  let current: Promise<void> | undefined;
+
+  async function runTick(signal: AbortSignal): Promise<void> {
+    try {
+      const s = await processPending(tickCtx, { signal });
+      log.debug({ imported: s.imported.length, waiting: s.waiting.length, retried: s.retried.length, failed: s.failed.length }, 'tick: imports done');
+    } catch (err) {
+      log.error({ err: toError(err) }, 'tick: could not process pending uploads; the next tick tries again');
+    }
+    if (signal.aborted) return;
+    try {
+      await deliverDue(ctx, mailer);
+    } catch (err) {
+      log.error({ err: toError(err) }, 'tick: could not deliver reports; the next tick tries again');
+    }
+  }
+
+  const scheduler: Scheduler = {
+    get running() {
+      return task !== undefined;
+    },
+    tick() {
+      current ??= runTick(abort.signal).finally(() => {
+        current = undefined;
+      });
+      return current;
+    },
+    start() {
+      if (task) return;
+      abort = new AbortController();
+      task = cron.createTask(ctx.config.SCHEDULE_CRON, () => scheduler.tick(), {
+        name: 'rosterd-import',
+        noOverlap: true,
+        logger: cronLogger(log),
+      });
+      void task.start();
+      log.info({ cron: ctx.config.SCHEDULE_CRON, mail: mailer.kind }, 'scheduler started');
+    },
+    async stop(opts = {}) {
+      const t = task;
+      task = undefined;
+      abort.abort();
+      if (t) {
+        await t.stop();
+        await t.destroy();
+      }
+      const running = current;
+      if (running && !(await finishesWithin(running, opts.graceMs))) {
+        const released = await releaseClaims(ctx.pool, [...activeClaims.keys()], ctx.clock.now()).catch((err: unknown) => {
+          log.error({ err: toError(err) }, 'shutdown: could not give back the running claims; they expire by themselves');
+          return [];
+        });
+        log.warn({ released, graceMs: opts.graceMs }, 'shutdown: the running import did not finish in time; its upload is pending again');
+      }
+      if (t) log.info('scheduler stopped');
+    },
+  };
+  return scheduler;
+}
+
+async function finishesWithin(p: Promise<void>, ms: number | undefined): Promise<boolean> {
+  if (ms === undefined) {
+    await p;
+    return true;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([p.then(() => true as const), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** node-cron's own messages (missed or overlapping runs) into our log instead of the console. */
+function cronLogger(log: Logger) {
+  return {
+    info: (m: string) => log.debug({ cron: m }, 'node-cron'),
+    warn: (m: string) => log.warn({ cron: m }, 'node-cron'),
+    error: (m: string | Error, err?: Error) => log.error({ err: err ?? m }, 'node-cron'),
+    debug: (m: string | Error) => log.trace({ cron: String(m) }, 'node-cron'),
+  };
+}

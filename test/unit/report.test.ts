@@ -1,0 +1,215 @@
+import { describe, expect, it } from 'vitest';
+import { emptyCounts, type ImportIssue } from '../../src/import/types.js';
+import { csvCell, toCsv } from '../../src/report/csv.js';
+import { escapeHtml } from '../../src/report/html.js';
+import { formatBytes, formatDuration, formatInstant } from '../../src/report/model.js';
+import { renderReport } from '../../src/report/render.js';
+import type { ReportImport, ReportInput } from '../../src/report/types.js';
+
+const SECRET = 'Sup3rSecret!';
+
+function input(over: Partial<ReportImport> = {}, extra: Partial<ReportInput> = {}): ReportInput {
+  return {
+    from: 'rosterd <rosterd@example.com>',
+    tenant: { subdomain: 'lincoln-usd', name: 'Lincoln <Unified> & Co', timezone: 'America/Chicago', adminEmails: ['it@lincoln.example', 'sis@lincoln.example'] },
+    import: {
+      id: '6f1c0d2e-4b1a-4a57-9a0e-1b2c3d4e5f60',
+      file: 'users.csv',
+      sha256: 'a'.repeat(64),
+      bytes: 123_456,
+      receivedAt: '2026-11-21T19:02:11-06:00',
+      status: 'succeeded',
+      mode: 'full',
+      counts: { ...emptyCounts(), rows: 126, created: 120, updated: 4, unchanged: 0, deactivated: 2 },
+      errors: [],
+      warnings: [],
+      durationMs: 2345,
+      ...over,
+    },
+    ...extra,
+  };
+}
+
+const threeErrors: ImportIssue[] = [
+  { line: 7, column: 'username', value: 'DUPuser01', message: 'username DUPuser01 appears twice (also line 9)' },
+  { line: 8, column: 'password', value: SECRET, message: 'password must be at least 6 characters' },
+  { line: 12, column: 'email', value: '=HYPERLINK("http://evil","click")', message: 'not a valid email <address>' },
+];
+
+describe('renderReport', () => {
+  it('a succeeded import: subject with tenant, outcome and counts; addressed to the administrators', () => {
+    const mail = renderReport(input());
+    expect(mail.subject).toBe('[rosterd] lincoln-usd: users.csv imported — 120 created, 4 updated, 2 deactivated');
+    expect(mail.to).toEqual(['it@lincoln.example', 'sis@lincoln.example']);
+    expect(mail.from).toBe('rosterd <rosterd@example.com>');
+    expect(mail.attachments).toEqual([]);
+    expect(mail.headers['X-Rosterd-Import']).toBe('6f1c0d2e-4b1a-4a57-9a0e-1b2c3d4e5f60');
+    expect(mail.headers['Auto-Submitted']).toBe('auto-generated');
+  });
+
+  it('the text body has file, size, SHA-256, arrival in the tenant zone, counts and duration', () => {
+    const { text } = renderReport(input());
+    expect(text).toContain('users.csv');
+    expect(text).toContain('120.6 KiB (123,456 bytes)');
+    expect(text).toContain('a'.repeat(64));
+    expect(text).toContain('Saturday, November 21, 2026, 7:02:11 PM CST (America/Chicago)');
+    expect(text).toContain('2.3 s');
+    expect(text).toMatch(/Rows read\s+126/);
+    expect(text).toMatch(/Created\s+120/);
+    expect(text).toMatch(/Updated\s+4/);
+    expect(text).toMatch(/Unchanged\s+0/);
+    expect(text).toMatch(/Deactivated\s+2/);
+    expect(text).toMatch(/Reactivated\s+0/);
+    expect(text).toMatch(/Errors\s+0/);
+    expect(text).toMatch(/Warnings\s+0/);
+    expect(text).toContain('Lincoln <Unified> & Co (lincoln-usd)');
+  });
+
+  it('completed with errors: error table, CSV attachment, no password anywhere', () => {
+    const mail = renderReport(
+      input({
+        status: 'completed_with_errors',
+        counts: { ...emptyCounts(), rows: 129, created: 120, updated: 4, deactivated: 2, errors: 3 },
+        errors: threeErrors,
+      }),
+    );
+    expect(mail.subject).toBe('[rosterd] lincoln-usd: users.csv imported with 3 errors — 120 created, 4 updated, 2 deactivated');
+    expect(mail.text).toContain('line 7, username "DUPuser01": username DUPuser01 appears twice');
+    expect(mail.html).toContain('<td style="padding:2px 12px 2px 0;vertical-align:top">DUPuser01</td>');
+    expect(mail.attachments).toHaveLength(1);
+    const csv = mail.attachments[0];
+    expect(csv?.filename).toBe('users-errors.csv');
+    expect(csv?.contentType).toBe('text/csv; charset=utf-8');
+    expect(csv?.content).toBe(
+      '\uFEFFline,column,value,message\r\n' +
+        '7,username,DUPuser01,username DUPuser01 appears twice (also line 9)\r\n' +
+        '8,password,********,password must be at least 6 characters\r\n' +
+        `12,email,"'=HYPERLINK(""http://evil"",""click"")",not a valid email <address>\r\n`,
+    );
+    expect(JSON.stringify(mail)).not.toContain(SECRET);
+  });
+
+  it('escapes everything from the file and the operator in HTML', () => {
+    const mail = renderReport(
+      input({
+        status: 'failed',
+        message: 'header <script>alert(1)</script> is not CSV',
+        errors: [{ line: 3, column: 'first name', value: '<img src=x onerror=alert(1)>', message: 'too "long" & \'odd\'' }],
+        counts: { ...emptyCounts(), errors: 1 },
+      }),
+    );
+    expect(mail.html).not.toContain('<script>');
+    expect(mail.html).not.toContain('<img');
+    expect(mail.html).toContain('&#60;script&#62;alert(1)&#60;/script&#62;');
+    expect(mail.html).toContain('Lincoln &#60;Unified&#62; &#38; Co');
+    expect(mail.html).toContain('too &#34;long&#34; &#38; &#39;odd&#39;');
+    expect(mail.html).not.toMatch(/<(?!\/?(html|head|meta|title|body|p|strong|table|tr|th|td|h3|code|ul|li)\b|!DOCTYPE)/);
+  });
+
+  it('a failed import says nothing was changed and gives the message', () => {
+    const mail = renderReport(
+      input({ status: 'failed', message: 'the file has no username column', counts: emptyCounts(), errors: [], mode: null }),
+    );
+    expect(mail.subject).toBe('[rosterd] lincoln-usd: users.csv failed — nothing imported');
+    expect(mail.text).toContain('users.csv was not imported: the file has no username column Nothing was changed.');
+    expect(mail.text).toContain('upload it again');
+    expect(mail.attachments).toEqual([]);
+  });
+
+  it('a held import names the approve command and attaches the users it would deactivate', () => {
+    const mail = renderReport(
+      input(
+        {
+          status: 'held',
+          message: 'It would deactivate 57 of 400 active users (14%); the limit is 10%.',
+          counts: { ...emptyCounts(), rows: 343, created: 0, updated: 3, deactivated: 57 },
+        },
+        {
+          wouldDeactivate: [
+            { username: 'jdoe', email: 'jdoe@lincoln.example', firstName: 'Jane', lastName: 'Doe', sisId: '1001' },
+            { username: '@risky', email: null, firstName: '+1', lastName: '-x', sisId: null },
+          ],
+        },
+      ),
+    );
+    expect(mail.subject).toBe('[rosterd] lincoln-usd: users.csv held for approval — would deactivate 57 users');
+    expect(mail.text).toContain('rosterd import approve 6f1c0d2e-4b1a-4a57-9a0e-1b2c3d4e5f60');
+    expect(mail.text).toContain('rosterd import reject 6f1c0d2e-4b1a-4a57-9a0e-1b2c3d4e5f60');
+    expect(mail.text).toContain('It would deactivate 57 of 400 active users');
+    expect(mail.attachments.map((a) => a.filename)).toEqual(['users-would-deactivate.csv']);
+    expect(mail.attachments[0]?.content).toBe(
+      "\uFEFFusername,email,first name,last name,sis id\r\njdoe,jdoe@lincoln.example,Jane,Doe,1001\r\n'@risky,,'+1,'-x,\r\n",
+    );
+  });
+
+  it('shows the first 20 errors in the body and attaches all of them', () => {
+    const errors = Array.from({ length: 45 }, (_, i) => ({ line: i + 2, column: 'email', value: `bad${i}`, message: 'not a valid email address' }));
+    const mail = renderReport(input({ status: 'completed_with_errors', errors, counts: { ...emptyCounts(), rows: 45, errors: 45 } }));
+    expect(mail.text).toContain('Errors (first 20 of 45)');
+    expect(mail.text).toContain('"bad19"');
+    expect(mail.text).not.toContain('"bad20"');
+    expect(mail.attachments[0]?.content.split('\r\n')).toHaveLength(47); // header + 45 + trailing empty
+  });
+
+  it('one error is singular; control characters from the file do not break lines', () => {
+    const mail = renderReport(
+      input({
+        status: 'completed_with_errors',
+        errors: [{ line: 4, column: 'username', value: 'a\r\nBcc: x@evil', message: 'invalid' }],
+        counts: { ...emptyCounts(), rows: 1, errors: 1 },
+      }),
+    );
+    expect(mail.subject).toContain('imported with 1 error —');
+    expect(mail.text).toContain('"a Bcc: x@evil"');
+    expect(mail.attachments[0]?.content).toContain('"a\r\nBcc: x@evil"');
+  });
+
+  it('never puts a password in any part, whatever the column spelling', () => {
+    const errors = ['password', 'Password', 'pass_word', 'PASS-WORD'].map((column, i) => ({ line: i + 2, column, value: SECRET, message: 'too short' }));
+    const mail = renderReport(input({ status: 'completed_with_errors', errors, warnings: [{ line: 2, column: 'password', value: SECRET, message: 'x' }] }));
+    expect(JSON.stringify(mail)).not.toContain(SECRET);
+  });
+
+  it('refuses to report an import that has not run', () => {
+    expect(() => renderReport(input({ status: 'pending' }))).toThrow(/pending/);
+  });
+});
+
+describe('csvCell', () => {
+  it.each([
+    ['plain', 'plain'],
+    ['=1+1', "'=1+1"],
+    ['+1', "'+1"],
+    ['-1', "'-1"],
+    ['@SUM(A1)', "'@SUM(A1)"],
+    ['\t=1', "'\t=1"],
+    ['\r=1', `"'\r=1"`],
+    [' =1', "' =1"],
+    ['a,b', '"a,b"'],
+    ['say "hi"', '"say ""hi"""'],
+    ['two\nlines', '"two\nlines"'],
+    ['', ''],
+  ])('%j → %j', (value, cell) => {
+    expect(csvCell(value)).toBe(cell);
+  });
+
+  it('numbers and blanks', () => {
+    expect(toCsv(['a', 'b'], [[1, null], [undefined, 'x']])).toBe('\uFEFFa,b\r\n1,\r\n,x\r\n');
+  });
+});
+
+describe('formatting', () => {
+  it('escapes HTML', () => {
+    expect(escapeHtml(`<a href="x">'&'</a>`)).toBe('&#60;a href=&#34;x&#34;&#62;&#39;&#38;&#39;&#60;/a&#62;');
+  });
+  it('bytes, durations, instants', () => {
+    expect(formatBytes(512)).toBe('512 bytes');
+    expect(formatBytes(5 * 1024 * 1024)).toBe('5.0 MiB (5,242,880 bytes)');
+    expect(formatDuration(250)).toBe('250 ms');
+    expect(formatDuration(125_000)).toBe('2 min 5 s');
+    expect(formatInstant(new Date('2026-11-21T05:00:00Z'), 'Pacific/Auckland')).toBe(
+      'Saturday, November 21, 2026, 6:00:00 PM GMT+13 (Pacific/Auckland)',
+    );
+    expect(formatInstant('2026-07-01T12:00:00Z', 'America/New_York')).toBe('Wednesday, July 1, 2026, 8:00:00 AM EDT (America/New_York)');
+  });
+});
