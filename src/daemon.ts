@@ -9,6 +9,10 @@ import { toError } from './errors.js';
 import { createPasswordHasher } from './import/hash-pool.js';
 import { createMailer } from './report/mailer.js';
 import { createScheduler } from './schedule/scheduler.js';
+import { createMetrics } from './http/metrics.js';
+import { observeSftp, recordImport } from './http/observe.js';
+import { createHttpServer } from './http/server.js';
+import { startRetention } from './ops/retention.js';
 import { createSftpServer, type SftpServer } from './sftp/server.js';
 import { openDatabase, type Database } from './store/connect.js';
 import { migrate } from './store/migrate.js';
@@ -53,17 +57,36 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await migrate(database.pool, logger);
     const { pool } = database;
 
+    // Health and metrics first, so /healthz answers while the rest starts (/readyz says 503 until
+    // SFTP listens); released last but the database, so it answers until the end.
+    const metrics = createMetrics({ pool, logger: logger.child({ component: 'metrics' }) });
+    let sftpListening = false;
+    const http = createHttpServer({ config, logger: logger.child({ component: 'http' }), pool, metrics, isSftpListening: () => sftpListening });
+    releasers.push(() => http.close());
+    const { port: httpPort } = await http.listen();
+
     const graceMs = config.SHUTDOWN_GRACE_SECONDS * 1000;
     const sftp = createSftpServer({ config, logger, pool, clock });
-    releasers.push(() => sftp.close(graceMs)); // idempotent: also closed with the scheduler below
+    observeSftp(metrics, sftp.events);
+    releasers.push(async () => {
+      sftpListening = false;
+      await sftp.close(graceMs);
+    }); // idempotent: also closed with the scheduler below
     const { port: sftpPort } = await sftp.listen();
+    sftpListening = true;
+
+    const retention = startRetention({ config, pool, clock, logger: logger.child({ component: 'retention' }) });
+    releasers.push(() => retention.stop());
 
     // One pool of hashing workers for the daemon's lifetime, shared by every import.
     const hasher = createPasswordHasher({ workers: config.HASH_WORKERS });
     releasers.push(() => hasher.close());
     const mailer = createMailer(config);
     releasers.push(async () => mailer.close());
-    const scheduler = createScheduler({ pool, logger, clock, config, hasher }, mailer);
+    const scheduler = createScheduler(
+      { pool, logger, clock, config, hasher, onImported: (record) => recordImport(metrics, record) },
+      mailer,
+    );
     scheduler.start();
     // Transfers and a running import get the same grace period, side by side: SFTP stops
     // accepting and drains while the import commits or rolls back; the database closes after both.
@@ -74,12 +97,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     let stopping: Promise<void> | undefined;
     return {
       sftpPort,
-      httpPort: 0,
+      httpPort,
       sftp,
       database,
       stop: (reason = 'stop requested') => {
         stopping ??= (async () => {
           logger.info({ reason }, 'rosterd stopping');
+          http.markShuttingDown(); // /readyz turns 503 at once, before the drain
           await release();
           logger.info('rosterd stopped');
         })();

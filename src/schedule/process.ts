@@ -10,7 +10,7 @@ import os from 'node:os';
 import type pg from 'pg';
 import { RosterdError, toError } from '../errors.js';
 import type { ImportHook } from '../import/engine-types.js';
-import { getImportRecord } from '../import/records.js';
+import { getImportRecord, type ImportRecord } from '../import/records.js';
 import { runImport, type ImportContext } from '../import/run-import.js';
 import { enqueueImportReport } from '../report/import-report.js';
 import type { Logger } from '../types.js';
@@ -24,6 +24,8 @@ export interface ScheduleContext extends ImportContext {
   importHook?: ImportHook;
   /** claims this process holds right now (token → upload id), so shutdown can give them back */
   activeClaims?: Map<string, string>;
+  /** told of every recorded outcome (metrics); must not throw */
+  onImported?: (record: ImportRecord) => void;
 }
 
 export interface ProcessOptions {
@@ -152,6 +154,7 @@ async function importClaimed(ctx: ScheduleContext, tenant: TenantRef, claim: Cla
       ...(ctx.importHook ? { at: ctx.importHook } : {}),
     });
     summary.imported.push({ ...ref, status: record.status });
+    ctx.onImported?.(record);
     const fields = { status: record.status, counts: record.counts, durationMs: record.durationMs };
     if (record.status === 'held') log.warn({ ...fields, reason: record.message }, 'held');
     else if (record.status === 'failed') log.warn({ ...fields, reason: record.message }, 'import failed: file rejected');

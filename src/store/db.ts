@@ -10,7 +10,8 @@ export type Queryable = pg.Pool | pg.PoolClient;
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 
 export function createPool(connectionString: string, logger: Logger, max = 10): pg.Pool {
-  const pool = new pg.Pool({ connectionString, max, application_name: 'rosterd' });
+  // A Postgres that silently drops packets must not hang a connect for minutes.
+  const pool = new pg.Pool({ connectionString, max, application_name: 'rosterd', connectionTimeoutMillis: 10_000 });
   // An idle client whose connection drops emits 'error' on the pool; unhandled, that would crash
   // the daemon. The next query gets a fresh connection.
   pool.on('error', (err) =>

@@ -108,6 +108,24 @@ async function withLock<T>(dataDir: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * As root, Postgres runs as the `postgres` user, which must be able to pass through every parent
+ * of DATA_DIR. Say so plainly instead of letting initdb fail with "permission denied".
+ */
+function assertTraversable(dir: string): void {
+  for (let d = dir; ; d = path.dirname(d)) {
+    const st = statSafe(d);
+    if (st && (st.mode & 0o001) === 0) {
+      throw new RosterdError(
+        'EMBEDDED_POSTGRES_FAILED',
+        `the embedded Postgres runs as the "postgres" user, which cannot enter ${d} (mode ${(st.mode & 0o777).toString(8)}); ` +
+          `allow it with "chmod o+x ${d}", put DATA_DIR elsewhere, or set DATABASE_URL`,
+      );
+    }
+    if (path.dirname(d) === d) return;
+  }
+}
+
 function statSafe(p: string) {
   try {
     return statSync(p);
@@ -153,9 +171,13 @@ export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Pr
   const pgDir = path.join(dataDir, 'pg');
   const secretFile = path.join(dataDir, 'pg.secret');
   const leaseDir = path.join(dataDir, 'pg.leases');
-  mkdirSync(dataDir, { recursive: true });
+  // Roster files are student data: the data directory is the daemon user's alone.
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   // As root, the postgres user must be able to traverse DATA_DIR to reach DATA_DIR/pg (x only).
-  if (ids) chmodSync(dataDir, statSync(dataDir).mode | 0o001);
+  if (ids) {
+    chmodSync(dataDir, statSync(dataDir).mode | 0o001);
+    assertTraversable(path.dirname(dataDir));
+  }
   mkdirSync(leaseDir, { recursive: true, mode: 0o700 });
 
   const port = await withLock(dataDir, async () => {

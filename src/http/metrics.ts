@@ -1,0 +1,211 @@
+import type pg from 'pg';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { PG, pgCode } from '../errors.js';
+import { withTimeout } from '../ops/timeout.js';
+import type { Logger } from '../types.js';
+
+/**
+ * Prometheus metrics of one rosterd process (issue 5). Each process has its own registry (never
+ * prom-client's global one), so tests and several daemons in one process do not collide.
+ *
+ * Counters and histograms are moved by the parts that see the event (SFTP server, importer);
+ * the outbox gauges and each tenant's last successful import are read from Postgres at scrape
+ * time, so they are right with several replicas and survive a restart. Counters are per process:
+ * with replicas, sum them in Prometheus.
+ */
+export interface Metrics {
+  readonly registry: Registry;
+  /** SFTP sessions open now (inc on authenticated session start, dec on its end). */
+  readonly sftpSessionsOpen: Gauge;
+  /** Refused logins by reason: the SFTP server's AuthFailureReason (`key-not-registered`, `address-blocked`, …). */
+  readonly authFailures: Counter<'reason'>;
+  /** Files received (PRODUCT.md §2 "Receipt"), by file name (`users.csv`, `groups.csv`). */
+  readonly uploadsReceived: Counter<'file'>;
+  /** Bytes of the files received, by file name. */
+  readonly uploadBytesReceived: Counter<'file'>;
+  /** Writes that did not become an upload: `name-refused`, `failed` (too large, disk), `cut-off`. */
+  readonly uploadsFailed: Counter<'reason'>;
+  /** Imports finished, by outcome (`succeeded`, `completed_with_errors`, `failed`, `held`, `superseded`, …). */
+  readonly imports: Counter<'outcome'>;
+  /** Wall time of an import, by file name and outcome. */
+  readonly importDuration: Histogram<'file' | 'outcome'>;
+  /** Rows read by an import, by file name. */
+  readonly importRows: Histogram<'file'>;
+  /** Report emails in the outbox waiting to be sent (read from Postgres at scrape time). */
+  readonly outboxWaiting: Gauge;
+  /** Age in seconds of the oldest waiting report email; 0 when none waits. */
+  readonly outboxOldestAge: Gauge;
+  /** Unix time of each tenant's last succeeded or completed-with-errors import. */
+  readonly tenantLastSuccessfulImport: Gauge<'tenant'>;
+  /** 1 if the last scrape could read the database-backed gauges, else 0. */
+  readonly databaseUp: Gauge;
+}
+
+export interface MetricsOptions {
+  /** Where the scrape-time gauges are read from; without it they read NaN (unknown). */
+  pool?: pg.Pool;
+  logger?: Logger;
+  /** Node process metrics (CPU, memory, event loop lag, handles); default true. */
+  processMetrics?: boolean;
+}
+
+/** A scrape does not wait longer than this for the database (Prometheus' own timeout is 10 s). */
+const QUERY_TIMEOUT_MS = 2_000;
+
+interface Snapshot {
+  outbox: { waiting: number; oldestAgeSeconds: number } | undefined;
+  lastSuccess: Array<{ tenant: string; at: number }> | undefined;
+}
+
+export function createMetrics(options: MetricsOptions = {}): Metrics {
+  const registry = new Registry();
+  const registers = [registry];
+  if (options.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'rosterd_' });
+
+  const snapshot = snapshotReader(options.pool, options.logger);
+
+  // While the database cannot be read, the outbox gauges show NaN (unknown, not "empty"); each
+  // tenant's last success keeps its last known value (it can only have moved by a write that the
+  // database, being down, cannot have taken).
+  const outboxWaiting = new Gauge({
+    name: 'rosterd_outbox_messages_waiting',
+    help: 'Report emails in the outbox waiting to be sent or retried (NaN while the database cannot be read)',
+    registers,
+    async collect() {
+      this.set((await snapshot()).outbox?.waiting ?? NaN);
+    },
+  });
+  const outboxOldestAge = new Gauge({
+    name: 'rosterd_outbox_oldest_waiting_age_seconds',
+    help: 'Age of the oldest report email waiting in the outbox, 0 when none waits (NaN while the database cannot be read)',
+    registers,
+    async collect() {
+      this.set((await snapshot()).outbox?.oldestAgeSeconds ?? NaN);
+    },
+  });
+  const tenantLastSuccessfulImport = new Gauge({
+    name: 'rosterd_tenant_last_successful_import_timestamp_seconds',
+    help: 'Unix time at which each tenant\'s last succeeded or completed-with-errors import finished',
+    labelNames: ['tenant'] as const,
+    registers,
+    async collect() {
+      const rows = (await snapshot()).lastSuccess;
+      if (rows === undefined) return;
+      this.reset();
+      for (const row of rows) this.set({ tenant: row.tenant }, row.at);
+    },
+  });
+  const databaseUp = new Gauge({
+    name: 'rosterd_database_up',
+    help: '1 if the last scrape could read the outbox and imports from Postgres, else 0',
+    registers,
+    async collect() {
+      const s = await snapshot();
+      this.set(s.outbox !== undefined && s.lastSuccess !== undefined ? 1 : 0);
+    },
+  });
+
+  return Object.freeze({
+    registry,
+    sftpSessionsOpen: new Gauge({ name: 'rosterd_sftp_sessions_open', help: 'SFTP sessions open now', registers }),
+    authFailures: new Counter({
+      name: 'rosterd_sftp_auth_failures_total',
+      help: 'Refused SFTP logins, by reason',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    uploadsReceived: new Counter({
+      name: 'rosterd_uploads_received_total',
+      help: 'Files received over SFTP and queued for import, by file name',
+      labelNames: ['file'] as const,
+      registers,
+    }),
+    uploadBytesReceived: new Counter({
+      name: 'rosterd_uploads_received_bytes_total',
+      help: 'Bytes of the files received, by file name',
+      labelNames: ['file'] as const,
+      registers,
+    }),
+    uploadsFailed: new Counter({
+      name: 'rosterd_uploads_failed_total',
+      help: 'Writes refused, failed or cut off before they became an upload, by reason',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    imports: new Counter({
+      name: 'rosterd_imports_total',
+      help: 'Imports finished, by outcome',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
+    importDuration: new Histogram({
+      name: 'rosterd_import_duration_seconds',
+      help: 'Wall time of an import, by file name and outcome',
+      labelNames: ['file', 'outcome'] as const,
+      buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800],
+      registers,
+    }),
+    importRows: new Histogram({
+      name: 'rosterd_import_rows',
+      help: 'Rows read by an import, by file name',
+      labelNames: ['file'] as const,
+      buckets: [10, 100, 1_000, 5_000, 10_000, 50_000, 100_000, 500_000, 1_000_000, 5_000_000],
+      registers,
+    }),
+    outboxWaiting,
+    outboxOldestAge,
+    tenantLastSuccessfulImport,
+    databaseUp,
+  });
+}
+
+/**
+ * Reads the database-backed values once per scrape: prom-client collects every metric in the same
+ * tick, so the gauges share the query in flight. A missing table or a database that is down never fails the
+ * scrape: /readyz reports those.
+ */
+function snapshotReader(pool: pg.Pool | undefined, logger: Logger | undefined): () => Promise<Snapshot> {
+  let inFlight: Promise<Snapshot> | undefined;
+  return () => {
+    if (!pool) return Promise.resolve({ outbox: undefined, lastSuccess: undefined });
+    inFlight ??= readSnapshot(pool, logger).finally(() => (inFlight = undefined));
+    return inFlight;
+  };
+}
+
+async function readSnapshot(pool: pg.Pool, logger: Logger | undefined): Promise<Snapshot> {
+  const [outbox, lastSuccess] = await Promise.all([
+    tolerant(logger, 'outbox', { waiting: 0, oldestAgeSeconds: 0 }, async () => {
+      const { rows } = await pool.query<{ waiting: number; oldest_age: number | null }>(
+        `SELECT count(*)::int AS waiting,
+                EXTRACT(EPOCH FROM now() - min(created_at))::float8 AS oldest_age
+           FROM outbox WHERE status = 'pending'`,
+      );
+      const row = rows[0];
+      return { waiting: row?.waiting ?? 0, oldestAgeSeconds: Math.max(0, row?.oldest_age ?? 0) };
+    }),
+    tolerant(logger, 'last successful import', [], async () => {
+      const { rows } = await pool.query<{ tenant: string; at: number }>(
+        `SELECT t.subdomain AS tenant,
+                EXTRACT(EPOCH FROM max(coalesce(u.finished_at, u.status_changed_at)))::float8 AS at
+           FROM uploads u JOIN tenants t ON t.id = u.tenant_id
+          WHERE u.status IN ('succeeded', 'completed_with_errors')
+          GROUP BY t.subdomain`,
+      );
+      return rows;
+    }),
+  ]);
+  return { outbox, lastSuccess };
+}
+
+/** The query's result; `ifMissing` when its table is not there yet (42P01: migrations pending, so
+ *  nothing to count); undefined when the database cannot be read. */
+async function tolerant<T>(logger: Logger | undefined, what: string, ifMissing: T, read: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await withTimeout(read(), QUERY_TIMEOUT_MS, `metrics query (${what})`);
+  } catch (err) {
+    if (pgCode(err) === PG.UNDEFINED_TABLE) return ifMissing;
+    logger?.debug({ err, what }, 'metrics: cannot read from the database');
+    return undefined;
+  }
+}

@@ -1,0 +1,299 @@
+import { randomBytes } from 'node:crypto';
+import { constants, promises as fs } from 'node:fs';
+import path from 'node:path';
+import nodemailer from 'nodemailer';
+import pg from 'pg';
+import ssh2 from 'ssh2';
+import { loadConfig, type Config } from '../config/config.js';
+import { toError } from '../errors.js';
+import { hostKeysDir } from '../sftp/host-keys.js';
+import { parsePublicKey } from '../sftp/public-key.js';
+import { openDatabase } from '../store/connect.js';
+import { loadMigrations, pendingMigrations } from '../store/migrate.js';
+import type { Logger } from '../types.js';
+import { withTimeout } from './timeout.js';
+
+/**
+ * `rosterd doctor` (issue 5): checks what `rosterd serve` needs, one line each, with what to do
+ * when something is wrong. It changes nothing: it creates no host key, no folder, no table.
+ */
+export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
+
+export interface DoctorCheck {
+  name: string;
+  status: CheckStatus;
+  /** what was found */
+  detail: string;
+  /** what to do, when status is warn or fail */
+  fix?: string;
+}
+
+export interface DoctorReport {
+  /** false if any check failed (warnings do not fail) */
+  ok: boolean;
+  checks: DoctorCheck[];
+}
+
+export interface DoctorDeps {
+  env: NodeJS.ProcessEnv;
+  logger: Logger;
+  /** how long the database and the mail server get to answer (default 5 s) */
+  timeoutMs?: number;
+}
+
+/** Free space under which the data directory check warns. */
+const LOW_SPACE_BYTES = 1024 ** 3;
+/** The embedded Postgres may have to initialise its cluster on first use. */
+const EMBEDDED_TIMEOUT_MS = 90_000;
+const HOST_KEY_FILES = [
+  { file: 'ssh_host_ed25519_key', type: 'ssh-ed25519' },
+  { file: 'ssh_host_rsa_key', type: 'ssh-rsa' },
+] as const;
+
+const ok = (name: string, detail: string): DoctorCheck => ({ name, status: 'ok', detail });
+const warn = (name: string, detail: string, fix: string): DoctorCheck => ({ name, status: 'warn', detail, fix });
+const fail = (name: string, detail: string, fix: string): DoctorCheck => ({ name, status: 'fail', detail, fix });
+const skip = (name: string, why: string): DoctorCheck => ({ name, status: 'skip', detail: `not checked: ${why}` });
+
+export async function runDoctor(deps: DoctorDeps): Promise<DoctorReport> {
+  const timeoutMs = deps.timeoutMs ?? 5_000;
+  const checks: DoctorCheck[] = [];
+  let config: Config;
+  try {
+    config = loadConfig(deps.env);
+    checks.push(ok('configuration', describeConfig(config)));
+  } catch (err) {
+    checks.push(fail('configuration', toError(err).message, 'the variables and their defaults are listed in the README (Configuration)'));
+    for (const name of ['data directory', 'data directory permissions', 'free space', 'host keys', 'database', 'migrations', 'mail']) {
+      checks.push(skip(name, 'the configuration is invalid'));
+    }
+    return { ok: false, checks };
+  }
+
+  const dataDir = await checkDataDir(config.DATA_DIR);
+  checks.push(dataDir.check, await checkPermissions(config.DATA_DIR, dataDir.exists), await checkFreeSpace(config.DATA_DIR));
+  checks.push(dataDir.check.status === 'fail' ? skip('host keys', 'the data directory cannot be used') : await checkHostKeys(config.DATA_DIR));
+  checks.push(...(await checkDatabase(config, deps.logger, timeoutMs)));
+  checks.push(await checkMail(config, timeoutMs));
+  return { ok: checks.every((c) => c.status !== 'fail'), checks };
+}
+
+function describeConfig(config: Config): string {
+  const database = config.DATABASE_URL ? `Postgres at ${hostOf(config.DATABASE_URL)}` : `embedded Postgres in ${path.join(config.DATA_DIR, 'pg')}`;
+  const mail = config.SMTP_URL ? `SMTP at ${hostOf(config.SMTP_URL)}` : `.eml files in ${path.join(config.DATA_DIR, 'outbox')}`;
+  return `DATA_DIR=${config.DATA_DIR}; ${database}; mail: ${mail}; SFTP port ${config.SFTP_PORT}; HTTP port ${config.HTTP_PORT}`;
+}
+
+/** host:port/path of a URL, never its credentials. */
+function hostOf(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.host}${u.pathname === '/' ? '' : u.pathname}`;
+  } catch {
+    return '(unparsable URL)';
+  }
+}
+
+async function checkDataDir(dir: string): Promise<{ check: DoctorCheck; exists: boolean }> {
+  const name = 'data directory';
+  const stat = await fs.stat(dir).catch((err: NodeJS.ErrnoException) => err);
+  if (stat instanceof Error) {
+    if (stat.code !== 'ENOENT') {
+      return { exists: false, check: fail(name, `${dir} cannot be used (${stat.code ?? stat.message})`, `set DATA_DIR to a directory the rosterd user owns`) };
+    }
+    // rosterd creates it at start, if it can.
+    const parent = await nearestExisting(path.dirname(dir));
+    const probe = await probeWrite(parent);
+    return probe === undefined
+      ? { exists: false, check: warn(name, `${dir} does not exist yet; rosterd creates it at first start`, `or create it now: mkdir -p -m 700 ${dir}`) }
+      : { exists: false, check: fail(name, `${dir} does not exist and cannot be created (${probe})`, `create it and give it to the rosterd user: mkdir -p -m 700 ${dir} && chown USER ${dir}`) };
+  }
+  if (!stat.isDirectory()) {
+    return { exists: false, check: fail(name, `${dir} is not a directory`, 'set DATA_DIR to a directory') };
+  }
+  const probe = await probeWrite(dir);
+  return probe === undefined
+    ? { exists: true, check: ok(name, `${dir} exists and is writable`) }
+    : { exists: true, check: fail(name, `${dir} is not writable (${probe})`, `give it to the rosterd user: chown USER ${dir}; or mount it read-write`) };
+}
+
+/** Roster files are student data: nobody but the daemon's user should read the data directory. */
+async function checkPermissions(dir: string, exists: boolean): Promise<DoctorCheck> {
+  const name = 'data directory permissions';
+  if (!exists) return skip(name, 'the data directory is not there');
+  const mode = (await fs.stat(dir)).mode & 0o777;
+  const shown = mode.toString(8).padStart(3, '0');
+  // o+x alone is allowed: as root, the embedded Postgres (user postgres) must traverse DATA_DIR.
+  if ((mode & 0o006) !== 0) {
+    return fail(name, `${dir} has mode ${shown}: other users can ${mode & 0o002 ? 'write' : 'list'} it`, `chmod o-rw ${dir}`);
+  }
+  return ok(name, `mode ${shown}`);
+}
+
+async function checkFreeSpace(dir: string): Promise<DoctorCheck> {
+  const name = 'free space';
+  try {
+    const stats = await fs.statfs(await nearestExisting(dir));
+    const free = stats.bavail * stats.bsize;
+    const shown = `${(free / 1024 ** 3).toFixed(1)} GiB free`;
+    return free < LOW_SPACE_BYTES
+      ? warn(name, `${shown} for ${dir}`, 'free some space or grow the volume: uploads and the embedded Postgres live there')
+      : ok(name, `${shown} for ${dir}`);
+  } catch (err) {
+    return fail(name, `cannot read the free space of ${dir} (${toError(err).message})`, 'check that DATA_DIR is on a mounted file system');
+  }
+}
+
+async function checkHostKeys(dataDir: string): Promise<DoctorCheck> {
+  const name = 'host keys';
+  const dir = hostKeysDir(dataDir);
+  const found: string[] = [];
+  for (const spec of HOST_KEY_FILES) {
+    const file = path.join(dir, spec.file);
+    const content = await fs.readFile(file).catch((err: NodeJS.ErrnoException) => err);
+    if (content instanceof Error) {
+      if (content.code === 'ENOENT') {
+        if (found.length === 0) continue;
+        return fail(name, `${file} is missing while other host keys exist`, 'restore it from backup: a new key would change what clients see');
+      }
+      return fail(name, `${file} cannot be read (${content.code ?? content.message})`, `give it to the rosterd user: chown USER ${file}; chmod 600 ${file}`);
+    }
+    const parsed = ssh2.utils.parseKey(content);
+    const key = Array.isArray(parsed) ? parsed[0] : parsed;
+    if (key === undefined || key instanceof Error || key.type !== spec.type) {
+      return fail(name, `${file} is not a readable ${spec.type} private key`, 'restore it from backup, or move it away to have a new one generated (clients will see a new host key)');
+    }
+    const mode = (await fs.stat(file)).mode & 0o777;
+    if ((mode & 0o077) !== 0) {
+      return fail(name, `${file} has mode ${mode.toString(8)}: other users can read the private host key`, `chmod 600 ${file}`);
+    }
+    found.push(parsePublicKey(`${key.type} ${key.getPublicSSH().toString('base64')}`).fingerprint);
+  }
+  if (found.length === 0) return ok(name, `none yet in ${dir}; "rosterd serve" generates them at first start ("rosterd host-key" shows them)`);
+  return ok(name, found.join(', '));
+}
+
+async function checkDatabase(config: Config, logger: Logger, timeoutMs: number): Promise<DoctorCheck[]> {
+  let pool: pg.Pool;
+  let close: () => Promise<void>;
+  const where = config.DATABASE_URL ? hostOf(config.DATABASE_URL) : 'the embedded Postgres';
+  const fix = config.DATABASE_URL
+    ? 'check DATABASE_URL (host, port, user, password, database) and that Postgres is running and reachable'
+    : `check that nothing else uses ${path.join(config.DATA_DIR, 'pg')}, and read ${path.join(config.DATA_DIR, 'pg', 'server.log')}`;
+  try {
+    if (config.DATABASE_URL) {
+      // Our own pool, so that an address that never answers fails within the timeout.
+      pool = new pg.Pool({ connectionString: config.DATABASE_URL, max: 1, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs, application_name: 'rosterd doctor' });
+      pool.on('error', () => undefined);
+      const opened = pool;
+      close = () => opened.end().catch(() => undefined);
+      await withTimeout(pool.query('SELECT 1'), timeoutMs + 1_000, where).catch(async (err: unknown) => {
+        await close();
+        throw err;
+      });
+    } else {
+      const db = await withTimeout(openDatabase(config, logger, 1), EMBEDDED_TIMEOUT_MS, where);
+      pool = db.pool;
+      close = db.close;
+    }
+  } catch (err) {
+    return [fail('database', `cannot connect to ${where}: ${describeError(err)}`, fix), skip('migrations', 'the database is unreachable')];
+  }
+  try {
+    const version = await pool.query<{ server_version: string }>('SHOW server_version');
+    const checks = [ok('database', `connected to ${where} (PostgreSQL ${version.rows[0]?.server_version ?? '?'})`)];
+    checks.push(await checkMigrations(pool, timeoutMs));
+    return checks;
+  } catch (err) {
+    return [fail('database', `${where} answered, then failed: ${describeError(err)}`, fix), skip('migrations', 'the database failed')];
+  } finally {
+    await close();
+  }
+}
+
+async function checkMigrations(pool: pg.Pool, timeoutMs: number): Promise<DoctorCheck> {
+  const name = 'migrations';
+  try {
+    const pending = await withTimeout(pendingMigrations(pool), timeoutMs, 'the migration check');
+    if (pending.length > 0) {
+      return fail(name, `not applied: ${pending.join(', ')}`, 'run "rosterd migrate" (rosterd serve also applies them at start)');
+    }
+    const known = new Set((await loadMigrations()).map((m) => m.id));
+    const applied = (await pool.query<{ id: number }>('SELECT id FROM schema_migrations ORDER BY id')).rows.map((r) => r.id);
+    const newer = applied.filter((id) => !known.has(id));
+    if (newer.length > 0) {
+      return warn(name, `the database has migrations this rosterd does not know (${newer.join(', ')})`, 'a newer rosterd migrated it: upgrade this one');
+    }
+    return ok(name, `current (${applied.length} applied)`);
+  } catch (err) {
+    return fail(name, `cannot read the applied migrations: ${describeError(err)}`, 'check the database user may read schema_migrations');
+  }
+}
+
+async function checkMail(config: Config, timeoutMs: number): Promise<DoctorCheck> {
+  const name = 'mail';
+  if (!config.SMTP_URL) {
+    const outbox = path.join(config.DATA_DIR, 'outbox');
+    const target = await nearestExisting(outbox);
+    const probe = await probeWrite(target);
+    return probe === undefined
+      ? ok(name, `no SMTP_URL: reports are written as .eml files to ${outbox}`)
+      : fail(name, `no SMTP_URL, and ${outbox} is not writable (${probe})`, 'set SMTP_URL to your mail server, or make DATA_DIR writable');
+  }
+  const where = hostOf(config.SMTP_URL);
+  const transport = nodemailer.createTransport({
+    url: config.SMTP_URL,
+    connectionTimeout: timeoutMs,
+    greetingTimeout: timeoutMs,
+    socketTimeout: timeoutMs,
+  });
+  try {
+    await withTimeout(transport.verify(), timeoutMs * 2, `the mail server at ${where}`);
+    return ok(name, `the mail server at ${where} accepts connections and credentials`);
+  } catch (err) {
+    return fail(
+      name,
+      `the mail server at ${where} cannot be used: ${describeError(err)}`,
+      'check SMTP_URL (host, port, smtp:// or smtps://, user and password) and that the server is running; reports wait in the outbox meanwhile',
+    );
+  } finally {
+    transport.close();
+  }
+}
+
+/** undefined if a file can be created in dir, else why not. Root ignores modes, so really try. */
+async function probeWrite(dir: string): Promise<string | undefined> {
+  const probe = path.join(dir, `.rosterd-doctor-${randomBytes(6).toString('hex')}`);
+  try {
+    await fs.writeFile(probe, '', { flag: 'wx', mode: 0o600 });
+    await fs.rm(probe, { force: true });
+    await fs.access(dir, constants.W_OK | constants.X_OK);
+    return undefined;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code ?? toError(err).message;
+  }
+}
+
+/** dir, or its closest ancestor that exists (what would hold it once created). */
+async function nearestExisting(dir: string): Promise<string> {
+  let current = path.resolve(dir);
+  for (;;) {
+    try {
+      await fs.stat(current);
+      return current;
+    } catch {
+      const parent = path.dirname(current);
+      if (parent === current) return current;
+      current = parent;
+    }
+  }
+}
+
+/** One line: the error's message (its first and last lines if it has several, e.g. initdb's), and its code. */
+function describeError(err: unknown): string {
+  const e = toError(err);
+  const lines = e.message.split('\n').map((l) => l.trim()).filter(Boolean);
+  const message = lines.length > 1 ? `${lines[0]} … ${lines[lines.length - 1]}` : (lines[0] ?? e.name);
+  const code = (e as NodeJS.ErrnoException).code;
+  return code && !message.includes(code) ? `${message} (${code})` : message;
+}

@@ -1,0 +1,152 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type pg from 'pg';
+import type { Config } from '../config/config.js';
+import { toError } from '../errors.js';
+import type { Clock, Logger } from '../types.js';
+
+/**
+ * Retention of received files (issue 5): the immutable copies in DATA_DIR/uploads/<tenant>/ are
+ * student data, so a copy older than RETENTION_DAYS is deleted. Its upload row (the import record,
+ * its SHA-256, counts and errors) stays. RETENTION_DAYS=0 keeps every copy.
+ *
+ * The walk starts from the files on disk, not from the uploads table: the table only grows, the
+ * folder only holds what retention has not removed yet, so each run costs what is left to do.
+ * A copy is removed only when its upload is finished with: a pending, running or held upload
+ * keeps its file whatever its age (a held import may still be approved). A file with no upload
+ * row (left by a crash between copy and insert) is removed by its modification time.
+ * Several replicas on one data volume may run this at once: a file already gone is skipped.
+ */
+export interface RetentionDeps {
+  config: Pick<Config, 'DATA_DIR' | 'RETENTION_DAYS'>;
+  pool: pg.Pool;
+  clock: Clock;
+  logger: Logger;
+}
+
+export interface RemovedCopy {
+  /** relative to DATA_DIR, as in uploads.stored_path */
+  path: string;
+  /** null for a file no upload row refers to */
+  uploadId: string | null;
+  bytes: number;
+}
+
+export interface RetentionResult {
+  /** copies received before this were due; null when RETENTION_DAYS is 0 (nothing is removed) */
+  cutoff: Date | null;
+  removed: RemovedCopy[];
+  /** copies that were due but could not be removed (logged; retried next run) */
+  failed: Array<{ path: string; error: string }>;
+}
+
+/** Upload statuses whose file is still needed: to import it, or to approve a held import. */
+const STILL_NEEDED = ['pending', 'running', 'held'];
+const DAY_MS = 86_400_000;
+/** Paths looked up in one query. */
+const BATCH = 1_000;
+
+export async function applyRetention(deps: RetentionDeps): Promise<RetentionResult> {
+  const { config, pool, clock, logger } = deps;
+  if (config.RETENTION_DAYS === 0) return { cutoff: null, removed: [], failed: [] };
+  const cutoff = new Date(clock.now().getTime() - config.RETENTION_DAYS * DAY_MS);
+  const result: RetentionResult = { cutoff, removed: [], failed: [] };
+
+  const files = await listCopies(config.DATA_DIR);
+  for (let i = 0; i < files.length; i += BATCH) {
+    const batch = files.slice(i, i + BATCH);
+    const { rows } = await pool.query<{ stored_path: string; id: string; received_at: Date; status: string }>(
+      `SELECT stored_path, id, received_at, status FROM uploads WHERE stored_path = ANY($1::text[])`,
+      [batch.map((f) => f.relative)],
+    );
+    const records = new Map(rows.map((r) => [r.stored_path, r]));
+    for (const file of batch) {
+      const record = records.get(file.relative);
+      const due = record
+        ? record.received_at < cutoff && !STILL_NEEDED.includes(record.status)
+        : file.mtime < cutoff;
+      if (!due) continue;
+      try {
+        await fs.rm(path.join(config.DATA_DIR, file.relative), { force: true });
+        result.removed.push({ path: file.relative, uploadId: record?.id ?? null, bytes: file.bytes });
+        logger.info(
+          { event: 'retention.deleted', uploadId: record?.id ?? null, path: file.relative, bytes: file.bytes, retentionDays: config.RETENTION_DAYS },
+          'upload copy deleted (retention)',
+        );
+      } catch (err) {
+        const error = toError(err).message;
+        result.failed.push({ path: file.relative, error });
+        logger.warn({ event: 'retention.failed', path: file.relative, err }, 'upload copy could not be deleted');
+      }
+    }
+  }
+  return result;
+}
+
+interface CopyFile {
+  relative: string;
+  bytes: number;
+  mtime: Date;
+}
+
+/** Regular files in DATA_DIR/uploads/<tenant>/ (one level; nothing else lives there). */
+async function listCopies(dataDir: string): Promise<CopyFile[]> {
+  const root = path.join(dataDir, 'uploads');
+  const tenants = await readDirIfExists(root);
+  const files: CopyFile[] = [];
+  for (const tenant of tenants) {
+    if (!tenant.isDirectory()) continue;
+    for (const entry of await readDirIfExists(path.join(root, tenant.name))) {
+      if (!entry.isFile()) continue;
+      const absolute = path.join(root, tenant.name, entry.name);
+      const stat = await fs.stat(absolute).catch(() => undefined);
+      if (!stat) continue; // removed meanwhile by another replica
+      files.push({ relative: path.relative(dataDir, absolute), bytes: stat.size, mtime: stat.mtime });
+    }
+  }
+  return files;
+}
+
+async function readDirIfExists(dir: string) {
+  try {
+    return await fs.readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+export interface RetentionTask {
+  /** Waits for a run in progress, then stops; idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs applyRetention now and then every `intervalMs` (default hourly) until stopped. A failed
+ * run is logged and tried again at the next interval; it never takes the daemon down.
+ */
+export function startRetention(deps: RetentionDeps, intervalMs = 3_600_000): RetentionTask {
+  let running: Promise<void> | undefined;
+  let stopped = false;
+  const run = () => {
+    if (running || stopped) return;
+    running = applyRetention(deps)
+      .then((r) => {
+        if (r.removed.length > 0 || r.failed.length > 0) {
+          deps.logger.info({ event: 'retention.run', removed: r.removed.length, failed: r.failed.length, cutoff: r.cutoff }, 'retention run finished');
+        }
+      })
+      .catch((err: unknown) => deps.logger.warn({ event: 'retention.run', err }, 'retention run failed; will retry'))
+      .finally(() => (running = undefined));
+  };
+  const timer = setInterval(run, intervalMs);
+  timer.unref();
+  if (deps.config.RETENTION_DAYS > 0) run();
+  return {
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await running;
+    },
+  };
+}

@@ -1,0 +1,147 @@
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { DoctorReport } from '../../src/ops/doctor.js';
+import { loadOrCreateHostKeys } from '../../src/sftp/host-keys.js';
+import { runCli } from '../support/cli.js';
+import { createTestDatabase, type TestDatabase } from '../support/db.js';
+import { startTestSmtp, type TestSmtp } from '../support/smtp.js';
+
+/** `rosterd doctor --json` as a subprocess; the report, its exit code, and the text form too. */
+async function doctor(env: Record<string, string | undefined>) {
+  const [json, text] = await Promise.all([runCli(['doctor', '--json'], env), runCli(['doctor'], env)]);
+  const report = json.json<DoctorReport>();
+  const check = (name: string) => {
+    const found = report.checks.find((c) => c.name === name);
+    if (!found) throw new Error(`no "${name}" check in ${JSON.stringify(report, null, 2)}`);
+    return found;
+  };
+  return { code: json.code, textCode: text.code, text: text.stdout, stderr: text.stderr + json.stderr, report, check };
+}
+
+describe('rosterd doctor', () => {
+  let db: TestDatabase;
+  let smtp: TestSmtp;
+  const dirs: string[] = [];
+  const tempDir = () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'rosterd-doctor-'));
+    dirs.push(dir);
+    return dir;
+  };
+
+  beforeAll(async () => {
+    [db, smtp] = await Promise.all([createTestDatabase(), startTestSmtp()]);
+  });
+
+  afterAll(async () => {
+    await smtp?.close();
+    await db?.drop();
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('passes on a good setup: every check OK, exit 0, one line per check', async () => {
+    const dataDir = tempDir();
+    await loadOrCreateHostKeys(dataDir);
+    const r = await doctor({ DATABASE_URL: db.url, DATA_DIR: dataDir, SMTP_URL: smtp.url });
+    expect(r.code, r.text + r.stderr).toBe(0);
+    expect(r.textCode).toBe(0);
+    expect(r.report.ok).toBe(true);
+    expect(r.report.checks.map((c) => c.name)).toEqual([
+      'configuration',
+      'data directory',
+      'data directory permissions',
+      'free space',
+      'host keys',
+      'database',
+      'migrations',
+      'mail',
+    ]);
+    for (const c of r.report.checks) expect(c.status === 'ok' || (c.name === 'free space' && c.status === 'warn'), JSON.stringify(c)).toBe(true);
+    expect(r.check('host keys').detail).toMatch(/^SHA256:\S+, SHA256:\S+$/);
+    expect(r.check('mail').detail).toContain(`127.0.0.1:${smtp.port}`);
+    expect(r.text).toMatch(/^OK {4}configuration /m);
+    expect(r.text).toMatch(/^OK {4}database {2,}connected to 127\.0\.0\.1:\d+\/rosterd_t_\w+ \(PostgreSQL /m);
+    expect(r.text).toMatch(/all checks passed\n$/);
+    expect(r.text + r.stderr, 'no credentials printed').not.toContain(new URL(db.url).password || '\u0000');
+  });
+
+  it('passes without SMTP_URL when the .eml outbox folder can be written, and before the first start', async () => {
+    const dataDir = tempDir();
+    const r = await doctor({ DATABASE_URL: db.url, DATA_DIR: dataDir });
+    expect(r.code, r.text).toBe(0);
+    expect(r.check('mail').detail).toContain(path.join(dataDir, 'outbox'));
+    expect(r.check('host keys').detail).toMatch(/none yet/);
+  });
+
+  it('names a DATABASE_URL it cannot connect to, and exits 1 without crashing', async () => {
+    const r = await doctor({ DATABASE_URL: 'postgres://rosterd:wrong@127.0.0.1:1/rosterd', DATA_DIR: tempDir() });
+    expect(r.code).toBe(1);
+    expect(r.textCode).toBe(1);
+    expect(r.report.ok).toBe(false);
+    expect(r.check('database')).toMatchObject({ status: 'fail', detail: expect.stringMatching(/cannot connect to 127\.0\.0\.1:1\/rosterd: .*ECONNREFUSED/) });
+    expect(r.check('database').fix).toMatch(/check DATABASE_URL/);
+    expect(r.check('migrations').status).toBe('skip');
+    expect(r.check('configuration').status).toBe('ok');
+    expect(r.text).toMatch(/^FAIL {2}database /m);
+    expect(r.text).toContain('→ check DATABASE_URL');
+    expect(r.text + r.stderr).not.toContain('wrong');
+  });
+
+  it('reports a malformed DATABASE_URL as a configuration failure (exit 1), not a usage error', async () => {
+    const r = await doctor({ DATABASE_URL: 'mysql://root@localhost/x', DATA_DIR: tempDir() });
+    expect(r.code).toBe(1);
+    expect(r.check('configuration')).toMatchObject({ status: 'fail', detail: expect.stringContaining('DATABASE_URL') });
+    expect(r.check('database').status).toBe('skip');
+  });
+
+  it('names a mail server that does not answer', async () => {
+    const r = await doctor({ DATABASE_URL: db.url, DATA_DIR: tempDir(), SMTP_URL: 'smtp://127.0.0.1:1' });
+    expect(r.code).toBe(1);
+    expect(r.check('mail')).toMatchObject({ status: 'fail', detail: expect.stringMatching(/mail server at 127\.0\.0\.1:1 cannot be used: .*ECONNREFUSED/) });
+    expect(r.check('mail').fix).toMatch(/check SMTP_URL/);
+    expect(r.check('database').status).toBe('ok');
+  });
+
+  it('names a data directory that cannot be written (a path under a regular file fails even as root)', async () => {
+    const parent = tempDir();
+    const file = path.join(parent, 'not-a-directory');
+    writeFileSync(file, '');
+    const dataDir = path.join(file, 'data');
+    const r = await doctor({ DATABASE_URL: db.url, DATA_DIR: dataDir });
+    expect(r.code).toBe(1);
+    expect(r.check('data directory')).toMatchObject({ status: 'fail', detail: expect.stringContaining(`${dataDir} cannot be used (ENOTDIR)`) });
+    expect(r.check('mail')).toMatchObject({ status: 'fail', detail: expect.stringContaining('not writable') });
+    expect(r.text).toMatch(/^FAIL {2}data directory /m);
+  });
+
+  it('names a data directory others can read, and a host key others can read', async () => {
+    const dataDir = tempDir();
+    await loadOrCreateHostKeys(dataDir);
+    chmodSync(dataDir, 0o755);
+    chmodSync(path.join(dataDir, 'host_keys', 'ssh_host_rsa_key'), 0o644);
+    const r = await doctor({ DATABASE_URL: db.url, DATA_DIR: dataDir });
+    expect(r.code).toBe(1);
+    expect(r.check('data directory permissions')).toMatchObject({ status: 'fail', fix: expect.stringContaining(`chmod o-rw ${dataDir}`) });
+    expect(r.check('host keys')).toMatchObject({ status: 'fail', fix: expect.stringContaining('chmod 600') });
+  });
+
+  it('names migrations that are not applied', async () => {
+    const bare = `rosterd_t_doctor_${process.pid}`;
+    const admin = new pg.Client({ connectionString: inject('adminUrl') });
+    await admin.connect();
+    try {
+      await admin.query(`DROP DATABASE IF EXISTS ${bare}`);
+      await admin.query(`CREATE DATABASE ${bare}`);
+      const url = new URL(inject('adminUrl'));
+      url.pathname = `/${bare}`;
+      const r = await doctor({ DATABASE_URL: url.toString(), DATA_DIR: tempDir() });
+      expect(r.code).toBe(1);
+      expect(r.check('migrations')).toMatchObject({ status: 'fail', detail: expect.stringMatching(/^not applied: 001_foundation/), fix: expect.stringContaining('rosterd migrate') });
+    } finally {
+      await admin.query(`DROP DATABASE IF EXISTS ${bare} WITH (FORCE)`);
+      await admin.end();
+    }
+  });
+});
