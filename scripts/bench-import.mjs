@@ -1,0 +1,179 @@
+#!/usr/bin/env node
+/**
+ * npm run bench:import — the import engine against a bare COPY (issue 3).
+ *
+ * Generates a full-sync users.csv of BENCH_ROWS rows (default 1,000,000; no passwords), times a
+ * bare `COPY` of it into a table with the same unique index as users, then the first import and
+ * an unchanged re-import through runImport (from dist/), and prints the ratios and the peak RSS of
+ * this process. Then password hashes per second on one worker and on every core.
+ *
+ * Postgres: DATABASE_URL, or the embedded one (in a temporary directory). A database of its own
+ * is created and dropped. Goals: first import <= 3x COPY, re-import <= 2x, peak RSS <= 250 MB,
+ * hashing on 2 cores >= 1.8x one core.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { chmodSync, createReadStream, createWriteStream, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { loadConfig } from '../dist/config/config.js';
+import { createPasswordHasher } from '../dist/import/hash-pool.js';
+import { runImport } from '../dist/import/run-import.js';
+import { createLogger } from '../dist/log/logger.js';
+import { createPool } from '../dist/store/db.js';
+import { startEmbeddedPostgres } from '../dist/store/embedded.js';
+import { migrate } from '../dist/store/migrate.js';
+
+const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
+const SCHOOLS = 20;
+const logger = createLogger(process.env.LOG_LEVEL ?? 'warn', process.stderr);
+const work = mkdtempSync(path.join(os.tmpdir(), 'rosterd-bench-'));
+const mb = (bytes) => `${(bytes / 1024 / 1024).toFixed(0)} MB`;
+const peakRss = () => process.resourceUsage().maxRSS * 1024;
+const secs = (ms) => `${(ms / 1000).toFixed(2)} s`;
+
+async function timed(fn) {
+  const t = performance.now();
+  const result = await fn();
+  return { ms: performance.now() - t, result };
+}
+
+async function generate(file) {
+  const out = createWriteStream(file);
+  out.write('username,email,first name,last name,school,graduation year,role,sis id\n');
+  const roles = ['student', 'student', 'student', 'student', 'teacher', 'staff'];
+  for (let i = 0; i < ROWS; i++) {
+    const n = String(i).padStart(7, '0');
+    const line = `user${n},user${n}@district.example.org,First${i % 997},Last${i % 9973},School ${i % SCHOOLS},${2026 + (i % 13)},${roles[i % roles.length]},SIS${n}\n`;
+    if (!out.write(line)) await once(out, 'drain');
+  }
+  out.end();
+  await once(out, 'finish');
+}
+
+async function bareCopy(pool, file) {
+  await pool.query(`DROP TABLE IF EXISTS bench_copy`);
+  await pool.query(`CREATE TABLE bench_copy (
+    tenant_id bigint NOT NULL DEFAULT 1, username text NOT NULL, email text, first_name text, last_name text,
+    school text, graduation_year smallint, role text, sis_id text)`);
+  await pool.query(`CREATE UNIQUE INDEX bench_copy_uq ON bench_copy (tenant_id, lower(username))`);
+  const client = await pool.connect();
+  try {
+    const { ms } = await timed(() =>
+      pipeline(
+        createReadStream(file, { highWaterMark: 1 << 16 }),
+        client.query(copyFrom(`COPY bench_copy (username, email, first_name, last_name, school, graduation_year, role, sis_id)
+                               FROM STDIN WITH (FORMAT csv, HEADER true)`)),
+      ),
+    );
+    return ms;
+  } finally {
+    client.release();
+    await pool.query('DROP TABLE bench_copy');
+  }
+}
+
+async function receive(pool, dataDir, file) {
+  const rel = path.join('uploads', 'bench', `${randomUUID()}.csv`);
+  mkdirSync(path.join(dataDir, 'uploads', 'bench'), { recursive: true });
+  await pipeline(createReadStream(file), createWriteStream(path.join(dataDir, rel)));
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk);
+  const { rows } = await pool.query(
+    `INSERT INTO uploads (tenant_id, file_name, bytes, sha256, stored_path, status)
+     SELECT id, 'users.csv', $1, $2, $3, 'running' FROM tenants WHERE subdomain = 'bench' RETURNING id`,
+    [statSync(file).size, hash.digest('hex'), rel],
+  );
+  return rows[0].id;
+}
+
+/** runImport with the engine's phase points timed (the internal hook the tests use for faults). */
+async function importTimed(ctx, id) {
+  const t0 = performance.now();
+  const phases = [];
+  const at = async (point) => {
+    phases.push(`${point} ${((performance.now() - t0) / 1000).toFixed(2)}`);
+  };
+  const { ms, result } = await timed(() => runImport(ctx, id, { at }));
+  return { ms, result, phases: phases.join(', ') };
+}
+
+async function hashRate(workers, count) {
+  const hasher = createPasswordHasher({ workers });
+  try {
+    await hasher.hash(Array.from({ length: workers }, (_, i) => `warm-up-${i}`)); // start the workers
+    const { ms } = await timed(() => hasher.hash(Array.from({ length: count }, (_, i) => `password-${i}`)));
+    return (count / ms) * 1000;
+  } finally {
+    await hasher.close();
+  }
+}
+
+async function main() {
+  let embedded;
+  let adminUrl = process.env.DATABASE_URL;
+  if (!adminUrl) {
+    chmodSync(work, 0o711); // as root, the embedded Postgres runs as "postgres" and must reach its directory
+    embedded = await startEmbeddedPostgres(path.join(work, 'pgdata'), logger);
+    adminUrl = embedded.url;
+  }
+  const dbName = `rosterd_bench_${process.pid}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${dbName}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${dbName}`;
+  const pool = createPool(url.toString(), logger, 4);
+  try {
+    await migrate(pool, logger);
+    const dataDir = path.join(work, 'data');
+    const config = loadConfig({ DATA_DIR: dataDir, DATABASE_URL: url.toString() });
+    await pool.query(`INSERT INTO tenants (subdomain, name, admin_emails, threshold_percent) VALUES ('bench', 'Bench', '{a@b.org}', 10)`);
+    await pool.query(`INSERT INTO schools (tenant_id, name) SELECT t.id, 'School ' || n FROM tenants t, generate_series(0, $1 - 1) n`, [SCHOOLS]);
+
+    const file = path.join(work, 'users.csv');
+    const gen = await timed(() => generate(file));
+    console.log(`roster: ${ROWS.toLocaleString('en-US')} rows, ${mb(statSync(file).size)}, generated in ${secs(gen.ms)}`);
+
+    const copyMs = await bareCopy(pool, file);
+    console.log(`bare COPY into a table with the same unique index: ${secs(copyMs)}`);
+
+    const ctx = { pool, logger, clock: { now: () => new Date() }, config };
+    const firstId = await receive(pool, dataDir, file);
+    const first = await importTimed(ctx, firstId);
+    const c1 = first.result.counts;
+    console.log(`first import: ${secs(first.ms)}  (${(first.ms / copyMs).toFixed(2)}x COPY; goal <= 3x)  created ${c1.created}, errors ${c1.errors}, status ${first.result.status}`);
+    console.log(`  phases (s since start): ${first.phases}`);
+
+    const againId = await receive(pool, dataDir, file);
+    const again = await importTimed(ctx, againId);
+    const c2 = again.result.counts;
+    console.log(`unchanged re-import: ${secs(again.ms)}  (${(again.ms / copyMs).toFixed(2)}x COPY; goal <= 2x)  unchanged ${c2.unchanged}, updated ${c2.updated}`);
+    console.log(`  phases (s since start): ${again.phases}`);
+    console.log(`peak RSS of this process: ${mb(peakRss())} (goal <= 250 MB)`);
+
+    const cores = os.availableParallelism();
+    const perWorker = Number(process.env.BENCH_HASHES ?? 24);
+    const one = await hashRate(1, perWorker);
+    const all = await hashRate(cores, perWorker * cores);
+    console.log(
+      `password hashing (scrypt ln=15,r=8,p=1): ${one.toFixed(1)}/s on 1 core, ${all.toFixed(1)}/s on ${cores} cores ` +
+        `(${(all / one).toFixed(2)}x; goal >= 1.8x on 2 cores)`,
+    );
+  } finally {
+    await pool.end();
+    await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => undefined);
+    await admin.end();
+    await embedded?.release();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+try {
+  await main();
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}

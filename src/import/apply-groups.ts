@@ -1,0 +1,140 @@
+/**
+ * Applying groups.csv (PRODUCT.md §4), set-based like users.csv. The user must exist; an owner,
+ * if given, must be an active Manager, School Administrator or Administrator; an owner without a
+ * group means the owner's default group (created if needed); neither is an error. The file is the
+ * whole set of memberships: import-made memberships it no longer lists are removed, except those
+ * of users whose row was in error.
+ *
+ * Counts: created = memberships added, unchanged = memberships already there, deactivated =
+ * memberships removed; groupsCreated in the extra counts.
+ */
+import type { PoolClient } from 'pg';
+import { copyLine, startCopy } from './copy-stream.js';
+import { insertIssues, MESSAGES } from './issues.js';
+import type { ImportHook, ImportTarget, ReadOutcome, ReadResult } from './engine-types.js';
+import { emptyCounts, type GroupRow, type ImportCounts } from './types.js';
+
+export interface GroupsApplyResult extends ReadOutcome {
+  counts: ImportCounts;
+  groupsCreated: number;
+}
+
+export async function applyGroups(
+  client: PoolClient,
+  target: ImportTarget,
+  source: ReadResult<GroupRow>,
+  options: { at?: ImportHook | undefined },
+): Promise<GroupsApplyResult> {
+  await client.query(`
+    CREATE TEMP TABLE import_group_rows (
+      line integer NOT NULL, username text NOT NULL, username_key text NOT NULL,
+      owner_key text, group_name text
+    ) ON COMMIT DROP`);
+  const copy = startCopy(client, 'import_group_rows', ['line', 'username', 'username_key', 'owner_key', 'group_name']);
+  try {
+    for await (const batch of source.items) {
+      await copy.write(batch.map((g) => copyLine([g.line, g.username, g.usernameKey, g.ownerKey, g.group])).join(''));
+    }
+  } catch (err) {
+    await copy.abort(err instanceof Error ? err : new Error(String(err)));
+    throw err;
+  }
+  await copy.end();
+  const summary = source.summary();
+  await client.query('ANALYZE pg_temp.import_group_rows');
+
+  await client.query(
+    `CREATE TEMP TABLE import_group_plan ON COMMIT DROP AS
+     SELECT g.*, u.id AS user_id, o.id AS owner_id, o.username AS owner_name,
+            CASE WHEN g.owner_key IS NULL AND g.group_name IS NULL THEN 'empty'
+                 WHEN u.id IS NULL THEN 'user_missing'
+                 WHEN g.owner_key IS NOT NULL AND o.id IS NULL THEN 'owner_missing'
+                 WHEN g.owner_key IS NOT NULL AND NOT o.active THEN 'owner_inactive'
+                 WHEN g.owner_key IS NOT NULL AND o.access_type IS NULL THEN 'owner_not_manager'
+                 ELSE 'ok' END AS op
+       FROM import_group_rows g
+       LEFT JOIN users u ON u.tenant_id = $1::bigint AND lower(u.username) = lower(g.username)
+       LEFT JOIN users o ON o.tenant_id = $1::bigint AND lower(o.username) = lower(g.owner_key)`,
+    [target.tenantId],
+  );
+  await client.query(
+    `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message)
+     SELECT $1, 'error', line,
+            CASE WHEN op = 'user_missing' THEN 'username' WHEN op = 'empty' THEN 'group' ELSE 'owner' END,
+            CASE WHEN op = 'user_missing' THEN username WHEN op = 'empty' THEN NULL ELSE owner_key END,
+            CASE op WHEN 'user_missing' THEN format($2, username)
+                    WHEN 'owner_missing' THEN format($3, owner_key)
+                    WHEN 'owner_inactive' THEN format($4, owner_name)
+                    WHEN 'owner_not_manager' THEN format($5, owner_name)
+                    ELSE $6 END
+       FROM import_group_plan WHERE op <> 'ok'`,
+    [
+      target.uploadId,
+      MESSAGES.groupUserMissing,
+      MESSAGES.groupOwnerMissing,
+      MESSAGES.groupOwnerInactive,
+      MESSAGES.groupOwnerNotManager,
+      MESSAGES.groupEmpty,
+    ],
+  );
+  await insertIssues(client, target.uploadId, 'error', summary.errors);
+  await insertIssues(client, target.uploadId, 'warning', summary.warnings);
+  const planErrors = await client.query<{ n: string }>(`SELECT count(*) AS n FROM import_group_plan WHERE op <> 'ok'`);
+
+  // Groups: named ones by name (ignoring case), default ones by owner. Created with the first
+  // row's owner; an existing group keeps its owner.
+  const named = await client.query(
+    `INSERT INTO groups (tenant_id, name, owner_id, created_import_id)
+     SELECT DISTINCT ON (lower(group_name)) $1::bigint, group_name, owner_id, $2::uuid
+       FROM import_group_plan WHERE op = 'ok' AND group_name IS NOT NULL
+      ORDER BY lower(group_name), line
+     ON CONFLICT (tenant_id, lower(name)) WHERE NOT is_default DO NOTHING`,
+    [target.tenantId, target.uploadId],
+  );
+  const defaults = await client.query(
+    `INSERT INTO groups (tenant_id, name, owner_id, is_default, created_import_id)
+     SELECT DISTINCT $1::bigint, 'Default group of ' || owner_name, owner_id, true, $2::uuid
+       FROM import_group_plan WHERE op = 'ok' AND group_name IS NULL
+     ON CONFLICT (owner_id) WHERE is_default DO NOTHING`,
+    [target.tenantId, target.uploadId],
+  );
+  await client.query(
+    `CREATE TEMP TABLE import_memberships ON COMMIT DROP AS
+     SELECT gr.id AS group_id, p.user_id
+       FROM import_group_plan p
+       JOIN groups gr ON gr.tenant_id = $1::bigint AND NOT gr.is_default AND lower(gr.name) = lower(p.group_name)
+      WHERE p.op = 'ok' AND p.group_name IS NOT NULL
+     UNION
+     SELECT gr.id, p.user_id
+       FROM import_group_plan p
+       JOIN groups gr ON gr.is_default AND gr.owner_id = p.owner_id
+      WHERE p.op = 'ok' AND p.group_name IS NULL`,
+    [target.tenantId],
+  );
+  const added = await client.query(
+    `INSERT INTO memberships (group_id, user_id, import_id)
+     SELECT group_id, user_id, $1::uuid FROM import_memberships
+     ON CONFLICT (group_id, user_id) DO NOTHING`,
+    [target.uploadId],
+  );
+  await options.at?.('groups', client);
+  const removed = await client.query(
+    `DELETE FROM memberships m USING groups g
+      WHERE m.group_id = g.id AND g.tenant_id = $1::bigint AND m.import_id IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM import_memberships w WHERE w.group_id = m.group_id AND w.user_id = m.user_id)
+        AND NOT EXISTS (SELECT 1 FROM import_group_plan p WHERE p.op <> 'ok' AND p.user_id = m.user_id)`,
+    [target.tenantId],
+  );
+  const wanted = await client.query<{ n: string }>('SELECT count(*) AS n FROM import_memberships');
+  const created = added.rowCount ?? 0;
+  const counts: ImportCounts = {
+    ...emptyCounts(),
+    rows: summary.rows,
+    created,
+    unchanged: Number(wanted.rows[0]?.n ?? 0) - created,
+    deactivated: removed.rowCount ?? 0,
+    errors: summary.errorCount + Number(planErrors.rows[0]?.n ?? 0),
+    warnings: summary.warningCount,
+  };
+  return { mode: summary.mode, encoding: summary.encoding, counts, groupsCreated: (named.rowCount ?? 0) + (defaults.rowCount ?? 0) };
+}

@@ -1,0 +1,183 @@
+/**
+ * The part every way of importing shares (a claimed upload, an approval, a dry run): read the
+ * file, apply it inside the caller's transaction, and record the outcome on the upload row.
+ */
+import path from 'node:path';
+import type { Pool, PoolClient } from 'pg';
+import type { Config } from '../config/config.js';
+import { RosterdError } from '../errors.js';
+import { listSchools } from '../store/schools.js';
+import type { Queryable } from '../store/db.js';
+import type { Clock, Logger, UploadStatus } from '../types.js';
+import { applyGroups } from './apply-groups.js';
+import { applyUsers } from './apply-users.js';
+import type { ImportHook, ImportTarget } from './engine-types.js';
+import type { PasswordHasher } from './hash-pool.js';
+import { loadCheckKey } from './password.js';
+import { isImportId } from './records.js';
+import { readGroupsFile } from './read/groups-reader.js';
+import { readUsersFile } from './read/users-reader.js';
+import type { ImportCounts, ImportMode } from './types.js';
+
+/** What the engine needs; `hasher` is optional (one is made per import when absent). */
+export interface ImportContext {
+  pool: Pool;
+  logger: Logger;
+  clock: Clock;
+  config: Config;
+  hasher?: PasswordHasher;
+}
+
+export interface Outcome {
+  status: UploadStatus;
+  mode: ImportMode | null;
+  encoding: string | null;
+  counts: ImportCounts;
+  message: string | null;
+}
+
+export interface ExecuteOptions {
+  dryRun: boolean;
+  overrideThreshold: boolean;
+  hasher: PasswordHasher | undefined;
+  at?: ImportHook | undefined;
+}
+
+export interface UploadTarget extends ImportTarget {
+  tenant: string;
+  fileName: string;
+  status: UploadStatus;
+  /** absolute path of the file to read */
+  path: string;
+}
+
+/** The upload and its tenant's threshold; `forUpdate` locks the row (approve, reject). */
+export async function loadTarget(
+  db: Queryable,
+  dataDir: string,
+  uploadId: string,
+  forUpdate = false,
+): Promise<UploadTarget> {
+  const { rows } = isImportId(uploadId)
+    ? await db.query<{
+        id: string;
+        tenant_id: number;
+        subdomain: string;
+        file_name: string;
+        stored_path: string;
+        status: UploadStatus;
+        threshold_percent: string;
+        threshold_count: number | null;
+      }>(
+        `SELECT u.id, u.tenant_id, t.subdomain, u.file_name, u.stored_path, u.status, t.threshold_percent, t.threshold_count
+           FROM uploads u JOIN tenants t ON t.id = u.tenant_id WHERE u.id = $1 ${forUpdate ? 'FOR UPDATE OF u' : ''}`,
+        [uploadId],
+      )
+    : { rows: [] };
+  const row = rows[0];
+  if (!row) {
+    throw new RosterdError('IMPORT_NOT_FOUND', `no import has the ID "${uploadId}"; "rosterd import list" shows them`);
+  }
+  return {
+    uploadId: row.id,
+    tenantId: row.tenant_id,
+    tenant: row.subdomain,
+    fileName: row.file_name,
+    status: row.status,
+    path: path.resolve(dataDir, row.stored_path),
+    thresholdPercent: Number(row.threshold_percent),
+    thresholdCount: row.threshold_count,
+  };
+}
+
+/**
+ * Imports of one tenant are serialised (a nightly import and an approval must not interleave);
+ * the lock is released when the transaction ends.
+ */
+export async function lockTenantRoster(client: PoolClient, tenantId: number): Promise<void> {
+  await client.query('SELECT pg_advisory_xact_lock($1::integer, $2::integer)', [IMPORT_LOCK_CLASS, tenantId]);
+}
+
+/** First key of the two-key advisory lock; the second is the tenant id. */
+const IMPORT_LOCK_CLASS = 0x726f7374; // 'rost'
+
+/** Reads and applies the file in the caller's transaction. FileRejectedError propagates. */
+export async function executeImport(
+  client: PoolClient,
+  config: Config,
+  clock: Clock,
+  target: UploadTarget,
+  options: ExecuteOptions,
+): Promise<Outcome> {
+  await lockTenantRoster(client, target.tenantId);
+  if (isGroupsFile(target.fileName)) {
+    const result = await applyGroups(client, target, readGroupsFile(target.path), { at: options.at });
+    return {
+      status: options.dryRun ? 'validated' : result.counts.errors > 0 ? 'completed_with_errors' : 'succeeded',
+      mode: result.mode,
+      encoding: result.encoding,
+      counts: result.counts,
+      message: null,
+    };
+  }
+  const schools = await listSchools(client, target.tenantId);
+  const checkKey = await loadCheckKey(config.DATA_DIR);
+  const result = await applyUsers(client, target, readUsersFile(target.path, { schools, now: clock.now() }), {
+    hasher: options.hasher,
+    checkKey,
+    dryRun: options.dryRun,
+    overrideThreshold: options.overrideThreshold,
+    at: options.at,
+  });
+  const status: UploadStatus = options.dryRun
+    ? 'validated'
+    : result.held
+      ? 'held'
+      : result.counts.errors > 0
+        ? 'completed_with_errors'
+        : 'succeeded';
+  return { status, mode: result.mode, encoding: result.encoding, counts: result.counts, message: result.message };
+}
+
+export function isGroupsFile(fileName: string): boolean {
+  return /^groups/i.test(fileName);
+}
+
+/**
+ * Writes the outcome on the upload row, only if the row is still in the status this process
+ * expects (its claim, or a hold being approved); otherwise the transaction must not commit.
+ */
+export async function recordOutcome(
+  client: PoolClient,
+  uploadId: string,
+  expected: UploadStatus,
+  outcome: Outcome,
+  times: { startedAt: Date; finishedAt: Date },
+  approval?: { by: string; at: Date },
+): Promise<void> {
+  const { rowCount } = await client.query(
+    `UPDATE uploads SET status = $3, mode = $4, encoding = $5, counts = $6, message = $7,
+            started_at = $8, finished_at = $9, status_changed_at = $9,
+            approved_by = COALESCE($10, approved_by), approved_at = COALESCE($11, approved_at)
+      WHERE id = $1 AND status = $2`,
+    [
+      uploadId,
+      expected,
+      outcome.status,
+      outcome.mode,
+      outcome.encoding,
+      JSON.stringify(outcome.counts),
+      outcome.message,
+      times.startedAt,
+      times.finishedAt,
+      approval?.by ?? null,
+      approval?.at ?? null,
+    ],
+  );
+  if (rowCount !== 1) {
+    throw new RosterdError(
+      'INTERNAL',
+      `import ${uploadId} is no longer ${expected}: another process changed it meanwhile, so this attempt was rolled back`,
+    );
+  }
+}

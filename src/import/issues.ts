@@ -1,0 +1,48 @@
+/**
+ * Row errors and warnings: the messages the engine itself gives (the reader has its own), and
+ * storing issues in import_issues. Messages are written for a school administrator.
+ */
+import type { PoolClient } from 'pg';
+import type { ImportIssue } from './types.js';
+
+/** Templates for SQL format(): %s is the username, or the list of lines for a duplicate. */
+export const MESSAGES = {
+  duplicate: 'This username appears more than once in the file (lines %s; usernames are compared ignoring case). List each user once.',
+  addExists: 'User "%s" already exists and is active, so it cannot be added. Use action "update" to change it.',
+  addReactivated: 'User "%s" already existed but was inactive; it has been reactivated.',
+  updateMissing: 'User "%s" does not exist, so it cannot be updated. Use action "add" to create it.',
+  deleteMissing: 'User "%s" does not exist, so it cannot be deleted. Check the spelling of the username.',
+  deleteNotImported: 'User "%s" was not created by an import, so an import cannot deactivate it. Deactivate it by hand if it should go.',
+  groupUserMissing: 'User "%s" does not exist. Add the user to users.csv first.',
+  groupOwnerMissing: 'Owner "%s" does not exist. The owner must be an active user.',
+  groupOwnerInactive: 'Owner "%s" is not active. The owner must be an active user.',
+  groupOwnerNotManager: 'Owner "%s" is not a Manager, School Administrator or Administrator. Give the owner one of these access types in users.csv.',
+  groupEmpty: 'This row has neither an owner nor a group. Give a group name, an owner, or both.',
+} as const;
+
+const MASK = '******';
+const CHUNK = 5000;
+
+/** Store issues (values of a password column are masked, whatever the reader sent). */
+export async function insertIssues(
+  client: PoolClient,
+  uploadId: string,
+  kind: 'error' | 'warning',
+  issues: readonly ImportIssue[],
+): Promise<void> {
+  for (let i = 0; i < issues.length; i += CHUNK) {
+    const part = issues.slice(i, i + CHUNK);
+    await client.query(
+      `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message)
+       SELECT $1, $2, * FROM unnest($3::integer[], $4::text[], $5::text[], $6::text[])`,
+      [
+        uploadId,
+        kind,
+        part.map((x) => x.line),
+        part.map((x) => x.column),
+        part.map((x) => (x.value === undefined ? null : /password/i.test(x.column) ? MASK : x.value)),
+        part.map((x) => x.message),
+      ],
+    );
+  }
+}

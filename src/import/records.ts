@@ -1,0 +1,173 @@
+/**
+ * Import records (PRODUCT.md §7): an upload row with its results, issues and hold list, in the
+ * shape `import list`, `import show` and `validate` print. Times are in the tenant's zone.
+ */
+import { DateTime } from 'luxon';
+import type { Queryable } from '../store/db.js';
+import type { UploadStatus } from '../types.js';
+import { emptyCounts, type ImportCounts, type ImportIssue, type ImportMode } from './types.js';
+
+export interface ImportRecord {
+  id: string;
+  tenant: string;
+  file: string;
+  sha256: string;
+  bytes: number;
+  /** ISO 8601 with the tenant's offset */
+  receivedAt: string;
+  status: UploadStatus;
+  mode: ImportMode | null;
+  counts: ImportCounts;
+  errors: ImportIssue[];
+  warnings: ImportIssue[];
+  message: string | null;
+  /** sftp | cli | validate */
+  source: string;
+  /** utf-8 or windows-1252, once read */
+  encoding: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  durationMs: number | null;
+  /** held (and rejected) imports: usernames the file would have deactivated */
+  heldDeactivations?: string[];
+  approvedBy: string | null;
+  approvedAt: string | null;
+  rejectedBy: string | null;
+  rejectedAt: string | null;
+  /** true when `errors` or `warnings` lists fewer than `counts` says (list view, capped readers) */
+  issuesTruncated: boolean;
+  /** attempts that ended without an outcome (crash, lost connection), and why the last one did */
+  attempts: number;
+  lastAttemptError: string | null;
+}
+
+interface RecordRow {
+  id: string;
+  subdomain: string;
+  timezone: string;
+  file_name: string;
+  sha256: string;
+  bytes: number;
+  received_at: Date;
+  status: UploadStatus;
+  mode: ImportMode | null;
+  counts: ImportCounts | null;
+  message: string | null;
+  source: string;
+  encoding: string | null;
+  started_at: Date | null;
+  finished_at: Date | null;
+  approved_by: string | null;
+  approved_at: Date | null;
+  rejected_by: string | null;
+  rejected_at: Date | null;
+  attempts: number;
+  last_attempt_error: string | null;
+}
+
+interface IssueRow {
+  upload_id: string;
+  kind: 'error' | 'warning';
+  line: number;
+  column_name: string;
+  value: string | null;
+  message: string;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Import ids are uuids; anything else is no import (and must not reach a uuid parameter). */
+export const isImportId = (id: string): boolean => UUID.test(id);
+
+const SELECT = `
+  SELECT u.id, t.subdomain, t.timezone, u.file_name, u.sha256, u.bytes, u.received_at, u.status, u.mode,
+         u.counts, u.message, u.source, u.encoding, u.started_at, u.finished_at,
+         u.approved_by, u.approved_at, u.rejected_by, u.rejected_at, u.attempts, u.last_attempt_error
+    FROM uploads u JOIN tenants t ON t.id = u.tenant_id`;
+
+export function zonedIso(at: Date | null, zone: string): string | null {
+  if (!at) return null;
+  return DateTime.fromJSDate(at, { zone }).set({ millisecond: 0 }).toISO({ suppressMilliseconds: true });
+}
+
+/** One import with all of its errors and warnings; undefined when no upload has this id. */
+export async function getImportRecord(db: Queryable, id: string): Promise<ImportRecord | undefined> {
+  if (!isImportId(id)) return undefined;
+  const { rows } = await db.query<RecordRow>(`${SELECT} WHERE u.id = $1`, [id]);
+  const row = rows[0];
+  if (!row) return undefined;
+  const [record] = await withIssues(db, [row], null);
+  return record;
+}
+
+/**
+ * Imports newest first. Each carries at most `issuesPerImport` errors and warnings (default 100;
+ * counts are exact; `import show` gives them all).
+ */
+export async function listImportRecords(
+  db: Queryable,
+  opts: { tenant?: string; limit?: number; issuesPerImport?: number } = {},
+): Promise<ImportRecord[]> {
+  const { rows } = await db.query<RecordRow>(
+    `${SELECT} WHERE ($1::text IS NULL OR t.subdomain = $1) ORDER BY u.received_at DESC, u.id LIMIT $2`,
+    [opts.tenant ?? null, opts.limit ?? 50],
+  );
+  return withIssues(db, rows, opts.issuesPerImport ?? 100);
+}
+
+async function withIssues(db: Queryable, rows: RecordRow[], perImport: number | null): Promise<ImportRecord[]> {
+  if (rows.length === 0) return [];
+  const ids = rows.map((r) => r.id);
+  const issues = await db.query<IssueRow>(
+    `SELECT x.* FROM unnest($1::uuid[]) AS q(id)
+       CROSS JOIN (VALUES ('error'), ('warning')) AS k(kind)
+       CROSS JOIN LATERAL (
+         SELECT upload_id, kind, line, column_name, value, message FROM import_issues
+          WHERE upload_id = q.id AND kind = k.kind ORDER BY line, id LIMIT $2) x`,
+    [ids, perImport],
+  );
+  const held = await db.query<{ upload_id: string; username: string }>(
+    `SELECT upload_id, username FROM import_hold_deactivations WHERE upload_id = ANY($1::uuid[]) ORDER BY lower(username)`,
+    [ids],
+  );
+  return rows.map((r) => {
+    const mine = issues.rows.filter((i) => i.upload_id === r.id);
+    const toIssue = (i: IssueRow): ImportIssue =>
+      i.value === null
+        ? { line: i.line, column: i.column_name, message: i.message }
+        : { line: i.line, column: i.column_name, value: i.value, message: i.message };
+    const errors = mine.filter((i) => i.kind === 'error').map(toIssue);
+    const warnings = mine.filter((i) => i.kind === 'warning').map(toIssue);
+    const counts = { ...emptyCounts(), ...(r.counts ?? {}) };
+    const heldNames = held.rows.filter((h) => h.upload_id === r.id).map((h) => h.username);
+    const record: ImportRecord = {
+      id: r.id,
+      tenant: r.subdomain,
+      file: r.file_name,
+      sha256: r.sha256,
+      bytes: r.bytes,
+      receivedAt: zonedIso(r.received_at, r.timezone) ?? '',
+      status: r.status,
+      mode: r.mode,
+      counts,
+      errors,
+      warnings,
+      // an upload that failed after repeated attempts has no file-level message: say why instead
+      message: r.message ?? (r.status === 'failed' ? r.last_attempt_error : null),
+      source: r.source,
+      encoding: r.encoding,
+      startedAt: zonedIso(r.started_at, r.timezone),
+      finishedAt: zonedIso(r.finished_at, r.timezone),
+      durationMs: r.started_at && r.finished_at ? r.finished_at.getTime() - r.started_at.getTime() : null,
+      approvedBy: r.approved_by,
+      approvedAt: zonedIso(r.approved_at, r.timezone),
+      rejectedBy: r.rejected_by,
+      rejectedAt: zonedIso(r.rejected_at, r.timezone),
+      issuesTruncated: errors.length < counts.errors || warnings.length < counts.warnings,
+      attempts: r.attempts,
+      lastAttemptError: r.last_attempt_error,
+    };
+    if (r.status === 'held' || r.status === 'rejected' || heldNames.length > 0) record.heldDeactivations = heldNames;
+    return record;
+  });
+}

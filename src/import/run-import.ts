@@ -1,0 +1,166 @@
+/**
+ * Importing one upload (PRODUCT.md §3, §4), approving or rejecting a held one. The changes and the
+ * outcome (status, counts, issues, and whatever `onOutcome` writes, e.g. the report outbox) are
+ * committed in one transaction. A file the reader rejects is recorded as failed with nothing
+ * applied. Anything else (a lost connection, a crash) throws with nothing committed, so the caller
+ * can retry.
+ */
+import type { PoolClient } from 'pg';
+import { RosterdError } from '../errors.js';
+import { withTransaction } from '../store/db.js';
+import type { ImportHook } from './engine-types.js';
+import { executeImport, loadTarget, recordOutcome, type ImportContext, type Outcome } from './execute.js';
+import { createPasswordHasher, type PasswordHasher } from './hash-pool.js';
+import { insertIssues } from './issues.js';
+import { getImportRecord, type ImportRecord } from './records.js';
+import { emptyCounts, FileRejectedError } from './types.js';
+
+export type { ImportContext } from './execute.js';
+
+export type OnOutcome = (client: PoolClient, record: ImportRecord) => Promise<void>;
+
+export interface RunImportOptions {
+  /** called inside the outcome's transaction (the report outbox is written there) */
+  onOutcome?: OnOutcome;
+  /** recorded as the approver when the import applies a held file (see approveImport) */
+  approvedBy?: string;
+  /** internal: fault injection for tests */
+  at?: ImportHook;
+}
+
+/** Imports an upload that the caller has claimed (status `running`). */
+export async function runImport(ctx: ImportContext, uploadId: string, opts: RunImportOptions = {}): Promise<ImportRecord> {
+  const startedAt = ctx.clock.now();
+  const target = await loadTarget(ctx.pool, ctx.config.DATA_DIR, uploadId);
+  if (target.status !== 'running') {
+    throw new RosterdError('INTERNAL', `import ${uploadId} is ${target.status}, not running; claim it before importing`);
+  }
+  const log = ctx.logger.child({ importId: uploadId, tenant: target.tenant, file: target.fileName });
+  log.info('import started');
+  return withHasher(ctx, async (hasher) => {
+    try {
+      const record = await withTransaction(ctx.pool, async (client) => {
+        const outcome = await executeImport(client, ctx.config, ctx.clock, target, {
+          dryRun: false,
+          overrideThreshold: false,
+          hasher,
+          at: opts.at,
+        });
+        return finish(client, uploadId, 'running', outcome, startedAt, ctx, opts);
+      });
+      log.info({ status: record.status, counts: record.counts, durationMs: record.durationMs }, 'import finished');
+      return record;
+    } catch (err) {
+      if (!(err instanceof FileRejectedError)) throw err;
+      log.warn({ reason: err.message }, 'import failed: file rejected');
+      return withTransaction(ctx.pool, (client) => recordRejectedFile(client, uploadId, 'running', err, startedAt, ctx, opts));
+    }
+  });
+}
+
+/**
+ * Applies a held import, computed against the roster as it stands now, whatever the number of
+ * deactivations (the approval overrides the threshold for this import only).
+ */
+export async function approveImport(
+  ctx: ImportContext,
+  uploadId: string,
+  opts: { approvedBy: string; onOutcome?: OnOutcome; at?: ImportHook },
+): Promise<ImportRecord> {
+  const startedAt = ctx.clock.now();
+  return withHasher(ctx, (hasher) =>
+    withTransaction(ctx.pool, async (client) => {
+      const target = await loadTarget(client, ctx.config.DATA_DIR, uploadId, true);
+      if (target.status !== 'held') throw notHeld(uploadId, target.status);
+      // The held report's issues are replaced by the ones computed now.
+      await client.query('DELETE FROM import_issues WHERE upload_id = $1', [uploadId]);
+      const outcome = await executeImport(client, ctx.config, ctx.clock, target, {
+        dryRun: false,
+        overrideThreshold: true,
+        hasher,
+        at: opts.at,
+      });
+      ctx.logger.info({ importId: uploadId, approvedBy: opts.approvedBy }, 'held import approved');
+      return finish(client, uploadId, 'held', outcome, startedAt, ctx, opts, { by: opts.approvedBy, at: ctx.clock.now() });
+    }),
+  );
+}
+
+/** Discards a held import: nothing is applied, the record says who rejected it and when. */
+export async function rejectImport(
+  ctx: ImportContext,
+  uploadId: string,
+  opts: { by: string; onOutcome?: OnOutcome },
+): Promise<ImportRecord> {
+  return withTransaction(ctx.pool, async (client) => {
+    const target = await loadTarget(client, ctx.config.DATA_DIR, uploadId, true);
+    if (target.status !== 'held') throw notHeld(uploadId, target.status);
+    const now = ctx.clock.now();
+    await client.query(
+      `UPDATE uploads SET status = 'rejected', rejected_by = $2, rejected_at = $3, status_changed_at = $3 WHERE id = $1`,
+      [uploadId, opts.by, now],
+    );
+    ctx.logger.info({ importId: uploadId, rejectedBy: opts.by }, 'held import rejected');
+    const record = await mustGet(client, uploadId);
+    await opts.onOutcome?.(client, record);
+    return record;
+  });
+}
+
+function notHeld(uploadId: string, status: string): RosterdError {
+  return new RosterdError(
+    'IMPORT_NOT_HELD',
+    `import ${uploadId} is ${status}, not held: only a held import can be approved or rejected ("rosterd import show ${uploadId}" shows it)`,
+  );
+}
+
+async function finish(
+  client: PoolClient,
+  uploadId: string,
+  expected: 'running' | 'held',
+  outcome: Outcome,
+  startedAt: Date,
+  ctx: ImportContext,
+  opts: { onOutcome?: OnOutcome; approvedBy?: string },
+  approval?: { by: string; at: Date },
+): Promise<ImportRecord> {
+  const finishedAt = ctx.clock.now();
+  const approvedBy = approval ?? (opts.approvedBy ? { by: opts.approvedBy, at: finishedAt } : undefined);
+  await recordOutcome(client, uploadId, expected, outcome, { startedAt, finishedAt }, approvedBy);
+  const record = await mustGet(client, uploadId);
+  await opts.onOutcome?.(client, record);
+  return record;
+}
+
+async function recordRejectedFile(
+  client: PoolClient,
+  uploadId: string,
+  expected: 'running' | 'held',
+  err: FileRejectedError,
+  startedAt: Date,
+  ctx: ImportContext,
+  opts: { onOutcome?: OnOutcome },
+): Promise<ImportRecord> {
+  // Earlier attempts' issues (there are none after a rollback, but a retried claim may differ).
+  await client.query('DELETE FROM import_issues WHERE upload_id = $1', [uploadId]);
+  await insertIssues(client, uploadId, 'error', [{ line: err.line, column: '', message: err.message }]);
+  const outcome: Outcome = { status: 'failed', mode: null, encoding: null, counts: { ...emptyCounts(), errors: 1 }, message: err.message };
+  return finish(client, uploadId, expected, outcome, startedAt, ctx, opts);
+}
+
+async function mustGet(client: PoolClient, uploadId: string): Promise<ImportRecord> {
+  const record = await getImportRecord(client, uploadId);
+  if (!record) throw new RosterdError('IMPORT_NOT_FOUND', `import ${uploadId} disappeared while it was being recorded`);
+  return record;
+}
+
+/** The context's hasher, or one made for this import (its workers start only if a password changed). */
+async function withHasher<T>(ctx: ImportContext, fn: (hasher: PasswordHasher) => Promise<T>): Promise<T> {
+  if (ctx.hasher) return fn(ctx.hasher);
+  const hasher = createPasswordHasher({ workers: ctx.config.HASH_WORKERS });
+  try {
+    return await fn(hasher);
+  } finally {
+    await hasher.close();
+  }
+}

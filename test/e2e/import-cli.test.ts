@@ -1,0 +1,143 @@
+/**
+ * The import commands as an operator runs them (PRODUCT.md §7): `import list | show | approve |
+ * reject`, `validate` and `export users`, as subprocesses against a real database.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ImportRecord } from '../../src/import/records.js';
+import { runCli } from '../support/cli.js';
+import { csv, importFixture, type ImportFixture } from './import-fixture.js';
+
+let f: ImportFixture;
+let env: Record<string, string>;
+const H = 'username,email,first name,last name,school,access type';
+let first: ImportRecord;
+let held: ImportRecord;
+
+beforeAll(async () => {
+  f = await importFixture();
+  env = { DATABASE_URL: f.db.url, DATA_DIR: f.dataDir, LOG_LEVEL: 'silent' };
+  await f.addTenant('cli-usd', { timezone: 'America/Chicago' });
+  await f.addTenant('other-usd');
+  await f.db.pool.query(`INSERT INTO schools (tenant_id, name) SELECT id, 'Lincoln High' FROM tenants WHERE subdomain = 'cli-usd'`);
+  const rows = Array.from({ length: 10 }, (_, i) => `user${i}x,u${i}@x.org,First,"Last, ${i}",Lincoln High,${i === 0 ? 'Manager' : ''}`);
+  first = await f.importCsv('cli-usd', csv(H, ...rows));
+  await f.importCsv('other-usd', csv('username', 'someone1'));
+  held = await f.importCsv('cli-usd', csv(H, rows[0]!));
+});
+afterAll(async () => f?.close());
+
+describe('import list and show', () => {
+  it('list --json prints the §7 shape, newest first, filtered by tenant', async () => {
+    const r = await runCli(['import', 'list', '--tenant', 'cli-usd', '--json'], env);
+    expect(r.code).toBe(0);
+    const list = r.json<ImportRecord[]>();
+    expect(list.map((x) => x.id)).toEqual([held.id, first.id]);
+    const x = list[1]!;
+    for (const key of ['id', 'tenant', 'file', 'sha256', 'bytes', 'receivedAt', 'status', 'mode', 'counts', 'errors', 'warnings', 'message']) {
+      expect(x).toHaveProperty(key);
+    }
+    expect(x).toMatchObject({ tenant: 'cli-usd', file: 'users.csv', status: 'succeeded', mode: 'full', counts: { rows: 10, created: 10 } });
+    expect(x.receivedAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d-0[56]:00$/); // Chicago time, with its offset
+    const all = (await runCli(['import', 'list', '--json'], env)).json<ImportRecord[]>();
+    expect(all).toHaveLength(3);
+  });
+
+  it('list without --json is a table; show prints one import', async () => {
+    const list = await runCli(['import', 'list'], env);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/^ID\s+TENANT\s+FILE\s+RECEIVED\s+STATUS/);
+    expect(list.stdout).toContain(held.id);
+    const show = await runCli(['import', 'show', held.id], env);
+    expect(show.code).toBe(0);
+    expect(show.stdout).toContain('status:    held');
+    expect(show.stdout).toMatch(/would deactivate \(9\): user1x/);
+    const json = (await runCli(['import', 'show', held.id, '--json'], env)).json<ImportRecord>();
+    expect(json).toMatchObject({ id: held.id, status: 'held', counts: { deactivated: 9 } });
+    expect(json.heldDeactivations).toHaveLength(9);
+  });
+
+  it('show of an unknown import exits 1 with a hint; a missing argument exits 2', async () => {
+    const r = await runCli(['import', 'show', '1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed'], env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/no import has the ID.*rosterd import list/);
+    expect((await runCli(['import', 'show'], env)).code).toBe(2);
+  });
+});
+
+describe('approve and reject', () => {
+  it('reject of an import that is not held exits 1; approve applies a held one and records who', async () => {
+    const refused = await runCli(['import', 'reject', first.id, '--json'], env);
+    expect(refused.code).toBe(1);
+    expect(refused.json<{ error: { code: string } }>().error.code).toBe('IMPORT_NOT_HELD');
+    const r = await runCli(['import', 'approve', held.id, '--by', 'jane@district', '--json'], env);
+    expect(r.code).toBe(0);
+    expect(r.json<ImportRecord>()).toMatchObject({ status: 'succeeded', approvedBy: 'jane@district', counts: { deactivated: 9 } });
+    expect((await f.users('cli-usd')).filter((u) => u.active)).toHaveLength(1);
+    const again = await runCli(['import', 'approve', held.id], env);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/not held/);
+  });
+
+  it('reject discards a held import', async () => {
+    const h = await f.importCsv('cli-usd', csv(H, 'user0x,u0@x.org,First,"Last, 0",Lincoln High,Manager', 'user1x,,,,,', 'user2x,,,,,'));
+    expect(h.status).toBe('succeeded'); // reactivates two: nothing to hold
+    const h2 = await f.importCsv('cli-usd', csv(H, 'user0x,u0@x.org,First,"Last, 0",Lincoln High,Manager'));
+    expect(h2.status).toBe('held');
+    const before = await f.snapshot();
+    const r = await runCli(['import', 'reject', h2.id, '--by', 'jane@district'], env);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/rejected by jane@district/);
+    expect(await f.snapshot()).toBe(before);
+  });
+});
+
+describe('validate', () => {
+  it('prints the report of a dry run with status validated and applies nothing', async () => {
+    const file = path.join(f.dataDir, 'roster.csv');
+    writeFileSync(file, csv(H, 'user0x,changed@x.org,First,Last,Lincoln High,', 'brandnew,b@x.org,B,N,,', 'bad,,,,,'));
+    const before = await f.snapshot();
+    const r = await runCli(['validate', file, '--tenant', 'cli-usd', '--json'], env);
+    expect(r.code).toBe(1); // the file has an error
+    const rec = r.json<ImportRecord>();
+    expect(rec).toMatchObject({ status: 'validated', file: 'roster.csv', mode: 'full', counts: { rows: 3, created: 1, updated: 1, errors: 1 } });
+    expect(rec.errors[0]).toMatchObject({ line: 4, column: 'username', value: 'bad' });
+    expect(await f.snapshot()).toBe(before);
+    expect((await runCli(['import', 'list', '--json'], env)).json<unknown[]>().some((x) => (x as { status: string }).status === 'validated')).toBe(false);
+    const text = await runCli(['validate', file, '--tenant', 'cli-usd'], env);
+    expect(text.stdout).toContain('status:    validated (full sync)');
+  });
+
+  it('a clean file exits 0; a broken file is reported failed; a missing --tenant is a usage error', async () => {
+    const good = path.join(f.dataDir, 'good.csv');
+    writeFileSync(good, csv(H, 'user0x,u0@x.org,First,"Last, 0",Lincoln High,Manager'));
+    const ok = await runCli(['validate', good, '--tenant', 'cli-usd', '--json'], env);
+    expect(ok.code).toBe(0);
+    const broken = path.join(f.dataDir, 'broken.csv');
+    writeFileSync(broken, 'username;email\nx;y\n');
+    const r = await runCli(['validate', broken, '--tenant', 'cli-usd', '--json'], env);
+    expect(r.code).toBe(1);
+    expect(r.json<ImportRecord>()).toMatchObject({ status: 'failed', message: expect.stringMatching(/semicolons/) });
+    expect((await runCli(['validate', good], env)).code).toBe(2);
+    expect((await runCli(['validate', path.join(f.dataDir, 'nope.csv'), '--tenant', 'cli-usd'], env)).code).toBe(1);
+  });
+});
+
+describe('export users', () => {
+  it('writes the canonical header and one quoted CSV row per user, without passwords', async () => {
+    const out = path.join(f.dataDir, 'export.csv');
+    const r = await runCli(['export', 'users', '--tenant', 'cli-usd', '--out', out, '--json'], env);
+    expect(r.code).toBe(0);
+    expect(r.json()).toMatchObject({ tenant: 'cli-usd', users: 10 });
+    const lines = readFileSync(out, 'utf8').trimEnd().split('\n');
+    expect(lines[0]).toBe('username,email,first name,last name,school,graduation year,access type,role,sis id,status');
+    expect(lines).toHaveLength(11);
+    expect(lines[1]).toBe('user0x,u0@x.org,First,"Last, 0",Lincoln High,,Manager,,,active');
+    expect(lines.filter((l) => l.endsWith(',inactive'))).toHaveLength(7);
+    const stdout = await runCli(['export', 'users', '--tenant', 'cli-usd'], env);
+    expect(stdout.code).toBe(0);
+    expect(stdout.stdout).toBe(readFileSync(out, 'utf8'));
+    expect((await runCli(['export', 'users'], env)).code).toBe(2);
+  });
+});

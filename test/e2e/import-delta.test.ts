@@ -1,0 +1,75 @@
+/**
+ * Delta files (an `action` column, PRODUCT.md §3): add, update, delete, each with its errors;
+ * unlisted users are untouched.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { csv, importFixture, type ImportFixture } from './import-fixture.js';
+
+let f: ImportFixture;
+beforeAll(async () => {
+  f = await importFixture();
+  await f.addTenant('delta', { thresholdPercent: 100 });
+  await f.importCsv('delta', csv('username,email', 'keep0001,k1@x.org', 'keep0002,k2@x.org', 'gone0001,g1@x.org', 'back0001,b1@x.org'));
+  await f.importCsv('delta', csv('username,email,action', 'back0001,,delete'));
+  await f.db.pool.query(
+    `INSERT INTO users (tenant_id, username, created_by_import) SELECT id, 'handmade', false FROM tenants WHERE subdomain = 'delta'`,
+  );
+});
+afterAll(async () => f?.close());
+
+it('applies add, update and delete; leaves unlisted users alone', async () => {
+  const r = await f.importCsv(
+    'delta',
+    csv('username,email,action', 'newb0001,n1@x.org,add', 'KEEP0001,k1-new@x.org,update', 'gone0001,,delete', 'keep0002,k2@x.org,update'),
+  );
+  expect(r.mode).toBe('delta');
+  expect(r.status).toBe('succeeded');
+  expect(r.counts).toEqual({ rows: 4, created: 1, updated: 1, unchanged: 1, deactivated: 1, reactivated: 0, errors: 0, warnings: 0 });
+  const users = await f.users('delta');
+  expect(users.map((u) => [u.username, u.email, u.active])).toEqual([
+    ['back0001', 'b1@x.org', false],
+    ['gone0001', 'g1@x.org', false],
+    ['handmade', null, true],
+    ['KEEP0001', 'k1-new@x.org', true],
+    ['keep0002', 'k2@x.org', true],
+    ['newb0001', 'n1@x.org', true],
+  ]);
+});
+
+it('add of an active user, update or delete of a missing one, and delete of a hand-made one are errors', async () => {
+  const before = await f.snapshot();
+  const r = await f.importCsv(
+    'delta',
+    csv('username,email,action', 'keep0002,x@x.org,add', 'nobody01,,update', 'nobody02,,delete', 'handmade,,delete', 'keep0001,,frobnicate'),
+  );
+  expect(r.status).toBe('completed_with_errors');
+  expect(r.counts).toMatchObject({ rows: 5, created: 0, updated: 0, deactivated: 0, errors: 5 });
+  expect(r.errors.map((e) => [e.line, e.column])).toEqual([
+    [2, 'action'],
+    [3, 'action'],
+    [4, 'action'],
+    [5, 'action'],
+    [6, 'action'],
+  ]);
+  expect(r.errors[0]?.message).toMatch(/already exists and is active.*update/);
+  expect(r.errors[1]?.message).toMatch(/does not exist.*add/);
+  expect(r.errors[2]?.message).toMatch(/does not exist.*cannot be deleted/);
+  expect(r.errors[3]?.message).toMatch(/not created by an import/);
+  expect(await f.snapshot()).toBe(before);
+});
+
+it('add of an inactive user reactivates it and says so', async () => {
+  const r = await f.importCsv('delta', csv('username,email,action', 'back0001,b1-new@x.org,add'));
+  expect(r.counts).toMatchObject({ reactivated: 1, created: 0, warnings: 1 });
+  expect(r.warnings[0]).toMatchObject({ line: 2, column: 'action', value: 'back0001' });
+  expect(r.warnings[0]?.message).toMatch(/inactive; it has been reactivated/);
+  expect((await f.users('delta')).find((u) => u.username === 'back0001')).toMatchObject({ active: true, email: 'b1-new@x.org' });
+});
+
+it('delete of an already inactive user changes nothing; re-importing a delta changes nothing', async () => {
+  const file = csv('username,email,action', 'gone0001,,delete', 'KEEP0001,k1-new@x.org,update');
+  const before = await f.snapshot();
+  const r = await f.importCsv('delta', file);
+  expect(r.counts).toMatchObject({ unchanged: 2, deactivated: 0, updated: 0, errors: 0 });
+  expect(await f.snapshot()).toBe(before);
+});

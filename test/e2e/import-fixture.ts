@@ -1,0 +1,122 @@
+/**
+ * What the import engine's tests share: a fresh database, a data directory, a tenant, and helpers
+ * to receive a file as a claimed upload and import it.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../../src/config/config.js';
+import { createPasswordHasher, type PasswordHasher } from '../../src/import/hash-pool.js';
+import { runImport, type ImportContext, type RunImportOptions } from '../../src/import/run-import.js';
+import type { ImportRecord } from '../../src/import/records.js';
+import { createLogger } from '../../src/log/logger.js';
+import { insertUpload } from '../../src/store/uploads.js';
+import { createTenant, type TenantInput } from '../../src/store/tenants.js';
+import type { AcceptedFileName } from '../../src/types.js';
+import { createTestDatabase, type TestDatabase } from '../support/db.js';
+
+export interface UserState {
+  username: string;
+  email: string | null;
+  first_name: string | null;
+  last_name: string | null;
+  school_id: number | null;
+  graduation_year: number | null;
+  access_type: string | null;
+  role: string | null;
+  sis_id: string | null;
+  active: boolean;
+  created_by_import: boolean;
+  password_hash: string | null;
+  password_check: string | null;
+}
+
+export interface ImportFixture {
+  db: TestDatabase;
+  ctx: ImportContext;
+  hasher: PasswordHasher;
+  dataDir: string;
+  addTenant(subdomain: string, input?: TenantInput): Promise<number>;
+  /** Stores `csv` as a received upload, claimed (status running), and returns its id. */
+  receive(subdomain: string, csv: string | Buffer, fileName?: AcceptedFileName, status?: 'running' | 'pending'): Promise<string>;
+  /** receive + runImport */
+  importCsv(subdomain: string, csv: string | Buffer, fileName?: AcceptedFileName, opts?: RunImportOptions): Promise<ImportRecord>;
+  users(subdomain: string): Promise<UserState[]>;
+  /** A snapshot of everything an import may change, to compare before and after. */
+  snapshot(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function importFixture(): Promise<ImportFixture> {
+  const db = await createTestDatabase();
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'rosterd-import-'));
+  const config = loadConfig({ DATA_DIR: dataDir, DATABASE_URL: db.url, HASH_WORKERS: '2' });
+  const hasher = createPasswordHasher({ workers: 2 });
+  const ctx: ImportContext = { pool: db.pool, logger: createLogger('silent'), clock: { now: () => new Date() }, config, hasher };
+  let tick = Date.now() - 3_600_000;
+
+  const fixture: ImportFixture = {
+    db,
+    ctx,
+    hasher,
+    dataDir,
+    async addTenant(subdomain, input = {}) {
+      const t = await createTenant(db.pool, subdomain, { adminEmails: [`admin@${subdomain}.example.com`], ...input });
+      return t.id;
+    },
+    async receive(subdomain, csv, fileName = 'users.csv', status = 'running') {
+      const bytes = Buffer.isBuffer(csv) ? csv : Buffer.from(csv, 'utf8');
+      const rel = path.join('uploads', subdomain, `${randomUUID()}.csv`);
+      mkdirSync(path.join(dataDir, 'uploads', subdomain), { recursive: true });
+      writeFileSync(path.join(dataDir, rel), bytes, { mode: 0o400 });
+      tick += 1000; // distinct arrival times keep "newest first" well defined
+      const upload = await insertUpload(db.pool, {
+        tenantSubdomain: subdomain,
+        fileName,
+        bytes: bytes.length,
+        sha256: createHash('sha256').update(bytes).digest('hex'),
+        storedPath: rel,
+        keyFingerprint: null,
+        remoteAddress: null,
+        receivedAt: new Date(tick),
+        status,
+      });
+      return upload.id;
+    },
+    async importCsv(subdomain, csv, fileName = 'users.csv', opts = {}) {
+      return runImport(ctx, await fixture.receive(subdomain, csv, fileName), opts);
+    },
+    async users(subdomain) {
+      const { rows } = await db.pool.query<UserState>(
+        `SELECT u.username, u.email, u.first_name, u.last_name, u.school_id, u.graduation_year, u.access_type, u.role,
+                u.sis_id, u.active, u.created_by_import, u.password_hash, u.password_check
+           FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.subdomain = $1 ORDER BY lower(u.username)`,
+        [subdomain],
+      );
+      return rows;
+    },
+    async snapshot() {
+      const parts = await Promise.all(
+        [
+          `SELECT id, tenant_id, username, email, first_name, last_name, school_id, graduation_year, access_type, role, sis_id,
+                  password_hash, password_check, active, created_by_import, updated_at, deactivated_at FROM users ORDER BY id`,
+          'SELECT * FROM groups ORDER BY id',
+          'SELECT group_id, user_id, import_id FROM memberships ORDER BY group_id, user_id',
+        ].map((q) => db.pool.query(q).then((r) => JSON.stringify(r.rows))),
+      );
+      return parts.join('\n');
+    },
+    async close() {
+      await hasher.close();
+      await db.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  return fixture;
+}
+
+/** A users.csv from a header and rows. */
+export function csv(header: string, ...rows: string[]): string {
+  return [header, ...rows].join('\n') + '\n';
+}

@@ -1,0 +1,114 @@
+/**
+ * groups.csv (PRODUCT.md §4): the user must exist; an owner must be an active Manager, School
+ * Administrator or Administrator; owner without group → the owner's default group; neither is an
+ * error; the memberships listed replace the earlier ones.
+ */
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { validateFile } from '../../src/import/validate.js';
+import { csv, importFixture, type ImportFixture } from './import-fixture.js';
+
+let f: ImportFixture;
+beforeAll(async () => {
+  f = await importFixture();
+  await f.addTenant('grp', { thresholdPercent: 100 });
+  await f.importCsv(
+    'grp',
+    csv(
+      'username,access type',
+      'teach001,Manager',
+      'admin001,Administrator',
+      'sadmin01,School Administrator',
+      'plain001,',
+      'stud0001,',
+      'stud0002,',
+      'stud0003,',
+      'exmgr001,Manager',
+    ),
+  );
+  await f.importCsv('grp', csv('username,action', 'exmgr001,delete'));
+});
+afterAll(async () => f?.close());
+
+async function memberships(): Promise<string[]> {
+  const { rows } = await f.db.pool.query<{ m: string }>(
+    `SELECT g.name || ':' || u.username || ':' || coalesce(o.username, '-') AS m
+       FROM memberships m JOIN groups g ON g.id = m.group_id JOIN users u ON u.id = m.user_id
+       LEFT JOIN users o ON o.id = g.owner_id ORDER BY 1`,
+  );
+  return rows.map((r) => r.m);
+}
+
+it('creates groups and memberships; owner without group uses the default group', async () => {
+  const r = await f.importCsv(
+    'grp',
+    csv('username,owner,group', 'stud0001,teach001,Algebra 1', 'stud0002,teach001,', 'stud0003,,Chess Club', 'stud0001,sadmin01,'),
+    'groups.csv',
+  );
+  expect(r.status).toBe('succeeded');
+  expect(r.counts).toMatchObject({ rows: 4, created: 4, unchanged: 0, deactivated: 0, errors: 0 });
+  expect(await memberships()).toEqual([
+    'Algebra 1:stud0001:teach001',
+    'Chess Club:stud0003:-',
+    'Default group of sadmin01:stud0001:sadmin01',
+    'Default group of teach001:stud0002:teach001',
+  ]);
+});
+
+it('reports each rule with its message, and applies the valid rows', async () => {
+  const r = await f.importCsv(
+    'grp',
+    csv(
+      'username,owner,group',
+      'nobody01,teach001,Algebra 1',
+      'stud0001,nobody02,Algebra 1',
+      'stud0001,plain001,Algebra 1',
+      'stud0001,exmgr001,Algebra 1',
+      'stud0002,,',
+      'stud0001,teach001,Algebra 1',
+      'stud0003,,Chess Club',
+    ),
+    'groups.csv',
+  );
+  expect(r.status).toBe('completed_with_errors');
+  expect(r.errors.map((e) => [e.line, e.column])).toEqual([
+    [2, 'username'],
+    [3, 'owner'],
+    [4, 'owner'],
+    [5, 'owner'],
+    [6, expect.any(String)],
+  ]);
+  expect(r.errors[0]?.message).toMatch(/does not exist/);
+  expect(r.errors[1]?.message).toMatch(/Owner "nobody02" does not exist/);
+  expect(r.errors[2]?.message).toMatch(/not a Manager, School Administrator or Administrator/);
+  expect(r.errors[3]?.message).toMatch(/not active/);
+  expect(r.errors[4]?.message).toMatch(/neither an owner nor a group|owner.*group/i);
+  // Full sync: memberships the file no longer lists are removed (stud0002's default group: its
+  // only row was unreadable), except those of a user whose row the engine found in error
+  // (stud0001 keeps its membership in sadmin01's default group).
+  expect(await memberships()).toEqual([
+    'Algebra 1:stud0001:teach001',
+    'Chess Club:stud0003:-',
+    'Default group of sadmin01:stud0001:sadmin01',
+  ]);
+  expect(r.counts).toMatchObject({ created: 0, unchanged: 2, deactivated: 1 });
+});
+
+it('re-importing the same groups.csv changes nothing', async () => {
+  const file = csv('username,owner,group', 'stud0001,teach001,Algebra 1', 'stud0003,,Chess Club', 'stud0002,teach001,');
+  await f.importCsv('grp', file, 'groups.csv');
+  const before = await f.snapshot();
+  const r = await f.importCsv('grp', file, 'groups.csv');
+  expect(r.counts).toMatchObject({ created: 0, unchanged: 3, deactivated: 0, errors: 0 });
+  expect(await f.snapshot()).toBe(before);
+});
+
+it('validate reads a groups*.csv file as groups.csv, and applies nothing', async () => {
+  const file = path.join(f.dataDir, 'groups-tonight.csv');
+  writeFileSync(file, csv('username,owner,group', 'stud0001,teach001,Algebra 2', 'nobody01,,Chess Club'));
+  const before = await f.snapshot();
+  const r = await validateFile(f.ctx, { tenant: 'grp', file });
+  expect(r).toMatchObject({ status: 'validated', file: 'groups-tonight.csv', counts: { rows: 2, created: 1, deactivated: 3, errors: 1 } });
+  expect(await f.snapshot()).toBe(before);
+});

@@ -1,0 +1,85 @@
+/**
+ * The safety hold (PRODUCT.md §3): a file that would deactivate more than the tenant's threshold
+ * changes nothing and is held; approval applies it against the roster as it stands then;
+ * rejection discards it; neither works on an import that is not held.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { RosterdError } from '../../src/errors.js';
+import { approveImport, rejectImport } from '../../src/import/run-import.js';
+import { getImportRecord, listImportRecords } from '../../src/import/records.js';
+import { csv, importFixture, type ImportFixture } from './import-fixture.js';
+
+const users = (from: number, to: number) =>
+  Array.from({ length: to - from + 1 }, (_, k) => `user${String(from + k).padStart(3, '0')},u${from + k}@district.example.org`);
+
+let f: ImportFixture;
+beforeAll(async () => {
+  f = await importFixture();
+  await f.addTenant('hold-pct'); // default threshold: 10 %
+  await f.addTenant('hold-count', { thresholdPercent: 100, thresholdCount: 2 });
+  await f.importCsv('hold-pct', csv('username,email', ...users(1, 20)));
+  await f.importCsv('hold-count', csv('username,email', ...users(1, 20)));
+});
+afterAll(async () => f?.close());
+
+it('a file that would deactivate 50 % of the users is held and changes nothing', async () => {
+  const before = await f.snapshot();
+  const r = await f.importCsv('hold-pct', csv('username,email', ...users(1, 10), 'newuser1,n1@district.example.org'));
+  expect(r.status).toBe('held');
+  expect(r.counts).toMatchObject({ rows: 11, created: 1, unchanged: 10, deactivated: 10 });
+  expect(r.message).toMatch(/would deactivate 10 of 20 active users \(50%\).*threshold of 10%.*Nothing was applied/);
+  expect(r.heldDeactivations).toEqual(users(11, 20).map((u) => u.split(',')[0]));
+  expect(await f.snapshot()).toBe(before);
+});
+
+it('deactivating exactly the threshold is not held', async () => {
+  const r = await f.importCsv('hold-pct', csv('username,email', ...users(1, 18)));
+  expect(r.status).toBe('succeeded');
+  expect(r.counts.deactivated).toBe(2); // 10 % of 20
+  await f.importCsv('hold-pct', csv('username,email', ...users(1, 20))); // back as it was
+});
+
+it('approval applies the held file against the roster as it stands now, and records who and when', async () => {
+  const held = (await listImportRecords(f.db.pool, { tenant: 'hold-pct' })).find((r) => r.status === 'held');
+  expect(held).toBeDefined();
+  // Meanwhile user020 was deactivated by someone else: approval computes against today's roster.
+  await f.db.pool.query(
+    `UPDATE users SET active = false WHERE username = 'user020' AND tenant_id = (SELECT id FROM tenants WHERE subdomain = 'hold-pct')`,
+  );
+  const r = await approveImport(f.ctx, held!.id, { approvedBy: 'ops@district' });
+  expect(r.status).toBe('succeeded');
+  expect(r.approvedBy).toBe('ops@district');
+  expect(r.approvedAt).toMatch(/^\d{4}-\d\d-\d\dT/);
+  expect(r.counts).toMatchObject({ created: 1, deactivated: 9, unchanged: 10 });
+  const active = (await f.users('hold-pct')).filter((u) => u.active).map((u) => u.username);
+  expect(active).toEqual(['newuser1', ...users(1, 10).map((u) => u.split(',')[0])]);
+  // approval overrides the threshold for that import only: the next big drop is held again
+  const again = await f.importCsv('hold-pct', csv('username,email', 'user001,u1@district.example.org'));
+  expect(again.status).toBe('held');
+});
+
+it('rejection discards a held import; approve and reject refuse an import that is not held', async () => {
+  const held = (await listImportRecords(f.db.pool, { tenant: 'hold-pct' }))[0]!;
+  expect(held.status).toBe('held');
+  const before = await f.snapshot();
+  const r = await rejectImport(f.ctx, held.id, { by: 'ops@district' });
+  expect(r).toMatchObject({ status: 'rejected', rejectedBy: 'ops@district' });
+  expect(await f.snapshot()).toBe(before);
+  for (const act of [() => approveImport(f.ctx, held.id, { approvedBy: 'x' }), () => rejectImport(f.ctx, held.id, { by: 'x' })]) {
+    const err = await act().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RosterdError);
+    expect((err as RosterdError).code).toBe('IMPORT_NOT_HELD');
+  }
+  const done = (await listImportRecords(f.db.pool, { tenant: 'hold-pct' })).find((x) => x.status === 'succeeded')!;
+  await expect(approveImport(f.ctx, done.id, { approvedBy: 'x' })).rejects.toMatchObject({ code: 'IMPORT_NOT_HELD' });
+  await expect(rejectImport(f.ctx, '00000000-0000-0000-0000-000000000000', { by: 'x' })).rejects.toMatchObject({ code: 'IMPORT_NOT_FOUND' });
+  expect((await getImportRecord(f.db.pool, held.id))?.heldDeactivations).toHaveLength(10);
+});
+
+it('the absolute threshold count holds too', async () => {
+  const r = await f.importCsv('hold-count', csv('username,email', ...users(1, 17)));
+  expect(r.status).toBe('held');
+  expect(r.message).toMatch(/limit of 2 deactivations/);
+  const ok = await f.importCsv('hold-count', csv('username,email', ...users(1, 18)));
+  expect(ok).toMatchObject({ status: 'succeeded', counts: { deactivated: 2 } });
+});

@@ -1,0 +1,153 @@
+/**
+ * users.csv full sync over several nights (PRODUCT.md §3): exact counts, idempotent re-import,
+ * invalid rows protect their users, case-insensitive identity, duplicates, import-made users only.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { csv, importFixture, type ImportFixture } from './import-fixture.js';
+
+const HEADER = 'username,email,first name,last name,school,graduation year,access type,role,sis id';
+
+/** n students s0001… with a stable email and name; `change` rewrites some of them. */
+function roster(ids: number[], change: (id: number) => Partial<Record<'email' | 'last' | 'grad', string>> = () => ({})): string[] {
+  return ids.map((i) => {
+    const n = String(i).padStart(4, '0');
+    const c = change(i);
+    return `stu${n},${c.email ?? `stu${n}@lincoln.example.org`},Student,${c.last ?? `Number${n}`},Lincoln High,${c.grad ?? '2029'},,student,SIS${n}`;
+  });
+}
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, k) => from + k);
+
+let f: ImportFixture;
+beforeAll(async () => {
+  f = await importFixture();
+  await f.addTenant('lincoln', { thresholdPercent: 30 });
+  await f.db.pool.query(`INSERT INTO schools (tenant_id, name, nces_id) SELECT id, 'Lincoln High', '062271003230' FROM tenants WHERE subdomain = 'lincoln'`);
+});
+afterAll(async () => f?.close());
+
+describe('a roster over several nights', () => {
+  it('night 1 creates every listed user', async () => {
+    const r = await f.importCsv('lincoln', csv(HEADER, ...roster(range(1, 100))));
+    expect(r.status).toBe('succeeded');
+    expect(r.mode).toBe('full');
+    expect(r.counts).toEqual({ rows: 100, created: 100, updated: 0, unchanged: 0, deactivated: 0, reactivated: 0, errors: 0, warnings: 0 });
+    const users = await f.users('lincoln');
+    expect(users).toHaveLength(100);
+    expect(users[0]).toMatchObject({
+      username: 'stu0001',
+      email: 'stu0001@lincoln.example.org',
+      first_name: 'Student',
+      last_name: 'Number0001',
+      graduation_year: 2029,
+      access_type: null,
+      role: 'student',
+      sis_id: 'SIS0001',
+      active: true,
+      created_by_import: true,
+    });
+    expect(users[0]?.school_id).not.toBeNull();
+  });
+
+  it('night 2: 5 changed, 3 new, 4 gone (deactivated), the rest unchanged', async () => {
+    const ids = [...range(1, 96), 101, 102, 103];
+    const r = await f.importCsv('lincoln', csv(HEADER, ...roster(ids, (i) => (i <= 5 ? { last: `Renamed${i}` } : {}))));
+    expect(r.counts).toEqual({ rows: 99, created: 3, updated: 5, unchanged: 91, deactivated: 4, reactivated: 0, errors: 0, warnings: 0 });
+    const users = await f.users('lincoln');
+    expect(users.filter((u) => !u.active).map((u) => u.username)).toEqual(['stu0097', 'stu0098', 'stu0099', 'stu0100']);
+    expect(users.find((u) => u.username === 'stu0003')?.last_name).toBe('Renamed3');
+  });
+
+  it('night 3: the same file again changes nothing and writes nothing', async () => {
+    const before = await f.snapshot();
+    const ids = [...range(1, 96), 101, 102, 103];
+    const r = await f.importCsv('lincoln', csv(HEADER, ...roster(ids, (i) => (i <= 5 ? { last: `Renamed${i}` } : {}))));
+    expect(r.counts).toEqual({ rows: 99, created: 0, updated: 0, unchanged: 99, deactivated: 0, reactivated: 0, errors: 0, warnings: 0 });
+    expect(await f.snapshot()).toBe(before); // updated_at included: no row was touched
+  });
+
+  it('night 4: two of the deactivated come back (reactivated), one with a change', async () => {
+    const ids = [...range(1, 98), 101, 102, 103];
+    const r = await f.importCsv('lincoln', csv(HEADER, ...roster(ids, (i) => (i <= 5 ? { last: `Renamed${i}` } : i === 98 ? { grad: '2030' } : {}))));
+    expect(r.counts).toEqual({ rows: 101, created: 0, updated: 0, unchanged: 99, deactivated: 0, reactivated: 2, errors: 0, warnings: 0 });
+    const users = await f.users('lincoln');
+    expect(users.find((u) => u.username === 'stu0098')).toMatchObject({ active: true, graduation_year: 2030 });
+    expect(users.filter((u) => !u.active).map((u) => u.username)).toEqual(['stu0099', 'stu0100']);
+  });
+});
+
+describe('identity and bad rows', () => {
+  it('a user whose row is invalid is neither changed nor deactivated; the valid rows apply', async () => {
+    const ids = [...range(1, 98), 101, 102, 103];
+    const rows = roster(ids, (i) => (i <= 5 ? { last: `Renamed${i}` } : i === 98 ? { grad: '2030' } : {}));
+    rows[9] = 'stu0010,not-an-email,Student,Changed,Lincoln High,2029,,student,SIS0010'; // line 11
+    rows[10] = 'stu0011,stu0011@lincoln.example.org,Student,Number0011,Nowhere School,2029,,student,SIS0011';
+    const r = await f.importCsv('lincoln', csv(HEADER, ...rows));
+    expect(r.status).toBe('completed_with_errors');
+    expect(r.counts).toMatchObject({ rows: 101, unchanged: 99, deactivated: 0, errors: 2 });
+    expect(r.errors.map((e) => [e.line, e.column, e.value])).toEqual([
+      [11, 'email', 'not-an-email'],
+      [12, 'school', 'Nowhere School'],
+    ]);
+    const users = await f.users('lincoln');
+    expect(users.find((u) => u.username === 'stu0010')).toMatchObject({ active: true, last_name: 'Number0010' });
+    expect(users.find((u) => u.username === 'stu0011')?.active).toBe(true);
+  });
+
+  it('a username differing only in case is the same user (its spelling is updated)', async () => {
+    const ids = [...range(1, 98), 101, 102, 103];
+    const rows = roster(ids, (i) => (i <= 5 ? { last: `Renamed${i}` } : i === 98 ? { grad: '2030' } : {}));
+    rows[0] = rows[0]!.replace('stu0001', 'STU0001');
+    const r = await f.importCsv('lincoln', csv(HEADER, ...rows));
+    expect(r.counts).toMatchObject({ created: 0, updated: 1, unchanged: 100, deactivated: 0 });
+    const users = await f.users('lincoln');
+    expect(users.filter((u) => u.username.toLowerCase() === 'stu0001').map((u) => u.username)).toEqual(['STU0001']);
+  });
+
+  it('two rows with the same username ignoring case are both errors, and that user is kept as is', async () => {
+    const ids = [...range(1, 98), 101, 102, 103];
+    const rows = roster(ids, (i) => (i <= 5 ? { last: `Renamed${i}` } : i === 98 ? { grad: '2030' } : {}));
+    rows[0] = rows[0]!.replace('stu0001', 'STU0001');
+    rows.push('Stu0002,other@lincoln.example.org,Other,Person,,,,,'); // line 103 duplicates line 3
+    const r = await f.importCsv('lincoln', csv(HEADER, ...rows));
+    expect(r.status).toBe('completed_with_errors');
+    expect(r.counts).toMatchObject({ rows: 102, created: 0, updated: 0, deactivated: 0, errors: 2 });
+    expect(r.errors.map((e) => [e.line, e.column, e.value])).toEqual([
+      [3, 'username', 'stu0002'],
+      [103, 'username', 'Stu0002'],
+    ]);
+    expect(r.errors[0]?.message).toMatch(/more than once.*lines 3, 103/);
+    const u = (await f.users('lincoln')).find((x) => x.username === 'stu0002');
+    expect(u).toMatchObject({ active: true, email: 'stu0002@lincoln.example.org' });
+  });
+
+  it('only users that imports created are deactivated', async () => {
+    await f.db.pool.query(
+      `INSERT INTO users (tenant_id, username, email, created_by_import) SELECT id, 'manual.admin', 'm@x.org', false FROM tenants WHERE subdomain = 'lincoln'`,
+    );
+    const ids = [...range(1, 98), 101, 102, 103];
+    const rows = roster(ids, (i) => (i <= 5 ? { last: `Renamed${i}` } : i === 98 ? { grad: '2030' } : {}));
+    rows[0] = rows[0]!.replace('stu0001', 'STU0001');
+    rows.splice(95, 3); // drop stu0096..98
+    const r = await f.importCsv('lincoln', csv(HEADER, ...rows));
+    expect(r.counts).toMatchObject({ deactivated: 3, errors: 0 });
+    expect((await f.users('lincoln')).find((u) => u.username === 'manual.admin')?.active).toBe(true);
+  });
+
+  it('a file with only some columns keeps the values of the columns it lacks', async () => {
+    const before = (await f.users('lincoln')).find((u) => u.username === 'stu0050');
+    const r = await f.importCsv('lincoln', csv('username,email', 'stu0050,new50@lincoln.example.org'));
+    // every other import-made user is missing from this file: far above the 30 % threshold
+    expect(r.status).toBe('held');
+    const after = (await f.users('lincoln')).find((u) => u.username === 'stu0050');
+    expect(after).toEqual(before);
+  });
+});
+
+describe('another tenant', () => {
+  it('has its own usernames: the same username in two tenants is two users', async () => {
+    await f.addTenant('jefferson');
+    const r = await f.importCsv('jefferson', csv('username,email', 'stu0001,other@jefferson.example.org'));
+    expect(r.counts).toMatchObject({ created: 1, deactivated: 0 });
+    expect((await f.users('lincoln')).find((u) => u.username === 'STU0001')?.email).toBe('stu0001@lincoln.example.org');
+  });
+});

@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest';
+import { holdReason } from '../../src/import/apply-users.js';
+import { copyField, copyLine } from '../../src/import/copy-stream.js';
+
+describe('the safety hold threshold', () => {
+  const target = (thresholdPercent: number, thresholdCount: number | null) => ({ uploadId: 'x', tenantId: 1, thresholdPercent, thresholdCount });
+
+  it('holds more than the percentage of active users, not exactly it', () => {
+    expect(holdReason(10, 100, target(10, null))).toBeNull();
+    expect(holdReason(11, 100, target(10, null))).toMatch(/would deactivate 11 of 100 active users \(11%\), more than the tenant's threshold of 10%/);
+    expect(holdReason(0, 0, target(10, null))).toBeNull();
+    expect(holdReason(1, 3, target(0, null))).not.toBeNull();
+  });
+
+  it('holds more than the absolute count when one is set, whichever limit is hit first', () => {
+    expect(holdReason(5, 1000, target(10, 5))).toBeNull();
+    expect(holdReason(6, 1000, target(10, 5))).toMatch(/limit of 5 deactivations/);
+    expect(holdReason(50, 100, target(10, 1000))).toMatch(/threshold of 10%/);
+  });
+
+  it('says what to do, naming the import', () => {
+    expect(holdReason(50, 100, target(10, null))).toMatch(/Nothing was applied.*rosterd import approve x".*rosterd import reject x"/);
+    expect(holdReason(50, 100, target(10, null), true)).toMatch(/^An import of this file would be held: .*50 of 100/);
+  });
+});
+
+describe('COPY text encoding', () => {
+  it('escapes the characters COPY treats specially and writes NULL as \\N', () => {
+    expect(copyField('a\tb\nc\rd\\e')).toBe('a\\tb\\nc\\rd\\\\e');
+    expect(copyField(null)).toBe('\\N');
+    expect(copyField(undefined)).toBe('\\N');
+    expect(copyField('\\N')).toBe('\\\\N'); // a literal backslash-N is data, not NULL
+    expect(copyField(true)).toBe('t');
+    expect(copyField(2029)).toBe('2029');
+    expect(copyField(Buffer.from([0, 255]))).toBe('\\\\x00ff');
+    expect(copyLine(['x', null, 3])).toBe('x\t\\N\t3\n');
+  });
+});
