@@ -5,6 +5,8 @@ import type { ImportContext } from '../../import/execute.js';
 import { getImportRecord, listImportRecords, type ImportRecord } from '../../import/records.js';
 import { approveImport, rejectImport } from '../../import/run-import.js';
 import { enqueueImportReport } from '../../report/import-report.js';
+import { withOperatorView, type ImportView } from '../../schedule/operator-view.js';
+import { getTenant } from '../../store/tenants.js';
 import { systemClock } from '../../types.js';
 import { intOption, leaf, table, type CliContext } from '../context.js';
 
@@ -32,10 +34,15 @@ export function registerImportCommands(program: Command): Command {
       .option('--tenant <subdomain>', 'only this tenant')
       .option('--limit <n>', 'at most this many (default 50)'),
     async (ctx, _args, opts) => {
-      const records = await listImportRecords(ctx.pool, {
-        ...(typeof opts.tenant === 'string' ? { tenant: opts.tenant } : {}),
-        limit: intOption(opts.limit, '--limit', 1) ?? 50,
-      });
+      if (typeof opts.tenant === 'string') await getTenant(ctx.pool, opts.tenant);
+      const records = await withOperatorView(
+        ctx.pool,
+        await listImportRecords(ctx.pool, {
+          ...(typeof opts.tenant === 'string' ? { tenant: opts.tenant } : {}),
+          limit: intOption(opts.limit, '--limit', 1) ?? 50,
+        }),
+        systemClock.now(),
+      );
       return {
         json: records,
         text: records.length === 0 ? 'no imports yet' : listTable(records),
@@ -44,9 +51,10 @@ export function registerImportCommands(program: Command): Command {
   );
 
   leaf(imp.command('show <id>').description('one import: counts, errors and warnings'), async (ctx, [id]) => {
-    const record = await getImportRecord(ctx.pool, id ?? '');
-    if (!record) throw new RosterdError('IMPORT_NOT_FOUND', `no import has the ID "${id}"; "rosterd import list" shows them`);
-    return { json: record, text: describeRecord(record) };
+    const found = await getImportRecord(ctx.pool, id ?? '');
+    if (!found) throw new RosterdError('IMPORT_NOT_FOUND', `no import has the ID "${id}"; "rosterd import list" shows them`);
+    const [record] = await withOperatorView(ctx.pool, [found], systemClock.now());
+    return { json: record ?? found, text: describeRecord(record ?? found) };
   });
 
   leaf(
@@ -79,15 +87,18 @@ export function registerImportCommands(program: Command): Command {
   return imp;
 }
 
-function listTable(records: ImportRecord[]): string {
+function listTable(records: ImportView[]): string {
   return table(
-    ['ID', 'TENANT', 'FILE', 'RECEIVED', 'STATUS', 'MODE', 'ROWS', 'CREATED', 'UPDATED', 'UNCHANGED', 'DEACT', 'REACT', 'ERRORS', 'WARNINGS'],
+    ['ID', 'TENANT', 'FILE', 'RECEIVED', 'STATUS', 'WINDOW', 'NEXT RUN', 'REPORT', 'MODE', 'ROWS', 'CREATED', 'UPDATED', 'UNCHANGED', 'DEACT', 'REACT', 'ERRORS', 'WARNINGS'],
     records.map((r) => [
       r.id,
       r.tenant,
       r.file,
       r.receivedAt,
       r.status,
+      `${r.schedule.window} ${r.schedule.windowOpen ? 'open' : 'closed'}`,
+      r.schedule.nextRunAt,
+      r.report ? `${r.report.status}${r.report.attempts > 1 ? ` (${r.report.attempts} tries)` : ''}` : null,
       r.mode,
       r.counts.rows,
       r.counts.created,
@@ -102,7 +113,7 @@ function listTable(records: ImportRecord[]): string {
 }
 
 /** A person's view of one import record (also what `validate` prints). */
-export function describeRecord(r: ImportRecord): string {
+export function describeRecord(r: ImportRecord | ImportView): string {
   const c = r.counts;
   const lines = [
     `import ${r.id}  ${r.tenant}  ${r.file}`,
@@ -117,6 +128,20 @@ export function describeRecord(r: ImportRecord): string {
     `counts:    rows ${c.rows}, created ${c.created}, updated ${c.updated}, unchanged ${c.unchanged}, ` +
       `deactivated ${c.deactivated}, reactivated ${c.reactivated}, errors ${c.errors}, warnings ${c.warnings}`,
   );
+  if ('schedule' in r) {
+    lines.push(`window:    ${r.schedule.window} ${r.schedule.timezone} (${r.schedule.windowOpen ? 'open now' : 'closed now'})`);
+    if (r.schedule.note) lines.push(`next:      ${r.schedule.note}`);
+    if (r.report) {
+      const rep = r.report;
+      lines.push(
+        `report:    ${rep.status} to ${rep.to.join(', ')}` +
+          (rep.sentAt ? ` at ${rep.sentAt}` : '') +
+          (rep.status === 'pending' && rep.nextAttemptAt ? `, next attempt ${rep.nextAttemptAt}` : '') +
+          (rep.lastError ? ` (last error: ${rep.lastError})` : ''),
+      );
+    }
+  }
+  if (r.attempts > 0 && r.lastAttemptError) lines.push(`attempts:  ${r.attempts} failed (last: ${r.lastAttemptError})`);
   if (r.message) lines.push('', r.message);
   if (r.heldDeactivations && r.heldDeactivations.length > 0) {
     const shown = r.heldDeactivations.slice(0, SHOWN_ISSUES);
