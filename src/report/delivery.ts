@@ -67,7 +67,7 @@ export async function deliverDue(ctx: DeliveryContext, mailer: Mailer, opts: Del
          WHERE id = $1 AND locked_by = $2`,
         [claimed.id, sender, ctx.clock.now(), deliveredAs],
       );
-      log.info({ to: claimed.message.to, via: mailer.kind, deliveredAs, attempts: claimed.attempts }, 'report sent');
+      log.info({ event: 'report.delivered', to: claimed.message.to, via: mailer.kind, deliveredAs, attempts: claimed.attempts }, 'report sent');
       result.sent++;
     } catch (caught) {
       const err = toError(caught);
@@ -101,8 +101,8 @@ async function recordFailure(ctx: DeliveryContext, claimed: Claimed, sender: str
   const giveUp = now.getTime() - claimed.created_at.getTime() >= GIVE_UP_MS;
   const next = new Date(now.getTime() + retryDelayMs(claimed.attempts));
   const fields = { err, to: claimed.message.to, attempts: claimed.attempts };
-  if (giveUp) log.error(fields, 'report could not be sent for 7 days; giving up');
-  else log.warn({ ...fields, nextAttemptAt: next.toISOString() }, 'report not sent; will retry');
+  if (giveUp) log.error({ event: 'report.failed', ...fields }, 'report could not be sent for 7 days; giving up');
+  else log.warn({ event: 'report.retried', ...fields, nextAttemptAt: next.toISOString() }, 'report not sent; will retry');
   try {
     await ctx.pool.query(
       `UPDATE outbox SET status = $3, last_error = $4, next_attempt_at = $5, locked_by = NULL, locked_until = NULL

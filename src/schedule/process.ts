@@ -118,19 +118,19 @@ async function processTenant(ctx: ScheduleContext, tenant: TenantRef, opts: Proc
         const opensAt = nextWindowStart(window, tenant.timezone, now);
         summary.waiting.push({ tenant: tenant.subdomain, timezone: tenant.timezone, pending: step.pending.length, opensAt });
         log.info(
-          { pending: step.pending.map((p) => ({ id: p.id, file: p.fileName })), window: `${tenant.windowStart}-${tenant.windowEnd}`, timezone: tenant.timezone, opensAt: opensAt.toISOString() },
+          { event: 'import.waiting_for_window', pending: step.pending.map((p) => ({ id: p.id, file: p.fileName })), window: `${tenant.windowStart}-${tenant.windowEnd}`, timezone: tenant.timezone, opensAt: opensAt.toISOString() },
           'waiting for window',
         );
         return;
       }
       case 'settling':
         summary.settling.push({ tenant: tenant.subdomain, pending: step.pending.length, until: step.until });
-        log.info({ pending: step.pending.length, until: step.until.toISOString() }, 'waiting for uploads to settle');
+        log.info({ event: 'import.settling', pending: step.pending.length, until: step.until.toISOString() }, 'waiting for uploads to settle');
         return;
       case 'claimed':
         for (const s of step.superseded) {
           summary.superseded.push({ id: s.id, tenant: tenant.subdomain, file: s.fileName, status: 'superseded' });
-          log.info({ uploadId: s.id, supersededBy: step.claim.uploadId, receivedAt: s.receivedAt.toISOString() }, 'superseded');
+          log.info({ event: 'import.superseded', uploadId: s.id, supersededBy: step.claim.uploadId, receivedAt: s.receivedAt.toISOString() }, 'superseded');
         }
         // After an attempt without an outcome, the tenant waits for the next tick (no retry storm).
         if (!(await importClaimed(ctx, tenant, step.claim, summary, log))) return;
@@ -145,6 +145,7 @@ async function importClaimed(ctx: ScheduleContext, tenant: TenantRef, claim: Cla
   const ref = { id: claim.uploadId, tenant: tenant.subdomain, file: claim.fileName };
   const stopHeartbeat = heartbeat(ctx, claim, log);
   ctx.activeClaims?.set(claim.token, claim.uploadId);
+  log.info({ event: 'import.started' }, 'import started');
   try {
     const record = await runImport(ctx, claim.uploadId, {
       onOutcome: async (client, rec) => {
@@ -155,7 +156,7 @@ async function importClaimed(ctx: ScheduleContext, tenant: TenantRef, claim: Cla
     });
     summary.imported.push({ ...ref, status: record.status });
     ctx.onImported?.(record);
-    const fields = { status: record.status, counts: record.counts, durationMs: record.durationMs };
+    const fields = { event: record.status === 'held' ? 'import.held' : 'import.outcome', status: record.status, counts: record.counts, durationMs: record.durationMs };
     if (record.status === 'held') log.warn({ ...fields, reason: record.message }, 'held');
     else if (record.status === 'failed') log.warn({ ...fields, reason: record.message }, 'import failed: file rejected');
     else log.info(fields, 'imported');
@@ -200,13 +201,13 @@ async function endAttempt(
       (client, e) => reportFailed(ctx, client, e.uploadId),
     );
     if (!ended) {
-      log.warn({ err }, 'import attempt failed and its claim was already taken back');
+      log.warn({ event: 'import.retried', err }, 'import attempt failed and its claim was already taken back');
     } else if (ended.status === 'failed') {
       summary.failed.push({ ...ref, status: 'failed' });
-      log.error({ err, attempts: ended.attempts }, `import failed after ${ended.attempts} attempts; reported`);
+      log.error({ event: 'import.outcome', status: 'failed', err, attempts: ended.attempts }, `import failed after ${ended.attempts} attempts; reported`);
     } else {
       summary.retried.push({ ...ref, status: 'pending' });
-      log.warn({ err, attempts: ended.attempts, maxAttempts: ctx.config.IMPORT_MAX_ATTEMPTS }, 'import attempt failed; retried on a later tick');
+      log.warn({ event: 'import.retried', err, attempts: ended.attempts, maxAttempts: ctx.config.IMPORT_MAX_ATTEMPTS }, 'import attempt failed; retried on a later tick');
     }
   } catch (recordErr) {
     // The database is gone too: the claim lapses and a later tick takes the upload back.
