@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { registerExportCommands } from './commands/export.js';
+import { registerHostKeyCommand } from './commands/host-key.js';
 import { registerImportRunCommand } from './commands/import-run.js';
 import { registerImportCommands } from './commands/import.js';
 import { registerKeyCommands } from './commands/key.js';
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerImportRunCommand(registerImportCommands(program));
   registerValidateCommand(program);
   registerExportCommands(program);
+  registerHostKeyCommand(program);
   registerDoctorCommand(program);
   // Usage errors exit 2 (PRODUCT.md §7): every command throws instead of exiting, main() decides.
   (function override(c: Command) {

@@ -1,0 +1,183 @@
+import { timingSafeEqual } from 'node:crypto';
+import type pg from 'pg';
+import ssh2, { type AuthContext, type AuthenticationType } from 'ssh2';
+import { toError } from '../errors.js';
+import { findLoginKeys, touchKeyLastUsed, type LoginKey } from '../store/keys.js';
+import type { Clock, Logger } from '../types.js';
+import type { Blocklist } from './blocklist.js';
+import { fingerprintOfBlob } from './public-key.js';
+
+const { utils } = ssh2;
+
+/** Why a login failed, as logs and metrics see it. Clients see the same failure every time. */
+export type AuthFailureReason =
+  | 'method-not-allowed'
+  | 'invalid-username'
+  | 'key-not-registered'
+  | 'bad-signature'
+  | 'address-blocked'
+  | 'too-many-attempts'
+  | 'login-timeout'
+  | 'internal-error';
+
+export interface AuthFailure {
+  reason: AuthFailureReason;
+  remoteAddress: string;
+  username: string | null;
+  fingerprint: string | null;
+  method: string | null;
+}
+
+export interface AuthDeps {
+  pool: pg.Pool;
+  logger: Logger;
+  clock: Clock;
+  blocklist: Blocklist;
+  /** Failed attempts one connection may make before it is disconnected (OpenSSH's MaxAuthTries). */
+  maxAttempts: number;
+  failed(failure: AuthFailure): void;
+}
+
+export interface Login {
+  tenant: string;
+  fingerprint: string;
+}
+
+const SUBDOMAIN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+/** The only method we offer: clients never fall back to a password prompt. */
+const METHODS: AuthenticationType[] = ['publickey'];
+
+/**
+ * Public-key authentication of one connection (PRODUCT.md §2). ssh2 verifies nothing itself: the
+ * offered key is compared with the tenant's registered keys in constant time, a key query (no
+ * signature) is answered only for a registered key, and a login succeeds only when the signature
+ * over the session verifies with that key. Unknown user, suspended tenant, revoked key and wrong
+ * key all fail the same way.
+ */
+export class ConnectionAuth {
+  private failures = 0;
+
+  constructor(
+    private readonly deps: AuthDeps,
+    private readonly remoteAddress: string,
+    private readonly on: {
+      /** Ends the connection (too many failures, or the address is now blocked). */
+      disconnect(): void;
+      /**
+       * The login succeeded: prepare the session (the tenant's folder). Called before ssh2 is told,
+       * because ssh2 emits 'ready' at once and the client's first SFTP packet may follow in the
+       * same TCP segment.
+       */
+      loggedIn(login: Login): Promise<void>;
+    },
+  ) {}
+
+  /** Answers one authentication request; resolves to the login when it succeeded. */
+  async handle(ctx: AuthContext): Promise<Login | null> {
+    const username = ctx.username.slice(0, 100);
+    if (this.deps.blocklist.isBlocked(this.remoteAddress)) {
+      this.fail(ctx, { reason: 'address-blocked', username, fingerprint: null, method: ctx.method });
+      this.on.disconnect();
+      return null;
+    }
+    if (ctx.method === 'none') {
+      ctx.reject(METHODS); // every client asks first; not an attempt
+      return null;
+    }
+    if (ctx.method !== 'publickey') {
+      this.fail(ctx, { reason: 'method-not-allowed', username, fingerprint: null, method: ctx.method });
+      return null;
+    }
+    const offered = ctx.key.data;
+    const fingerprint = fingerprintOfBlob(offered);
+    const failure = { username, fingerprint, method: ctx.method };
+    let keys: LoginKey[] = [];
+    if (SUBDOMAIN.test(username)) {
+      try {
+        keys = await findLoginKeys(this.deps.pool, username);
+      } catch (err) {
+        this.deps.logger.error({ err: toError(err), remoteAddress: this.remoteAddress }, 'SFTP login check failed: database unavailable');
+        this.fail(ctx, { ...failure, reason: 'internal-error' }, false);
+        return null;
+      }
+    } else {
+      this.fail(ctx, { ...failure, reason: 'invalid-username' });
+      return null;
+    }
+    const match = findMatchingKey(keys, offered);
+    if (match === null) {
+      this.fail(ctx, { ...failure, reason: 'key-not-registered' });
+      return null;
+    }
+    if (ctx.signature === undefined || ctx.blob === undefined) {
+      ctx.accept(); // "this key would do": the client signs next
+      return null;
+    }
+    if (!verifySignature(offered, ctx.key.algo, ctx.blob, ctx.signature, ctx.hashAlgo)) {
+      this.fail(ctx, { ...failure, reason: 'bad-signature' });
+      return null;
+    }
+    const login = { tenant: username, fingerprint: match.fingerprint };
+    this.deps.logger.info({ event: 'sftp_login', remoteAddress: this.remoteAddress, tenant: username, fingerprint: match.fingerprint }, 'SFTP login');
+    try {
+      await this.on.loggedIn(login);
+    } catch (err) {
+      this.deps.logger.error({ err: toError(err), tenant: username }, 'cannot prepare the tenant\'s SFTP folder');
+      this.fail(ctx, { ...failure, reason: 'internal-error' }, false);
+      return null;
+    }
+    ctx.accept();
+    touchKeyLastUsed(this.deps.pool, match.fingerprint, this.deps.clock.now()).catch((err: unknown) =>
+      this.deps.logger.warn({ err: toError(err), fingerprint: match.fingerprint }, 'could not record the key\'s last use'),
+    );
+    return login;
+  }
+
+  /** Called by the server when the client did not log in within SFTP_LOGIN_TIMEOUT_SECONDS. */
+  timedOut(): void {
+    this.report({ reason: 'login-timeout', username: null, fingerprint: null, method: null });
+  }
+
+  private fail(ctx: AuthContext, f: Omit<AuthFailure, 'remoteAddress'>, counts = true): void {
+    ctx.reject(METHODS);
+    this.report(f);
+    if (!counts || f.reason === 'address-blocked') return;
+    this.failures++;
+    const blocked = this.deps.blocklist.recordFailure(this.remoteAddress);
+    if (blocked) {
+      this.deps.logger.warn({ event: 'sftp_address_blocked', remoteAddress: this.remoteAddress }, 'address blocked after repeated login failures');
+    }
+    if (blocked || this.failures >= this.deps.maxAttempts) {
+      if (!blocked) this.report({ ...f, reason: 'too-many-attempts' });
+      this.on.disconnect();
+    }
+  }
+
+  private report(f: Omit<AuthFailure, 'remoteAddress'>): void {
+    const failure: AuthFailure = { ...f, remoteAddress: this.remoteAddress };
+    this.deps.logger.warn({ event: 'sftp_login_failed', ...failure }, 'SFTP login failed');
+    this.deps.failed(failure);
+  }
+}
+
+/** The registered key equal to the offered blob; every key is compared, in constant time. */
+export function findMatchingKey(keys: readonly LoginKey[], offered: Buffer): LoginKey | null {
+  let found: LoginKey | null = null;
+  for (const key of keys) {
+    const same = key.blob.length === offered.length && timingSafeEqual(key.blob, offered);
+    if (same && found === null) found = key;
+  }
+  return found;
+}
+
+/** True only for a signature that verifies: ssh2's verify may return an Error, which is truthy. */
+export function verifySignature(blob: Buffer, algo: string, data: Buffer, signature: Buffer, hashAlgo: string | undefined): boolean {
+  const parsed = utils.parseKey(blob);
+  const key = Array.isArray(parsed) ? parsed[0] : parsed;
+  if (key === undefined || key instanceof Error || key.isPrivateKey() || key.type !== algo) return false;
+  try {
+    return key.verify(data, signature, hashAlgo) === true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,209 @@
+import { EventEmitter } from 'node:events';
+import { promises as fs } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import type pg from 'pg';
+import ssh2 from 'ssh2';
+import type { Config } from '../config/config.js';
+import { toError } from '../errors.js';
+import type { Clock, Logger } from '../types.js';
+import type { AuthFailure } from './auth.js';
+import { Blocklist } from './blocklist.js';
+import { Connection } from './connection.js';
+import { HashCache } from './hash-cache.js';
+import { loadOrCreateHostKeyPairs, type HostKeyInfo } from './host-keys.js';
+import { spoolDir, sweepSpool } from './spool.js';
+
+export interface SftpDeps {
+  config: Config;
+  logger: Logger;
+  pool: pg.Pool;
+  clock: Clock;
+}
+
+/** What the server reports, for metrics. Listeners must not throw (a throw is logged and ignored). */
+export interface SftpEvents {
+  sessionOpened: [{ tenant: string; remoteAddress: string }];
+  sessionClosed: [{ tenant: string; remoteAddress: string; durationMs: number }];
+  authFailed: [AuthFailure];
+  uploadReceived: [{ tenant: string; fileName: string; bytes: number; sha256: string; uploadId: string }];
+  /** An upload refused (name), failed (too large, disk) or cut off (never closed). */
+  uploadFailed: [{ tenant: string; fileName: string; reason: 'name-refused' | 'failed' | 'cut-off' }];
+}
+
+export interface SftpServer {
+  /** Loads (or creates) the host keys, then listens on SFTP_HOST:SFTP_PORT. */
+  listen(): Promise<{ host: string; port: number }>;
+  /**
+   * Stops accepting, lets uploads in flight finish for up to `graceMs` (default
+   * SHUTDOWN_GRACE_SECONDS), then ends every connection; an unfinished upload is discarded whole.
+   * Idempotent: every call returns the same promise.
+   */
+  close(graceMs?: number): Promise<void>;
+  /** The host keys' fingerprints (after listen). */
+  readonly hostKeys: HostKeyInfo[];
+  readonly events: EventEmitter<SftpEvents>;
+  /** Connections open right now. */
+  readonly connectionCount: number;
+}
+
+/** Writes of one connection waiting for the disk before its socket is paused (see Backpressure). */
+const IN_FLIGHT_CAP_BYTES = 8 * 1024 * 1024;
+/** Failed attempts per connection before it is dropped (OpenSSH's MaxAuthTries). */
+const MAX_ATTEMPTS_PER_CONNECTION = 6;
+const SPOOL_SWEEP_INTERVAL_MS = 3600_000;
+
+export function createSftpServer(deps: SftpDeps): SftpServer {
+  const { config, logger, clock } = deps;
+  const log = logger.child({ component: 'sftp' });
+  const events = new EventEmitter<SftpEvents>();
+  const emit = <K extends keyof SftpEvents>(name: K, ...args: SftpEvents[K]) => {
+    try {
+      (events.emit as (n: K, ...a: SftpEvents[K]) => boolean)(name, ...args);
+    } catch (err) {
+      log.warn({ err: toError(err), event: name }, 'an SFTP event listener threw');
+    }
+  };
+  const blocklist = new Blocklist({ maxFailures: config.SFTP_MAX_AUTH_FAILURES, windowMs: config.SFTP_BLOCK_SECONDS * 1000, clock });
+  const hashes = new HashCache();
+  const connections = new Set<Connection>();
+  const byPeer = new Map<string, Connection>();
+  const spool = spoolDir(config.DATA_DIR);
+  let hostKeys: HostKeyInfo[] = [];
+  let tcp: net.Server | null = null;
+  let sweepTimer: NodeJS.Timeout | null = null;
+  let closing: Promise<void> | null = null;
+  let listening: Promise<{ host: string; port: number }> | null = null;
+
+  const sweep = () =>
+    sweepSpool(spool, Math.max(2 * config.SFTP_IDLE_TIMEOUT_SECONDS * 1000, SPOOL_SWEEP_INTERVAL_MS), clock.now().getTime())
+      .then((n) => n > 0 && log.info({ removed: n }, 'removed spool files of cut-off transfers'))
+      .catch((err: unknown) => log.warn({ err: toError(err) }, 'spool sweep failed'));
+
+  async function start(): Promise<{ host: string; port: number }> {
+    const pairs = await loadOrCreateHostKeyPairs(config.DATA_DIR);
+    hostKeys = pairs.map((p) => p.info);
+    for (const k of hostKeys) log.info({ type: k.type, bits: k.bits, fingerprint: k.fingerprint }, 'SFTP host key');
+    await fs.mkdir(path.join(config.DATA_DIR, 'sftp'), { recursive: true, mode: 0o700 });
+    await fs.mkdir(spool, { recursive: true, mode: 0o700 });
+    await sweep();
+    sweepTimer = setInterval(() => void sweep(), SPOOL_SWEEP_INTERVAL_MS).unref();
+
+    const ssh = new ssh2.Server({ hostKeys: pairs.map((p) => p.privateKey), ident: 'rosterd' });
+    ssh.on('error', (err: Error) => log.warn({ err }, 'SFTP server error'));
+    ssh.on('connection', (client, info) => {
+      const conn = byPeer.get(`${info.ip}:${info.port}`);
+      if (conn === undefined) {
+        client.on('error', () => undefined);
+        client.end();
+        return;
+      }
+      conn.attach(client);
+    });
+
+    const server = net.createServer({ noDelay: true }, (socket) => {
+      // Nagle's algorithm holds back the small SFTP status packets: transfers crawl without this.
+      socket.setNoDelay(true);
+      const remoteAddress = (socket.remoteAddress ?? 'unknown').replace(/^::ffff:/, '');
+      const peer = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}`;
+      if (closing !== null) return void socket.destroy();
+      if (blocklist.isBlocked(remoteAddress)) {
+        log.info({ event: 'sftp_connection_refused', remoteAddress, reason: 'address-blocked' }, 'SFTP connection refused: address blocked');
+        socket.destroy();
+        return;
+      }
+      const conn = new Connection({
+        socket,
+        remoteAddress,
+        config,
+        clock,
+        pool: deps.pool,
+        logger: log.child({ remoteAddress }),
+        blocklist,
+        hashes,
+        spoolDir: spool,
+        inFlightCapBytes: IN_FLIGHT_CAP_BYTES,
+        maxAttempts: MAX_ATTEMPTS_PER_CONNECTION,
+        isClosing: () => closing !== null,
+        emit,
+      });
+      connections.add(conn);
+      byPeer.set(peer, conn);
+      void conn.closed.then(() => {
+        connections.delete(conn);
+        byPeer.delete(peer);
+      });
+      ssh.injectSocket(socket);
+      coalesceReplies(socket);
+    });
+    server.on('error', (err) => log.error({ err }, 'SFTP listener error'));
+    tcp = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.SFTP_PORT, config.SFTP_HOST, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const address = server.address() as net.AddressInfo;
+    log.info({ host: address.address, port: address.port }, 'SFTP server listening');
+    return { host: address.address, port: address.port };
+  }
+
+  async function stop(graceMs: number): Promise<void> {
+    if (sweepTimer) clearInterval(sweepTimer);
+    if (listening) await listening.catch(() => undefined);
+    const stopped = tcp ? new Promise<void>((resolve) => tcp?.close(() => resolve())) : Promise.resolve();
+    for (const conn of connections) conn.endWhenIdle('the server is shutting down');
+    const allClosed = () => Promise.all([...connections].map((c) => c.closed));
+    if (connections.size > 0) {
+      log.info({ connections: connections.size, graceMs }, 'SFTP server stopping: waiting for uploads in flight');
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([allClosed(), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+      clearTimeout(timer);
+      for (const conn of connections) conn.destroy('the shutdown grace period is over');
+      await allClosed();
+    }
+    await stopped;
+    log.info('SFTP server stopped');
+  }
+
+  return {
+    listen() {
+      if (closing) return Promise.reject(new Error('the SFTP server is closed'));
+      listening ??= start();
+      return listening;
+    },
+    close(graceMs = config.SHUTDOWN_GRACE_SECONDS * 1000) {
+      closing ??= stop(graceMs);
+      return closing;
+    },
+    get hostKeys() {
+      return hostKeys;
+    },
+    events,
+    get connectionCount() {
+      return connections.size;
+    },
+  };
+}
+
+/**
+ * Replies produced while ssh2 handles one chunk of incoming data (the acknowledgements of the
+ * WRITEs in it) leave in one system call instead of one each. Registered after injectSocket: ssh2
+ * has paused the socket by then (adding a listener does not resume it) and adds its own 'data'
+ * listener later, so this one runs first for every chunk.
+ */
+function coalesceReplies(socket: net.Socket): void {
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    socket.uncork();
+  };
+  socket.on('data', () => {
+    if (corked) return;
+    corked = true;
+    socket.cork();
+    process.nextTick(uncork);
+  });
+}

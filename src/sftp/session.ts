@@ -1,0 +1,498 @@
+import fs, { type Stats } from 'node:fs';
+import type { Attributes, SFTPWrapper } from 'ssh2';
+import { toError } from '../errors.js';
+import type { AcceptedFileName, Logger } from '../types.js';
+import { longname, toAttrs } from './attrs.js';
+import type { Backpressure } from './backpressure.js';
+import { classifyName, refusedNameMessage, type NameKind } from './file-names.js';
+import type { HashCache } from './hash-cache.js';
+import { resolveJailPath, type JailPath } from './jail.js';
+import { parseOpenFlags, type OpenMode } from './open-flags.js';
+import { receiveFile, type ReceiptDeps } from './receipt.js';
+import { sha256OfFile, SpoolFile } from './spool.js';
+import { NO_FOLDERS, refuse, STATUS, statusFor } from './status.js';
+
+/** Everything one SFTP session needs; built per connection by the server. */
+export interface SessionContext {
+  tenant: string;
+  /** DATA_DIR/sftp/<tenant>: what the client sees as `/`. */
+  root: string;
+  spoolDir: string;
+  keyFingerprint: string;
+  remoteAddress: string;
+  maxUploadBytes: number;
+  logger: Logger;
+  receipts: ReceiptDeps;
+  hashes: HashCache;
+  backpressure: Backpressure;
+  /** Called on every request (the idle timeout counts from the last one). */
+  touch(): void;
+  /** Called when the number of uploads in progress changes (shutdown waits for them). */
+  uploadsChanged(): void;
+  received(info: { tenant: string; fileName: AcceptedFileName; bytes: number; sha256: string; uploadId: string }): void;
+  uploadFailed(info: { tenant: string; fileName: string; reason: 'name-refused' | 'failed' | 'cut-off' }): void;
+}
+
+interface DirEntry {
+  filename: string;
+  longname: string;
+  attrs: Attributes;
+}
+
+type Handle =
+  | { kind: 'read'; fd: number; name: string }
+  | { kind: 'dir'; entries: DirEntry[] | null }
+  | {
+      kind: 'upload';
+      name: string;
+      real: string;
+      nameKind: Exclude<NameKind, { kind: 'other' }>;
+      mode: OpenMode;
+      spool: SpoolFile;
+      closing: boolean;
+    };
+
+type UploadHandle = Extract<Handle, { kind: 'upload' }>;
+/** Sends one reply (see SftpSession.inOrder). */
+type Send = () => void;
+
+const MAX_READ = 255 * 1024;
+const NAMES_PER_READDIR = 100;
+
+/**
+ * One SFTP channel of an authenticated tenant: answers the requests OpenSSH sftp/scp, curl,
+ * paramiko, lftp and WinSCP send, inside the tenant's jail (PRODUCT.md §2).
+ */
+export class SftpSession {
+  private readonly handles = new Map<number, Handle>();
+  private nextHandle = 1;
+  /** CLOSE requests of uploads still being received; ending waits for them. */
+  private readonly finishing = new Set<Promise<void>>();
+  private ended = false;
+  private aborted: Promise<void> | null = null;
+  /** Replies not yet sent, in the order their requests arrived (see inOrder). */
+  private readonly replies: Array<{ send: Send | null }> = [];
+
+  constructor(
+    private readonly ctx: SessionContext,
+    private readonly sftp: SFTPWrapper,
+  ) {
+    const on = (event: string, fn: (id: number, ...args: never[]) => Promise<Send> | Send) =>
+      sftp.on(event, (id: number, ...args: never[]) => {
+        ctx.touch();
+        const answer = this.inOrder();
+        let result: Promise<Send> | Send;
+        try {
+          result = fn.call(this, id, ...args);
+        } catch (err) {
+          return answer(this.fail(id, err, event));
+        }
+        if (typeof result === 'function') return answer(result);
+        result.then(answer, (err: unknown) => answer(this.fail(id, err, event)));
+      });
+    on('REALPATH', this.realpath);
+    on('STAT', this.stat);
+    on('LSTAT', this.stat);
+    on('FSTAT', this.fstat);
+    on('OPEN', this.open);
+    on('READ', this.read);
+    on('CLOSE', this.close);
+    on('SETSTAT', this.setstat);
+    on('FSETSTAT', this.fsetstat);
+    on('OPENDIR', this.opendir);
+    on('READDIR', this.readdir);
+    on('REMOVE', this.remove);
+    on('RENAME', this.rename);
+    on('MKDIR', (id: number) => () => this.sftp.status(id, STATUS.PERMISSION_DENIED, NO_FOLDERS));
+    on('RMDIR', (id: number) => () => this.sftp.status(id, STATUS.PERMISSION_DENIED, NO_FOLDERS));
+    on('SYMLINK', (id: number) => () => this.sftp.status(id, STATUS.PERMISSION_DENIED, 'links cannot be created here'));
+    on('READLINK', (id: number) => () => this.sftp.status(id, STATUS.NO_SUCH_FILE, 'there are no links here'));
+    // The hot path, without promises.
+    sftp.on('WRITE', (id: number, handle: Buffer, offset: number, data: Buffer) => {
+      ctx.touch();
+      const answer = this.inOrder();
+      try {
+        this.write(id, handle, offset, data, answer);
+      } catch (err) {
+        answer(this.fail(id, err, 'WRITE'));
+      }
+    });
+  }
+
+  /**
+   * Reserves the next place in the order replies go out. Requests run in parallel, but replies
+   * leave in the order the requests came: OpenSSH's client truncates an upload whose WRITE
+   * acknowledgements, or a download whose READ replies, arrive out of order (it sees a hole and
+   * cuts the file at the "highest contiguous point"); its own server answers strictly in order.
+   */
+  private inOrder(): (send: Send) => void {
+    const slot: { send: Send | null } = { send: null };
+    this.replies.push(slot);
+    return (send) => {
+      slot.send = send;
+      while (this.replies.length > 0 && this.replies[0]?.send) {
+        const next = this.replies.shift()?.send;
+        try {
+          next?.();
+        } catch {
+          // the channel is gone; a late reply is dropped
+        }
+      }
+    };
+  }
+
+  /** Uploads opened and not yet received or discarded. */
+  get activeUploads(): number {
+    let n = 0;
+    for (const h of this.handles.values()) if (h.kind === 'upload') n++;
+    return n;
+  }
+
+  /** Waits for uploads whose CLOSE is being processed (the client asked for them: they complete). */
+  async drain(): Promise<void> {
+    while (this.finishing.size > 0) await Promise.allSettled([...this.finishing]);
+  }
+
+  /**
+   * The session is over (client ended the channel, connection lost, shutdown): uploads the client
+   * never closed are thrown away whole; read handles are closed.
+   */
+  abort(reason: string): Promise<void> {
+    this.aborted ??= this.discardAll(reason);
+    return this.aborted;
+  }
+
+  private async discardAll(reason: string): Promise<void> {
+    this.ended = true;
+    const work: Promise<unknown>[] = [];
+    for (const [key, h] of this.handles) {
+      if (h.kind === 'upload' && h.closing) continue;
+      this.handles.delete(key);
+      if (h.kind === 'read') fs.close(h.fd, () => undefined);
+      if (h.kind === 'upload') {
+        this.ctx.logger.warn({ tenant: this.ctx.tenant, file: h.name, bytes: h.spool.size, reason }, 'upload discarded: the file was never closed');
+        this.ctx.uploadFailed({ tenant: this.ctx.tenant, fileName: h.name, reason: 'cut-off' });
+        work.push(h.spool.discard().catch(() => undefined));
+      }
+    }
+    await Promise.all(work);
+    this.ctx.uploadsChanged();
+    await this.drain();
+  }
+
+  private fail(id: number, err: unknown, request: string): Send {
+    const { status, message, expected } = statusFor(err);
+    if (!expected) this.ctx.logger.error({ err: toError(err), request }, 'SFTP request failed');
+    return () => this.sftp.status(id, status, message);
+  }
+
+  private resolve(clientPath: string): JailPath {
+    return resolveJailPath(this.ctx.root, clientPath);
+  }
+
+  private newHandle(h: Handle): Buffer {
+    const key = this.nextHandle++;
+    this.handles.set(key, h);
+    const buf = Buffer.allocUnsafe(4);
+    buf.writeUInt32BE(key >>> 0, 0);
+    return buf;
+  }
+
+  private handleKey(buf: Buffer): number {
+    return buf.length === 4 ? buf.readUInt32BE(0) : -1;
+  }
+
+  /** A regular file in the jail, or null (missing, a link, a folder: nothing we show). */
+  private async fileStats(p: Extract<JailPath, { kind: 'file' }>): Promise<Stats | null> {
+    try {
+      const stats = await fs.promises.lstat(p.real);
+      return stats.isFile() ? stats : null;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  }
+
+  private async existingFile(clientPath: string): Promise<{ path: Extract<JailPath, { kind: 'file' }>; stats: Stats }> {
+    const p = this.resolve(clientPath);
+    if (p.kind === 'refused') throw refuse.denied(p.reason);
+    if (p.kind !== 'file') throw p.kind === 'root' ? refuse.failure('this is the folder, not a file') : refuse.noSuchFile();
+    const stats = await this.fileStats(p);
+    if (stats === null) throw refuse.noSuchFile();
+    return { path: p, stats };
+  }
+
+  // --- requests ---------------------------------------------------------------------------
+
+  private realpath(id: number, clientPath: string): Send {
+    const p = this.resolve(clientPath === '' ? '.' : clientPath);
+    if (p.kind === 'refused') throw refuse.denied(p.reason);
+    return () => this.sftp.name(id, [{ filename: p.virtual, longname: p.virtual, attrs: {} as Attributes }]);
+  }
+
+  private async stat(id: number, clientPath: string): Promise<Send> {
+    const p = this.resolve(clientPath);
+    if (p.kind === 'root') {
+      const stats = await fs.promises.stat(this.ctx.root);
+      return () => this.sftp.attrs(id, toAttrs(stats));
+    }
+    const { stats } = await this.existingFile(clientPath);
+    return () => this.sftp.attrs(id, toAttrs(stats));
+  }
+
+  private async fstat(id: number, handle: Buffer): Promise<Send> {
+    const h = this.handles.get(this.handleKey(handle));
+    if (h === undefined) throw refuse.badHandle();
+    switch (h.kind) {
+      case 'read': {
+        const stats = await new Promise<Stats>((res, rej) => fs.fstat(h.fd, (e, s) => (e ? rej(e) : res(s))));
+        return () => this.sftp.attrs(id, toAttrs(stats));
+      }
+      case 'upload': {
+        const now = Date.now();
+        return () => this.sftp.attrs(id, toAttrs({ mode: 0o100600, size: h.spool.size, atimeMs: now, mtimeMs: now }));
+      }
+      case 'dir': {
+        const stats = await fs.promises.stat(this.ctx.root);
+        return () => this.sftp.attrs(id, toAttrs(stats));
+      }
+    }
+  }
+
+  private async open(id: number, clientPath: string, flags: number): Promise<Send> {
+    const mode = parseOpenFlags(flags);
+    const p = this.resolve(clientPath);
+    if (p.kind === 'refused') throw refuse.denied(p.reason);
+    if (p.kind === 'root') throw refuse.failure('this is the folder, not a file');
+    if (!mode.write) {
+      if (p.kind === 'missing') throw refuse.noSuchFile();
+      if ((await this.fileStats(p)) === null) throw refuse.noSuchFile();
+      const fd = await new Promise<number>((res, rej) =>
+        fs.open(p.real, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW, (e, fd) => (e ? rej(e) : res(fd))),
+      );
+      if (this.ended) {
+        fs.close(fd, () => undefined);
+        throw refuse.failure('the session has ended');
+      }
+      const handle = this.newHandle({ kind: 'read', fd, name: p.name });
+      return () => this.sftp.handle(id, handle);
+    }
+    if (p.kind === 'missing') throw refuse.denied(refusedNameMessage(p.virtual));
+    const nameKind = classifyName(p.name);
+    if (nameKind.kind === 'other') {
+      this.ctx.logger.info({ tenant: this.ctx.tenant, file: p.name }, 'upload refused: name not accepted');
+      this.ctx.uploadFailed({ tenant: this.ctx.tenant, fileName: p.name, reason: 'name-refused' });
+      throw refuse.denied(refusedNameMessage(p.name));
+    }
+    let existing: Stats | null = null;
+    try {
+      existing = await fs.promises.lstat(p.real);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    if (existing !== null && !existing.isFile()) throw refuse.denied('this name is taken by something that is not a file');
+    if (existing !== null && mode.create && mode.exclusive) throw refuse.failure('the file already exists');
+    if (existing === null && !mode.create) throw refuse.noSuchFile();
+    // Writing without TRUNC onto an existing file (resume, append, patch) starts from a copy of it:
+    // the visible file is never written in place.
+    const copyFrom = existing !== null && !mode.truncate && existing.size > 0 ? p.real : undefined;
+    const spool = await SpoolFile.create({
+      dir: this.ctx.spoolDir,
+      label: this.ctx.tenant,
+      maxBytes: this.ctx.maxUploadBytes,
+      released: (bytes) => this.ctx.backpressure.release(bytes),
+      ...(copyFrom === undefined ? {} : { copyFrom }),
+    });
+    if (this.ended) {
+      await spool.discard();
+      throw refuse.failure('the session has ended');
+    }
+    const handle = this.newHandle({ kind: 'upload', name: p.name, real: p.real, nameKind, mode, spool, closing: false });
+    this.ctx.uploadsChanged();
+    return () => this.sftp.handle(id, handle);
+  }
+
+  /**
+   * The hot path: no promises, one positional write per request, acknowledged as soon as it is
+   * accepted rather than when it reaches the disk. Clients that wait for acknowledgements
+   * (curl/libssh2 keeps few writes in flight) would otherwise pay a thread-pool round trip per
+   * 32 KB. Nothing is lost by it: a write that fails on disk breaks the file, the CLOSE reports
+   * the failure and nothing is received. Backpressure bounds the bytes accepted but not yet written.
+   */
+  private write(id: number, handle: Buffer, offset: number, data: Buffer, answer: (send: Send) => void): void {
+    const h = this.handles.get(this.handleKey(handle));
+    if (h === undefined || h.kind !== 'upload' || h.closing) {
+      throw h?.kind === 'read' ? refuse.denied('the file was opened for reading') : refuse.badHandle();
+    }
+    const at = h.mode.append ? h.spool.size : offset;
+    const length = data.length;
+    const refused = h.spool.write(at, data);
+    if (refused !== null) throw refused;
+    this.ctx.backpressure.add(length);
+    answer(() => this.sftp.status(id, STATUS.OK));
+  }
+
+  private async read(id: number, handle: Buffer, offset: number, length: number): Promise<Send> {
+    const h = this.handles.get(this.handleKey(handle));
+    if (h === undefined || h.kind === 'dir') throw refuse.badHandle();
+    const n = Math.min(length, MAX_READ);
+    let chunk: Buffer;
+    if (h.kind === 'upload') {
+      if (!h.mode.read) throw refuse.denied('the file was opened for writing only');
+      chunk = await h.spool.read(offset, n);
+    } else {
+      const buffer = Buffer.allocUnsafe(n);
+      const got = await new Promise<number>((res, rej) => fs.read(h.fd, buffer, 0, n, offset, (e, bytes) => (e ? rej(e) : res(bytes))));
+      chunk = buffer.subarray(0, got);
+    }
+    return chunk.length === 0 ? () => this.sftp.status(id, STATUS.EOF) : () => this.sftp.data(id, chunk);
+  }
+
+  private async close(id: number, handle: Buffer): Promise<Send> {
+    const key = this.handleKey(handle);
+    const h = this.handles.get(key);
+    if (h === undefined) throw refuse.badHandle();
+    if (h.kind === 'read') {
+      this.handles.delete(key);
+      await new Promise<void>((res, rej) => fs.close(h.fd, (e) => (e ? rej(e) : res())));
+      return () => this.sftp.status(id, STATUS.OK);
+    }
+    if (h.kind === 'dir') {
+      this.handles.delete(key);
+      return () => this.sftp.status(id, STATUS.OK);
+    }
+    if (h.closing) throw refuse.badHandle();
+    h.closing = true;
+    const done = this.finishUpload(h).finally(() => {
+      this.handles.delete(key);
+      this.finishing.delete(done);
+    });
+    this.finishing.add(done);
+    // Whoever waits for this upload to end (shutdown) hears of it only after the client has its
+    // answer: ending the connection first would leave the client without one.
+    const thenNotify = (send: Send): Send => () => {
+      try {
+        send();
+      } finally {
+        this.ctx.uploadsChanged();
+      }
+    };
+    try {
+      await done;
+    } catch (err) {
+      await h.spool.discard().catch(() => undefined);
+      const reason = statusFor(err).message;
+      this.ctx.logger.warn({ tenant: this.ctx.tenant, file: h.name, reason }, 'upload failed: nothing was received');
+      this.ctx.uploadFailed({ tenant: this.ctx.tenant, fileName: h.name, reason: 'failed' });
+      return thenNotify(this.fail(id, err, 'CLOSE'));
+    }
+    return thenNotify(() => this.sftp.status(id, STATUS.OK));
+  }
+
+  /** CLOSE of an upload: the accepted name is received; a temporary name becomes visible. */
+  private async finishUpload(h: UploadHandle): Promise<void> {
+    const { bytes, sha256 } = await h.spool.finish();
+    if (h.nameKind.kind === 'temporary') {
+      await fs.promises.rename(h.spool.path, h.real);
+      this.ctx.hashes.remember(h.real, await fs.promises.lstat(h.real), sha256);
+      this.ctx.logger.debug({ tenant: this.ctx.tenant, file: h.name, bytes }, 'temporary file written');
+      return;
+    }
+    await this.receive(h.nameKind.target, h.spool.path, h.real, bytes, sha256);
+  }
+
+  /** Immutable copy + pending upload row, then the file becomes the visible `users.csv`. */
+  private async receive(fileName: AcceptedFileName, source: string, visible: string, bytes: number, sha256: string): Promise<void> {
+    const receipt = await receiveFile(this.ctx.receipts, {
+      tenant: this.ctx.tenant,
+      fileName,
+      source,
+      bytes,
+      sha256,
+      keyFingerprint: this.ctx.keyFingerprint,
+      remoteAddress: this.ctx.remoteAddress,
+    });
+    this.ctx.hashes.forget(source);
+    await fs.promises.rename(source, visible);
+    this.ctx.logger.info(
+      { tenant: this.ctx.tenant, file: fileName, bytes, sha256, uploadId: receipt.uploadId, keyFingerprint: this.ctx.keyFingerprint },
+      'upload received',
+    );
+    this.ctx.received({ tenant: this.ctx.tenant, fileName, bytes, sha256, uploadId: receipt.uploadId });
+  }
+
+  private async setstat(id: number, clientPath: string): Promise<Send> {
+    // Times and permissions a client sets after an upload (`put -p`, WinSCP) are accepted and
+    // ignored: the files' modes are ours to keep.
+    const p = this.resolve(clientPath);
+    if (p.kind !== 'root') await this.existingFile(clientPath);
+    return () => this.sftp.status(id, STATUS.OK);
+  }
+
+  private async fsetstat(id: number, handle: Buffer, attrs: Partial<Attributes>): Promise<Send> {
+    const h = this.handles.get(this.handleKey(handle));
+    if (h === undefined) throw refuse.badHandle();
+    if (h.kind === 'upload' && typeof attrs.size === 'number' && attrs.size !== h.spool.size) await h.spool.truncate(attrs.size);
+    return () => this.sftp.status(id, STATUS.OK);
+  }
+
+  private async opendir(id: number, clientPath: string): Promise<Send> {
+    const p = this.resolve(clientPath);
+    if (p.kind === 'refused') throw refuse.denied(p.reason);
+    if (p.kind === 'missing') throw refuse.noSuchFile();
+    if (p.kind === 'file') throw (await this.fileStats(p)) === null ? refuse.noSuchFile() : refuse.failure('this is a file, not a folder');
+    const handle = this.newHandle({ kind: 'dir', entries: null });
+    return () => this.sftp.handle(id, handle);
+  }
+
+  private async readdir(id: number, handle: Buffer): Promise<Send> {
+    const h = this.handles.get(this.handleKey(handle));
+    if (h === undefined || h.kind !== 'dir') throw refuse.badHandle();
+    if (h.entries === null) {
+      const now = Math.floor(Date.now() / 1000);
+      const entries: DirEntry[] = [];
+      for (const name of (await fs.promises.readdir(this.ctx.root)).sort()) {
+        const stats = await fs.promises.lstat(`${this.ctx.root}/${name}`).catch(() => null);
+        if (stats === null || !stats.isFile()) continue; // links and anything odd stay invisible
+        const attrs = toAttrs(stats);
+        entries.push({ filename: name, longname: longname(name, attrs, this.ctx.tenant, now), attrs });
+      }
+      h.entries = entries;
+    }
+    const batch = h.entries.splice(0, NAMES_PER_READDIR);
+    if (batch.length === 0) return () => this.sftp.status(id, STATUS.EOF);
+    return () => this.sftp.name(id, batch);
+  }
+
+  private async remove(id: number, clientPath: string): Promise<Send> {
+    const { path: p } = await this.existingFile(clientPath);
+    await fs.promises.unlink(p.real);
+    this.ctx.hashes.forget(p.real);
+    return () => this.sftp.status(id, STATUS.OK);
+  }
+
+  private async rename(id: number, fromPath: string, toPath: string): Promise<Send> {
+    const { path: from, stats } = await this.existingFile(fromPath);
+    const to = this.resolve(toPath);
+    if (to.kind === 'refused') throw refuse.denied(to.reason);
+    if (to.kind !== 'file') throw refuse.denied(refusedNameMessage(to.virtual));
+    if (to.name === from.name) return () => this.sftp.status(id, STATUS.OK);
+    const target = classifyName(to.name);
+    if (target.kind === 'other') throw refuse.denied(refusedNameMessage(to.name));
+    if (classifyName(from.name).kind !== 'temporary') {
+      throw refuse.denied('only a temporary upload (such as users.csv.filepart) can be renamed, onto users.csv or groups.csv');
+    }
+    const existing = await fs.promises.lstat(to.real).catch(() => null);
+    if (existing !== null && !existing.isFile()) throw refuse.denied('this name is taken by something that is not a file');
+    if (target.kind === 'temporary') {
+      const sha256 = this.ctx.hashes.lookup(from.real, stats);
+      await fs.promises.rename(from.real, to.real);
+      this.ctx.hashes.forget(from.real);
+      if (sha256 !== undefined) this.ctx.hashes.remember(to.real, await fs.promises.lstat(to.real), sha256);
+      return () => this.sftp.status(id, STATUS.OK);
+    }
+    const sha256 = this.ctx.hashes.lookup(from.real, stats) ?? (await sha256OfFile(from.real));
+    await this.receive(target.target, from.real, to.real, stats.size, sha256);
+    return () => this.sftp.status(id, STATUS.OK);
+  }
+}

@@ -1,0 +1,284 @@
+import { createHash, randomUUID, type Hash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+
+/** A write that would make the file larger than MAX_UPLOAD_BYTES. */
+export class TooLargeError extends Error {
+  constructor(readonly maxBytes: number) {
+    super(`the file is larger than the limit of ${maxBytes} bytes (MAX_UPLOAD_BYTES); nothing was received`);
+    this.name = 'TooLargeError';
+  }
+}
+
+export function spoolDir(dataDir: string): string {
+  return path.join(dataDir, 'spool');
+}
+
+export interface SpoolOptions {
+  dir: string;
+  /** Prefix of the spool file's name, for operators reading the folder (the tenant). */
+  label: string;
+  maxBytes: number;
+  /** Start from a copy of this file (a write without TRUNC onto an existing file: resume, append). */
+  copyFrom?: string;
+  /** Called with a number of accepted bytes once they are on disk (or failed). */
+  released?: (bytes: number) => void;
+}
+
+/** Contiguous writes are gathered into buffers of this size and written with one write each. */
+const RUN_BYTES = 1024 * 1024;
+/** Free run buffers one file keeps for reuse. */
+const POOL_SIZE = 4;
+
+/** Contiguous data gathered for one write to disk. */
+interface Run {
+  position: number;
+  buf: Buffer;
+  used: number;
+}
+
+/**
+ * One file being written by a client, in a private spool file outside the jail: nothing the
+ * client writes is visible, or recorded, before it closes the file (PRODUCT.md §2 "Receipt").
+ * Writes are positional (offsets honoured, any order, never O_APPEND).
+ *
+ * For speed, an accepted write is copied into a run buffer and acknowledged at once; runs go to
+ * the disk one after another (so a later write over the same bytes always wins), and the SHA-256
+ * is computed from them as they go, while the data arrives in order (otherwise by re-reading at
+ * close). Copying lets the socket's buffers die young (they would otherwise be kept alive until
+ * their bytes reach the disk, and the garbage collector would pay for it); the run buffers are
+ * reused. The caller bounds what is accepted but not yet written (Backpressure, via `released`).
+ */
+export class SpoolFile {
+  readonly path: string;
+  /** Bytes in the file: the highest offset written (or the copied file's size). */
+  size: number;
+  private hash: Hash | null;
+  /** Bytes of the file hashed so far (from 0, in order). */
+  private hashedBytes = 0;
+  /** The run being filled, the runs waiting for the disk, and whether one is being written. */
+  private run: Run | null = null;
+  private readonly queue: Run[] = [];
+  private writing = false;
+  private readonly pool: Buffer[] = [];
+  private tickScheduled = false;
+  private waiters: Array<() => void> = [];
+  private failure: Error | null = null;
+  private closed = false;
+  private fdOpen = true;
+
+  private constructor(
+    private readonly fd: number,
+    spoolPath: string,
+    initialSize: number,
+    private readonly maxBytes: number,
+    private readonly released: (bytes: number) => void,
+  ) {
+    this.path = spoolPath;
+    this.size = initialSize;
+    this.hash = initialSize === 0 ? createHash('sha256') : null;
+  }
+
+  static async create(options: SpoolOptions): Promise<SpoolFile> {
+    await fs.promises.mkdir(options.dir, { recursive: true, mode: 0o700 });
+    const spoolPath = path.join(options.dir, `${options.label}.${randomUUID()}.part`);
+    let initialSize = 0;
+    if (options.copyFrom !== undefined) {
+      await fs.promises.copyFile(options.copyFrom, spoolPath, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE);
+      await fs.promises.chmod(spoolPath, 0o600);
+      initialSize = (await fs.promises.stat(spoolPath)).size;
+    }
+    const flags = fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | (options.copyFrom === undefined ? fs.constants.O_EXCL : 0);
+    const fd = await new Promise<number>((resolve, reject) =>
+      fs.open(spoolPath, flags, 0o600, (err, fd) => (err ? reject(err) : resolve(fd))),
+    );
+    return new SpoolFile(fd, spoolPath, initialSize, options.maxBytes, options.released ?? (() => undefined));
+  }
+
+  /** The error that broke this file, if any (every later write and the close report it). */
+  get error(): Error | null {
+    return this.failure;
+  }
+
+  /**
+   * Accepts a positional write, or returns why not (over MAX_UPLOAD_BYTES, the file already
+   * broken or closed). The data is copied: the caller may reuse `data` at once. `released(bytes)`
+   * is called as accepted bytes reach the disk. A failure on disk breaks the file: later writes
+   * and finish() report it, so a file with a failed write is never received.
+   */
+  write(offset: number, data: Buffer): Error | null {
+    if (this.failure) return this.failure;
+    if (this.closed) return new Error('the file is already closed');
+    const end = offset + data.length;
+    if (end > this.maxBytes) {
+      this.failure = new TooLargeError(this.maxBytes);
+      return this.failure;
+    }
+    if (end > this.size) this.size = end;
+    let run = this.run;
+    if (run === null || run.position + run.used !== offset || run.used + data.length > run.buf.length) {
+      if (run !== null) this.queue.push(run);
+      run = { position: offset, buf: this.takeBuffer(data.length), used: 0 };
+      this.run = run;
+    }
+    data.copy(run.buf, run.used);
+    run.used += data.length;
+    // Hashing and handing data to the disk wait until the acknowledgement has gone out: the
+    // client's next data is then already on its way while this process works.
+    if (!this.tickScheduled) {
+      this.tickScheduled = true;
+      setImmediate(this.tick);
+    }
+    return null;
+  }
+
+  private takeBuffer(atLeast: number): Buffer {
+    if (atLeast > RUN_BYTES) return Buffer.allocUnsafeSlow(atLeast);
+    return this.pool.pop() ?? Buffer.allocUnsafeSlow(RUN_BYTES);
+  }
+
+  private readonly tick = (): void => {
+    this.tickScheduled = false;
+    // A full run goes now; a partial one only when the disk is idle (else it keeps filling).
+    if (this.run !== null && (this.run.used === this.run.buf.length || !this.writing)) this.flush();
+    else this.writeNext();
+  };
+
+  /** Queues the run being filled for the disk. */
+  private flush(): void {
+    if (this.run === null) return;
+    this.queue.push(this.run);
+    this.run = null;
+    this.writeNext();
+  }
+
+  private writeNext(): void {
+    if (this.writing) return;
+    const run = this.queue.shift();
+    if (run === undefined) {
+      if (this.run === null) this.wake();
+      else this.flush();
+      return;
+    }
+    const bytes = run.buf.subarray(0, run.used);
+    if (this.hash !== null) {
+      if (run.position === this.hashedBytes) {
+        this.hash.update(bytes);
+        this.hashedBytes += run.used;
+      } else {
+        this.hash = null; // out of order or overlapping: re-read at close
+      }
+    }
+    this.writing = true;
+    writeAll(this.fd, bytes, run.position, (err) => {
+      this.writing = false;
+      if (err && !this.failure) this.failure = err;
+      if (run.buf.length === RUN_BYTES && this.pool.length < POOL_SIZE) this.pool.push(run.buf);
+      this.released(run.used);
+      this.writeNext();
+    });
+  }
+
+  /** SETSTAT size on an open upload: shorten or extend the file. */
+  async truncate(size: number): Promise<void> {
+    if (size > this.maxBytes) throw new TooLargeError(this.maxBytes);
+    await this.settled();
+    await new Promise<void>((resolve, reject) => fs.ftruncate(this.fd, size, (err) => (err ? reject(err) : resolve())));
+    this.size = size;
+    if (size !== this.hashedBytes) this.hash = null;
+  }
+
+  /** Reads back part of the file (a client that opened it for reading and writing). */
+  async read(offset: number, length: number): Promise<Buffer> {
+    await this.settled(); // writes already acknowledged are read back
+    const buffer = Buffer.allocUnsafe(length);
+    return new Promise((resolve, reject) =>
+      fs.read(this.fd, buffer, 0, length, offset, (err, n) => (err ? reject(err) : resolve(buffer.subarray(0, n)))),
+    );
+  }
+
+  /** Writes what is still in memory and closes the file; its size and SHA-256. */
+  async finish(): Promise<{ bytes: number; sha256: string }> {
+    await this.settled();
+    if (this.failure) throw this.failure;
+    this.closed = true;
+    // No fdatasync here: it triples the time of a large upload (OpenSSH's sftp-server does not sync
+    // either). A process crash loses nothing (the page cache survives it); after a power loss the
+    // copy may be damaged, which the importer detects by its SHA-256 recorded with the upload.
+    await this.closeFd();
+    const sha256 = this.hash !== null && this.hashedBytes === this.size ? this.hash.digest('hex') : await sha256OfFile(this.path);
+    return { bytes: this.size, sha256 };
+  }
+
+  /** Throws the file away (a transfer cut off, refused or failed). Safe to call more than once. */
+  async discard(): Promise<void> {
+    this.closed = true;
+    await this.settled();
+    await this.closeFd().catch(() => undefined);
+    await fs.promises.rm(this.path, { force: true });
+  }
+
+  private closeFd(): Promise<void> {
+    if (!this.fdOpen) return Promise.resolve();
+    this.fdOpen = false;
+    return new Promise((resolve, reject) => fs.close(this.fd, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /** Resolves once everything accepted so far is on disk (or failed). */
+  private settled(): Promise<void> {
+    this.flush();
+    if (!this.writing && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+/** pwrite that finishes a partial write. */
+function writeAll(fd: number, data: Buffer, position: number, done: (err: Error | null) => void): void {
+  fs.write(fd, data, 0, data.length, position, (err, written) => {
+    if (err) return done(err);
+    if (written < data.length) return writeAll(fd, data.subarray(written), position + written, done);
+    done(null);
+  });
+}
+
+export async function sha256OfFile(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/**
+ * Removes spool files left by sessions of a process that died (their transfers were cut off).
+ * Only files older than `olderThanMs` go: another process on the same data directory may be
+ * writing the younger ones right now.
+ */
+export async function sweepSpool(dir: string, olderThanMs: number, nowMs: number): Promise<number> {
+  let removed = 0;
+  let names: string[];
+  try {
+    names = await fs.promises.readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw err;
+  }
+  for (const name of names) {
+    if (!name.endsWith('.part')) continue;
+    const file = path.join(dir, name);
+    try {
+      const stats = await fs.promises.lstat(file);
+      if (nowMs - stats.mtimeMs > olderThanMs) {
+        await fs.promises.rm(file, { force: true });
+        removed++;
+      }
+    } catch {
+      // gone already
+    }
+  }
+  return removed;
+}
