@@ -58,6 +58,7 @@ type Send = () => void;
 
 const MAX_READ = 255 * 1024;
 const NAMES_PER_READDIR = 100;
+const MAX_HANDLES = 64;
 
 /**
  * One SFTP channel of an authenticated tenant: answers the requests OpenSSH sftp/scp, curl,
@@ -190,6 +191,11 @@ export class SftpSession {
     return resolveJailPath(this.ctx.root, clientPath);
   }
 
+  /** Each handle holds a file descriptor (an upload, also a spool file): a client cannot pile them up. */
+  private checkHandleLimit(): void {
+    if (this.handles.size >= MAX_HANDLES) throw refuse.failure(`too many open files (at most ${MAX_HANDLES}); close some first`);
+  }
+
   private newHandle(h: Handle): Buffer {
     const key = this.nextHandle++;
     this.handles.set(key, h);
@@ -260,6 +266,7 @@ export class SftpSession {
   }
 
   private async open(id: number, clientPath: string, flags: number): Promise<Send> {
+    this.checkHandleLimit();
     const mode = parseOpenFlags(flags);
     const p = this.resolve(clientPath);
     if (p.kind === 'refused') throw refuse.denied(p.reason);
@@ -437,6 +444,7 @@ export class SftpSession {
   }
 
   private async opendir(id: number, clientPath: string): Promise<Send> {
+    this.checkHandleLimit();
     const p = this.resolve(clientPath);
     if (p.kind === 'refused') throw refuse.denied(p.reason);
     if (p.kind === 'missing') throw refuse.noSuchFile();

@@ -27,8 +27,11 @@ export interface SpoolOptions {
 
 /** Contiguous writes are gathered into buffers of this size and written with one write each. */
 const RUN_BYTES = 1024 * 1024;
-/** Free run buffers one file keeps for reuse. */
-const POOL_SIZE = 4;
+/**
+ * Free run buffers one file keeps for reuse: enough for what Backpressure lets a connection have
+ * waiting for the disk (8 MiB), so a steady upload allocates none.
+ */
+const POOL_SIZE = 10;
 
 /** Contiguous data gathered for one write to disk. */
 interface Run {
