@@ -62,12 +62,13 @@ function emlMailer(dir: string): Mailer {
       const info = await transport.sendMail({ ...message, messageId: messageId(message, outboxId) });
       const raw = info.message;
       if (!Buffer.isBuffer(raw)) throw new Error('the .eml transport returned no message');
-      await mkdir(dir, { recursive: true });
+      // Reports name students: readable by the daemon's user only, like the rest of DATA_DIR.
+      await mkdir(dir, { recursive: true, mode: 0o700 });
       const tenant = (message.headers['X-Rosterd-Tenant'] ?? 'report').replace(/[^a-z0-9-]/g, '');
       // One name per outbox row: writing it again after a crash replaces it, never duplicates it.
       const name = `${String(outboxId).padStart(8, '0')}-${tenant}.eml`;
       const tmp = path.join(dir, `.${name}.tmp`);
-      await writeFile(tmp, raw, { mode: 0o640 });
+      await writeFile(tmp, raw, { mode: 0o600 });
       await rename(tmp, path.join(dir, name));
       return name;
     },

@@ -113,7 +113,7 @@ function describeOutcome(
     case 'completed_with_errors':
       return {
         subject: `${file} imported with ${plural(errors, 'error')} — ${changes}`,
-        headline: `${file} was imported, but ${plural(errors, 'row')} had errors and ${errors === 1 ? 'was' : 'were'} skipped: ${changes}.`,
+        headline: `${file} was imported, but ${skippedRows(record, errors)} skipped (${plural(errors, 'error')}): ${changes}.`,
         next: [fixErrors],
       };
     case 'failed':
@@ -183,6 +183,16 @@ function shorten(issue: ImportIssue): ImportIssue {
 export function oneLine(text: string): string {
   // eslint-disable-next-line no-control-regex
   return text.replace(/[\u0000-\u001f\u007f\u2028\u2029]+/g, ' ');
+}
+
+/**
+ * "3 rows were" — counted from the distinct lines of the errors listed; a row can have several
+ * errors. When the list was cut short, only the error count is exact.
+ */
+function skippedRows(record: { errors: readonly { line: number }[] }, errors: number): string {
+  const lines = new Set(record.errors.map((e) => e.line).filter((l) => l > 0)).size;
+  if (lines === 0 || record.errors.length < errors) return 'rows with errors were';
+  return `${plural(lines, 'row')} with errors ${lines === 1 ? 'was' : 'were'}`;
 }
 
 export function plural(n: number, word: string): string {

@@ -32,7 +32,8 @@ export interface ReportView {
 
 export type ImportView = ImportRecord & { schedule: ScheduleView; report: ReportView | null };
 
-const iso = (d: Date | null, zone: string) => (d ? DateTime.fromJSDate(d).setZone(zone).toISO({ suppressMilliseconds: true }) : null);
+const iso = (d: Date | null, zone: string) =>
+  d ? DateTime.fromJSDate(d).setZone(zone).startOf('second').toISO({ suppressMilliseconds: true }) : null;
 
 export function scheduleView(record: Pick<ImportRecord, 'status'>, tenant: Tenant, now: Date): ScheduleView {
   const status = windowStatus(windowFromParts(tenant.windowStart, tenant.windowEnd), tenant.timezone, now);

@@ -151,6 +151,16 @@ describe('renderReport', () => {
     expect(mail.attachments[0]?.content.split('\r\n')).toHaveLength(47); // header + 45 + trailing empty
   });
 
+  it('counts skipped rows, not errors: one row can have several', () => {
+    const errors: ImportIssue[] = [
+      { line: 4, column: 'username', value: 'abc', message: 'Username must be at least 4 characters' },
+      { line: 4, column: 'email', value: 'nope', message: 'Email address is not valid' },
+      { line: 9, column: 'role', value: 'alien', message: 'Role must be student, teacher, staff, parent or other' },
+    ];
+    const { text } = renderReport(input({ status: 'completed_with_errors', errors, counts: { ...emptyCounts(), rows: 10, created: 8, errors: 3 } }));
+    expect(text).toContain('users.csv was imported, but 2 rows with errors were skipped (3 errors)');
+  });
+
   it('one error is singular; control characters from the file do not break lines', () => {
     const mail = renderReport(
       input({
