@@ -1,0 +1,122 @@
+/**
+ * kill -9 of `rosterd serve` in the middle of an import (PRODUCT.md §5, issue 4): the import's
+ * transaction dies with the process, so nothing of it is in the roster; its claim stays until it
+ * expires (CLAIM_TTL_SECONDS), then another serve takes the upload back on a later tick and
+ * imports it, exactly once.
+ */
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { addKey } from '../../src/store/keys.js';
+import { createTenant } from '../../src/store/tenants.js';
+import { createTestDatabase, type TestDatabase } from '../support/db.js';
+import { startServe, writeLargeUsersCsv, zoneWhereItIsNight, type ServeProcess } from '../support/serve.js';
+import { makeClientKey, sftpBatch, waitFor } from '../support/ssh.js';
+
+const TENANT = 'crash-usd';
+const ROWS = 200_000;
+
+let db: TestDatabase;
+let tmp: string;
+let dataDir: string;
+const daemons: ServeProcess[] = [];
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'rosterd-crash-'));
+  dataDir = path.join(tmp, 'data');
+});
+
+afterAll(async () => {
+  for (const d of daemons) await d.stop('SIGKILL').catch(() => undefined);
+  await db?.drop();
+  if (tmp) await fs.rm(tmp, { recursive: true, force: true });
+});
+
+async function start(): Promise<ServeProcess> {
+  const d = await startServe({ databaseUrl: db.url, dataDir, env: { CLAIM_TTL_SECONDS: '10' } });
+  daemons.push(d);
+  return d;
+}
+
+async function tenantUsers(): Promise<{ n: number; distinct: number }> {
+  const { rows } = await db.pool.query<{ n: number; distinct: number }>(
+    `SELECT count(*)::int AS n, count(DISTINCT lower(username))::int AS distinct FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.subdomain = $1`,
+    [TENANT],
+  );
+  return rows[0] ?? { n: -1, distinct: -1 };
+}
+
+/** Backends other than the test's own holding a write lock on users: an import writing the roster. */
+async function rosterWriters(): Promise<number[]> {
+  const { rows } = await db.pool.query<{ pid: number }>(
+    `SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+      WHERE c.relname = 'users' AND l.mode = 'RowExclusiveLock' AND l.granted
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.pid <> pg_backend_pid()`,
+  );
+  return rows.map((r) => r.pid);
+}
+
+async function uploadRow(id: string) {
+  const { rows } = await db.pool.query<{ status: string; attempts: number; claimed_by: string | null; claim_token: string | null; counts: { created: number } | null }>(
+    `SELECT status, attempts, claimed_by, claim_token, counts FROM uploads WHERE id = $1`,
+    [id],
+  );
+  return rows[0];
+}
+
+it('kill -9 during an import leaves nothing partial; after the claim expires another serve imports it once', async () => {
+  await createTenant(db.pool, TENANT, { adminEmails: ['it@crash.example'], timezone: zoneWhereItIsNight() });
+  const key = await makeClientKey(tmp, 'ed25519');
+  await addKey(db.pool, TENANT, key.publicLine);
+  const csv = path.join(tmp, 'users.csv');
+  await writeLargeUsersCsv(csv, ROWS);
+
+  const first = await start();
+  const put = await sftpBatch(first.sftpPort, TENANT, key, [`put ${csv} users.csv`]);
+  expect(put.code, put.stderr).toBe(0);
+  const { rows: ups } = await db.pool.query<{ id: string; sha256: string }>(`SELECT id, sha256 FROM uploads`);
+  expect(ups).toHaveLength(1);
+  const id = ups[0]?.id ?? '';
+  expect(ups[0]?.sha256).toBe(createHash('sha256').update(await fs.readFile(csv)).digest('hex'));
+
+  // Catch it writing the roster: claimed (running) and its transaction holding a write lock on users.
+  await waitFor(async () => (await uploadRow(id))?.status === 'running', 30_000, 'the import to start');
+  await waitFor(async () => (await rosterWriters()).length > 0 || (await uploadRow(id))?.status !== 'running', 60_000, 'the import to write users');
+  const before = await uploadRow(id);
+  await first.kill();
+  expect(before?.status, 'the import finished before the kill: this run proves nothing; make the file larger').toBe('running');
+  expect(first.exit?.signal).toBe('SIGKILL');
+
+  // Its transaction dies with it (Postgres rolls it back when it notices the client gone).
+  await waitFor(async () => (await rosterWriters()).length === 0, 60_000, 'the dead import’s transaction to end');
+  expect(await tenantUsers()).toEqual({ n: 0, distinct: 0 });
+  // Nothing recorded either: still running under the dead process's claim, no report.
+  const orphan = await uploadRow(id);
+  expect(orphan).toMatchObject({ status: 'running', attempts: 0, claimed_by: `${os.hostname()}:${first.pid}` });
+  expect(orphan?.claim_token).not.toBeNull();
+  const { rows: noReport } = await db.pool.query(`SELECT 1 FROM outbox WHERE upload_id = $1`, [id]);
+  expect(noReport).toHaveLength(0);
+
+  // Another serve: once the claim has expired (10 s), a tick takes it back and imports it.
+  const second = await start();
+  await second.waitForLog((l) => l.msg === 'expired claim taken back' && l.uploadId === id, 60_000, 'the expired claim to be taken back');
+  const done = await waitFor(async () => {
+    const r = await uploadRow(id);
+    return r && !['pending', 'running'].includes(r.status) ? r : undefined;
+  }, 120_000, 'the retry to finish');
+  expect(done).toMatchObject({ status: 'succeeded', attempts: 1, claimed_by: `${os.hostname()}:${second.pid}`, claim_token: null });
+  expect(done.counts?.created).toBe(ROWS);
+  expect(await tenantUsers()).toEqual({ n: ROWS, distinct: ROWS });
+  expect(second.logs.filter((l) => l.msg === 'imported' && l.uploadId === id)).toHaveLength(1);
+  // One report, for the one import.
+  const outbox = await waitFor(async () => {
+    const { rows } = await db.pool.query<{ status: string }>(`SELECT status FROM outbox WHERE upload_id = $1`, [id]);
+    return rows.length > 0 && rows.every((r) => r.status === 'sent') ? rows : undefined;
+  }, 30_000, 'the report');
+  expect(outbox).toHaveLength(1);
+
+  expect(await second.stop()).toEqual({ code: 0, signal: null });
+}, 240_000);
