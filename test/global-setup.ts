@@ -31,6 +31,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
   const templateDb = `rosterd_template_${process.pid}`;
   const admin = new pg.Client({ connectionString: adminUrl });
+  // A dropped connection must not crash the runner before teardown stops the embedded Postgres.
+  admin.on('error', () => undefined);
   await admin.connect();
   await admin.query(`DROP DATABASE IF EXISTS ${templateDb}`);
   await admin.query(`CREATE DATABASE ${templateDb}`);

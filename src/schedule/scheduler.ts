@@ -111,7 +111,9 @@ async function finishesWithin(p: Promise<void>, ms: number | undefined): Promise
 function cronLogger(log: Logger) {
   return {
     info: (m: string) => log.debug({ cron: m }, 'node-cron'),
-    warn: (m: string) => log.warn({ cron: m }, 'node-cron'),
+    // Its overlap warning fires on every tick while a long import runs; our own tick already
+    // refuses to overlap, so it is not news.
+    warn: (m: string) => (/overlap|still running/i.test(m) ? log.debug({ cron: m }, 'node-cron') : log.warn({ cron: m }, 'node-cron')),
     error: (m: string | Error, err?: Error) => log.error({ err: err ?? m }, 'node-cron'),
     debug: (m: string | Error) => log.trace({ cron: String(m) }, 'node-cron'),
   };

@@ -96,7 +96,7 @@ export class ConnectionAuth {
       try {
         keys = await findLoginKeys(this.deps.pool, username);
       } catch (err) {
-        this.deps.logger.error({ err: toError(err), remoteAddress: this.remoteAddress }, 'SFTP login check failed: database unavailable');
+        this.deps.logger.error({ err: toError(err) }, 'SFTP login check failed: database unavailable');
         this.fail(ctx, { ...failure, reason: 'internal-error' }, false);
         return null;
       }
@@ -118,7 +118,7 @@ export class ConnectionAuth {
       return null;
     }
     const login = { tenant: username, fingerprint: match.fingerprint };
-    this.deps.logger.info({ event: 'sftp_login', remoteAddress: this.remoteAddress, tenant: username, fingerprint: match.fingerprint }, 'SFTP login');
+    this.deps.logger.info({ event: 'login.accepted', tenant: username, fingerprint: match.fingerprint }, 'SFTP login accepted');
     try {
       await this.on.loggedIn(login);
     } catch (err) {
@@ -145,7 +145,7 @@ export class ConnectionAuth {
     this.failures++;
     const blocked = this.deps.blocklist.recordFailure(this.remoteAddress);
     if (blocked) {
-      this.deps.logger.warn({ event: 'sftp_address_blocked', remoteAddress: this.remoteAddress }, 'address blocked after repeated login failures');
+      this.deps.logger.warn({ event: 'login.address_blocked' }, 'address blocked after repeated login failures');
     }
     if (blocked || this.failures >= this.deps.maxAttempts) {
       if (!blocked) this.report({ ...f, reason: 'too-many-attempts' });
@@ -155,7 +155,8 @@ export class ConnectionAuth {
 
   private report(f: Omit<AuthFailure, 'remoteAddress'>): void {
     const failure: AuthFailure = { ...f, remoteAddress: this.remoteAddress };
-    this.deps.logger.warn({ event: 'sftp_login_failed', ...failure }, 'SFTP login failed');
+    // The connection's logger carries remoteAddress already.
+    this.deps.logger.warn({ event: 'login.refused', ...f }, 'SFTP login refused');
     this.deps.failed(failure);
   }
 }

@@ -171,7 +171,7 @@ export class SftpSession {
       this.handles.delete(key);
       if (h.kind === 'read') fs.close(h.fd, () => undefined);
       if (h.kind === 'upload') {
-        this.ctx.logger.warn({ tenant: this.ctx.tenant, file: h.name, bytes: h.spool.size, reason }, 'upload discarded: the file was never closed');
+        this.ctx.logger.warn({ event: 'upload.discarded', file: h.name, bytes: h.spool.size, reason }, 'upload discarded: the file was never closed');
         this.ctx.uploadFailed({ tenant: this.ctx.tenant, fileName: h.name, reason: 'cut-off' });
         work.push(h.spool.discard().catch(() => undefined));
       }
@@ -422,7 +422,7 @@ export class SftpSession {
     this.ctx.hashes.forget(source);
     await fs.promises.rename(source, visible);
     this.ctx.logger.info(
-      { tenant: this.ctx.tenant, file: fileName, bytes, sha256, uploadId: receipt.uploadId, keyFingerprint: this.ctx.keyFingerprint },
+      { event: 'upload.received', file: fileName, bytes, sha256, uploadId: receipt.uploadId, keyFingerprint: this.ctx.keyFingerprint },
       'upload received',
     );
     this.ctx.received({ tenant: this.ctx.tenant, fileName, bytes, sha256, uploadId: receipt.uploadId });

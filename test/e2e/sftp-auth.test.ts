@@ -36,7 +36,7 @@ let suspended: ClientKey;
 let stranger: ClientKey;
 
 const fp = (k: ClientKey) => parsePublicKey(k.publicLine).fingerprint;
-const failures = (s: TestSftpServer) => s.logs.filter((l) => l.event === 'sftp_login_failed');
+const failures = (s: TestSftpServer) => s.logs.filter((l) => l.event === 'login.refused');
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -141,7 +141,7 @@ describe('accepted logins', () => {
   it('logs the login and records when the key was last used', async () => {
     const s = await ssh2Sftp({ port: srv.port, username: TENANT, privateKey: good.privateKey });
     s.end();
-    expect(srv.logs).toContainEqual(expect.objectContaining({ event: 'sftp_login', tenant: TENANT, fingerprint: fp(good), remoteAddress: '127.0.0.1' }));
+    expect(srv.logs).toContainEqual(expect.objectContaining({ event: 'login.accepted', tenant: TENANT, fingerprint: fp(good), remoteAddress: '127.0.0.1' }));
     const key = await waitFor(async () => (await listKeys(db.pool, TENANT)).find((k) => k.fingerprint === fp(good) && k.lastUsedAt !== null));
     expect(key.lastUsedAt).toBeInstanceOf(Date);
   });
@@ -158,7 +158,7 @@ describe('limits', () => {
     });
     try {
       for (let i = 0; i < 3; i++) expect((await sftpBatch(blocking.port, TENANT, stranger, ['ls'])).code).toBe(255);
-      expect(blocking.logs).toContainEqual(expect.objectContaining({ event: 'sftp_address_blocked', remoteAddress: '127.0.0.1' }));
+      expect(blocking.logs).toContainEqual(expect.objectContaining({ event: 'login.address_blocked', remoteAddress: '127.0.0.1' }));
       // Blocked: even the right key is turned away before the handshake.
       const refused = await sftpBatch(blocking.port, TENANT, good, ['ls']);
       expect(refused.code).toBe(255);
@@ -182,7 +182,7 @@ describe('limits', () => {
       await new Promise((resolve) => socket.once('close', resolve));
       expect(Date.now() - started).toBeGreaterThanOrEqual(900);
       expect(Date.now() - started).toBeLessThan(5000);
-      expect(strict.logs).toContainEqual(expect.objectContaining({ event: 'sftp_login_failed', reason: 'login-timeout' }));
+      expect(strict.logs).toContainEqual(expect.objectContaining({ event: 'login.refused', reason: 'login-timeout' }));
     } finally {
       await strict.close();
     }
