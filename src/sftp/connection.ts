@@ -39,6 +39,13 @@ interface ChannelInternals {
 
 /** How long a peer gets to close its side after we end the connection. */
 const END_LINGER_MS = 2000;
+/**
+ * While shutting down, how long after its last upload finished a client may end the session
+ * itself. Disconnecting at once loses the CLOSE status just sent: OpenSSH's ssh exits on a
+ * disconnect without handing buffered replies to sftp, so the SIS would see a failed upload
+ * that was in fact received. The server's grace period still bounds the whole wait.
+ */
+const END_AFTER_LAST_UPLOAD_MS = 1500;
 
 /**
  * One TCP connection from accept to close: the login deadline, authentication, the tenant's SFTP
@@ -60,6 +67,7 @@ export class Connection {
   private idleTimer: NodeJS.Timeout | null = null;
   private lastActivity = performance.now();
   private endReason: string | null = null;
+  private endTimer: NodeJS.Timeout | null = null;
   private ending = false;
   private cleanedUp = false;
 
@@ -155,6 +163,15 @@ export class Connection {
     setTimeout(() => this.deps.socket.destroy(), END_LINGER_MS).unref();
   }
 
+  private endAfterLastUpload(): void {
+    if (this.endTimer !== null) return;
+    this.endTimer = setTimeout(() => {
+      this.endTimer = null;
+      if (this.activeUploads() === 0) this.end(this.endReason ?? 'the server is shutting down');
+    }, END_AFTER_LAST_UPLOAD_MS);
+    this.endTimer.unref();
+  }
+
   private onReady(): void {
     if (this.loginTimer) clearTimeout(this.loginTimer);
     this.loginTimer = null;
@@ -240,7 +257,7 @@ export class Connection {
       backpressure: this.backpressure,
       touch: () => this.touch(),
       uploadsChanged: () => {
-        if (this.endReason !== null && this.activeUploads() === 0) this.end(this.endReason);
+        if (this.endReason !== null && this.activeUploads() === 0) this.endAfterLastUpload();
       },
       received: (info) => this.deps.emit('uploadReceived', info),
       uploadFailed: (info) => this.deps.emit('uploadFailed', info),
@@ -252,6 +269,7 @@ export class Connection {
     this.cleanedUp = true;
     if (this.loginTimer) clearTimeout(this.loginTimer);
     if (this.idleTimer) clearTimeout(this.idleTimer);
+    if (this.endTimer) clearTimeout(this.endTimer);
     this.backpressure.release(0);
     try {
       await Promise.all([...this.sessions].map((s) => s.abort('the connection was lost')));
