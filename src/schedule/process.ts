@@ -164,6 +164,9 @@ async function importClaimed(ctx: ScheduleContext, tenant: TenantRef, claim: Cla
   } catch (caught) {
     if (caught instanceof ClaimLostError) {
       log.warn({ err: caught }, 'claim lost: another process took this upload back; nothing from this attempt was kept');
+    } else if (ctx.activeClaims !== undefined && !ctx.activeClaims.has(claim.token)) {
+      // Shutdown gave the claim back: not a failed attempt, and the database may already be closing.
+      log.info({ event: 'import.interrupted' }, 'import interrupted by shutdown; nothing was kept and the upload is pending again');
     } else {
       await endAttempt(ctx, claim, toError(caught), summary, ref, log);
     }
@@ -178,6 +181,7 @@ async function importClaimed(ctx: ScheduleContext, tenant: TenantRef, claim: Cla
 function heartbeat(ctx: ScheduleContext, claim: Claim, log: Logger): () => void {
   const ttlMs = ctx.config.CLAIM_TTL_SECONDS * 1000;
   const timer = setInterval(() => {
+    if (ctx.activeClaims !== undefined && !ctx.activeClaims.has(claim.token)) return; // given back at shutdown
     extendClaim(ctx.pool, claim.uploadId, claim.token, new Date(ctx.clock.now().getTime() + ttlMs)).catch((err: unknown) =>
       log.warn({ err: toError(err) }, 'could not extend the claim; it lapses if this goes on'),
     );

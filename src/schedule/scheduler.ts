@@ -83,6 +83,8 @@ export function createScheduler(ctx: ScheduleContext, mailer: Mailer): Scheduler
           log.error({ err: toError(err) }, 'shutdown: could not give back the running claims; they expire by themselves');
           return [];
         });
+        // The interrupted import sees its claim gone and stays quiet instead of counting a failure.
+        activeClaims.clear();
         log.warn({ released, graceMs: opts.graceMs }, 'shutdown: the running import did not finish in time; its upload is pending again');
       }
       if (t) log.info('scheduler stopped');
