@@ -16,14 +16,12 @@ export async function hashChangedPasswords(
   hasher: PasswordHasher | undefined,
   sealer: PasswordSealer,
   expected: number,
+  /** the query giving (line, pw_sealed) of each password to hash */
+  source: string,
 ): Promise<number> {
   await client.query('CREATE TEMP TABLE import_hashes (line integer PRIMARY KEY, hash text NOT NULL) ON COMMIT DROP');
   if (expected === 0) return 0; // the usual night: no password changed, nothing to read
-  await client.query(
-    `DECLARE import_passwords NO SCROLL CURSOR FOR
-     SELECT line, pw_sealed FROM import_changes
-      WHERE needs_hash AND op IN ('create', 'update', 'reactivate')`,
-  );
+  await client.query(`DECLARE import_passwords NO SCROLL CURSOR FOR ${source}`);
   let hashed = 0;
   for (;;) {
     const batch = await client.query<{ line: number; pw_sealed: Buffer }>(`FETCH ${BATCH} FROM import_passwords`);

@@ -10,12 +10,17 @@ export type CopyValue = string | number | boolean | Buffer | null | undefined;
 
 /** One field in COPY text format: \N for null, backslash escapes for the four special characters. */
 export function copyField(value: CopyValue): string {
+  if (typeof value === 'string') return SPECIAL.test(value) ? value.replace(SPECIALS, escape) : value;
   if (value === null || value === undefined) return '\\N';
   if (typeof value === 'boolean') return value ? 't' : 'f';
   if (typeof value === 'number') return String(value);
   if (Buffer.isBuffer(value)) return '\\\\x' + value.toString('hex');
-  return value.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
+  return String(value);
 }
+
+const SPECIAL = /[\\\t\n\r]/;
+const SPECIALS = /[\\\t\n\r]/g;
+const escape = (c: string): string => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r');
 
 export function copyLine(values: readonly CopyValue[]): string {
   let out = '';

@@ -122,7 +122,10 @@ export async function executeImport(
   }
   const schools = await listSchools(client, target.tenantId);
   const checkKey = await loadCheckKey(config.DATA_DIR);
-  const result = await applyUsers(client, target, readUsersFile(target.path, { schools, now: clock.now() }), {
+  const now = clock.now();
+  const read = () => readUsersFile(target.path, { schools, now });
+  const result = await applyUsers(client, target, read(), {
+    reread: read,
     hasher: options.hasher,
     checkKey,
     dryRun: options.dryRun,

@@ -5,9 +5,26 @@
  * CRLF inside a quoted field as two lines: every physical line yields a record (blank lines are
  * records of one empty field, skipped by the readers), so a record starts on the line after the
  * previous one ends, and it ends as many lines later as its fields hold line breaks.
+ *
+ * Why a hand-written splitter in front of csv-parse. Parsing was the largest single cost of an
+ * import (a profile of staging 1M rows: csv-parse 36%), because csv-parse copies every byte into a
+ * resizable buffer and decodes every field separately. Most rows of a roster hold no double quote
+ * at all, and such a row has exactly one reading under RFC 4180: split the line at commas. So:
+ * - a record with no `"` (and not absurdly long) is split here, straight from the decoded text;
+ * - every other record (quotes, quoted line breaks, stray `O"Brien` quotes, over-long records,
+ *   an unclosed quote at the end) is handed to csv-parse itself, with the options this file has
+ *   always used, so csv-parse stays the one authority on quoting, its relaxations and its errors.
+ * To hand csv-parse whole records, the splitter must find record boundaries exactly where
+ * csv-parse does: `scanRecord` is a transcription of csv-parse's quote state machine (only its
+ * states, not its field building) for these options. Consecutive quoted records go to csv-parse
+ * in one call, so a file that quotes every field costs what it always did. The differential test
+ * (test/unit/import-read-splitter.test.ts) checks records, lines and errors against csv-parse on
+ * random inputs and chunkings.
  */
-import { pipeline, type Readable, type TransformCallback } from 'node:stream';
-import { CsvError, Parser } from 'csv-parse';
+import { pipeline, type Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
+import { CsvError } from 'csv-parse';
+import { parse as parseSync } from 'csv-parse/sync';
 import { FileRejectedError } from '../types.js';
 import { MAX_RECORD_CHARS, quoteNotClosed, recordTooLong } from './csv-guard.js';
 import { DecodeStream, type EncodingChoice, type FileEncoding } from './decode.js';
@@ -28,7 +45,15 @@ export interface RecordSource {
 
 export type ByteSource = NodeJS.ReadableStream | Readable;
 
-function lineBreaks(fields: readonly string[]): number {
+/** The csv-parse options of users.csv and groups.csv. */
+export const CSV_OPTIONS = {
+  relax_column_count: true, // ragged rows are judged by the readers, row by row
+  relax_quotes: true, // `O"Brien` unquoted is kept as written
+  max_record_size: MAX_RECORD_CHARS,
+  record_delimiter: ['\r\n', '\n', '\r'],
+};
+
+export function lineBreaks(fields: readonly string[]): number {
   let n = 0;
   for (const f of fields) {
     if (f.includes('\n') || f.includes('\r')) n += f.match(/\r\n|\r|\n/g)?.length ?? 0;
@@ -36,7 +61,7 @@ function lineBreaks(fields: readonly string[]): number {
   return n;
 }
 
-function toFileError(err: unknown, line: number): unknown {
+export function toFileError(err: unknown, line: number): unknown {
   if (err instanceof FileRejectedError) return err;
   if (err instanceof CsvError) {
     switch (err.code) {
@@ -54,73 +79,242 @@ function toFileError(err: unknown, line: number): unknown {
   return err; // I/O and the like: not the file's fault
 }
 
+const QUOTE = 0x22;
+const COMMA = 0x2c;
+const CR = 0x0d;
+const LF = 0x0a;
 /**
- * Numbers records as csv-parse pushes them, so `nextLine` is exact even when an error then
- * discards records still buffered in the stream (the line of an unclosed quote), and passes them on
- * as one array per input chunk rather than one stream item per record (cheaper than `on_record`,
- * which builds an info object per record, and than an await per record).
+ * Longest quote-free line split here. csv-parse's limit counts bytes (at most 3 per UTF-16 unit),
+ * so a line this short can never reach it; longer ones go to csv-parse for its exact verdict.
  */
-class LineNumberingParser extends Parser {
+const FAST_MAX = Math.floor(MAX_RECORD_CHARS / 3) - 1;
+/** scanRecord: the text ends before the record does (or before its end can be decided) */
+const MORE = -1;
+
+/**
+ * Where the record starting at `start` ends: the index of its record delimiter (or `text.length`
+ * at the end of the input), or MORE. Mirrors csv-parse's quote handling with relax_quotes and
+ * escape = quote: a `"` opens a quoted field only as the first character of a field; inside one,
+ * `""` is a quote, and a `"` closes it (followed by a delimiter, a line break or the end; followed
+ * by anything else it closes it too and is kept, csv-parse's relaxed reading). Outside quotes,
+ * CR and LF end the record.
+ */
+export function scanRecord(text: string, start: number, final: boolean): number {
+  const len = text.length;
+  let quoting = false;
+  let fieldEmpty = true;
+  let i = start;
+  while (i < len) {
+    const c = text.charCodeAt(i);
+    if (quoting) {
+      if (c === QUOTE) {
+        if (i + 1 >= len) {
+          if (!final) return MORE; // `""` or a closing quote: the next chunk decides
+          quoting = false;
+          i++;
+          continue;
+        }
+        const n = text.charCodeAt(i + 1);
+        if (n === QUOTE) {
+          i += 2;
+          continue;
+        }
+        quoting = false;
+        fieldEmpty = false;
+        i++;
+        continue;
+      }
+      i++;
+      continue;
+    }
+    if (c === QUOTE) {
+      if (fieldEmpty) quoting = true;
+      fieldEmpty = false;
+      i++;
+      continue;
+    }
+    if (c === COMMA) {
+      fieldEmpty = true;
+      i++;
+      continue;
+    }
+    if (c === CR || c === LF) return i;
+    fieldEmpty = false;
+    i++;
+  }
+  if (quoting && !final) return MORE;
+  return final ? len : MORE;
+}
+
+/** Length of the record delimiter at `at` (CR LF, LF or CR), MORE when a CR ends the text. */
+function delimiterLength(text: string, at: number, final: boolean): number {
+  if (at >= text.length) return 0;
+  if (text.charCodeAt(at) === LF) return 1;
+  if (at + 1 < text.length) return text.charCodeAt(at + 1) === LF ? 2 : 1;
+  return final ? 1 : MORE;
+}
+
+/**
+ * Text in, records out, with line numbers. Push decoded text in order with `final` on the last
+ * piece. Throws FileRejectedError for what csv-parse would reject (after the records before it
+ * were appended to `out`).
+ */
+export class RecordSplitter {
+  /** line the next record starts on */
   nextLine = 1;
-  private pending: CsvRecord[] | undefined;
+  private carry = '';
+  private nextCheck = MAX_RECORD_CHARS;
 
-  override push(chunk: unknown, encoding?: BufferEncoding): boolean {
-    if (!Array.isArray(chunk)) {
-      this.flushPending();
-      return super.push(chunk, encoding);
+  push(chunk: string, final: boolean, out: CsvRecord[]): void {
+    const text = this.carry.length === 0 ? chunk : this.carry + chunk;
+    this.carry = '';
+    const len = text.length;
+    let pos = 0;
+    let quote = text.indexOf('"');
+    let lf = text.indexOf('\n');
+    let cr = text.indexOf('\r');
+    while (pos < len) {
+      if (lf !== -1 && lf < pos) lf = text.indexOf('\n', pos);
+      if (cr !== -1 && cr < pos) cr = text.indexOf('\r', pos);
+      if (quote !== -1 && quote < pos) quote = text.indexOf('"', pos);
+      const end = lf === -1 ? cr : cr === -1 ? lf : lf < cr ? lf : cr;
+      const lineEnd = end === -1 ? len : end;
+      if ((quote === -1 || quote > lineEnd) && lineEnd - pos <= FAST_MAX) {
+        // No quote in this record: its fields are the line split at commas.
+        if (end === -1 && !final) break;
+        const dl = delimiterLength(text, lineEnd, final);
+        if (dl === MORE) break;
+        out.push({ line: this.nextLine++, fields: text.slice(pos, lineEnd).split(',') });
+        pos = lineEnd + dl;
+        continue;
+      }
+      const next = this.hardRegion(text, pos, final, out);
+      if (next === pos) break;
+      pos = next;
     }
-    const fields = chunk as string[];
-    const line = this.nextLine;
-    this.nextLine = line + 1 + lineBreaks(fields);
-    const record: CsvRecord = { line, fields };
-    if (this.pending !== undefined) {
-      this.pending.push(record);
-      return true;
+    if (pos < len) {
+      this.carry = text.slice(pos);
+      if (this.carry.length >= this.nextCheck) this.checkPending();
+    } else {
+      this.nextCheck = MAX_RECORD_CHARS;
     }
-    return super.push([record]);
   }
 
-  override _transform(buf: Buffer, encoding: BufferEncoding, callback: TransformCallback): void {
-    this.pending = [];
-    super._transform(buf, encoding, (err?: Error | null) => {
-      this.flushPending();
-      callback(err);
-    });
+  /**
+   * Records from `start` on that need csv-parse, up to the next record the fast path can take.
+   * Returns where the next record starts (`start` when the first record is incomplete).
+   */
+  private hardRegion(text: string, start: number, final: boolean, out: CsvRecord[]): number {
+    const ends: number[] = [];
+    let pos = start;
+    for (;;) {
+      const end = scanRecord(text, pos, final);
+      if (end === MORE) break;
+      const dl = delimiterLength(text, end, final);
+      if (dl === MORE) break;
+      pos = end + dl;
+      ends.push(pos);
+      if (pos >= text.length) break;
+      // Stop before a record the fast path can take.
+      const lineEnd = nextLineEnd(text, pos);
+      const q = text.indexOf('"', pos);
+      if ((q === -1 || q > lineEnd) && lineEnd - pos <= FAST_MAX && (lineEnd < text.length || final)) break;
+    }
+    if (ends.length === 0) {
+      if (final) {
+        // An unclosed quote runs to the end of the file: csv-parse gives the verdict.
+        this.parseRecords(text.slice(start), 1, out);
+        return text.length;
+      }
+      return start;
+    }
+    this.parseRecords(text.slice(start, pos), ends.length, out);
+    return pos;
   }
 
-  override _flush(callback: TransformCallback): void {
-    this.pending = [];
-    super._flush((err?: Error | null) => {
-      this.flushPending();
-      callback(err);
-    });
+  /** csv-parse over whole records; on an error, the line of the record it concerns. */
+  private parseRecords(region: string, expected: number, out: CsvRecord[]): void {
+    let records: string[][];
+    try {
+      records = parseSync(region, CSV_OPTIONS) as string[][];
+    } catch (err) {
+      // Find the record it concerns: the ones before it parse on their own.
+      if (expected > 1) this.parseOneByOne(region, out);
+      throw toFileError(err, this.nextLine);
+    }
+    if (records.length !== expected && !(expected === 1 && records.length === 0)) {
+      throw new Error(`CSV splitter out of step with csv-parse (${records.length} records, expected ${expected})`);
+    }
+    for (const fields of records) {
+      const line = this.nextLine;
+      this.nextLine = line + 1 + lineBreaks(fields);
+      out.push({ line, fields });
+    }
   }
 
-  private flushPending(): void {
-    const batch = this.pending;
-    this.pending = undefined;
-    if (batch !== undefined && batch.length > 0) super.push(batch);
+  private parseOneByOne(region: string, out: CsvRecord[]): void {
+    let pos = 0;
+    while (pos < region.length) {
+      const end = scanRecord(region, pos, true);
+      const dl = delimiterLength(region, end, true);
+      let fields: string[];
+      try {
+        fields = (parseSync(region.slice(pos, end + dl), CSV_OPTIONS) as string[][])[0] ?? [''];
+      } catch (err) {
+        throw toFileError(err, this.nextLine);
+      }
+      const line = this.nextLine;
+      this.nextLine = line + 1 + lineBreaks(fields);
+      out.push({ line, fields });
+      pos = end + dl;
+    }
   }
+
+  /**
+   * An incomplete record is being carried over a long way (in practice an unclosed quote): memory
+   * stays bounded because csv-parse's record size limit is applied to it as it grows.
+   */
+  private checkPending(): void {
+    try {
+      parseSync(this.carry, CSV_OPTIONS);
+    } catch (err) {
+      if (err instanceof CsvError && err.code === 'CSV_MAX_RECORD_SIZE') throw recordTooLong(this.nextLine);
+    }
+    this.nextCheck = this.carry.length + MAX_RECORD_CHARS;
+  }
+}
+
+function nextLineEnd(text: string, from: number): number {
+  const lf = text.indexOf('\n', from);
+  const cr = text.indexOf('\r', from);
+  const end = lf === -1 ? cr : cr === -1 ? lf : lf < cr ? lf : cr;
+  return end === -1 ? text.length : end;
 }
 
 /** The streams are built when iteration starts, and torn down when it stops (early or not). */
 export function csvRecords(input: ByteSource, encoding: EncodingChoice): RecordSource {
   const decoder = new DecodeStream(encoding);
   async function* records(): AsyncGenerator<CsvRecord[]> {
-    const parser = new LineNumberingParser({
-      relax_column_count: true, // ragged rows are judged by the readers, row by row
-      relax_quotes: true, // `O"Brien` unquoted is kept as written
-      max_record_size: MAX_RECORD_CHARS,
-      record_delimiter: ['\r\n', '\n', '\r'],
-    });
-    pipeline(input, decoder, parser, () => {
-      // errors reach the consumer through the parser's iterator
-    });
+    const splitter = new RecordSplitter();
+    const text = new StringDecoder('utf8');
+    const source = pipeline(input, decoder, () => {
+      // errors reach the consumer through the decoder's iterator
+    }) as unknown as AsyncIterable<Buffer>;
+    let out: CsvRecord[] = [];
     try {
-      for await (const batch of parser as AsyncIterable<CsvRecord[]>) yield batch;
+      for await (const chunk of source) {
+        splitter.push(text.write(chunk), false, out);
+        if (out.length > 0) {
+          yield out;
+          out = [];
+        }
+      }
+      splitter.push(text.end(), true, out);
     } catch (err) {
-      throw toFileError(err, parser.nextLine);
+      if (out.length > 0) yield out;
+      throw toFileError(err, splitter.nextLine);
     }
+    if (out.length > 0) yield out;
   }
   return { records: records(), encoding: () => decoder.encoding() };
 }

@@ -39,15 +39,29 @@ export class IssueLog {
 
   error(issue: ImportIssue): void {
     this.errorCount++;
-    if (this.errors.length < this.max) this.errors.push(issue);
+    if (this.errors.length < this.max) this.errors.push(detached(issue));
   }
 
   warning(issue: ImportIssue, first = false): void {
     this.warningCount++;
-    if (first) this.warnings.unshift(issue);
-    else if (this.warnings.length < this.max) this.warnings.push(issue);
+    if (first) this.warnings.unshift(detached(issue));
+    else if (this.warnings.length < this.max) this.warnings.push(detached(issue));
     if (this.warnings.length > this.max) this.warnings.pop();
   }
+}
+
+/**
+ * Cells are slices of the decoded file chunk they came from, and V8 keeps the whole chunk alive as
+ * long as a slice of it lives. Kept issues outlive their chunk, so their strings are copied.
+ */
+function detachedString(s: string): string {
+  return s.length < 13 ? s : (JSON.parse(JSON.stringify(s)) as string);
+}
+
+function detached(issue: ImportIssue): ImportIssue {
+  const copy: ImportIssue = { line: issue.line, column: detachedString(issue.column), message: detachedString(issue.message) };
+  if (issue.value !== undefined) copy.value = detachedString(issue.value);
+  return copy;
 }
 
 /** Longest value kept in an issue, so that 50,000 issues stay small. */

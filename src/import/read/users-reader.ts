@@ -15,7 +15,7 @@ import { detectFileEncoding, type EncodingChoice } from './decode.js';
 import { USERS_SPEC, type HeaderMatch, type UserColumn } from './headers.js';
 import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult, type ReadSummary } from './summary.js';
 import { readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
-import { userRules, type UserCells } from './users-rules.js';
+import { failed, userRules, type UserCells } from './users-rules.js';
 
 export type { ReadResult, ReadSummary } from './summary.js';
 
@@ -75,61 +75,123 @@ function userRowHandler(
   now: Date,
 ): RowHandler<ReadItem> {
   const columns = [...header.index.entries()];
-  const validate = userRules({ columns: new Set(header.index.keys()), schools, now });
+  const rules = userRules({ columns: new Set(header.index.keys()), schools, now });
   const usernameAt = header.index.get('username') ?? 0;
   const keyOf = (fields: readonly string[]): string | null => {
     const u = fields[usernameAt]?.trim() ?? '';
     return u === '' ? null : u.toLowerCase();
   };
 
+  // The common case, a valid row, runs the column checks directly; any doubt (a cell too long, a
+  // check that fails) sends the row through zod, which runs the same checks and reports them.
+  const positions = columns.map(([, i]) => i);
+  const checks = columns.map(([c]) => rules.checks[c]);
+  const slot = (c: UserColumn): number => columns.findIndex(([column]) => column === c);
+  const at = {
+    username: slot('username'),
+    password: slot('password'),
+    email: slot('email'),
+    firstName: slot('first name'),
+    lastName: slot('last name'),
+    school: slot('school'),
+    graduationYear: slot('graduation year'),
+    accessType: slot('access type'),
+    role: slot('role'),
+    sisId: slot('sis id'),
+    action: slot('action'),
+  };
+  const n = columns.length;
+  const cells: string[] = new Array<string>(n).fill('');
+  const values: unknown[] = new Array<unknown>(n).fill(undefined);
+  const value = <T>(i: number): T | undefined => (i < 0 ? undefined : (values[i] as T));
+  const fast = (line: number, fields: readonly string[]): UserRow | undefined => {
+    for (let k = 0; k < n; k++) {
+      const raw = fields[positions[k] as number] ?? '';
+      if (raw.length > MAX_FIELD_CHARS) return undefined;
+      cells[k] = raw.trim();
+    }
+    const deleting = at.action >= 0 && (cells[at.action] as string).toLowerCase() === 'delete';
+    for (let k = 0; k < n; k++) {
+      if (deleting && k !== at.username && k !== at.action) {
+        values[k] = undefined;
+        continue;
+      }
+      const v = (checks[k] as (v: string) => unknown)(cells[k] as string);
+      if (failed(v)) return undefined;
+      values[k] = v;
+    }
+    const username = values[at.username] as string;
+    return {
+      line,
+      username,
+      usernameKey: username.toLowerCase(),
+      password: value(at.password),
+      email: value(at.email),
+      firstName: value(at.firstName),
+      lastName: value(at.lastName),
+      schoolId: value(at.school),
+      graduationYear: value(at.graduationYear),
+      accessType: value(at.accessType),
+      role: value(at.role),
+      sisId: value(at.sisId),
+      action: value(at.action),
+    };
+  };
+
   return {
     ragged: (line, fields) => ({ kind: 'invalid', line, usernameKey: keyOf(fields) }),
     row: (line, fields) => {
-      const cells: UserCells = {};
-      const tooLong = new Set<UserColumn>();
-      for (const [column, i] of columns) {
-        const raw = fields[i] ?? '';
-        if (raw.length > MAX_FIELD_CHARS) {
-          tooLong.add(column);
-          log.error({
-            line,
-            column,
-            value: shownValue(column, raw),
-            message: `The value is longer than ${MAX_FIELD_CHARS.toLocaleString('en-US')} characters`,
-          });
-        }
-        cells[column] = raw.trim();
-      }
-      const result = validate(cells);
-      if (result.ok && tooLong.size === 0) {
-        const v = result.values;
-        const row: UserRow = {
-          line,
-          username: v.username,
-          usernameKey: v.username.toLowerCase(),
-          password: v.password,
-          email: v.email,
-          firstName: v['first name'],
-          lastName: v['last name'],
-          schoolId: v.school,
-          graduationYear: v['graduation year'],
-          accessType: v['access type'],
-          role: v.role,
-          sisId: v['sis id'],
-          action: v.action,
-        };
-        return { kind: 'valid', row };
-      }
-      if (!result.ok) {
-        const position = (c: UserColumn): number => header.index.get(c) ?? 0;
-        const issues = result.issues.slice().sort((a, b) => position(a.column) - position(b.column));
-        for (const issue of issues) {
-          if (tooLong.has(issue.column)) continue;
-          const raw = fields[header.index.get(issue.column) ?? -1] ?? '';
-          log.error({ line, column: issue.column, value: shownValue(issue.column, raw), message: issue.message });
-        }
-      }
-      return { kind: 'invalid', line, usernameKey: keyOf(fields) };
+      const row = fast(line, fields);
+      if (row !== undefined) return { kind: 'valid', row };
+      return slow(line, fields);
     },
   };
+
+  function slow(line: number, fields: readonly string[]): ReadItem {
+    const cells: UserCells = {};
+    const tooLong = new Set<UserColumn>();
+    for (const [column, i] of columns) {
+      const raw = fields[i] ?? '';
+      if (raw.length > MAX_FIELD_CHARS) {
+        tooLong.add(column);
+        log.error({
+          line,
+          column,
+          value: shownValue(column, raw),
+          message: `The value is longer than ${MAX_FIELD_CHARS.toLocaleString('en-US')} characters`,
+        });
+      }
+      cells[column] = raw.trim();
+    }
+    const result = rules.validate(cells);
+    if (result.ok && tooLong.size === 0) {
+      const v = result.values;
+      const row: UserRow = {
+        line,
+        username: v.username,
+        usernameKey: v.username.toLowerCase(),
+        password: v.password,
+        email: v.email,
+        firstName: v['first name'],
+        lastName: v['last name'],
+        schoolId: v.school,
+        graduationYear: v['graduation year'],
+        accessType: v['access type'],
+        role: v.role,
+        sisId: v['sis id'],
+        action: v.action,
+      };
+      return { kind: 'valid', row };
+    }
+    if (!result.ok) {
+      const position = (c: UserColumn): number => header.index.get(c) ?? 0;
+      const issues = result.issues.slice().sort((a, b) => position(a.column) - position(b.column));
+      for (const issue of issues) {
+        if (tooLong.has(issue.column)) continue;
+        const raw = fields[header.index.get(issue.column) ?? -1] ?? '';
+        log.error({ line, column: issue.column, value: shownValue(issue.column, raw), message: issue.message });
+      }
+    }
+    return { kind: 'invalid', line, usernameKey: keyOf(fields) };
+  }
 }

@@ -43,8 +43,15 @@ class Fail {
 }
 
 /** A cell rule: the value, or a Fail with the message. */
-function rule<T>(check: (v: string) => T | Fail) {
-  return z.string().transform((v, ctx) => {
+interface Rule<T> {
+  /** the rule itself: plain code, also what zod runs */
+  check: (v: string) => T | Fail;
+  /** the same rule as a zod schema, which turns a Fail into an issue */
+  schema: z.ZodType;
+}
+
+function rule<T>(check: (v: string) => T | Fail): Rule<T> {
+  const schema = z.string().transform((v, ctx) => {
     const r = check(v);
     if (r instanceof Fail) {
       ctx.addIssue({ code: 'custom', message: r.message });
@@ -52,6 +59,12 @@ function rule<T>(check: (v: string) => T | Fail) {
     }
     return r;
   });
+  return { check, schema };
+}
+
+/** A lookup table without a prototype: a cell reading `constructor` is not a key. */
+function lookup<T>(entries: Record<string, T>): Readonly<Record<string, T>> {
+  return Object.assign(Object.create(null) as Record<string, T>, entries);
 }
 
 /** Characters as people count them (code points), not UTF-16 units. */
@@ -65,7 +78,8 @@ function length(v: string): number {
 }
 
 const USERNAME_CHARS = /^[\p{L}\p{M}\p{Nd}._@-]+$/u;
-const emailFormat = z.email();
+/** The pattern z.email() checks with, compiled once rather than run through a zod parse per row. */
+const EMAIL_PATTERN: RegExp = z.regexes.email;
 
 const username = rule((v) => {
   if (v === '') return new Fail('Username is required');
@@ -85,7 +99,7 @@ const password = rule((v) => {
 const email = rule((v) => {
   if (v === '') return null;
   if (length(v) > 254) return new Fail('Email address must be at most 254 characters');
-  if (!emailFormat.safeParse(v).success) return new Fail('Email address is not valid');
+  if (!EMAIL_PATTERN.test(v)) return new Fail('Email address is not valid');
   return v;
 });
 
@@ -97,11 +111,11 @@ function name(label: string) {
   });
 }
 
-const ACCESS_TYPES: Readonly<Record<string, AccessType>> = {
+const ACCESS_TYPES: Readonly<Record<string, AccessType>> = lookup({
   administrator: 'administrator',
   'school administrator': 'school_administrator',
   manager: 'manager',
-};
+});
 const accessType = rule((v) => {
   if (v === '') return null;
   return (
@@ -110,16 +124,17 @@ const accessType = rule((v) => {
   );
 });
 
-const ROLES: Readonly<Record<string, Role>> = {
+const ROLES: Readonly<Record<string, Role>> = lookup({
   student: 'student',
   teacher: 'teacher',
   staff: 'staff',
   parent: 'parent',
   other: 'other',
-};
+});
 const role = rule((v) => {
   if (v === '') return null;
-  return ROLES[v.toLowerCase()] ?? new Fail('Role must be student, teacher, staff, parent or other');
+  // Exact first: a cell already written in lower case needs no lower-cased copy.
+  return ROLES[v] ?? ROLES[v.toLowerCase()] ?? new Fail('Role must be student, teacher, staff, parent or other');
 });
 
 const sisId = rule((v) => {
@@ -128,7 +143,7 @@ const sisId = rule((v) => {
   return v;
 });
 
-const ACTIONS: Readonly<Record<string, RowAction>> = { add: 'add', update: 'update', delete: 'delete' };
+const ACTIONS: Readonly<Record<string, RowAction>> = lookup({ add: 'add', update: 'update', delete: 'delete' });
 const action = rule((v) => {
   if (v === '') return new Fail('Action is required in a file with an action column: add, update or delete');
   return ACTIONS[v.toLowerCase()] ?? new Fail('Action must be add, update or delete');
@@ -157,9 +172,15 @@ export function schoolFinder(schools: readonly SchoolRef[]): (value: string) => 
     if (s.stateId !== null && s.stateId.trim() !== '') byState.set(key(s.stateId), s.id);
     byName.set(key(s.name), s.id);
   }
+  // A roster names the same few schools a million times: remember the answers (a bounded number
+  // of them, so that a file of garbage cannot grow the memo without end).
+  const memo = new Map<string, string | undefined>();
   return (value) => {
+    if (memo.has(value)) return memo.get(value);
     const k = key(value);
-    return byNces.get(k) ?? byState.get(k) ?? byName.get(k);
+    const id = byNces.get(k) ?? byState.get(k) ?? byName.get(k);
+    if (memo.size < 10_000) memo.set(value, id);
+    return id;
   };
 }
 
@@ -173,8 +194,21 @@ function school(schools: readonly SchoolRef[]) {
   });
 }
 
+/** The rules of one file: the zod schema for reporting, and the same rules as plain checks. */
+export interface UserRules {
+  /** zod: the values, or every issue of the row with its message */
+  validate(cells: UserCells): RuleResult;
+  /** the plain check of each column (the zod schema runs the very same function) */
+  checks: Readonly<Record<UserColumn, (v: string) => unknown>>;
+}
+
+/** A check's verdict that the cell breaks its rule (its message is zod's to report). */
+export function failed(result: unknown): boolean {
+  return result instanceof Fail;
+}
+
 /** The row validator of one file. Rows whose action is `delete` are checked for username and action only. */
-export function userRules(ctx: UserRulesContext): (cells: UserCells) => RuleResult {
+export function userRules(ctx: UserRulesContext): UserRules {
   const all = {
     username,
     password,
@@ -187,19 +221,23 @@ export function userRules(ctx: UserRulesContext): (cells: UserCells) => RuleResu
     role,
     'sis id': sisId,
     action,
-  } satisfies Record<UserColumn, z.ZodType>;
-  const present = Object.fromEntries(Object.entries(all).filter(([c]) => ctx.columns.has(c as UserColumn)));
-  const full = z.object(present);
+  } satisfies Record<UserColumn, Rule<unknown>>;
+  const schemas = (entries: [string, Rule<unknown>][]) => Object.fromEntries(entries.map(([c, r]) => [c, r.schema]));
+  const full = z.object(schemas(Object.entries(all).filter(([c]) => ctx.columns.has(c as UserColumn))));
   // Deactivating a user needs only who it is: a stale school or grade must not block a delete.
-  const deleting = z.object({ username, ...(ctx.columns.has('action') ? { action } : {}) });
+  const deleting = z.object(schemas([['username', username], ...(ctx.columns.has('action') ? [['action', action] as [string, Rule<unknown>]] : [])]));
+  const checks = Object.fromEntries(Object.entries(all).map(([c, r]) => [c, r.check])) as Record<UserColumn, (v: string) => unknown>;
 
-  return (cells) => {
-    const schema = cells.action?.toLowerCase() === 'delete' ? deleting : full;
-    const result = schema.safeParse(cells);
-    if (result.success) return { ok: true, values: result.data as UserValues };
-    return {
-      ok: false,
-      issues: result.error.issues.map((i) => ({ column: String(i.path[0]) as UserColumn, message: i.message })),
-    };
+  return {
+    checks,
+    validate: (cells) => {
+      const schema = cells.action?.toLowerCase() === 'delete' ? deleting : full;
+      const result = schema.safeParse(cells);
+      if (result.success) return { ok: true, values: result.data as unknown as UserValues };
+      return {
+        ok: false,
+        issues: result.error.issues.map((i) => ({ column: String(i.path[0]) as UserColumn, message: i.message })),
+      };
+    },
   };
 }

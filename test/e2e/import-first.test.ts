@@ -1,0 +1,57 @@
+/**
+ * A tenant's first full sync is copied straight into users (src/import/apply-users.ts, copyFresh);
+ * a duplicate makes it start over the ordinary way. Either way, the outcome is the ordinary one.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { csv, importFixture, type ImportFixture } from './import-fixture.js';
+
+const HEADER = 'username,email,first name,last name,role';
+
+let f: ImportFixture;
+beforeAll(async () => {
+  f = await importFixture();
+  await f.addTenant('first-a');
+  await f.addTenant('first-b');
+  await f.addTenant('first-c');
+});
+afterAll(async () => f?.close());
+
+describe("a tenant's first import", () => {
+  it('creates every valid row and reports the invalid ones', async () => {
+    const r = await f.importCsv('first-a', csv(HEADER, 'ann.lee,ann@x.org,Ann,Lee,student', 'bo,bo@x.org,Bo,Li,student', 'cy.doe,,Cy,,TEACHER'));
+    expect(r.status).toBe('completed_with_errors');
+    expect(r.counts).toEqual({ rows: 3, created: 2, updated: 0, unchanged: 0, deactivated: 0, reactivated: 0, errors: 1, warnings: 0 });
+    const users = await f.users('first-a');
+    expect(users.map((u) => [u.username, u.email, u.role])).toEqual([
+      ['ann.lee', 'ann@x.org', 'student'],
+      ['cy.doe', null, 'teacher'],
+    ]);
+    const again = await f.importCsv('first-a', csv(HEADER, 'ann.lee,ann@x.org,Ann,Lee,student', 'bo,bo@x.org,Bo,Li,student', 'cy.doe,,Cy,,TEACHER'));
+    expect(again.counts).toMatchObject({ created: 0, updated: 0, unchanged: 2, errors: 1 });
+  });
+
+  it('with a duplicate (ignoring case): both rows are errors, the rest is created, nothing else', async () => {
+    const r = await f.importCsv(
+      'first-b',
+      csv(HEADER, 'ann.lee,ann@x.org,Ann,Lee,student', 'dan.roe,dan@x.org,Dan,Roe,staff', 'ANN.LEE,other@x.org,Ann,Other,student'),
+    );
+    expect(r.status).toBe('completed_with_errors');
+    expect(r.counts).toEqual({ rows: 3, created: 1, updated: 0, unchanged: 0, deactivated: 0, reactivated: 0, errors: 2, warnings: 0 });
+    expect(r.errors.map((e) => [e.line, e.column])).toEqual([
+      [2, 'username'],
+      [4, 'username'],
+    ]);
+    expect(r.errors[0]?.message).toMatch(/more than once.*lines 2, 4/);
+    expect((await f.users('first-b')).map((u) => u.username)).toEqual(['dan.roe']);
+  });
+
+  it('with a password column: hashed the ordinary way', async () => {
+    const r = await f.importCsv('first-c', csv('username,password,email', 'eve.kim,secret-1,eve@x.org', 'fay.ng,,fay@x.org'));
+    expect(r.counts).toMatchObject({ rows: 2, created: 2, errors: 0 });
+    const users = await f.users('first-c');
+    expect(users.map((u) => [u.username, u.email])).toEqual([
+      ['eve.kim', 'eve@x.org'],
+      ['fay.ng', 'fay@x.org'],
+    ]);
+  });
+});
