@@ -49,6 +49,8 @@ export interface UploadTarget extends ImportTarget {
   status: UploadStatus;
   /** absolute path of the file to read */
   path: string;
+  /** SHA-256 recorded when the file was received */
+  sha256: string;
 }
 
 /** The upload and its tenant's threshold; `forUpdate` locks the row (approve, reject). */
@@ -65,11 +67,12 @@ export async function loadTarget(
         subdomain: string;
         file_name: string;
         stored_path: string;
+        sha256: string;
         status: UploadStatus;
         threshold_percent: string;
         threshold_count: number | null;
       }>(
-        `SELECT u.id, u.tenant_id, t.subdomain, u.file_name, u.stored_path, u.status, t.threshold_percent, t.threshold_count
+        `SELECT u.id, u.tenant_id, t.subdomain, u.file_name, u.stored_path, u.sha256, u.status, t.threshold_percent, t.threshold_count
            FROM uploads u JOIN tenants t ON t.id = u.tenant_id WHERE u.id = $1 ${forUpdate ? 'FOR UPDATE OF u' : ''}`,
         [uploadId],
       )
@@ -85,6 +88,7 @@ export async function loadTarget(
     fileName: row.file_name,
     status: row.status,
     path: path.resolve(dataDir, row.stored_path),
+    sha256: row.sha256,
     thresholdPercent: Number(row.threshold_percent),
     thresholdCount: row.threshold_count,
   };

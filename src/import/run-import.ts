@@ -13,6 +13,7 @@ import { executeImport, loadTarget, recordOutcome, type ImportContext, type Outc
 import { createPasswordHasher, type PasswordHasher } from './hash-pool.js';
 import { insertIssues } from './issues.js';
 import { getImportRecord, type ImportRecord } from './records.js';
+import { verifyStoredCopy } from './stored-copy.js';
 import { emptyCounts, FileRejectedError } from './types.js';
 
 export type { ImportContext } from './execute.js';
@@ -35,10 +36,11 @@ export async function runImport(ctx: ImportContext, uploadId: string, opts: RunI
   if (target.status !== 'running') {
     throw new RosterdError('INTERNAL', `import ${uploadId} is ${target.status}, not running; claim it before importing`);
   }
-  const log = ctx.logger.child({ importId: uploadId, tenant: target.tenant, file: target.fileName });
-  log.info('import started');
+  const log = ctx.logger.child({ uploadId, tenant: target.tenant, file: target.fileName });
+  log.info({ event: 'import.started' }, 'import started');
   return withHasher(ctx, async (hasher) => {
     try {
+      await verifyStoredCopy(target);
       const record = await withTransaction(ctx.pool, async (client) => {
         const outcome = await executeImport(client, ctx.config, ctx.clock, target, {
           dryRun: false,
@@ -48,11 +50,10 @@ export async function runImport(ctx: ImportContext, uploadId: string, opts: RunI
         });
         return finish(client, uploadId, 'running', outcome, startedAt, ctx, opts);
       });
-      log.info({ status: record.status, counts: record.counts, durationMs: record.durationMs }, 'import finished');
+      // The outcome is logged by the caller (the scheduler's decision line), once.
       return record;
     } catch (err) {
       if (!(err instanceof FileRejectedError)) throw err;
-      log.warn({ reason: err.message }, 'import failed: file rejected');
       return withTransaction(ctx.pool, (client) => recordRejectedFile(client, uploadId, 'running', err, startedAt, ctx, opts));
     }
   });

@@ -145,7 +145,6 @@ async function importClaimed(ctx: ScheduleContext, tenant: TenantRef, claim: Cla
   const ref = { id: claim.uploadId, tenant: tenant.subdomain, file: claim.fileName };
   const stopHeartbeat = heartbeat(ctx, claim, log);
   ctx.activeClaims?.set(claim.token, claim.uploadId);
-  log.info({ event: 'import.started' }, 'import started');
   try {
     const record = await runImport(ctx, claim.uploadId, {
       onOutcome: async (client, rec) => {

@@ -3,6 +3,8 @@
  * leaves no partial change and the upload still claimed (for the retry); a file the reader
  * rejects is recorded as failed with its one message and nothing applied.
  */
+import { chmodSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runImport } from '../../src/import/run-import.js';
 import { getImportRecord } from '../../src/import/records.js';
@@ -75,4 +77,31 @@ describe('broken files fail cleanly and change nothing', () => {
       expect(await f.snapshot()).toBe(before);
     });
   }
+});
+
+describe('the received copy is checked before it is imported', () => {
+  const storedPath = async (id: string) => {
+    const { rows } = await f.db.pool.query<{ stored_path: string }>('SELECT stored_path FROM uploads WHERE id = $1', [id]);
+    return path.join(f.ctx.config.DATA_DIR, rows[0]!.stored_path);
+  };
+
+  it('a copy damaged on disk fails with one message and changes nothing', async () => {
+    const before = await f.snapshot();
+    const id = await f.receive('fail', csv('username,email,first name,last name', ...base.slice(0, 3)));
+    const file = await storedPath(id);
+    chmodSync(file, 0o600);
+    writeFileSync(file, csv('username,email,first name,last name', 'intruder1,i@x.org,In,Truder'));
+    const record = await runImport(f.ctx, id);
+    expect(record.status).toBe('failed');
+    expect(record.message).toMatch(/damaged on the server after it arrived \(its SHA-256 no longer matches\)/);
+    expect(await f.snapshot()).toBe(before);
+  });
+
+  it('a copy removed from disk fails with one message instead of retrying in vain', async () => {
+    const id = await f.receive('fail', csv('username,email,first name,last name', ...base.slice(0, 3)));
+    rmSync(await storedPath(id));
+    const record = await runImport(f.ctx, id);
+    expect(record.status).toBe('failed');
+    expect(record.message).toMatch(/no longer on the server \(ENOENT\)/);
+  });
 });

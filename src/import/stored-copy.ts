@@ -1,0 +1,28 @@
+import { sha256OfFile } from '../sftp/spool.js';
+import type { UploadTarget } from './execute.js';
+import { FileRejectedError } from './types.js';
+
+/**
+ * The immutable copy must still be the file that was received: copies are not fsynced (that
+ * tripled upload time), so a power loss could damage one, and retention or a person could remove
+ * it. Either way the import fails with one clear message instead of importing something else or
+ * retrying in vain.
+ */
+export async function verifyStoredCopy(target: Pick<UploadTarget, 'path' | 'sha256'>): Promise<void> {
+  let actual: string;
+  try {
+    actual = await sha256OfFile(target.path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new FileRejectedError(
+      `The received copy of this file is no longer on the server (${code ?? (err as Error).message}); it may have been removed. ` +
+        'Nothing was changed. Please upload the file again.',
+    );
+  }
+  if (actual !== target.sha256) {
+    throw new FileRejectedError(
+      'The received copy of this file was damaged on the server after it arrived (its SHA-256 no longer matches). ' +
+        'Nothing was changed. Please upload the file again.',
+    );
+  }
+}
