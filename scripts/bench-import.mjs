@@ -78,8 +78,10 @@ async function bareCopy(pool, file) {
     const { ms } = await timed(() =>
       pipeline(
         createReadStream(file, { highWaterMark: 1 << 16 }),
-        client.query(copyFrom(`COPY bench_copy (username, email, first_name, last_name, school, graduation_year, role, sis_id)
-                               FROM STDIN WITH (FORMAT csv, HEADER true)`)),
+        client.query(
+          copyFrom(`COPY bench_copy (username, email, first_name, last_name, school, graduation_year, role, sis_id)
+                               FROM STDIN WITH (FORMAT csv, HEADER true)`),
+        ),
       ),
     );
     return ms;
@@ -137,7 +139,9 @@ async function round(adminUrl, admin, file, n) {
     const dataDir = path.join(work, `data-${n}`);
     const config = loadConfig({ DATA_DIR: dataDir, DATABASE_URL: url.toString() });
     await pool.query(`INSERT INTO tenants (subdomain, name, admin_emails, threshold_percent) VALUES ('bench', 'Bench', '{a@b.org}', 10)`);
-    await pool.query(`INSERT INTO schools (tenant_id, name) SELECT t.id, 'School ' || n FROM tenants t, generate_series(0, $1 - 1) n`, [SCHOOLS]);
+    await pool.query(`INSERT INTO schools (tenant_id, name) SELECT t.id, 'School ' || n FROM tenants t, generate_series(0, $1 - 1) n`, [
+      SCHOOLS,
+    ]);
     await pool.query('CHECKPOINT'); // each round starts from the same state
 
     const copyMs = await bareCopy(pool, file);
@@ -189,7 +193,12 @@ async function main() {
     const file = path.join(work, 'users.csv');
     const gen = await timed(() => generate(file));
     console.log(`roster: ${ROWS.toLocaleString('en-US')} rows, ${mb(statSync(file).size)}, generated in ${secs(gen.ms)}`);
-    console.log(`${ROUNDS} round(s); load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} on ${os.availableParallelism()} cores`);
+    console.log(
+      `${ROUNDS} round(s); load average at start ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')} on ${os.availableParallelism()} cores`,
+    );
 
     const rounds = [];
     for (let n = 1; n <= ROUNDS; n++) rounds.push(await round(adminUrl, admin, file, n));
@@ -199,7 +208,9 @@ async function main() {
     console.log(`  bare COPY into a table with the same unique index: ${secs(m('copyMs'))}`);
     console.log(`  first import:        ${secs(m('firstMs'))}  ratio to COPY ${ratio('firstMs').toFixed(2)}x (goal <= 3x)`);
     console.log(`  unchanged re-import, right after the first: ${secs(m('hotMs'))}  ratio to COPY ${ratio('hotMs').toFixed(2)}x`);
-    console.log(`  unchanged re-import, the next night:        ${secs(m('againMs'))}  ratio to COPY ${ratio('againMs').toFixed(2)}x (goal <= 2x)`);
+    console.log(
+      `  unchanged re-import, the next night:        ${secs(m('againMs'))}  ratio to COPY ${ratio('againMs').toFixed(2)}x (goal <= 2x)`,
+    );
     console.log(`  peak RSS of this process (it runs the imports): ${mb(peakRss())} (goal <= 250 MB)`);
 
     const cores = os.availableParallelism();

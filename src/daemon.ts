@@ -61,7 +61,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // SFTP listens); released last but the database, so it answers until the end.
     const metrics = createMetrics({ pool, logger: logger.child({ component: 'metrics' }) });
     let sftpListening = false;
-    const http = createHttpServer({ config, logger: logger.child({ component: 'http' }), pool, metrics, isSftpListening: () => sftpListening });
+    const http = createHttpServer({
+      config,
+      logger: logger.child({ component: 'http' }),
+      pool,
+      metrics,
+      isSftpListening: () => sftpListening,
+    });
     releasers.push(() => http.close());
     const { port: httpPort } = await http.listen();
 

@@ -23,15 +23,7 @@ export const systemClock: Clock = { now: () => new Date() };
 export type TenantStatus = 'active' | 'suspended';
 
 export type UploadStatus =
-  | 'pending'
-  | 'running'
-  | 'succeeded'
-  | 'completed_with_errors'
-  | 'failed'
-  | 'held'
-  | 'rejected'
-  | 'superseded'
-  | 'validated';
+  'pending' | 'running' | 'succeeded' | 'completed_with_errors' | 'failed' | 'held' | 'rejected' | 'superseded' | 'validated';
 
 export const ACCEPTED_FILE_NAMES = ['users.csv', 'groups.csv'] as const;
 export type AcceptedFileName = (typeof ACCEPTED_FILE_NAMES)[number];

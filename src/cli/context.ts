@@ -54,7 +54,9 @@ async function runHandler(handler: Handler, args: string[], opts: Record<string,
       if (options.autoMigrate !== false) await migrate(db.pool, logger);
     }
     const out = await handler({ config, logger, pool: db?.pool as pg.Pool, json }, args, opts);
-    process.stdout.write(json ? JSON.stringify(out.json, null, 2) + '\n' : out.text.endsWith('\n') || out.text === '' ? out.text : out.text + '\n');
+    process.stdout.write(
+      json ? JSON.stringify(out.json, null, 2) + '\n' : out.text.endsWith('\n') || out.text === '' ? out.text : out.text + '\n',
+    );
     process.exitCode = out.exitCode ?? 0;
   } catch (caught) {
     reportError(caught, json);
@@ -80,7 +82,8 @@ export function reportError(caught: unknown, json: boolean): void {
 export function intOption(value: unknown, flag: string, min = 0): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new RosterdError('USAGE', `${flag} must be a whole number of at least ${min}, not "${String(value)}"`);
+  if (!Number.isInteger(n) || n < min)
+    throw new RosterdError('USAGE', `${flag} must be a whole number of at least ${min}, not "${String(value)}"`);
   return n;
 }
 
@@ -95,5 +98,12 @@ export function numberOption(value: unknown, flag: string): number | undefined {
 export function table(headers: string[], rows: (string | number | null | undefined)[][]): string {
   const cells = [headers, ...rows.map((r) => r.map((c) => (c === null || c === undefined ? '-' : String(c))))];
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  return cells.map((r) => r.map((c, i) => (c ?? '').padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n');
+  return cells
+    .map((r) =>
+      r
+        .map((c, i) => (c ?? '').padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }

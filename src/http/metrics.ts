@@ -85,7 +85,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   });
   const tenantLastSuccessfulImport = new Gauge({
     name: 'rosterd_tenant_last_successful_import_timestamp_seconds',
-    help: 'Unix time at which each tenant\'s last succeeded or completed-with-errors import finished',
+    help: "Unix time at which each tenant's last succeeded or completed-with-errors import finished",
     labelNames: ['tenant'] as const,
     registers,
     async collect() {

@@ -83,7 +83,12 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
       case '/readyz': {
         const readiness = shuttingDown ? shuttingDownReadiness() : await checkReadiness(deps);
         if (!readiness.ready) logger.debug({ readiness }, 'not ready');
-        send(res, readiness.ready ? 200 : 503, 'application/json', JSON.stringify({ status: readiness.ready ? 'ready' : 'not ready', ...readiness }));
+        send(
+          res,
+          readiness.ready ? 200 : 503,
+          'application/json',
+          JSON.stringify({ status: readiness.ready ? 'ready' : 'not ready', ...readiness }),
+        );
         return;
       }
       case '/metrics':

@@ -154,11 +154,8 @@ export async function applyUsers(
     counts.deactivated === 0
       ? 0
       : Number(
-          (
-            await client.query<{ n: string }>(`SELECT count(*) AS n FROM users WHERE tenant_id = $1::bigint AND active`, [
-              target.tenantId,
-            ])
-          ).rows[0]?.n ?? 0,
+          (await client.query<{ n: string }>(`SELECT count(*) AS n FROM users WHERE tenant_id = $1::bigint AND active`, [target.tenantId]))
+            .rows[0]?.n ?? 0,
         );
 
   await insertIssues(client, target.uploadId, 'error', summary.errors);
@@ -258,12 +255,7 @@ type Fresh = { kind: 'done'; result: UsersApplyResult } | { kind: 'duplicate' } 
  * must be hashed before they are stored; a delta; a tenant with users) goes the ordinary way at
  * once, with the same reader.
  */
-async function copyFresh(
-  client: PoolClient,
-  target: ImportTarget,
-  source: ReadResult<ReadItem>,
-  at: ImportHook,
-): Promise<Fresh> {
+async function copyFresh(client: PoolClient, target: ImportTarget, source: ReadResult<ReadItem>, at: ImportHook): Promise<Fresh> {
   const empty = (await client.query('SELECT 1 FROM users WHERE tenant_id = $1::bigint LIMIT 1', [target.tenantId])).rowCount === 0;
   if (!empty) return { kind: 'declined', source };
   const it = source.items[Symbol.asyncIterator]();

@@ -54,12 +54,7 @@ export interface UploadTarget extends ImportTarget {
 }
 
 /** The upload and its tenant's threshold; `forUpdate` locks the row (approve, reject). */
-export async function loadTarget(
-  db: Queryable,
-  dataDir: string,
-  uploadId: string,
-  forUpdate = false,
-): Promise<UploadTarget> {
+export async function loadTarget(db: Queryable, dataDir: string, uploadId: string, forUpdate = false): Promise<UploadTarget> {
   const { rows } = isImportId(uploadId)
     ? await db.query<{
         id: string;

@@ -16,7 +16,8 @@ export const MESSAGES = {
   groupUserMissing: 'User "%s" does not exist. Add the user to users.csv first.',
   groupOwnerMissing: 'Owner "%s" does not exist. The owner must be an active user.',
   groupOwnerInactive: 'Owner "%s" is not active. The owner must be an active user.',
-  groupOwnerNotManager: 'Owner "%s" is not a Manager, School Administrator or Administrator. Give the owner one of these access types in users.csv.',
+  groupOwnerNotManager:
+    'Owner "%s" is not a Manager, School Administrator or Administrator. Give the owner one of these access types in users.csv.',
   groupEmpty: 'This row has neither an owner nor a group. Give a group name, an owner, or both.',
 } as const;
 

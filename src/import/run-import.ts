@@ -97,10 +97,11 @@ export async function rejectImport(
     const target = await loadTarget(client, ctx.config.DATA_DIR, uploadId, true);
     if (target.status !== 'held') throw notHeld(uploadId, target.status);
     const now = ctx.clock.now();
-    await client.query(
-      `UPDATE uploads SET status = 'rejected', rejected_by = $2, rejected_at = $3, status_changed_at = $3 WHERE id = $1`,
-      [uploadId, opts.by, now],
-    );
+    await client.query(`UPDATE uploads SET status = 'rejected', rejected_by = $2, rejected_at = $3, status_changed_at = $3 WHERE id = $1`, [
+      uploadId,
+      opts.by,
+      now,
+    ]);
     ctx.logger.info({ importId: uploadId, rejectedBy: opts.by }, 'held import rejected');
     const record = await mustGet(client, uploadId);
     await opts.onOutcome?.(client, record);

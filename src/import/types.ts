@@ -49,9 +49,7 @@ export interface UserRow {
  * (its errors are in the reader's error list) with its username key when one could be read, so
  * that a user whose row was invalid is never deactivated.
  */
-export type ReadItem =
-  | { kind: 'valid'; row: UserRow }
-  | { kind: 'invalid'; line: number; usernameKey: string | null };
+export type ReadItem = { kind: 'valid'; row: UserRow } | { kind: 'invalid'; line: number; usernameKey: string | null };
 
 export interface GroupRow {
   line: number;

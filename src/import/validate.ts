@@ -64,6 +64,8 @@ async function describeFile(file: string): Promise<{ bytes: number; sha256: stri
     for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
     return { bytes: info.size, sha256: hash.digest('hex') };
   } catch (err) {
-    throw new RosterdError('FILE_NOT_FOUND', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    throw new RosterdError('FILE_NOT_FOUND', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+      cause: err,
+    });
   }
 }

@@ -72,14 +72,18 @@ export async function runDoctor(deps: DoctorDeps): Promise<DoctorReport> {
 
   const dataDir = await checkDataDir(config.DATA_DIR);
   checks.push(dataDir.check, await checkPermissions(config.DATA_DIR, dataDir.exists), await checkFreeSpace(config.DATA_DIR));
-  checks.push(dataDir.check.status === 'fail' ? skip('host keys', 'the data directory cannot be used') : await checkHostKeys(config.DATA_DIR));
+  checks.push(
+    dataDir.check.status === 'fail' ? skip('host keys', 'the data directory cannot be used') : await checkHostKeys(config.DATA_DIR),
+  );
   checks.push(...(await checkDatabase(config, deps.logger, timeoutMs)));
   checks.push(await checkMail(config, timeoutMs));
   return { ok: checks.every((c) => c.status !== 'fail'), checks };
 }
 
 function describeConfig(config: Config): string {
-  const database = config.DATABASE_URL ? `Postgres at ${hostOf(config.DATABASE_URL)}` : `embedded Postgres in ${path.join(config.DATA_DIR, 'pg')}`;
+  const database = config.DATABASE_URL
+    ? `Postgres at ${hostOf(config.DATABASE_URL)}`
+    : `embedded Postgres in ${path.join(config.DATA_DIR, 'pg')}`;
   const mail = config.SMTP_URL ? `SMTP at ${hostOf(config.SMTP_URL)}` : `.eml files in ${path.join(config.DATA_DIR, 'outbox')}`;
   return `DATA_DIR=${config.DATA_DIR}; ${database}; mail: ${mail}; SFTP port ${config.SFTP_PORT}; HTTP port ${config.HTTP_PORT}`;
 }
@@ -99,14 +103,27 @@ async function checkDataDir(dir: string): Promise<{ check: DoctorCheck; exists: 
   const stat = await fs.stat(dir).catch((err: NodeJS.ErrnoException) => err);
   if (stat instanceof Error) {
     if (stat.code !== 'ENOENT') {
-      return { exists: false, check: fail(name, `${dir} cannot be used (${stat.code ?? stat.message})`, `set DATA_DIR to a directory the rosterd user owns`) };
+      return {
+        exists: false,
+        check: fail(name, `${dir} cannot be used (${stat.code ?? stat.message})`, `set DATA_DIR to a directory the rosterd user owns`),
+      };
     }
     // rosterd creates it at start, if it can.
     const parent = await nearestExisting(path.dirname(dir));
     const probe = await probeWrite(parent);
     return probe === undefined
-      ? { exists: false, check: warn(name, `${dir} does not exist yet; rosterd creates it at first start`, `or create it now: mkdir -p -m 700 ${dir}`) }
-      : { exists: false, check: fail(name, `${dir} does not exist and cannot be created (${probe})`, `create it and give it to the rosterd user: mkdir -p -m 700 ${dir} && chown USER ${dir}`) };
+      ? {
+          exists: false,
+          check: warn(name, `${dir} does not exist yet; rosterd creates it at first start`, `or create it now: mkdir -p -m 700 ${dir}`),
+        }
+      : {
+          exists: false,
+          check: fail(
+            name,
+            `${dir} does not exist and cannot be created (${probe})`,
+            `create it and give it to the rosterd user: mkdir -p -m 700 ${dir} && chown USER ${dir}`,
+          ),
+        };
   }
   if (!stat.isDirectory()) {
     return { exists: false, check: fail(name, `${dir} is not a directory`, 'set DATA_DIR to a directory') };
@@ -114,7 +131,10 @@ async function checkDataDir(dir: string): Promise<{ check: DoctorCheck; exists: 
   const probe = await probeWrite(dir);
   return probe === undefined
     ? { exists: true, check: ok(name, `${dir} exists and is writable`) }
-    : { exists: true, check: fail(name, `${dir} is not writable (${probe})`, `give it to the rosterd user: chown USER ${dir}; or mount it read-write`) };
+    : {
+        exists: true,
+        check: fail(name, `${dir} is not writable (${probe})`, `give it to the rosterd user: chown USER ${dir}; or mount it read-write`),
+      };
 }
 
 /** Roster files are student data: nobody but the daemon's user should read the data directory. */
@@ -154,14 +174,26 @@ async function checkHostKeys(dataDir: string): Promise<DoctorCheck> {
     if (content instanceof Error) {
       if (content.code === 'ENOENT') {
         if (found.length === 0) continue;
-        return fail(name, `${file} is missing while other host keys exist`, 'restore it from backup: a new key would change what clients see');
+        return fail(
+          name,
+          `${file} is missing while other host keys exist`,
+          'restore it from backup: a new key would change what clients see',
+        );
       }
-      return fail(name, `${file} cannot be read (${content.code ?? content.message})`, `give it to the rosterd user: chown USER ${file}; chmod 600 ${file}`);
+      return fail(
+        name,
+        `${file} cannot be read (${content.code ?? content.message})`,
+        `give it to the rosterd user: chown USER ${file}; chmod 600 ${file}`,
+      );
     }
     const parsed = ssh2.utils.parseKey(content);
     const key = Array.isArray(parsed) ? parsed[0] : parsed;
     if (key === undefined || key instanceof Error || key.type !== spec.type) {
-      return fail(name, `${file} is not a readable ${spec.type} private key`, 'restore it from backup, or move it away to have a new one generated (clients will see a new host key)');
+      return fail(
+        name,
+        `${file} is not a readable ${spec.type} private key`,
+        'restore it from backup, or move it away to have a new one generated (clients will see a new host key)',
+      );
     }
     const mode = (await fs.stat(file)).mode & 0o777;
     if ((mode & 0o077) !== 0) {
@@ -169,7 +201,8 @@ async function checkHostKeys(dataDir: string): Promise<DoctorCheck> {
     }
     found.push(parsePublicKey(`${key.type} ${key.getPublicSSH().toString('base64')}`).fingerprint);
   }
-  if (found.length === 0) return ok(name, `none yet in ${dir}; "rosterd serve" generates them at first start ("rosterd host-key" shows them)`);
+  if (found.length === 0)
+    return ok(name, `none yet in ${dir}; "rosterd serve" generates them at first start ("rosterd host-key" shows them)`);
   return ok(name, found.join(', '));
 }
 
@@ -183,7 +216,13 @@ async function checkDatabase(config: Config, logger: Logger, timeoutMs: number):
   try {
     if (config.DATABASE_URL) {
       // Our own pool, so that an address that never answers fails within the timeout.
-      pool = new pg.Pool({ connectionString: config.DATABASE_URL, max: 1, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs, application_name: 'rosterd doctor' });
+      pool = new pg.Pool({
+        connectionString: config.DATABASE_URL,
+        max: 1,
+        connectionTimeoutMillis: timeoutMs,
+        query_timeout: timeoutMs,
+        application_name: 'rosterd doctor',
+      });
       pool.on('error', () => undefined);
       const opened = pool;
       close = () => opened.end().catch(() => undefined);
@@ -222,7 +261,11 @@ async function checkMigrations(pool: pg.Pool, timeoutMs: number): Promise<Doctor
     const applied = (await pool.query<{ id: number }>('SELECT id FROM schema_migrations ORDER BY id')).rows.map((r) => r.id);
     const newer = applied.filter((id) => !known.has(id));
     if (newer.length > 0) {
-      return warn(name, `the database has migrations this rosterd does not know (${newer.join(', ')})`, 'a newer rosterd migrated it: upgrade this one');
+      return warn(
+        name,
+        `the database has migrations this rosterd does not know (${newer.join(', ')})`,
+        'a newer rosterd migrated it: upgrade this one',
+      );
     }
     return ok(name, `current (${applied.length} applied)`);
   } catch (err) {
@@ -292,7 +335,10 @@ async function nearestExisting(dir: string): Promise<string> {
 /** One line: the error's message (its first and last lines if it has several, e.g. initdb's), and its code. */
 function describeError(err: unknown): string {
   const e = toError(err);
-  const lines = e.message.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = e.message
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   const message = lines.length > 1 ? `${lines[0]} … ${lines[lines.length - 1]}` : (lines[0] ?? e.name);
   const code = (e as NodeJS.ErrnoException).code;
   return code && !message.includes(code) ? `${message} (${code})` : message;

@@ -62,15 +62,19 @@ export async function applyRetention(deps: RetentionDeps): Promise<RetentionResu
     const records = new Map(rows.map((r) => [r.stored_path, r]));
     for (const file of batch) {
       const record = records.get(file.relative);
-      const due = record
-        ? record.received_at < cutoff && !STILL_NEEDED.includes(record.status)
-        : file.mtime < cutoff;
+      const due = record ? record.received_at < cutoff && !STILL_NEEDED.includes(record.status) : file.mtime < cutoff;
       if (!due) continue;
       try {
         await fs.rm(path.join(config.DATA_DIR, file.relative), { force: true });
         result.removed.push({ path: file.relative, uploadId: record?.id ?? null, bytes: file.bytes });
         logger.info(
-          { event: 'retention.deleted', uploadId: record?.id ?? null, path: file.relative, bytes: file.bytes, retentionDays: config.RETENTION_DAYS },
+          {
+            event: 'retention.deleted',
+            uploadId: record?.id ?? null,
+            path: file.relative,
+            bytes: file.bytes,
+            retentionDays: config.RETENTION_DAYS,
+          },
           'upload copy deleted (retention)',
         );
       } catch (err) {
@@ -133,7 +137,10 @@ export function startRetention(deps: RetentionDeps, intervalMs = 3_600_000): Ret
     running = applyRetention(deps)
       .then((r) => {
         if (r.removed.length > 0 || r.failed.length > 0) {
-          deps.logger.info({ event: 'retention.run', removed: r.removed.length, failed: r.failed.length, cutoff: r.cutoff }, 'retention run finished');
+          deps.logger.info(
+            { event: 'retention.run', removed: r.removed.length, failed: r.failed.length, cutoff: r.cutoff },
+            'retention run finished',
+          );
         }
       })
       .catch((err: unknown) => deps.logger.warn({ event: 'retention.run', err }, 'retention run failed; will retry'))

@@ -67,7 +67,10 @@ export async function deliverDue(ctx: DeliveryContext, mailer: Mailer, opts: Del
          WHERE id = $1 AND locked_by = $2`,
         [claimed.id, sender, ctx.clock.now(), deliveredAs],
       );
-      log.info({ event: 'report.delivered', to: claimed.message.to, via: mailer.kind, deliveredAs, attempts: claimed.attempts }, 'report sent');
+      log.info(
+        { event: 'report.delivered', to: claimed.message.to, via: mailer.kind, deliveredAs, attempts: claimed.attempts },
+        'report sent',
+      );
       result.sent++;
     } catch (caught) {
       const err = toError(caught);

@@ -41,12 +41,16 @@ export function renderHtml(model: ReportModel): string {
     parts.push(
       '<h3>Warnings</h3>',
       '<ul>',
-      ...model.warnings.map((w) => `<li>${w.line > 0 ? `line ${e(String(w.line))}, ` : ''}${w.column ? `${e(w.column)}: ` : ''}${e(w.message)}</li>`),
+      ...model.warnings.map(
+        (w) => `<li>${w.line > 0 ? `line ${e(String(w.line))}, ` : ''}${w.column ? `${e(w.column)}: ` : ''}${e(w.message)}</li>`,
+      ),
       '</ul>',
     );
   }
   parts.push('<h3>What to do next</h3>', ...model.next.map((p) => `<p>${e(p)}</p>`));
-  parts.push('<p style="color:#777;font-size:12px">rosterd, the nightly roster import. Reply to your rosterd operator, not to this address.</p>');
+  parts.push(
+    '<p style="color:#777;font-size:12px">rosterd, the nightly roster import. Reply to your rosterd operator, not to this address.</p>',
+  );
   parts.push('</body></html>', '');
   return parts.join('\n');
 }

@@ -41,7 +41,13 @@ async function loadReportTenant(client: pg.PoolClient, subdomain: string): Promi
 }
 
 async function loadHeldDeactivations(client: pg.PoolClient, uploadId: string): Promise<DeactivationCandidate[]> {
-  const { rows } = await client.query<{ username: string; email: string | null; first_name: string | null; last_name: string | null; sis_id: string | null }>(
+  const { rows } = await client.query<{
+    username: string;
+    email: string | null;
+    first_name: string | null;
+    last_name: string | null;
+    sis_id: string | null;
+  }>(
     `SELECT h.username, u.email, u.first_name, u.last_name, u.sis_id
        FROM import_hold_deactivations h JOIN users u ON u.id = h.user_id
       WHERE h.upload_id = $1

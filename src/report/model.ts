@@ -63,7 +63,10 @@ export function buildModel(input: ReportInput): ReportModel {
   ];
   if (record.mode) facts.push(['Mode', record.mode === 'full' ? 'full sync (the file is the whole roster)' : 'delta (action column)']);
   if (record.encoding && record.encoding.toLowerCase() !== 'utf-8') {
-    facts.push(['Encoding', `${record.encoding}: the file is not valid UTF-8, so it was read as Windows-1252; save it as UTF-8 if names with accents look wrong`]);
+    facts.push([
+      'Encoding',
+      `${record.encoding}: the file is not valid UTF-8, so it was read as Windows-1252; save it as UTF-8 if names with accents look wrong`,
+    ]);
   }
   if (record.durationMs !== undefined && record.durationMs !== null) facts.push(['Duration', formatDuration(record.durationMs)]);
 
@@ -87,10 +90,7 @@ interface Outcome {
   next: string[];
 }
 
-function describeOutcome(
-  input: ReportInput,
-  files: { errorsAttachment: string | null; deactivateAttachment: string | null },
-): Outcome {
+function describeOutcome(input: ReportInput, files: { errorsAttachment: string | null; deactivateAttachment: string | null }): Outcome {
   const { import: record } = input;
   const c = record.counts;
   const file = record.file;

@@ -88,10 +88,9 @@ export async function deliveryStatus(db: Queryable, uploadId: string): Promise<D
 export async function deliveryStatuses(db: Queryable, uploadIds: readonly string[]): Promise<Map<string, DeliveryStatus[]>> {
   const byUpload = new Map<string, DeliveryStatus[]>();
   if (uploadIds.length === 0) return byUpload;
-  const { rows } = await db.query<StatusRow>(
-    `SELECT ${STATUS_COLUMNS} FROM outbox WHERE upload_id = ANY($1::uuid[]) ORDER BY id`,
-    [uploadIds],
-  );
+  const { rows } = await db.query<StatusRow>(`SELECT ${STATUS_COLUMNS} FROM outbox WHERE upload_id = ANY($1::uuid[]) ORDER BY id`, [
+    uploadIds,
+  ]);
   for (const row of rows) {
     const status = toStatus(row);
     if (status.uploadId === null) continue;

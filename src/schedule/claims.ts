@@ -67,7 +67,9 @@ export class ClaimLostError extends Error {
 
 export async function claimNext(pool: pg.Pool, req: ClaimRequest): Promise<ClaimStep> {
   return withTransaction(pool, async (client): Promise<ClaimStep> => {
-    const locked = await client.query(`SELECT 1 FROM tenants WHERE id = $1 AND status = 'active' FOR NO KEY UPDATE SKIP LOCKED`, [req.tenantId]);
+    const locked = await client.query(`SELECT 1 FROM tenants WHERE id = $1 AND status = 'active' FOR NO KEY UPDATE SKIP LOCKED`, [
+      req.tenantId,
+    ]);
     if (locked.rowCount === 0) return { kind: 'busy' };
     const { rows: pending } = await client.query<PendingUpload>(
       `SELECT id, file_name AS "fileName", received_at AS "receivedAt" FROM uploads
@@ -103,7 +105,11 @@ export async function claimNext(pool: pg.Pool, req: ClaimRequest): Promise<Claim
         WHERE id = $1 AND status = 'pending'`,
       [next.id, req.now, req.claimedBy, token, expiresAt],
     );
-    return { kind: 'claimed', claim: { uploadId: next.id, fileName: next.fileName, receivedAt: next.receivedAt, token, expiresAt }, superseded };
+    return {
+      kind: 'claimed',
+      claim: { uploadId: next.id, fileName: next.fileName, receivedAt: next.receivedAt, token, expiresAt },
+      superseded,
+    };
   });
 }
 
@@ -112,7 +118,9 @@ export async function claimNext(pool: pg.Pool, req: ClaimRequest): Promise<Claim
  * release it (the claimer and time stay, as the record of who imported it). Throws ClaimLostError.
  */
 export async function fenceClaim(client: pg.PoolClient, uploadId: string, token: string): Promise<void> {
-  const { rows } = await client.query<{ claim_token: string | null }>('SELECT claim_token FROM uploads WHERE id = $1 FOR UPDATE', [uploadId]);
+  const { rows } = await client.query<{ claim_token: string | null }>('SELECT claim_token FROM uploads WHERE id = $1 FOR UPDATE', [
+    uploadId,
+  ]);
   if (rows[0]?.claim_token !== token) throw new ClaimLostError(uploadId);
   await client.query('UPDATE uploads SET claim_token = NULL, claim_expires_at = NULL, last_attempt_error = NULL WHERE id = $1', [uploadId]);
 }

@@ -43,7 +43,11 @@ export function scheduleView(record: Pick<ImportRecord, 'status'>, tenant: Tenan
     return { ...base, nextRunAt: null, note: `tenant is suspended: nothing is imported until "rosterd tenant resume ${tenant.subdomain}"` };
   }
   if (status.open) {
-    return { ...base, nextRunAt: iso(now, tenant.timezone), note: 'window open: imported at the next scheduler tick once the upload has settled' };
+    return {
+      ...base,
+      nextRunAt: iso(now, tenant.timezone),
+      note: 'window open: imported at the next scheduler tick once the upload has settled',
+    };
   }
   const opens = iso(status.opensAt, tenant.timezone);
   return { ...base, nextRunAt: opens, note: `waiting for the window (${tenant.window} ${tenant.timezone}), which opens ${opens}` };
@@ -65,7 +69,10 @@ function reportView(deliveries: DeliveryStatus[] | undefined, zone: string): Rep
 /** Adds the schedule and report views to import records (one query for tenants, one for reports). */
 export async function withOperatorView(db: Queryable, records: ImportRecord[], now: Date): Promise<ImportView[]> {
   const tenants = new Map((await listTenants(db)).map((t) => [t.subdomain, t]));
-  const deliveries = await deliveryStatuses(db, records.map((r) => r.id));
+  const deliveries = await deliveryStatuses(
+    db,
+    records.map((r) => r.id),
+  );
   return records.flatMap((r) => {
     const tenant = tenants.get(r.tenant);
     if (!tenant) return [];

@@ -68,7 +68,10 @@ export async function processPending(ctx: ScheduleContext, opts: ProcessOptions 
   await takeBackExpiredClaims(ctx, summary);
   const tenants = await loadTenants(ctx.pool, opts.tenant, ctx.logger);
   if (opts.now) {
-    ctx.logger.warn({ tenant: opts.tenant ?? 'all', by: opts.requestedBy }, 'import run --now: importing pending uploads whatever the window, by operator request');
+    ctx.logger.warn(
+      { tenant: opts.tenant ?? 'all', by: opts.requestedBy },
+      'import run --now: importing pending uploads whatever the window, by operator request',
+    );
   }
   for (const tenant of tenants) {
     if (opts.signal?.aborted) break;
@@ -78,7 +81,7 @@ export async function processPending(ctx: ScheduleContext, opts: ProcessOptions 
       // One tenant's trouble (or a lost database) does not stop the others; a later tick retries.
       const err = toError(caught);
       summary.errors.push({ tenant: tenant.subdomain, message: err.message });
-      ctx.logger.error({ err, tenant: tenant.subdomain }, 'could not process the tenant\'s pending uploads');
+      ctx.logger.error({ err, tenant: tenant.subdomain }, "could not process the tenant's pending uploads");
     }
   }
   return summary;
@@ -93,7 +96,8 @@ async function loadTenants(pool: pg.Pool, subdomain: string | undefined, logger:
   if (subdomain !== undefined && rows.length === 0) {
     throw new RosterdError('TENANT_NOT_FOUND', `no tenant "${subdomain}"; "rosterd tenant list" shows the registered ones`);
   }
-  for (const t of rows) if (t.status !== 'active' && subdomain !== undefined) logger.warn({ tenant: t.subdomain }, 'tenant is suspended: nothing imported');
+  for (const t of rows)
+    if (t.status !== 'active' && subdomain !== undefined) logger.warn({ tenant: t.subdomain }, 'tenant is suspended: nothing imported');
   return rows.filter((t) => t.status === 'active');
 }
 
@@ -118,19 +122,31 @@ async function processTenant(ctx: ScheduleContext, tenant: TenantRef, opts: Proc
         const opensAt = nextWindowStart(window, tenant.timezone, now);
         summary.waiting.push({ tenant: tenant.subdomain, timezone: tenant.timezone, pending: step.pending.length, opensAt });
         log.info(
-          { event: 'import.waiting_for_window', pending: step.pending.map((p) => ({ id: p.id, file: p.fileName })), window: `${tenant.windowStart}-${tenant.windowEnd}`, timezone: tenant.timezone, opensAt: opensAt.toISOString() },
+          {
+            event: 'import.waiting_for_window',
+            pending: step.pending.map((p) => ({ id: p.id, file: p.fileName })),
+            window: `${tenant.windowStart}-${tenant.windowEnd}`,
+            timezone: tenant.timezone,
+            opensAt: opensAt.toISOString(),
+          },
           'waiting for window',
         );
         return;
       }
       case 'settling':
         summary.settling.push({ tenant: tenant.subdomain, pending: step.pending.length, until: step.until });
-        log.info({ event: 'import.settling', pending: step.pending.length, until: step.until.toISOString() }, 'waiting for uploads to settle');
+        log.info(
+          { event: 'import.settling', pending: step.pending.length, until: step.until.toISOString() },
+          'waiting for uploads to settle',
+        );
         return;
       case 'claimed':
         for (const s of step.superseded) {
           summary.superseded.push({ id: s.id, tenant: tenant.subdomain, file: s.fileName, status: 'superseded' });
-          log.info({ event: 'import.superseded', uploadId: s.id, supersededBy: step.claim.uploadId, receivedAt: s.receivedAt.toISOString() }, 'superseded');
+          log.info(
+            { event: 'import.superseded', uploadId: s.id, supersededBy: step.claim.uploadId, receivedAt: s.receivedAt.toISOString() },
+            'superseded',
+          );
         }
         // After an attempt without an outcome, the tenant waits for the next tick (no retry storm).
         if (!(await importClaimed(ctx, tenant, step.claim, summary, log))) return;
@@ -140,7 +156,13 @@ async function processTenant(ctx: ScheduleContext, tenant: TenantRef, opts: Proc
 }
 
 /** Imports one claimed upload. False when the attempt ended without an outcome. */
-async function importClaimed(ctx: ScheduleContext, tenant: TenantRef, claim: Claim, summary: ProcessSummary, tenantLog: Logger): Promise<boolean> {
+async function importClaimed(
+  ctx: ScheduleContext,
+  tenant: TenantRef,
+  claim: Claim,
+  summary: ProcessSummary,
+  tenantLog: Logger,
+): Promise<boolean> {
   const log = tenantLog.child({ uploadId: claim.uploadId, file: claim.fileName });
   const ref = { id: claim.uploadId, tenant: tenant.subdomain, file: claim.fileName };
   const stopHeartbeat = heartbeat(ctx, claim, log);
@@ -155,7 +177,12 @@ async function importClaimed(ctx: ScheduleContext, tenant: TenantRef, claim: Cla
     });
     summary.imported.push({ ...ref, status: record.status });
     ctx.onImported?.(record);
-    const fields = { event: record.status === 'held' ? 'import.held' : 'import.outcome', status: record.status, counts: record.counts, durationMs: record.durationMs };
+    const fields = {
+      event: record.status === 'held' ? 'import.held' : 'import.outcome',
+      status: record.status,
+      counts: record.counts,
+      durationMs: record.durationMs,
+    };
     if (record.status === 'held') log.warn({ ...fields, reason: record.message }, 'held');
     else if (record.status === 'failed') log.warn({ ...fields, reason: record.message }, 'import failed: file rejected');
     else log.info(fields, 'imported');
@@ -200,17 +227,29 @@ async function endAttempt(
   try {
     const [ended] = await endAttempts(
       ctx.pool,
-      { token: claim.token, uploadId: claim.uploadId, now: ctx.clock.now(), maxAttempts: ctx.config.IMPORT_MAX_ATTEMPTS, error: err.message },
+      {
+        token: claim.token,
+        uploadId: claim.uploadId,
+        now: ctx.clock.now(),
+        maxAttempts: ctx.config.IMPORT_MAX_ATTEMPTS,
+        error: err.message,
+      },
       (client, e) => reportFailed(ctx, client, e.uploadId),
     );
     if (!ended) {
       log.warn({ event: 'import.retried', err }, 'import attempt failed and its claim was already taken back');
     } else if (ended.status === 'failed') {
       summary.failed.push({ ...ref, status: 'failed' });
-      log.error({ event: 'import.outcome', status: 'failed', err, attempts: ended.attempts }, `import failed after ${ended.attempts} attempts; reported`);
+      log.error(
+        { event: 'import.outcome', status: 'failed', err, attempts: ended.attempts },
+        `import failed after ${ended.attempts} attempts; reported`,
+      );
     } else {
       summary.retried.push({ ...ref, status: 'pending' });
-      log.warn({ event: 'import.retried', err, attempts: ended.attempts, maxAttempts: ctx.config.IMPORT_MAX_ATTEMPTS }, 'import attempt failed; retried on a later tick');
+      log.warn(
+        { event: 'import.retried', err, attempts: ended.attempts, maxAttempts: ctx.config.IMPORT_MAX_ATTEMPTS },
+        'import attempt failed; retried on a later tick',
+      );
     }
   } catch (recordErr) {
     // The database is gone too: the claim lapses and a later tick takes the upload back.
@@ -226,7 +265,11 @@ async function endAttempt(
 async function takeBackExpiredClaims(ctx: ScheduleContext, summary: ProcessSummary): Promise<void> {
   const ended = await endAttempts(
     ctx.pool,
-    { now: ctx.clock.now(), maxAttempts: ctx.config.IMPORT_MAX_ATTEMPTS, error: 'the importing process stopped before it finished (its claim expired)' },
+    {
+      now: ctx.clock.now(),
+      maxAttempts: ctx.config.IMPORT_MAX_ATTEMPTS,
+      error: 'the importing process stopped before it finished (its claim expired)',
+    },
     (client, e) => reportFailed(ctx, client, e.uploadId),
   );
   for (const e of ended) {

@@ -36,7 +36,10 @@ export function createScheduler(ctx: ScheduleContext, mailer: Mailer): Scheduler
   async function runTick(signal: AbortSignal): Promise<void> {
     try {
       const s = await processPending(tickCtx, { signal });
-      log.debug({ imported: s.imported.length, waiting: s.waiting.length, retried: s.retried.length, failed: s.failed.length }, 'tick: imports done');
+      log.debug(
+        { imported: s.imported.length, waiting: s.waiting.length, retried: s.retried.length, failed: s.failed.length },
+        'tick: imports done',
+      );
     } catch (err) {
       log.error({ err: toError(err) }, 'tick: could not process pending uploads; the next tick tries again');
     }

@@ -14,15 +14,11 @@ export function createPool(connectionString: string, logger: Logger, max = 10): 
   const pool = new pg.Pool({ connectionString, max, application_name: 'rosterd', connectionTimeoutMillis: 10_000 });
   // An idle client whose connection drops emits 'error' on the pool; unhandled, that would crash
   // the daemon. The next query gets a fresh connection.
-  pool.on('error', (err) =>
-    logger.warn({ error: err.message, code: (err as { code?: string }).code }, 'idle database connection lost'),
-  );
+  pool.on('error', (err) => logger.warn({ error: err.message, code: (err as { code?: string }).code }, 'idle database connection lost'));
   // A checked-out client whose connection dies emits 'error' on the client itself, which the pool
   // does not listen to; unhandled, it would crash the daemon. The query in flight rejects anyway.
   pool.on('connect', (client) =>
-    client.on('error', (err) =>
-      logger.warn({ error: err.message, code: (err as { code?: string }).code }, 'database connection lost'),
-    ),
+    client.on('error', (err) => logger.warn({ error: err.message, code: (err as { code?: string }).code }, 'database connection lost')),
   );
   return pool;
 }

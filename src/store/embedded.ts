@@ -188,8 +188,23 @@ export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Pr
     if (existing) return existing;
     const chosen = await freePort();
     logger.info({ dataDir: pgDir, port: chosen }, 'starting embedded Postgres');
-    await runPg(bins.pg_ctl, ['start', '-D', pgDir, '-w', '-t', '60', '-s', '-l', path.join(pgDir, 'server.log'), '-o',
-      `-p ${chosen} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''`], ids);
+    await runPg(
+      bins.pg_ctl,
+      [
+        'start',
+        '-D',
+        pgDir,
+        '-w',
+        '-t',
+        '60',
+        '-s',
+        '-l',
+        path.join(pgDir, 'server.log'),
+        '-o',
+        `-p ${chosen} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''`,
+      ],
+      ids,
+    );
     return chosen;
   });
   // One lease per handle (a process may open the database more than once), named by pid.
@@ -236,7 +251,11 @@ async function initCluster(
     chownSync(pwFile, ids.uid, ids.gid);
   }
   try {
-    await runPg(bins.initdb, ['-D', pgDir, '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${pwFile}`, '-E', 'UTF8', '--locale=C', '-N'], ids);
+    await runPg(
+      bins.initdb,
+      ['-D', pgDir, '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${pwFile}`, '-E', 'UTF8', '--locale=C', '-N'],
+      ids,
+    );
   } finally {
     rmSync(pwFile, { force: true });
   }

@@ -82,17 +82,19 @@ function keyExists(row: KeyRow, subdomain: string): RosterdError {
     );
   }
   if (row.revoked_at) {
-    return new RosterdError('KEY_EXISTS', `key ${row.fingerprint} was revoked for ${subdomain}; a revoked key cannot be added again. Ask for a new key`);
+    return new RosterdError(
+      'KEY_EXISTS',
+      `key ${row.fingerprint} was revoked for ${subdomain}; a revoked key cannot be added again. Ask for a new key`,
+    );
   }
   return new RosterdError('KEY_EXISTS', `key ${row.fingerprint} is already registered to ${subdomain}; nothing to do`);
 }
 
 export async function listKeys(db: Queryable, subdomain?: string): Promise<SshKey[]> {
   if (subdomain !== undefined) await getTenant(db, subdomain);
-  const { rows } = await db.query<KeyRow>(
-    `${SELECT} WHERE ($1::text IS NULL OR t.subdomain = $1) ORDER BY t.subdomain, k.added_at, k.id`,
-    [subdomain ?? null],
-  );
+  const { rows } = await db.query<KeyRow>(`${SELECT} WHERE ($1::text IS NULL OR t.subdomain = $1) ORDER BY t.subdomain, k.added_at, k.id`, [
+    subdomain ?? null,
+  ]);
   return rows.map(toKey);
 }
 

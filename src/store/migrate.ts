@@ -37,9 +37,7 @@ export async function migrate(pool: pg.Pool, logger: Logger): Promise<{ applied:
     try {
       await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
         id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
-      const done = new Set(
-        (await client.query<{ id: number }>('SELECT id FROM schema_migrations')).rows.map((r) => r.id),
-      );
+      const done = new Set((await client.query<{ id: number }>('SELECT id FROM schema_migrations')).rows.map((r) => r.id));
       const applied: string[] = [];
       for (const m of migrations) {
         if (done.has(m.id)) continue;

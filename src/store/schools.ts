@@ -40,8 +40,15 @@ export async function addSchool(db: Queryable, subdomain: string, input: SchoolI
   } catch (err) {
     if (pgCode(err) === PG.UNIQUE_VIOLATION) {
       const which =
-        pgConstraint(err) === 'schools_nces_uq' ? `NCES ID ${school.ncesId}` : pgConstraint(err) === 'schools_state_uq' ? `state ID ${school.stateId}` : `name "${school.name}"`;
-      throw new RosterdError('SCHOOL_EXISTS', `${subdomain} already has a school with ${which}; "rosterd school list ${subdomain}" shows them`);
+        pgConstraint(err) === 'schools_nces_uq'
+          ? `NCES ID ${school.ncesId}`
+          : pgConstraint(err) === 'schools_state_uq'
+            ? `state ID ${school.stateId}`
+            : `name "${school.name}"`;
+      throw new RosterdError(
+        'SCHOOL_EXISTS',
+        `${subdomain} already has a school with ${which}; "rosterd school list ${subdomain}" shows them`,
+      );
     }
     throw err;
   }

@@ -75,7 +75,10 @@ export function validateTenantInput(input: TenantInput): TenantInput {
     input.thresholdCount !== null &&
     !(Number.isInteger(input.thresholdCount) && input.thresholdCount >= 0)
   ) {
-    throw new RosterdError('INVALID_THRESHOLD', `--threshold-count must be a whole number of users (0 or more), not ${input.thresholdCount}`);
+    throw new RosterdError(
+      'INVALID_THRESHOLD',
+      `--threshold-count must be a whole number of users (0 or more), not ${input.thresholdCount}`,
+    );
   }
   return input;
 }
@@ -147,7 +150,10 @@ export async function createTenant(db: Queryable, subdomain: string, input: Tena
     return toTenant(rows[0] as TenantRow);
   } catch (err) {
     if (pgCode(err) === PG.UNIQUE_VIOLATION) {
-      throw new RosterdError('TENANT_EXISTS', `a tenant "${subdomain}" already exists; use "rosterd tenant update ${subdomain}" to change it`);
+      throw new RosterdError(
+        'TENANT_EXISTS',
+        `a tenant "${subdomain}" already exists; use "rosterd tenant update ${subdomain}" to change it`,
+      );
     }
     throw err;
   }

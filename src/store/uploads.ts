@@ -72,7 +72,18 @@ export async function insertUpload(db: Queryable, u: NewUpload): Promise<Upload>
     `INSERT INTO uploads (tenant_id, file_name, source, bytes, sha256, stored_path, key_fingerprint, remote_address,
                           received_at, status, status_changed_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9) RETURNING id`,
-    [tenant.id, u.fileName, u.source ?? 'sftp', u.bytes, u.sha256, u.storedPath, u.keyFingerprint, u.remoteAddress, u.receivedAt, u.status ?? 'pending'],
+    [
+      tenant.id,
+      u.fileName,
+      u.source ?? 'sftp',
+      u.bytes,
+      u.sha256,
+      u.storedPath,
+      u.keyFingerprint,
+      u.remoteAddress,
+      u.receivedAt,
+      u.status ?? 'pending',
+    ],
   );
   return getUpload(db, rows[0]?.id ?? '') as Promise<Upload>;
 }

@@ -54,14 +54,36 @@ describe('rosterd tenant', () => {
 
   it('takes every option of tenant add', async () => {
     const r = await runCli(
-      ['tenant', 'add', 'oak-isd', '--admin-email', 'a@oak.org', '--admin-email', 'b@oak.org', '--name', 'Oak ISD',
-        '--timezone', 'America/Chicago', '--window', '20:00-04:30', '--threshold', '5', '--threshold-count', '200', '--json'],
+      [
+        'tenant',
+        'add',
+        'oak-isd',
+        '--admin-email',
+        'a@oak.org',
+        '--admin-email',
+        'b@oak.org',
+        '--name',
+        'Oak ISD',
+        '--timezone',
+        'America/Chicago',
+        '--window',
+        '20:00-04:30',
+        '--threshold',
+        '5',
+        '--threshold-count',
+        '200',
+        '--json',
+      ],
       env,
     );
     expect(r.code, r.stderr).toBe(0);
     expect(r.json()).toMatchObject({
-      name: 'Oak ISD', adminEmails: ['a@oak.org', 'b@oak.org'], timezone: 'America/Chicago', window: '20:00-04:30',
-      thresholdPercent: 5, thresholdCount: 200,
+      name: 'Oak ISD',
+      adminEmails: ['a@oak.org', 'b@oak.org'],
+      timezone: 'America/Chicago',
+      window: '20:00-04:30',
+      thresholdPercent: 5,
+      thresholdCount: 200,
     });
   });
 
@@ -86,7 +108,10 @@ describe('rosterd tenant', () => {
   });
 
   it('accepts a daytime window only with --allow-daytime', async () => {
-    const r = await runCli(['tenant', 'add', 'day-ok', '--admin-email', 'a@b.org', '--window', '09:00-15:00', '--allow-daytime', '--json'], env);
+    const r = await runCli(
+      ['tenant', 'add', 'day-ok', '--admin-email', 'a@b.org', '--window', '09:00-15:00', '--allow-daytime', '--json'],
+      env,
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(r.json()).toMatchObject({ window: '09:00-15:00', allowDaytime: true });
   });
@@ -125,7 +150,13 @@ describe('rosterd key', () => {
       const pub = keygen(type, bits);
       const r = await runCli(['key', 'add', 'lincoln-usd', pub, '--json'], env);
       expect(r.code, r.stderr).toBe(0);
-      expect(r.json()).toMatchObject({ tenant: 'lincoln-usd', fingerprint: fingerprintBySshKeygen(pub), comment: 'sis@district', lastUsedAt: null, revokedAt: null });
+      expect(r.json()).toMatchObject({
+        tenant: 'lincoln-usd',
+        fingerprint: fingerprintBySshKeygen(pub),
+        comment: 'sis@district',
+        lastUsedAt: null,
+        revokedAt: null,
+      });
       const text = await runCli(['key', 'add', 'oak-isd', keygen(type, bits)], env);
       expect(text.stdout).toMatch(/^SHA256:\S+ sis@district/);
     },
@@ -146,7 +177,12 @@ describe('rosterd key', () => {
     writeFileSync(garbage, 'ssh-ed25519 AAAAthis-is-not-base64!!\n');
     cases.push([garbage, /not an OpenSSH public key|damaged/]);
     const truncated = path.join(dir, 'truncated.pub');
-    writeFileSync(truncated, execFileSync('cat', [keygen('ed25519')]).toString().slice(0, 40) + '\n');
+    writeFileSync(
+      truncated,
+      execFileSync('cat', [keygen('ed25519')])
+        .toString()
+        .slice(0, 40) + '\n',
+    );
     cases.push([truncated, /damaged|not an OpenSSH/]);
     const priv = keygen('ed25519').replace(/\.pub$/, '');
     cases.push([priv, /private key/]);
@@ -194,7 +230,10 @@ describe('rosterd key', () => {
 
 describe('rosterd school', () => {
   it('adds schools and lists them', async () => {
-    const r = await runCli(['school', 'add', 'lincoln-usd', '--name', 'Lincoln High', '--nces', '062271003230', '--state-id', 'CA-1234', '--json'], env);
+    const r = await runCli(
+      ['school', 'add', 'lincoln-usd', '--name', 'Lincoln High', '--nces', '062271003230', '--state-id', 'CA-1234', '--json'],
+      env,
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(r.json()).toMatchObject({ name: 'Lincoln High', ncesId: '062271003230', stateId: 'CA-1234' });
     const list = await runCli(['school', 'list', 'lincoln-usd', '--json'], env);

@@ -58,7 +58,8 @@ describe('rosterd doctor', () => {
       'migrations',
       'mail',
     ]);
-    for (const c of r.report.checks) expect(c.status === 'ok' || (c.name === 'free space' && c.status === 'warn'), JSON.stringify(c)).toBe(true);
+    for (const c of r.report.checks)
+      expect(c.status === 'ok' || (c.name === 'free space' && c.status === 'warn'), JSON.stringify(c)).toBe(true);
     expect(r.check('host keys').detail).toMatch(/^SHA256:\S+, SHA256:\S+$/);
     expect(r.check('mail').detail).toContain(`127.0.0.1:${smtp.port}`);
     expect(r.text).toMatch(/^OK {4}configuration /m);
@@ -80,7 +81,10 @@ describe('rosterd doctor', () => {
     expect(r.code).toBe(1);
     expect(r.textCode).toBe(1);
     expect(r.report.ok).toBe(false);
-    expect(r.check('database')).toMatchObject({ status: 'fail', detail: expect.stringMatching(/cannot connect to 127\.0\.0\.1:1\/rosterd: .*ECONNREFUSED/) });
+    expect(r.check('database')).toMatchObject({
+      status: 'fail',
+      detail: expect.stringMatching(/cannot connect to 127\.0\.0\.1:1\/rosterd: .*ECONNREFUSED/),
+    });
     expect(r.check('database').fix).toMatch(/check DATABASE_URL/);
     expect(r.check('migrations').status).toBe('skip');
     expect(r.check('configuration').status).toBe('ok');
@@ -99,7 +103,10 @@ describe('rosterd doctor', () => {
   it('names a mail server that does not answer', async () => {
     const r = await doctor({ DATABASE_URL: db.url, DATA_DIR: tempDir(), SMTP_URL: 'smtp://127.0.0.1:1' });
     expect(r.code).toBe(1);
-    expect(r.check('mail')).toMatchObject({ status: 'fail', detail: expect.stringMatching(/mail server at 127\.0\.0\.1:1 cannot be used: .*ECONNREFUSED/) });
+    expect(r.check('mail')).toMatchObject({
+      status: 'fail',
+      detail: expect.stringMatching(/mail server at 127\.0\.0\.1:1 cannot be used: .*ECONNREFUSED/),
+    });
     expect(r.check('mail').fix).toMatch(/check SMTP_URL/);
     expect(r.check('database').status).toBe('ok');
   });
@@ -111,7 +118,10 @@ describe('rosterd doctor', () => {
     const dataDir = path.join(file, 'data');
     const r = await doctor({ DATABASE_URL: db.url, DATA_DIR: dataDir });
     expect(r.code).toBe(1);
-    expect(r.check('data directory')).toMatchObject({ status: 'fail', detail: expect.stringContaining(`${dataDir} cannot be used (ENOTDIR)`) });
+    expect(r.check('data directory')).toMatchObject({
+      status: 'fail',
+      detail: expect.stringContaining(`${dataDir} cannot be used (ENOTDIR)`),
+    });
     expect(r.check('mail')).toMatchObject({ status: 'fail', detail: expect.stringContaining('not writable') });
     expect(r.text).toMatch(/^FAIL {2}data directory /m);
   });
@@ -138,7 +148,11 @@ describe('rosterd doctor', () => {
       url.pathname = `/${bare}`;
       const r = await doctor({ DATABASE_URL: url.toString(), DATA_DIR: tempDir() });
       expect(r.code).toBe(1);
-      expect(r.check('migrations')).toMatchObject({ status: 'fail', detail: expect.stringMatching(/^not applied: 001_foundation/), fix: expect.stringContaining('rosterd migrate') });
+      expect(r.check('migrations')).toMatchObject({
+        status: 'fail',
+        detail: expect.stringMatching(/^not applied: 001_foundation/),
+        fix: expect.stringContaining('rosterd migrate'),
+      });
     } finally {
       await admin.query(`DROP DATABASE IF EXISTS ${bare} WITH (FORCE)`);
       await admin.end();

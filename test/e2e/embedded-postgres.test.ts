@@ -37,7 +37,7 @@ describe('embedded Postgres (no DATABASE_URL)', () => {
     expect(postmasterPid()).toBeUndefined();
   });
 
-  it('keeps its password out of the world\'s reach', () => {
+  it("keeps its password out of the world's reach", () => {
     const mode = (p: string) => statSync(p).mode & 0o777;
     expect(mode(path.join(dir, 'pg.secret'))).toBe(0o600);
   });

@@ -42,7 +42,13 @@ describe('metrics after a real upload and import', () => {
     sftp = await startSftpServer({ pool: db.pool, dataDir: path.join(tmp, 'data') });
     metrics = createMetrics({ pool: db.pool, logger, processMetrics: false });
     observeSftp(metrics, sftp.server.events);
-    http = createHttpServer({ config: { HTTP_HOST: '127.0.0.1', HTTP_PORT: 0 }, logger, pool: db.pool, metrics, isSftpListening: () => true });
+    http = createHttpServer({
+      config: { HTTP_HOST: '127.0.0.1', HTTP_PORT: 0 },
+      logger,
+      pool: db.pool,
+      metrics,
+      isSftpListening: () => true,
+    });
     base = `http://127.0.0.1:${(await http.listen()).port}`;
     hasher = createPasswordHasher({ workers: 1 });
   });
@@ -64,7 +70,8 @@ describe('metrics after a real upload and import', () => {
   };
 
   it('counts the received file and the refused login, and the import that follows', async () => {
-    const csv = 'username,password,email,first name,last name\nalice01,secret01,alice@lincoln.example,Alice,Able\nbobby02,secret02,bob@lincoln.example,Bob,Baker\n';
+    const csv =
+      'username,password,email,first name,last name\nalice01,secret01,alice@lincoln.example,Alice,Able\nbobby02,secret02,bob@lincoln.example,Bob,Baker\n';
     const local = path.join(tmp, 'users.csv');
     writeFileSync(local, csv);
 
@@ -73,10 +80,14 @@ describe('metrics after a real upload and import', () => {
     const sent = await sftpBatch(sftp.port, TENANT, key, [`put ${local} /users.csv`]);
     expect(sent.code, sent.stderr).toBe(0);
 
-    let m = await waitFor(async () => {
-      const got = await scrape();
-      return got('rosterd_uploads_received_total{file="users.csv"}') === 1 && got('rosterd_sftp_sessions_open') === 0 ? got : undefined;
-    }, 10_000, 'the upload counted and the session closed');
+    let m = await waitFor(
+      async () => {
+        const got = await scrape();
+        return got('rosterd_uploads_received_total{file="users.csv"}') === 1 && got('rosterd_sftp_sessions_open') === 0 ? got : undefined;
+      },
+      10_000,
+      'the upload counted and the session closed',
+    );
     expect(m('rosterd_uploads_received_bytes_total{file="users.csv"}')).toBe(Buffer.byteLength(csv));
     expect(m('rosterd_sftp_auth_failures_total{reason="key-not-registered"}')).toBeGreaterThanOrEqual(1);
     expect(m(`rosterd_tenant_last_successful_import_timestamp_seconds{tenant="${TENANT}"}`)).toBeUndefined();

@@ -63,7 +63,11 @@ describe('health and metrics endpoint', () => {
   it('answers /readyz with 200 when the database answers, migrations are current and SFTP listens', async () => {
     const res = await get(base, '/readyz');
     expect(res.status, res.text).toBe(200);
-    expect(res.json()).toMatchObject({ status: 'ready', ready: true, checks: { database: { ok: true }, migrations: { ok: true }, sftp: { ok: true } } });
+    expect(res.json()).toMatchObject({
+      status: 'ready',
+      ready: true,
+      checks: { database: { ok: true }, migrations: { ok: true }, sftp: { ok: true } },
+    });
   });
 
   it('answers /readyz with 503 naming SFTP when the SFTP server is not listening', async () => {
@@ -125,7 +129,7 @@ describe('health and metrics endpoint', () => {
     expect(res.text).toContain('rosterd_process_resident_memory_bytes');
   });
 
-  it('reads the outbox and each tenant\'s last successful import from Postgres at scrape time', async () => {
+  it("reads the outbox and each tenant's last successful import from Postgres at scrape time", async () => {
     const { rows } = await db.pool.query<{ id: number }>(
       `INSERT INTO tenants (subdomain, name, admin_emails) VALUES ('lincoln-usd', 'Lincoln', ARRAY['it@lincoln.example']) RETURNING id`,
     );
@@ -146,7 +150,9 @@ describe('health and metrics endpoint', () => {
     const res = await get(base, '/metrics');
     expect(value(res.text, 'rosterd_outbox_messages_waiting')).toBe(2);
     expect(value(res.text, 'rosterd_outbox_oldest_waiting_age_seconds')).toBeGreaterThanOrEqual(90);
-    expect(value(res.text, 'rosterd_tenant_last_successful_import_timestamp_seconds{tenant="lincoln-usd"}')).toBe(finished.getTime() / 1000);
+    expect(value(res.text, 'rosterd_tenant_last_successful_import_timestamp_seconds{tenant="lincoln-usd"}')).toBe(
+      finished.getTime() / 1000,
+    );
   });
 
   it('does not fail a scrape when the schema is not there yet (42P01)', async () => {
@@ -198,13 +204,19 @@ describe('health and metrics endpoint', () => {
 
   it('refuses to start on a port in use, naming HTTP_PORT', async () => {
     const port = Number(new URL(base).port);
-    const clash = createHttpServer({ config: { HTTP_HOST: '127.0.0.1', HTTP_PORT: port }, logger, pool: db.pool, metrics, isSftpListening: () => true });
+    const clash = createHttpServer({
+      config: { HTTP_HOST: '127.0.0.1', HTTP_PORT: port },
+      logger,
+      pool: db.pool,
+      metrics,
+      isSftpListening: () => true,
+    });
     await expect(clash.listen()).rejects.toThrow(/HTTP_PORT .* is already in use/);
     await clash.close();
   });
 });
 
-describe('metrics moved by the SFTP server\'s events and by import outcomes', () => {
+describe("metrics moved by the SFTP server's events and by import outcomes", () => {
   it('counts sessions, refused logins and received files from SftpEvents', async () => {
     const metrics = createMetrics({ processMetrics: false });
     const events = new EventEmitter<SftpEvents>();
@@ -213,7 +225,13 @@ describe('metrics moved by the SFTP server\'s events and by import outcomes', ()
     events.emit('sessionOpened', session);
     events.emit('sessionOpened', session);
     events.emit('sessionClosed', { ...session, durationMs: 1200 });
-    events.emit('authFailed', { reason: 'key-not-registered', remoteAddress: '192.0.2.9', username: 'x', fingerprint: null, method: 'publickey' });
+    events.emit('authFailed', {
+      reason: 'key-not-registered',
+      remoteAddress: '192.0.2.9',
+      username: 'x',
+      fingerprint: null,
+      method: 'publickey',
+    });
     events.emit('uploadReceived', { tenant: 'lincoln-usd', fileName: 'users.csv', bytes: 2048, sha256: 'a'.repeat(64), uploadId: 'u1' });
     events.emit('uploadReceived', { tenant: 'lincoln-usd', fileName: 'users.csv', bytes: 1000, sha256: 'b'.repeat(64), uploadId: 'u2' });
     events.emit('uploadFailed', { tenant: 'lincoln-usd', fileName: 'users.csv', reason: 'cut-off' });
@@ -228,7 +246,7 @@ describe('metrics moved by the SFTP server\'s events and by import outcomes', ()
     expect(value(text, 'rosterd_uploads_failed_total{reason="cut-off"}')).toBe(1);
   });
 
-  it('records an import\'s outcome, duration and rows', async () => {
+  it("records an import's outcome, duration and rows", async () => {
     const metrics = createMetrics({ processMetrics: false });
     recordImport(metrics, { file: 'users.csv', status: 'held', counts: { rows: 5000 }, durationMs: 2500 });
     recordImport(metrics, { file: 'groups.csv', status: 'failed', counts: { rows: 0 }, durationMs: null });

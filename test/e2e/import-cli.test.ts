@@ -35,7 +35,20 @@ describe('import list and show', () => {
     const list = r.json<ImportRecord[]>();
     expect(list.map((x) => x.id)).toEqual([held.id, first.id]);
     const x = list[1]!;
-    for (const key of ['id', 'tenant', 'file', 'sha256', 'bytes', 'receivedAt', 'status', 'mode', 'counts', 'errors', 'warnings', 'message']) {
+    for (const key of [
+      'id',
+      'tenant',
+      'file',
+      'sha256',
+      'bytes',
+      'receivedAt',
+      'status',
+      'mode',
+      'counts',
+      'errors',
+      'warnings',
+      'message',
+    ]) {
       expect(x).toHaveProperty(key);
     }
     expect(x).toMatchObject({ tenant: 'cli-usd', file: 'users.csv', status: 'succeeded', mode: 'full', counts: { rows: 10, created: 10 } });
@@ -101,10 +114,17 @@ describe('validate', () => {
     const r = await runCli(['validate', file, '--tenant', 'cli-usd', '--json'], env);
     expect(r.code).toBe(1); // the file has an error
     const rec = r.json<ImportRecord>();
-    expect(rec).toMatchObject({ status: 'validated', file: 'roster.csv', mode: 'full', counts: { rows: 3, created: 1, updated: 1, errors: 1 } });
+    expect(rec).toMatchObject({
+      status: 'validated',
+      file: 'roster.csv',
+      mode: 'full',
+      counts: { rows: 3, created: 1, updated: 1, errors: 1 },
+    });
     expect(rec.errors[0]).toMatchObject({ line: 4, column: 'username', value: 'bad' });
     expect(await f.snapshot()).toBe(before);
-    expect((await runCli(['import', 'list', '--json'], env)).json<unknown[]>().some((x) => (x as { status: string }).status === 'validated')).toBe(false);
+    expect(
+      (await runCli(['import', 'list', '--json'], env)).json<unknown[]>().some((x) => (x as { status: string }).status === 'validated'),
+    ).toBe(false);
     const text = await runCli(['validate', file, '--tenant', 'cli-usd'], env);
     expect(text.stdout).toContain('status:    validated (full sync)');
   });

@@ -40,7 +40,14 @@ it('add of an active user, update or delete of a missing one, and delete of a ha
   const before = await f.snapshot();
   const r = await f.importCsv(
     'delta',
-    csv('username,email,action', 'keep0002,x@x.org,add', 'nobody01,,update', 'nobody02,,delete', 'handmade,,delete', 'keep0001,,frobnicate'),
+    csv(
+      'username,email,action',
+      'keep0002,x@x.org,add',
+      'nobody01,,update',
+      'nobody02,,delete',
+      'handmade,,delete',
+      'keep0001,,frobnicate',
+    ),
   );
   expect(r.status).toBe('completed_with_errors');
   expect(r.counts).toMatchObject({ rows: 5, created: 0, updated: 0, deactivated: 0, errors: 5 });

@@ -18,7 +18,10 @@ afterAll(async () => f?.close());
 
 describe("a tenant's first import", () => {
   it('creates every valid row and reports the invalid ones', async () => {
-    const r = await f.importCsv('first-a', csv(HEADER, 'ann.lee,ann@x.org,Ann,Lee,student', 'bo,bo@x.org,Bo,Li,student', 'cy.doe,,Cy,,TEACHER'));
+    const r = await f.importCsv(
+      'first-a',
+      csv(HEADER, 'ann.lee,ann@x.org,Ann,Lee,student', 'bo,bo@x.org,Bo,Li,student', 'cy.doe,,Cy,,TEACHER'),
+    );
     expect(r.status).toBe('completed_with_errors');
     expect(r.counts).toEqual({ rows: 3, created: 2, updated: 0, unchanged: 0, deactivated: 0, reactivated: 0, errors: 1, warnings: 0 });
     const users = await f.users('first-a');
@@ -26,7 +29,10 @@ describe("a tenant's first import", () => {
       ['ann.lee', 'ann@x.org', 'student'],
       ['cy.doe', null, 'teacher'],
     ]);
-    const again = await f.importCsv('first-a', csv(HEADER, 'ann.lee,ann@x.org,Ann,Lee,student', 'bo,bo@x.org,Bo,Li,student', 'cy.doe,,Cy,,TEACHER'));
+    const again = await f.importCsv(
+      'first-a',
+      csv(HEADER, 'ann.lee,ann@x.org,Ann,Lee,student', 'bo,bo@x.org,Bo,Li,student', 'cy.doe,,Cy,,TEACHER'),
+    );
     expect(again.counts).toMatchObject({ created: 0, updated: 0, unchanged: 2, errors: 1 });
   });
 

@@ -72,7 +72,9 @@ it('rejection discards a held import; approve and reject refuse an import that i
   }
   const done = (await listImportRecords(f.db.pool, { tenant: 'hold-pct' })).find((x) => x.status === 'succeeded')!;
   await expect(approveImport(f.ctx, done.id, { approvedBy: 'x' })).rejects.toMatchObject({ code: 'IMPORT_NOT_HELD' });
-  await expect(rejectImport(f.ctx, '00000000-0000-0000-0000-000000000000', { by: 'x' })).rejects.toMatchObject({ code: 'IMPORT_NOT_FOUND' });
+  await expect(rejectImport(f.ctx, '00000000-0000-0000-0000-000000000000', { by: 'x' })).rejects.toMatchObject({
+    code: 'IMPORT_NOT_FOUND',
+  });
   expect((await getImportRecord(f.db.pool, held.id))?.heldDeactivations).toHaveLength(10);
 });
 

@@ -28,7 +28,8 @@ it('stores a slow salted hash that verifies, and no password in clear', async ()
   expect(await verifyPassword('sunshine42', alice!.password_hash!)).toBe(false);
   expect(await verifyPassword('Moonlight7', bobby!.password_hash!)).toBe(true);
   expect(carol?.password_hash).toBeNull();
-  const dump = JSON.stringify(await f.db.pool.query('SELECT * FROM users')) + JSON.stringify(await f.db.pool.query('SELECT * FROM import_issues'));
+  const dump =
+    JSON.stringify(await f.db.pool.query('SELECT * FROM users')) + JSON.stringify(await f.db.pool.query('SELECT * FROM import_issues'));
   expect(dump).not.toContain('Sunshine42');
 });
 

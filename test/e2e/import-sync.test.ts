@@ -21,7 +21,9 @@ let f: ImportFixture;
 beforeAll(async () => {
   f = await importFixture();
   await f.addTenant('lincoln', { thresholdPercent: 30 });
-  await f.db.pool.query(`INSERT INTO schools (tenant_id, name, nces_id) SELECT id, 'Lincoln High', '062271003230' FROM tenants WHERE subdomain = 'lincoln'`);
+  await f.db.pool.query(
+    `INSERT INTO schools (tenant_id, name, nces_id) SELECT id, 'Lincoln High', '062271003230' FROM tenants WHERE subdomain = 'lincoln'`,
+  );
 });
 afterAll(async () => f?.close());
 
@@ -67,7 +69,10 @@ describe('a roster over several nights', () => {
 
   it('night 4: two of the deactivated come back (reactivated), one with a change', async () => {
     const ids = [...range(1, 98), 101, 102, 103];
-    const r = await f.importCsv('lincoln', csv(HEADER, ...roster(ids, (i) => (i <= 5 ? { last: `Renamed${i}` } : i === 98 ? { grad: '2030' } : {}))));
+    const r = await f.importCsv(
+      'lincoln',
+      csv(HEADER, ...roster(ids, (i) => (i <= 5 ? { last: `Renamed${i}` } : i === 98 ? { grad: '2030' } : {}))),
+    );
     expect(r.counts).toEqual({ rows: 101, created: 0, updated: 0, unchanged: 99, deactivated: 0, reactivated: 2, errors: 0, warnings: 0 });
     const users = await f.users('lincoln');
     expect(users.find((u) => u.username === 'stu0098')).toMatchObject({ active: true, graduation_year: 2030 });

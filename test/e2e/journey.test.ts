@@ -59,12 +59,32 @@ function makeRoster(): Roster {
   passwords.push(shortPassword, 'Pw#dup-one!', 'Pw#dup-two!', 'Pw#tooshortname!', 'Pw#formula!', 'Pw#school!', 'Pw#grad!');
   const bad = [
     { row: `abc,Pw#tooshortname!,abc@lincoln.k12.us,Al,Bc,Lincoln High,2030,student,SIS-900,red`, column: 'username', value: 'abc' },
-    { row: `formula01,Pw#formula!,=cmd|' /C calc'!A0,Evil,Cell,Lincoln High,2030,student,SIS-901,red`, column: 'email', value: "=cmd|' /C calc'!A0" },
-    { row: `school01,Pw#school!,school01@lincoln.k12.us,No,School,Springfield Elementary,2030,student,SIS-902,red`, column: 'school', value: 'Springfield Elementary' },
-    { row: `gradyr01,Pw#grad!,gradyr01@lincoln.k12.us,Bad,Year,Lincoln High,20x9,student,SIS-903,red`, column: 'graduation year', value: '20x9' },
+    {
+      row: `formula01,Pw#formula!,=cmd|' /C calc'!A0,Evil,Cell,Lincoln High,2030,student,SIS-901,red`,
+      column: 'email',
+      value: "=cmd|' /C calc'!A0",
+    },
+    {
+      row: `school01,Pw#school!,school01@lincoln.k12.us,No,School,Springfield Elementary,2030,student,SIS-902,red`,
+      column: 'school',
+      value: 'Springfield Elementary',
+    },
+    {
+      row: `gradyr01,Pw#grad!,gradyr01@lincoln.k12.us,Bad,Year,Lincoln High,20x9,student,SIS-903,red`,
+      column: 'graduation year',
+      value: '20x9',
+    },
     { row: `shortpw01,${shortPassword},shortpw01@lincoln.k12.us,Short,Password,Lincoln High,2030,student,SIS-904,red`, column: 'password' },
-    { row: `DupUser01,Pw#dup-one!,dup1@lincoln.k12.us,Dup,One,Lincoln High,2030,student,SIS-905,red`, column: 'username', value: 'DupUser01' },
-    { row: `dupuser01,Pw#dup-two!,dup2@lincoln.k12.us,Dup,Two,Lincoln High,2030,student,SIS-906,red`, column: 'username', value: 'dupuser01' },
+    {
+      row: `DupUser01,Pw#dup-one!,dup1@lincoln.k12.us,Dup,One,Lincoln High,2030,student,SIS-905,red`,
+      column: 'username',
+      value: 'DupUser01',
+    },
+    {
+      row: `dupuser01,Pw#dup-two!,dup2@lincoln.k12.us,Dup,Two,Lincoln High,2030,student,SIS-906,red`,
+      column: 'username',
+      value: 'dupuser01',
+    },
   ];
   // The bad rows are spread through the file, as they are in real exports.
   const expectedErrors: Roster['expectedErrors'] = [];
@@ -117,16 +137,26 @@ function sisPut(port: number, local: string, hostKeyChecking: 'accept-new' | 'ye
   return run(
     'sftp',
     [
-      '-o', `StrictHostKeyChecking=${hostKeyChecking}`,
-      '-o', `UserKnownHostsFile=${knownHosts}`,
-      '-o', 'HostKeyAlias=rosterd.journey.test', // the port changes between starts; the host key must not
-      '-o', 'IdentitiesOnly=yes',
-      '-o', 'BatchMode=yes',
-      '-o', 'LogLevel=ERROR',
-      '-o', 'ConnectTimeout=10',
-      '-P', String(port),
-      '-i', keyPath,
-      '-b', '-',
+      '-o',
+      `StrictHostKeyChecking=${hostKeyChecking}`,
+      '-o',
+      `UserKnownHostsFile=${knownHosts}`,
+      '-o',
+      'HostKeyAlias=rosterd.journey.test', // the port changes between starts; the host key must not
+      '-o',
+      'IdentitiesOnly=yes',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'LogLevel=ERROR',
+      '-o',
+      'ConnectTimeout=10',
+      '-P',
+      String(port),
+      '-i',
+      keyPath,
+      '-b',
+      '-',
       `${TENANT}@127.0.0.1`,
     ],
     { input: `put ${local} users.csv\n` },
@@ -199,7 +229,14 @@ describe('a new operator’s first night', () => {
 
   it('registers the district, its schools and its SIS key with the rosterd command', async () => {
     const tenant = await cli('tenant', 'add', TENANT, '--admin-email', ADMIN, '--name', 'Lincoln USD', '--timezone', zone);
-    expect(tenant).toMatchObject({ subdomain: TENANT, name: 'Lincoln USD', timezone: zone, adminEmails: [ADMIN], window: '18:00-06:00', status: 'active' });
+    expect(tenant).toMatchObject({
+      subdomain: TENANT,
+      name: 'Lincoln USD',
+      timezone: zone,
+      adminEmails: [ADMIN],
+      window: '18:00-06:00',
+      status: 'active',
+    });
     await cli('school', 'add', TENANT, '--name', 'Lincoln High', '--nces', '062271003230');
     await cli('school', 'add', TENANT, '--name', 'Adams Middle School', '--state-id', 'CA-ADA-02');
 
@@ -221,7 +258,20 @@ describe('a new operator’s first night', () => {
 
     const shown = (await cli('import', 'show', first.id)) as ImportJson;
     const bytes = Buffer.from(roster.text);
-    for (const k of ['id', 'tenant', 'file', 'sha256', 'bytes', 'receivedAt', 'status', 'mode', 'counts', 'errors', 'warnings', 'message']) {
+    for (const k of [
+      'id',
+      'tenant',
+      'file',
+      'sha256',
+      'bytes',
+      'receivedAt',
+      'status',
+      'mode',
+      'counts',
+      'errors',
+      'warnings',
+      'message',
+    ]) {
       expect(shown, `import show --json has "${k}"`).toHaveProperty(k);
     }
     expect(shown).toMatchObject({
@@ -290,7 +340,8 @@ describe('a new operator’s first night', () => {
     for (const row of cells) for (const cell of row) expect(cell, `a cell a spreadsheet would run: ${cell}`).not.toMatch(/^\s*[=+\-@\t\r]/);
     expect(cells.some((r) => r[2] === "'=cmd|' /C calc'!A0")).toBe(true);
 
-    for (const part of mailTexts(mail)) for (const pw of roster.passwords) expect(part.includes(pw), `password ${pw} in the report`).toBe(false);
+    for (const part of mailTexts(mail))
+      for (const pw of roster.passwords) expect(part.includes(pw), `password ${pw} in the report`).toBe(false);
   });
 
   it('the second night: the daemon restarts, the same host key greets the SIS, the same file changes nothing', async () => {
@@ -334,7 +385,12 @@ describe('a new operator’s first night', () => {
       hostKeyBodies.push(...text.split('\n').filter((l) => l.length > 20 && !l.startsWith('-----')));
     }
     // A roster row without its password is still a roster row.
-    const rowsWithoutPassword = roster.rows.map((r) => r.split(',').filter((_, i) => i !== 1).join(','));
+    const rowsWithoutPassword = roster.rows.map((r) =>
+      r
+        .split(',')
+        .filter((_, i) => i !== 1)
+        .join(','),
+    );
     for (const [i, line] of lines.entries()) {
       const where = `log line ${i}: ${line.slice(0, 300)}`;
       for (const pw of roster.passwords) expect(line.includes(pw), `${where} has a password`).toBe(false);

@@ -27,7 +27,11 @@ let n = 0;
 beforeAll(async () => {
   db = await createTestDatabase();
   smtp = await startTestSmtp();
-  await createTenant(db.pool, 'lincoln-usd', { name: 'Lincoln USD', timezone: 'America/Chicago', adminEmails: ['it@lincoln.example', 'sis@lincoln.example'] });
+  await createTenant(db.pool, 'lincoln-usd', {
+    name: 'Lincoln USD',
+    timezone: 'America/Chicago',
+    adminEmails: ['it@lincoln.example', 'sis@lincoln.example'],
+  });
 });
 afterAll(async () => {
   await smtp?.close();
@@ -55,7 +59,12 @@ async function newUpload(): Promise<Upload> {
 function report(upload: Upload): MailMessage {
   return renderReport({
     from: 'rosterd <rosterd@rosterd.example>',
-    tenant: { subdomain: 'lincoln-usd', name: 'Lincoln USD', timezone: 'America/Chicago', adminEmails: ['it@lincoln.example', 'sis@lincoln.example'] },
+    tenant: {
+      subdomain: 'lincoln-usd',
+      name: 'Lincoln USD',
+      timezone: 'America/Chicago',
+      adminEmails: ['it@lincoln.example', 'sis@lincoln.example'],
+    },
     import: {
       id: upload.id,
       file: 'users.csv',
@@ -170,7 +179,10 @@ describe('delivery over SMTP', () => {
     const ids = smtp.received.map((m) => m.parsed.headers.find((h) => h.key === 'x-rosterd-import')?.value);
     expect(new Set(ids).size).toBe(12);
     expect(smtp.received).toHaveLength(12);
-    const statuses = await deliveryStatuses(db.pool, uploads.map((u) => u.id));
+    const statuses = await deliveryStatuses(
+      db.pool,
+      uploads.map((u) => u.id),
+    );
     expect([...statuses.values()].flat().map((s) => s.status)).toEqual(Array(12).fill('sent'));
   });
 });

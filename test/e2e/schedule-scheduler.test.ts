@@ -59,7 +59,10 @@ async function receive(name: string): Promise<string> {
 }
 
 async function status(id: string) {
-  const { rows } = await db.pool.query<{ status: string; claim_token: string | null }>('SELECT status, claim_token FROM uploads WHERE id = $1', [id]);
+  const { rows } = await db.pool.query<{ status: string; claim_token: string | null }>(
+    'SELECT status, claim_token FROM uploads WHERE id = $1',
+    [id],
+  );
   return rows[0];
 }
 

@@ -89,10 +89,15 @@ const users = (...names: string[]) =>
   ['username,password,email,first name,last name', ...names.map((n) => `${n},${SECRET},${n}@school.example,${n},Tester`)].join('\n') + '\n';
 
 async function upload(id: string) {
-  const { rows } = await db.pool.query<{ status: string; attempts: number; last_attempt_error: string | null; superseded_by: string | null; claim_token: string | null; claimed_by: string | null; message: string | null }>(
-    'SELECT status, attempts, last_attempt_error, superseded_by, claim_token, claimed_by, message FROM uploads WHERE id = $1',
-    [id],
-  );
+  const { rows } = await db.pool.query<{
+    status: string;
+    attempts: number;
+    last_attempt_error: string | null;
+    superseded_by: string | null;
+    claim_token: string | null;
+    claimed_by: string | null;
+    message: string | null;
+  }>('SELECT status, attempts, last_attempt_error, superseded_by, claim_token, claimed_by, message FROM uploads WHERE id = $1', [id]);
   return rows[0];
 }
 
@@ -170,7 +175,9 @@ describe('night window, judged by each tenant’s clock', () => {
     const t = await tenant('America/New_York', { window: '02:30-05:00' });
     const id = await receive(t, users('spring01'), '2026-03-07T23:00:00Z');
     current = new Date('2026-03-08T06:59:00Z'); // 01:59 EST
-    expect((await processPending(ctx(), { tenant: t })).waiting).toEqual([{ tenant: t, timezone: 'America/New_York', pending: 1, opensAt: new Date('2026-03-08T07:00:00Z') }]);
+    expect((await processPending(ctx(), { tenant: t })).waiting).toEqual([
+      { tenant: t, timezone: 'America/New_York', pending: 1, opensAt: new Date('2026-03-08T07:00:00Z') },
+    ]);
     current = new Date('2026-03-08T07:00:00Z'); // 03:00 EDT
     expect((await processPending(ctx(), { tenant: t })).imported.map((i) => i.id)).toEqual([id]);
   });
@@ -314,7 +321,8 @@ describe('failures', () => {
     current = new Date('2026-11-26T03:00:00Z');
     // While this import runs, another process takes the claim over (as after a stall past the TTL).
     const stolen: ImportHook = async (p) => {
-      if (p === 'planned') await db.pool.query(`UPDATE uploads SET claim_token = $2, claimed_by = 'other:2' WHERE id = $1`, [id, randomUUID()]);
+      if (p === 'planned')
+        await db.pool.query(`UPDATE uploads SET claim_token = $2, claimed_by = 'other:2' WHERE id = $1`, [id, randomUUID()]);
     };
     const run = await processPending(ctx({ importHook: stolen }), { tenant: t });
     expect(run.imported).toEqual([]);

@@ -60,10 +60,13 @@ async function rosterWriters(): Promise<number[]> {
 }
 
 async function uploadRow(id: string) {
-  const { rows } = await db.pool.query<{ status: string; attempts: number; claimed_by: string | null; claim_token: string | null; counts: { created: number } | null }>(
-    `SELECT status, attempts, claimed_by, claim_token, counts FROM uploads WHERE id = $1`,
-    [id],
-  );
+  const { rows } = await db.pool.query<{
+    status: string;
+    attempts: number;
+    claimed_by: string | null;
+    claim_token: string | null;
+    counts: { created: number } | null;
+  }>(`SELECT status, attempts, claimed_by, claim_token, counts FROM uploads WHERE id = $1`, [id]);
   return rows[0];
 }
 
@@ -80,11 +83,19 @@ it('kill -9 during an import leaves nothing partial; after the claim expires ano
   const { rows: ups } = await db.pool.query<{ id: string; sha256: string }>(`SELECT id, sha256 FROM uploads`);
   expect(ups).toHaveLength(1);
   const id = ups[0]?.id ?? '';
-  expect(ups[0]?.sha256).toBe(createHash('sha256').update(await fs.readFile(csv)).digest('hex'));
+  expect(ups[0]?.sha256).toBe(
+    createHash('sha256')
+      .update(await fs.readFile(csv))
+      .digest('hex'),
+  );
 
   // Catch it writing the roster: claimed (running) and its transaction holding a write lock on users.
   await waitFor(async () => (await uploadRow(id))?.status === 'running', 30_000, 'the import to start');
-  await waitFor(async () => (await rosterWriters()).length > 0 || (await uploadRow(id))?.status !== 'running', 60_000, 'the import to write users');
+  await waitFor(
+    async () => (await rosterWriters()).length > 0 || (await uploadRow(id))?.status !== 'running',
+    60_000,
+    'the import to write users',
+  );
   const before = await uploadRow(id);
   await first.kill();
   expect(before?.status, 'the import finished before the kill: this run proves nothing; make the file larger').toBe('running');
@@ -103,19 +114,27 @@ it('kill -9 during an import leaves nothing partial; after the claim expires ano
   // Another serve: once the claim has expired (10 s), a tick takes it back and imports it.
   const second = await start();
   await second.waitForLog((l) => l.msg === 'expired claim taken back' && l.uploadId === id, 60_000, 'the expired claim to be taken back');
-  const done = await waitFor(async () => {
-    const r = await uploadRow(id);
-    return r && !['pending', 'running'].includes(r.status) ? r : undefined;
-  }, 120_000, 'the retry to finish');
+  const done = await waitFor(
+    async () => {
+      const r = await uploadRow(id);
+      return r && !['pending', 'running'].includes(r.status) ? r : undefined;
+    },
+    120_000,
+    'the retry to finish',
+  );
   expect(done).toMatchObject({ status: 'succeeded', attempts: 1, claimed_by: `${os.hostname()}:${second.pid}`, claim_token: null });
   expect(done.counts?.created).toBe(ROWS);
   expect(await tenantUsers()).toEqual({ n: ROWS, distinct: ROWS });
   expect(second.logs.filter((l) => l.msg === 'imported' && l.uploadId === id)).toHaveLength(1);
   // One report, for the one import.
-  const outbox = await waitFor(async () => {
-    const { rows } = await db.pool.query<{ status: string }>(`SELECT status FROM outbox WHERE upload_id = $1`, [id]);
-    return rows.length > 0 && rows.every((r) => r.status === 'sent') ? rows : undefined;
-  }, 30_000, 'the report');
+  const outbox = await waitFor(
+    async () => {
+      const { rows } = await db.pool.query<{ status: string }>(`SELECT status FROM outbox WHERE upload_id = $1`, [id]);
+      return rows.length > 0 && rows.every((r) => r.status === 'sent') ? rows : undefined;
+    },
+    30_000,
+    'the report',
+  );
   expect(outbox).toHaveLength(1);
 
   expect(await second.stop()).toEqual({ code: 0, signal: null });

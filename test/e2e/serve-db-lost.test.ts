@@ -72,7 +72,11 @@ it('every connection terminated mid-import: the daemon lives on, nothing partial
 
   daemon = await startServe({ databaseUrl: db.url, dataDir });
   await waitFor(async () => (await uploadRow(id))?.status === 'running', 30_000, 'the import to start');
-  await waitFor(async () => (await rosterWriters()) > 0 || (await uploadRow(id))?.status !== 'running', 60_000, 'the import to write users');
+  await waitFor(
+    async () => (await rosterWriters()) > 0 || (await uploadRow(id))?.status !== 'running',
+    60_000,
+    'the import to write users',
+  );
   expect((await uploadRow(id))?.status, 'the import finished before the connections were cut: make the file larger').toBe('running');
 
   // Postgres drops every connection of the daemon (a failover, a restart, a network cut).

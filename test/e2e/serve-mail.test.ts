@@ -43,7 +43,9 @@ interface OutboxRow {
 }
 
 async function outbox(uploadId: string): Promise<OutboxRow[]> {
-  const { rows } = await db.pool.query<OutboxRow>(`SELECT status, attempts, last_error FROM outbox WHERE upload_id = $1 ORDER BY id`, [uploadId]);
+  const { rows } = await db.pool.query<OutboxRow>(`SELECT status, attempts, last_error FROM outbox WHERE upload_id = $1 ORDER BY id`, [
+    uploadId,
+  ]);
   return rows;
 }
 
@@ -53,14 +55,25 @@ it('with the mail server down the report waits, then arrives once when it is up,
   await smtp.stop(); // down before the night begins
 
   const env = { SMTP_URL: smtp.url, MAIL_FROM: 'rosterd <rosterd@rosterd.example>' };
-  daemons.push(...(await Promise.all([startServe({ databaseUrl: db.url, dataDir, env }), startServe({ databaseUrl: db.url, dataDir, env })])));
-  const id = await receiveUpload(db.pool, dataDir, TENANT, 'username,email\nalice001,alice001@mail-usd.example\nbobby002,bobby002@mail-usd.example\n');
+  daemons.push(
+    ...(await Promise.all([startServe({ databaseUrl: db.url, dataDir, env }), startServe({ databaseUrl: db.url, dataDir, env })])),
+  );
+  const id = await receiveUpload(
+    db.pool,
+    dataDir,
+    TENANT,
+    'username,email\nalice001,alice001@mail-usd.example\nbobby002,bobby002@mail-usd.example\n',
+  );
 
   // Imported; its report could not be sent and waits in the outbox with the reason.
-  const waiting = await waitFor(async () => {
-    const rows = await outbox(id);
-    return rows[0] && rows[0].attempts >= 1 && rows[0].last_error !== null ? rows : undefined;
-  }, 30_000, 'a first, failed, delivery attempt');
+  const waiting = await waitFor(
+    async () => {
+      const rows = await outbox(id);
+      return rows[0] && rows[0].attempts >= 1 && rows[0].last_error !== null ? rows : undefined;
+    },
+    30_000,
+    'a first, failed, delivery attempt',
+  );
   expect(waiting).toHaveLength(1);
   expect(waiting[0]).toMatchObject({ status: 'pending', attempts: 1 });
   expect(waiting[0]?.last_error).toMatch(/ECONNREFUSED|connect/i);
@@ -74,7 +87,11 @@ it('with the mail server down the report waits, then arrives once when it is up,
   const [mail] = await smtp.waitFor(1, 60_000);
   expect(mail?.rcptTo.sort()).toEqual([...ADMINS].sort());
   expect(mail?.parsed.subject).toBe(`[rosterd] ${TENANT}: users.csv imported — 2 created, 0 updated, 0 deactivated`);
-  const sent = await waitFor(async () => ((await outbox(id))[0]?.status === 'sent' ? outbox(id) : undefined), 10_000, 'the outbox to say sent');
+  const sent = await waitFor(
+    async () => ((await outbox(id))[0]?.status === 'sent' ? outbox(id) : undefined),
+    10_000,
+    'the outbox to say sent',
+  );
   expect(sent).toEqual([{ status: 'sent', attempts: 2, last_error: null }]);
 
   // Once: a few more ticks of both replicas send nothing more.

@@ -53,7 +53,14 @@ it('two replicas import 20 pending uploads, each exactly once, with one report e
     // users.csv, then the groups.csv pushed with it: both imported, users first
     ids.push(await receiveUpload(db.pool, dataDir, sub, usersCsv(t), 'users.csv', new Date(base + t * 10)));
     ids.push(
-      await receiveUpload(db.pool, dataDir, sub, `username,owner,group\nd${t}u00000,,Band\nd${t}u00001,,Band\n`, 'groups.csv', new Date(base + t * 10 + 5)),
+      await receiveUpload(
+        db.pool,
+        dataDir,
+        sub,
+        `username,owner,group\nd${t}u00000,,Band\nd${t}u00001,,Band\n`,
+        'groups.csv',
+        new Date(base + t * 10 + 5),
+      ),
     );
   }
   expect(ids).toHaveLength(20);
@@ -65,7 +72,9 @@ it('two replicas import 20 pending uploads, each exactly once, with one report e
 
   const done = await waitFor(
     async () => {
-      const { rows } = await db.pool.query<{ id: string; status: string }>(`SELECT id, status FROM uploads WHERE id = ANY($1::uuid[])`, [ids]);
+      const { rows } = await db.pool.query<{ id: string; status: string }>(`SELECT id, status FROM uploads WHERE id = ANY($1::uuid[])`, [
+        ids,
+      ]);
       return rows.every((r) => !['pending', 'running'].includes(r.status)) ? rows : undefined;
     },
     90_000,
@@ -94,7 +103,9 @@ it('two replicas import 20 pending uploads, each exactly once, with one report e
   const about = [...a.lines, ...b.lines].filter((line) => missing.some((id) => line.includes(id)));
   expect(importedLogs().sort(), `log lines about the uploads not logged as imported:\n${about.join('\n')}`).toEqual([...ids].sort());
   // No attempt was lost, retried or taken back.
-  expect([...a.logs, ...b.logs].filter((l) => /^import\.retried$/.test(String(l.event)) || /claim (lost|taken back)/.test(String(l.msg)))).toEqual([]);
+  expect(
+    [...a.logs, ...b.logs].filter((l) => /^import\.retried$/.test(String(l.event)) || /claim (lost|taken back)/.test(String(l.msg))),
+  ).toEqual([]);
 
   // One report per upload in the outbox, each delivered once (the .eml outbox: no SMTP_URL).
   const outbox = await waitFor(

@@ -38,7 +38,11 @@ afterAll(async () => {
 });
 
 async function start(graceSeconds: number): Promise<ServeProcess> {
-  const d = await startServe({ databaseUrl: db.url, dataDir, env: { SHUTDOWN_GRACE_SECONDS: String(graceSeconds), CLAIM_TTL_SECONDS: '10' } });
+  const d = await startServe({
+    databaseUrl: db.url,
+    dataDir,
+    env: { SHUTDOWN_GRACE_SECONDS: String(graceSeconds), CLAIM_TTL_SECONDS: '10' },
+  });
   daemons.push(d);
   return d;
 }
@@ -207,7 +211,11 @@ describe('SIGTERM during an import', () => {
 
     const daemon = await start(1);
     await waitFor(async () => (await uploadsOf(subdomain))[0]?.status === 'running', 30_000, 'the import to start');
-    await waitFor(async () => (await rosterWriters()) > 0 || (await uploadsOf(subdomain))[0]?.status !== 'running', 60_000, 'the import to write users');
+    await waitFor(
+      async () => (await rosterWriters()) > 0 || (await uploadsOf(subdomain))[0]?.status !== 'running',
+      60_000,
+      'the import to write users',
+    );
     const t0 = Date.now();
     const exit = await daemon.stop('SIGTERM', 60_000);
     const took = Date.now() - t0;
@@ -252,7 +260,12 @@ describe('SIGTERM during an import', () => {
     expect(exit, daemon.dump()).toEqual({ code: 0, signal: null });
 
     const [after] = await uploadsOf(subdomain);
-    expect(after).toMatchObject({ status: 'succeeded', claim_token: null, attempts: 0, counts: expect.objectContaining({ created: ROWS }) as unknown });
+    expect(after).toMatchObject({
+      status: 'succeeded',
+      claim_token: null,
+      attempts: 0,
+      counts: expect.objectContaining({ created: ROWS }) as unknown,
+    });
     expect(await userCount(subdomain)).toBe(ROWS);
     expect(await reportsOf(id)).toBe(1);
     expect(daemon.logs.filter((l) => l.msg === 'imported' && l.uploadId === id)).toHaveLength(1);
@@ -267,7 +280,11 @@ describe('SIGTERM during an import', () => {
 
     const daemon = await start(120);
     await waitFor(async () => (await uploadsOf(subdomain))[0]?.status === 'running', 30_000, 'the import to start');
-    await waitFor(async () => (await rosterWriters()) > 0 || (await uploadsOf(subdomain))[0]?.status !== 'running', 60_000, 'the import to write users');
+    await waitFor(
+      async () => (await rosterWriters()) > 0 || (await uploadsOf(subdomain))[0]?.status !== 'running',
+      60_000,
+      'the import to write users',
+    );
     expect((await uploadsOf(subdomain))[0]?.status, 'the import finished before the signals: make the file larger').toBe('running');
     daemon.child.kill('SIGTERM');
     await daemon.waitForLog((l) => l.msg === 'rosterd stopping', 5_000, "'rosterd stopping'");

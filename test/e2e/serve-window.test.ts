@@ -35,12 +35,17 @@ afterAll(async () => {
 });
 
 async function status(id: string): Promise<{ status: string; claimed_by: string | null } | undefined> {
-  const { rows } = await db.pool.query<{ status: string; claimed_by: string | null }>(`SELECT status, claimed_by FROM uploads WHERE id = $1`, [id]);
+  const { rows } = await db.pool.query<{ status: string; claimed_by: string | null }>(
+    `SELECT status, claimed_by FROM uploads WHERE id = $1`,
+    [id],
+  );
   return rows[0];
 }
 
 const users = (prefix: string, n: number) =>
-  ['username,email', ...Array.from({ length: n }, (_, i) => `${prefix}${String(i).padStart(4, '0')},${prefix}${i}@district.example`)].join('\n') + '\n';
+  ['username,email', ...Array.from({ length: n }, (_, i) => `${prefix}${String(i).padStart(4, '0')},${prefix}${i}@district.example`)].join(
+    '\n',
+  ) + '\n';
 
 it('day waits, night imports; import run --now imports once beside the daemon; a new time zone applies at once', async () => {
   const dataDir = path.join(tmp, 'data');
@@ -66,8 +71,15 @@ it('day waits, night imports; import run --now imports once beside the daemon; a
   // The operator asks why: the window, closed, and when it opens (18:00 in the district's zone).
   const list = await runCli(['import', 'list', '--tenant', DAY, '--json'], env);
   expect(list.code, list.stderr).toBe(0);
-  const [shown] = list.json<Array<{ id: string; status: string; schedule: { window: string; timezone: string; windowOpen: boolean; nextRunAt: string | null } }>>();
-  expect(shown).toMatchObject({ id: dayUpload, status: 'pending', schedule: { window: '18:00-06:00', timezone: dayZone, windowOpen: false } });
+  const [shown] =
+    list.json<
+      Array<{ id: string; status: string; schedule: { window: string; timezone: string; windowOpen: boolean; nextRunAt: string | null } }>
+    >();
+  expect(shown).toMatchObject({
+    id: dayUpload,
+    status: 'pending',
+    schedule: { window: '18:00-06:00', timezone: dayZone, windowOpen: false },
+  });
   const next = DateTime.fromISO(shown?.schedule.nextRunAt ?? '', { setZone: true });
   expect(next.isValid, `nextRunAt ${shown?.schedule.nextRunAt}`).toBe(true);
   expect(next.setZone(dayZone).toFormat('HH:mm')).toBe('18:00');
@@ -76,7 +88,9 @@ it('day waits, night imports; import run --now imports once beside the daemon; a
   // The operator imports it now, with the daemon ticking every second beside the command.
   const run = await runCli(['import', 'run', '--now', '--tenant', DAY, '--json'], env);
   expect(run.code, run.stderr).toBe(0);
-  expect(run.json<{ imported: Array<{ id: string; status: string }> }>().imported).toEqual([expect.objectContaining({ id: dayUpload, status: 'succeeded' })]);
+  expect(run.json<{ imported: Array<{ id: string; status: string }> }>().imported).toEqual([
+    expect.objectContaining({ id: dayUpload, status: 'succeeded' }),
+  ]);
   await new Promise((r) => setTimeout(r, 2_500));
   expect((await status(dayUpload))?.claimed_by).toMatch(/^cli:/);
   expect(d.logs.filter((l) => l.msg === 'imported' && l.uploadId === dayUpload)).toEqual([]);
@@ -85,7 +99,11 @@ it('day waits, night imports; import run --now imports once beside the daemon; a
 
   // The district moves to a zone where it is night: the running daemon imports its next upload.
   const second = await receiveUpload(db.pool, dataDir, DAY, users('day', 12));
-  await waitFor(() => d.logs.filter((l) => l.msg === 'waiting for window' && l.tenant === DAY).length >= 4, 30_000, 'the new upload to wait');
+  await waitFor(
+    () => d.logs.filter((l) => l.msg === 'waiting for window' && l.tenant === DAY).length >= 4,
+    30_000,
+    'the new upload to wait',
+  );
   const update = await runCli(['tenant', 'update', DAY, '--timezone', nightZone, '--json'], env);
   expect(update.code, update.stderr).toBe(0);
   await waitFor(async () => (await status(second))?.status === 'succeeded', 30_000, 'the import after the time zone change');

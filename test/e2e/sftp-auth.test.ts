@@ -103,7 +103,11 @@ describe('refused logins', () => {
     const offered: Array<AuthenticationType[] | null> = [];
     const attempts = [
       { type: 'password' as const, username: TENANT, password: 'hunter22' },
-      { type: 'keyboard-interactive' as const, username: TENANT, prompt: (_n: string, _i: string, _l: string, _p: unknown, finish: (r: string[]) => void) => finish(['hunter22']) },
+      {
+        type: 'keyboard-interactive' as const,
+        username: TENANT,
+        prompt: (_n: string, _i: string, _l: string, _p: unknown, finish: (r: string[]) => void) => finish(['hunter22']),
+      },
     ];
     const err = await rejection(
       ssh2Connect({
@@ -131,7 +135,9 @@ describe('refused logins', () => {
     // Offers the registered public key, then signs the session with another private key.
     forged.sign = (data: Buffer | string, algo?: string) => signer.sign(data, algo);
     const before = failures(srv).length;
-    const err = await rejection(ssh2Connect({ port: srv.port, username: TENANT, authHandler: [{ type: 'publickey', username: TENANT, key: forged }] as never }));
+    const err = await rejection(
+      ssh2Connect({ port: srv.port, username: TENANT, authHandler: [{ type: 'publickey', username: TENANT, key: forged }] as never }),
+    );
     expect(err.level).toBe('client-authentication');
     expect(failures(srv).slice(before)).toEqual([expect.objectContaining({ reason: 'bad-signature', fingerprint: fp(good) })]);
   });
@@ -141,8 +147,12 @@ describe('accepted logins', () => {
   it('logs the login and records when the key was last used', async () => {
     const s = await ssh2Sftp({ port: srv.port, username: TENANT, privateKey: good.privateKey });
     s.end();
-    expect(srv.logs).toContainEqual(expect.objectContaining({ event: 'login.accepted', tenant: TENANT, fingerprint: fp(good), remoteAddress: '127.0.0.1' }));
-    const key = await waitFor(async () => (await listKeys(db.pool, TENANT)).find((k) => k.fingerprint === fp(good) && k.lastUsedAt !== null));
+    expect(srv.logs).toContainEqual(
+      expect.objectContaining({ event: 'login.accepted', tenant: TENANT, fingerprint: fp(good), remoteAddress: '127.0.0.1' }),
+    );
+    const key = await waitFor(async () =>
+      (await listKeys(db.pool, TENANT)).find((k) => k.fingerprint === fp(good) && k.lastUsedAt !== null),
+    );
     expect(key.lastUsedAt).toBeInstanceOf(Date);
   });
 });

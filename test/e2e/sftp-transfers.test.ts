@@ -40,7 +40,8 @@ const keys = {} as Record<(typeof TENANTS)[number], ClientKey>;
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const spoolFiles = async () => (await fs.readdir(path.join(dataDir, 'spool')).catch(() => [])).filter((n) => n.endsWith('.part'));
 const uploadCount = async (tenant: string = TENANT) => (await listUploads(db.pool, { tenant })).length;
-const connect = (tenant: (typeof TENANTS)[number] = TENANT, port = srv.port) => ssh2Sftp({ port, username: tenant, privateKey: keys[tenant].privateKey });
+const connect = (tenant: (typeof TENANTS)[number] = TENANT, port = srv.port) =>
+  ssh2Sftp({ port, username: tenant, privateKey: keys[tenant].privateKey });
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -159,7 +160,10 @@ describe('idle timeout and shutdown', () => {
     await sftpP.close(uploading.sftp, h);
     await closing;
     expect(await uploadCount('beta-usd')).toBe(before + 1);
-    expect((await listUploads(db.pool, { tenant: 'beta-usd' }))[0]).toMatchObject({ bytes: 14, sha256: sha256(Buffer.from('username\nabcd\n')) });
+    expect((await listUploads(db.pool, { tenant: 'beta-usd' }))[0]).toMatchObject({
+      bytes: 14,
+      sha256: sha256(Buffer.from('username\nabcd\n')),
+    });
     await server.close(); // idempotent
   });
 

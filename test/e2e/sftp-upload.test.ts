@@ -117,7 +117,10 @@ describe('OpenSSH sftp', () => {
   it('renames an uploaded users.csv.filepart onto users.csv (WinSCP style), replacing the old one', async () => {
     const local = await randomFile(tmp, 'filepart-src.csv', 100_000);
     const before = (await listUploads(db.pool, { tenant: TENANT })).length;
-    const r = await sftpBatch(srv.port, TENANT, keys.ed25519, [`put ${local} /users.csv.filepart`, 'rename /users.csv.filepart /users.csv']);
+    const r = await sftpBatch(srv.port, TENANT, keys.ed25519, [
+      `put ${local} /users.csv.filepart`,
+      'rename /users.csv.filepart /users.csv',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect((await listUploads(db.pool, { tenant: TENANT })).length).toBe(before + 1);
     await expectReceived(local, keys.ed25519);
@@ -240,7 +243,11 @@ describe('the jail', () => {
       await sftpP.close(s.sftp, h);
       await sftpP.rename(s.sftp, '/.users.csv.tmp', '/users.csv');
       const upload = await latestUpload();
-      expect(upload).toMatchObject({ bytes: content.length, sha256: sha256(content), keyFingerprint: fingerprintOfBlob(parsePublicKey(keys.ecdsa.publicLine).blob) });
+      expect(upload).toMatchObject({
+        bytes: content.length,
+        sha256: sha256(content),
+        keyFingerprint: fingerprintOfBlob(parsePublicKey(keys.ecdsa.publicLine).blob),
+      });
       expect(await sftpP.readFile(s.sftp, '/users.csv')).toEqual(content);
     } finally {
       s.end();

@@ -167,7 +167,10 @@ export async function startServe(opts: ServeOptions): Promise<ServeProcess> {
         }
         if (exit) done(() => reject(new Error(`rosterd serve exited (${JSON.stringify(exit)}) before ${what}:\n${dump()}`)));
       };
-      const timer = setTimeout(() => done(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}:\n${dump()}`))), timeoutMs);
+      const timer = setTimeout(
+        () => done(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}:\n${dump()}`))),
+        timeoutMs,
+      );
       const done = (settle: () => void) => {
         clearTimeout(timer);
         watchers.delete(check);
@@ -188,12 +191,14 @@ export async function startServe(opts: ServeOptions): Promise<ServeProcess> {
     }
   };
 
-  const listening = await waitForLog((l) => l.msg === 'SFTP server listening', opts.startTimeoutMs ?? 30_000, "'SFTP server listening'").catch(
-    async (e: unknown) => {
-      await stop('SIGKILL');
-      throw e;
-    },
-  );
+  const listening = await waitForLog(
+    (l) => l.msg === 'SFTP server listening',
+    opts.startTimeoutMs ?? 30_000,
+    "'SFTP server listening'",
+  ).catch(async (e: unknown) => {
+    await stop('SIGKILL');
+    throw e;
+  });
   const sftpPort = Number(listening.port);
   // The health endpoint listens (and logs its port) before the SFTP server does.
   const httpPort = Number(logs.find((l) => l.msg === 'health and metrics endpoint listening')?.port ?? opts.httpPort ?? 0);
@@ -220,9 +225,26 @@ export async function startServe(opts: ServeOptions): Promise<ServeProcess> {
 
 /** Zones around the globe, a few hours apart: at any instant one has night and one has day. */
 const ZONES = [
-  'Pacific/Honolulu', 'America/Anchorage', 'America/Los_Angeles', 'America/Denver', 'America/Chicago', 'America/New_York',
-  'America/Sao_Paulo', 'Atlantic/Azores', 'Europe/London', 'Europe/Berlin', 'Europe/Athens', 'Europe/Moscow', 'Asia/Dubai',
-  'Asia/Karachi', 'Asia/Kolkata', 'Asia/Bangkok', 'Asia/Shanghai', 'Asia/Tokyo', 'Australia/Sydney', 'Pacific/Auckland',
+  'Pacific/Honolulu',
+  'America/Anchorage',
+  'America/Los_Angeles',
+  'America/Denver',
+  'America/Chicago',
+  'America/New_York',
+  'America/Sao_Paulo',
+  'Atlantic/Azores',
+  'Europe/London',
+  'Europe/Berlin',
+  'Europe/Athens',
+  'Europe/Moscow',
+  'Asia/Dubai',
+  'Asia/Karachi',
+  'Asia/Kolkata',
+  'Asia/Bangkok',
+  'Asia/Shanghai',
+  'Asia/Tokyo',
+  'Australia/Sydney',
+  'Pacific/Auckland',
 ];
 
 /** Minutes from local midnight in `zone` at `now` (0 at midnight, 720 at noon). */
@@ -263,7 +285,10 @@ export async function receiveUpload(
 ): Promise<string> {
   const dir = path.join(dataDir, 'uploads', tenant);
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  const name = `${receivedAt.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomUUID()}-${fileName}`;
+  const name = `${receivedAt
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')}-${randomUUID()}-${fileName}`;
   const abs = path.join(dir, name);
   const bytes = typeof content === 'string' ? Buffer.from(content) : content;
   await fs.writeFile(abs, bytes, { mode: 0o400, flag: 'wx' });

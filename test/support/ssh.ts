@@ -61,14 +61,22 @@ export function run(cmd: string, args: string[], options: { input?: string; time
 /** OpenSSH client options: no host key prompts, only the given key, never a password prompt. */
 export function sshOptions(port: number, key: ClientKey, extra: string[] = []): string[] {
   return [
-    '-o', 'StrictHostKeyChecking=no',
-    '-o', 'UserKnownHostsFile=/dev/null',
-    '-o', 'IdentitiesOnly=yes',
-    '-o', 'BatchMode=yes',
-    '-o', 'LogLevel=ERROR',
-    '-o', 'ConnectTimeout=10',
-    '-P', String(port),
-    '-i', key.privatePath,
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'LogLevel=ERROR',
+    '-o',
+    'ConnectTimeout=10',
+    '-P',
+    String(port),
+    '-i',
+    key.privatePath,
     ...extra,
   ];
 }
@@ -97,7 +105,13 @@ export function scpDownload(port: number, user: string, key: ClientKey, remote: 
 }
 
 /** curl's sftp (libssh2): `-T` uploads, else downloads to `local`. */
-export function curlSftp(port: number, user: string, key: ClientKey, remote: string, op: { upload: string } | { download: string }): Promise<RunResult> {
+export function curlSftp(
+  port: number,
+  user: string,
+  key: ClientKey,
+  remote: string,
+  op: { upload: string } | { download: string },
+): Promise<RunResult> {
   const args = ['-sS', '-k', '--key', key.privatePath, '--pubkey', key.publicPath, '--connect-timeout', '10'];
   if ('upload' in op) args.push('-T', op.upload);
   else args.push('-o', op.download);
@@ -153,9 +167,11 @@ export const sftpP = {
   stat: (s: SFTPWrapper, p: string) => new Promise<ssh2.Stats>((res, rej) => s.stat(p, (e, st) => (e ? rej(e) : res(st)))),
   realpath: (s: SFTPWrapper, p: string) => new Promise<string>((res, rej) => s.realpath(p, (e, r) => (e ? rej(e) : res(r)))),
   readFile: (s: SFTPWrapper, p: string) => new Promise<Buffer>((res, rej) => s.readFile(p, (e, b) => (e ? rej(e) : res(b)))),
-  writeFile: (s: SFTPWrapper, p: string, data: Buffer) => new Promise<void>((res, rej) => s.writeFile(p, data, (e) => (e ? rej(e) : res()))),
+  writeFile: (s: SFTPWrapper, p: string, data: Buffer) =>
+    new Promise<void>((res, rej) => s.writeFile(p, data, (e) => (e ? rej(e) : res()))),
   mkdir: (s: SFTPWrapper, p: string) => new Promise<void>((res, rej) => s.mkdir(p, (e) => (e ? rej(e) : res()))),
-  symlink: (s: SFTPWrapper, target: string, link: string) => new Promise<void>((res, rej) => s.symlink(target, link, (e) => (e ? rej(e) : res()))),
+  symlink: (s: SFTPWrapper, target: string, link: string) =>
+    new Promise<void>((res, rej) => s.symlink(target, link, (e) => (e ? rej(e) : res()))),
   unlink: (s: SFTPWrapper, p: string) => new Promise<void>((res, rej) => s.unlink(p, (e) => (e ? rej(e) : res()))),
 };
 
@@ -180,7 +196,12 @@ export interface TestSftpServer {
   close(graceMs?: number): Promise<void>;
 }
 
-export async function startSftpServer(opts: { pool: pg.Pool; dataDir: string; env?: Record<string, string>; clock?: Clock }): Promise<TestSftpServer> {
+export async function startSftpServer(opts: {
+  pool: pg.Pool;
+  dataDir: string;
+  env?: Record<string, string>;
+  clock?: Clock;
+}): Promise<TestSftpServer> {
   const config = loadConfig({ DATA_DIR: opts.dataDir, SFTP_HOST: '127.0.0.1', SFTP_PORT: '0', LOG_LEVEL: 'debug', ...opts.env });
   const logs: Array<Record<string, unknown>> = [];
   const logger = createLogger('debug', { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });

@@ -21,7 +21,11 @@ type YamlMap = { [key: string]: Yaml };
  * use it here instead.)
  */
 function parseYaml(text: string): Yaml {
-  interface Line { indent: number; text: string; no: number }
+  interface Line {
+    indent: number;
+    text: string;
+    no: number;
+  }
   const lines: Line[] = [];
   text.split('\n').forEach((raw, i) => {
     if (/^\s*\t/.test(raw)) throw new Error(`line ${i + 1}: tab indentation`);
@@ -207,7 +211,7 @@ describe('docker/compose.yml', () => {
     expect(asMap(dependsOn.postgres, 'depends_on.postgres').condition).toBe('service_healthy');
   });
 
-  it('points SMTP_URL at the mail catcher\'s SMTP port', () => {
+  it("points SMTP_URL at the mail catcher's SMTP port", () => {
     const url = new URL(env.SMTP_URL ?? '');
     expect(url.protocol).toBe('smtp:');
     expect(url.hostname).toBe('mailpit');
@@ -231,7 +235,7 @@ describe('docker/compose.yml', () => {
 
   it('refuses YAML it cannot read rather than misreading it', () => {
     expect(() => parseYaml('a: [1, 2]')).toThrow(/line 1: YAML feature not supported/);
-    expect(parseYaml('a:\n  - x: 1\n    y: "two # not a comment"  # comment\n  - b\nc: \'it\'\'s\'')).toEqual({
+    expect(parseYaml("a:\n  - x: 1\n    y: \"two # not a comment\"  # comment\n  - b\nc: 'it''s'")).toEqual({
       a: [{ x: 1, y: 'two # not a comment' }, 'b'],
       c: "it's",
     });
@@ -260,8 +264,14 @@ describe('Dockerfile', () => {
     expect(existsSync(path.join(ROOT, 'package-lock.json'))).toBe(true);
     // what the build reads is copied in (and not excluded by .dockerignore)
     const copies = lines.filter((l) => l.op === 'COPY').map((l) => l.args);
-    for (const needed of ['package-lock.json', 'tsconfig.json', 'src']) expect(copies.some((c) => c.split(' ').includes(needed)), needed).toBe(true);
-    const ignored = read('.dockerignore').split('\n').map((l) => l.trim());
+    for (const needed of ['package-lock.json', 'tsconfig.json', 'src'])
+      expect(
+        copies.some((c) => c.split(' ').includes(needed)),
+        needed,
+      ).toBe(true);
+    const ignored = read('.dockerignore')
+      .split('\n')
+      .map((l) => l.trim());
     for (const needed of ['package.json', 'package-lock.json', 'tsconfig.json', 'src']) expect(ignored).not.toContain(needed);
     for (const heavy of ['node_modules', 'dist', 'data', '.git']) expect(ignored).toContain(heavy);
   });
@@ -269,7 +279,10 @@ describe('Dockerfile', () => {
   it('ships production dependencies only, the migrations, as a non-root user, with a data volume and a health check', () => {
     expect(runs.some((r) => r.includes('npm ci --omit=dev'))).toBe(true);
     const final = lines.slice(lines.map((l) => l.op).lastIndexOf('FROM'));
-    const finalRuns = final.filter((l) => l.op === 'RUN').map((l) => l.args).join('\n');
+    const finalRuns = final
+      .filter((l) => l.op === 'RUN')
+      .map((l) => l.args)
+      .join('\n');
     expect(finalRuns).not.toMatch(/npm (ci|install)(?! --omit=dev)/);
     expect(final.some((l) => l.op === 'COPY' && l.args.startsWith('src/store/migrations ./src/store/migrations'))).toBe(true);
     const user = final.filter((l) => l.op === 'USER').at(-1)?.args;
@@ -277,7 +290,12 @@ describe('Dockerfile', () => {
     expect(user).not.toMatch(/^(root|0)(:|$)/);
     expect(final.find((l) => l.op === 'VOLUME')?.args).toBe('/data');
     expect(imageEnv().DATA_DIR).toBe('/data');
-    expect(final.find((l) => l.op === 'EXPOSE')?.args.split(' ').sort()).toEqual(['2222', '8080']);
+    expect(
+      final
+        .find((l) => l.op === 'EXPOSE')
+        ?.args.split(' ')
+        .sort(),
+    ).toEqual(['2222', '8080']);
     const health = final.find((l) => l.op === 'HEALTHCHECK')?.args ?? '';
     expect(health).toMatch(/CMD \["node", "-e", .*\/healthz/);
     expect(health).not.toMatch(/curl|wget/);

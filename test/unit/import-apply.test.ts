@@ -3,11 +3,18 @@ import { holdReason } from '../../src/import/apply-users.js';
 import { copyField, copyLine } from '../../src/import/copy-stream.js';
 
 describe('the safety hold threshold', () => {
-  const target = (thresholdPercent: number, thresholdCount: number | null) => ({ uploadId: 'x', tenantId: 1, thresholdPercent, thresholdCount });
+  const target = (thresholdPercent: number, thresholdCount: number | null) => ({
+    uploadId: 'x',
+    tenantId: 1,
+    thresholdPercent,
+    thresholdCount,
+  });
 
   it('holds more than the percentage of active users, not exactly it', () => {
     expect(holdReason(10, 100, target(10, null))).toBeNull();
-    expect(holdReason(11, 100, target(10, null))).toMatch(/would deactivate 11 of 100 active users \(11%\), more than the tenant's threshold of 10%/);
+    expect(holdReason(11, 100, target(10, null))).toMatch(
+      /would deactivate 11 of 100 active users \(11%\), more than the tenant's threshold of 10%/,
+    );
     expect(holdReason(0, 0, target(10, null))).toBeNull();
     expect(holdReason(1, 3, target(0, null))).not.toBeNull();
   });

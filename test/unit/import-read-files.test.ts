@@ -11,11 +11,8 @@ const fromFile = (name: string) => collect(readUsersFile(fixture(name), { school
 
 describe('header row', () => {
   it('matches names case-insensitively, ignoring spaces, _ and -, with the aliases', async () => {
-    const header =
-      'User Name,EMAIL_ADDRESS,first-name,LastName,School,Graduation_Year,accessType,ROLE,mis id,Pass-Word';
-    const { rows, summary } = await readUsersText(
-      `${header}\njsmith,j@x.org,John,Smith,Lincoln High,2030,Manager,staff,42,secret99\n`,
-    );
+    const header = 'User Name,EMAIL_ADDRESS,first-name,LastName,School,Graduation_Year,accessType,ROLE,mis id,Pass-Word';
+    const { rows, summary } = await readUsersText(`${header}\njsmith,j@x.org,John,Smith,Lincoln High,2030,Manager,staff,42,secret99\n`);
     expect(summary.columns).toEqual([
       'username',
       'email',
@@ -91,8 +88,7 @@ describe('empty and header-only files', () => {
 });
 
 describe('files that are not CSV', () => {
-  const SAVE_AS =
-    'Open it in Excel (or your SIS) and save it as "CSV UTF-8 (Comma delimited)", then upload that file.';
+  const SAVE_AS = 'Open it in Excel (or your SIS) and save it as "CSV UTF-8 (Comma delimited)", then upload that file.';
   it('binary content (NUL bytes) fails', async () => {
     const err = await rejection(readUsersText(Buffer.from('username\njsmith\0\0\x01\x02\n', 'latin1')));
     expect(err.message).toBe(
@@ -153,14 +149,25 @@ describe('quoting, line endings and line numbers', () => {
     for (const nl of ['\n', '\r\n']) {
       const text = ['username,sis id', 'aaaa,"one', 'two', 'three"', 'bad,', 'bbbb,x', ''].join(nl);
       const { items, summary } = await readUsersText(text);
-      expect(items.map((i) => i.kind === 'valid' ? i.row.line : i.line), JSON.stringify(nl)).toEqual([2, 5, 6]);
+      expect(
+        items.map((i) => (i.kind === 'valid' ? i.row.line : i.line)),
+        JSON.stringify(nl),
+      ).toEqual([2, 5, 6]);
       expect(summary.errors[0]).toMatchObject({ line: 5, message: 'Username must be at least 4 characters' });
     }
   });
   it('reads LF, CRLF, CR and mixed line endings, with or without a final newline', async () => {
-    for (const text of ['username\njsmith\njdoe1', 'username\r\njsmith\r\njdoe1\r\n', 'username\rjsmith\rjdoe1\r', 'username\r\njsmith\njdoe1\n']) {
+    for (const text of [
+      'username\njsmith\njdoe1',
+      'username\r\njsmith\r\njdoe1\r\n',
+      'username\rjsmith\rjdoe1\r',
+      'username\r\njsmith\njdoe1\n',
+    ]) {
       const { rows } = await readUsersText(text);
-      expect(rows.map((r) => [r.line, r.username]), JSON.stringify(text)).toEqual([
+      expect(
+        rows.map((r) => [r.line, r.username]),
+        JSON.stringify(text),
+      ).toEqual([
         [2, 'jsmith'],
         [3, 'jdoe1'],
       ]);
@@ -258,7 +265,12 @@ describe('encodings', () => {
   };
   it('strips a UTF-8 BOM and reads CRLF (Excel "CSV UTF-8")', async () => {
     const { items, summary } = await fromFile('users-excel-utf8-bom-crlf.csv');
-    expect(summary).toMatchObject({ encoding: 'utf-8', warnings: [], errors: [], columns: ['username', 'email', 'first name', 'last name'] });
+    expect(summary).toMatchObject({
+      encoding: 'utf-8',
+      warnings: [],
+      errors: [],
+      columns: ['username', 'email', 'first name', 'last name'],
+    });
     expect(items.map((i) => (i.kind === 'valid' ? [i.row.username, i.row.firstName, i.row.lastName] : i))).toEqual([
       ['zoe.m', 'Zoë', 'Müller'],
       ['o.brien', 'Seán "Jr"', "O'Brien"],
@@ -295,19 +307,25 @@ describe('encodings', () => {
     const { mkdtemp, writeFile } = await import('node:fs/promises');
     const { tmpdir } = await import('node:os');
     const { join } = await import('node:path');
-    const bytes = Buffer.concat([Buffer.from('username,first name\nzoe.m,Zoë\nfran.c,Fran'), Buffer.from([0xe7, 0x6f]), Buffer.from('is\n')]);
+    const bytes = Buffer.concat([
+      Buffer.from('username,first name\nzoe.m,Zoë\nfran.c,Fran'),
+      Buffer.from([0xe7, 0x6f]),
+      Buffer.from('is\n'),
+    ]);
     const path = join(await mkdtemp(join(tmpdir(), 'rosterd-read-')), 'users.csv');
     await writeFile(path, bytes);
     const { items, summary } = await collect(readUsersFile(path, { schools: SCHOOLS, now: NOW }));
     expect(summary.encoding).toBe('windows-1252');
     expect(items.map((i) => i.kind === 'valid' && i.row.firstName)).toEqual(['ZoÃ«', 'François']);
     // As a stream, a chunk holding both is still read as Windows-1252 (nothing was passed on yet)…
-    expect((await collect(readUsers(streamOf(bytes, 4096), { schools: SCHOOLS, now: NOW }))).summary.encoding).toBe(
-      'windows-1252',
-    );
+    expect((await collect(readUsers(streamOf(bytes, 4096), { schools: SCHOOLS, now: NOW }))).summary.encoding).toBe('windows-1252');
     // …but once UTF-8 text has been passed on, a later invalid byte cannot be honoured.
     const padding = Array.from({ length: 100 }, (_, i) => `user${i},x`).join('\n');
-    const late = Buffer.concat([Buffer.from(`username,first name\nzoe.m,Zoë\n${padding}\nfran.c,Fran`), Buffer.from([0xe7]), Buffer.from('ois\n')]);
+    const late = Buffer.concat([
+      Buffer.from(`username,first name\nzoe.m,Zoë\n${padding}\nfran.c,Fran`),
+      Buffer.from([0xe7]),
+      Buffer.from('ois\n'),
+    ]);
     const err = await rejection(collect(readUsers(streamOf(late, 64), { schools: SCHOOLS, now: NOW })));
     expect(err.message).toBe(
       'The file mixes two character encodings: part of it is UTF-8 and part of it is not. ' +

@@ -57,7 +57,9 @@ describe('groups.csv', () => {
       [3, 'jsmith'],
       [5, 'kim1'],
     ]);
-    expect(summary.warnings).toEqual([{ line: 1, column: 'note', message: "Column 'note' is not a known column; its values were ignored" }]);
+    expect(summary.warnings).toEqual([
+      { line: 1, column: 'note', message: "Column 'note' is not a known column; its values were ignored" },
+    ]);
     expect(summary.errors).toEqual([{ line: 4, column: '', message: 'This line has 2 values but the header row has 4 columns' }]);
   });
 });

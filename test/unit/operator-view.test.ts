@@ -20,7 +20,7 @@ const tenant: Tenant = {
 };
 
 describe('import list: why was the file not imported yet?', () => {
-  it('a pending upload in the afternoon waits for the evening, in the tenant\'s own zone', () => {
+  it("a pending upload in the afternoon waits for the evening, in the tenant's own zone", () => {
     const v = scheduleView({ status: 'pending' }, tenant, new Date('2026-11-20T20:00:00Z')); // 14:00 CST
     expect(v).toMatchObject({ windowOpen: false, nextRunAt: '2026-11-20T18:00:00-06:00' });
     expect(v.note).toMatch(/waiting for the window \(18:00-06:00 America\/Chicago\), which opens 2026-11-20T18:00:00-06:00/);

@@ -11,7 +11,12 @@ const SECRET = 'Sup3rSecret!';
 function input(over: Partial<ReportImport> = {}, extra: Partial<ReportInput> = {}): ReportInput {
   return {
     from: 'rosterd <rosterd@example.com>',
-    tenant: { subdomain: 'lincoln-usd', name: 'Lincoln <Unified> & Co', timezone: 'America/Chicago', adminEmails: ['it@lincoln.example', 'sis@lincoln.example'] },
+    tenant: {
+      subdomain: 'lincoln-usd',
+      name: 'Lincoln <Unified> & Co',
+      timezone: 'America/Chicago',
+      adminEmails: ['it@lincoln.example', 'sis@lincoln.example'],
+    },
     import: {
       id: '6f1c0d2e-4b1a-4a57-9a0e-1b2c3d4e5f60',
       file: 'users.csv',
@@ -143,7 +148,12 @@ describe('renderReport', () => {
   });
 
   it('shows the first 20 errors in the body and attaches all of them', () => {
-    const errors = Array.from({ length: 45 }, (_, i) => ({ line: i + 2, column: 'email', value: `bad${i}`, message: 'not a valid email address' }));
+    const errors = Array.from({ length: 45 }, (_, i) => ({
+      line: i + 2,
+      column: 'email',
+      value: `bad${i}`,
+      message: 'not a valid email address',
+    }));
     const mail = renderReport(input({ status: 'completed_with_errors', errors, counts: { ...emptyCounts(), rows: 45, errors: 45 } }));
     expect(mail.text).toContain('Errors (first 20 of 45)');
     expect(mail.text).toContain('"bad19"');
@@ -157,7 +167,9 @@ describe('renderReport', () => {
       { line: 4, column: 'email', value: 'nope', message: 'Email address is not valid' },
       { line: 9, column: 'role', value: 'alien', message: 'Role must be student, teacher, staff, parent or other' },
     ];
-    const { text } = renderReport(input({ status: 'completed_with_errors', errors, counts: { ...emptyCounts(), rows: 10, created: 8, errors: 3 } }));
+    const { text } = renderReport(
+      input({ status: 'completed_with_errors', errors, counts: { ...emptyCounts(), rows: 10, created: 8, errors: 3 } }),
+    );
     expect(text).toContain('users.csv was imported, but 2 rows with errors were skipped (3 errors)');
   });
 
@@ -175,8 +187,15 @@ describe('renderReport', () => {
   });
 
   it('never puts a password in any part, whatever the column spelling', () => {
-    const errors = ['password', 'Password', 'pass_word', 'PASS-WORD'].map((column, i) => ({ line: i + 2, column, value: SECRET, message: 'too short' }));
-    const mail = renderReport(input({ status: 'completed_with_errors', errors, warnings: [{ line: 2, column: 'password', value: SECRET, message: 'x' }] }));
+    const errors = ['password', 'Password', 'pass_word', 'PASS-WORD'].map((column, i) => ({
+      line: i + 2,
+      column,
+      value: SECRET,
+      message: 'too short',
+    }));
+    const mail = renderReport(
+      input({ status: 'completed_with_errors', errors, warnings: [{ line: 2, column: 'password', value: SECRET, message: 'x' }] }),
+    );
     expect(JSON.stringify(mail)).not.toContain(SECRET);
   });
 
@@ -204,7 +223,15 @@ describe('csvCell', () => {
   });
 
   it('numbers and blanks', () => {
-    expect(toCsv(['a', 'b'], [[1, null], [undefined, 'x']])).toBe('\uFEFFa,b\r\n1,\r\n,x\r\n');
+    expect(
+      toCsv(
+        ['a', 'b'],
+        [
+          [1, null],
+          [undefined, 'x'],
+        ],
+      ),
+    ).toBe('\uFEFFa,b\r\n1,\r\n,x\r\n');
   });
 });
 

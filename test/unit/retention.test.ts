@@ -66,9 +66,10 @@ describe('retention of received upload copies', () => {
     for (const gone of [oldDone, oldFailed, oldOrphan]) expect(existsSync(path.join(dataDir, gone.rel)), gone.rel).toBe(false);
     for (const kept of [oldHeld, oldPending, recent, newOrphan]) expect(existsSync(path.join(dataDir, kept.rel)), kept.rel).toBe(true);
 
-    const records = await db.pool.query<{ id: string; stored_path: string }>('SELECT id, stored_path FROM uploads WHERE id = ANY($1::uuid[])', [
-      [oldDone.id, oldFailed.id],
-    ]);
+    const records = await db.pool.query<{ id: string; stored_path: string }>(
+      'SELECT id, stored_path FROM uploads WHERE id = ANY($1::uuid[])',
+      [[oldDone.id, oldFailed.id]],
+    );
     expect(records.rows).toHaveLength(2);
 
     // A second run (or another replica) finds nothing more to do.

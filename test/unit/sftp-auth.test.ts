@@ -8,7 +8,12 @@ import { fingerprintOfBlob } from '../../src/sftp/public-key.js';
 const { utils } = ssh2;
 
 function keyPair(type: 'ed25519' | 'ecdsa' | 'rsa') {
-  const pair = type === 'rsa' ? utils.generateKeyPairSync('rsa', { bits: 2048 }) : type === 'ecdsa' ? utils.generateKeyPairSync('ecdsa', { bits: 256 }) : utils.generateKeyPairSync('ed25519');
+  const pair =
+    type === 'rsa'
+      ? utils.generateKeyPairSync('rsa', { bits: 2048 })
+      : type === 'ecdsa'
+        ? utils.generateKeyPairSync('ecdsa', { bits: 256 })
+        : utils.generateKeyPairSync('ed25519');
   const parsed = utils.parseKey(pair.private);
   if (parsed instanceof Error) throw parsed;
   const key = Array.isArray(parsed) ? parsed[0] : parsed;

@@ -57,12 +57,20 @@ describe('classifyName', () => {
     expect(classifyName(name)).toEqual({ kind, target });
   });
 
-  it.each(['notes.txt', 'Users.csv', 'users.csv.bak', 'users.CSV', 'users.csv.filepart.exe', 'xusers.csv', 'users.csvx', '.users.csv', 'users.csv.', 'users'])(
-    'refuses %s',
-    (name) => {
-      expect(classifyName(name)).toEqual({ kind: 'other' });
-    },
-  );
+  it.each([
+    'notes.txt',
+    'Users.csv',
+    'users.csv.bak',
+    'users.CSV',
+    'users.csv.filepart.exe',
+    'xusers.csv',
+    'users.csvx',
+    '.users.csv',
+    'users.csv.',
+    'users',
+  ])('refuses %s', (name) => {
+    expect(classifyName(name)).toEqual({ kind: 'other' });
+  });
 
   it('says what is accepted', () => {
     expect(refusedNameMessage('notes.txt')).toMatch(/"notes\.txt" is not accepted.*users\.csv or groups\.csv.*users\.csv\.filepart/);
@@ -85,7 +93,9 @@ describe('longname', () => {
   it('looks like OpenSSH ls -l', () => {
     const now = Date.parse('2026-11-21T20:00:00Z') / 1000;
     const attrs = { mode: 0o100400, uid: 0, gid: 0, size: 1234, atime: now, mtime: now - 3600 };
-    expect(longname('users.csv', attrs, 'lincoln-usd', now)).toBe('-r--------    1 lincoln-usd lincoln-usd     1234 Nov 21 19:00 users.csv');
+    expect(longname('users.csv', attrs, 'lincoln-usd', now)).toBe(
+      '-r--------    1 lincoln-usd lincoln-usd     1234 Nov 21 19:00 users.csv',
+    );
     const old = { ...attrs, mode: 0o040700, mtime: Date.parse('2025-01-05T00:00:00Z') / 1000 };
     expect(longname('.', old, 'abc', now)).toBe('drwx------    2 abc      abc          1234 Jan  5  2025 .');
   });

@@ -15,7 +15,7 @@ export function registerImportRunCommand(imp: Command): void {
   leaf(
     imp
       .command('run')
-      .description("import pending uploads of tenants whose night window is open, then send the reports")
+      .description('import pending uploads of tenants whose night window is open, then send the reports')
       .option('--tenant <subdomain>', 'only this tenant')
       .option('--now', 'import at once whatever the time (an operator action, logged as such)'),
     async (ctx, _args, opts) => {
@@ -44,12 +44,13 @@ function describe(s: ProcessSummary, mail: { sent: number; failed: number }): st
   for (const i of s.retried) lines.push(`${'will retry'.padEnd(21)} ${i.id}  ${i.tenant}  ${i.file}`);
   for (const i of s.failed) lines.push(`${'failed (attempts)'.padEnd(21)} ${i.id}  ${i.tenant}  ${i.file}`);
   for (const w of s.waiting) {
-    const opens = DateTime.fromJSDate(w.opensAt, { zone: w.timezone }).toFormat("yyyy-MM-dd HH:mm ZZZZ");
+    const opens = DateTime.fromJSDate(w.opensAt, { zone: w.timezone }).toFormat('yyyy-MM-dd HH:mm ZZZZ');
     lines.push(`${w.tenant}: ${w.pending} pending, waiting for its window (opens ${opens}); --now imports them at once`);
   }
   for (const w of s.settling) lines.push(`${w.tenant}: ${w.pending} pending, still arriving; taken after ${w.until.toISOString()}`);
   for (const e of s.errors) lines.push(`${e.tenant}: could not import: ${e.message}`);
   if (lines.length === 0) lines.push('nothing pending');
-  if (mail.sent + mail.failed > 0) lines.push(`reports: ${mail.sent} sent${mail.failed ? `, ${mail.failed} not sent (retried later)` : ''}`);
+  if (mail.sent + mail.failed > 0)
+    lines.push(`reports: ${mail.sent} sent${mail.failed ? `, ${mail.failed} not sent (retried later)` : ''}`);
   return lines.join('\n');
 }

@@ -65,7 +65,8 @@ export function registerImportCommands(program: Command): Command {
     async (ctx, [id], opts) => {
       const record = await approveImport(importContext(ctx), id ?? '', {
         approvedBy: operator(opts),
-        onOutcome: (client, r) => enqueueImportReport(client, r, { from: ctx.config.MAIL_FROM, now: systemClock.now() }).then(() => undefined),
+        onOutcome: (client, r) =>
+          enqueueImportReport(client, r, { from: ctx.config.MAIL_FROM, now: systemClock.now() }).then(() => undefined),
       });
       return { json: record, text: `approved by ${record.approvedBy ?? '?'}\n${describeRecord(record)}` };
     },
@@ -79,7 +80,8 @@ export function registerImportCommands(program: Command): Command {
     async (ctx, [id], opts) => {
       const record = await rejectImport(importContext(ctx), id ?? '', {
         by: operator(opts),
-        onOutcome: (client, r) => enqueueImportReport(client, r, { from: ctx.config.MAIL_FROM, now: systemClock.now() }).then(() => undefined),
+        onOutcome: (client, r) =>
+          enqueueImportReport(client, r, { from: ctx.config.MAIL_FROM, now: systemClock.now() }).then(() => undefined),
       });
       return { json: record, text: `rejected by ${record.rejectedBy ?? '?'}: nothing was applied\n${describeRecord(record)}` };
     },
@@ -89,7 +91,25 @@ export function registerImportCommands(program: Command): Command {
 
 function listTable(records: ImportView[]): string {
   return table(
-    ['ID', 'TENANT', 'FILE', 'RECEIVED', 'STATUS', 'WINDOW', 'NEXT RUN', 'REPORT', 'MODE', 'ROWS', 'CREATED', 'UPDATED', 'UNCHANGED', 'DEACT', 'REACT', 'ERRORS', 'WARNINGS'],
+    [
+      'ID',
+      'TENANT',
+      'FILE',
+      'RECEIVED',
+      'STATUS',
+      'WINDOW',
+      'NEXT RUN',
+      'REPORT',
+      'MODE',
+      'ROWS',
+      'CREATED',
+      'UPDATED',
+      'UNCHANGED',
+      'DEACT',
+      'REACT',
+      'ERRORS',
+      'WARNINGS',
+    ],
     records.map((r) => [
       r.id,
       r.tenant,
@@ -145,14 +165,24 @@ export function describeRecord(r: ImportRecord | ImportView): string {
   if (r.message) lines.push('', r.message);
   if (r.heldDeactivations && r.heldDeactivations.length > 0) {
     const shown = r.heldDeactivations.slice(0, SHOWN_ISSUES);
-    lines.push('', `would deactivate (${r.heldDeactivations.length}): ${shown.join(', ')}${shown.length < r.heldDeactivations.length ? ', …' : ''}`);
+    lines.push(
+      '',
+      `would deactivate (${r.heldDeactivations.length}): ${shown.join(', ')}${shown.length < r.heldDeactivations.length ? ', …' : ''}`,
+    );
   }
   for (const [title, issues] of [
     ['errors', r.errors],
     ['warnings', r.warnings],
   ] as const) {
     if (issues.length === 0) continue;
-    lines.push('', `${title}:`, table(['LINE', 'COLUMN', 'VALUE', 'MESSAGE'], issues.slice(0, SHOWN_ISSUES).map((i) => [i.line, i.column, i.value, i.message])));
+    lines.push(
+      '',
+      `${title}:`,
+      table(
+        ['LINE', 'COLUMN', 'VALUE', 'MESSAGE'],
+        issues.slice(0, SHOWN_ISSUES).map((i) => [i.line, i.column, i.value, i.message]),
+      ),
+    );
     const total = title === 'errors' ? c.errors : c.warnings;
     if (total > SHOWN_ISSUES) lines.push(`… ${total - Math.min(SHOWN_ISSUES, issues.length)} more (--json lists ${issues.length})`);
   }

@@ -26,17 +26,27 @@ async function readKeyText(file: string): Promise<string> {
   try {
     return await readFile(file, 'utf8');
   } catch (err) {
-    throw new RosterdError('FILE_NOT_FOUND', `cannot read key file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    throw new RosterdError(
+      'FILE_NOT_FOUND',
+      `cannot read key file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      { cause: err },
+    );
   }
 }
 
 export function registerKeyCommands(program: Command): void {
-  const key = program.command('key').description('register and revoke tenants\' SSH public keys');
+  const key = program.command('key').description("register and revoke tenants' SSH public keys");
 
-  leaf(key.command('add <subdomain> <file>').description('register a public key (FILE, or - for stdin); prints its fingerprint'), async (ctx, [subdomain, file]) => {
-    const k = await addKey(ctx.pool, subdomain ?? '', await readKeyText(file ?? '-'));
-    return { json: keyJson(k), text: `${k.fingerprint} ${k.comment || '(no comment)'} (${k.type.replace(/^ssh-/, '').toUpperCase()} ${k.bits}) added to ${k.tenant}` };
-  });
+  leaf(
+    key.command('add <subdomain> <file>').description('register a public key (FILE, or - for stdin); prints its fingerprint'),
+    async (ctx, [subdomain, file]) => {
+      const k = await addKey(ctx.pool, subdomain ?? '', await readKeyText(file ?? '-'));
+      return {
+        json: keyJson(k),
+        text: `${k.fingerprint} ${k.comment || '(no comment)'} (${k.type.replace(/^ssh-/, '').toUpperCase()} ${k.bits}) added to ${k.tenant}`,
+      };
+    },
+  );
 
   leaf(key.command('list [subdomain]').description('list keys, of one tenant or all'), async (ctx, [subdomain]) => {
     const keys = await listKeys(ctx.pool, subdomain);
@@ -48,7 +58,15 @@ export function registerKeyCommands(program: Command): void {
           ? 'no keys registered; add one with: rosterd key add SUBDOMAIN FILE.pub'
           : table(
               ['TENANT', 'FINGERPRINT', 'TYPE', 'COMMENT', 'ADDED', 'LAST USED', 'REVOKED'],
-              keys.map((k) => [k.tenant, k.fingerprint, `${k.type} ${k.bits}`, k.comment, when(k.addedAt), when(k.lastUsedAt), when(k.revokedAt)]),
+              keys.map((k) => [
+                k.tenant,
+                k.fingerprint,
+                `${k.type} ${k.bits}`,
+                k.comment,
+                when(k.addedAt),
+                when(k.lastUsedAt),
+                when(k.revokedAt),
+              ]),
             ),
     };
   });

@@ -27,7 +27,9 @@ export async function readSchoolsFile(file: string): Promise<SchoolInput[]> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new RosterdError('FILE_NOT_FOUND', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    throw new RosterdError('FILE_NOT_FOUND', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+      cause: err,
+    });
   }
   let records: string[][];
   try {
@@ -51,7 +53,7 @@ export async function readSchoolsFile(file: string): Promise<SchoolInput[]> {
 }
 
 export function registerSchoolCommands(program: Command): void {
-  const school = program.command('school').description('manage a tenant\'s schools');
+  const school = program.command('school').description("manage a tenant's schools");
 
   leaf(
     school
@@ -92,7 +94,7 @@ export function registerSchoolCommands(program: Command): void {
     },
   );
 
-  leaf(school.command('list <subdomain>').description('list a tenant\'s schools'), async (ctx, [subdomain]) => {
+  leaf(school.command('list <subdomain>').description("list a tenant's schools"), async (ctx, [subdomain]) => {
     const tenant = await getTenant(ctx.pool, subdomain ?? '');
     const schools = await listSchools(ctx.pool, tenant.id);
     return {
@@ -100,7 +102,10 @@ export function registerSchoolCommands(program: Command): void {
       text:
         schools.length === 0
           ? `${tenant.subdomain} has no schools; add them with: rosterd school add ${tenant.subdomain} --name NAME`
-          : table(['NAME', 'NCES ID', 'STATE ID'], schools.map((s) => [s.name, s.ncesId, s.stateId])),
+          : table(
+              ['NAME', 'NCES ID', 'STATE ID'],
+              schools.map((s) => [s.name, s.ncesId, s.stateId]),
+            ),
     };
   });
 }

@@ -54,7 +54,7 @@ function withTenantOptions(cmd: Command, adding: boolean): Command {
     .option('--admin-email <email>', `administrator who receives reports (repeatable${adding ? '' : '; replaces the list'})`, collect)
     .option('--name <name>', 'display name')
     .option('--timezone <zone>', 'IANA time zone (default America/New_York)')
-    .option('--window <HH:MM-HH:MM>', 'import window in the tenant\'s time (default 18:00-06:00)')
+    .option('--window <HH:MM-HH:MM>', "import window in the tenant's time (default 18:00-06:00)")
     .option('--allow-daytime', 'accept a window outside 18:00-06:00')
     .option('--threshold <percent>', 'hold an import that deactivates more than this % of active users (default 10)')
     .option('--threshold-count <n>', `also hold above this many deactivations${adding ? '' : ' ("none" removes it)'}`);
@@ -65,16 +65,13 @@ const one = (t: Tenant, verb: string): Output => ({ json: tenantJson(t), text: `
 export function registerTenantCommands(program: Command): void {
   const tenant = program.command('tenant').description('register and manage tenants (school districts)');
 
-  leaf(
-    withTenantOptions(tenant.command('add <subdomain>').description('register a tenant'), true),
-    async (ctx, [subdomain], opts) => {
-      const input = inputFrom(opts);
-      if (!input.adminEmails) {
-        throw new RosterdError('USAGE', 'give at least one --admin-email: the administrator who receives import reports');
-      }
-      return one(await createTenant(ctx.pool, subdomain ?? '', { ...input, adminEmails: input.adminEmails }), 'added');
-    },
-  );
+  leaf(withTenantOptions(tenant.command('add <subdomain>').description('register a tenant'), true), async (ctx, [subdomain], opts) => {
+    const input = inputFrom(opts);
+    if (!input.adminEmails) {
+      throw new RosterdError('USAGE', 'give at least one --admin-email: the administrator who receives import reports');
+    }
+    return one(await createTenant(ctx.pool, subdomain ?? '', { ...input, adminEmails: input.adminEmails }), 'added');
+  });
 
   leaf(tenant.command('list').description('list tenants'), async (ctx) => {
     const tenants = await listTenants(ctx.pool);
@@ -95,12 +92,11 @@ export function registerTenantCommands(program: Command): void {
     return { json: tenantJson(t), text: describe(t) };
   });
 
-  leaf(
-    withTenantOptions(tenant.command('update <subdomain>').description('change a tenant'), false),
-    async (ctx, [subdomain], opts) => one(await updateTenant(ctx.pool, subdomain ?? '', inputFrom(opts)), 'updated'),
+  leaf(withTenantOptions(tenant.command('update <subdomain>').description('change a tenant'), false), async (ctx, [subdomain], opts) =>
+    one(await updateTenant(ctx.pool, subdomain ?? '', inputFrom(opts)), 'updated'),
   );
 
-  leaf(tenant.command('suspend <subdomain>').description('refuse the tenant\'s logins and imports'), async (ctx, [subdomain]) =>
+  leaf(tenant.command('suspend <subdomain>').description("refuse the tenant's logins and imports"), async (ctx, [subdomain]) =>
     one(await setTenantStatus(ctx.pool, subdomain ?? '', 'suspended'), 'suspended'),
   );
 

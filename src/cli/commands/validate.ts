@@ -8,7 +8,9 @@ export function registerValidateCommand(program: Command): void {
   leaf(
     program
       .command('validate <file>')
-      .description('dry run: the import report for FILE, nothing applied (groups*.csv is read as groups.csv); exits 1 if the file has errors')
+      .description(
+        'dry run: the import report for FILE, nothing applied (groups*.csv is read as groups.csv); exits 1 if the file has errors',
+      )
       .option('--tenant <subdomain>', 'the tenant whose roster the file is checked against'),
     async (ctx, [file], opts) => {
       if (typeof opts.tenant !== 'string') {

@@ -21,9 +21,7 @@ export function sniffHead(head: Buffer): void {
     throw new FileRejectedError(`The file is an Excel workbook (.xlsx) saved with a .csv name, not a CSV file. ${SAVE_AS_CSV}`);
   }
   if (starts(0xd0, 0xcf, 0x11, 0xe0)) {
-    throw new FileRejectedError(
-      `The file is an old-format Excel workbook (.xls) saved with a .csv name, not a CSV file. ${SAVE_AS_CSV}`,
-    );
+    throw new FileRejectedError(`The file is an old-format Excel workbook (.xls) saved with a .csv name, not a CSV file. ${SAVE_AS_CSV}`);
   }
   if (starts(0xff, 0xfe) || starts(0xfe, 0xff)) {
     throw new FileRejectedError(`The file is saved as UTF-16 ("Unicode Text"), not as CSV. ${SAVE_AS_CSV}`);

@@ -52,7 +52,10 @@ export const GROUPS_SPEC: ColumnSpec<GroupColumn> = {
 
 /** `Email address`, `emailAddress` and `email_address` all become `emailaddress`. */
 export function normalizeHeaderName(name: string): string {
-  return name.replace(/^\uFEFF/, '').toLowerCase().replace(/[\s_-]+/g, '');
+  return name
+    .replace(/^\uFEFF/, '')
+    .toLowerCase()
+    .replace(/[\s_-]+/g, '');
 }
 
 export interface HeaderMatch<C extends string> {

@@ -68,12 +68,7 @@ function usersReader(
   return { items, summary: () => summaryOf(state, log) };
 }
 
-function userRowHandler(
-  header: HeaderMatch<UserColumn>,
-  log: IssueLog,
-  schools: readonly SchoolRef[],
-  now: Date,
-): RowHandler<ReadItem> {
+function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools: readonly SchoolRef[], now: Date): RowHandler<ReadItem> {
   const columns = [...header.index.entries()];
   const rules = userRules({ columns: new Set(header.index.keys()), schools, now });
   const usernameAt = header.index.get('username') ?? 0;

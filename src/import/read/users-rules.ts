@@ -188,9 +188,7 @@ function school(schools: readonly SchoolRef[]) {
   const find = schoolFinder(schools);
   return rule((v) => {
     if (v === '') return null;
-    return (
-      find(v) ?? new Fail(`School '${v}' does not match any school of this district (by NCES ID, state ID or name)`)
-    );
+    return find(v) ?? new Fail(`School '${v}' does not match any school of this district (by NCES ID, state ID or name)`);
   });
 }
 
@@ -225,7 +223,9 @@ export function userRules(ctx: UserRulesContext): UserRules {
   const schemas = (entries: [string, Rule<unknown>][]) => Object.fromEntries(entries.map(([c, r]) => [c, r.schema]));
   const full = z.object(schemas(Object.entries(all).filter(([c]) => ctx.columns.has(c as UserColumn))));
   // Deactivating a user needs only who it is: a stale school or grade must not block a delete.
-  const deleting = z.object(schemas([['username', username], ...(ctx.columns.has('action') ? [['action', action] as [string, Rule<unknown>]] : [])]));
+  const deleting = z.object(
+    schemas([['username', username], ...(ctx.columns.has('action') ? [['action', action] as [string, Rule<unknown>]] : [])]),
+  );
   const checks = Object.fromEntries(Object.entries(all).map(([c, r]) => [c, r.check])) as Record<UserColumn, (v: string) => unknown>;
 
   return {
