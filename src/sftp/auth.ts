@@ -122,13 +122,13 @@ export class ConnectionAuth {
     try {
       await this.on.loggedIn(login);
     } catch (err) {
-      this.deps.logger.error({ err: toError(err), tenant: username }, 'cannot prepare the tenant\'s SFTP folder');
+      this.deps.logger.error({ err: toError(err), tenant: username }, "cannot prepare the tenant's SFTP folder");
       this.fail(ctx, { ...failure, reason: 'internal-error' }, false);
       return null;
     }
     ctx.accept();
     touchKeyLastUsed(this.deps.pool, match.fingerprint, this.deps.clock.now()).catch((err: unknown) =>
-      this.deps.logger.warn({ err: toError(err), fingerprint: match.fingerprint }, 'could not record the key\'s last use'),
+      this.deps.logger.warn({ err: toError(err), fingerprint: match.fingerprint }, "could not record the key's last use"),
     );
     return login;
   }

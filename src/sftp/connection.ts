@@ -116,18 +116,18 @@ export class Connection {
     client.on('close', () => void this.cleanup());
     client.on('authentication', (ctx) => {
       this.touch();
-      this.auth.handle(ctx).catch(
-        (err: unknown) => {
-          log.error({ err: toError(err) }, 'SFTP authentication failed unexpectedly');
-          try {
-            ctx.reject(['publickey']);
-          } catch {
-            // connection gone
-          }
-        },
-      );
+      this.auth.handle(ctx).catch((err: unknown) => {
+        log.error({ err: toError(err) }, 'SFTP authentication failed unexpectedly');
+        try {
+          ctx.reject(['publickey']);
+        } catch {
+          // connection gone
+        }
+      });
     });
-    client.on('handshake', (negotiated) => log.debug({ kex: negotiated.kex, cipher: negotiated.cs.cipher, mac: negotiated.cs.mac }, 'SSH handshake'));
+    client.on('handshake', (negotiated) =>
+      log.debug({ kex: negotiated.kex, cipher: negotiated.cs.cipher, mac: negotiated.cs.mac }, 'SSH handshake'),
+    );
     client.on('ready', () => this.onReady());
     client.on('session', (accept) => {
       const session = accept();

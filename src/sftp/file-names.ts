@@ -6,10 +6,7 @@ import { ACCEPTED_FILE_NAMES, type AcceptedFileName } from '../types.js';
  */
 
 /** What a name in the tenant's root folder is to us. */
-export type NameKind =
-  | { kind: 'final'; target: AcceptedFileName }
-  | { kind: 'temporary'; target: AcceptedFileName }
-  | { kind: 'other' };
+export type NameKind = { kind: 'final'; target: AcceptedFileName } | { kind: 'temporary'; target: AcceptedFileName } | { kind: 'other' };
 
 const TEMP_SUFFIXES = ['filepart', 'part', 'partial', 'tmp', 'temp', 'upload', 'uploading', 'cyberducktmp'];
 const TOKEN = '[A-Za-z0-9_-]{1,64}';

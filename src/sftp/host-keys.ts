@@ -87,7 +87,22 @@ async function writeOnce(file: string, content: string): Promise<void> {
   }
 }
 
-function generate(type: 'ed25519' | 'rsa', bits?: number): Promise<string> {
+/**
+ * ssh2's generator now and then writes an ed25519 key it cannot read back (about 1 in 200: the
+ * public part loses a leading zero byte). A host key is generated once and kept forever, so
+ * every key is parsed before it is kept, and a malformed one is generated again.
+ */
+export async function generate(type: 'ed25519' | 'rsa', bits?: number): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    const key = await generateOnce(type, bits);
+    const parsed = utils.parseKey(key);
+    const first = Array.isArray(parsed) ? parsed[0] : parsed;
+    if (first !== undefined && !(first instanceof Error)) return key;
+    if (attempt >= 20) throw new Error(`could not generate a readable ${type} host key`);
+  }
+}
+
+function generateOnce(type: 'ed25519' | 'rsa', bits?: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const done = (err: Error | null, pair: { private: string }) => (err ? reject(err) : resolve(pair.private));
     if (type === 'rsa') utils.generateKeyPair('rsa', { bits: bits ?? 3072 }, done);

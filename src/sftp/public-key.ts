@@ -38,7 +38,10 @@ export function parsePublicKey(text: string): PublicKey {
     .map((l) => l.trim())
     .filter((l) => l !== '' && !l.startsWith('#'));
   if (lines.length === 0) {
-    throw new RosterdError('KEY_INVALID', 'the key file is empty; send the contents of the .pub file (one line starting with ssh-ed25519, ecdsa-sha2-… or ssh-rsa)');
+    throw new RosterdError(
+      'KEY_INVALID',
+      'the key file is empty; send the contents of the .pub file (one line starting with ssh-ed25519, ecdsa-sha2-… or ssh-rsa)',
+    );
   }
   if (lines.length > 1) {
     throw new RosterdError('KEY_INVALID', `the key file holds ${lines.length} lines; add one public key at a time`);
@@ -47,16 +50,25 @@ export function parsePublicKey(text: string): PublicKey {
   // authorized_keys options (from="…",no-pty …) may precede the type; skip to the type token.
   const match = /(?:^|\s)((?:ssh|ecdsa|sk|rsa)-[\w.@-]+|ssh-dss)\s+([A-Za-z0-9+/=]+)(?:\s+(.*))?$/.exec(line);
   if (!match) {
-    throw new RosterdError('KEY_INVALID', 'not an OpenSSH public key: expected one line like "ssh-ed25519 AAAA… comment" (the .pub file ssh-keygen writes)');
+    throw new RosterdError(
+      'KEY_INVALID',
+      'not an OpenSSH public key: expected one line like "ssh-ed25519 AAAA… comment" (the .pub file ssh-keygen writes)',
+    );
   }
   const type = match[1] ?? '';
   const base64 = match[2] ?? '';
   const comment = (match[3] ?? '').trim();
   if (type === 'ssh-dss') {
-    throw new RosterdError('KEY_WEAK', 'DSA keys are not accepted (they are obsolete and insecure); generate an ed25519 key: ssh-keygen -t ed25519');
+    throw new RosterdError(
+      'KEY_WEAK',
+      'DSA keys are not accepted (they are obsolete and insecure); generate an ed25519 key: ssh-keygen -t ed25519',
+    );
   }
   if (!ACCEPTED_TYPES.has(type)) {
-    throw new RosterdError('KEY_WEAK', `key type ${type} is not accepted; use ssh-ed25519, ecdsa-sha2-nistp256/384/521 or ssh-rsa of at least ${MIN_RSA_BITS} bits (ssh-keygen -t ed25519)`);
+    throw new RosterdError(
+      'KEY_WEAK',
+      `key type ${type} is not accepted; use ssh-ed25519, ecdsa-sha2-nistp256/384/521 or ssh-rsa of at least ${MIN_RSA_BITS} bits (ssh-keygen -t ed25519)`,
+    );
   }
   const parsed = utils.parseKey(`${type} ${base64}`);
   if (parsed instanceof Error || Array.isArray(parsed) || parsed.type !== type || parsed.isPrivateKey()) {
@@ -65,7 +77,10 @@ export function parsePublicKey(text: string): PublicKey {
   const blob = parsed.getPublicSSH();
   const bits = type === 'ssh-rsa' ? rsaBits(blob) : type === 'ssh-ed25519' ? 256 : (ECDSA_BITS[type] ?? 0);
   if (type === 'ssh-rsa' && bits < MIN_RSA_BITS) {
-    throw new RosterdError('KEY_WEAK', `this RSA key has ${bits} bits; at least ${MIN_RSA_BITS} are required. Generate ssh-keygen -t ed25519 (or -t rsa -b 3072)`);
+    throw new RosterdError(
+      'KEY_WEAK',
+      `this RSA key has ${bits} bits; at least ${MIN_RSA_BITS} are required. Generate ssh-keygen -t ed25519 (or -t rsa -b 3072)`,
+    );
   }
   return { type, bits, blob, fingerprint: fingerprintOfBlob(blob), comment, authorizedKey: `${type} ${blob.toString('base64')}` };
 }

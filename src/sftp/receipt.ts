@@ -44,7 +44,10 @@ export async function receiveFile(deps: ReceiptDeps, file: ReceivedFile): Promis
   const receivedAt = deps.clock.now();
   const dir = uploadsDir(deps.dataDir, file.tenant);
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  const copyName = `${receivedAt.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomUUID()}-${file.fileName}`;
+  const copyName = `${receivedAt
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')}-${randomUUID()}-${file.fileName}`;
   const storedAbs = path.join(dir, copyName);
   await linkOrCopy(file.source, storedAbs);
   const storedPath = path.relative(deps.dataDir, storedAbs);

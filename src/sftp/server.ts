@@ -108,7 +108,10 @@ export function createSftpServer(deps: SftpDeps): SftpServer {
       const peer = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}`;
       if (closing !== null) return void socket.destroy();
       if (blocklist.isBlocked(remoteAddress)) {
-        log.info({ event: 'login.connection_refused', remoteAddress, reason: 'address-blocked' }, 'SFTP connection refused: address blocked');
+        log.info(
+          { event: 'login.connection_refused', remoteAddress, reason: 'address-blocked' },
+          'SFTP connection refused: address blocked',
+        );
         socket.destroy();
         return;
       }

@@ -171,7 +171,10 @@ export class SftpSession {
       this.handles.delete(key);
       if (h.kind === 'read') fs.close(h.fd, () => undefined);
       if (h.kind === 'upload') {
-        this.ctx.logger.warn({ event: 'upload.discarded', file: h.name, bytes: h.spool.size, reason }, 'upload discarded: the file was never closed');
+        this.ctx.logger.warn(
+          { event: 'upload.discarded', file: h.name, bytes: h.spool.size, reason },
+          'upload discarded: the file was never closed',
+        );
         this.ctx.uploadFailed({ tenant: this.ctx.tenant, fileName: h.name, reason: 'cut-off' });
         work.push(h.spool.discard().catch(() => undefined));
       }
@@ -377,13 +380,15 @@ export class SftpSession {
     this.finishing.add(done);
     // Whoever waits for this upload to end (shutdown) hears of it only after the client has its
     // answer: ending the connection first would leave the client without one.
-    const thenNotify = (send: Send): Send => () => {
-      try {
-        send();
-      } finally {
-        this.ctx.uploadsChanged();
-      }
-    };
+    const thenNotify =
+      (send: Send): Send =>
+      () => {
+        try {
+          send();
+        } finally {
+          this.ctx.uploadsChanged();
+        }
+      };
     try {
       await done;
     } catch (err) {

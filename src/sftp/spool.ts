@@ -91,7 +91,8 @@ export class SpoolFile {
       await fs.promises.chmod(spoolPath, 0o600);
       initialSize = (await fs.promises.stat(spoolPath)).size;
     }
-    const flags = fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | (options.copyFrom === undefined ? fs.constants.O_EXCL : 0);
+    const flags =
+      fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | (options.copyFrom === undefined ? fs.constants.O_EXCL : 0);
     const fd = await new Promise<number>((resolve, reject) =>
       fs.open(spoolPath, flags, 0o600, (err, fd) => (err ? reject(err) : resolve(fd))),
     );

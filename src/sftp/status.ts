@@ -21,7 +21,8 @@ export const refuse = {
   badHandle: () => new SftpRefusal(STATUS.FAILURE, 'invalid handle'),
 };
 
-export const NO_FOLDERS = 'this folder holds files only: upload users.csv and groups.csv to / (folders cannot be created, removed or entered)';
+export const NO_FOLDERS =
+  'this folder holds files only: upload users.csv and groups.csv to / (folders cannot be created, removed or entered)';
 
 /**
  * The status and message a client gets for an error; `expected` is false for an error we did not
