@@ -10,6 +10,8 @@ export function registerServeCommand(program: Command): void {
   program
     .command('serve')
     .description('run the SFTP server, the import scheduler and the health endpoint')
+    // Accepted like on every command; the daemon's output is JSON log lines either way.
+    .option('--json', 'machine-readable output (logs are JSON lines already)')
     .action(async () => {
       let logger: Logger | undefined;
       try {
