@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
-import { runCli } from '../support/cli.js';
+import { CLI, runCli } from '../support/cli.js';
 
 let db: TestDatabase;
 let dir: string;
@@ -32,6 +32,13 @@ beforeAll(async () => {
 afterAll(async () => {
   await db.drop();
   rmSync(dir, { recursive: true, force: true });
+});
+
+describe('the rosterd command', () => {
+  it('is executable as built, the way npx and the package bin run it (shebang, mode)', () => {
+    const out = execFileSync(CLI, ['tenant', 'list', '--json'], { env: { ...process.env, ...env } }).toString();
+    expect(JSON.parse(out)).toEqual(expect.any(Array));
+  });
 });
 
 describe('rosterd tenant', () => {
