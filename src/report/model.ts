@@ -100,7 +100,7 @@ function describeOutcome(input: ReportInput, files: { errorsAttachment: string |
   const fixErrors =
     errors > 0
       ? `The rows with errors were skipped. Correct them in your student information system (${
-          files.errorsAttachment ? `the first ones are listed below; ${files.errorsAttachment} has all of them` : 'see the list below'
+          files.errorsAttachment ? `the first ones are listed above; ${files.errorsAttachment} has all of them` : 'see the list above'
         }) and upload the file again; rows that are already right are left as they are.`
       : '';
   switch (record.status) {
