@@ -1,11 +1,10 @@
 import os from 'node:os';
 import type { Command } from 'commander';
 import { DateTime } from 'luxon';
-import { deliverDue } from '../../report/delivery.js';
-import { createMailer } from '../../report/mailer.js';
 import { processPending, type ProcessSummary } from '../../schedule/process.js';
 import { systemClock } from '../../types.js';
 import { leaf } from '../context.js';
+import { operator, sendReports } from './import.js';
 
 /**
  * `rosterd import run [--tenant T] [--now]`: what one scheduler tick does, on demand: import the
@@ -19,18 +18,16 @@ export function registerImportRunCommand(imp: Command): void {
       .option('--tenant <subdomain>', 'only this tenant')
       .option('--now', 'import at once whatever the time (an operator action, logged as such)'),
     async (ctx, _args, opts) => {
-      const requestedBy = `${process.env.SUDO_USER ?? os.userInfo().username}@${os.hostname()}`;
-      const base = { pool: ctx.pool, logger: ctx.logger, clock: systemClock, config: ctx.config };
+      const requestedBy = operator();
       const summary = await processPending(
-        { ...base, claimedBy: `cli:${os.hostname()}:${process.pid}` },
+        { pool: ctx.pool, logger: ctx.logger, clock: systemClock, config: ctx.config, claimedBy: `cli:${os.hostname()}:${process.pid}` },
         {
           ...(typeof opts.tenant === 'string' ? { tenant: opts.tenant } : {}),
           now: opts.now === true,
           requestedBy,
         },
       );
-      const mailer = createMailer(ctx.config);
-      const mail = await deliverDue(base, mailer).finally(() => mailer.close());
+      const mail = await sendReports(ctx);
       const failed = summary.errors.length > 0 || summary.failed.length > 0;
       return { json: { ...summary, reports: mail }, text: describe(summary, mail), exitCode: failed ? 1 : 0 };
     },

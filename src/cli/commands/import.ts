@@ -3,7 +3,9 @@ import type { Command } from 'commander';
 import { RosterdError } from '../../errors.js';
 import type { ImportContext } from '../../import/execute.js';
 import { getImportRecord, listImportRecords, type ImportRecord } from '../../import/records.js';
-import { approveImport, rejectImport } from '../../import/run-import.js';
+import { approveImport, rejectImport, type OnOutcome } from '../../import/run-import.js';
+import { deliverDue } from '../../report/delivery.js';
+import { createMailer } from '../../report/mailer.js';
 import { enqueueImportReport } from '../../report/import-report.js';
 import { withOperatorView, type ImportView } from '../../schedule/operator-view.js';
 import { getTenant } from '../../store/tenants.js';
@@ -17,10 +19,22 @@ export function importContext(ctx: CliContext): ImportContext {
   return { pool: ctx.pool, logger: ctx.logger, clock: systemClock, config: ctx.config };
 }
 
-/** Who runs the command, for the record of an approval or rejection. */
-function operator(opts: Record<string, unknown>): string {
+/** Who runs the command, for the record of an approval, a rejection or an import run --now. */
+export function operator(opts: Record<string, unknown> = {}): string {
   if (typeof opts.by === 'string' && opts.by.trim() !== '') return opts.by.trim();
   return `${process.env.SUDO_USER ?? os.userInfo().username}@${os.hostname()}`;
+}
+
+/** The report is queued in the transaction that records the outcome (so neither exists without the other). */
+function queueReport(ctx: CliContext): OnOutcome {
+  return (client, record) =>
+    enqueueImportReport(client, record, { from: ctx.config.MAIL_FROM, now: systemClock.now() }).then(() => undefined);
+}
+
+/** Sends the reports waiting in the outbox now, as the operator's command finishes, instead of at the daemon's next tick. */
+export async function sendReports(ctx: CliContext): Promise<{ sent: number; failed: number }> {
+  const mailer = createMailer(ctx.config);
+  return deliverDue({ pool: ctx.pool, logger: ctx.logger, clock: systemClock }, mailer).finally(() => mailer.close());
 }
 
 /** `import list | show | approve | reject`; returns the `import` command so `import run` can join it. */
@@ -65,9 +79,9 @@ export function registerImportCommands(program: Command): Command {
     async (ctx, [id], opts) => {
       const record = await approveImport(importContext(ctx), id ?? '', {
         approvedBy: operator(opts),
-        onOutcome: (client, r) =>
-          enqueueImportReport(client, r, { from: ctx.config.MAIL_FROM, now: systemClock.now() }).then(() => undefined),
+        onOutcome: queueReport(ctx),
       });
+      await sendReports(ctx);
       return { json: record, text: `approved by ${record.approvedBy ?? '?'}\n${describeRecord(record)}` };
     },
   );
@@ -80,9 +94,9 @@ export function registerImportCommands(program: Command): Command {
     async (ctx, [id], opts) => {
       const record = await rejectImport(importContext(ctx), id ?? '', {
         by: operator(opts),
-        onOutcome: (client, r) =>
-          enqueueImportReport(client, r, { from: ctx.config.MAIL_FROM, now: systemClock.now() }).then(() => undefined),
+        onOutcome: queueReport(ctx),
       });
+      await sendReports(ctx);
       return { json: record, text: `rejected by ${record.rejectedBy ?? '?'}: nothing was applied\n${describeRecord(record)}` };
     },
   );
