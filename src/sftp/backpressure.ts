@@ -13,6 +13,7 @@ export interface Pausable {
 export class Backpressure {
   private bytes = 0;
   private paused = false;
+  private readonly flushers = new Set<() => void>();
 
   constructor(
     private readonly socket: Pausable,
@@ -28,7 +29,23 @@ export class Backpressure {
     if (!this.paused && this.bytes > this.capBytes) {
       this.paused = true;
       this.socket.pause();
+      this.flushPartial();
     }
+  }
+
+  /**
+   * Registers what sends an upload's partly filled buffers to the disk. Uploads keep them in
+   * memory until they are full; when reading stops, or the client goes quiet, they must go, or
+   * their bytes would never be released (and reading never resume). Returns the unregistering.
+   */
+  addFlusher(flush: () => void): () => void {
+    this.flushers.add(flush);
+    return () => this.flushers.delete(flush);
+  }
+
+  /** Sends every partly filled upload buffer of the connection to the disk. */
+  flushPartial(): void {
+    for (const flush of this.flushers) flush();
   }
 
   release(n: number): void {

@@ -190,6 +190,10 @@ export class Connection {
       const idleFor = performance.now() - this.lastActivity;
       if (idleFor >= idleMs && this.backpressure.inFlight === 0) {
         this.end(`idle for ${this.deps.config.SFTP_IDLE_TIMEOUT_SECONDS} s (SFTP_IDLE_TIMEOUT_SECONDS)`);
+      } else if (idleFor >= idleMs) {
+        // Bytes still in flight: written ones land soon, partly filled buffers are sent now.
+        this.backpressure.flushPartial();
+        this.scheduleIdleCheck(1000);
       } else {
         this.scheduleIdleCheck(Math.max(1000, idleMs - idleFor));
       }

@@ -73,11 +73,15 @@ export class SftpSession {
   private aborted: Promise<void> | null = null;
   /** Replies not yet sent, in the order their requests arrived (see inOrder). */
   private readonly replies: Array<{ send: Send | null }> = [];
+  private readonly stopFlushing: () => void;
 
   constructor(
     private readonly ctx: SessionContext,
     private readonly sftp: SFTPWrapper,
   ) {
+    this.stopFlushing = ctx.backpressure.addFlusher(() => {
+      for (const h of this.handles.values()) if (h.kind === 'upload') h.spool.flushPartial();
+    });
     const on = (event: string, fn: (id: number, ...args: never[]) => Promise<Send> | Send) =>
       sftp.on(event, (id: number, ...args: never[]) => {
         ctx.touch();
@@ -165,6 +169,7 @@ export class SftpSession {
 
   private async discardAll(reason: string): Promise<void> {
     this.ended = true;
+    this.stopFlushing();
     const work: Promise<unknown>[] = [];
     for (const [key, h] of this.handles) {
       if (h.kind === 'upload' && h.closing) continue;

@@ -45,10 +45,13 @@ interface Run {
  * client writes is visible, or recorded, before it closes the file (PRODUCT.md §2 "Receipt").
  * Writes are positional (offsets honoured, any order, never O_APPEND).
  *
- * For speed, an accepted write is copied into a run buffer and acknowledged at once; runs go to
- * the disk one after another (so a later write over the same bytes always wins), and the SHA-256
- * is computed from them as they go, while the data arrives in order (otherwise by re-reading at
- * close). Copying lets the socket's buffers die young (they would otherwise be kept alive until
+ * For speed, an accepted write is copied into a run buffer and acknowledged at once. A run goes
+ * to the disk when it is full, when the file must settle (close, read-back, truncate) or when the
+ * connection stops reading (`flushPartial`), never half full just because the disk is idle: a
+ * client that keeps few writes in flight (curl) would then cause a thread-pool round trip, which
+ * wakes two threads, for every batch it sends. Runs go one after another (so a later write over
+ * the same bytes always wins), and the SHA-256 is computed from them as they go, while the data
+ * arrives in order (otherwise by re-reading at close). Copying lets the socket's buffers die young (they would otherwise be kept alive until
  * their bytes reach the disk, and the garbage collector would pay for it); the run buffers are
  * reused. The caller bounds what is accepted but not yet written (Backpressure, via `released`).
  */
@@ -143,10 +146,18 @@ export class SpoolFile {
 
   private readonly tick = (): void => {
     this.tickScheduled = false;
-    // A full run goes now; a partial one only when the disk is idle (else it keeps filling).
-    if (this.run !== null && (this.run.used === this.run.buf.length || !this.writing)) this.flush();
+    if (this.run !== null && this.run.used === this.run.buf.length) this.flush();
     else this.writeNext();
   };
+
+  /**
+   * Sends the run being filled to the disk now, full or not. For a connection that has stopped
+   * reading: bytes in partly filled runs would otherwise never be released, and reading would
+   * never resume.
+   */
+  flushPartial(): void {
+    this.flush();
+  }
 
   /** Queues the run being filled for the disk. */
   private flush(): void {
@@ -159,11 +170,7 @@ export class SpoolFile {
   private writeNext(): void {
     if (this.writing) return;
     const run = this.queue.shift();
-    if (run === undefined) {
-      if (this.run === null) this.wake();
-      else this.flush();
-      return;
-    }
+    if (run === undefined) return this.wake();
     const bytes = run.buf.subarray(0, run.used);
     if (this.hash !== null) {
       if (run.position === this.hashedBytes) {

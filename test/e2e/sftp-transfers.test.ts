@@ -145,6 +145,25 @@ describe('idle timeout and shutdown', () => {
     }
   });
 
+  it('also closes one that went quiet halfway through an upload, and queues nothing', async () => {
+    const idle = await startSftpServer({ pool: db.pool, dataDir, env: { SFTP_IDLE_TIMEOUT_SECONDS: '1' } });
+    try {
+      const before = await uploadCount();
+      const s = await connect(TENANT, idle.port);
+      const h = await sftpP.open(s.sftp, '/users.csv', 'w');
+      // Less than the server's write buffer: these bytes wait in memory, not on disk.
+      await sftpP.write(s.sftp, h, Buffer.alloc(100 * 1024, 'x'), 0);
+      const started = Date.now();
+      await whenClosed(s.client);
+      expect(Date.now() - started).toBeLessThan(6000);
+      await waitFor(async () => (await spoolFiles()).length === 0, 5000, 'the spool file to be removed');
+      expect(await uploadCount()).toBe(before);
+      expect(idle.logs).toContainEqual(expect.objectContaining({ msg: 'SFTP connection ending', reason: expect.stringMatching(/idle/) }));
+    } finally {
+      await idle.close();
+    }
+  });
+
   it('close() stops accepting, lets an upload in flight finish, ends idle sessions at once', async () => {
     const server = await startSftpServer({ pool: db.pool, dataDir });
     const before = await uploadCount('beta-usd');

@@ -1,0 +1,171 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Backpressure } from '../../src/sftp/backpressure.js';
+import { SpoolFile, TooLargeError } from '../../src/sftp/spool.js';
+
+/**
+ * The spool file on its own: what reaches the disk and when, the SHA-256 computed on the way, and
+ * the connection-wide flush that keeps partly filled buffers from stalling a paused connection.
+ */
+
+const MiB = 1024 * 1024;
+let dir: string;
+
+beforeAll(async () => {
+  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'rosterd-spool-'));
+});
+
+afterAll(async () => {
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const onDisk = async (file: string) => (await fs.stat(file)).size;
+const nextTurns = async (n = 5) => {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+};
+
+async function spool(options: { maxBytes?: number; released?: (n: number) => void; copyFrom?: string } = {}) {
+  return SpoolFile.create({
+    dir,
+    label: 'test',
+    maxBytes: options.maxBytes ?? 64 * MiB,
+    ...(options.released ? { released: options.released } : {}),
+    ...(options.copyFrom ? { copyFrom: options.copyFrom } : {}),
+  });
+}
+
+/** Writes `data` in pieces of `piece` bytes, in order, as a client would. */
+function writeInPieces(file: SpoolFile, data: Buffer, piece: number, start = 0): void {
+  for (let at = 0; at < data.length; at += piece) {
+    expect(file.write(start + at, data.subarray(at, Math.min(at + piece, data.length)))).toBeNull();
+  }
+}
+
+describe('SpoolFile', () => {
+  it('keeps a partly filled buffer in memory, writes whole ones at once, and everything at finish', async () => {
+    let released = 0;
+    const file = await spool({ released: (n) => (released += n) });
+    const data = randomBytes(MiB + 320 * 1024);
+    writeInPieces(file, data.subarray(0, 320 * 1024), 32 * 1024);
+    await nextTurns();
+    // Nothing written for a third of a buffer: a client sending little at a time costs no write each.
+    expect(await onDisk(file.path)).toBe(0);
+    expect(released).toBe(0);
+    writeInPieces(file, data.subarray(320 * 1024), 32 * 1024, 320 * 1024);
+    await nextTurns(20);
+    expect(await onDisk(file.path)).toBe(MiB); // the full buffer went by itself
+    expect(released).toBe(MiB);
+    const { bytes, sha256: digest } = await file.finish();
+    expect(bytes).toBe(data.length);
+    expect(digest).toBe(sha256(data));
+    expect(await fs.readFile(file.path)).toEqual(data);
+    expect(released).toBe(data.length);
+  });
+
+  it('flushPartial sends a partly filled buffer to the disk and releases its bytes', async () => {
+    let released = 0;
+    const file = await spool({ released: (n) => (released += n) });
+    file.write(0, Buffer.from('username,password\n'));
+    file.flushPartial();
+    await nextTurns(20);
+    expect(released).toBe(18);
+    expect(await fs.readFile(file.path, 'utf8')).toBe('username,password\n');
+    await file.discard();
+    await expect(fs.stat(file.path)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('honours offsets: out of order and overlapping writes give the bytes last written, and the right SHA-256', async () => {
+    const file = await spool();
+    const expected = Buffer.alloc(200_000);
+    const write = (offset: number, chunk: Buffer) => {
+      expect(file.write(offset, chunk)).toBeNull();
+      chunk.copy(expected, offset);
+    };
+    write(100_000, randomBytes(100_000)); // second half first
+    write(0, randomBytes(100_000));
+    write(50_000, randomBytes(10_000)); // over bytes already written
+    file.flushPartial();
+    await nextTurns(5);
+    write(150_000, Buffer.alloc(100, 7)); // over bytes already on disk
+    const { bytes, sha256: digest } = await file.finish();
+    expect(bytes).toBe(200_000);
+    expect(await fs.readFile(file.path)).toEqual(expected);
+    expect(digest).toBe(sha256(expected));
+  });
+
+  it('reads back what was acknowledged, even while it is still in memory', async () => {
+    const file = await spool();
+    file.write(0, Buffer.from('hello, '));
+    file.write(7, Buffer.from('world'));
+    expect((await file.read(0, 100)).toString()).toBe('hello, world');
+    await file.discard();
+  });
+
+  it('truncate and extend (SETSTAT size) are reflected in the size and the SHA-256', async () => {
+    const file = await spool();
+    file.write(0, Buffer.from('abcdefghij'));
+    await file.truncate(4);
+    file.write(4, Buffer.from('XY'));
+    const { bytes, sha256: digest } = await file.finish();
+    expect(bytes).toBe(6);
+    expect(await fs.readFile(file.path, 'utf8')).toBe('abcdXY');
+    expect(digest).toBe(sha256(Buffer.from('abcdXY')));
+  });
+
+  it('starts from a copy of an existing file (a write without TRUNC) and hashes the whole result', async () => {
+    const existing = path.join(dir, 'existing.csv');
+    await fs.writeFile(existing, 'first line\n');
+    const file = await spool({ copyFrom: existing });
+    expect(file.size).toBe(11);
+    file.write(11, Buffer.from('second line\n'));
+    const { sha256: digest } = await file.finish();
+    expect(digest).toBe(sha256(Buffer.from('first line\nsecond line\n')));
+    expect(await fs.readFile(existing, 'utf8')).toBe('first line\n'); // the original is untouched
+  });
+
+  it('refuses a write past maxBytes, and the file stays broken', async () => {
+    const file = await spool({ maxBytes: 1000 });
+    expect(file.write(0, Buffer.alloc(1000))).toBeNull();
+    const refused = file.write(1000, Buffer.alloc(1));
+    expect(refused).toBeInstanceOf(TooLargeError);
+    expect(refused?.message).toMatch(/larger than the limit of 1000 bytes \(MAX_UPLOAD_BYTES\)/);
+    expect(file.write(0, Buffer.alloc(1))).toBe(refused);
+    await expect(file.finish()).rejects.toThrow(/MAX_UPLOAD_BYTES/);
+    await file.discard();
+  });
+});
+
+describe('Backpressure with spool files', () => {
+  it('pausing flushes the partly filled buffers of every upload, so reading resumes', async () => {
+    const socket = { paused: false, pause: () => (socket.paused = true), resume: () => (socket.paused = false) };
+    const bp = new Backpressure(socket, 256 * 1024);
+    const files = await Promise.all([0, 1, 2, 3].map(() => spool({ released: (n) => bp.release(n) })));
+    const stop = bp.addFlusher(() => files.forEach((f) => f.flushPartial()));
+    // Four uploads with 100 KB each: no buffer is full, yet the connection holds more than its cap.
+    for (const f of files) f.write(0, Buffer.alloc(100 * 1024, 1));
+    for (const f of files) bp.add(100 * 1024);
+    expect(socket.paused).toBe(true);
+    await nextTurns(20);
+    for (let i = 0; i < 50 && socket.paused; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(socket.paused).toBe(false);
+    expect(bp.inFlight).toBe(0);
+    for (const f of files) expect(await onDisk(f.path)).toBe(100 * 1024);
+    stop();
+    await Promise.all(files.map((f) => f.discard()));
+  });
+
+  it('a removed flusher is not called', () => {
+    const socket = { pause: () => undefined, resume: () => undefined };
+    const bp = new Backpressure(socket, 10);
+    let calls = 0;
+    const stop = bp.addFlusher(() => calls++);
+    bp.flushPartial();
+    stop();
+    bp.add(11);
+    expect(calls).toBe(1);
+  });
+});
