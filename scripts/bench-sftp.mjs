@@ -5,15 +5,25 @@
  * during a large upload. Run after `npm run build`: `npm run bench:sftp`.
  *
  *   BENCH_MB=200        size of the timed upload
- *   BENCH_ROUNDS=3      rounds per client (each round uploads once to each server, order alternating)
+ *   BENCH_ROUNDS=5      rounds per client (each round uploads once to each server, order alternating)
  *   BENCH_RSS_MB=400    size of the upload during which rosterd's memory is sampled (0: skip)
  *   BENCH_CLIENTS=sftp,curl   which clients to time
+ *   BENCH_BARE=1        also time a bare ssh2 SFTP server (scripts/bare-ssh2-sftp.mjs: no jail, no
+ *                       hash, no database), the ceiling of the library rosterd is built on
  *   DATABASE_URL        Postgres to use (a bench tenant is created and removed); unset: an
  *                       embedded Postgres in a temporary directory
  *
  * Goals (issue 2): rosterd at least 1.2x OpenSSH's throughput, for both clients; rosterd under
  * 300 MB RSS during the large upload. sshd comes from the openssh-server package; without it,
  * only rosterd is measured.
+ *
+ * Every server's previous upload is deleted just before its next one. sshd does that itself (it
+ * opens the target with O_TRUNC, and its upload then reuses the memory just freed); rosterd keeps
+ * the previous file until the new one is complete, as it must. On a VM that hands freed memory
+ * back to its host within a second or two (Firecracker with free page reporting, as here), writing
+ * into memory the host must fault in again costs ten times more: `dd` of 200 MB into the page
+ * cache took 0.05 s right after a delete and 0.45 s two seconds later. Without the same treatment
+ * for both, the comparison would measure that instead of the servers.
  */
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -29,10 +39,11 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DIST = path.join(ROOT, 'dist');
 const MB = 1_000_000;
 const BENCH_MB = Number(process.env.BENCH_MB ?? 200);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const RSS_MB = Number(process.env.BENCH_RSS_MB ?? 400);
 const CLIENTS = (process.env.BENCH_CLIENTS ?? 'sftp,curl').split(',').filter((c) => c === 'sftp' || c === 'curl');
 const TENANT = `bench-${randomBytes(3).toString('hex')}`;
+const BARE = process.env.BENCH_BARE === '1';
 const RSS_LIMIT_MB = 300;
 const GOAL_RATIO = 1.2;
 
@@ -100,21 +111,22 @@ async function main() {
     const db = await openDatabase(tmp, cleanups);
     const rosterd = await startRosterd(tmp, db.url, keyPath, cleanups);
     const sshd = sshdPath ? await startSshd(sshdPath, tmp, keyPath, cleanups) : null;
+    const bare = BARE ? await startBare(tmp, cleanups) : null;
+    const servers = [rosterd, sshd, bare].filter((server) => server !== null);
 
     const results = {};
     for (const client of CLIENTS) {
-      results[client] = { rosterd: [], openssh: [] };
+      results[client] = Object.fromEntries(servers.map((server) => [server.name, []]));
       // One untimed upload to each server first: rosterd is a long-running daemon whose code is
       // compiled once it has run (a fresh process is slower at first), and both servers' first
       // upload would also pay for cold caches. sshd forks a fresh process per connection anyway.
       process.stdout.write(`  ${client.padEnd(4)}: one untimed warm-up upload to each server\n`);
-      for (const server of [rosterd, sshd]) if (server) await upload(client, server, keyPath, file);
-      await rosterd.tidy();
+      for (const server of servers) await upload(client, server, keyPath, file);
       for (let round = 0; round < ROUNDS; round++) {
-        const order = round % 2 === 0 ? ['rosterd', 'openssh'] : ['openssh', 'rosterd'];
-        for (const target of order) {
-          const server = target === 'rosterd' ? rosterd : sshd;
-          if (!server) continue;
+        const order = round % 2 === 0 ? servers : [...servers].reverse();
+        for (const server of order) {
+          const target = server.name;
+          await server.tidy(); // see the header: the same memory conditions for every server
           const cpuBefore = cpuSeconds(server.pid);
           const seconds = await upload(client, server, keyPath, file);
           await sleep(100); // sshd reaps the session process, whose CPU time then counts
@@ -125,8 +137,6 @@ async function main() {
             `  ${client.padEnd(4)} -> ${target.padEnd(7)} round ${round + 1}: ${((BENCH_MB * MB) / seconds / MB).toFixed(1).padStart(6)} MB/s, server CPU ${cpu.toFixed(2)} s (user ${user.toFixed(2)}, system ${sys.toFixed(2)})\n`,
           );
         }
-        await rosterd.tidy();
-        await sshd?.tidy();
       }
     }
 
@@ -143,6 +153,12 @@ async function main() {
             ? ''
             : `   OpenSSH ${o.toFixed(1).padStart(7)}   ratio ${ratio.toFixed(2)}x (goal ${GOAL_RATIO}x: ${ratio >= GOAL_RATIO ? 'met' : 'NOT met'})`),
       );
+      if (bare) {
+        const b = median(results[client].bare);
+        console.log(
+          `        bare ssh2 ${b.toFixed(1).padStart(5)}` + (o === null ? '' : `   (${(b / o).toFixed(2)}x OpenSSH, for reference)`),
+        );
+      }
     }
 
     if (RSS_MB <= 0) return console.log(allMet ? '\nthroughput goals met' : '\nsome goals NOT met (see above)');
@@ -234,8 +250,35 @@ async function startRosterd(tmp, databaseUrl, keyPath, cleanups) {
     port,
     user: TENANT,
     remotePath: '/users.csv',
-    // Received copies pile up otherwise (one per upload).
-    tidy: () => fs.rm(uploads, { recursive: true, force: true }),
+    // The previous upload: its received copy and the file the client sees (the same inode).
+    tidy: async () => {
+      await fs.rm(uploads, { recursive: true, force: true });
+      await fs.rm(path.join(dataDir, 'sftp', TENANT, 'users.csv'), { force: true });
+    },
+  };
+}
+
+/** The bare ssh2 server (BENCH_BARE=1): the library's ceiling on this machine, for reference. */
+async function startBare(tmp, cleanups) {
+  const dir = path.join(tmp, 'bare');
+  await fs.mkdir(dir, { recursive: true });
+  const child = spawn(process.execPath, [path.join(ROOT, 'scripts', 'bare-ssh2-sftp.mjs'), dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  cleanups.push(() => stopChild(child));
+  const port = await new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]).port);
+    });
+    child.once('exit', (code) => reject(new Error(`the bare ssh2 server exited (${code}) before listening`)));
+  });
+  return {
+    name: 'bare',
+    pid: child.pid,
+    port,
+    user: 'bench',
+    remotePath: '/users.csv',
+    tidy: () => fs.rm(path.join(dir, 'users.csv'), { force: true }),
   };
 }
 
@@ -282,7 +325,7 @@ async function startSshd(sshdPath, tmp, keyPath, cleanups) {
     port,
     user: os.userInfo().username,
     remotePath: path.join(target, 'users.csv'),
-    tidy: async () => undefined,
+    tidy: () => fs.rm(path.join(target, 'users.csv'), { force: true }),
   };
 }
 
