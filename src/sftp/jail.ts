@@ -15,13 +15,20 @@ export type JailPath =
   /** A path that climbs out of the jail or is malformed. */
   | { kind: 'refused'; virtual: string; reason: string };
 
-/** The normalised path as the client sees it, or null if it climbs above the root. */
-export function normalizeVirtual(clientPath: string): string | null {
+/**
+ * The normalised path as the client sees it, or null if it climbs above the root. With
+ * `clamp`, `..` at the root stays at the root instead (what a chrooted OpenSSH answers to
+ * REALPATH, so that `cd ..` at `/` stays there).
+ */
+export function normalizeVirtual(clientPath: string, options: { clamp?: boolean } = {}): string | null {
   const segments: string[] = [];
   for (const segment of clientPath.split('/')) {
     if (segment === '' || segment === '.') continue;
     if (segment === '..') {
-      if (segments.length === 0) return null;
+      if (segments.length === 0) {
+        if (options.clamp) continue;
+        return null;
+      }
       segments.pop();
       continue;
     }

@@ -6,7 +6,7 @@ import { longname, toAttrs } from './attrs.js';
 import type { Backpressure } from './backpressure.js';
 import { classifyName, refusedNameMessage, type NameKind } from './file-names.js';
 import type { HashCache } from './hash-cache.js';
-import { resolveJailPath, type JailPath } from './jail.js';
+import { normalizeVirtual, resolveJailPath, type JailPath } from './jail.js';
 import { parseOpenFlags, type OpenMode } from './open-flags.js';
 import { receiveFile, type ReceiptDeps } from './receipt.js';
 import { sha256OfFile, SpoolFile } from './spool.js';
@@ -238,8 +238,13 @@ export class SftpSession {
 
   // --- requests ---------------------------------------------------------------------------
 
+  /**
+   * Only names a path, never touches the disk: `..` at the root gives `/`, as a chrooted OpenSSH
+   * does, so a client's `cd ..` stays at `/`. Opening or listing a path that climbs out is still
+   * refused with a message.
+   */
   private realpath(id: number, clientPath: string): Send {
-    const p = this.resolve(clientPath === '' ? '.' : clientPath);
+    const p = this.resolve(normalizeVirtual(clientPath, { clamp: true }) ?? '/');
     if (p.kind === 'refused') throw refuse.denied(p.reason);
     return () => this.sftp.name(id, [{ filename: p.virtual, longname: p.virtual, attrs: {} as Attributes }]);
   }

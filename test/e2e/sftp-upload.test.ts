@@ -114,6 +114,14 @@ describe('OpenSSH sftp', () => {
     await expectReceived(empty, keys.ed25519);
   });
 
+  it('a script that does `cd ..` at / stays at / and its upload goes through', async () => {
+    const local = await randomFile(tmp, 'cd-up-src.csv', 2000);
+    const r = await sftpBatch(srv.port, TENANT, keys.ed25519, ['cd ..', 'pwd', `put ${local} users.csv`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/Remote working directory: \/$/m);
+    await expectReceived(local, keys.ed25519);
+  });
+
   it('renames an uploaded users.csv.filepart onto users.csv (WinSCP style), replacing the old one', async () => {
     const local = await randomFile(tmp, 'filepart-src.csv', 100_000);
     const before = (await listUploads(db.pool, { tenant: TENANT })).length;
@@ -180,6 +188,10 @@ describe('the jail', () => {
     try {
       expect(await sftpP.realpath(s.sftp, '.')).toBe('/');
       expect(await sftpP.realpath(s.sftp, '/a/../users.csv')).toBe('/users.csv');
+      // `cd ..` at the root stays there, as in a chrooted OpenSSH; nothing outside is named.
+      expect(await sftpP.realpath(s.sftp, '..')).toBe('/');
+      expect(await sftpP.realpath(s.sftp, '/../../other-usd/users.csv')).toBe('/other-usd/users.csv');
+      expect((await rejection(sftpP.realpath(s.sftp, 'users.csv\0.txt'))).code).toBe(3);
       const names = (await sftpP.readdir(s.sftp, '/')).map((e) => e.filename);
       expect(names).toContain('users.csv');
       expect(names).not.toContain('groups.csv.tmp');

@@ -37,6 +37,13 @@ describe('resolveJailPath', () => {
     }
     expect(normalizeVirtual('....//x')).toBe('/..../x');
   });
+
+  it('clamps `..` at the root only when asked (REALPATH)', () => {
+    expect(normalizeVirtual('..')).toBeNull();
+    expect(normalizeVirtual('..', { clamp: true })).toBe('/');
+    expect(normalizeVirtual('/../../a/../users.csv', { clamp: true })).toBe('/users.csv');
+    expect(normalizeVirtual('a/../..', { clamp: true })).toBe('/');
+  });
 });
 
 describe('classifyName', () => {
