@@ -10,6 +10,10 @@ import type { Clock, Logger } from '../types.js';
  * student data, so a copy older than RETENTION_DAYS is deleted. Its upload row (the import record,
  * its SHA-256, counts and errors) stays. RETENTION_DAYS=0 keeps every copy.
  *
+ * Reports name students too (rows with errors, the attached CSV): a report sent (or given up on)
+ * before the cut-off loses its text, HTML and attachments in the outbox, keeping who it went to,
+ * its subject and when; its `.eml` file in DATA_DIR/outbox (reports without SMTP_URL) is deleted.
+ *
  * The walk starts from the files on disk, not from the uploads table: the table only grows, the
  * folder only holds what retention has not removed yet, so each run costs what is left to do.
  * A copy is removed only when its upload is finished with: a pending, running or held upload
@@ -38,6 +42,10 @@ export interface RetentionResult {
   removed: RemovedCopy[];
   /** copies that were due but could not be removed (logged; retried next run) */
   failed: Array<{ path: string; error: string }>;
+  /** outbox rows whose report body was removed */
+  reportsCleared: number;
+  /** .eml files removed, relative to DATA_DIR */
+  emlRemoved: string[];
 }
 
 /** Upload statuses whose file is still needed: to import it, or to approve a held import. */
@@ -48,9 +56,9 @@ const BATCH = 1_000;
 
 export async function applyRetention(deps: RetentionDeps): Promise<RetentionResult> {
   const { config, pool, clock, logger } = deps;
-  if (config.RETENTION_DAYS === 0) return { cutoff: null, removed: [], failed: [] };
+  if (config.RETENTION_DAYS === 0) return { cutoff: null, removed: [], failed: [], reportsCleared: 0, emlRemoved: [] };
   const cutoff = new Date(clock.now().getTime() - config.RETENTION_DAYS * DAY_MS);
-  const result: RetentionResult = { cutoff, removed: [], failed: [] };
+  const result: RetentionResult = { cutoff, removed: [], failed: [], reportsCleared: 0, emlRemoved: [] };
 
   const files = await listCopies(config.DATA_DIR);
   for (let i = 0; i < files.length; i += BATCH) {
@@ -84,7 +92,45 @@ export async function applyRetention(deps: RetentionDeps): Promise<RetentionResu
       }
     }
   }
+  await clearOldReports(deps, cutoff, result);
   return result;
+}
+
+/** Report bodies sent or given up on before `cutoff`: out of the outbox, and their .eml files. */
+async function clearOldReports(deps: RetentionDeps, cutoff: Date, result: RetentionResult): Promise<void> {
+  const { config, pool, logger } = deps;
+  const cleared = await pool.query(
+    `UPDATE outbox
+        SET message = (message - 'text' - 'html' - 'attachments') || jsonb_build_object('bodyRemoved', 'retention')
+      WHERE status IN ('sent', 'failed') AND COALESCE(sent_at, created_at) < $1 AND NOT message ? 'bodyRemoved'`,
+    [cutoff],
+  );
+  result.reportsCleared = cleared.rowCount ?? 0;
+  if (result.reportsCleared > 0) {
+    logger.info(
+      { event: 'retention.reports_cleared', count: result.reportsCleared, retentionDays: config.RETENTION_DAYS },
+      'report bodies removed from the outbox (retention)',
+    );
+  }
+  const dir = path.join(config.DATA_DIR, 'outbox');
+  for (const entry of await readDirIfExists(dir)) {
+    if (!entry.isFile() || !entry.name.endsWith('.eml')) continue;
+    const relative = path.join('outbox', entry.name);
+    try {
+      const stat = await fs.stat(path.join(dir, entry.name));
+      if (stat.mtime >= cutoff) continue;
+      await fs.rm(path.join(dir, entry.name), { force: true });
+      result.emlRemoved.push(relative);
+      logger.info(
+        { event: 'retention.deleted', path: relative, bytes: stat.size, retentionDays: config.RETENTION_DAYS },
+        'report file deleted (retention)',
+      );
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // removed meanwhile by another replica
+      result.failed.push({ path: relative, error: toError(err).message });
+      logger.warn({ event: 'retention.failed', path: relative, err }, 'report file could not be deleted');
+    }
+  }
 }
 
 interface CopyFile {
@@ -136,9 +182,16 @@ export function startRetention(deps: RetentionDeps, intervalMs = 3_600_000): Ret
     if (running || stopped) return;
     running = applyRetention(deps)
       .then((r) => {
-        if (r.removed.length > 0 || r.failed.length > 0) {
+        if (r.removed.length > 0 || r.failed.length > 0 || r.reportsCleared > 0 || r.emlRemoved.length > 0) {
           deps.logger.info(
-            { event: 'retention.run', removed: r.removed.length, failed: r.failed.length, cutoff: r.cutoff },
+            {
+              event: 'retention.run',
+              removed: r.removed.length,
+              reportsCleared: r.reportsCleared,
+              emlRemoved: r.emlRemoved.length,
+              failed: r.failed.length,
+              cutoff: r.cutoff,
+            },
             'retention run finished',
           );
         }

@@ -77,10 +77,66 @@ describe('retention of received upload copies', () => {
     expect(again.removed).toEqual([]);
   });
 
+  it('removes the bodies of reports sent or given up on before the cut-off, and their .eml files', async () => {
+    const message = {
+      from: 'rosterd@example.com',
+      to: ['it@lincoln.example'],
+      subject: 'lincoln-usd: users.csv imported with 1 error',
+      text: 'line 3: alice01 ...',
+      html: '<p>alice01</p>',
+      attachments: [{ filename: 'users-errors.csv', content: 'line,username\n3,alice01\n' }],
+      headers: { 'X-Rosterd-Tenant': 'lincoln-usd' },
+    };
+    const report = async (status: string, at: Date) => {
+      const { rows } = await db.pool.query<{ id: string }>(
+        `INSERT INTO outbox (message, status, created_at, sent_at) VALUES ($1, $2, $3, $4) RETURNING id`,
+        [message, status, at, status === 'sent' ? at : null],
+      );
+      return rows[0]?.id;
+    };
+    const oldSent = await report('sent', daysAgo(31));
+    const oldFailed = await report('failed', daysAgo(40));
+    const oldPending = await report('pending', daysAgo(40)); // still to be delivered: never touched
+    const recentSent = await report('sent', daysAgo(2));
+    const eml = (name: string, at: Date) => {
+      mkdirSync(path.join(dataDir, 'outbox'), { recursive: true });
+      writeFileSync(path.join(dataDir, 'outbox', name), 'Subject: report\r\n\r\nalice01\r\n');
+      utimesSync(path.join(dataDir, 'outbox', name), at, at);
+    };
+    eml('00000001-lincoln-usd.eml', daysAgo(31));
+    eml('00000002-lincoln-usd.eml', daysAgo(3));
+
+    const result = await applyRetention({ config: { DATA_DIR: dataDir, RETENTION_DAYS: 30 }, pool: db.pool, clock, logger });
+
+    expect(result.reportsCleared).toBe(2);
+    expect(result.emlRemoved).toEqual([path.join('outbox', '00000001-lincoln-usd.eml')]);
+    expect(existsSync(path.join(dataDir, 'outbox', '00000002-lincoln-usd.eml'))).toBe(true);
+    const { rows } = await db.pool.query<{ id: string; message: Record<string, unknown> }>(
+      'SELECT id::text, message FROM outbox WHERE id = ANY($1::bigint[])',
+      [[oldSent, oldFailed, oldPending, recentSent]],
+    );
+    const byId = new Map(rows.map((r) => [r.id, r.message]));
+    for (const id of [oldSent, oldFailed]) {
+      // Who it went to, the subject and the record stay; nothing naming a student does.
+      expect(byId.get(String(id))).toEqual({
+        from: message.from,
+        to: message.to,
+        subject: message.subject,
+        headers: message.headers,
+        bodyRemoved: 'retention',
+      });
+    }
+    for (const id of [oldPending, recentSent]) expect(byId.get(String(id))).toEqual(message);
+
+    const again = await applyRetention({ config: { DATA_DIR: dataDir, RETENTION_DAYS: 30 }, pool: db.pool, clock, logger });
+    expect(again.reportsCleared).toBe(0);
+    expect(again.emlRemoved).toEqual([]);
+  });
+
   it('keeps everything when RETENTION_DAYS is 0', async () => {
     const ancient = await copy('ancient-users.csv', daysAgo(3_000), 'succeeded');
     const result = await applyRetention({ config: { DATA_DIR: dataDir, RETENTION_DAYS: 0 }, pool: db.pool, clock, logger });
-    expect(result).toEqual({ cutoff: null, removed: [], failed: [] });
+    expect(result).toEqual({ cutoff: null, removed: [], failed: [], reportsCleared: 0, emlRemoved: [] });
     expect(existsSync(path.join(dataDir, ancient.rel))).toBe(true);
   });
 
