@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { registerExportCommands } from './commands/export.js';
@@ -16,6 +17,7 @@ import { reportError } from './context.js';
 export function buildProgram(): Command {
   const program = new Command('rosterd')
     .description('nightly rostering daemon: SFTP in, Postgres import in the night window, report by email')
+    .version(packageVersion(), '-V, --version', "print rosterd's version")
     .showHelpAfterError('(add --help for usage)');
   registerServeCommand(program);
   registerMigrateCommand(program);
@@ -35,13 +37,20 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** The version in package.json (two folders up from src/cli and from dist/cli alike). */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+  return pkg.version ?? 'unknown';
+}
+
 async function main(argv: string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      // help and version are not failures; commander already printed the message
-      const ok = ['commander.helpDisplayed', 'commander.help', 'commander.version'].includes(err.code);
+      // --help and --version are not failures; commander already printed the message. A missing
+      // command ('commander.help': the help went to stderr) is a usage error like a wrong one.
+      const ok = ['commander.helpDisplayed', 'commander.version'].includes(err.code);
       process.exitCode = ok ? 0 : 2;
       return;
     }

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -38,6 +38,18 @@ describe('the rosterd command', () => {
   it('is executable as built, the way npx and the package bin run it (shebang, mode)', () => {
     const out = execFileSync(CLI, ['tenant', 'list', '--json'], { env: { ...process.env, ...env } }).toString();
     expect(JSON.parse(out)).toEqual(expect.any(Array));
+  });
+
+  it('prints its version and its help with exit 0; no command at all is a usage error (exit 2)', async () => {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    const version = await runCli(['--version'], env);
+    expect(version).toMatchObject({ code: 0, stdout: `${pkg.version}\n` });
+    const help = await runCli(['--help'], env);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/serve .*\n[\s\S]*tenant/);
+    const none = await runCli([], env);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/Usage: rosterd/);
   });
 });
 
@@ -106,6 +118,8 @@ describe('rosterd tenant', () => {
     [['tenant', 'add', 'bad-threshold', '--admin-email', 'a@b.org', '--threshold', '150'], /0 to 100/],
     [['tenant', 'add', 'bad-count', '--admin-email', 'a@b.org', '--threshold-count', '-3'], /whole number/],
     [['tenant', 'frobnicate'], /unknown command/],
+    [['tenant'], /Usage: rosterd tenant/],
+    [[], /Usage: rosterd/],
   ])('refuses %j with exit 2 and writes nothing', async (args, message) => {
     const before = await count('tenants');
     const r = await runCli(args, env);
