@@ -416,11 +416,13 @@ export class SftpSession {
     const { bytes, sha256 } = await h.spool.finish();
     if (h.nameKind.kind === 'temporary') {
       await fs.promises.rename(h.spool.path, h.real);
+      h.spool.moved();
       this.ctx.hashes.remember(h.real, await fs.promises.lstat(h.real), sha256);
       this.ctx.logger.debug({ tenant: this.ctx.tenant, file: h.name, bytes }, 'temporary file written');
       return;
     }
     await this.receive(h.nameKind.target, h.spool.path, h.real, bytes, sha256);
+    h.spool.moved();
   }
 
   /** Immutable copy + pending upload row, then the file becomes the visible `users.csv`. */

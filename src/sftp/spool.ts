@@ -33,12 +33,34 @@ const RUN_BYTES = 1024 * 1024;
  */
 const POOL_SIZE = 10;
 
+/**
+ * A partly filled run older than this goes to the disk at the next write: a client sending a
+ * trickle still updates its spool file (whose age the spool sweep goes by) and holds no memory
+ * for long.
+ */
+const PARTIAL_RUN_MAX_AGE_MS = 10_000;
+
 /** Contiguous data gathered for one write to disk. */
 interface Run {
+  kind: 'run';
   position: number;
   buf: Buffer;
   used: number;
+  startedAt: number;
 }
+
+/** A change of size (SETSTAT), applied in order with the runs around it. */
+interface Truncation {
+  kind: 'truncate';
+  size: number;
+  done: (err: Error | null) => void;
+}
+
+/**
+ * Spool files open in this process: the sweep of abandoned spool files must never take one of
+ * them, however old (a client may be slow, or the idle timeout off).
+ */
+const openSpoolPaths = new Set<string>();
 
 /**
  * One file being written by a client, in a private spool file outside the jail: nothing the
@@ -62,9 +84,9 @@ export class SpoolFile {
   private hash: Hash | null;
   /** Bytes of the file hashed so far (from 0, in order). */
   private hashedBytes = 0;
-  /** The run being filled, the runs waiting for the disk, and whether one is being written. */
+  /** The run being filled, what waits for the disk (in order), and whether one is being written. */
   private run: Run | null = null;
-  private readonly queue: Run[] = [];
+  private readonly queue: Array<Run | Truncation> = [];
   private writing = false;
   private readonly pool: Buffer[] = [];
   private tickScheduled = false;
@@ -99,6 +121,7 @@ export class SpoolFile {
     const fd = await new Promise<number>((resolve, reject) =>
       fs.open(spoolPath, flags, 0o600, (err, fd) => (err ? reject(err) : resolve(fd))),
     );
+    openSpoolPaths.add(spoolPath);
     return new SpoolFile(fd, spoolPath, initialSize, options.maxBytes, options.released ?? (() => undefined));
   }
 
@@ -121,11 +144,12 @@ export class SpoolFile {
       this.failure = new TooLargeError(this.maxBytes);
       return this.failure;
     }
+    if (data.length === 0) return null; // changes nothing, not even the size
     if (end > this.size) this.size = end;
     let run = this.run;
     if (run === null || run.position + run.used !== offset || run.used + data.length > run.buf.length) {
       if (run !== null) this.queue.push(run);
-      run = { position: offset, buf: this.takeBuffer(data.length), used: 0 };
+      run = { kind: 'run', position: offset, buf: this.takeBuffer(data.length), used: 0, startedAt: performance.now() };
       this.run = run;
     }
     data.copy(run.buf, run.used);
@@ -146,7 +170,8 @@ export class SpoolFile {
 
   private readonly tick = (): void => {
     this.tickScheduled = false;
-    if (this.run !== null && this.run.used === this.run.buf.length) this.flush();
+    const run = this.run;
+    if (run !== null && (run.used === run.buf.length || performance.now() - run.startedAt > PARTIAL_RUN_MAX_AGE_MS)) this.flush();
     else this.writeNext();
   };
 
@@ -171,6 +196,7 @@ export class SpoolFile {
     if (this.writing) return;
     const run = this.queue.shift();
     if (run === undefined) return this.wake();
+    if (run.kind === 'truncate') return this.applyTruncation(run);
     const bytes = run.buf.subarray(0, run.used);
     if (this.hash !== null) {
       if (run.position === this.hashedBytes) {
@@ -190,13 +216,33 @@ export class SpoolFile {
     });
   }
 
-  /** SETSTAT size on an open upload: shorten or extend the file. */
-  async truncate(size: number): Promise<void> {
-    if (size > this.maxBytes) throw new TooLargeError(this.maxBytes);
-    await this.settled();
-    await new Promise<void>((resolve, reject) => fs.ftruncate(this.fd, size, (err) => (err ? reject(err) : resolve())));
+  /**
+   * SETSTAT size on an open upload: shorten or extend the file. It takes its place among the
+   * writes: those accepted before it are cut or extended by it, those after it apply on top.
+   */
+  truncate(size: number): Promise<void> {
+    if (size > this.maxBytes) return Promise.reject(new TooLargeError(this.maxBytes));
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.closed) return Promise.reject(new Error('the file is already closed'));
     this.size = size;
-    if (size !== this.hashedBytes) this.hash = null;
+    if (this.run !== null) this.queue.push(this.run);
+    this.run = null;
+    return new Promise((resolve, reject) => {
+      this.queue.push({ kind: 'truncate', size, done: (err) => (err ? reject(err) : resolve()) });
+      this.writeNext();
+    });
+  }
+
+  private applyTruncation(t: Truncation): void {
+    // The hash so far stays right only if the file ends exactly where it ends.
+    if (this.hash !== null && t.size !== this.hashedBytes) this.hash = null;
+    this.writing = true;
+    fs.ftruncate(this.fd, t.size, (err) => {
+      this.writing = false;
+      if (err && !this.failure) this.failure = err;
+      t.done(err);
+      this.writeNext();
+    });
   }
 
   /** Reads back part of the file (a client that opened it for reading and writing). */
@@ -221,12 +267,28 @@ export class SpoolFile {
     return { bytes: this.size, sha256 };
   }
 
-  /** Throws the file away (a transfer cut off, refused or failed). Safe to call more than once. */
+  /** The finished file has left the spool folder (moved by the caller): the sweep need not spare it. */
+  moved(): void {
+    openSpoolPaths.delete(this.path);
+  }
+
+  /**
+   * Throws the file away (a transfer cut off, refused or failed): what still waits in memory is
+   * dropped, not written. Safe to call more than once.
+   */
   async discard(): Promise<void> {
     this.closed = true;
-    await this.settled();
+    const dropped = this.queue.splice(0);
+    if (this.run !== null) dropped.push(this.run);
+    this.run = null;
+    for (const item of dropped) {
+      if (item.kind === 'run') this.released(item.used);
+      else item.done(new Error('the file was thrown away'));
+    }
+    await this.settled(); // the write in progress, if any
     await this.closeFd().catch(() => undefined);
     await fs.promises.rm(this.path, { force: true });
+    openSpoolPaths.delete(this.path);
   }
 
   private closeFd(): Promise<void> {
@@ -281,6 +343,7 @@ export async function sweepSpool(dir: string, olderThanMs: number, nowMs: number
   for (const name of names) {
     if (!name.endsWith('.part')) continue;
     const file = path.join(dir, name);
+    if (openSpoolPaths.has(file)) continue; // being written here, however slowly
     try {
       const stats = await fs.promises.lstat(file);
       if (nowMs - stats.mtimeMs > olderThanMs) {
