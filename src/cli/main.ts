@@ -48,10 +48,10 @@ async function main(argv: string[]): Promise<void> {
     await buildProgram().parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      // --help and --version are not failures; commander already printed the message. A missing
-      // command ('commander.help': the help went to stderr) is a usage error like a wrong one.
-      const ok = ['commander.helpDisplayed', 'commander.version'].includes(err.code);
-      process.exitCode = ok ? 0 : 2;
+      // commander already printed the message. Help asked for (--help, `help`) and --version exit
+      // 0; help shown because a command is missing (to stderr, exit code 1 from commander) is a
+      // usage error like a wrong command, as is everything else it refuses.
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
       return;
     }
     reportError(err, argv.includes('--json'));

@@ -13,6 +13,8 @@ import type { Clock, Logger } from '../types.js';
  * Reports name students too (rows with errors, the attached CSV): a report sent (or given up on)
  * before the cut-off loses its text, HTML and attachments in the outbox, keeping who it went to,
  * its subject and when; its `.eml` file in DATA_DIR/outbox (reports without SMTP_URL) is deleted.
+ * A report given up on is aged from when it was written, so with RETENTION_DAYS under the days
+ * delivery keeps trying, its body goes at the first run after delivery gives up.
  *
  * The walk starts from the files on disk, not from the uploads table: the table only grows, the
  * folder only holds what retention has not removed yet, so each run costs what is left to do.
@@ -114,7 +116,8 @@ async function clearOldReports(deps: RetentionDeps, cutoff: Date, result: Retent
   }
   const dir = path.join(config.DATA_DIR, 'outbox');
   for (const entry of await readDirIfExists(dir)) {
-    if (!entry.isFile() || !entry.name.endsWith('.eml')) continue;
+    // `.NAME.eml.tmp`: a report being written, or left by a crash mid-write (old ones only).
+    if (!entry.isFile() || !(entry.name.endsWith('.eml') || entry.name.endsWith('.eml.tmp'))) continue;
     const relative = path.join('outbox', entry.name);
     try {
       const stat = await fs.stat(path.join(dir, entry.name));

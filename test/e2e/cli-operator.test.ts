@@ -44,9 +44,11 @@ describe('the rosterd command', () => {
     const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
     const version = await runCli(['--version'], env);
     expect(version).toMatchObject({ code: 0, stdout: `${pkg.version}\n` });
-    const help = await runCli(['--help'], env);
-    expect(help.code).toBe(0);
-    expect(help.stdout).toMatch(/serve .*\n[\s\S]*tenant/);
+    for (const args of [['--help'], ['help'], ['help', 'tenant'], ['tenant', '--help']]) {
+      const help = await runCli(args, env);
+      expect(help.code, args.join(' ')).toBe(0);
+      expect(help.stdout, args.join(' ')).toMatch(/Usage: rosterd/);
+    }
     const none = await runCli([], env);
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/Usage: rosterd/);

@@ -105,11 +105,15 @@ describe('retention of received upload copies', () => {
     };
     eml('00000001-lincoln-usd.eml', daysAgo(31));
     eml('00000002-lincoln-usd.eml', daysAgo(3));
+    eml('.00000003-lincoln-usd.eml.tmp', daysAgo(40)); // left by a crash mid-write
 
     const result = await applyRetention({ config: { DATA_DIR: dataDir, RETENTION_DAYS: 30 }, pool: db.pool, clock, logger });
 
     expect(result.reportsCleared).toBe(2);
-    expect(result.emlRemoved).toEqual([path.join('outbox', '00000001-lincoln-usd.eml')]);
+    expect(result.emlRemoved.sort()).toEqual([
+      path.join('outbox', '.00000003-lincoln-usd.eml.tmp'),
+      path.join('outbox', '00000001-lincoln-usd.eml'),
+    ]);
     expect(existsSync(path.join(dataDir, 'outbox', '00000002-lincoln-usd.eml'))).toBe(true);
     const { rows } = await db.pool.query<{ id: string; message: Record<string, unknown> }>(
       'SELECT id::text, message FROM outbox WHERE id = ANY($1::bigint[])',
