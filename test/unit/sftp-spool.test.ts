@@ -56,7 +56,7 @@ describe('SpoolFile', () => {
     const file = await spool({ released: (n) => (released += n) });
     const data = randomBytes(MiB + 320 * 1024);
     writeInPieces(file, data.subarray(0, 320 * 1024), 32 * 1024);
-    await nextTurns();
+    await new Promise((r) => setTimeout(r, 50)); // long enough for a write, had one been started
     // Nothing written for a third of a buffer: a client sending little at a time costs no write each.
     expect(await onDisk(file.path)).toBe(0);
     expect(released).toBe(0);
@@ -165,7 +165,7 @@ describe('SpoolFile', () => {
       let released = 0;
       const file = await spool({ released: (n) => (released += n) });
       file.write(0, Buffer.from('first,'));
-      await nextTurns();
+      await new Promise((r) => setTimeout(r, 50));
       expect(released).toBe(0);
       vi.advanceTimersByTime(11_000);
       file.write(6, Buffer.from('second'));
