@@ -12,6 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import ssh2 from 'ssh2';
+import { generate } from '../dist/sftp/host-keys.js';
 
 const dir = process.argv[2];
 if (!dir) {
@@ -22,15 +23,8 @@ const OK = 0;
 const FAILURE = 4;
 const NO_SUCH_FILE = 2;
 
-/** ssh2 now and then generates an ed25519 key it cannot read back (see src/sftp/host-keys.ts). */
-function hostKey() {
-  for (;;) {
-    const { private: key } = ssh2.utils.generateKeyPairSync('ed25519');
-    if (!(ssh2.utils.parseKey(key) instanceof Error)) return key;
-  }
-}
-
-const server = new ssh2.Server({ hostKeys: [hostKey()] }, (client) => {
+// rosterd's own generator: it retries the ed25519 keys ssh2 now and then cannot read back.
+const server = new ssh2.Server({ hostKeys: [await generate('ed25519')] }, (client) => {
   client.on('error', () => undefined);
   client.on('authentication', (ctx) => {
     if (ctx.method !== 'publickey') return ctx.reject(['publickey']);

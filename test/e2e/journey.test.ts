@@ -19,7 +19,7 @@ import { runCli } from '../support/cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { startServe, zoneWhereItIsNight, type ServeProcess } from '../support/serve.js';
 import { startTestSmtp, type ReceivedMail, type TestSmtp } from '../support/smtp.js';
-import { run, waitFor, type RunResult } from '../support/ssh.js';
+import { run, sshOptions, waitFor, type RunResult } from '../support/ssh.js';
 
 const TENANT = 'lincoln-usd';
 const ADMIN = 'it@lincoln.k12.us';
@@ -134,33 +134,11 @@ const cli = async (...args: string[]) => {
 
 /** The SIS's nightly job: OpenSSH sftp in batch mode, host key pinned in a known_hosts file. */
 function sisPut(port: number, local: string, hostKeyChecking: 'accept-new' | 'yes'): Promise<RunResult> {
-  return run(
-    'sftp',
-    [
-      '-o',
-      `StrictHostKeyChecking=${hostKeyChecking}`,
-      '-o',
-      `UserKnownHostsFile=${knownHosts}`,
-      '-o',
-      'HostKeyAlias=rosterd.journey.test', // the port changes between starts; the host key must not
-      '-o',
-      'IdentitiesOnly=yes',
-      '-o',
-      'BatchMode=yes',
-      '-o',
-      'LogLevel=ERROR',
-      '-o',
-      'ConnectTimeout=10',
-      '-P',
-      String(port),
-      '-i',
-      keyPath,
-      '-b',
-      '-',
-      `${TENANT}@127.0.0.1`,
-    ],
-    { input: `put ${local} users.csv\n` },
-  );
+  // The port changes between starts; the host key, filed under one alias, must not.
+  const hostKey = { checking: hostKeyChecking, knownHosts, alias: 'rosterd.journey.test' };
+  return run('sftp', [...sshOptions(port, { privatePath: keyPath }, [], hostKey), '-b', '-', `${TENANT}@127.0.0.1`], {
+    input: `put ${local} users.csv\n`,
+  });
 }
 
 async function startDaemon(): Promise<ServeProcess> {

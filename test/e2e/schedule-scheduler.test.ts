@@ -86,10 +86,11 @@ it('ticks on SCHEDULE_CRON: imports, and writes the report as an .eml file witho
   expect(readdirSyncSafe(path.join(dataDir, 'outbox')).filter((f) => f.endsWith('.eml'))).toHaveLength(1);
 });
 
-it('stop() waits for the running import to commit and leaves no claim held', async () => {
+/** A context whose imports stop for `ms` once planned; `inImport` resolves when one gets there. */
+function pausingOncePlanned(ms: number): { context: ScheduleContext; inImport: Promise<void> } {
   let entered!: () => void;
   const inImport = new Promise<void>((r) => (entered = r));
-  const slow: ScheduleContext = {
+  const context: ScheduleContext = {
     pool: db.pool,
     logger: createLogger('silent'),
     clock,
@@ -98,9 +99,14 @@ it('stop() waits for the running import to commit and leaves no claim held', asy
     importHook: async (point) => {
       if (point !== 'planned') return;
       entered();
-      await new Promise((r) => setTimeout(r, 1000));
+      await new Promise((r) => setTimeout(r, ms));
     },
   };
+  return { context, inImport };
+}
+
+it('stop() waits for the running import to commit and leaves no claim held', async () => {
+  const { context: slow, inImport } = pausingOncePlanned(1000);
   const scheduler = createScheduler(slow, createMailer(config));
   const first = await receive('slow0001');
   const tick = scheduler.tick();
@@ -114,20 +120,7 @@ it('stop() waits for the running import to commit and leaves no claim held', asy
 });
 
 it('when the grace period runs out, stop() gives the claim back and the interrupted import applies nothing', async () => {
-  let entered!: () => void;
-  const inImport = new Promise<void>((r) => (entered = r));
-  const stuck: ScheduleContext = {
-    pool: db.pool,
-    logger: createLogger('silent'),
-    clock,
-    config,
-    hasher,
-    importHook: async (point) => {
-      if (point !== 'planned') return;
-      entered();
-      await new Promise((r) => setTimeout(r, 1500));
-    },
-  };
+  const { context: stuck, inImport } = pausingOncePlanned(1500);
   const scheduler = createScheduler(stuck, createMailer(config));
   const id = await receive('stuck001');
   const tick = scheduler.tick();

@@ -8,41 +8,21 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { addKey } from '../../src/store/keys.js';
 import { createTenant } from '../../src/store/tenants.js';
-import { createTestDatabase, type TestDatabase } from '../support/db.js';
-import { startServe, writeLargeUsersCsv, zoneWhereItIsNight, type ServeProcess } from '../support/serve.js';
+import { useServeFixture, writeLargeUsersCsv, zoneWhereItIsNight } from '../support/serve.js';
 import { makeClientKey, sftpBatch, waitFor } from '../support/ssh.js';
 
 const TENANT = 'crash-usd';
 const ROWS = 200_000;
 
-let db: TestDatabase;
-let tmp: string;
-let dataDir: string;
-const daemons: ServeProcess[] = [];
+const fx = useServeFixture('crash');
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'rosterd-crash-'));
-  dataDir = path.join(tmp, 'data');
-});
-
-afterAll(async () => {
-  for (const d of daemons) await d.stop('SIGKILL').catch(() => undefined);
-  await db?.drop();
-  if (tmp) await fs.rm(tmp, { recursive: true, force: true });
-});
-
-async function start(): Promise<ServeProcess> {
-  const d = await startServe({ databaseUrl: db.url, dataDir, env: { CLAIM_TTL_SECONDS: '10' } });
-  daemons.push(d);
-  return d;
-}
+const start = () => fx.start({ CLAIM_TTL_SECONDS: '10' });
 
 async function tenantUsers(): Promise<{ n: number; distinct: number }> {
-  const { rows } = await db.pool.query<{ n: number; distinct: number }>(
+  const { rows } = await fx.db.pool.query<{ n: number; distinct: number }>(
     `SELECT count(*)::int AS n, count(DISTINCT lower(username))::int AS distinct FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.subdomain = $1`,
     [TENANT],
   );
@@ -51,7 +31,7 @@ async function tenantUsers(): Promise<{ n: number; distinct: number }> {
 
 /** Backends other than the test's own holding a write lock on users: an import writing the roster. */
 async function rosterWriters(): Promise<number[]> {
-  const { rows } = await db.pool.query<{ pid: number }>(
+  const { rows } = await fx.db.pool.query<{ pid: number }>(
     `SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
       WHERE c.relname = 'users' AND l.mode = 'RowExclusiveLock' AND l.granted
         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.pid <> pg_backend_pid()`,
@@ -60,7 +40,7 @@ async function rosterWriters(): Promise<number[]> {
 }
 
 async function uploadRow(id: string) {
-  const { rows } = await db.pool.query<{
+  const { rows } = await fx.db.pool.query<{
     status: string;
     attempts: number;
     claimed_by: string | null;
@@ -71,16 +51,16 @@ async function uploadRow(id: string) {
 }
 
 it('kill -9 during an import leaves nothing partial; after the claim expires another serve imports it once', async () => {
-  await createTenant(db.pool, TENANT, { adminEmails: ['it@crash.example'], timezone: zoneWhereItIsNight() });
-  const key = await makeClientKey(tmp, 'ed25519');
-  await addKey(db.pool, TENANT, key.publicLine);
-  const csv = path.join(tmp, 'users.csv');
+  await createTenant(fx.db.pool, TENANT, { adminEmails: ['it@crash.example'], timezone: zoneWhereItIsNight() });
+  const key = await makeClientKey(fx.tmp, 'ed25519');
+  await addKey(fx.db.pool, TENANT, key.publicLine);
+  const csv = path.join(fx.tmp, 'users.csv');
   await writeLargeUsersCsv(csv, ROWS);
 
   const first = await start();
   const put = await sftpBatch(first.sftpPort, TENANT, key, [`put ${csv} users.csv`]);
   expect(put.code, put.stderr).toBe(0);
-  const { rows: ups } = await db.pool.query<{ id: string; sha256: string }>(`SELECT id, sha256 FROM uploads`);
+  const { rows: ups } = await fx.db.pool.query<{ id: string; sha256: string }>(`SELECT id, sha256 FROM uploads`);
   expect(ups).toHaveLength(1);
   const id = ups[0]?.id ?? '';
   expect(ups[0]?.sha256).toBe(
@@ -108,7 +88,7 @@ it('kill -9 during an import leaves nothing partial; after the claim expires ano
   const orphan = await uploadRow(id);
   expect(orphan).toMatchObject({ status: 'running', attempts: 0, claimed_by: `${os.hostname()}:${first.pid}` });
   expect(orphan?.claim_token).not.toBeNull();
-  const { rows: noReport } = await db.pool.query(`SELECT 1 FROM outbox WHERE upload_id = $1`, [id]);
+  const { rows: noReport } = await fx.db.pool.query(`SELECT 1 FROM outbox WHERE upload_id = $1`, [id]);
   expect(noReport).toHaveLength(0);
 
   // Another serve: once the claim has expired (10 s), a tick takes it back and imports it.
@@ -129,7 +109,7 @@ it('kill -9 during an import leaves nothing partial; after the claim expires ano
   // One report, for the one import.
   const outbox = await waitFor(
     async () => {
-      const { rows } = await db.pool.query<{ status: string }>(`SELECT status FROM outbox WHERE upload_id = $1`, [id]);
+      const { rows } = await fx.db.pool.query<{ status: string }>(`SELECT status FROM outbox WHERE upload_id = $1`, [id]);
       return rows.length > 0 && rows.every((r) => r.status === 'sent') ? rows : undefined;
     },
     30_000,

@@ -7,31 +7,15 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { createTenant } from '../../src/store/tenants.js';
-import { createTestDatabase, type TestDatabase } from '../support/db.js';
-import { receiveUpload, startServe, zoneWhereItIsNight, type ServeProcess } from '../support/serve.js';
+import { receiveUpload, useServeFixture, zoneWhereItIsNight } from '../support/serve.js';
 import { waitFor } from '../support/ssh.js';
 
 const TENANTS = 10;
 const USERS_PER_TENANT = 1500;
 
-let db: TestDatabase;
-let tmp: string;
-let dataDir: string;
-const daemons: ServeProcess[] = [];
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'rosterd-replicas-'));
-  dataDir = path.join(tmp, 'data');
-});
-
-afterAll(async () => {
-  for (const d of daemons) await d.stop('SIGKILL').catch(() => undefined);
-  await db?.drop();
-  if (tmp) await fs.rm(tmp, { recursive: true, force: true });
-});
+const fx = useServeFixture('replicas');
 
 function usersCsv(t: number): string {
   const lines = ['username,password,email,first name,last name,role,sis id'];
@@ -49,13 +33,13 @@ it('two replicas import 20 pending uploads, each exactly once, with one report e
   const ids: string[] = [];
   const base = Date.now() - 60_000;
   for (const [t, sub] of tenants.entries()) {
-    await createTenant(db.pool, sub, { adminEmails: [`admin@${sub}.example`], timezone: zone });
+    await createTenant(fx.db.pool, sub, { adminEmails: [`admin@${sub}.example`], timezone: zone });
     // users.csv, then the groups.csv pushed with it: both imported, users first
-    ids.push(await receiveUpload(db.pool, dataDir, sub, usersCsv(t), 'users.csv', new Date(base + t * 10)));
+    ids.push(await receiveUpload(fx.db.pool, fx.dataDir, sub, usersCsv(t), 'users.csv', new Date(base + t * 10)));
     ids.push(
       await receiveUpload(
-        db.pool,
-        dataDir,
+        fx.db.pool,
+        fx.dataDir,
         sub,
         `username,owner,group\nd${t}u00000,,Band\nd${t}u00001,,Band\n`,
         'groups.csv',
@@ -66,13 +50,12 @@ it('two replicas import 20 pending uploads, each exactly once, with one report e
   expect(ids).toHaveLength(20);
 
   // Both at once, as an orchestrator starts replicas.
-  daemons.push(...(await Promise.all([startServe({ databaseUrl: db.url, dataDir }), startServe({ databaseUrl: db.url, dataDir })])));
-  const [a, b] = daemons;
+  const [a, b] = await Promise.all([fx.start(), fx.start()]);
   if (!a || !b) throw new Error('two replicas');
 
   const done = await waitFor(
     async () => {
-      const { rows } = await db.pool.query<{ id: string; status: string }>(`SELECT id, status FROM uploads WHERE id = ANY($1::uuid[])`, [
+      const { rows } = await fx.db.pool.query<{ id: string; status: string }>(`SELECT id, status FROM uploads WHERE id = ANY($1::uuid[])`, [
         ids,
       ]);
       return rows.every((r) => !['pending', 'running'].includes(r.status)) ? rows : undefined;
@@ -83,7 +66,7 @@ it('two replicas import 20 pending uploads, each exactly once, with one report e
   expect(done.map((r) => r.status).sort()).toEqual(Array(20).fill('succeeded'));
 
   // Each upload: one import, by one of the two replicas, on its first attempt.
-  const { rows: uploads } = await db.pool.query<{ id: string; claimed_by: string; attempts: number; claim_token: string | null }>(
+  const { rows: uploads } = await fx.db.pool.query<{ id: string; claimed_by: string; attempts: number; claim_token: string | null }>(
     `SELECT id, claimed_by, attempts, claim_token FROM uploads WHERE id = ANY($1::uuid[])`,
     [ids],
   );
@@ -110,7 +93,7 @@ it('two replicas import 20 pending uploads, each exactly once, with one report e
   // One report per upload in the outbox, each delivered once (the .eml outbox: no SMTP_URL).
   const outbox = await waitFor(
     async () => {
-      const { rows } = await db.pool.query<{ upload_id: string; status: string; n: number }>(
+      const { rows } = await fx.db.pool.query<{ upload_id: string; status: string; n: number }>(
         `SELECT upload_id, min(status) AS status, count(*)::int AS n FROM outbox WHERE upload_id = ANY($1::uuid[]) GROUP BY upload_id`,
         [ids],
       );
@@ -120,16 +103,16 @@ it('two replicas import 20 pending uploads, each exactly once, with one report e
     'every report to be sent',
   );
   expect(outbox.every((r) => r.n === 1)).toBe(true);
-  const eml = (await fs.readdir(path.join(dataDir, 'outbox'))).filter((f) => f.endsWith('.eml'));
+  const eml = (await fs.readdir(path.join(fx.dataDir, 'outbox'))).filter((f) => f.endsWith('.eml'));
   expect(eml).toHaveLength(20);
 
   // Nobody twice: every tenant has exactly its roster, and groups hold their two members once.
-  const { rows: counts } = await db.pool.query<{ subdomain: string; users: number; distinct_users: number }>(
+  const { rows: counts } = await fx.db.pool.query<{ subdomain: string; users: number; distinct_users: number }>(
     `SELECT t.subdomain, count(u.id)::int AS users, count(DISTINCT lower(u.username))::int AS distinct_users
        FROM tenants t LEFT JOIN users u ON u.tenant_id = t.id GROUP BY t.subdomain ORDER BY t.subdomain`,
   );
   expect(counts).toEqual(tenants.map((subdomain) => ({ subdomain, users: USERS_PER_TENANT, distinct_users: USERS_PER_TENANT })));
-  const { rows: counted } = await db.pool.query<{ counts: { created: number } }>(
+  const { rows: counted } = await fx.db.pool.query<{ counts: { created: number } }>(
     `SELECT counts FROM uploads WHERE id = ANY($1::uuid[]) AND file_name = 'users.csv'`,
     [ids],
   );

@@ -8,12 +8,15 @@ import { createHash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream, promises as fs } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { DateTime } from 'luxon';
 import type pg from 'pg';
+import { afterAll, beforeAll } from 'vitest';
 import { insertUpload } from '../../src/store/uploads.js';
 import type { AcceptedFileName } from '../../src/types.js';
 import { CLI } from './cli.js';
+import { createTestDatabase, type TestDatabase } from './db.js';
 
 /** Every variable rosterd reads (PRODUCT.md §8, README): none leaks in from the test's environment. */
 const ROSTERD_ENV =
@@ -64,6 +67,47 @@ export interface ServeOptions {
   httpPort?: number;
   /** how long to wait for 'SFTP server listening' (default 30 s) */
   startTimeoutMs?: number;
+}
+
+export interface ServeFixture {
+  /** set once the file's tests start */
+  db: TestDatabase;
+  tmp: string;
+  /** DATA_DIR of the daemons, in tmp */
+  dataDir: string;
+  daemons: ServeProcess[];
+  /** A daemon on the fixture's database and data directory, killed after the file's tests. */
+  start(env?: Record<string, string>): Promise<ServeProcess>;
+}
+
+/**
+ * What a file of `rosterd serve` tests sets up: a test database of its own, a temporary folder
+ * holding DATA_DIR, and the daemons it starts, all killed and removed after its tests. Call it at
+ * the top level of the test file.
+ */
+export function useServeFixture(name: string): ServeFixture {
+  const fx: ServeFixture = {
+    db: undefined as unknown as TestDatabase,
+    tmp: '',
+    dataDir: '',
+    daemons: [],
+    async start(env = {}) {
+      const d = await startServe({ databaseUrl: fx.db.url, dataDir: fx.dataDir, env });
+      fx.daemons.push(d);
+      return d;
+    },
+  };
+  beforeAll(async () => {
+    fx.db = await createTestDatabase();
+    fx.tmp = await fs.mkdtemp(path.join(os.tmpdir(), `rosterd-${name}-`));
+    fx.dataDir = path.join(fx.tmp, 'data');
+  });
+  afterAll(async () => {
+    for (const d of fx.daemons) await d.stop('SIGKILL').catch(() => undefined);
+    await (fx.db as TestDatabase | undefined)?.drop();
+    if (fx.tmp) await fs.rm(fx.tmp, { recursive: true, force: true });
+  });
+  return fx;
 }
 
 /** A port that was free a moment ago (listen on 0, close, reuse). */

@@ -58,13 +58,27 @@ export function run(cmd: string, args: string[], options: { input?: string; time
   });
 }
 
+/** How the client checks the server's host key: not at all by default (test servers are new each time). */
+export interface HostKeyCheck {
+  checking: 'no' | 'accept-new' | 'yes';
+  knownHosts: string;
+  /** the name the host key is filed under in knownHosts */
+  alias?: string;
+}
+
 /** OpenSSH client options: no host key prompts, only the given key, never a password prompt. */
-export function sshOptions(port: number, key: ClientKey, extra: string[] = []): string[] {
+export function sshOptions(
+  port: number,
+  key: Pick<ClientKey, 'privatePath'>,
+  extra: string[] = [],
+  hostKey: HostKeyCheck = { checking: 'no', knownHosts: '/dev/null' },
+): string[] {
   return [
     '-o',
-    'StrictHostKeyChecking=no',
+    `StrictHostKeyChecking=${hostKey.checking}`,
     '-o',
-    'UserKnownHostsFile=/dev/null',
+    `UserKnownHostsFile=${hostKey.knownHosts}`,
+    ...(hostKey.alias === undefined ? [] : ['-o', `HostKeyAlias=${hostKey.alias}`]),
     '-o',
     'IdentitiesOnly=yes',
     '-o',

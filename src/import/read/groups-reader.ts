@@ -3,15 +3,14 @@
  * checked here; whether the user and owner exist and may own groups is the applier's (it needs the
  * database). Invalid rows are reported in the summary and not yielded.
  */
-import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import * as z from 'zod';
 import { FileRejectedError, type GroupRow } from '../types.js';
 import { MAX_FIELD_CHARS } from './csv-guard.js';
-import { detectFileEncoding, type EncodingChoice } from './decode.js';
+import type { EncodingChoice } from './decode.js';
 import { GROUPS_SPEC, type GroupColumn, type HeaderMatch } from './headers.js';
 import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult } from './summary.js';
-import { readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
+import { openFile, readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
 
 export interface GroupsReadOptions {
   /** cap on the detailed errors (and warnings) kept; counts stay exact. Default 50,000 */
@@ -25,10 +24,7 @@ export function readGroups(input: NodeJS.ReadableStream | Readable, opts: Groups
 }
 
 export function readGroupsFile(path: string, opts: GroupsReadOptions = {}): ReadResult<GroupRow> {
-  return groupsReader(async () => {
-    const encoding = opts.encoding ?? (await detectFileEncoding(path));
-    return { input: createReadStream(path, { highWaterMark: 1 << 16 }), encoding };
-  }, opts);
+  return groupsReader(openFile(path, opts.encoding), opts);
 }
 
 function groupsReader(

@@ -2,10 +2,11 @@
  * The part users.csv and groups.csv share: header, blank lines, ragged rows, batching, and the
  * whole-file checks that can only be made at the end (empty, header only, mostly ragged).
  */
+import { createReadStream } from 'node:fs';
 import type { ImportMode } from '../types.js';
 import { checkRagged, emptyFile, headerOnly } from './csv-guard.js';
 import { csvRecords, type ByteSource } from './csv-records.js';
-import type { EncodingChoice, FileEncoding } from './decode.js';
+import { detectFileEncoding, type EncodingChoice, type FileEncoding } from './decode.js';
 import { matchHeader, type ColumnSpec, type HeaderMatch } from './headers.js';
 import { BATCH_SIZE, IssueLog, type ReadSummary } from './summary.js';
 
@@ -23,6 +24,14 @@ export interface TableRead<C extends string, T> {
   open(): Promise<{ input: ByteSource; encoding: EncodingChoice }>;
   /** called once the header is known; returns what turns fields into items */
   onHeader(header: HeaderMatch<C>): RowHandler<T>;
+}
+
+/** `open` for a file on disk: UTF-8 is validated in a streamed pre-pass (unless the encoding is given), so it is known before row 1. */
+export function openFile(path: string, encoding: EncodingChoice | undefined): TableRead<string, unknown>['open'] {
+  return async () => ({
+    encoding: encoding ?? (await detectFileEncoding(path)),
+    input: createReadStream(path, { highWaterMark: 1 << 16 }),
+  });
 }
 
 export interface TableState {

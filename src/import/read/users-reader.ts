@@ -7,14 +7,13 @@
  * (the applier commits only once `items` is exhausted). Duplicate usernames are not detected here:
  * the applier does it in SQL after staging, so a 1M-row file needs no 1M-entry map.
  */
-import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { ReadItem, SchoolRef, UserRow } from '../types.js';
 import { MAX_FIELD_CHARS } from './csv-guard.js';
-import { detectFileEncoding, type EncodingChoice } from './decode.js';
+import type { EncodingChoice } from './decode.js';
 import { USERS_SPEC, type HeaderMatch, type UserColumn } from './headers.js';
 import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult, type ReadSummary } from './summary.js';
-import { readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
+import { openFile, readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
 import { failed, userRules, type UserCells } from './users-rules.js';
 
 export type { ReadResult, ReadSummary } from './summary.js';
@@ -40,10 +39,7 @@ export function readUsers(input: NodeJS.ReadableStream | Readable, opts: UsersRe
 
 /** Reads a users.csv on disk: UTF-8 is validated in a streamed pre-pass, so the encoding is known before row 1. */
 export function readUsersFile(path: string, opts: UsersReadOptions): ReadResult<ReadItem> {
-  return usersReader(async () => {
-    const encoding = opts.encoding ?? (await detectFileEncoding(path));
-    return { input: createReadStream(path, { highWaterMark: 1 << 16 }), encoding };
-  }, opts);
+  return usersReader(openFile(path, opts.encoding), opts);
 }
 
 function usersReader(
