@@ -49,7 +49,7 @@ const envSchema = z.object({
   CLAIM_TTL_SECONDS: int(10, 86_400).default(600),
   /** How long shutdown lets transfers and imports in flight finish before ending them. */
   SHUTDOWN_GRACE_SECONDS: int(0, 3_600).default(30),
-  /** Received upload copies older than this are deleted (their records stay). 0 keeps them forever. */
+  /** Received upload copies, and the bodies and .eml files of reports sent, older than this are deleted (records stay). 0 keeps them forever. */
   RETENTION_DAYS: int(0, 36_500).default(30),
   /** An SFTP connection idle this long is closed. 0 disables. */
   SFTP_IDLE_TIMEOUT_SECONDS: int(0, 86_400).default(600),
@@ -66,10 +66,24 @@ const envSchema = z.object({
 export type RawEnv = z.input<typeof envSchema>;
 export type Config = Readonly<z.output<typeof envSchema> & { DATA_DIR: string }>;
 
+/**
+ * The variable names, in the schema's order: the one list that config/rosterd.env and README's
+ * table are checked against, so a variable added here cannot go undocumented.
+ */
+export const CONFIG_VARIABLES: readonly string[] = Object.freeze(Object.keys(envSchema.shape));
+
+/**
+ * Each variable's default as the schema has it (undefined: unset by default), DATA_DIR as written
+ * (not resolved against the working directory), so documentation can be compared with the code.
+ */
+export function configDefaults(): Record<string, string | number | undefined> {
+  return envSchema.parse({});
+}
+
 /** Parse and freeze the configuration. A bad value throws CONFIG_INVALID naming the variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const picked: Record<string, string> = {};
-  for (const key of Object.keys(envSchema.shape)) {
+  for (const key of CONFIG_VARIABLES) {
     const value = env[key];
     if (value !== undefined && value !== '') picked[key] = value;
   }
