@@ -3,10 +3,10 @@ import type { UploadTarget } from './execute.js';
 import { FileRejectedError } from './types.js';
 
 /**
- * The immutable copy must still be the file that was received: copies are not fsynced (that
- * tripled upload time), so a power loss could damage one, and retention or a person could remove
- * it. Either way the import fails with one clear message instead of importing something else or
- * retrying in vain.
+ * The immutable copy must still be the file that was received: a disk can fail or a person or a
+ * backup restore can change or remove it (copies are synced to disk before they are recorded, so
+ * a power loss alone should not). Either way the import fails with one clear message instead of
+ * importing something else or retrying in vain.
  */
 export async function verifyStoredCopy(target: Pick<UploadTarget, 'path' | 'sha256'>): Promise<void> {
   let actual: string;

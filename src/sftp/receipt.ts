@@ -50,6 +50,9 @@ export async function receiveFile(deps: ReceiptDeps, file: ReceivedFile): Promis
     .replace(/\.\d+Z$/, 'Z')}-${randomUUID()}-${file.fileName}`;
   const storedAbs = path.join(dir, copyName);
   await linkOrCopy(file.source, storedAbs);
+  // The copy's name on disk before its row commits (the data already is: the spool syncs it), so
+  // that a power loss cannot leave a pending upload whose file is gone.
+  await syncPath(dir);
   const storedPath = path.relative(deps.dataDir, storedAbs);
   try {
     await fs.chmod(storedAbs, 0o400);
@@ -79,5 +82,16 @@ async function linkOrCopy(from: string, to: string): Promise<void> {
     // Another file system, or one without hard links: copy (a clone where the file system can).
     if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EMLINK') throw err;
     await fs.copyFile(from, to, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE);
+    await syncPath(to);
+  }
+}
+
+/** fsync of a file or a folder (a folder's entries: names created or renamed in it). */
+async function syncPath(p: string): Promise<void> {
+  const handle = await fs.open(p, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
