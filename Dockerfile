@@ -1,7 +1,8 @@
 # rosterd container image (issue 5, PRODUCT.md §9). Three stages:
 #   build:   the same install and build commands as CI (npm ci, npm run build) -> dist/
 #   deps:    production dependencies only (npm ci --omit=dev), with the compilers that ssh2's
-#            optional native crypto needs, which stay out of the final image
+#            optional native crypto and rosterd's page-cache addon (native/) need, which stay out
+#            of the final image
 #   runtime: node, dist/, production node_modules, the migrations; runs as an unprivileged user
 # Compose file for a local stack (Postgres + mail catcher): docker/compose.yml.
 
@@ -13,6 +14,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY native ./native
 RUN npm ci
 COPY tsconfig.json ./
 COPY src ./src
@@ -24,6 +26,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY native ./native
 RUN npm ci --omit=dev && npm cache clean --force
 
 FROM ${NODE_IMAGE} AS runtime
@@ -34,6 +37,7 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY --from=deps /app/node_modules ./node_modules
+COPY --from=deps /app/native/build/Release/page_cache.node ./native/build/Release/page_cache.node
 COPY --from=build /app/dist ./dist
 # Migrations are read at run time from src/store/migrations (next to package.json).
 COPY src/store/migrations ./src/store/migrations

@@ -22,8 +22,9 @@
  * host must fault in again costs ten times more: `dd` of 200 MB into the page cache took 0.05 s
  * right after a delete and 0.45 s two seconds later.
  *   - "as deployed": rosterd keeps every upload (its received copy, kept for RETENTION_DAYS, and
- *     the visible file until a new one is complete), so each upload needs fresh memory; sshd
- *     truncates its target on open and reuses the memory it just freed.
+ *     the visible file until a new one is complete) but hands back the superseded one's page
+ *     cache as the next upload starts (src/sftp/page-cache.ts); sshd truncates its target on open
+ *     and reuses the memory it just freed.
  *   - "same memory": each server's previous upload is deleted just before its next, so both write
  *     into memory just freed: what the servers themselves cost.
  * The goal is checked in both; the figures say which one a reader is looking at.
@@ -151,13 +152,15 @@ async function main() {
             const target = server.name;
             if (condition.tidyBefore) await server.tidy();
             const cpuBefore = cpuSeconds(server.pid);
+            const clientBefore = childCpu();
             const seconds = await upload(client, server, keyPath, file);
             await sleep(100); // sshd reaps the session process, whose CPU time then counts
             const cpuAfter = cpuSeconds(server.pid);
             const [cpu, user, sys] = cpuAfter.map((v, i) => v - cpuBefore[i]);
+            const clientCpu = childCpu() - clientBefore;
             results[client][condition.key][target].push((BENCH_MB * MB) / seconds / MB);
             process.stdout.write(
-              `  ${client.padEnd(4)} -> ${target.padEnd(7)} round ${round + 1}: ${((BENCH_MB * MB) / seconds / MB).toFixed(1).padStart(6)} MB/s, server CPU ${cpu.toFixed(2)} s (user ${user.toFixed(2)}, system ${sys.toFixed(2)})\n`,
+              `  ${client.padEnd(4)} -> ${target.padEnd(7)} round ${round + 1}: ${((BENCH_MB * MB) / seconds / MB).toFixed(1).padStart(6)} MB/s, server CPU ${cpu.toFixed(2)} s (user ${user.toFixed(2)}, system ${sys.toFixed(2)}), client CPU ${clientCpu.toFixed(2)} s\n`,
             );
           }
         }
@@ -436,6 +439,16 @@ function cpuSeconds(pid) {
   const user = (f[11] + f[13]) / 100; // utime + cutime
   const sys = (f[12] + f[14]) / 100; // stime + cstime
   return [user + sys, user, sys];
+}
+
+/** CPU seconds of this process's reaped children: the clients, each timed upload's one. */
+function childCpu() {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const f = stat
+    .slice(stat.lastIndexOf(')') + 2)
+    .split(' ')
+    .map(Number);
+  return (f[13] + f[14]) / 100; // cutime + cstime
 }
 
 function statusKb(pid, field) {

@@ -1,4 +1,5 @@
 import fs, { type Stats } from 'node:fs';
+import path from 'node:path';
 import type { Attributes, SFTPWrapper } from 'ssh2';
 import { toError } from '../errors.js';
 import type { AcceptedFileName, Logger } from '../types.js';
@@ -8,6 +9,7 @@ import { classifyName, refusedNameMessage, type NameKind } from './file-names.js
 import type { HashCache } from './hash-cache.js';
 import { normalizeVirtual, resolveJailPath, type JailPath } from './jail.js';
 import { parseOpenFlags, type OpenMode } from './open-flags.js';
+import { releasePageCache } from './page-cache.js';
 import { receiveFile, type ReceiptDeps } from './receipt.js';
 import { sha256OfFile, SpoolFile } from './spool.js';
 import { NO_FOLDERS, refuse, STATUS, statusFor } from './status.js';
@@ -327,9 +329,25 @@ export class SftpSession {
       await spool.discard();
       throw refuse.failure('the session has ended');
     }
+    await this.releaseSuperseded(nameKind.target);
     const handle = this.newHandle({ kind: 'upload', name: p.name, real: p.real, nameKind, mode, spool, closing: false });
     this.ctx.uploadsChanged();
     return () => this.sftp.handle(id, handle);
+  }
+
+  /**
+   * A new upload of users.csv is starting: the memory the visible one (the previous upload, also
+   * its received copy) holds in the page cache is handed back before the data arrives, for the
+   * new file to reuse (page-cache.ts says why). After the spool is created, which may have copied
+   * from it. The import of the previous file, if it has yet to run, reads it from disk instead.
+   */
+  private async releaseSuperseded(target: AcceptedFileName): Promise<void> {
+    const visible = path.join(this.ctx.root, target);
+    try {
+      await releasePageCache(visible);
+    } catch (err) {
+      this.ctx.logger.debug({ err: toError(err), file: target }, 'page cache of the previous upload not released');
+    }
   }
 
   /**

@@ -276,6 +276,22 @@ describe('Dockerfile', () => {
     for (const heavy of ['node_modules', 'dist', 'data', '.git']) expect(ignored).toContain(heavy);
   });
 
+  it('has native/ in place wherever npm ci runs (its install script builds the addon), and ships the addon', () => {
+    let copied = false;
+    for (const l of lines) {
+      if (l.op === 'FROM') copied = false;
+      if (l.op === 'COPY' && /^native \.\/native$/.test(l.args)) copied = true;
+      if (l.op === 'RUN' && /(^|&& )npm ci( |$)/.test(l.args)) expect(copied, `native/ copied before: RUN ${l.args}`).toBe(true);
+    }
+    const final = lines.slice(lines.map((l) => l.op).lastIndexOf('FROM'));
+    expect(final.some((l) => l.op === 'COPY' && l.args.endsWith('./native/build/Release/page_cache.node'))).toBe(true);
+    expect(
+      read('.dockerignore')
+        .split('\n')
+        .map((l) => l.trim()),
+    ).not.toContain('native');
+  });
+
   it('ships production dependencies only, the migrations, as a non-root user, with a data volume and a health check', () => {
     expect(runs.some((r) => r.includes('npm ci --omit=dev'))).toBe(true);
     const final = lines.slice(lines.map((l) => l.op).lastIndexOf('FROM'));
