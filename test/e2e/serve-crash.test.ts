@@ -117,5 +117,5 @@ it('kill -9 during an import leaves nothing partial; after the claim expires ano
   );
   expect(outbox).toHaveLength(1);
 
-  expect(await second.stop()).toEqual({ code: 0, signal: null });
+  expect(await second.stop(), second.dump()).toEqual({ code: 0, signal: null });
 }, 240_000);

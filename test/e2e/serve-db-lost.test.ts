@@ -114,5 +114,5 @@ it('every connection terminated mid-import: the daemon lives on, nothing partial
   await waitFor(async () => (await userCount(OTHER)) === 5, 30_000, 'the other tenant’s upload to be imported');
 
   expect((await fetch(`http://127.0.0.1:${daemon.httpPort}/readyz`)).status).toBe(200);
-  expect(await daemon.stop()).toEqual({ code: 0, signal: null });
+  expect(await daemon.stop(), daemon.dump()).toEqual({ code: 0, signal: null });
 }, 180_000);

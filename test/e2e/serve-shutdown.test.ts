@@ -168,7 +168,7 @@ describe('SIGTERM during an upload', () => {
     expect(row?.sha256).toBe(sha256(await fs.readFile(small)));
     const done = await waitForOutcome(subdomain, row?.id ?? '');
     expect(done).toMatchObject({ status: 'succeeded', counts: expect.objectContaining({ created: 10 }) as unknown });
-    expect(await next.stop()).toEqual({ code: 0, signal: null });
+    expect(await next.stop(), next.dump()).toEqual({ code: 0, signal: null });
   }, 120_000);
 
   it('a transfer that finishes within the grace period is received whole and stays pending; the next start imports it', async () => {
@@ -195,7 +195,7 @@ describe('SIGTERM during an upload', () => {
     const done = await waitForOutcome(subdomain, rows[0]?.id ?? '');
     expect(done).toMatchObject({ status: 'succeeded', attempts: 0, counts: expect.objectContaining({ created: 25_000 }) as unknown });
     expect(await userCount(subdomain)).toBe(25_000);
-    expect(await next.stop()).toEqual({ code: 0, signal: null });
+    expect(await next.stop(), next.dump()).toEqual({ code: 0, signal: null });
   }, 120_000);
 });
 
@@ -244,7 +244,7 @@ describe('SIGTERM during an import', () => {
     expect(await reportsOf(id)).toBe(1);
     const imported = [...daemon.logs, ...next.logs].filter((l) => l.msg === 'imported' && l.uploadId === id);
     expect(imported).toHaveLength(1);
-    expect(await next.stop()).toEqual({ code: 0, signal: null });
+    expect(await next.stop(), next.dump()).toEqual({ code: 0, signal: null });
   }, 180_000);
 
   it('with time to finish: the import commits, then the process exits 0 with no claim held', async () => {
@@ -303,6 +303,6 @@ describe('SIGTERM during an import', () => {
     expect(done).toMatchObject({ status: 'succeeded', claim_token: null, counts: expect.objectContaining({ created: ROWS }) as unknown });
     expect(await userCount(subdomain)).toBe(ROWS);
     expect(await reportsOf(id)).toBe(1);
-    expect(await next.stop()).toEqual({ code: 0, signal: null });
+    expect(await next.stop(), next.dump()).toEqual({ code: 0, signal: null });
   }, 180_000);
 });

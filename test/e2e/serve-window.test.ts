@@ -113,5 +113,5 @@ it('day waits, night imports; import run --now imports once beside the daemon; a
   );
   expect(dayUsers[0]?.n).toBe(12);
 
-  expect(await d.stop()).toEqual({ code: 0, signal: null });
+  expect(await d.stop(), d.dump()).toEqual({ code: 0, signal: null });
 }, 120_000);
