@@ -8,6 +8,8 @@
  *   BENCH_ROUNDS=5      rounds per client (each round uploads once to each server, order alternating)
  *   BENCH_RSS_MB=400    size of the upload during which rosterd's memory is sampled (0: skip)
  *   BENCH_CLIENTS=sftp,curl   which clients to time
+ *   BENCH_PROFILE=DIR   write a V8 CPU profile of the rosterd server to DIR (open it in Chrome
+ *                       DevTools or speedscope)
  *   BENCH_BARE=1        also time a minimal ssh2 SFTP server (scripts/bare-ssh2-sftp.mjs: no jail,
  *                       no hash, no database; each WRITE answered once written), for reference
  *   DATABASE_URL        Postgres to use (a bench tenant is created and removed); unset: an
@@ -248,7 +250,8 @@ async function startRosterd(tmp, databaseUrl, keyPath, cleanups) {
   await addKey(pool, TENANT, await fs.readFile(`${keyPath}.pub`, 'utf8'));
   await pool.end();
   const dataDir = path.join(tmp, 'data');
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve'], {
+  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.BENCH_PROFILE)}`] : [];
+  const child = spawn(process.execPath, [...profile, fileURLToPath(import.meta.url), '--serve'], {
     env: {
       ...process.env,
       DATA_DIR: dataDir,
