@@ -6,7 +6,7 @@
 import { Readable, type TransformCallback } from 'node:stream';
 import { Parser } from 'csv-parse';
 import { describe, expect, it } from 'vitest';
-import { CSV_OPTIONS, csvRecords, lineBreaks, toFileError, type CsvRecord } from '../../src/import/read/csv-records.js';
+import { CSV_OPTIONS, csvRecords, toFileError, type CsvRecord } from '../../src/import/read/csv-records.js';
 import { MAX_RECORD_CHARS } from '../../src/import/read/csv-guard.js';
 
 /** The reader before the splitter: csv-parse numbering records as it pushes them. */
@@ -16,9 +16,7 @@ class Reference extends Parser {
   override push(chunk: unknown, encoding?: BufferEncoding): boolean {
     if (!Array.isArray(chunk)) return super.push(chunk, encoding);
     const fields = chunk as string[];
-    const line = this.nextLine;
-    this.nextLine = line + 1 + lineBreaks(fields);
-    this.records.push({ line, fields });
+    this.records.push({ line: this.nextLine++, fields });
     return true;
   }
   override _transform(buf: Buffer, enc: BufferEncoding, cb: TransformCallback): void {

@@ -1,10 +1,9 @@
 /**
- * Decoded, parsed CSV records with the spreadsheet line each one starts on.
- *
- * Line numbers are counted here rather than taken from csv-parse's `info.lines`, which counts a
- * CRLF inside a quoted field as two lines: every physical line yields a record (blank lines are
- * records of one empty field, skipped by the readers), so a record starts on the line after the
- * previous one ends, and it ends as many lines later as its fields hold line breaks.
+ * Decoded, parsed CSV records with the line each one is on as a spreadsheet shows it (PRODUCT.md
+ * §7: the header is line 1): one line per record, blank lines included (they are records of one
+ * empty field, skipped by the readers, and a spreadsheet shows them as empty rows). A cell holding
+ * line breaks does not add lines, so after one the numbers differ from a text editor's: the
+ * administrator reading the report has the file open in a spreadsheet.
  *
  * Why a hand-written splitter in front of csv-parse. Parsing was the largest single cost of an
  * import (a profile of staging 1M rows: csv-parse 36%), because csv-parse copies every byte into a
@@ -52,14 +51,6 @@ export const CSV_OPTIONS = {
   max_record_size: MAX_RECORD_CHARS,
   record_delimiter: ['\r\n', '\n', '\r'],
 };
-
-export function lineBreaks(fields: readonly string[]): number {
-  let n = 0;
-  for (const f of fields) {
-    if (f.includes('\n') || f.includes('\r')) n += f.match(/\r\n|\r|\n/g)?.length ?? 0;
-  }
-  return n;
-}
 
 export function toFileError(err: unknown, line: number): unknown {
   if (err instanceof FileRejectedError) return err;
@@ -160,7 +151,7 @@ function delimiterLength(text: string, at: number, final: boolean): number {
  * were appended to `out`).
  */
 export class RecordSplitter {
-  /** line the next record starts on */
+  /** line (record number, header = 1) of the next record */
   nextLine = 1;
   private carry = '';
   private nextCheck = MAX_RECORD_CHARS;
@@ -246,9 +237,7 @@ export class RecordSplitter {
       throw new Error(`CSV splitter out of step with csv-parse (${records.length} records, expected ${expected})`);
     }
     for (const fields of records) {
-      const line = this.nextLine;
-      this.nextLine = line + 1 + lineBreaks(fields);
-      out.push({ line, fields });
+      out.push({ line: this.nextLine++, fields });
     }
   }
 
@@ -263,9 +252,7 @@ export class RecordSplitter {
       } catch (err) {
         throw toFileError(err, this.nextLine);
       }
-      const line = this.nextLine;
-      this.nextLine = line + 1 + lineBreaks(fields);
-      out.push({ line, fields });
+      out.push({ line: this.nextLine++, fields });
       pos = end + dl;
     }
   }
