@@ -25,6 +25,9 @@ export type TenantStatus = 'active' | 'suspended';
 export type UploadStatus =
   'pending' | 'running' | 'succeeded' | 'completed_with_errors' | 'failed' | 'held' | 'rejected' | 'superseded' | 'validated';
 
+/** What a password cell shows wherever a row's values are shown (report, JSON, error CSV). */
+export const PASSWORD_MASK = '******';
+
 export const ACCEPTED_FILE_NAMES = ['users.csv', 'groups.csv'] as const;
 export type AcceptedFileName = (typeof ACCEPTED_FILE_NAMES)[number];
 

@@ -3,6 +3,7 @@
  * storing issues in import_issues. Messages are written for a school administrator.
  */
 import type { PoolClient } from 'pg';
+import { PASSWORD_MASK } from '../types.js';
 import type { ImportIssue } from './types.js';
 
 /** Templates for SQL format(): %s is the username, or the list of lines for a duplicate. */
@@ -21,7 +22,6 @@ export const MESSAGES = {
   groupEmpty: 'This row has neither an owner nor a group. Give a group name, an owner, or both.',
 } as const;
 
-const MASK = '******';
 const CHUNK = 5000;
 
 /** Store issues (values of a password column are masked, whatever the reader sent). */
@@ -41,7 +41,7 @@ export async function insertIssues(
         kind,
         part.map((x) => x.line),
         part.map((x) => x.column),
-        part.map((x) => (x.value === undefined ? null : /password/i.test(x.column) ? MASK : x.value)),
+        part.map((x) => (x.value === undefined ? null : /password/i.test(x.column) ? PASSWORD_MASK : x.value)),
         part.map((x) => x.message),
       ],
     );

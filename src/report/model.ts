@@ -5,7 +5,7 @@
  */
 import { DateTime } from 'luxon';
 import type { ImportCounts, ImportIssue } from '../import/types.js';
-import { assertNever } from '../types.js';
+import { assertNever, PASSWORD_MASK } from '../types.js';
 import type { ReportInput } from './types.js';
 
 /** How many errors the body shows; the attachment has all of them. */
@@ -165,7 +165,7 @@ function describeOutcome(input: ReportInput, files: { errorsAttachment: string |
 /** Passwords never appear: the records mask them already; this is the second lock. */
 export function maskIssue(issue: ImportIssue): ImportIssue {
   if (issue.value !== undefined && issue.column.replace(/[\s_-]/g, '').toLowerCase() === 'password') {
-    return { ...issue, value: '********' };
+    return { ...issue, value: PASSWORD_MASK };
   }
   return issue;
 }

@@ -88,7 +88,7 @@ describe('renderReport', () => {
     expect(csv?.content).toBe(
       '\uFEFFline,column,value,message\r\n' +
         '7,username,DUPuser01,username DUPuser01 appears twice (also line 9)\r\n' +
-        '8,password,********,password must be at least 6 characters\r\n' +
+        '8,password,******,password must be at least 6 characters\r\n' +
         `12,email,"'=HYPERLINK(""http://evil"",""click"")",not a valid email <address>\r\n`,
     );
     expect(JSON.stringify(mail)).not.toContain(SECRET);

@@ -1,4 +1,5 @@
 /** What a reader tells about a file besides its rows: mode, encoding, counts, errors, warnings. */
+import { PASSWORD_MASK } from '../../types.js';
 import type { ImportIssue, ImportMode } from '../types.js';
 import type { FileEncoding } from './decode.js';
 
@@ -69,6 +70,6 @@ const MAX_SHOWN = 300;
 
 /** A cell as written, shortened for the report; passwords are never shown. */
 export function shownValue(column: string, raw: string): string {
-  if (column === 'password') return '******';
+  if (column === 'password') return PASSWORD_MASK;
   return raw.length > MAX_SHOWN ? `${raw.slice(0, MAX_SHOWN)}…` : raw;
 }
