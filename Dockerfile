@@ -27,7 +27,9 @@ RUN apt-get update \
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY native ./native
-RUN npm ci --omit=dev && npm cache clean --force
+# The addon is optional (rosterd runs without it): an empty folder when it did not build, so that
+# the copy below still works.
+RUN npm ci --omit=dev && npm cache clean --force && mkdir -p native/build/Release
 
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production \
@@ -37,7 +39,7 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY --from=deps /app/node_modules ./node_modules
-COPY --from=deps /app/native/build/Release/page_cache.node ./native/build/Release/page_cache.node
+COPY --from=deps /app/native/build/Release ./native/build/Release
 COPY --from=build /app/dist ./dist
 # Migrations are read at run time from src/store/migrations (next to package.json).
 COPY src/store/migrations ./src/store/migrations

@@ -59,14 +59,25 @@ static napi_value dont_need(napi_env env, napi_callback_info info) {
   }
   job->fd = fd;
   napi_value promise, name;
-  napi_create_promise(env, &job->deferred, &promise);
-  napi_create_string_utf8(env, "rosterd.pageCache.dontNeed", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_async_work(env, NULL, name, execute, complete, job, &job->work) != napi_ok ||
-      napi_queue_async_work(env, job->work) != napi_ok) {
+  if (napi_create_promise(env, &job->deferred, &promise) != napi_ok) {
     free(job);
-    napi_throw_error(env, NULL, "could not queue the page-cache advice");
+    napi_throw_error(env, NULL, "could not create a promise");
     return NULL;
   }
+  if (napi_create_string_utf8(env, "rosterd.pageCache.dontNeed", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, execute, complete, job, &job->work) != napi_ok) {
+    job->work = NULL;
+  } else if (napi_queue_async_work(env, job->work) != napi_ok) {
+    napi_delete_async_work(env, job->work);
+    job->work = NULL;
+  } else {
+    return promise;
+  }
+  /* Not queued: settle the promise here (ECANCELED), so that no caller waits forever. */
+  napi_value result;
+  napi_create_int32(env, ECANCELED, &result);
+  napi_resolve_deferred(env, job->deferred, result);
+  free(job);
   return promise;
 }
 

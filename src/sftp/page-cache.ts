@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
+import os from 'node:os';
 
 /**
  * Hands back the memory a file holds in the page cache (posix_fadvise DONTNEED, through the small
@@ -50,13 +51,19 @@ export async function releasePageCache(file: string): Promise<boolean> {
   if (native === null) return false;
   let handle: fs.promises.FileHandle;
   try {
-    handle = await fs.promises.open(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    // O_NONBLOCK: should something other than a file (a FIFO) ever sit there, opening it must not wait.
+    handle = await fs.promises.open(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw err;
   }
   try {
+    if (!(await handle.stat()).isFile()) return false;
     const errno = await native.dontNeed(handle.fd);
+    if (errno === os.constants.errno.ENOSYS) {
+      binding = null; // built, but the system has no posix_fadvise (macOS): stop trying
+      return false;
+    }
     if (errno !== 0) throw new Error(`posix_fadvise(DONTNEED) failed on ${file}: errno ${errno}`);
     return true;
   } finally {

@@ -43,19 +43,28 @@ export function uploadsDir(dataDir: string, tenant: string): string {
 export async function receiveFile(deps: ReceiptDeps, file: ReceivedFile): Promise<Receipt> {
   const receivedAt = deps.clock.now();
   const dir = uploadsDir(deps.dataDir, file.tenant);
-  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  const created = await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  // A tenant's first upload creates its folder (and maybe uploads/): their names too must be on
+  // disk before a row points into them.
+  if (created !== undefined) {
+    const top = path.dirname(created);
+    for (let d = path.dirname(dir); ; d = path.dirname(d)) {
+      await syncPath(d);
+      if (d === top || d === path.dirname(d)) break;
+    }
+  }
   const copyName = `${receivedAt
     .toISOString()
     .replace(/[-:]/g, '')
     .replace(/\.\d+Z$/, 'Z')}-${randomUUID()}-${file.fileName}`;
   const storedAbs = path.join(dir, copyName);
   await linkOrCopy(file.source, storedAbs);
-  // The copy's name on disk before its row commits (the data already is: the spool syncs it), so
-  // that a power loss cannot leave a pending upload whose file is gone.
-  await syncPath(dir);
   const storedPath = path.relative(deps.dataDir, storedAbs);
   try {
     await fs.chmod(storedAbs, 0o400);
+    // The copy's name on disk before its row commits (the data already is: the spool syncs it),
+    // so that a power loss cannot leave a pending upload whose file is gone.
+    await syncPath(dir);
     const upload = await insertUpload(deps.pool, {
       tenantSubdomain: file.tenant,
       fileName: file.fileName,
@@ -82,7 +91,10 @@ async function linkOrCopy(from: string, to: string): Promise<void> {
     // Another file system, or one without hard links: copy (a clone where the file system can).
     if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EMLINK') throw err;
     await fs.copyFile(from, to, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE);
-    await syncPath(to);
+    await syncPath(to).catch(async (err: unknown) => {
+      await fs.rm(to, { force: true }).catch(() => undefined);
+      throw err;
+    });
   }
 }
 

@@ -325,21 +325,23 @@ export class SftpSession {
       released: (bytes) => this.ctx.backpressure.release(bytes),
       ...(copyFrom === undefined ? {} : { copyFrom }),
     });
+    await this.releaseSuperseded(nameKind.target);
+    // Checked after the last await: a session that ended meanwhile has discarded its handles already.
     if (this.ended) {
       await spool.discard();
       throw refuse.failure('the session has ended');
     }
-    await this.releaseSuperseded(nameKind.target);
     const handle = this.newHandle({ kind: 'upload', name: p.name, real: p.real, nameKind, mode, spool, closing: false });
     this.ctx.uploadsChanged();
     return () => this.sftp.handle(id, handle);
   }
 
   /**
-   * A new upload of users.csv is starting: the memory the visible one (the previous upload, also
-   * its received copy) holds in the page cache is handed back before the data arrives, for the
-   * new file to reuse (page-cache.ts says why). After the spool is created, which may have copied
-   * from it. The import of the previous file, if it has yet to run, reads it from disk instead.
+   * A new upload of users.csv (or groups.csv) is starting: the memory the visible one (the
+   * previous upload, also its received copy) holds in the page cache is handed back before the
+   * data arrives, for the new file to reuse (page-cache.ts says why). After the spool is created,
+   * which may have copied from it. The import of the previous file, if it has yet to run, reads it
+   * from disk instead.
    */
   private async releaseSuperseded(target: AcceptedFileName): Promise<void> {
     const visible = path.join(this.ctx.root, target);

@@ -284,7 +284,7 @@ describe('Dockerfile', () => {
       if (l.op === 'RUN' && /(^|&& )npm ci( |$)/.test(l.args)) expect(copied, `native/ copied before: RUN ${l.args}`).toBe(true);
     }
     const final = lines.slice(lines.map((l) => l.op).lastIndexOf('FROM'));
-    expect(final.some((l) => l.op === 'COPY' && l.args.endsWith('./native/build/Release/page_cache.node'))).toBe(true);
+    expect(final.some((l) => l.op === 'COPY' && l.args.endsWith('/app/native/build/Release ./native/build/Release'))).toBe(true);
     expect(
       read('.dockerignore')
         .split('\n')

@@ -29,7 +29,7 @@ import { MAX_RECORD_CHARS, quoteNotClosed, recordTooLong } from './csv-guard.js'
 import { DecodeStream, type EncodingChoice, type FileEncoding } from './decode.js';
 
 export interface CsvRecord {
-  /** spreadsheet line (1-based) where the record starts */
+  /** line as a spreadsheet numbers rows: one per record, the header is 1 */
   line: number;
   /** cells as written (unquoted, not trimmed) */
   fields: string[];
