@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ImportRecord } from '../../src/import/records.js';
-import { runCli } from '../support/cli.js';
+import { IMPORT_JSON_FIELDS, runCli } from '../support/cli.js';
 import { csv, importFixture, type ImportFixture } from './import-fixture.js';
 
 let f: ImportFixture;
@@ -35,20 +35,7 @@ describe('import list and show', () => {
     const list = r.json<ImportRecord[]>();
     expect(list.map((x) => x.id)).toEqual([held.id, first.id]);
     const x = list[1]!;
-    for (const key of [
-      'id',
-      'tenant',
-      'file',
-      'sha256',
-      'bytes',
-      'receivedAt',
-      'status',
-      'mode',
-      'counts',
-      'errors',
-      'warnings',
-      'message',
-    ]) {
+    for (const key of IMPORT_JSON_FIELDS) {
       expect(x).toHaveProperty(key);
     }
     expect(x).toMatchObject({ tenant: 'cli-usd', file: 'users.csv', status: 'succeeded', mode: 'full', counts: { rows: 10, created: 10 } });

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { DateTime } from 'luxon';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../support/cli.js';
+import { IMPORT_JSON_FIELDS, runCli } from '../support/cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { startServe, zoneWhereItIsNight, type ServeProcess } from '../support/serve.js';
 import { startTestSmtp, type ReceivedMail, type TestSmtp } from '../support/smtp.js';
@@ -236,20 +236,7 @@ describe('a new operator’s first night', () => {
 
     const shown = (await cli('import', 'show', first.id)) as ImportJson;
     const bytes = Buffer.from(roster.text);
-    for (const k of [
-      'id',
-      'tenant',
-      'file',
-      'sha256',
-      'bytes',
-      'receivedAt',
-      'status',
-      'mode',
-      'counts',
-      'errors',
-      'warnings',
-      'message',
-    ]) {
+    for (const k of IMPORT_JSON_FIELDS) {
       expect(shown, `import show --json has "${k}"`).toHaveProperty(k);
     }
     expect(shown).toMatchObject({

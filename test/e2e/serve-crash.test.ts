@@ -11,6 +11,7 @@ import path from 'node:path';
 import { expect, it } from 'vitest';
 import { addKey } from '../../src/store/keys.js';
 import { createTenant } from '../../src/store/tenants.js';
+import { rosterWriterPids } from '../support/db.js';
 import { useServeFixture, writeLargeUsersCsv, zoneWhereItIsNight } from '../support/serve.js';
 import { makeClientKey, sftpBatch, waitFor } from '../support/ssh.js';
 
@@ -29,15 +30,7 @@ async function tenantUsers(): Promise<{ n: number; distinct: number }> {
   return rows[0] ?? { n: -1, distinct: -1 };
 }
 
-/** Backends other than the test's own holding a write lock on users: an import writing the roster. */
-async function rosterWriters(): Promise<number[]> {
-  const { rows } = await fx.db.pool.query<{ pid: number }>(
-    `SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-      WHERE c.relname = 'users' AND l.mode = 'RowExclusiveLock' AND l.granted
-        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.pid <> pg_backend_pid()`,
-  );
-  return rows.map((r) => r.pid);
-}
+const rosterWriters = () => rosterWriterPids(fx.db.pool);
 
 async function uploadRow(id: string) {
   const { rows } = await fx.db.pool.query<{

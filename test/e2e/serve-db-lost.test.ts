@@ -11,7 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { addKey } from '../../src/store/keys.js';
 import { createTenant } from '../../src/store/tenants.js';
-import { createTestDatabase, type TestDatabase } from '../support/db.js';
+import { createTestDatabase, rosterWriterPids, tenantUserCount, type TestDatabase } from '../support/db.js';
 import { receiveUpload, startServe, writeLargeUsersCsv, zoneWhereItIsNight, type ServeProcess } from '../support/serve.js';
 import { makeClientKey, sftpBatch, waitFor } from '../support/ssh.js';
 
@@ -42,22 +42,9 @@ async function uploadRow(id: string) {
   return rows[0];
 }
 
-async function userCount(subdomain: string): Promise<number> {
-  const { rows } = await db.pool.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.subdomain = $1`,
-    [subdomain],
-  );
-  return rows[0]?.n ?? -1;
-}
+const userCount = (subdomain: string) => tenantUserCount(db.pool, subdomain);
 
-async function rosterWriters(): Promise<number> {
-  const { rows } = await db.pool.query<{ n: number }>(
-    `SELECT count(DISTINCT l.pid)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-      WHERE c.relname = 'users' AND l.mode = 'RowExclusiveLock' AND l.granted
-        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.pid <> pg_backend_pid()`,
-  );
-  return rows[0]?.n ?? 0;
-}
+const rosterWriters = async () => (await rosterWriterPids(db.pool)).length;
 
 it('every connection terminated mid-import: the daemon lives on, nothing partial, imported later exactly once', async () => {
   const zone = zoneWhereItIsNight();

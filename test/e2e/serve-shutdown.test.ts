@@ -12,7 +12,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addKey } from '../../src/store/keys.js';
 import { createTenant } from '../../src/store/tenants.js';
-import { createTestDatabase, type TestDatabase } from '../support/db.js';
+import { createTestDatabase, rosterWriterPids, tenantUserCount, type TestDatabase } from '../support/db.js';
 import { receiveUpload, startServe, writeLargeUsersCsv, zoneWhereItIsNight, type ServeProcess } from '../support/serve.js';
 import { makeClientKey, sftpBatch, startSftpBatch, waitFor, type ClientKey } from '../support/ssh.js';
 
@@ -73,28 +73,14 @@ async function uploadsOf(subdomain: string) {
   return rows;
 }
 
-async function userCount(subdomain: string): Promise<number> {
-  const { rows } = await db.pool.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.subdomain = $1`,
-    [subdomain],
-  );
-  return rows[0]?.n ?? -1;
-}
+const userCount = (subdomain: string) => tenantUserCount(db.pool, subdomain);
 
 async function reportsOf(uploadId: string): Promise<number> {
   const { rows } = await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM outbox WHERE upload_id = $1`, [uploadId]);
   return rows[0]?.n ?? -1;
 }
 
-/** Backends other than the test's holding a write lock on users: an import writing the roster. */
-async function rosterWriters(): Promise<number> {
-  const { rows } = await db.pool.query<{ n: number }>(
-    `SELECT count(DISTINCT l.pid)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-      WHERE c.relname = 'users' AND l.mode = 'RowExclusiveLock' AND l.granted
-        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.pid <> pg_backend_pid()`,
-  );
-  return rows[0]?.n ?? 0;
-}
+const rosterWriters = async () => (await rosterWriterPids(db.pool)).length;
 
 /** The spool file of the transfer in flight, once it holds `atLeast` bytes. */
 async function spoolGrowing(atLeast: number): Promise<boolean> {

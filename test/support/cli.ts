@@ -5,6 +5,22 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 
+/** The fields PRODUCT.md §7 promises in an import's JSON (`import list`, `import show`, `validate`). */
+export const IMPORT_JSON_FIELDS = [
+  'id',
+  'tenant',
+  'file',
+  'sha256',
+  'bytes',
+  'receivedAt',
+  'status',
+  'mode',
+  'counts',
+  'errors',
+  'warnings',
+  'message',
+] as const;
+
 export interface CliResult {
   code: number | null;
   stdout: string;

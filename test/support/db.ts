@@ -40,3 +40,25 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     },
   };
 }
+
+/** Users of one tenant, active or not. */
+export async function tenantUserCount(pool: pg.Pool, subdomain: string): Promise<number> {
+  const { rows } = await pool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.subdomain = $1`,
+    [subdomain],
+  );
+  return rows[0]?.n ?? -1;
+}
+
+/**
+ * Backends other than the caller's holding a write lock on users: imports writing the roster
+ * (a test waits for one to start, or for a dead one's transaction to end).
+ */
+export async function rosterWriterPids(pool: pg.Pool): Promise<number[]> {
+  const { rows } = await pool.query<{ pid: number }>(
+    `SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+      WHERE c.relname = 'users' AND l.mode = 'RowExclusiveLock' AND l.granted
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.pid <> pg_backend_pid()`,
+  );
+  return rows.map((r) => r.pid);
+}
