@@ -1,7 +1,7 @@
 # rosterd container image (issue 5, PRODUCT.md §9). Three stages:
 #   build:   the same install and build commands as CI (npm ci, npm run build) -> dist/
 #   deps:    production dependencies only (npm ci --omit=dev), with the compilers that ssh2's
-#            optional native crypto and rosterd's page-cache addon (native/) need, which stay out
+#            optional native crypto and rosterd's addon (native/) need, which stay out
 #            of the final image
 #   runtime: node, dist/, production node_modules, the migrations; runs as an unprivileged user
 # Compose file for a local stack (Postgres + mail catcher): docker/compose.yml.

@@ -1,10 +1,12 @@
-# One small Node addon: the page-cache advice Node's fs module does not offer
-# (see page_cache.c and src/sftp/page-cache.ts). Built by `npm install` (package.json "install").
+# rosterd's Node addon (see addon.c): page-cache advice and off-loop spool writes, which Node's own
+# modules do not offer. Built by `npm install` (package.json "install"); optional: rosterd runs
+# without it. OpenSSL's headers come with Node's, and its symbols from the Node binary itself.
 {
   "targets": [
     {
-      "target_name": "page_cache",
-      "sources": ["page_cache.c"],
+      "target_name": "rosterd",
+      "sources": ["addon.c", "page_cache.c", "spool_write.c"],
+      "defines": ["NAPI_VERSION=8"],
       "cflags": ["-O2", "-Wall", "-Wextra"]
     }
   ]

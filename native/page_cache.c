@@ -9,11 +9,11 @@
  * pages for it, so no data can be lost.
  */
 #define _POSIX_C_SOURCE 200112L
-#define NAPI_VERSION 8
 #include <errno.h>
 #include <fcntl.h>
-#include <node_api.h>
 #include <stdlib.h>
+
+#include "addon.h"
 
 typedef struct {
   int fd;
@@ -41,7 +41,7 @@ static void complete(napi_env env, napi_status status, void *data) {
   free(job);
 }
 
-static napi_value dont_need(napi_env env, napi_callback_info info) {
+napi_value page_cache_dont_need(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   napi_valuetype type;
@@ -79,11 +79,4 @@ static napi_value dont_need(napi_env env, napi_callback_info info) {
   napi_resolve_deferred(env, job->deferred, result);
   free(job);
   return promise;
-}
-
-NAPI_MODULE_INIT() {
-  napi_value fn;
-  napi_create_function(env, "dontNeed", NAPI_AUTO_LENGTH, dont_need, NULL, &fn);
-  napi_set_named_property(env, exports, "dontNeed", fn);
-  return exports;
 }

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import os from 'node:os';
+import { nativeAddon, type NativeAddon } from './native.js';
 
 /**
  * Hands back the memory a file holds in the page cache (posix_fadvise DONTNEED, through the small
@@ -18,22 +18,11 @@ import os from 'node:os';
  * (no compiler at install, not Linux) this does nothing.
  */
 
-interface Binding {
-  dontNeed(fd: number): Promise<number>;
-}
+/** Set once the system turned out to have no posix_fadvise (macOS): no more tries. */
+let unsupported = false;
 
-let binding: Binding | null | undefined;
-
-function load(): Binding | null {
-  if (binding === undefined) {
-    try {
-      // dist/sftp/ and src/sftp/ are both two levels below the package root, where native/ is.
-      binding = createRequire(import.meta.url)('../../native/build/Release/page_cache.node') as Binding;
-    } catch {
-      binding = null;
-    }
-  }
-  return binding;
+function load(): NativeAddon | null {
+  return unsupported ? null : nativeAddon();
 }
 
 /** Whether releasing works here (the addon was built and loads). */
@@ -61,7 +50,7 @@ export async function releasePageCache(file: string): Promise<boolean> {
     if (!(await handle.stat()).isFile()) return false;
     const errno = await native.dontNeed(handle.fd);
     if (errno === os.constants.errno.ENOSYS) {
-      binding = null; // built, but the system has no posix_fadvise (macOS): stop trying
+      unsupported = true; // built, but the system has no posix_fadvise (macOS): stop trying
       return false;
     }
     if (errno !== 0) throw new Error(`posix_fadvise(DONTNEED) failed on ${file}: errno ${errno}`);

@@ -1,6 +1,7 @@
-import { createHash, randomUUID, type Hash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { createRunWriter, type RunWriter } from './run-writer.js';
 
 /** A write that would make the file larger than MAX_UPLOAD_BYTES. */
 export class TooLargeError extends Error {
@@ -23,6 +24,8 @@ export interface SpoolOptions {
   copyFrom?: string;
   /** Called with a number of accepted bytes once they are on disk (or failed). */
   released?: (bytes: number) => void;
+  /** Write and hash on the thread pool where the addon is built (the default); false: fs and the event loop. */
+  offLoop?: boolean;
 }
 
 /** Contiguous writes are gathered into buffers of this size and written with one write each. */
@@ -73,15 +76,17 @@ const openSpoolPaths = new Set<string>();
  * client that keeps few writes in flight (curl) would then cause a thread-pool round trip, which
  * wakes two threads, for every batch it sends. Runs go one after another (so a later write over
  * the same bytes always wins), and the SHA-256 is computed from them as they go, while the data
- * arrives in order (otherwise by re-reading at close). Copying lets the socket's buffers die young (they would otherwise be kept alive until
- * their bytes reach the disk, and the garbage collector would pay for it); the run buffers are
- * reused. The caller bounds what is accepted but not yet written (Backpressure, via `released`).
+ * arrives in order (otherwise by re-reading at close), by the same RunWriter that writes them: on
+ * the thread pool where the addon is built (run-writer.ts). Copying lets the socket's buffers die
+ * young (they would otherwise be kept alive until their bytes reach the disk, and the garbage
+ * collector would pay for it); the run buffers are reused. The caller bounds what is accepted but not yet written (Backpressure, via `released`).
  */
 export class SpoolFile {
   readonly path: string;
   /** Bytes in the file: the highest offset written (or the copied file's size). */
   size: number;
-  private hash: Hash | null;
+  /** Whether the writer's SHA-256 can still be the file's (it gets the data in order). */
+  private hashing: boolean;
   /** Bytes of the file hashed so far (from 0, in order). */
   private hashedBytes = 0;
   /** The run being filled, what waits for the disk (in order), and whether one is being written. */
@@ -101,10 +106,11 @@ export class SpoolFile {
     initialSize: number,
     private readonly maxBytes: number,
     private readonly released: (bytes: number) => void,
+    private readonly writer: RunWriter,
   ) {
     this.path = spoolPath;
     this.size = initialSize;
-    this.hash = initialSize === 0 ? createHash('sha256') : null;
+    this.hashing = initialSize === 0;
   }
 
   static async create(options: SpoolOptions): Promise<SpoolFile> {
@@ -122,7 +128,14 @@ export class SpoolFile {
       fs.open(spoolPath, flags, 0o600, (err, fd) => (err ? reject(err) : resolve(fd))),
     );
     openSpoolPaths.add(spoolPath);
-    return new SpoolFile(fd, spoolPath, initialSize, options.maxBytes, options.released ?? (() => undefined));
+    return new SpoolFile(
+      fd,
+      spoolPath,
+      initialSize,
+      options.maxBytes,
+      options.released ?? (() => undefined),
+      createRunWriter(options.offLoop),
+    );
   }
 
   /** The error that broke this file, if any (every later write and the close report it). */
@@ -197,17 +210,17 @@ export class SpoolFile {
     const run = this.queue.shift();
     if (run === undefined) return this.wake();
     if (run.kind === 'truncate') return this.applyTruncation(run);
-    const bytes = run.buf.subarray(0, run.used);
-    if (this.hash !== null) {
+    let hash = false;
+    if (this.hashing) {
       if (run.position === this.hashedBytes) {
-        this.hash.update(bytes);
+        hash = true;
         this.hashedBytes += run.used;
       } else {
-        this.hash = null; // out of order or overlapping: re-read at close
+        this.hashing = false; // out of order or overlapping: re-read at close
       }
     }
     this.writing = true;
-    writeAll(this.fd, bytes, run.position, (err) => {
+    this.writer.write(this.fd, run.buf.subarray(0, run.used), run.position, hash, (err) => {
       this.writing = false;
       if (err && !this.failure) this.failure = err;
       if (run.buf.length === RUN_BYTES && this.pool.length < POOL_SIZE) this.pool.push(run.buf);
@@ -235,7 +248,7 @@ export class SpoolFile {
 
   private applyTruncation(t: Truncation): void {
     // The hash so far stays right only if the file ends exactly where it ends.
-    if (this.hash !== null && t.size !== this.hashedBytes) this.hash = null;
+    if (this.hashing && t.size !== this.hashedBytes) this.hashing = false;
     this.writing = true;
     fs.ftruncate(this.fd, t.size, (err) => {
       this.writing = false;
@@ -265,7 +278,7 @@ export class SpoolFile {
     // clean, so that the next upload can release them (page-cache.ts).
     await new Promise<void>((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
     await this.closeFd();
-    const sha256 = this.hash !== null && this.hashedBytes === this.size ? this.hash.digest('hex') : await sha256OfFile(this.path);
+    const sha256 = this.hashing && this.hashedBytes === this.size ? this.writer.digest() : await sha256OfFile(this.path);
     return { bytes: this.size, sha256 };
   }
 
@@ -311,15 +324,6 @@ export class SpoolFile {
     this.waiters = [];
     for (const w of waiters) w();
   }
-}
-
-/** pwrite that finishes a partial write. */
-function writeAll(fd: number, data: Buffer, position: number, done: (err: Error | null) => void): void {
-  fs.write(fd, data, 0, data.length, position, (err, written) => {
-    if (err) return done(err);
-    if (written < data.length) return writeAll(fd, data.subarray(written), position + written, done);
-    done(null);
-  });
 }
 
 export async function sha256OfFile(file: string): Promise<string> {

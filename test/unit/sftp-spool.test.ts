@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Backpressure } from '../../src/sftp/backpressure.js';
 import { SpoolFile, sweepSpool, TooLargeError } from '../../src/sftp/spool.js';
 
@@ -33,10 +33,14 @@ const until = async (condition: () => boolean) => {
   expect(condition()).toBe(true);
 };
 
+/** Which RunWriter the files of the block being run use (both must behave the same). */
+let offLoop = true;
+
 async function spool(options: { maxBytes?: number; released?: (n: number) => void; copyFrom?: string } = {}) {
   return SpoolFile.create({
     dir,
     label: 'test',
+    offLoop,
     maxBytes: options.maxBytes ?? 64 * MiB,
     ...(options.released ? { released: options.released } : {}),
     ...(options.copyFrom ? { copyFrom: options.copyFrom } : {}),
@@ -50,7 +54,14 @@ function writeInPieces(file: SpoolFile, data: Buffer, piece: number, start = 0):
   }
 }
 
-describe('SpoolFile', () => {
+describe.each([
+  { offLoop: true, how: 'written and hashed on the thread pool (the addon)' },
+  { offLoop: false, how: 'written through fs and hashed on the event loop (no addon)' },
+])('SpoolFile, $how', (mode) => {
+  beforeEach(() => {
+    offLoop = mode.offLoop;
+  });
+
   it('keeps a partly filled buffer in memory, writes whole ones at once, and everything at finish', async () => {
     let released = 0;
     const file = await spool({ released: (n) => (released += n) });
