@@ -5,7 +5,7 @@
  * during a large upload. Run after `npm run build`: `npm run bench:sftp`.
  *
  *   BENCH_MB=200        size of the timed upload
- *   BENCH_ROUNDS=5      rounds per client (each round uploads once to each server, order alternating)
+ *   BENCH_ROUNDS=7      rounds per client (each round uploads once to each server, order alternating)
  *   BENCH_RSS_MB=400    size of the upload during which rosterd's memory is sampled (0: skip)
  *   BENCH_CLIENTS=sftp,curl   which clients to time
  *   BENCH_PROFILE=DIR   write a V8 CPU profile of the rosterd server to DIR (open it in Chrome
@@ -45,7 +45,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DIST = path.join(ROOT, 'dist');
 const MB = 1_000_000;
 const BENCH_MB = Number(process.env.BENCH_MB ?? 200);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const RSS_MB = Number(process.env.BENCH_RSS_MB ?? 400);
 const CLIENTS = (process.env.BENCH_CLIENTS ?? 'sftp,curl').split(',').filter((c) => c === 'sftp' || c === 'curl');
 const TENANT = `bench-${randomBytes(3).toString('hex')}`;
@@ -184,7 +184,8 @@ async function main() {
           `  ${client.padEnd(5)} ${condition.label.padEnd(12)} rosterd ${r.toFixed(1).padStart(6)}` +
             (o === null
               ? ''
-              : `   OpenSSH ${o.toFixed(1).padStart(6)}   ratio ${ratio.toFixed(2)}x (goal ${GOAL_RATIO}x: ${ratio >= GOAL_RATIO ? 'met' : 'NOT met'})`) +
+              : `   OpenSSH ${o.toFixed(1).padStart(6)}   ratio ${ratio.toFixed(2)}x (goal ${GOAL_RATIO}x: ${ratio >= GOAL_RATIO ? 'met' : 'NOT met'})` +
+                `, single rounds ${roundRatios(of.rosterd, of.openssh)}`) +
             (bare ? `   bare ssh2 ${median(of.bare).toFixed(1)}${o === null ? '' : ` (${(median(of.bare) / o).toFixed(2)}x)`}` : ''),
         );
       }
@@ -419,6 +420,12 @@ async function upload(client, server, keyPath, file) {
     });
   });
   return Number(process.hrtime.bigint() - started) / 1e9;
+}
+
+/** The spread of rosterd's ratio within rounds (both servers timed back to back): how much the machine moved. */
+function roundRatios(rosterd, openssh) {
+  const ratios = rosterd.map((r, i) => r / openssh[i]);
+  return `${Math.min(...ratios).toFixed(2)}x–${Math.max(...ratios).toFixed(2)}x`;
 }
 
 async function withRssSampling(pid, fn) {
