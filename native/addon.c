@@ -21,8 +21,11 @@ NAPI_MODULE_INIT() {
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value fn;
     if (napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL, &fn) != napi_ok ||
-        napi_set_named_property(env, exports, functions[i].name, fn) != napi_ok)
+        napi_set_named_property(env, exports, functions[i].name, fn) != napi_ok) {
+      /* Thrown, so that require() fails and rosterd runs without the addon rather than half of it. */
+      napi_throw_error(env, NULL, "rosterd addon: could not export its functions");
       return NULL;
+    }
   }
   return exports;
 }

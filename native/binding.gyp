@@ -7,7 +7,10 @@
       "target_name": "rosterd",
       "sources": ["addon.c", "page_cache.c", "spool_write.c"],
       "defines": ["NAPI_VERSION=8"],
-      "cflags": ["-O2", "-Wall", "-Wextra"]
+      "cflags": ["-O2", "-Wall", "-Wextra"],
+      # Every symbol resolved at load: a Node without OpenSSL's symbols fails require() (and
+      # rosterd runs without the addon) instead of the first upload ending the process.
+      "ldflags": ["-Wl,-z,now"]
     }
   ]
 }

@@ -40,7 +40,11 @@ typedef struct {
   EVP_MD_CTX *ctx;
   int busy;     /* a writeRun using it is in progress */
   int finished; /* digest() was called */
+  int failed;   /* a writeRun that added to it failed: it no longer matches any file */
 } HashState;
+
+/* Marks the externals sha256() makes, so that no other external passes for a HashState. */
+static const napi_type_tag HASH_STATE_TAG = {0x726f73746572645fULL, 0x73686132353673ULL};
 
 typedef struct {
   int fd;
@@ -54,6 +58,20 @@ typedef struct {
   napi_deferred deferred;
   napi_async_work work;
 } Job;
+
+/* Why `hash` cannot be used now, or NULL if it can. */
+static const char *unusable(const HashState *hash) {
+  if (hash->busy) return "a write is still adding to this SHA-256";
+  if (hash->finished) return "this SHA-256 is already finished";
+  if (hash->failed) return "a write that added to this SHA-256 failed: it no longer matches any file";
+  return NULL;
+}
+
+/* Throws `message` (a call into N-API itself failed) and returns NULL. */
+static napi_value fail(napi_env env, const char *message) {
+  napi_throw_error(env, NULL, message);
+  return NULL;
+}
 
 static void finalize_hash(napi_env env, void *data, void *hint) {
   (void)env;
@@ -84,6 +102,10 @@ napi_value spool_write_sha256(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "could not create the SHA-256 state");
     return NULL;
   }
+  if (napi_type_tag_object(env, external, &HASH_STATE_TAG) != napi_ok) {
+    napi_throw_error(env, NULL, "could not tag the SHA-256 state");
+    return NULL; /* the finalizer frees it */
+  }
   return external;
 }
 
@@ -91,7 +113,9 @@ napi_value spool_write_sha256(napi_env env, napi_callback_info info) {
 static HashState *hash_state(napi_env env, napi_value value) {
   napi_valuetype type;
   void *data = NULL;
+  bool tagged = false;
   if (napi_typeof(env, value, &type) != napi_ok || type != napi_external ||
+      napi_check_object_type_tag(env, value, &HASH_STATE_TAG, &tagged) != napi_ok || !tagged ||
       napi_get_value_external(env, value, &data) != napi_ok || data == NULL) {
     napi_throw_type_error(env, NULL, "expected a SHA-256 state from sha256()");
     return NULL;
@@ -121,13 +145,17 @@ static void execute(napi_env env, void *data) {
     done += (size_t)n;
   }
 #ifdef SYNC_FILE_RANGE_WRITE
-  (void)sync_file_range(job->fd, job->position, (off_t)job->length, SYNC_FILE_RANGE_WRITE);
+  /* Length 0 would mean "to the end of the file". */
+  if (job->length > 0) (void)sync_file_range(job->fd, job->position, (off_t)job->length, SYNC_FILE_RANGE_WRITE);
 #endif
   job->result = 0;
 }
 
 static void release(napi_env env, Job *job) {
-  if (job->hash != NULL) job->hash->busy = 0;
+  if (job->hash != NULL) {
+    job->hash->busy = 0;
+    if (job->result != 0) job->hash->failed = 1;
+  }
   if (job->buffer_ref != NULL) napi_delete_reference(env, job->buffer_ref);
   if (job->hash_ref != NULL) napi_delete_reference(env, job->hash_ref);
   if (job->work != NULL) napi_delete_async_work(env, job->work);
@@ -136,8 +164,9 @@ static void release(napi_env env, Job *job) {
 
 static void complete(napi_env env, napi_status status, void *data) {
   Job *job = data;
+  if (status != napi_ok) job->result = ECANCELED;
   napi_value result;
-  napi_create_int32(env, status == napi_ok ? job->result : ECANCELED, &result);
+  napi_create_int32(env, job->result, &result);
   napi_resolve_deferred(env, job->deferred, result);
   release(env, job);
 }
@@ -151,7 +180,7 @@ napi_value spool_write_run(napi_env env, napi_callback_info info) {
   bool is_buffer = false;
   void *data = NULL;
   size_t length = 0;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return fail(env, "could not read the arguments");
   if (argc < 4 || napi_typeof(env, argv[0], &type) != napi_ok || type != napi_number ||
       napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0 ||
       napi_is_buffer(env, argv[1], &is_buffer) != napi_ok || !is_buffer ||
@@ -163,14 +192,12 @@ napi_value spool_write_run(napi_env env, napi_callback_info info) {
     return NULL;
   }
   HashState *hash = NULL;
-  if (napi_typeof(env, argv[3], &type) != napi_ok) return NULL;
+  if (napi_typeof(env, argv[3], &type) != napi_ok) return fail(env, "could not read the arguments");
   if (type != napi_null && type != napi_undefined) {
     hash = hash_state(env, argv[3]);
     if (hash == NULL) return NULL;
-    if (hash->busy || hash->finished) {
-      napi_throw_error(env, NULL, hash->busy ? "writeRun: this SHA-256 is already in use by another write" : "writeRun: this SHA-256 is finished");
-      return NULL;
-    }
+    const char *why = unusable(hash);
+    if (why != NULL) return fail(env, why);
   }
   Job *job = calloc(1, sizeof *job);
   if (job == NULL) {
@@ -208,17 +235,15 @@ napi_value spool_write_run(napi_env env, napi_callback_info info) {
 napi_value spool_write_digest(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return fail(env, "could not read the arguments");
   if (argc < 1) {
     napi_throw_type_error(env, NULL, "digest(state) takes a state from sha256()");
     return NULL;
   }
   HashState *hash = hash_state(env, argv[0]);
   if (hash == NULL) return NULL;
-  if (hash->busy || hash->finished) {
-    napi_throw_error(env, NULL, hash->busy ? "digest: a write is still adding to this SHA-256" : "digest: this SHA-256 is already finished");
-    return NULL;
-  }
+  const char *why = unusable(hash);
+  if (why != NULL) return fail(env, why);
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int md_length = 0;
   hash->finished = 1;
@@ -233,6 +258,6 @@ napi_value spool_write_digest(napi_env env, napi_callback_info info) {
     text[2 * i + 1] = hex[md[i] & 15];
   }
   napi_value result;
-  if (napi_create_string_latin1(env, text, 2 * md_length, &result) != napi_ok) return NULL;
+  if (napi_create_string_latin1(env, text, 2 * md_length, &result) != napi_ok) return fail(env, "could not return the digest");
   return result;
 }

@@ -14,7 +14,7 @@ export interface RunWriter {
   readonly offLoop: boolean;
   /** Writes all of `data` at `position`, after adding it to the SHA-256 when `hash` is true. */
   write(fd: number, data: Buffer, position: number, hash: boolean, done: (err: Error | null) => void): void;
-  /** The SHA-256 (hex) of everything added. Once, after the last write is done. */
+  /** The SHA-256 (hex) of everything added. Once, after the last write is done; throws if a write failed. */
   digest(): string;
 }
 
@@ -55,13 +55,19 @@ class PoolRunWriter implements RunWriter {
 class LoopRunWriter implements RunWriter {
   readonly offLoop = false;
   private readonly hash = createHash('sha256');
+  private failed = false;
 
   write(fd: number, data: Buffer, position: number, hash: boolean, done: (err: Error | null) => void): void {
     if (hash) this.hash.update(data);
-    writeAll(fd, data, position, done);
+    writeAll(fd, data, position, (err) => {
+      if (err) this.failed = true;
+      done(err);
+    });
   }
 
   digest(): string {
+    // As the addon does: the hash took bytes that never reached the file.
+    if (this.failed) throw new Error('a write that added to this SHA-256 failed: it no longer matches any file');
     return this.hash.digest('hex');
   }
 }

@@ -24,8 +24,8 @@ export interface SpoolOptions {
   copyFrom?: string;
   /** Called with a number of accepted bytes once they are on disk (or failed). */
   released?: (bytes: number) => void;
-  /** Write and hash on the thread pool where the addon is built (the default); false: fs and the event loop. */
-  offLoop?: boolean;
+  /** What writes and hashes the file's data (default: createRunWriter(), the addon where built). */
+  writer?: RunWriter;
 }
 
 /** Contiguous writes are gathered into buffers of this size and written with one write each. */
@@ -79,7 +79,8 @@ const openSpoolPaths = new Set<string>();
  * arrives in order (otherwise by re-reading at close), by the same RunWriter that writes them: on
  * the thread pool where the addon is built (run-writer.ts). Copying lets the socket's buffers die
  * young (they would otherwise be kept alive until their bytes reach the disk, and the garbage
- * collector would pay for it); the run buffers are reused. The caller bounds what is accepted but not yet written (Backpressure, via `released`).
+ * collector would pay for it); the run buffers are reused. The caller bounds what is accepted
+ * but not yet written (Backpressure, via `released`).
  */
 export class SpoolFile {
   readonly path: string;
@@ -114,6 +115,8 @@ export class SpoolFile {
   }
 
   static async create(options: SpoolOptions): Promise<SpoolFile> {
+    // First: should it throw, no descriptor or file is left behind.
+    const writer = options.writer ?? createRunWriter();
     await fs.promises.mkdir(options.dir, { recursive: true, mode: 0o700 });
     const spoolPath = path.join(options.dir, `${options.label}.${randomUUID()}.part`);
     let initialSize = 0;
@@ -128,14 +131,7 @@ export class SpoolFile {
       fs.open(spoolPath, flags, 0o600, (err, fd) => (err ? reject(err) : resolve(fd))),
     );
     openSpoolPaths.add(spoolPath);
-    return new SpoolFile(
-      fd,
-      spoolPath,
-      initialSize,
-      options.maxBytes,
-      options.released ?? (() => undefined),
-      createRunWriter(options.offLoop),
-    );
+    return new SpoolFile(fd, spoolPath, initialSize, options.maxBytes, options.released ?? (() => undefined), writer);
   }
 
   /** The error that broke this file, if any (every later write and the close report it). */

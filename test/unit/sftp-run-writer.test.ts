@@ -31,8 +31,17 @@ describe.each([
   { offLoop: true, how: 'the addon, on the thread pool' },
   { offLoop: false, how: 'fs, hashing on the event loop' },
 ])('RunWriter: $how', ({ offLoop }) => {
-  it.runIf(linux || !offLoop)('is the one asked for (npm install builds the addon here)', () => {
-    expect(createRunWriter(offLoop).offLoop).toBe(offLoop);
+  it('refuses a digest once a write has failed (the hash took bytes the file did not)', async () => {
+    const file = path.join(dir, `failed-${offLoop}.bin`);
+    await fs.writeFile(file, 'x');
+    const handle = await fs.open(file, 'r');
+    const writer = createRunWriter(offLoop);
+    try {
+      await expect(write(writer, handle.fd, Buffer.from('data'), 0, true)).rejects.toMatchObject({ code: 'EBADF' });
+    } finally {
+      await handle.close();
+    }
+    expect(() => writer.digest()).toThrow(/failed: it no longer matches any file/);
   });
 
   it('writes every run at its position and hashes exactly the runs it is told to, in order', async () => {
@@ -89,30 +98,38 @@ describe.runIf(linux)('the addon itself (misuse is refused, never a crash or a m
     return found;
   };
 
+  /** A descriptor of a scratch file, so that a check that let a call through writes nowhere that matters. */
+  let scratch: fs.FileHandle;
+  beforeAll(async () => {
+    scratch = await fs.open(path.join(dir, 'scratch.bin'), 'w');
+  });
+  afterAll(async () => {
+    await scratch.close();
+  });
+
   it('a second write on one SHA-256 while the first runs is refused, and the first completes', async () => {
-    const file = path.join(dir, 'busy.bin');
-    const handle = await fs.open(file, 'w');
     const writer = createRunWriter(true);
-    const first = write(writer, handle.fd, randomBytes(4 * 1024 * 1024), 0, true);
-    await expect(write(writer, handle.fd, Buffer.from('x'), 0, true)).rejects.toThrow(/already in use by another write/);
+    const first = write(writer, scratch.fd, randomBytes(4 * 1024 * 1024), 0, true);
+    await expect(write(writer, scratch.fd, Buffer.from('x'), 0, true)).rejects.toThrow(/a write is still adding to this SHA-256/);
     await first;
-    await handle.close();
+    expect(writer.digest()).toMatch(/^[0-9a-f]{64}$/);
   });
 
   it('a finished SHA-256 takes nothing more, and a digest is given once', () => {
     const state = addon().sha256();
     expect(addon().digest(state)).toBe(createHash('sha256').digest('hex'));
     expect(() => addon().digest(state)).toThrow(/already finished/);
-    expect(() => addon().writeRun(0, Buffer.alloc(1), 0, state)).toThrow(/is finished/);
+    expect(() => addon().writeRun(scratch.fd, Buffer.alloc(1), 0, state)).toThrow(/already finished/);
   });
 
   it('refuses arguments of the wrong kind with a TypeError', () => {
     const bad = addon().writeRun as unknown as (...args: unknown[]) => Promise<number>;
+    const fd = scratch.fd;
     expect(() => bad(-1, Buffer.alloc(1), 0, null)).toThrow(TypeError);
-    expect(() => bad(1, 'not a buffer', 0, null)).toThrow(TypeError);
-    expect(() => bad(1, Buffer.alloc(1), -5, null)).toThrow(TypeError);
-    expect(() => bad(1, Buffer.alloc(1), 1.5, null)).toThrow(TypeError);
-    expect(() => bad(1, Buffer.alloc(1), 0, {})).toThrow(TypeError);
+    expect(() => bad(fd, 'not a buffer', 0, null)).toThrow(TypeError);
+    expect(() => bad(fd, Buffer.alloc(1), -5, null)).toThrow(TypeError);
+    expect(() => bad(fd, Buffer.alloc(1), 1.5, null)).toThrow(TypeError);
+    expect(() => bad(fd, Buffer.alloc(1), 0, {})).toThrow(TypeError);
     expect(() => (addon().digest as unknown as (v: unknown) => string)('x')).toThrow(TypeError);
   });
 });

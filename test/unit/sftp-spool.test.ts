@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Backpressure } from '../../src/sftp/backpressure.js';
+import { createRunWriter, type RunWriter } from '../../src/sftp/run-writer.js';
 import { SpoolFile, sweepSpool, TooLargeError } from '../../src/sftp/spool.js';
 
 /**
@@ -40,7 +41,7 @@ async function spool(options: { maxBytes?: number; released?: (n: number) => voi
   return SpoolFile.create({
     dir,
     label: 'test',
-    offLoop,
+    writer: createRunWriter(offLoop),
     maxBytes: options.maxBytes ?? 64 * MiB,
     ...(options.released ? { released: options.released } : {}),
     ...(options.copyFrom ? { copyFrom: options.copyFrom } : {}),
@@ -60,6 +61,10 @@ describe.each([
 ])('SpoolFile, $how', (mode) => {
   beforeEach(() => {
     offLoop = mode.offLoop;
+  });
+
+  it.runIf(process.platform === 'linux')('uses the writer it names (npm install builds the addon here)', () => {
+    expect(createRunWriter(mode.offLoop).offLoop).toBe(mode.offLoop);
   });
 
   it('keeps a partly filled buffer in memory, writes whole ones at once, and everything at finish', async () => {
@@ -190,7 +195,7 @@ describe.each([
 
   it('the sweep of abandoned spool files never takes one being written, however old', async () => {
     const sweepDir = await fs.mkdtemp(path.join(dir, 'sweep-'));
-    const live = await SpoolFile.create({ dir: sweepDir, label: 'live', maxBytes: MiB });
+    const live = await SpoolFile.create({ dir: sweepDir, label: 'live', maxBytes: MiB, writer: createRunWriter(offLoop) });
     live.write(0, Buffer.from('slow upload'));
     live.flushPartial();
     await until(() => live.size === 11);
@@ -228,6 +233,30 @@ describe.each([
     expect(file.write(0, Buffer.alloc(1))).toBe(refused);
     await expect(file.finish()).rejects.toThrow(/MAX_UPLOAD_BYTES/);
     await file.discard();
+  });
+
+  it('a write that fails on the disk breaks the file: later writes and finish report it, every byte is released', async () => {
+    let released = 0;
+    let writes = 0;
+    const real = createRunWriter(offLoop);
+    // The disk fills up at the second run.
+    const filling: RunWriter = {
+      offLoop: real.offLoop,
+      digest: () => real.digest(),
+      write: (fd, data, position, hash, done) => {
+        if (++writes === 2)
+          return void setImmediate(done, Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }));
+        real.write(fd, data, position, hash, done);
+      },
+    };
+    const file = await SpoolFile.create({ dir, label: 'test', maxBytes: 64 * MiB, writer: filling, released: (n) => (released += n) });
+    writeInPieces(file, randomBytes(2 * MiB + 100), 32 * 1024);
+    await until(() => file.error !== null);
+    expect(file.write(3 * MiB, Buffer.alloc(10))).toMatchObject({ code: 'ENOSPC' });
+    await expect(file.finish()).rejects.toMatchObject({ code: 'ENOSPC' });
+    expect(released).toBe(2 * MiB + 100);
+    await file.discard();
+    await expect(fs.stat(file.path)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });
 
