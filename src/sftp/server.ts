@@ -51,6 +51,10 @@ export interface SftpServer {
 const IN_FLIGHT_CAP_BYTES = 8 * 1024 * 1024;
 /** Failed attempts per connection before it is dropped (OpenSSH's MaxAuthTries). */
 const MAX_ATTEMPTS_PER_CONNECTION = 6;
+/**
+ * How often spool files are swept, and the least age at which one goes: far above
+ * SPOOL_HEARTBEAT_MS, the rate at which every process keeps the ones it writes young.
+ */
 const SPOOL_SWEEP_INTERVAL_MS = 3600_000;
 
 export function createSftpServer(deps: SftpDeps): SftpServer {

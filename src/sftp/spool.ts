@@ -66,6 +66,34 @@ interface Truncation {
 const openSpoolPaths = new Set<string>();
 
 /**
+ * How often the spool files open in this process get their modification time refreshed. Another
+ * process on the same data directory (a replica) can tell a live spool file from an abandoned one
+ * only by its age, and a client that goes quiet mid-upload (the idle timeout off) changes nothing
+ * for hours: this keeps its file young. Far below the least age the sweep takes (an hour).
+ */
+export const SPOOL_HEARTBEAT_MS = 10 * 60_000;
+let heartbeat: NodeJS.Timeout | null = null;
+
+function track(file: string): void {
+  openSpoolPaths.add(file);
+  heartbeat ??= setInterval(() => void touchOpenSpoolFiles(), SPOOL_HEARTBEAT_MS).unref();
+}
+
+function untrack(file: string): void {
+  openSpoolPaths.delete(file);
+  if (openSpoolPaths.size === 0 && heartbeat !== null) {
+    clearInterval(heartbeat);
+    heartbeat = null;
+  }
+}
+
+/** Refreshes the modification time of every spool file open in this process (SPOOL_HEARTBEAT_MS). */
+export async function touchOpenSpoolFiles(now = new Date()): Promise<void> {
+  // A file that has just been received or thrown away is gone: nothing to keep young.
+  await Promise.all([...openSpoolPaths].map((file) => fs.promises.lutimes(file, now, now).catch(() => undefined)));
+}
+
+/**
  * One file being written by a client, in a private spool file outside the jail: nothing the
  * client writes is visible, or recorded, before it closes the file (PRODUCT.md §2 "Receipt").
  * Writes are positional (offsets honoured, any order, never O_APPEND).
@@ -130,7 +158,7 @@ export class SpoolFile {
     const fd = await new Promise<number>((resolve, reject) =>
       fs.open(spoolPath, flags, 0o600, (err, fd) => (err ? reject(err) : resolve(fd))),
     );
-    openSpoolPaths.add(spoolPath);
+    track(spoolPath);
     return new SpoolFile(fd, spoolPath, initialSize, options.maxBytes, options.released ?? (() => undefined), writer);
   }
 
@@ -281,7 +309,7 @@ export class SpoolFile {
 
   /** The finished file has left the spool folder (moved by the caller): the sweep need not spare it. */
   moved(): void {
-    openSpoolPaths.delete(this.path);
+    untrack(this.path);
   }
 
   /**
@@ -300,7 +328,7 @@ export class SpoolFile {
     await this.settled(); // the write in progress, if any
     await this.closeFd().catch(() => undefined);
     await fs.promises.rm(this.path, { force: true });
-    openSpoolPaths.delete(this.path);
+    untrack(this.path);
   }
 
   private closeFd(): Promise<void> {
@@ -332,7 +360,7 @@ export async function sha256OfFile(file: string): Promise<string> {
 /**
  * Removes spool files left by sessions of a process that died (their transfers were cut off).
  * Only files older than `olderThanMs` go: another process on the same data directory may be
- * writing the younger ones right now.
+ * writing the younger ones right now (and keeps the ones it writes young, SPOOL_HEARTBEAT_MS).
  */
 export async function sweepSpool(dir: string, olderThanMs: number, nowMs: number): Promise<number> {
   let removed = 0;

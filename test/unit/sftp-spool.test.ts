@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Backpressure } from '../../src/sftp/backpressure.js';
 import { createRunWriter, type RunWriter } from '../../src/sftp/run-writer.js';
-import { SpoolFile, sweepSpool, TooLargeError } from '../../src/sftp/spool.js';
+import { SpoolFile, sweepSpool, TooLargeError, touchOpenSpoolFiles } from '../../src/sftp/spool.js';
 
 /**
  * The spool file on its own: what reaches the disk and when, the SHA-256 computed on the way, and
@@ -211,6 +211,30 @@ describe.each([
     const { bytes } = await live.finish();
     expect(bytes).toBe(17);
     expect(await fs.readFile(live.path, 'utf8')).toBe('slow upload, done');
+  });
+
+  it("keeps the files it writes young while their client is quiet, so another replica's sweep spares them", async () => {
+    const sweepDir = await fs.mkdtemp(path.join(dir, 'heartbeat-'));
+    const quiet = await SpoolFile.create({ dir: sweepDir, label: 'quiet', maxBytes: MiB, writer: createRunWriter(offLoop) });
+    quiet.write(0, Buffer.from('half an upload, then nothing for hours'));
+    quiet.flushPartial();
+    await until(() => quiet.size > 0);
+    const abandoned = path.join(sweepDir, 'crashed.0000.part');
+    await fs.writeFile(abandoned, 'left by a process that died');
+    const twoHoursAgo = new Date(Date.now() - 2 * 3_600_000);
+    await fs.utimes(quiet.path, twoHoursAgo, twoHoursAgo);
+    await fs.utimes(abandoned, twoHoursAgo, twoHoursAgo);
+
+    await touchOpenSpoolFiles(); // what the heartbeat runs (test/unit/sftp-spool-heartbeat.test.ts: that it runs)
+    // What another process goes by: the age alone (this one would spare its own file anyway).
+    const age = async (file: string) => Date.now() - (await fs.stat(file)).mtimeMs;
+    expect(await age(quiet.path)).toBeLessThan(60_000);
+    expect(await age(abandoned)).toBeGreaterThan(3_600_000);
+
+    const received = quiet.path;
+    await quiet.discard();
+    await touchOpenSpoolFiles(); // a file no longer open is neither touched nor an error
+    await expect(fs.stat(received)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('starts from a copy of an existing file (a write without TRUNC) and hashes the whole result', async () => {
