@@ -10,7 +10,10 @@ export interface NativeAddon {
   dontNeed(fd: number): Promise<number>;
   /** A new SHA-256 state, fed by writeRun and read by digest. */
   sha256(): NativeSha256;
-  /** Adds `data` to `hash` (if given), then writes all of it at `position`: 0, an errno value, or -1 if hashing failed. */
+  /**
+   * Adds `data` to `hash` (if given), writes all of it at `position` and starts its write-back:
+   * 0, an errno value, or -1 if hashing failed. One call at a time per hash.
+   */
   writeRun(fd: number, data: Buffer, position: number, hash: NativeSha256 | null): Promise<number>;
   /** The hex SHA-256 of everything added; the state takes nothing more. */
   digest(hash: NativeSha256): string;

@@ -6,7 +6,8 @@ import { nativeAddon, type NativeAddon, type NativeSha256 } from './native.js';
 /**
  * Writes an upload's runs to its spool file and keeps the SHA-256 of the bytes it is told to add,
  * in the order written. With the addon (native/spool_write.c) both happen on the thread pool, in
- * one pass; without it, the hash is computed on the event loop and the write goes through fs.
+ * one pass, and the data's write-back to the disk starts at once (Linux); without it, the hash is
+ * computed on the event loop, the write goes through fs and the disk gets it all at the final sync.
  * The caller writes one run at a time, and reuses a run's buffer only once its write is done.
  */
 export interface RunWriter {
