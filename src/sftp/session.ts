@@ -302,7 +302,7 @@ export class SftpSession {
     if (p.kind === 'missing') throw refuse.denied(refusedNameMessage(p.virtual));
     const nameKind = classifyName(p.name);
     if (nameKind.kind === 'other') {
-      this.ctx.logger.info({ tenant: this.ctx.tenant, file: p.name }, 'upload refused: name not accepted');
+      this.ctx.logger.info({ file: p.name }, 'upload refused: name not accepted');
       this.ctx.uploadFailed({ tenant: this.ctx.tenant, fileName: p.name, reason: 'name-refused' });
       throw refuse.denied(refusedNameMessage(p.name));
     }
@@ -424,7 +424,7 @@ export class SftpSession {
     } catch (err) {
       await h.spool.discard().catch(() => undefined);
       const reason = statusFor(err).message;
-      this.ctx.logger.warn({ tenant: this.ctx.tenant, file: h.name, reason }, 'upload failed: nothing was received');
+      this.ctx.logger.warn({ file: h.name, reason }, 'upload failed: nothing was received');
       this.ctx.uploadFailed({ tenant: this.ctx.tenant, fileName: h.name, reason: 'failed' });
       return thenNotify(this.fail(id, err, 'CLOSE'));
     }
@@ -438,7 +438,7 @@ export class SftpSession {
       await fs.promises.rename(h.spool.path, h.real);
       h.spool.moved();
       this.ctx.hashes.remember(h.real, await fs.promises.lstat(h.real), sha256);
-      this.ctx.logger.debug({ tenant: this.ctx.tenant, file: h.name, bytes }, 'temporary file written');
+      this.ctx.logger.debug({ file: h.name, bytes }, 'temporary file written');
       return;
     }
     await this.receive(h.nameKind.target, h.spool.path, h.real, bytes, sha256);

@@ -129,6 +129,15 @@ describe('validate', () => {
     expect((await runCli(['validate', good], env)).code).toBe(2);
     expect((await runCli(['validate', path.join(f.dataDir, 'nope.csv'), '--tenant', 'cli-usd'], env)).code).toBe(1);
   });
+
+  it('a warning about the whole file is line 0 in --json and "file" in the table, as in the report', async () => {
+    const latin = path.join(f.dataDir, 'latin.csv');
+    writeFileSync(latin, Buffer.from('username,first name\nuser0x,Itô\n', 'latin1'));
+    const rec = (await runCli(['validate', latin, '--tenant', 'cli-usd', '--json'], env)).json<ImportRecord>();
+    expect(rec.warnings).toEqual([expect.objectContaining({ line: 0, message: expect.stringMatching(/read as Windows-1252/) })]);
+    const text = (await runCli(['validate', latin, '--tenant', 'cli-usd'], env)).stdout;
+    expect(text).toMatch(/^file\s+-\s+The file is not valid UTF-8/m);
+  });
 });
 
 describe('export users', () => {

@@ -19,6 +19,7 @@ import {
   sftpBatch,
   sftpP,
   ssh2Sftp,
+  repeatedKeys,
   startSftpServer,
   type ClientKey,
   type ClientKeyType,
@@ -146,6 +147,12 @@ describe('OpenSSH sftp', () => {
     expect(r.stderr).toMatch(/Permission denied/);
     expect((await listUploads(db.pool, { tenant: TENANT })).length).toBe(before);
     expect(await fs.readdir(path.join(dataDir, 'sftp', TENANT))).not.toContain('notes.txt');
+  });
+
+  it('no log line of all of the above names a field twice', () => {
+    expect(srv.logs.some((l) => l.msg === 'upload refused: name not accepted' && l.tenant === TENANT)).toBe(true);
+    expect(repeatedKeys('{"a":1,"b":{"a":2},"s":"\\"a\\":","a":3}')).toEqual(['a']); // the check itself
+    expect(srv.repeatedFields).toEqual([]);
   });
 });
 

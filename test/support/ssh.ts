@@ -207,6 +207,8 @@ export interface TestSftpServer {
   config: Config;
   /** JSON log lines written so far */
   logs: Array<Record<string, unknown>>;
+  /** Log lines that name a field twice (a child logger's binding repeated), which parsing hides. */
+  repeatedFields: string[];
   close(graceMs?: number): Promise<void>;
 }
 
@@ -218,10 +220,38 @@ export async function startSftpServer(opts: {
 }): Promise<TestSftpServer> {
   const config = loadConfig({ DATA_DIR: opts.dataDir, SFTP_HOST: '127.0.0.1', SFTP_PORT: '0', LOG_LEVEL: 'debug', ...opts.env });
   const logs: Array<Record<string, unknown>> = [];
-  const logger = createLogger('debug', { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
+  const repeatedFields: string[] = [];
+  const logger = createLogger('debug', {
+    write: (line: string) => {
+      logs.push(JSON.parse(line) as Record<string, unknown>);
+      if (repeatedKeys(line).length > 0) repeatedFields.push(line);
+    },
+  });
   const server = createSftpServer({ config, logger, pool: opts.pool, clock: opts.clock ?? { now: () => new Date() } });
   const { port } = await server.listen();
-  return { server, port, config, logs, close: (graceMs?: number) => server.close(graceMs ?? 0) };
+  return { server, port, config, logs, repeatedFields, close: (graceMs?: number) => server.close(graceMs ?? 0) };
+}
+
+/** The top-level keys a JSON object's text names more than once (JSON.parse keeps only the last). */
+export function repeatedKeys(json: string): string[] {
+  const seen = new Set<string>();
+  const repeated: string[] = [];
+  let depth = 0;
+  for (let i = 0; i < json.length; i++) {
+    const c = json[i];
+    if (c === '"') {
+      let end = i + 1;
+      while (json[end] !== '"') end += json[end] === '\\' ? 2 : 1;
+      if (depth === 1 && json[end + 1] === ':') {
+        const key = JSON.parse(json.slice(i, end + 1)) as string;
+        if (seen.has(key)) repeated.push(key);
+        seen.add(key);
+      }
+      i = end;
+    } else if (c === '{' || c === '[') depth++;
+    else if (c === '}' || c === ']') depth--;
+  }
+  return repeated;
 }
 
 /** Polls until `check` returns a truthy value (or throws after `timeoutMs`). */

@@ -197,7 +197,7 @@ describe('ragged rows', () => {
     ]);
     expect(summary.errors).toEqual([
       { line: 3, column: '', message: 'This line has 3 values but the header row has 2 columns' },
-      { line: 4, column: '', message: 'This line has 1 values but the header row has 2 columns' },
+      { line: 4, column: '', message: 'This line has 1 value but the header row has 2 columns' },
     ]);
   });
   it('trailing empty values (a,b,,) are not ragged', async () => {

@@ -194,7 +194,8 @@ export function describeRecord(r: ImportRecord | ImportView): string {
       `${title}:`,
       table(
         ['LINE', 'COLUMN', 'VALUE', 'MESSAGE'],
-        issues.slice(0, SHOWN_ISSUES).map((i) => [i.line, i.column, i.value, i.message]),
+        // Line 0 is the whole file, as the report email shows it.
+        issues.slice(0, SHOWN_ISSUES).map((i) => [i.line > 0 ? i.line : 'file', i.column, i.value, i.message]),
       ),
     );
     const total = title === 'errors' ? c.errors : c.warnings;

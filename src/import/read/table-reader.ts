@@ -90,7 +90,7 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
         read.log.error({
           line,
           column: '',
-          message: `This line has ${fields.length} values but the header row has ${header.width} columns`,
+          message: `This line has ${fields.length} value${fields.length === 1 ? '' : 's'} but the header row has ${header.width} columns`,
         });
         item = handler.ragged(line, fields);
       } else {
