@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { registerExportCommands } from './commands/export.js';
@@ -12,6 +13,7 @@ import { registerSchoolCommands } from './commands/school.js';
 import { registerServeCommand } from './commands/serve.js';
 import { registerTenantCommands } from './commands/tenant.js';
 import { registerValidateCommand } from './commands/validate.js';
+import { packageRoot } from '../store/paths.js';
 import { reportError } from './context.js';
 
 export function buildProgram(): Command {
@@ -37,9 +39,9 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** The version in package.json (two folders up from src/cli and from dist/cli alike). */
+/** The version in package.json. */
 function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+  const pkg = JSON.parse(readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version?: string };
   return pkg.version ?? 'unknown';
 }
 

@@ -6,6 +6,7 @@ import pg from 'pg';
 import ssh2 from 'ssh2';
 import { loadConfig, type Config } from '../config/config.js';
 import { toError } from '../errors.js';
+import { outboxDir } from '../report/mailer.js';
 import { hostKeysDir } from '../sftp/host-keys.js';
 import { parsePublicKey } from '../sftp/public-key.js';
 import { openDatabase } from '../store/connect.js';
@@ -84,7 +85,7 @@ function describeConfig(config: Config): string {
   const database = config.DATABASE_URL
     ? `Postgres at ${hostOf(config.DATABASE_URL)}`
     : `embedded Postgres in ${path.join(config.DATA_DIR, 'pg')}`;
-  const mail = config.SMTP_URL ? `SMTP at ${hostOf(config.SMTP_URL)}` : `.eml files in ${path.join(config.DATA_DIR, 'outbox')}`;
+  const mail = config.SMTP_URL ? `SMTP at ${hostOf(config.SMTP_URL)}` : `.eml files in ${outboxDir(config.DATA_DIR)}`;
   return `DATA_DIR=${config.DATA_DIR}; ${database}; mail: ${mail}; SFTP port ${config.SFTP_PORT}; HTTP port ${config.HTTP_PORT}`;
 }
 
@@ -276,7 +277,7 @@ async function checkMigrations(pool: pg.Pool, timeoutMs: number): Promise<Doctor
 async function checkMail(config: Config, timeoutMs: number): Promise<DoctorCheck> {
   const name = 'mail';
   if (!config.SMTP_URL) {
-    const outbox = path.join(config.DATA_DIR, 'outbox');
+    const outbox = outboxDir(config.DATA_DIR);
     const target = await nearestExisting(outbox);
     const probe = await probeWrite(target);
     return probe === undefined

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type pg from 'pg';
 import type { Config } from '../config/config.js';
 import { toError } from '../errors.js';
+import { isOutboxFile, outboxDir } from '../report/mailer.js';
 import type { Clock, Logger } from '../types.js';
 
 /**
@@ -114,10 +115,10 @@ async function clearOldReports(deps: RetentionDeps, cutoff: Date, result: Retent
       'report bodies removed from the outbox (retention)',
     );
   }
-  const dir = path.join(config.DATA_DIR, 'outbox');
+  const dir = outboxDir(config.DATA_DIR);
   for (const entry of await readDirIfExists(dir)) {
-    // `.NAME.eml.tmp`: a report being written, or left by a crash mid-write (old ones only).
-    if (!entry.isFile() || !(entry.name.endsWith('.eml') || entry.name.endsWith('.eml.tmp'))) continue;
+    // Old ones only: a `.tmp` may be a report being written right now.
+    if (!entry.isFile() || !isOutboxFile(entry.name)) continue;
     const relative = path.join('outbox', entry.name);
     try {
       const stat = await fs.stat(path.join(dir, entry.name));

@@ -27,7 +27,17 @@ export function isConnectionError(err: unknown): boolean {
 }
 
 export function createMailer(config: Pick<Config, 'SMTP_URL' | 'DATA_DIR'>): Mailer {
-  return config.SMTP_URL ? smtpMailer(config.SMTP_URL) : emlMailer(path.join(config.DATA_DIR, 'outbox'));
+  return config.SMTP_URL ? smtpMailer(config.SMTP_URL) : emlMailer(outboxDir(config.DATA_DIR));
+}
+
+/** Where reports go as `.eml` files without SMTP_URL. */
+export function outboxDir(dataDir: string): string {
+  return path.join(dataDir, 'outbox');
+}
+
+/** A file the `.eml` mailer writes: a report, or `.NAME.eml.tmp` while (or if a crash stopped) writing it. */
+export function isOutboxFile(name: string): boolean {
+  return name.endsWith('.eml') || name.endsWith('.eml.tmp');
 }
 
 function messageId(message: MailMessage, outboxId: number): string {

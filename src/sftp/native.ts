@@ -1,4 +1,6 @@
 import { createRequire } from 'node:module';
+import path from 'node:path';
+import { packageRoot } from '../store/paths.js';
 
 /**
  * rosterd's optional Node addon (native/, built by `npm install`): page-cache advice and spool
@@ -29,8 +31,7 @@ let addon: NativeAddon | null | undefined;
 export function nativeAddon(): NativeAddon | null {
   if (addon === undefined) {
     try {
-      // dist/sftp/ and src/sftp/ are both two levels below the package root, where native/ is.
-      addon = createRequire(import.meta.url)('../../native/build/Release/rosterd.node') as NativeAddon;
+      addon = createRequire(import.meta.url)(path.join(packageRoot(), 'native', 'build', 'Release', 'rosterd.node')) as NativeAddon;
     } catch {
       addon = null;
     }

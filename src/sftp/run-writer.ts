@@ -27,16 +27,15 @@ export function createRunWriter(offLoop = true): RunWriter {
 
 class PoolRunWriter implements RunWriter {
   readonly offLoop = true;
-  private readonly state: NativeSha256;
+  /** Made by the first write that hashes: an upload that starts from a copy never hashes. */
+  private state: NativeSha256 | null = null;
 
-  constructor(private readonly addon: NativeAddon) {
-    this.state = addon.sha256();
-  }
+  constructor(private readonly addon: NativeAddon) {}
 
   write(fd: number, data: Buffer, position: number, hash: boolean, done: (err: Error | null) => void): void {
     let result: Promise<number>;
     try {
-      result = this.addon.writeRun(fd, data, position, hash ? this.state : null);
+      result = this.addon.writeRun(fd, data, position, hash ? (this.state ??= this.addon.sha256()) : null);
     } catch (err) {
       // Misuse (two writes at once on one state): reported like a failed write, never thrown at the loop.
       process.nextTick(done, err as Error);
@@ -49,6 +48,7 @@ class PoolRunWriter implements RunWriter {
   }
 
   digest(): string {
+    this.state ??= this.addon.sha256(); // nothing was hashed: the SHA-256 of nothing
     return this.addon.digest(this.state);
   }
 }

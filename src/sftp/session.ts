@@ -206,6 +206,19 @@ export class SftpSession {
     if (this.handles.size >= MAX_HANDLES) throw refuse.failure(`too many open files (at most ${MAX_HANDLES}); close some first`);
   }
 
+  /**
+   * Registers a handle whose file was opened across awaits, as the last step of OPEN. A session
+   * that ended meanwhile has discarded its handles already: this one's file is let go instead
+   * (`dispose`) and the request fails, so nothing stays open in a dead session.
+   */
+  private async adopt(h: Handle, dispose: () => unknown): Promise<Buffer> {
+    if (this.ended) {
+      await dispose();
+      throw refuse.failure('the session has ended');
+    }
+    return this.newHandle(h);
+  }
+
   private newHandle(h: Handle): Buffer {
     const key = this.nextHandle++;
     this.handles.set(key, h);
@@ -292,11 +305,7 @@ export class SftpSession {
       const fd = await new Promise<number>((res, rej) =>
         fs.open(p.real, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW, (e, fd) => (e ? rej(e) : res(fd))),
       );
-      if (this.ended) {
-        fs.close(fd, () => undefined);
-        throw refuse.failure('the session has ended');
-      }
-      const handle = this.newHandle({ kind: 'read', fd, name: p.name });
+      const handle = await this.adopt({ kind: 'read', fd, name: p.name }, () => fs.close(fd, () => undefined));
       return () => this.sftp.handle(id, handle);
     }
     if (p.kind === 'missing') throw refuse.denied(refusedNameMessage(p.virtual));
@@ -326,12 +335,9 @@ export class SftpSession {
       ...(copyFrom === undefined ? {} : { copyFrom }),
     });
     await this.releaseSuperseded(nameKind.target);
-    // Checked after the last await: a session that ended meanwhile has discarded its handles already.
-    if (this.ended) {
-      await spool.discard();
-      throw refuse.failure('the session has ended');
-    }
-    const handle = this.newHandle({ kind: 'upload', name: p.name, real: p.real, nameKind, mode, spool, closing: false });
+    const handle = await this.adopt({ kind: 'upload', name: p.name, real: p.real, nameKind, mode, spool, closing: false }, () =>
+      spool.discard(),
+    );
     this.ctx.uploadsChanged();
     return () => this.sftp.handle(id, handle);
   }

@@ -38,8 +38,7 @@ const POOL_SIZE = 10;
 
 /**
  * A partly filled run older than this goes to the disk at the next write: a client sending a
- * trickle still updates its spool file (whose age the spool sweep goes by) and holds no memory
- * for long.
+ * trickle holds no memory for long, and what it sent is on disk.
  */
 const PARTIAL_RUN_MAX_AGE_MS = 10_000;
 
@@ -143,7 +142,6 @@ export class SpoolFile {
   }
 
   static async create(options: SpoolOptions): Promise<SpoolFile> {
-    // First: should it throw, no descriptor or file is left behind.
     const writer = options.writer ?? createRunWriter();
     await fs.promises.mkdir(options.dir, { recursive: true, mode: 0o700 });
     const spoolPath = path.join(options.dir, `${options.label}.${randomUUID()}.part`);
@@ -345,6 +343,7 @@ export class SpoolFile {
   }
 
   private wake(): void {
+    if (this.waiters.length === 0) return; // the usual case, once per tick of a steady upload
     const waiters = this.waiters;
     this.waiters = [];
     for (const w of waiters) w();

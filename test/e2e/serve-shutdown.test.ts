@@ -7,56 +7,36 @@
  */
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { addKey } from '../../src/store/keys.js';
 import { createTenant } from '../../src/store/tenants.js';
-import { createTestDatabase, rosterWriterPids, tenantUserCount, type TestDatabase } from '../support/db.js';
-import { receiveUpload, startServe, writeLargeUsersCsv, zoneWhereItIsNight, type ServeProcess } from '../support/serve.js';
+import { rosterWriterPids, tenantUserCount } from '../support/db.js';
+import { receiveUpload, useServeFixture, writeLargeUsersCsv, zoneWhereItIsNight, type ServeProcess } from '../support/serve.js';
 import { makeClientKey, sftpBatch, startSftpBatch, waitFor, type ClientKey } from '../support/ssh.js';
 
-let db: TestDatabase;
-let tmp: string;
-let dataDir: string;
+const fx = useServeFixture('shutdown');
 let zone: string;
-const daemons: ServeProcess[] = [];
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'rosterd-shutdown-'));
-  dataDir = path.join(tmp, 'data');
+beforeAll(() => {
   zone = zoneWhereItIsNight();
 });
 
-afterAll(async () => {
-  for (const d of daemons) await d.stop('SIGKILL').catch(() => undefined);
-  await db?.drop();
-  if (tmp) await fs.rm(tmp, { recursive: true, force: true });
-});
-
-async function start(graceSeconds: number): Promise<ServeProcess> {
-  const d = await startServe({
-    databaseUrl: db.url,
-    dataDir,
-    env: { SHUTDOWN_GRACE_SECONDS: String(graceSeconds), CLAIM_TTL_SECONDS: '10' },
-  });
-  daemons.push(d);
-  return d;
-}
+const start = (graceSeconds: number): Promise<ServeProcess> =>
+  fx.start({ SHUTDOWN_GRACE_SECONDS: String(graceSeconds), CLAIM_TTL_SECONDS: '10' });
 
 /** A tenant of its own per case (so one case's roster cannot hold another's import), with its own key. */
 async function newTenant(subdomain: string): Promise<{ subdomain: string; key: ClientKey }> {
-  await createTenant(db.pool, subdomain, { adminEmails: [`it@${subdomain}.example`], timezone: zone });
-  const k = await makeClientKey(tmp, 'ed25519', subdomain);
-  await addKey(db.pool, subdomain, k.publicLine);
+  await createTenant(fx.db.pool, subdomain, { adminEmails: [`it@${subdomain}.example`], timezone: zone });
+  const k = await makeClientKey(fx.tmp, 'ed25519', subdomain);
+  await addKey(fx.db.pool, subdomain, k.publicLine);
   return { subdomain, key: k };
 }
 
 async function uploadsOf(subdomain: string) {
-  const { rows } = await db.pool.query<{
+  const { rows } = await fx.db.pool.query<{
     id: string;
     status: string;
     sha256: string;
@@ -73,18 +53,18 @@ async function uploadsOf(subdomain: string) {
   return rows;
 }
 
-const userCount = (subdomain: string) => tenantUserCount(db.pool, subdomain);
+const userCount = (subdomain: string) => tenantUserCount(fx.db.pool, subdomain);
 
 async function reportsOf(uploadId: string): Promise<number> {
-  const { rows } = await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM outbox WHERE upload_id = $1`, [uploadId]);
+  const { rows } = await fx.db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM outbox WHERE upload_id = $1`, [uploadId]);
   return rows[0]?.n ?? -1;
 }
 
-const rosterWriters = async () => (await rosterWriterPids(db.pool)).length;
+const rosterWriters = async () => (await rosterWriterPids(fx.db.pool)).length;
 
 /** The spool file of the transfer in flight, once it holds `atLeast` bytes. */
 async function spoolGrowing(atLeast: number): Promise<boolean> {
-  const dir = path.join(dataDir, 'spool');
+  const dir = path.join(fx.dataDir, 'spool');
   const names = await fs.readdir(dir).catch(() => [] as string[]);
   for (const n of names) {
     const st = await fs.stat(path.join(dir, n)).catch(() => undefined);
@@ -123,7 +103,7 @@ function exitOf(child: ReturnType<typeof startSftpBatch>): Promise<number | Node
 describe('SIGTERM during an upload', () => {
   it('a transfer that cannot finish within the grace period is discarded whole; exit 0; the next start carries on', async () => {
     const { subdomain, key: k } = await newTenant('stop-upload-cut');
-    const big = path.join(tmp, 'cut-users.csv');
+    const big = path.join(fx.tmp, 'cut-users.csv');
     await writeLargeUsersCsv(big, 100_000, 'cut'); // ~8 MB at 250 KB/s: half a minute
     const daemon = await start(1);
     const sftp = startSftpBatch(daemon.sftpPort, subdomain, k, [`put ${big} users.csv`], ['-l', '2000']);
@@ -138,15 +118,15 @@ describe('SIGTERM during an upload', () => {
 
     // Nothing recorded, nothing visible to the client, no half file anywhere.
     expect(await uploadsOf(subdomain)).toEqual([]);
-    const jail = await fs.readdir(path.join(dataDir, 'sftp', subdomain)).catch(() => [] as string[]);
+    const jail = await fs.readdir(path.join(fx.dataDir, 'sftp', subdomain)).catch(() => [] as string[]);
     expect(jail, 'the tenant’s folder').toEqual([]);
-    const spool = await fs.readdir(path.join(dataDir, 'spool')).catch(() => [] as string[]);
+    const spool = await fs.readdir(path.join(fx.dataDir, 'spool')).catch(() => [] as string[]);
     expect(spool, 'spool files of the discarded upload').toEqual([]);
     expect(daemon.logs.some((l) => /discarded/.test(String(l.msg)))).toBe(true);
 
     // The next start: the SIS tries again, and this time the file arrives and is imported.
     const next = await start(1);
-    const small = path.join(tmp, 'cut-small.csv');
+    const small = path.join(fx.tmp, 'cut-small.csv');
     await writeLargeUsersCsv(small, 10, 'again');
     const put = await sftpBatch(next.sftpPort, subdomain, k, [`put ${small} users.csv`]);
     expect(put.code, put.stderr).toBe(0);
@@ -159,7 +139,7 @@ describe('SIGTERM during an upload', () => {
 
   it('a transfer that finishes within the grace period is received whole and stays pending; the next start imports it', async () => {
     const { subdomain, key: k } = await newTenant('stop-upload-finish');
-    const file = path.join(tmp, 'finish-users.csv');
+    const file = path.join(fx.tmp, 'finish-users.csv');
     const bytes = await writeLargeUsersCsv(file, 25_000, 'fin'); // ~2 MB at 500 KB/s: about 4 s
     const daemon = await start(30);
     const sftp = startSftpBatch(daemon.sftpPort, subdomain, k, [`put ${file} users.csv`], ['-l', '4000']);
@@ -174,7 +154,7 @@ describe('SIGTERM during an upload', () => {
     const rows = await uploadsOf(subdomain);
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ status: 'pending', bytes, sha256: sha256(await fs.readFile(file)), attempts: 0, claim_token: null });
-    expect(sha256(await fs.readFile(path.join(dataDir, rows[0]?.stored_path ?? '')))).toBe(sha256(await fs.readFile(file)));
+    expect(sha256(await fs.readFile(path.join(fx.dataDir, rows[0]?.stored_path ?? '')))).toBe(sha256(await fs.readFile(file)));
     expect(await userCount(subdomain)).toBe(0);
 
     const next = await start(30);
@@ -190,10 +170,10 @@ describe('SIGTERM during an import', () => {
 
   it('with a grace period shorter than the import: exit 0, committed or rolled back whole, no claim held; the next start imports it once', async () => {
     const subdomain = 'stop-import-short';
-    await createTenant(db.pool, subdomain, { adminEmails: [`it@${subdomain}.example`], timezone: zone });
-    const file = path.join(tmp, 'short-users.csv');
+    await createTenant(fx.db.pool, subdomain, { adminEmails: [`it@${subdomain}.example`], timezone: zone });
+    const file = path.join(fx.tmp, 'short-users.csv');
     await writeLargeUsersCsv(file, ROWS, 'short');
-    const id = await receiveUpload(db.pool, dataDir, subdomain, await fs.readFile(file));
+    const id = await receiveUpload(fx.db.pool, fx.dataDir, subdomain, await fs.readFile(file));
 
     const daemon = await start(1);
     await waitFor(async () => (await uploadsOf(subdomain))[0]?.status === 'running', 30_000, 'the import to start');
@@ -235,10 +215,10 @@ describe('SIGTERM during an import', () => {
 
   it('with time to finish: the import commits, then the process exits 0 with no claim held', async () => {
     const subdomain = 'stop-import-long';
-    await createTenant(db.pool, subdomain, { adminEmails: [`it@${subdomain}.example`], timezone: zone });
-    const file = path.join(tmp, 'long-users.csv');
+    await createTenant(fx.db.pool, subdomain, { adminEmails: [`it@${subdomain}.example`], timezone: zone });
+    const file = path.join(fx.tmp, 'long-users.csv');
     await writeLargeUsersCsv(file, ROWS, 'long');
-    const id = await receiveUpload(db.pool, dataDir, subdomain, await fs.readFile(file));
+    const id = await receiveUpload(fx.db.pool, fx.dataDir, subdomain, await fs.readFile(file));
 
     const daemon = await start(120);
     await waitFor(async () => (await uploadsOf(subdomain))[0]?.status === 'running', 30_000, 'the import to start');
@@ -259,10 +239,10 @@ describe('SIGTERM during an import', () => {
 
   it('a second signal forces: exit 1 at once, nothing partial, and the next start imports the upload once', async () => {
     const subdomain = 'stop-import-forced';
-    await createTenant(db.pool, subdomain, { adminEmails: [`it@${subdomain}.example`], timezone: zone });
-    const file = path.join(tmp, 'forced-users.csv');
+    await createTenant(fx.db.pool, subdomain, { adminEmails: [`it@${subdomain}.example`], timezone: zone });
+    const file = path.join(fx.tmp, 'forced-users.csv');
     await writeLargeUsersCsv(file, ROWS, 'forced');
-    const id = await receiveUpload(db.pool, dataDir, subdomain, await fs.readFile(file));
+    const id = await receiveUpload(fx.db.pool, fx.dataDir, subdomain, await fs.readFile(file));
 
     const daemon = await start(120);
     await waitFor(async () => (await uploadsOf(subdomain))[0]?.status === 'running', 30_000, 'the import to start');

@@ -11,6 +11,9 @@ import type { Clock } from '../../src/types.js';
 
 /** Client keys, real SSH clients and an in-process rosterd SFTP server, for end-to-end tests. */
 
+/** Also here: the e2e tests import it with the rest of this file (unit tests from wait.ts, without ssh2). */
+export { waitFor } from './wait.js';
+
 export type ClientKeyType = 'ed25519' | 'ecdsa' | 'rsa';
 
 export interface ClientKey {
@@ -252,15 +255,4 @@ export function repeatedKeys(json: string): string[] {
     else if (c === '}' || c === ']') depth--;
   }
   return repeated;
-}
-
-/** Polls until `check` returns a truthy value (or throws after `timeoutMs`). */
-export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = 10_000, what = 'condition'): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SPOOL_HEARTBEAT_MS, SpoolFile } from '../../src/sftp/spool.js';
+import { waitFor } from '../support/wait.js';
 
 /**
  * The heartbeat that keeps open spool files young (spool.ts, SPOOL_HEARTBEAT_MS), in a file of its
@@ -35,7 +36,7 @@ describe('the spool heartbeat', () => {
     expect(await age()).toBeGreaterThan(3_600_000); // not yet
 
     vi.advanceTimersByTime(1000);
-    for (const deadline = Date.now() + 5000; (await age()) > 60_000 && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(async () => (await age()) < 60_000, 5000, 'the heartbeat');
     expect(await age()).toBeLessThan(60_000);
 
     // With nothing open, the timer is gone: no work for an idle daemon.

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vites
 import { Backpressure } from '../../src/sftp/backpressure.js';
 import { createRunWriter, type RunWriter } from '../../src/sftp/run-writer.js';
 import { SpoolFile, sweepSpool, TooLargeError, touchOpenSpoolFiles } from '../../src/sftp/spool.js';
+import { waitFor } from '../support/wait.js';
 
 /**
  * The spool file on its own: what reaches the disk and when, the SHA-256 computed on the way, and
@@ -29,10 +30,7 @@ const nextTurns = async (n = 5) => {
   for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
 };
 /** Waits for a condition that depends on a write finishing in the thread pool (5 s at most). */
-const until = async (condition: () => boolean) => {
-  for (const deadline = Date.now() + 5000; !condition() && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 5));
-  expect(condition()).toBe(true);
-};
+const until = (condition: () => boolean) => waitFor(condition, 5000);
 
 /** Which RunWriter the files of the block being run use (both must behave the same). */
 let offLoop = true;
@@ -203,7 +201,6 @@ describe.each([
     const abandoned = path.join(sweepDir, 'crashed.0000.part');
     await fs.writeFile(abandoned, 'left by a process that died');
     const hourAgo = new Date(Date.now() - 3_600_000);
-    await until(() => true);
     await fs.utimes(live.path, hourAgo, hourAgo);
     await fs.utimes(abandoned, hourAgo, hourAgo);
     expect(await sweepSpool(sweepDir, 60_000, Date.now())).toBe(1);

@@ -1,10 +1,10 @@
 import os from 'node:os';
 import type { Command } from 'commander';
 import { DateTime } from 'luxon';
+import type { DeliveryResult } from '../../report/delivery.js';
 import { processPending, type ProcessSummary } from '../../schedule/process.js';
-import { systemClock } from '../../types.js';
 import { leaf } from '../context.js';
-import { operator, sendReports } from './import.js';
+import { importContext, operator, sendReports } from './import.js';
 
 /**
  * `rosterd import run [--tenant T] [--now]`: what one scheduler tick does, on demand: import the
@@ -20,7 +20,7 @@ export function registerImportRunCommand(imp: Command): void {
     async (ctx, _args, opts) => {
       const requestedBy = operator();
       const summary = await processPending(
-        { pool: ctx.pool, logger: ctx.logger, clock: systemClock, config: ctx.config, claimedBy: `cli:${os.hostname()}:${process.pid}` },
+        { ...importContext(ctx), claimedBy: `cli:${os.hostname()}:${process.pid}` },
         {
           ...(typeof opts.tenant === 'string' ? { tenant: opts.tenant } : {}),
           now: opts.now === true,
@@ -34,7 +34,7 @@ export function registerImportRunCommand(imp: Command): void {
   );
 }
 
-function describe(s: ProcessSummary, mail: { sent: number; failed: number }): string {
+function describe(s: ProcessSummary, mail: DeliveryResult): string {
   const lines: string[] = [];
   for (const i of s.imported) lines.push(`${i.status.padEnd(21)} ${i.id}  ${i.tenant}  ${i.file}`);
   for (const i of s.superseded) lines.push(`${'superseded'.padEnd(21)} ${i.id}  ${i.tenant}  ${i.file}`);

@@ -4,7 +4,7 @@ import { RosterdError } from '../../errors.js';
 import type { ImportContext } from '../../import/execute.js';
 import { getImportRecord, listImportRecords, type ImportRecord } from '../../import/records.js';
 import { approveImport, rejectImport, type OnOutcome } from '../../import/run-import.js';
-import { deliverDue } from '../../report/delivery.js';
+import { deliverDue, type DeliveryResult } from '../../report/delivery.js';
 import { createMailer } from '../../report/mailer.js';
 import { enqueueImportReport } from '../../report/import-report.js';
 import { withOperatorView, type ImportView } from '../../schedule/operator-view.js';
@@ -32,9 +32,9 @@ function queueReport(ctx: CliContext): OnOutcome {
 }
 
 /** Sends the reports waiting in the outbox now, as the operator's command finishes, instead of at the daemon's next tick. */
-export async function sendReports(ctx: CliContext): Promise<{ sent: number; failed: number }> {
+export async function sendReports(ctx: CliContext): Promise<DeliveryResult> {
   const mailer = createMailer(ctx.config);
-  return deliverDue({ pool: ctx.pool, logger: ctx.logger, clock: systemClock }, mailer).finally(() => mailer.close());
+  return deliverDue(importContext(ctx), mailer).finally(() => mailer.close());
 }
 
 /** `import list | show | approve | reject`; returns the `import` command so `import run` can join it. */
