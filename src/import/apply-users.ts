@@ -17,6 +17,7 @@ import type { PoolClient } from 'pg';
 import { startCopy, copyField } from './copy-stream.js';
 import { dropStagingTables, stagingTables, type StagingTables } from './staging-tables.js';
 import { hashChangedPasswords } from './apply-passwords.js';
+import { holdReason } from './hold.js';
 import { insertIssues, MESSAGES } from './issues.js';
 import { passwordCheck, PasswordSealer, type CheckKey } from './password.js';
 import type { PasswordHasher } from './hash-pool.js';
@@ -216,24 +217,6 @@ async function applyStaged(
 
 function outcomeOf(summary: ReadSummary): ReadOutcome {
   return { mode: summary.mode, encoding: summary.encoding };
-}
-
-/** Why this many deactivations must be held, or null when they are within the threshold. */
-export function holdReason(deactivations: number, active: number, target: ImportTarget, dryRun = false): string | null {
-  const byPercent = deactivations > (active * target.thresholdPercent) / 100;
-  const byCount = target.thresholdCount !== null && deactivations > target.thresholdCount;
-  if (!byPercent && !byCount) return null;
-  const pct = active === 0 ? 100 : Math.round((deactivations / active) * 1000) / 10;
-  const limit =
-    byCount && target.thresholdCount !== null
-      ? `the tenant's limit of ${target.thresholdCount} deactivations`
-      : `the tenant's threshold of ${target.thresholdPercent}% of active users`;
-  const what = `this file would deactivate ${deactivations} of ${active} active users (${pct}%), more than ${limit}.`;
-  if (dryRun) return `An import of this file would be held: ${what} An operator would have to approve it.`;
-  return (
-    `Held: ${what} Nothing was applied. If the file is right, approve it with "rosterd import approve ${target.uploadId}"; ` +
-    `otherwise reject it with "rosterd import reject ${target.uploadId}" and send a corrected file.`
-  );
 }
 
 /**

@@ -4,6 +4,7 @@
  * each writer.
  */
 import { DateTime } from 'luxon';
+import { holdFacts } from '../import/hold.js';
 import type { ImportCounts, ImportIssue } from '../import/types.js';
 import { assertNever, PASSWORD_MASK } from '../types.js';
 import type { ReportInput } from './types.js';
@@ -127,7 +128,9 @@ function describeOutcome(input: ReportInput, files: { errorsAttachment: string |
     case 'held':
       return {
         subject: `${file} held for approval — would deactivate ${plural(c.deactivated, 'user')}`,
-        headline: `${file} was held and nothing has been changed yet: it would deactivate ${plural(c.deactivated, 'user')}, more than this district's safety limit.${reason ? ` ${reason}` : ''}`,
+        headline: `${file} was held and nothing has been changed yet: ${
+          holdFacts(reason) ?? `it would deactivate ${plural(c.deactivated, 'user')}, more than this district's safety limit.`
+        }`,
         next: [
           files.deactivateAttachment
             ? `Check the users it would deactivate in ${files.deactivateAttachment}.`

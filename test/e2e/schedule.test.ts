@@ -350,6 +350,8 @@ describe('reports of outcomes', () => {
     const mail = smtp.received.find((m) => m.parsed.subject?.includes('held'));
     expect(mail?.parsed.subject).toBe(`[rosterd] ${t}: users.csv held for approval — would deactivate 3 users`);
     expect(mail?.parsed.text).toContain(`rosterd import approve ${held}`);
+    expect(mail?.parsed.text).toContain('nothing has been changed yet: this file would deactivate 3 of 4 active users (75%)');
+    expect(mail?.parsed.text).not.toContain('approve it with'); // the operator's wording, in import show
     const list = mail?.parsed.attachments.find((a) => a.filename === 'users-would-deactivate.csv');
     expect(String(list?.content)).toContain('gone0001,gone0001@school.example,gone0001,Tester,');
     expect(String(list?.content).trim().split('\r\n')).toHaveLength(4);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { holdReason } from '../../src/import/apply-users.js';
+import { holdFacts, holdReason } from '../../src/import/hold.js';
 import { copyField, copyLine } from '../../src/import/copy-stream.js';
 
 describe('the safety hold threshold', () => {
@@ -28,6 +28,15 @@ describe('the safety hold threshold', () => {
   it('says what to do, naming the import', () => {
     expect(holdReason(50, 100, target(10, null))).toMatch(/Nothing was applied.*rosterd import approve x".*rosterd import reject x"/);
     expect(holdReason(50, 100, target(10, null), true)).toMatch(/^An import of this file would be held: .*50 of 100/);
+  });
+
+  it("gives the report the message's facts without the operator's commands", () => {
+    const message = holdReason(50, 100, target(10, null)) ?? '';
+    expect(holdFacts(message)).toBe(
+      "this file would deactivate 50 of 100 active users (50%), more than the tenant's threshold of 10% of active users.",
+    );
+    expect(holdFacts(holdReason(50, 100, target(10, null), true) ?? '')).toBeNull();
+    expect(holdFacts('the connection to the database was lost')).toBeNull();
   });
 });
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { holdReason } from '../../src/import/hold.js';
 import { emptyCounts, type ImportIssue } from '../../src/import/types.js';
 import { csvCell, toCsv } from '../../src/report/csv.js';
 import { escapeHtml } from '../../src/report/html.js';
@@ -122,11 +123,12 @@ describe('renderReport', () => {
   });
 
   it('a held import names the approve command and attaches the users it would deactivate', () => {
+    const id = '6f1c0d2e-4b1a-4a57-9a0e-1b2c3d4e5f60';
     const mail = renderReport(
       input(
         {
           status: 'held',
-          message: 'It would deactivate 57 of 400 active users (14%); the limit is 10%.',
+          message: holdReason(57, 400, { uploadId: id, tenantId: 1, thresholdPercent: 10, thresholdCount: null }),
           counts: { ...emptyCounts(), rows: 343, created: 0, updated: 3, deactivated: 57 },
         },
         {
@@ -140,7 +142,14 @@ describe('renderReport', () => {
     expect(mail.subject).toBe('[rosterd] lincoln-usd: users.csv held for approval — would deactivate 57 users');
     expect(mail.text).toContain('rosterd import approve 6f1c0d2e-4b1a-4a57-9a0e-1b2c3d4e5f60');
     expect(mail.text).toContain('rosterd import reject 6f1c0d2e-4b1a-4a57-9a0e-1b2c3d4e5f60');
-    expect(mail.text).toContain('It would deactivate 57 of 400 active users');
+    expect(mail.text).toContain(
+      'users.csv was held and nothing has been changed yet: this file would deactivate 57 of 400 active users (14.3%), ' +
+        "more than the tenant's threshold of 10% of active users.\n",
+    );
+    // The stored message's commands are the operator's: the administrator is told to ask for them.
+    expect(mail.text).not.toContain('approve it with');
+    expect(mail.html).not.toContain('approve it with');
+    expect(mail.text).toContain(`ask your rosterd operator to approve the import: rosterd import approve ${id}`);
     expect(mail.attachments.map((a) => a.filename)).toEqual(['users-would-deactivate.csv']);
     expect(mail.attachments[0]?.content).toBe(
       "\uFEFFusername,email,first name,last name,sis id\r\njdoe,jdoe@lincoln.example,Jane,Doe,1001\r\n'@risky,,'+1,'-x,\r\n",

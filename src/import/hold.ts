@@ -1,0 +1,37 @@
+/**
+ * The safety hold's message (PRODUCT.md §3): why an import that deactivates too many users is held.
+ * One message is stored with the import and read by the operator (log, `import show`); the
+ * administrator's report shows only its facts, because the commands in it are the operator's.
+ */
+import type { ImportTarget } from './engine-types.js';
+
+const HELD = 'Held: ';
+const NOTHING_APPLIED = ' Nothing was applied.';
+
+/** Why this many deactivations must be held, or null when they are within the threshold. */
+export function holdReason(deactivations: number, active: number, target: ImportTarget, dryRun = false): string | null {
+  const byPercent = deactivations > (active * target.thresholdPercent) / 100;
+  const byCount = target.thresholdCount !== null && deactivations > target.thresholdCount;
+  if (!byPercent && !byCount) return null;
+  const pct = active === 0 ? 100 : Math.round((deactivations / active) * 1000) / 10;
+  const limit =
+    byCount && target.thresholdCount !== null
+      ? `the tenant's limit of ${target.thresholdCount} deactivations`
+      : `the tenant's threshold of ${target.thresholdPercent}% of active users`;
+  const what = `this file would deactivate ${deactivations} of ${active} active users (${pct}%), more than ${limit}.`;
+  if (dryRun) return `An import of this file would be held: ${what} An operator would have to approve it.`;
+  return (
+    `${HELD}${what}${NOTHING_APPLIED} If the file is right, approve it with "rosterd import approve ${target.uploadId}"; ` +
+    `otherwise reject it with "rosterd import reject ${target.uploadId}" and send a corrected file.`
+  );
+}
+
+/**
+ * What a held file would do, from a message holdReason wrote ("this file would deactivate 3 of 4
+ * active users (75%), more than …"), without the operator's commands; null for any other message.
+ */
+export function holdFacts(message: string): string | null {
+  if (!message.startsWith(HELD)) return null;
+  const end = message.indexOf(NOTHING_APPLIED);
+  return end < 0 ? null : message.slice(HELD.length, end);
+}
