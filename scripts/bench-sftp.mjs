@@ -12,6 +12,9 @@
  *                       DevTools or speedscope)
  *   BENCH_BARE=1        also time a minimal ssh2 SFTP server (scripts/bare-ssh2-sftp.mjs: no jail,
  *                       no hash, no database; each WRITE answered once written), for reference
+ *   BENCH_NULL=1        also time OpenSSH's sshd writing to /dev/null: the same server without any
+ *                       file I/O, so the most that a server's handling of the file could gain with
+ *                       this client on this machine
  *   DATABASE_URL        Postgres to use (a bench tenant is created and removed); unset: an
  *                       embedded Postgres in a temporary directory
  *
@@ -50,6 +53,7 @@ const RSS_MB = Number(process.env.BENCH_RSS_MB ?? 400);
 const CLIENTS = (process.env.BENCH_CLIENTS ?? 'sftp,curl').split(',').filter((c) => c === 'sftp' || c === 'curl');
 const TENANT = `bench-${randomBytes(3).toString('hex')}`;
 const BARE = process.env.BENCH_BARE === '1';
+const NULL = process.env.BENCH_NULL === '1';
 /** See the header. */
 const CONDITIONS = [
   {
@@ -135,7 +139,13 @@ async function main() {
     const rosterd = await startRosterd(tmp, db.url, keyPath, cleanups);
     const sshd = sshdPath ? await startSshd(sshdPath, tmp, keyPath, cleanups) : null;
     const bare = BARE ? await startBare(tmp, cleanups) : null;
-    const servers = [rosterd, sshd, bare].filter((server) => server !== null);
+    const devNull = NULL && sshd ? { ...sshd, name: 'null', remotePath: '/dev/null', tidy: async () => undefined } : null;
+    const servers = [rosterd, sshd, bare, devNull].filter((server) => server !== null);
+    /** Reference points printed beside the ratio: [server, label]. */
+    const references = [
+      [bare, 'bare ssh2'],
+      [devNull, 'sshd to /dev/null'],
+    ].filter(([server]) => server !== null);
 
     const results = {};
     for (const client of CLIENTS) {
@@ -186,7 +196,12 @@ async function main() {
               ? ''
               : `   OpenSSH ${o.toFixed(1).padStart(6)}   ratio ${ratio.toFixed(2)}x (goal ${GOAL_RATIO}x: ${ratio >= GOAL_RATIO ? 'met' : 'NOT met'})` +
                 `, single rounds ${roundRatios(of.rosterd, of.openssh)}`) +
-            (bare ? `   bare ssh2 ${median(of.bare).toFixed(1)}${o === null ? '' : ` (${(median(of.bare) / o).toFixed(2)}x)`}` : ''),
+            references
+              .map(([server, label]) => {
+                const m = median(of[server.name]);
+                return `   ${label} ${m.toFixed(1)}${o === null ? '' : ` (${(m / o).toFixed(2)}x)`}`;
+              })
+              .join(''),
         );
       }
     }
