@@ -358,6 +358,27 @@ describe('reports of outcomes', () => {
     for (const m of smtp.received) expect(m.raw.toString()).not.toContain(SECRET);
   });
 
+  it('a file without a header row fails, and its first line (which may hold a password) is in no report, message or log', async () => {
+    const t = await tenant('America/Chicago');
+    const lines: string[] = [];
+    const capture = createLogger('debug', { write: (line: string) => void lines.push(line) });
+    const id = await receive(t, `jsmith,${SECRET},jsmith@school.example\njdoe,${SECRET},jdoe@school.example\n`, '2026-11-27T01:00:00Z');
+    current = new Date('2026-11-27T04:00:00Z');
+    const run = await processPending(ctx({ logger: capture }), { tenant: t });
+    expect(run.imported).toEqual([{ id, tenant: t, file: 'users.csv', status: 'failed' }]);
+    expect((await upload(id))?.message).toMatch(/^The file has no header row/);
+
+    const mailer = createMailer(config);
+    await deliverDue({ pool: db.pool, logger: capture, clock }, mailer);
+    mailer.close();
+    await smtp.waitFor(1);
+    expect(smtp.received[0]?.parsed.text).toContain('The file has no header row');
+    expect(smtp.received[0]?.raw.toString()).not.toContain(SECRET);
+    expect(JSON.stringify(await upload(id))).not.toContain(SECRET);
+    expect(lines.join('\n')).toContain('no header row');
+    expect(lines.join('\n')).not.toContain(SECRET);
+  });
+
   it('a file refused at the file level is reported as failed with its message', async () => {
     const t = await tenant('America/Chicago');
     const id = await receive(t, 'email,first name\nx@y.example,X\n', '2026-11-27T01:00:00Z');

@@ -55,10 +55,10 @@ describe('header row', () => {
         'Add it (for example: username,password,email,first name,last name) and upload the file again.',
     );
   });
-  it('a first line that names no known column is "no header row"', async () => {
+  it('a first line that names no known column is "no header row", and its values (a password, maybe) are not quoted', async () => {
     const err = await rejection(readUsersText('jsmith,Secret123,j@x.org\njdoe,Secret456,d@x.org\n'));
     expect(err.message).toBe(
-      "The file has no header row: its first line ('jsmith', 'Secret123', 'j@x.org') names none of the users.csv columns. " +
+      'The file has no header row: its first line names none of the users.csv columns (it looks like a row of data). ' +
         'The first line must name the columns, for example: username,password,email,first name,last name',
     );
   });

@@ -105,12 +105,9 @@ export function matchHeader<C extends string>(fields: readonly string[], spec: C
   });
 
   if (index.size === 0) {
-    const shown = fields
-      .slice(0, 3)
-      .map((f) => `'${f.trim().slice(0, 40)}'`)
-      .join(', ');
+    // Its values are not quoted: a first line without a header is a row of data, and may hold a password.
     throw new FileRejectedError(
-      `The file has no header row: its first line (${shown}) names none of the ${spec.file} columns. ` +
+      `The file has no header row: its first line names none of the ${spec.file} columns (it looks like a row of data). ` +
         `The first line must name the columns, for example: ${spec.example}`,
       1,
     );
