@@ -5,6 +5,13 @@ import { RosterdError } from '../errors.js';
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
+/** `addr@host` or `Display Name <addr@host>`; a host without a dot (localhost) is allowed, as SMTP allows it. */
+function isMailbox(value: string): boolean {
+  const match = /^(?:[^<>]*<([^<>\s]+)>|([^<>\s]+))$/.exec(value.trim());
+  const address = match?.[1] ?? match?.[2];
+  return address !== undefined && /^[^@\s"(),:;<>[\\\]]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(address);
+}
+
 /**
  * The whole configuration of rosterd, read from the environment (PRODUCT.md §8). Each field says
  * what it is and what its default or 0 means. Validated once at start, frozen after.
@@ -28,8 +35,11 @@ const envSchema = z.object({
     .string()
     .regex(/^smtps?:\/\//, 'an smtp:// or smtps:// URL')
     .optional(),
-  /** Sender of report emails. */
-  MAIL_FROM: z.string().min(3).default('rosterd <rosterd@localhost>'),
+  /** Sender of report emails: an address, with or without a display name. */
+  MAIL_FROM: z
+    .string()
+    .default('rosterd <rosterd@localhost>')
+    .refine(isMailbox, 'an email address such as rosterd@district.example or "rosterd <rosterd@district.example>"'),
   /** node-cron expression for the import tick (default every 5 minutes). */
   SCHEDULE_CRON: z
     .string()
@@ -105,11 +115,11 @@ function describeIssue(issue: z.core.$ZodIssue | undefined): string {
   if (!issue) return 'a valid value';
   switch (issue.code) {
     case 'too_small':
-      return `a number of at least ${String(issue.minimum)}`;
+      return issue.origin === 'string' ? `at least ${String(issue.minimum)} characters` : `a number of at least ${String(issue.minimum)}`;
     case 'too_big':
-      return `a number of at most ${String(issue.maximum)}`;
+      return issue.origin === 'string' ? `at most ${String(issue.maximum)} characters` : `a number of at most ${String(issue.maximum)}`;
     case 'invalid_type':
-      return issue.expected === 'number' ? 'a whole number' : `a ${issue.expected}`;
+      return issue.expected === 'number' || issue.expected === 'int' ? 'a whole number' : `a ${issue.expected}`;
     case 'invalid_value':
       return `one of ${issue.values.map((v) => String(v)).join(', ')}`;
     default:

@@ -110,7 +110,9 @@ describe('rosterd tenant', () => {
 
   it.each([
     [['tenant', 'add', 'Lincoln_USD', '--admin-email', 'a@b.org'], /not a valid subdomain/],
-    [['tenant', 'add', '-lead', '--admin-email', 'a@b.org'], /.+/],
+    [['tenant', 'add', '-lead', '--admin-email', 'a@b.org'], /unknown option '-lead'/],
+    [['tenant', 'add', '--admin-email', 'a@b.org', '--', '-lead'], /"-lead" is not a valid subdomain/],
+    [['tenant', 'add', 'trail-', '--admin-email', 'a@b.org'], /"trail-" is not a valid subdomain/],
     [['tenant', 'add', 'x'.repeat(64), '--admin-email', 'a@b.org'], /not a valid subdomain/],
     [['tenant', 'add', 'no-admin'], /--admin-email/],
     [['tenant', 'add', 'bad-mail', '--admin-email', 'not-an-address'], /not a valid email address/],
@@ -296,6 +298,12 @@ describe('configuration', () => {
     ['LOG_LEVEL', 'loud', /LOG_LEVEL="loud" is not valid: expected one of/],
     ['SCHEDULE_CRON', 'every night', /SCHEDULE_CRON="every night" is not valid/],
     ['MAX_UPLOAD_BYTES', '0', /MAX_UPLOAD_BYTES="0" is not valid/],
+    ['MAIL_FROM', 'x', /MAIL_FROM="x" is not valid: expected an email address such as rosterd@district\.example/],
+    ['MAIL_FROM', 'reports at district', /MAIL_FROM="reports at district" is not valid: expected an email address/],
+    ['MAIL_FROM', 'a@b.example, c@d.example', /MAIL_FROM="a@b.example, c@d.example" is not valid/],
+    ['SMTP_URL', 'http://mail.example', /SMTP_URL=\(redacted\) is not valid: expected an smtp:\/\/ or smtps:\/\/ URL/],
+    ['HTTP_PORT', '-1', /HTTP_PORT="-1" is not valid: expected a number of at least 0/],
+    ['SETTLE_SECONDS', '1.5', /SETTLE_SECONDS="1.5" is not valid: expected a whole number/],
   ])('a bad %s stops with one line naming it (exit 2)', async (name, value, message) => {
     const r = await runCli(['tenant', 'list'], { ...env, [name]: value });
     expect(r.code).toBe(2);
