@@ -26,13 +26,18 @@ export function fingerprintOfBlob(blob: Buffer): string {
 }
 
 /**
- * Parses one public key in OpenSSH authorized_keys form and enforces the accepted types and sizes.
- * Throws KEY_INVALID or KEY_WEAK with a message that says what to send instead.
+ * Parses one public key in OpenSSH authorized_keys form (or the SSH2 file PuTTYgen saves) and
+ * enforces the accepted types and sizes. Throws KEY_INVALID or KEY_WEAK with a message that says
+ * what to send instead.
  */
 export function parsePublicKey(text: string): PublicKey {
   if (/PRIVATE KEY/.test(text)) {
     throw new RosterdError('KEY_INVALID', 'this is a private key; never share it. Send the public key (the .pub file) instead');
   }
+  return parseKeyLine(text.includes(RFC4716_BEGIN) ? fromRfc4716(text) : oneLine(text));
+}
+
+function oneLine(text: string): string {
   const lines = text
     .split(/\r?\n/)
     .map((l) => l.trim())
@@ -46,7 +51,10 @@ export function parsePublicKey(text: string): PublicKey {
   if (lines.length > 1) {
     throw new RosterdError('KEY_INVALID', `the key file holds ${lines.length} lines; add one public key at a time`);
   }
-  const line = lines[0] ?? '';
+  return lines[0] ?? '';
+}
+
+function parseKeyLine(line: string): PublicKey {
   // authorized_keys options (from="…",no-pty …) may precede the type; skip to the type token.
   const match = /(?:^|\s)((?:ssh|ecdsa|sk|rsa)-[\w.@-]+|ssh-dss)\s+([A-Za-z0-9+/=]+)(?:\s+(.*))?$/.exec(line);
   if (!match) {
@@ -58,6 +66,7 @@ export function parsePublicKey(text: string): PublicKey {
   const type = match[1] ?? '';
   const base64 = match[2] ?? '';
   const comment = (match[3] ?? '').trim();
+  checkOptions(line.slice(0, match.index).trim());
   if (type === 'ssh-dss') {
     throw new RosterdError(
       'KEY_WEAK',
@@ -68,6 +77,13 @@ export function parsePublicKey(text: string): PublicKey {
     throw new RosterdError(
       'KEY_WEAK',
       `key type ${type} is not accepted; use ssh-ed25519, ecdsa-sha2-nistp256/384/521 or ssh-rsa of at least ${MIN_RSA_BITS} bits (ssh-keygen -t ed25519)`,
+    );
+  }
+  const declared = typeInBlob(Buffer.from(base64, 'base64'));
+  if (declared !== null && declared !== type && /^[\w.@-]+$/.test(declared)) {
+    throw new RosterdError(
+      'KEY_INVALID',
+      `the line says ${type} but its key data is of type ${declared}; copy the whole .pub line again, unedited`,
     );
   }
   const parsed = utils.parseKey(`${type} ${base64}`);
@@ -83,6 +99,69 @@ export function parsePublicKey(text: string): PublicKey {
     );
   }
   return { type, bits, blob, fingerprint: fingerprintOfBlob(blob), comment, authorizedKey: `${type} ${blob.toString('base64')}` };
+}
+
+/**
+ * authorized_keys options that would restrict the key (who may use it, until when, as what). rosterd
+ * does not enforce them, so a key carrying one is refused rather than registered with the
+ * restriction silently gone. Every other option either forbids what rosterd never allows (no-pty,
+ * restrict, command= — it serves SFTP only) or grants what it never grants; ignoring those is safe.
+ */
+const RESTRICTING_OPTIONS = new Set(['from', 'expiry-time', 'cert-authority', 'principals']);
+
+function checkOptions(options: string): void {
+  if (options === '') return;
+  const names = options
+    .replace(/"(?:[^"\\]|\\.)*"/g, '""') // quoted values may hold commas
+    .split(',')
+    .map((o) => (o.split('=')[0] ?? '').trim().toLowerCase());
+  const restricting = names.filter((n) => RESTRICTING_OPTIONS.has(n));
+  if (restricting.length > 0) {
+    throw new RosterdError(
+      'KEY_INVALID',
+      `the key line has the option ${restricting.map((n) => (n === 'cert-authority' ? n : `${n}=`)).join(', ')}, which rosterd does not enforce; ` +
+        'remove the options before the key type and add the key alone',
+    );
+  }
+}
+
+const RFC4716_BEGIN = '---- BEGIN SSH2 PUBLIC KEY ----';
+const RFC4716_END = '---- END SSH2 PUBLIC KEY ----';
+
+/**
+ * A key in the SSH2 format (RFC 4716) that PuTTYgen and WinSCP save, as the one authorized_keys
+ * line it stands for, its Comment header as the comment.
+ */
+function fromRfc4716(text: string): string {
+  const body = text.slice(text.indexOf(RFC4716_BEGIN) + RFC4716_BEGIN.length);
+  const end = body.indexOf(RFC4716_END);
+  if (end < 0) throw new RosterdError('KEY_INVALID', `the key has no "${RFC4716_END}" line; copy the whole file again`);
+  // Header lines ("Name: value") may continue on the next line after a trailing backslash.
+  const lines = body
+    .slice(0, end)
+    .replace(/\\\r?\n/g, '')
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+  let comment = '';
+  const data: string[] = [];
+  for (const l of lines) {
+    const header = /^([\x21-\x39\x3b-\x7e]{1,64}):\s*(.*)$/.exec(l);
+    if (header === null) data.push(l);
+    else if ((header[1] ?? '').toLowerCase() === 'comment') comment = (header[2] ?? '').replace(/^"(.*)"$/, '$1');
+  }
+  const base64 = data.join('');
+  const type = typeInBlob(Buffer.from(base64, 'base64')) ?? '';
+  if (!/^[\w.@-]+$/.test(type))
+    throw new RosterdError('KEY_INVALID', 'the SSH2 public key data is damaged (it does not decode); copy the whole file again');
+  return `${type} ${base64} ${comment}`.trim();
+}
+
+/** The key type a wire-format blob names first (a length-prefixed string), or null if it is too short. */
+function typeInBlob(blob: Buffer): string | null {
+  if (blob.length < 4) return null;
+  const length = blob.readUInt32BE(0);
+  return length <= blob.length - 4 ? blob.subarray(4, 4 + length).toString('latin1') : null;
 }
 
 /** Modulus size of an ssh-rsa blob: string type, mpint e, mpint n. */

@@ -226,6 +226,58 @@ describe('rosterd key', () => {
     expect(await count('ssh_keys')).toBe(before);
   });
 
+  it('accepts the SSH2 (RFC 4716) file PuTTYgen and WinSCP save, as the same key with its comment', async () => {
+    const pub = keygen('rsa', 3072);
+    // ssh-keygen -e writes that format (its base64 wrapped over several lines); a long Comment
+    // header continues on the next line after a backslash, as PuTTYgen may write it.
+    const ssh2 = execFileSync('ssh-keygen', ['-e', '-f', pub])
+      .toString()
+      .replace(/^Comment: .*$/m, 'Comment: "rsa-key-\\\n20261121"')
+      .replace(/\n/g, '\r\n');
+    expect(ssh2.split('\r\n').length).toBeGreaterThan(6);
+    const file = path.join(dir, 'putty.pub');
+    writeFileSync(file, ssh2);
+    const r = await runCli(['key', 'add', 'oak-isd', file, '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json()).toMatchObject({ fingerprint: fingerprintBySshKeygen(pub), comment: 'rsa-key-20261121', type: 'ssh-rsa' });
+
+    const cut = path.join(dir, 'putty-cut.pub');
+    writeFileSync(cut, ssh2.slice(0, ssh2.indexOf('---- END')));
+    const bad = await runCli(['key', 'add', 'oak-isd', cut], env);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/no "---- END SSH2 PUBLIC KEY ----" line/);
+  });
+
+  it('takes a key line with options that change nothing here, and a CRLF file', async () => {
+    const pub = keygen('ed25519');
+    const withOptions = path.join(dir, 'options.pub');
+    writeFileSync(withOptions, `no-pty,no-port-forwarding,command="internal-sftp, really" ${readFileSync(pub, 'utf8').trim()}\r\n`);
+    const r = await runCli(['key', 'add', 'oak-isd', withOptions, '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json()).toMatchObject({ fingerprint: fingerprintBySshKeygen(pub), comment: 'sis@district' });
+  });
+
+  it('refuses options it would not enforce, an edited key type and security-key types, writing nothing', async () => {
+    const before = await count('ssh_keys');
+    const line = readFileSync(keygen('ed25519'), 'utf8').trim();
+    const [, data] = line.split(' ');
+    const cases: [string, RegExp][] = [
+      [`from="10.0.0.0/8" ${line}`, /the option from=, which rosterd does not enforce; remove the options/],
+      [`no-pty,expiry-time="20300101" ${line}`, /the option expiry-time=, which rosterd does not enforce/],
+      [`cert-authority ${line}`, /the option cert-authority, which rosterd does not enforce/],
+      [`ssh-rsa ${data} edited`, /says ssh-rsa but its key data is of type ssh-ed25519/],
+      [`sk-ssh-ed25519@openssh.com ${data} yubikey`, /key type sk-ssh-ed25519@openssh.com is not accepted/],
+    ];
+    for (const [text, message] of cases) {
+      const file = path.join(dir, 'case.pub');
+      writeFileSync(file, `${text}\n`);
+      const r = await runCli(['key', 'add', 'oak-isd', file], env);
+      expect(r.code, text).toBe(1);
+      expect(r.stderr, text).toMatch(message);
+    }
+    expect(await count('ssh_keys')).toBe(before);
+  });
+
   it('refuses a key already registered to another tenant', async () => {
     const pub = keygen('ed25519');
     expect((await runCli(['key', 'add', 'lincoln-usd', pub], env)).code).toBe(0);
