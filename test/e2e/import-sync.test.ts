@@ -138,13 +138,25 @@ describe('identity and bad rows', () => {
     expect((await f.users('lincoln')).find((u) => u.username === 'manual.admin')?.active).toBe(true);
   });
 
-  it('a file with only some columns keeps the values of the columns it lacks', async () => {
-    const before = (await f.users('lincoln')).find((u) => u.username === 'stu0050');
+  it('a file that lists only some users is held above the threshold and changes nothing', async () => {
+    const before = await f.users('lincoln');
     const r = await f.importCsv('lincoln', csv('username,email', 'stu0050,new50@lincoln.example.org'));
     // every other import-made user is missing from this file: far above the 30 % threshold
     expect(r.status).toBe('held');
-    const after = (await f.users('lincoln')).find((u) => u.username === 'stu0050');
-    expect(after).toEqual(before);
+    expect(await f.users('lincoln')).toEqual(before);
+  });
+
+  it('a file with only some columns keeps the values of the columns it lacks', async () => {
+    const before = (await f.users('lincoln')).filter((u) => u.active && u.created_by_import);
+    const stu50 = before.find((u) => u.username === 'stu0050');
+    expect(stu50).toMatchObject({ first_name: expect.any(String), last_name: expect.any(String), graduation_year: expect.any(Number) });
+    // The whole roster, so nothing is deactivated, with two columns only; one email changes.
+    const rows = before.map((u) => `${u.username},${u.username === 'stu0050' ? 'new50@lincoln.example.org' : u.email}`);
+    const r = await f.importCsv('lincoln', csv('username,email', ...rows));
+    expect(r.status, r.message ?? '').toBe('succeeded');
+    expect(r.counts).toMatchObject({ updated: 1, deactivated: 0, errors: 0 });
+    const after = (await f.users('lincoln')).filter((u) => u.active && u.created_by_import);
+    expect(after).toEqual(before.map((u) => (u === stu50 ? { ...u, email: 'new50@lincoln.example.org' } : u)));
   });
 });
 
