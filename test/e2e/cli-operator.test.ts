@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
-import { CLI, runCli } from '../support/cli.js';
+import { CLI, ROOT, runCli } from '../support/cli.js';
 
 let db: TestDatabase;
 let dir: string;
@@ -365,12 +365,31 @@ describe('configuration', () => {
 });
 
 describe('rosterd migrate', () => {
-  it('is safe when two processes run it at once', async () => {
-    const results = await Promise.all([runCli(['migrate', '--json'], env), runCli(['migrate', '--json'], env)]);
-    for (const r of results) expect(r.code, r.stderr).toBe(0);
-    const { rows } = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM schema_migrations');
-    const files = results.map((r) => r.json<{ status: string }>().status);
-    expect(files).toEqual(['current', 'current']);
-    expect(rows[0]?.n).toBeGreaterThan(0);
+  it('is safe when two processes run it at once on an empty database: each migration is applied once', async () => {
+    const empty = await createTestDatabase({ empty: true });
+    try {
+      const at = { ...env, DATABASE_URL: empty.url };
+      const results = await Promise.all([runCli(['migrate', '--json'], at), runCli(['migrate', '--json'], at)]);
+      for (const r of results) expect(r.code, r.stderr).toBe(0);
+      const applied = results.map((r) => r.json<{ applied: string[] }>().applied);
+      const files = readdirSync(path.join(ROOT, 'src', 'store', 'migrations')).filter((f) => f.endsWith('.sql'));
+      // One process applied them all, the other waited for it and found nothing left to do.
+      expect(applied.map((a) => a.length).sort()).toEqual([0, files.length]);
+      const { rows } = await empty.pool.query<{ id: number; n: number }>(
+        'SELECT id, count(*)::int AS n FROM schema_migrations GROUP BY id',
+      );
+      expect(rows).toHaveLength(files.length);
+      for (const row of rows) expect(row.n).toBe(1);
+      // and the result is a working schema
+      expect((await runCli(['tenant', 'add', 'after-race', '--admin-email', 'a@b.org'], at)).code).toBe(0);
+    } finally {
+      await empty.drop();
+    }
+  });
+
+  it('reports a database already current', async () => {
+    const r = await runCli(['migrate', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json()).toEqual({ applied: [], status: 'current' });
   });
 });

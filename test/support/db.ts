@@ -12,10 +12,13 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-/** A fresh, migrated database of its own for one test file (cloned from the run's template). */
-export async function createTestDatabase(): Promise<TestDatabase> {
+/**
+ * A fresh, migrated database of its own for one test file (cloned from the run's template), or
+ * with `empty`, one with no schema at all (for migrations themselves).
+ */
+export async function createTestDatabase(opts: { empty?: boolean } = {}): Promise<TestDatabase> {
   const adminUrl = inject('adminUrl');
-  const template = inject('templateDb');
+  const template = opts.empty ? 'template0' : inject('templateDb');
   const name = `rosterd_t_${randomBytes(5).toString('hex')}`;
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
