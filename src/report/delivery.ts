@@ -61,7 +61,12 @@ export async function deliverDue(ctx: DeliveryContext, mailer: Mailer, opts: Del
     if (!claimed) break;
     const log = ctx.logger.child({ outboxId: claimed.id, uploadId: claimed.upload_id });
     try {
-      const deliveredAs = await mailer.send(claimed.message, claimed.id);
+      const { deliveredAs, refused } = await mailer.send(claimed.message, claimed.id);
+      if (refused.length > 0) {
+        await recordRefused(ctx, claimed, sender, deliveredAs, refused, log);
+        result.failed++;
+        continue;
+      }
       await ctx.pool.query(
         `UPDATE outbox SET status = 'sent', sent_at = $3, delivered_as = $4, last_error = NULL, locked_by = NULL, locked_until = NULL
          WHERE id = $1 AND locked_by = $2`,
@@ -97,6 +102,38 @@ async function claimNext(ctx: DeliveryContext, sender: string): Promise<Claimed 
     [now, sender, LOCK_MS / 1000],
   );
   return rows[0];
+}
+
+/**
+ * The server took the message for some recipients and refused others (a full mailbox, greylisting,
+ * an address that no longer exists). Those who have it are not sent it again: the message stays
+ * queued for the refused ones only, retried like any failure, and the log names them.
+ */
+async function recordRefused(
+  ctx: DeliveryContext,
+  claimed: Claimed,
+  sender: string,
+  deliveredAs: string,
+  refused: Array<{ address: string; reply: string }>,
+  log: Logger,
+): Promise<void> {
+  const to = refused.map((r) => r.address); // the envelope addresses the server was given: message.to's
+  const remaining = new Set(to.map((address) => address.toLowerCase()));
+  const delivered = claimed.message.to.filter((address) => !remaining.has(address.toLowerCase()));
+  log.info({ event: 'report.delivered', to: delivered, via: 'smtp', deliveredAs, attempts: claimed.attempts }, 'report sent');
+  try {
+    await ctx.pool.query(
+      `UPDATE outbox SET message = jsonb_set(message, '{to}', $3::jsonb), delivered_as = $4 WHERE id = $1 AND locked_by = $2`,
+      [claimed.id, sender, JSON.stringify(to), deliveredAs],
+    );
+  } catch (dbErr) {
+    // Left as it was, the message goes again to all of its recipients when its lock lapses.
+    log.error({ err: toError(dbErr) }, 'could not record a partly refused report delivery');
+    return;
+  }
+  const reason = refused.map((r) => `${r.address}: ${r.reply}`).join('; ');
+  const rest = { ...claimed, message: { ...claimed.message, to } };
+  await recordFailure(ctx, rest, sender, new Error(`the mail server refused ${reason}`), log);
 }
 
 async function recordFailure(ctx: DeliveryContext, claimed: Claimed, sender: string, err: Error, log: Logger): Promise<void> {

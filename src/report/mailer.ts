@@ -8,15 +8,22 @@ import nodemailer from 'nodemailer';
 import type { Config } from '../config/config.js';
 import type { MailMessage } from './types.js';
 
+export interface Delivered {
+  deliveredAs: string;
+  /** recipients the server refused, with its reply; the others have the message */
+  refused: Array<{ address: string; reply: string }>;
+}
+
 export interface Mailer {
   /** 'smtp' or 'eml', for logs and doctor */
   readonly kind: 'smtp' | 'eml';
   /**
    * Hand one message over. `outboxId` makes its Message-ID stable, so a message sent again after
    * a crash (between the server's acceptance and our record of it) is recognisably the same one.
-   * Resolves with how it was delivered (the server's answer, or the file written).
+   * Resolves with how it was delivered (the server's answer, or the file written) and the
+   * recipients the server refused while it accepted others (it throws when it accepts none).
    */
-  send(message: MailMessage, outboxId: number): Promise<string>;
+  send(message: MailMessage, outboxId: number): Promise<Delivered>;
   close(): void;
 }
 
@@ -58,7 +65,11 @@ function smtpMailer(url: string): Mailer {
     kind: 'smtp',
     async send(message, outboxId) {
       const info = await transport.sendMail({ ...message, messageId: messageId(message, outboxId) });
-      return `${info.messageId} ${info.response}`.trim();
+      // nodemailer resolves when the server takes the message for at least one recipient and
+      // lists the ones it refused (RCPT TO answered 4xx/5xx) on the side.
+      const replies = new Map((info.rejectedErrors ?? []).map((e) => [String(e.recipient), e.response ?? e.message]));
+      const refused = (info.rejected ?? []).map((r) => ({ address: String(r), reply: replies.get(String(r)) ?? 'refused' }));
+      return { deliveredAs: `${info.messageId} ${info.response}`.trim(), refused };
     },
     close: () => transport.close(),
   };
@@ -80,7 +91,7 @@ function emlMailer(dir: string): Mailer {
       const tmp = path.join(dir, `.${name}.tmp`);
       await writeFile(tmp, raw, { mode: 0o600 });
       await rename(tmp, path.join(dir, name));
-      return name;
+      return { deliveredAs: name, refused: [] };
     },
     close: () => transport.close(),
   };
