@@ -56,6 +56,8 @@ const METHODS: AuthenticationType[] = ['publickey'];
  */
 export class ConnectionAuth {
   private failures = 0;
+  /** The connection is being ended (too many failures, or a blocked address). */
+  private ending = false;
 
   constructor(
     private readonly deps: AuthDeps,
@@ -74,10 +76,15 @@ export class ConnectionAuth {
 
   /** Answers one authentication request; resolves to the login when it succeeded. */
   async handle(ctx: AuthContext): Promise<Login | null> {
+    if (this.ending) {
+      // An attempt the client sent before it was cut off: neither logged nor counted again.
+      ctx.reject(METHODS);
+      return null;
+    }
     const username = ctx.username.slice(0, 100);
     if (this.deps.blocklist.isBlocked(this.remoteAddress)) {
       this.fail(ctx, { reason: 'address-blocked', username, fingerprint: null, method: ctx.method });
-      this.on.disconnect();
+      this.disconnect();
       return null;
     }
     if (ctx.method === 'none') {
@@ -149,8 +156,13 @@ export class ConnectionAuth {
     }
     if (blocked || this.failures >= this.deps.maxAttempts) {
       if (!blocked) this.report({ ...f, reason: 'too-many-attempts' });
-      this.on.disconnect();
+      this.disconnect();
     }
+  }
+
+  private disconnect(): void {
+    this.ending = true;
+    this.on.disconnect();
   }
 
   private report(f: Omit<AuthFailure, 'remoteAddress'>): void {

@@ -69,6 +69,8 @@ const MAX_HANDLES = 64;
 export class SftpSession {
   private readonly handles = new Map<number, Handle>();
   private nextHandle = 1;
+  /** OPEN requests between the handle limit's check and their handle (see checkHandleLimit). */
+  private opening = 0;
   /** CLOSE requests of uploads still being received; ending waits for them. */
   private readonly finishing = new Set<Promise<void>>();
   private ended = false;
@@ -201,9 +203,13 @@ export class SftpSession {
     return resolveJailPath(this.ctx.root, clientPath);
   }
 
-  /** Each handle holds a file descriptor (an upload, also a spool file): a client cannot pile them up. */
+  /**
+   * Each handle holds a file descriptor (an upload, also a spool file): a client cannot pile them
+   * up. OPENs still on their way to a handle count too, or many sent at once would all pass.
+   */
   private checkHandleLimit(): void {
-    if (this.handles.size >= MAX_HANDLES) throw refuse.failure(`too many open files (at most ${MAX_HANDLES}); close some first`);
+    if (this.handles.size + this.opening >= MAX_HANDLES)
+      throw refuse.failure(`too many open files (at most ${MAX_HANDLES}); close some first`);
   }
 
   /**
@@ -295,6 +301,15 @@ export class SftpSession {
 
   private async open(id: number, clientPath: string, flags: number): Promise<Send> {
     this.checkHandleLimit();
+    this.opening++;
+    try {
+      return await this.openFile(id, clientPath, flags);
+    } finally {
+      this.opening--;
+    }
+  }
+
+  private async openFile(id: number, clientPath: string, flags: number): Promise<Send> {
     const mode = parseOpenFlags(flags);
     const p = this.resolve(clientPath);
     if (p.kind === 'refused') throw refuse.denied(p.reason);
