@@ -34,6 +34,18 @@ export interface ColumnSpec<C extends string> {
   example: string;
 }
 
+function unknownColumnMessage(name: string, i: number, spec: ColumnSpec<string>): string {
+  if (name === '') return `Column ${i + 1} has no name in the header row; its values were ignored`;
+  if (spec === USERS_SPEC && normalizeHeaderName(name) === 'status') {
+    // The column `rosterd export users` adds (PRODUCT.md §7); users.csv has none (§3).
+    return (
+      `Column '${name}' (as rosterd export users writes it) is not read on import: every user this file lists is active ` +
+      'after it. To keep a user inactive, leave their row out.'
+    );
+  }
+  return `Column '${name}' is not a known column; its values were ignored`;
+}
+
 export const USERS_SPEC: ColumnSpec<UserColumn> = {
   file: 'users.csv',
   columns: USER_COLUMNS,
@@ -86,11 +98,7 @@ export function matchHeader<C extends string>(fields: readonly string[], spec: C
     const name = raw.replace(/^\uFEFF/, '').trim();
     const column = known(name);
     if (column === undefined) {
-      warnings.push(
-        name === ''
-          ? { line: 1, column: '', message: `Column ${i + 1} has no name in the header row; its values were ignored` }
-          : { line: 1, column: name, message: `Column '${name}' is not a known column; its values were ignored` },
-      );
+      warnings.push({ line: 1, column: name, message: unknownColumnMessage(name, i, spec) });
       return;
     }
     const earlier = index.get(column);
