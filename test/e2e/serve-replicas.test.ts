@@ -52,6 +52,12 @@ it('two replicas import 20 pending uploads, each exactly once, with one report e
   // Both at once, as an orchestrator starts replicas.
   const [a, b] = await Promise.all([fx.start(), fx.start()]);
   if (!a || !b) throw new Error('two replicas');
+  // Started at once on an empty data directory, they made host keys at once, and serve the same
+  // ones: a client that reaches either sees one server.
+  const hostKeys = (p: typeof a) =>
+    p.logs.filter((l) => l.msg === 'SFTP host key').map((l) => `${String(l.type)} ${String(l.fingerprint)}`);
+  expect(hostKeys(a)).toHaveLength(2);
+  expect(hostKeys(b)).toEqual(hostKeys(a));
 
   const done = await waitFor(
     async () => {

@@ -1,4 +1,4 @@
-import { promises as fs } from 'node:fs';
+import { mkdtempSync, promises as fs, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -237,5 +237,25 @@ describe('host keys', () => {
     expect(json.json()).toEqual(srv.server.hostKeys.map(({ type, bits, fingerprint, path: p }) => ({ type, bits, fingerprint, path: p })));
     const text = await runCli(['host-key'], { DATA_DIR: dataDir });
     for (const k of srv.server.hostKeys) expect(text.stdout).toContain(`${k.bits} ${k.fingerprint} `);
+  });
+
+  it('a damaged host key stops them with a message naming the file, and is never replaced by a new one', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'rosterd-hostkey-'));
+    try {
+      const made = await runCli(['host-key', '--json'], { DATA_DIR: dir });
+      expect(made.code, made.stderr).toBe(0);
+      const file = path.join(dir, 'host_keys', 'ssh_host_ed25519_key');
+      const damaged = readFileSync(file, 'utf8').slice(0, 120);
+      writeFileSync(file, damaged);
+      for (const args of [['host-key'], ['serve']]) {
+        const r = await runCli(args, { DATA_DIR: dir, DATABASE_URL: db.url, SFTP_PORT: '0', HTTP_PORT: '0' });
+        expect(r.code, args[0]).not.toBe(0);
+        expect(r.stdout + r.stderr, args[0]).toContain(`host key ${file} is not a readable ssh-ed25519 private key; move it away`);
+      }
+      // Clients pinned the old key: a new one would lock every district out, so none was made.
+      expect(readFileSync(file, 'utf8')).toBe(damaged);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
