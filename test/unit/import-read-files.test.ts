@@ -40,6 +40,19 @@ describe('header row', () => {
     ]);
     expect(summary.warningCount).toBe(2);
   });
+  it("warns that a status column (the export's, or a SIS's Enrolled/Withdrawn) is not read: listed users end up active", async () => {
+    const { rows, summary } = await readUsersText('username,Status\njsmith,Withdrawn\n');
+    expect(rows).toHaveLength(1);
+    expect(summary.warnings).toEqual([
+      {
+        line: 1,
+        column: 'Status',
+        message:
+          "Column 'Status' is not read on import (rosterd export users writes one; users.csv has none): every user this file lists " +
+          'is active after the import. To keep a user inactive, leave their row out.',
+      },
+    ]);
+  });
   it('a known column twice fails the file', async () => {
     const err = await rejection(readUsersText('username,Email,password,email address\njsmith,a@b.org,secret1,c@d.org\n'));
     expect(err.message).toBe(

@@ -37,10 +37,11 @@ export interface ColumnSpec<C extends string> {
 function unknownColumnMessage(name: string, i: number, spec: ColumnSpec<string>): string {
   if (name === '') return `Column ${i + 1} has no name in the header row; its values were ignored`;
   if (spec === USERS_SPEC && normalizeHeaderName(name) === 'status') {
-    // The column `rosterd export users` adds (PRODUCT.md §7); users.csv has none (§3).
+    // The column `rosterd export users` adds (PRODUCT.md §7), and many SIS exports have one
+    // (Enrolled/Withdrawn); users.csv has none (§3), so a withdrawn student listed is active.
     return (
-      `Column '${name}' (as rosterd export users writes it) is not read on import: every user this file lists is active ` +
-      'after it. To keep a user inactive, leave their row out.'
+      `Column '${name}' is not read on import (rosterd export users writes one; users.csv has none): every user this ` +
+      'file lists is active after the import. To keep a user inactive, leave their row out.'
     );
   }
   return `Column '${name}' is not a known column; its values were ignored`;
