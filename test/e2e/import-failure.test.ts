@@ -66,6 +66,24 @@ describe('broken files fail cleanly and change nothing', () => {
   // rejected only after thousands of rows were already streamed to Postgres
   const many = Array.from({ length: 3000 }, (_, i) => `late${String(i).padStart(5, '0')},l${i}@x.org`);
   cases.push(['an unterminated quote after 3,000 good rows', csv('username,email', ...many) + 'late99999,"oops\n', /quote/i]);
+  cases.push(
+    ['binary data (NUL bytes)', Buffer.from('username,email\nmember00,m0@x.org\0\0\x01\n', 'latin1'), /binary data \(NUL bytes\)/],
+    ['NUL bytes after 3,000 good rows', csv('username,email', ...many) + 'late99999,bad\0x.org\n', /binary data \(NUL bytes\)/],
+    ['a tab-separated file', 'username\temail\tfirst name\nmember00\tm0@x.org\tFirst\nmember01\tm1@x.org\tSecond\n', /separated by tabs/],
+    ['UTF-16 ("Unicode Text")', Buffer.from('\uFEFFusername,email\r\nmember00,m0@x.org\r\n', 'utf16le'), /UTF-16/],
+    [
+      'most lines ragged',
+      'username,email,role\nmember00,m0@x.org\nmember01,m1@x.org\nmember02,m2@x.org,student\n',
+      /Most lines \(2 of 3\)/,
+    ],
+    [
+      'a line over 1,000,000 characters',
+      `username,sis id\nmember00,"${'y'.repeat(1_100_000)}"\n`,
+      /Line 2 is longer than 1,000,000 characters/,
+    ],
+    ['a column named twice', 'username,Email,email address\nmember00,a@x.org,b@x.org\n', /the email column twice/],
+    ['no header row', 'member00,m0@x.org\nmember01,m1@x.org\n', /no header row/],
+  );
   for (const [name, content, message] of cases) {
     it(name, async () => {
       const before = await f.snapshot();
@@ -74,6 +92,23 @@ describe('broken files fail cleanly and change nothing', () => {
       expect(r.message).toMatch(message);
       expect(r.counts).toMatchObject({ created: 0, updated: 0, deactivated: 0, errors: 1 });
       expect(r.errors[0]?.message).toBe(r.message);
+      expect(await f.snapshot()).toBe(before);
+    });
+  }
+});
+
+describe('a broken groups.csv fails cleanly and changes nothing', () => {
+  const cases: [string, string, RegExp][] = [
+    ['no username column', 'owner,group\nmember00,Band\n', /username/i],
+    ['a semicolon-separated file', 'username;owner;group\nmember00;;Band\n', /semicolon/i],
+    ['an unterminated quote', 'username,owner,group\nmember00,,"Band\nmember01,,Choir\n', /quote/i],
+  ];
+  for (const [name, content, message] of cases) {
+    it(name, async () => {
+      const before = await f.snapshot();
+      const r = await f.importCsv('fail', content, 'groups.csv');
+      expect(r.status).toBe('failed');
+      expect(r.message).toMatch(message);
       expect(await f.snapshot()).toBe(before);
     });
   }
