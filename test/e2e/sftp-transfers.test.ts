@@ -123,6 +123,20 @@ describe('MAX_UPLOAD_BYTES', () => {
     await waitFor(async () => (await spoolFiles()).length === 0, 5000, 'the spool to be empty');
   });
 
+  it('`put -p` (times and mode kept, sent as SETSTAT/FSETSTAT) uploads, and the file keeps its own read-only mode', async () => {
+    const local = await randomFile(tmp, 'keep-times.csv', 50_000);
+    await fs.chmod(local, 0o755);
+    await fs.utimes(local, new Date('2026-01-02T03:04:05Z'), new Date('2026-01-02T03:04:05Z'));
+    const before = (await listUploads(db.pool, { tenant: TENANT })).length;
+    const r = await sftpBatch(srv.port, TENANT, keys[TENANT], [`put -p ${local} /users.csv`, 'ls -l /users.csv']);
+    expect(r.code, r.stderr).toBe(0);
+    const uploads = await listUploads(db.pool, { tenant: TENANT });
+    expect(uploads).toHaveLength(before + 1);
+    expect(uploads[0]).toMatchObject({ bytes: 50_000, sha256: sha256(await fs.readFile(local)), status: 'pending' });
+    // The client's 0755 was accepted and not applied: a district cannot make its files executable.
+    expect(r.stdout).toMatch(/^-r--------\s.*users\.csv$/m);
+  });
+
   it('accepts a file of exactly MAX_UPLOAD_BYTES', async () => {
     const exact = await randomFile(tmp, 'exact.csv', MAX);
     const r = await sftpBatch(srv.port, TENANT, keys[TENANT], [`put ${exact} /users.csv`]);
