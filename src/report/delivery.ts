@@ -26,7 +26,7 @@ export interface DeliveryOptions {
   limit?: number;
 }
 
-/** How long a sender holds a message: longer than the mailer's own timeouts. */
+/** How long a sender holds a message: longer than the mailer takes at most (SEND_DEADLINE_MS). */
 export const LOCK_MS = 5 * 60_000;
 const FIRST_RETRY_MS = 30_000;
 const MAX_RETRY_MS = 60 * 60_000;

@@ -33,8 +33,16 @@ export function isConnectionError(err: unknown): boolean {
   return ['ECONNECTION', 'ETIMEDOUT', 'ESOCKET', 'EDNS', 'ECONNREFUSED', 'EGREETING', 'ETLS'].includes(code);
 }
 
-export function createMailer(config: Pick<Config, 'SMTP_URL' | 'DATA_DIR'>): Mailer {
-  return config.SMTP_URL ? smtpMailer(config.SMTP_URL) : emlMailer(outboxDir(config.DATA_DIR));
+/**
+ * The longest one message may take to hand over, whatever the server does (a reply a byte a
+ * minute) and whatever timeouts SMTP_URL's query sets (nodemailer lets them override ours): less
+ * than the lock a sender holds on it (delivery.ts LOCK_MS), so no other replica ever sends a
+ * message that is still being sent.
+ */
+export const SEND_DEADLINE_MS = 4 * 60_000;
+
+export function createMailer(config: Pick<Config, 'SMTP_URL' | 'DATA_DIR'>, opts: { sendDeadlineMs?: number } = {}): Mailer {
+  return config.SMTP_URL ? smtpMailer(config.SMTP_URL, opts.sendDeadlineMs ?? SEND_DEADLINE_MS) : emlMailer(outboxDir(config.DATA_DIR));
 }
 
 /** Where reports go as `.eml` files without SMTP_URL. */
@@ -52,7 +60,7 @@ function messageId(message: MailMessage, outboxId: number): string {
   return `<rosterd-report-${outboxId}@${domain}>`;
 }
 
-function smtpMailer(url: string): Mailer {
+function smtpMailer(url: string, deadlineMs: number): Mailer {
   const transport = nodemailer.createTransport({
     url,
     // Shorter than nodemailer's defaults (2 min, 10 min): a hung server must not hold the
@@ -64,7 +72,15 @@ function smtpMailer(url: string): Mailer {
   return {
     kind: 'smtp',
     async send(message, outboxId) {
-      const info = await transport.sendMail({ ...message, messageId: messageId(message, outboxId) });
+      const deadline = AbortSignal.timeout(deadlineMs);
+      const info = await transport
+        .sendMail({ ...message, messageId: messageId(message, outboxId), signal: deadline })
+        .catch((err: unknown) => {
+          if (!deadline.aborted) throw err;
+          throw Object.assign(new Error(`the mail server did not take the report within ${deadlineMs / 1000} s; it will be tried again`), {
+            code: 'ETIMEDOUT',
+          });
+        });
       // nodemailer resolves when the server takes the message for at least one recipient and
       // lists the ones it refused (RCPT TO answered 4xx/5xx) on the side.
       const replies = new Map((info.rejectedErrors ?? []).map((e) => [String(e.recipient), e.response ?? e.message]));

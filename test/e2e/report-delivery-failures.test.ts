@@ -20,7 +20,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import { emptyCounts } from '../../src/import/types.js';
 import { createLogger } from '../../src/log/logger.js';
 import { deliverDue, GIVE_UP_MS, LOCK_MS, retryDelayMs, type DeliveryResult } from '../../src/report/delivery.js';
-import { createMailer, type Mailer } from '../../src/report/mailer.js';
+import { createMailer, SEND_DEADLINE_MS, type Mailer } from '../../src/report/mailer.js';
 import { deliveryStatus, enqueueReport } from '../../src/report/outbox.js';
 import { renderReport } from '../../src/report/render.js';
 import { withTransaction } from '../../src/store/db.js';
@@ -331,7 +331,7 @@ describe('a server that accepts the connection and never greets', () => {
   /** A TCP front on its own port: holds connections silently, or forwards them to `target`. */
   interface Front {
     port: number;
-    mode: 'silent' | 'forward';
+    mode: 'silent' | 'greet-then-stall' | 'forward';
     server: net.Server;
     sockets: Set<net.Socket>;
   }
@@ -346,6 +346,10 @@ describe('a server that accepts the connection and never greets', () => {
       socket.on('close', () => sockets.delete(socket));
       socket.on('error', () => undefined);
       if (front.mode === 'silent') return; // never a greeting, never a byte
+      if (front.mode === 'greet-then-stall') {
+        socket.resume(); // reads (and drops) what the client sends, so its FIN is seen
+        return void socket.write('220 stall.example ESMTP\r\n'); // then never a reply
+      }
       const upstream = net.connect(smtp.port, '127.0.0.1');
       upstream.on('error', () => socket.destroy());
       socket.on('close', () => upstream.destroy());
@@ -363,6 +367,28 @@ describe('a server that accepts the connection and never greets', () => {
   });
   afterEach(() => {
     vi.useRealTimers();
+  });
+
+  it('a server that greets and then never answers is given up on at the send deadline, even when SMTP_URL raises every timeout', async () => {
+    front.mode = 'greet-then-stall';
+    const report = await queueReport('working-usd');
+    // nodemailer lets the URL's query override the mailer's timeouts; the deadline still holds
+    // (a test-sized one here; SEND_DEADLINE_MS, under the lock, in the daemon).
+    const url = `smtp://127.0.0.1:${front.port}/?connectionTimeout=600000&greetingTimeout=600000&socketTimeout=600000`;
+    const mailer: Mailer = createMailer({ SMTP_URL: url, DATA_DIR: '/nonexistent' }, { sendDeadlineMs: 1_000 });
+    try {
+      const result = await deliverDue(ctx(), mailer);
+      expect(result).toEqual({ sent: 0, failed: 1 });
+      expect(await status(report)).toMatchObject({
+        status: 'pending',
+        attempts: 1,
+        lastError: 'the mail server did not take the report within 1 s; it will be tried again',
+      });
+      await waitFor(() => front.sockets.size === 0, 10_000, 'the mailer to close its connection');
+    } finally {
+      mailer.close();
+    }
+    expect(SEND_DEADLINE_MS).toBeLessThan(LOCK_MS);
   });
 
   it('the attempt times out within the lock, the pass ends, and the report is sent on a later pass', async () => {
