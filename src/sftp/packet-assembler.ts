@@ -38,7 +38,10 @@ export function assembleWholePackets(sftp: SFTPWrapper): void {
         if (data.length - p >= 4) {
           const size = 4 + data.readUInt32BE(p);
           if (size === 4 || size > MAX_PACKET) {
-            passthrough = true; // malformed: ssh2 reports it
+            // Malformed: ssh2 reports it and closes the channel; a length of 2^31 or more it reads
+            // as negative (ssh2 1.17), throws, and ends the whole connection. Either way only this
+            // client's connection is affected (tested in sftp-hostile).
+            passthrough = true;
             return parse(data.subarray(p));
           }
           if (data.length - p >= size) {
