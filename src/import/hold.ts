@@ -16,8 +16,8 @@ export function holdReason(deactivations: number, active: number, target: Import
   const pct = active === 0 ? 100 : Math.round((deactivations / active) * 1000) / 10;
   const limit =
     byCount && target.thresholdCount !== null
-      ? `the tenant's limit of ${target.thresholdCount} deactivations`
-      : `the tenant's threshold of ${target.thresholdPercent}% of active users`;
+      ? `the district's limit of ${target.thresholdCount} deactivations`
+      : `the district's threshold of ${target.thresholdPercent}% of active users`;
   const what = `this file would deactivate ${deactivations} of ${active} active users (${pct}%), more than ${limit}.`;
   if (dryRun) return `An import of this file would be held: ${what} An operator would have to approve it.`;
   return (

@@ -13,7 +13,7 @@ describe('the safety hold threshold', () => {
   it('holds more than the percentage of active users, not exactly it', () => {
     expect(holdReason(10, 100, target(10, null))).toBeNull();
     expect(holdReason(11, 100, target(10, null))).toMatch(
-      /would deactivate 11 of 100 active users \(11%\), more than the tenant's threshold of 10%/,
+      /would deactivate 11 of 100 active users \(11%\), more than the district's threshold of 10%/,
     );
     expect(holdReason(0, 0, target(10, null))).toBeNull();
     expect(holdReason(1, 3, target(0, null))).not.toBeNull();
@@ -33,7 +33,7 @@ describe('the safety hold threshold', () => {
   it("gives the report the message's facts without the operator's commands", () => {
     const message = holdReason(50, 100, target(10, null)) ?? '';
     expect(holdFacts(message)).toBe(
-      "this file would deactivate 50 of 100 active users (50%), more than the tenant's threshold of 10% of active users.",
+      "this file would deactivate 50 of 100 active users (50%), more than the district's threshold of 10% of active users.",
     );
     expect(holdFacts(holdReason(50, 100, target(10, null), true) ?? '')).toBeNull();
     expect(holdFacts('the connection to the database was lost')).toBeNull();

@@ -144,7 +144,7 @@ describe('renderReport', () => {
     expect(mail.text).toContain('rosterd import reject 6f1c0d2e-4b1a-4a57-9a0e-1b2c3d4e5f60');
     expect(mail.text).toContain(
       'users.csv was held and nothing has been changed yet: this file would deactivate 57 of 400 active users (14.3%), ' +
-        "more than the tenant's threshold of 10% of active users.\n",
+        "more than the district's threshold of 10% of active users.\n",
     );
     // The stored message's commands are the operator's: the administrator is told to ask for them.
     expect(mail.text).not.toContain('approve it with');
