@@ -1,10 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
-import { CLI, ROOT, runCli } from '../support/cli.js';
+import { loadMigrations } from '../../src/store/migrate.js';
+import { CLI, runCli } from '../support/cli.js';
 
 let db: TestDatabase;
 let dir: string;
@@ -372,7 +373,7 @@ describe('rosterd migrate', () => {
       const results = await Promise.all([runCli(['migrate', '--json'], at), runCli(['migrate', '--json'], at)]);
       for (const r of results) expect(r.code, r.stderr).toBe(0);
       const applied = results.map((r) => r.json<{ applied: string[] }>().applied);
-      const files = readdirSync(path.join(ROOT, 'src', 'store', 'migrations')).filter((f) => f.endsWith('.sql'));
+      const files = await loadMigrations();
       // One process applied them all, the other waited for it and found nothing left to do.
       expect(applied.map((a) => a.length).sort()).toEqual([0, files.length]);
       const { rows } = await empty.pool.query<{ id: number; n: number }>(

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { DateTime } from 'luxon';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IMPORT_JSON_FIELDS, runCli } from '../support/cli.js';
+import { IMPORT_JSON_FIELDS, runCli, type ImportJson } from '../support/cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { startServe, zoneWhereItIsNight, type ServeProcess } from '../support/serve.js';
 import { startTestSmtp, type ReceivedMail, type TestSmtp } from '../support/smtp.js';
@@ -96,21 +96,6 @@ function makeRoster(): Roster {
   }
   expectedErrors.sort((a, b) => a.line - b.line);
   return { text: [HEADER, ...rows].join('\r\n') + '\r\n', passwords, rows, validUsernames, expectedErrors };
-}
-
-interface ImportJson {
-  id: string;
-  tenant: string;
-  file: string;
-  sha256: string;
-  bytes: number;
-  receivedAt: string;
-  status: string;
-  mode: string | null;
-  counts: Record<string, number>;
-  errors: Array<{ line: number; column: string; value?: string; message: string }>;
-  warnings: Array<{ line: number; column: string; message: string }>;
-  message: string | null;
 }
 
 let db: TestDatabase;

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, runCli, type CliResult } from '../support/cli.js';
+import { CLI, runCli, type CliResult, type ImportJson } from '../support/cli.js';
 import { zoneWhereItIsDay, type Exit, type LogLine } from '../support/serve.js';
 import { makeClientKey, run, sftpBatch, waitFor, type ClientKey } from '../support/ssh.js';
 
@@ -194,15 +194,6 @@ const serverLogErrors = () =>
     .filter((l) => /\b(ERROR|FATAL|PANIC):/.test(l) && !SHUTDOWN_NOISE.test(l));
 
 const errorLines = (d: Daemon) => d.logs.filter((l) => l.level === 'error' || l.level === 'fatal');
-
-interface ImportJson {
-  id: string;
-  tenant: string;
-  file: string;
-  sha256: string;
-  bytes: number;
-  status: string;
-}
 
 beforeAll(async () => {
   tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'rosterd-serve-embedded-'));

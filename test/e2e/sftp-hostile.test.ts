@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import ssh2, { type Channel, type ClientChannel, type ExecOptions, type SFTPWrapper } from 'ssh2';
+import ssh2, { type AnyAuthMethod, type Channel, type ClientChannel, type ExecOptions, type SFTPWrapper } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addKey } from '../../src/store/keys.js';
 import { createTenant } from '../../src/store/tenants.js';
@@ -330,12 +330,15 @@ describe('an authenticated client asking for more than SFTP', () => {
 });
 
 describe('login attempts', () => {
-  it(`more than ${MAX_ATTEMPTS} failed attempts on one connection end it`, async () => {
-    const from = srv.logs.length;
+  /**
+   * One connection as ALPHA that makes the attempts `attempt(n)` gives (n from 1) until it gives
+   * null; resolves once the server has closed it.
+   */
+  async function tryLogins(attempt: (n: number) => AnyAuthMethod | null) {
     let attempts = 0;
     let ready = false;
-    const client = new ssh2.Client();
     let error: (Error & { level?: string }) | undefined;
+    const client = new ssh2.Client();
     client.on('error', (e) => (error ??= e));
     client.on('ready', () => (ready = true));
     const closed = whenClosed(client);
@@ -344,19 +347,23 @@ describe('login attempts', () => {
       port: srv.port,
       username: ALPHA,
       readyTimeout: 10_000,
-      // Up to 20 attempts, password and an unregistered key by turns; a server that never stops
-      // the client would see all of them.
       authHandler: (_methodsLeft, _partial, next) => {
-        attempts++;
-        if (attempts > 20) return next(false as never);
-        next(
-          attempts % 2 === 1
-            ? { type: 'password', username: ALPHA, password: `guess-${attempts}` }
-            : { type: 'publickey', username: ALPHA, key: keys.stranger.privateKey },
-        );
+        const method = attempt(++attempts);
+        next(method ?? (false as never));
       },
     });
     await closed;
+    return { attempts, ready, error };
+  }
+  const guess = (n: number): AnyAuthMethod => ({ type: 'password', username: ALPHA, password: `guess-${n}` });
+
+  it(`more than ${MAX_ATTEMPTS} failed attempts on one connection end it`, async () => {
+    const from = srv.logs.length;
+    // Up to 20 attempts, password and an unregistered key by turns; a server that never stops
+    // the client would see all of them.
+    const { attempts, ready, error } = await tryLogins((n) =>
+      n > 20 ? null : n % 2 === 1 ? guess(n) : { type: 'publickey', username: ALPHA, key: keys.stranger.privateKey },
+    );
     expect(ready).toBe(false);
     // The client is cut off after the sixth failure; it may have sent a seventh attempt already.
     expect(attempts).toBeGreaterThanOrEqual(MAX_ATTEMPTS);
@@ -381,28 +388,9 @@ describe('login attempts', () => {
 
   it(`the right key offered after ${MAX_ATTEMPTS} failures on the same connection does not get in`, async () => {
     const from = srv.logs.length;
-    let attempts = 0;
-    let ready = false;
-    const client = new ssh2.Client();
-    client.on('error', () => undefined);
-    client.on('ready', () => (ready = true));
-    const closed = whenClosed(client);
-    client.connect({
-      host: '127.0.0.1',
-      port: srv.port,
-      username: ALPHA,
-      readyTimeout: 10_000,
-      authHandler: (_methodsLeft, _partial, next) => {
-        attempts++;
-        if (attempts > MAX_ATTEMPTS + 3) return next(false as never);
-        next(
-          attempts <= MAX_ATTEMPTS
-            ? { type: 'password', username: ALPHA, password: `guess-${attempts}` }
-            : { type: 'publickey', username: ALPHA, key: keys[ALPHA].privateKey },
-        );
-      },
-    });
-    await closed;
+    const { attempts, ready } = await tryLogins((n) =>
+      n > MAX_ATTEMPTS + 3 ? null : n <= MAX_ATTEMPTS ? guess(n) : { type: 'publickey', username: ALPHA, key: keys[ALPHA].privateKey },
+    );
     expect(ready).toBe(false);
     expect(attempts).toBeLessThanOrEqual(MAX_ATTEMPTS + 1);
     expect(srv.logs.slice(from).filter((l) => l.event === 'login.accepted')).toEqual([]);

@@ -21,6 +21,22 @@ export const IMPORT_JSON_FIELDS = [
   'message',
 ] as const;
 
+/** An import as `import list/show --json` print it: the fields IMPORT_JSON_FIELDS names. */
+export interface ImportJson {
+  id: string;
+  tenant: string;
+  file: string;
+  sha256: string;
+  bytes: number;
+  receivedAt: string;
+  status: string;
+  mode: string | null;
+  counts: Record<string, number>;
+  errors: Array<{ line: number; column: string; value?: string; message: string }>;
+  warnings: Array<{ line: number; column: string; message: string }>;
+  message: string | null;
+}
+
 export interface CliResult {
   code: number | null;
   stdout: string;

@@ -32,19 +32,17 @@ export interface ColumnSpec<C extends string> {
   aliases: Readonly<Record<string, C>>;
   required: readonly C[];
   example: string;
+  /**
+   * Columns a file may well have that are not read, by normalized name: what the warning says
+   * after "Column 'NAME' ", instead of "is not a known column".
+   */
+  unread?: Readonly<Record<string, string>>;
 }
 
 function unknownColumnMessage(name: string, i: number, spec: ColumnSpec<string>): string {
   if (name === '') return `Column ${i + 1} has no name in the header row; its values were ignored`;
-  if (spec === USERS_SPEC && normalizeHeaderName(name) === 'status') {
-    // The column `rosterd export users` adds (PRODUCT.md §7), and many SIS exports have one
-    // (Enrolled/Withdrawn); users.csv has none (§3), so a withdrawn student listed is active.
-    return (
-      `Column '${name}' is not read on import (rosterd export users writes one; users.csv has none): every user this ` +
-      'file lists is active after the import. To keep a user inactive, leave their row out.'
-    );
-  }
-  return `Column '${name}' is not a known column; its values were ignored`;
+  const unread = spec.unread?.[normalizeHeaderName(name)];
+  return `Column '${name}' ${unread ?? 'is not a known column; its values were ignored'}`;
 }
 
 export const USERS_SPEC: ColumnSpec<UserColumn> = {
@@ -53,6 +51,13 @@ export const USERS_SPEC: ColumnSpec<UserColumn> = {
   aliases: { 'email address': 'email', 'mis id': 'sis id' },
   required: ['username'],
   example: 'username,password,email,first name,last name',
+  unread: {
+    // The column `rosterd export users` adds (PRODUCT.md §7), and many SIS exports have one
+    // (Enrolled/Withdrawn); users.csv has none (§3), so a withdrawn student listed is active.
+    status:
+      'is not read on import (rosterd export users writes one; users.csv has none): every user this file lists is active ' +
+      'after the import. To keep a user inactive, leave their row out.',
+  },
 };
 
 export const GROUPS_SPEC: ColumnSpec<GroupColumn> = {
