@@ -34,10 +34,9 @@ export async function withClient<T>(pool: pg.Pool, fn: (client: pg.PoolClient) =
 
 /** Runs fn in one transaction: committed if it returns, rolled back if it throws. */
 export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+  const client = await begin(pool);
   let broken = false;
   try {
-    await client.query('BEGIN');
     const result = await fn(client);
     await client.query('COMMIT');
     return result;
@@ -50,5 +49,29 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClie
     throw err;
   } finally {
     client.release(broken);
+  }
+}
+
+/** Tries at BEGIN before its error is the caller's (see begin). */
+const BEGIN_TRIES = 5;
+
+/**
+ * A client with a transaction begun. When Postgres drops every connection (a failover, a
+ * restart), the pool learns of its idle clients' deaths only as their sockets are read, and the
+ * first work after a failure (recording it) may well be handed one of them: about one time in
+ * four here. A failed BEGIN did nothing, so another client is tried, once the event loop has had
+ * a turn to let the pool drop the dead ones.
+ */
+async function begin(pool: pg.Pool): Promise<pg.PoolClient> {
+  for (let attempt = 1; ; attempt++) {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      return client;
+    } catch (err) {
+      client.release(true);
+      if (attempt >= BEGIN_TRIES) throw err;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
   }
 }

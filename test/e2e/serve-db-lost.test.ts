@@ -92,7 +92,9 @@ it('every connection terminated mid-import: the daemon lives on, nothing partial
     },
     90_000,
     'the upload to be imported again',
-  );
+  ).catch(async (err: Error) => {
+    throw new Error(`${err.message}: the upload is ${JSON.stringify(await uploadRow(id))}; the daemon's log:\n${daemon?.dump() ?? ''}`);
+  });
   expect(done).toMatchObject({ status: 'succeeded', attempts: 1, claim_token: null });
   expect(await userCount(TENANT)).toBe(ROWS);
   expect(daemon.logs.filter((l) => l.msg === 'imported' && l.uploadId === id)).toHaveLength(1);
