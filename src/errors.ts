@@ -21,6 +21,10 @@ export const ERROR_CODES = {
   SCHOOL_EXISTS: { kind: 'failure', summary: 'a school with this name or ID already exists' },
   IMPORT_NOT_FOUND: { kind: 'failure', summary: 'no import has this ID' },
   IMPORT_NOT_HELD: { kind: 'failure', summary: 'only a held import can be approved or rejected' },
+  IMPORT_APPROVAL_STALE: {
+    kind: 'failure',
+    summary: 'a held import no longer does what its hold report said (the roster or the file changed)',
+  },
   FILE_NOT_FOUND: { kind: 'failure', summary: 'a file named on the command line cannot be read' },
   DATABASE_UNAVAILABLE: { kind: 'failure', summary: 'Postgres cannot be reached' },
   EMBEDDED_POSTGRES_FAILED: { kind: 'failure', summary: 'the embedded Postgres could not start' },

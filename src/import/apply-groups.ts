@@ -3,7 +3,7 @@
  * if given, must be an active Manager, School Administrator or Administrator; an owner without a
  * group means the owner's default group (created if needed); neither is an error. The file is the
  * whole set of memberships: import-made memberships it no longer lists are removed, except those
- * of users whose row was in error.
+ * of users whose row was in error (found by the reader or against the database).
  *
  * Counts: created = memberships added, unchanged = memberships already there, deactivated =
  * memberships removed; groupsCreated in the extra counts.
@@ -25,15 +25,17 @@ export async function applyGroups(
   source: ReadResult<GroupRow>,
   options: { at?: ImportHook | undefined },
 ): Promise<GroupsApplyResult> {
+  // Usernames as written: compared with lower(), as the users index does.
   await client.query(`
     CREATE TEMP TABLE import_group_rows (
-      line integer NOT NULL, username text NOT NULL, username_key text NOT NULL,
-      owner_key text, group_name text
+      line integer NOT NULL, valid boolean NOT NULL, username text, owner text, group_name text
     ) ON COMMIT DROP`);
-  const copy = startCopy(client, 'import_group_rows', ['line', 'username', 'username_key', 'owner_key', 'group_name']);
+  const copy = startCopy(client, 'import_group_rows', ['line', 'valid', 'username', 'owner', 'group_name']);
   try {
     for await (const batch of source.items) {
-      await copy.write(batch.map((g) => copyLine([g.line, g.username, g.usernameKey, g.ownerKey, g.group])).join(''));
+      await copy.write(
+        batch.map((g) => copyLine(g.valid ? [g.line, 't', g.username, g.owner, g.group] : [g.line, 'f', g.username, null, null])).join(''),
+      );
     }
   } catch (err) {
     await copy.abort(err instanceof Error ? err : new Error(String(err)));
@@ -46,28 +48,29 @@ export async function applyGroups(
   await client.query(
     `CREATE TEMP TABLE import_group_plan ON COMMIT DROP AS
      SELECT g.*, u.id AS user_id, o.id AS owner_id, o.username AS owner_name,
-            CASE WHEN g.owner_key IS NULL AND g.group_name IS NULL THEN 'empty'
+            CASE WHEN NOT g.valid THEN 'invalid' -- reported by the reader
+                 WHEN g.owner IS NULL AND g.group_name IS NULL THEN 'empty'
                  WHEN u.id IS NULL THEN 'user_missing'
-                 WHEN g.owner_key IS NOT NULL AND o.id IS NULL THEN 'owner_missing'
-                 WHEN g.owner_key IS NOT NULL AND NOT o.active THEN 'owner_inactive'
-                 WHEN g.owner_key IS NOT NULL AND o.access_type IS NULL THEN 'owner_not_manager'
+                 WHEN g.owner IS NOT NULL AND o.id IS NULL THEN 'owner_missing'
+                 WHEN g.owner IS NOT NULL AND NOT o.active THEN 'owner_inactive'
+                 WHEN g.owner IS NOT NULL AND o.access_type IS NULL THEN 'owner_not_manager'
                  ELSE 'ok' END AS op
        FROM import_group_rows g
        LEFT JOIN users u ON u.tenant_id = $1::bigint AND lower(u.username) = lower(g.username)
-       LEFT JOIN users o ON o.tenant_id = $1::bigint AND lower(o.username) = lower(g.owner_key)`,
+       LEFT JOIN users o ON o.tenant_id = $1::bigint AND lower(o.username) = lower(g.owner)`,
     [target.tenantId],
   );
   await client.query(
     `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message)
      SELECT $1, 'error', line,
             CASE WHEN op = 'user_missing' THEN 'username' WHEN op = 'empty' THEN 'group' ELSE 'owner' END,
-            CASE WHEN op = 'user_missing' THEN username WHEN op = 'empty' THEN NULL ELSE owner_key END,
+            CASE WHEN op = 'user_missing' THEN username WHEN op = 'empty' THEN NULL ELSE owner END,
             CASE op WHEN 'user_missing' THEN format($2, username)
-                    WHEN 'owner_missing' THEN format($3, owner_key)
+                    WHEN 'owner_missing' THEN format($3, owner)
                     WHEN 'owner_inactive' THEN format($4, owner_name)
                     WHEN 'owner_not_manager' THEN format($5, owner_name)
                     ELSE $6 END
-       FROM import_group_plan WHERE op <> 'ok'`,
+       FROM import_group_plan WHERE op NOT IN ('ok', 'invalid')`,
     [
       target.uploadId,
       MESSAGES.groupUserMissing,
@@ -79,7 +82,7 @@ export async function applyGroups(
   );
   await insertIssues(client, target.uploadId, 'error', summary.errors);
   await insertIssues(client, target.uploadId, 'warning', summary.warnings);
-  const planErrors = await client.query<{ n: string }>(`SELECT count(*) AS n FROM import_group_plan WHERE op <> 'ok'`);
+  const planErrors = await client.query<{ n: string }>(`SELECT count(*) AS n FROM import_group_plan WHERE op NOT IN ('ok', 'invalid')`);
 
   // Groups: named ones by name (ignoring case), default ones by owner. Created with the first
   // row's owner; an existing group keeps its owner.

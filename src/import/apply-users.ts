@@ -14,6 +14,7 @@
  * Runs inside the caller's transaction; the caller commits or rolls back.
  */
 import type { PoolClient } from 'pg';
+import { RosterdError } from '../errors.js';
 import { startCopy, copyField } from './copy-stream.js';
 import { dropStagingTables, stagingTables, type StagingTables } from './staging-tables.js';
 import { hashChangedPasswords } from './apply-passwords.js';
@@ -40,7 +41,7 @@ const STAGING_COLUMNS = [
   'line',
   'valid',
   'username',
-  'invalid_key',
+  'invalid_username',
   'action',
   'pw_check',
   'pw_sealed',
@@ -203,6 +204,7 @@ async function applyStaged(
     return { ...outcomeOf(summary), counts, held: true, message: hold };
   }
   if (options.dryRun) return { ...outcomeOf(summary), counts, held: false, message: null };
+  if (options.overrideThreshold && counts.deactivated > 0) await refuseUnreviewed(client, t, target);
 
   await hashChangedPasswords(client, options.hasher, staged.sealer, toHash, fresh ? freshHashes(t, plan) : changedHashes(t));
   await at('hashed', client);
@@ -213,6 +215,32 @@ async function applyStaged(
     hashes: toHash,
   });
   return { ...outcomeOf(summary), counts, held: false, message: null };
+}
+
+/**
+ * An approval applies what the hold report showed, no more: if the roster changed since (users
+ * added by a delta, reactivated by hand), the file would now deactivate users nobody reviewed.
+ * Throws, so the approval's transaction rolls back and the import stays held.
+ */
+async function refuseUnreviewed(client: PoolClient, t: StagingTables, target: ImportTarget): Promise<void> {
+  const { rows } = await client.query<{ username: string; n: string }>(
+    `SELECT c.stored_username AS username, count(*) OVER () AS n
+       FROM ${t.changes} c
+      WHERE c.op = 'deactivate'
+        AND NOT EXISTS (SELECT 1 FROM import_hold_deactivations h WHERE h.upload_id = $1 AND h.user_id = c.user_id)
+      ORDER BY lower(c.stored_username) LIMIT 5`,
+    [target.uploadId],
+  );
+  const first = rows[0];
+  if (first === undefined) return;
+  const n = Number(first.n);
+  const names = rows.map((r) => r.username).join(', ') + (n > rows.length ? ', …' : '');
+  throw new RosterdError(
+    'IMPORT_APPROVAL_STALE',
+    `import ${target.uploadId} cannot be approved: the roster changed since it was held, and it would now also deactivate ` +
+      `${n} user${n === 1 ? '' : 's'} its hold report did not list (${names}). Nothing was changed. ` +
+      `Reject it ("rosterd import reject ${target.uploadId}") and ask the district to upload a current users.csv.`,
+  );
 }
 
 function outcomeOf(summary: ReadSummary): ReadOutcome {
@@ -256,7 +284,8 @@ type Fresh = { kind: 'done'; result: UsersApplyResult } | { kind: 'duplicate' } 
 /**
  * A tenant's first full sync without passwords, copied straight into users: with no roster there
  * is nothing to compare, update, deactivate or hold, and the one check left, duplicate usernames
- * (ignoring case), is the users unique index itself (the very definition of a user's identity).
+ * (ignoring case), is the users unique index itself (the very definition of a user's identity),
+ * plus one lookup of the invalid rows' usernames among the rows copied.
  * COPY inserts rows in batches, which INSERT … SELECT does not: a million rows inserted from the
  * staging table took about 1.7x a bare COPY of the file (after staging it), while this path, with
  * the parsing overlapping the COPY, takes about 1.8x in all. On a duplicate the COPY fails;
@@ -285,11 +314,17 @@ async function copyFresh(client: PoolClient, target: ImportTarget, source: ReadR
   const suffix = `\tt\t${copyField(target.uploadId)}\t${copyField(target.uploadId)}\n`;
   const copy = startCopy(client, 'users', FRESH_COLUMNS);
   let created = 0;
+  // Usernames of invalid rows: a valid row with the same one is a duplicate too (§3: both rows
+  // are errors), which the unique index cannot see since invalid rows are not copied.
+  const invalid: string[] = [];
   try {
     for (let batch: IteratorResult<ReadItem[]> = first; batch.done !== true; batch = await it.next()) {
       let chunk = '';
       for (const item of batch.value) {
-        if (item.kind === 'invalid') continue; // reported; nothing to protect from deactivation
+        if (item.kind === 'invalid') {
+          if (item.username !== null) invalid.push(item.username);
+          continue;
+        }
         const row = item.row;
         if (row.password !== undefined && row.password !== '') throw new Error('a password reached a direct import');
         chunk += prefix + copyField(row.username) + fieldsText(row, undefined) + suffix;
@@ -304,6 +339,16 @@ async function copyFresh(client: PoolClient, target: ImportTarget, source: ReadR
     if ((err as { code?: string }).code !== '23505') throw err; // unique_violation: a duplicate
     await client.query('ROLLBACK TO SAVEPOINT import_fresh');
     return { kind: 'duplicate' };
+  }
+  if (invalid.length > 0) {
+    const clash = await client.query(
+      `SELECT 1 FROM users WHERE tenant_id = $1::bigint AND lower(username) IN (SELECT lower(u) FROM unnest($2::text[]) u) LIMIT 1`,
+      [target.tenantId, invalid],
+    );
+    if ((clash.rowCount ?? 0) > 0) {
+      await client.query('ROLLBACK TO SAVEPOINT import_fresh');
+      return { kind: 'duplicate' };
+    }
   }
   await client.query('RELEASE SAVEPOINT import_fresh');
   const read = source.summary();
@@ -343,10 +388,10 @@ async function stageUsers(
     CREATE UNLOGGED TABLE ${t.rows} (
       line integer NOT NULL, valid boolean NOT NULL,
       -- Identity is Postgres's lower(), the same function as the users unique index uses.
-      username_key text GENERATED ALWAYS AS (lower(coalesce(username, invalid_key))) STORED,
+      username_key text GENERATED ALWAYS AS (lower(coalesce(username, invalid_username))) STORED,
       username text, email text, first_name text, last_name text, school_id bigint,
       graduation_year integer, access_type text, role text, sis_id text,
-      action text, pw_check text, pw_sealed bytea, invalid_key text
+      action text, pw_check text, pw_sealed bytea, invalid_username text
     )`);
   const sealer = new PasswordSealer();
   const seen = FIELDS.map(() => false);
@@ -360,7 +405,7 @@ async function stageUsers(
       let chunk = '';
       for (const item of batch) {
         if (item.kind === 'invalid') {
-          chunk += `${item.line}\tf\t\\N\t${copyField(item.usernameKey)}${INVALID_TAIL}`;
+          chunk += `${item.line}\tf\t\\N\t${copyField(item.username)}${INVALID_TAIL}`;
           continue;
         }
         const row = item.row;
@@ -385,7 +430,7 @@ async function stageUsers(
   return { valid, passwords, present, sealer };
 }
 
-/** The staged columns after invalid_key of an invalid row: all null. */
+/** The staged columns after invalid_username of an invalid row: all null. */
 const INVALID_TAIL = '\t\\N'.repeat(STAGING_COLUMNS.length - 4) + '\n';
 
 /** Field-by-field comparison, only for the columns the file has. */

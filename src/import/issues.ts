@@ -10,7 +10,7 @@ import type { ImportIssue } from './types.js';
 export const MESSAGES = {
   duplicate: 'This username appears more than once in the file (lines %s; usernames are compared ignoring case). List each user once.',
   addExists: 'User "%s" already exists and is active, so it cannot be added. Use action "update" to change it.',
-  addReactivated: 'User "%s" already existed but was inactive; it has been reactivated.',
+  addReactivated: 'User "%s" already existed but was inactive; this row reactivates it.',
   updateMissing: 'User "%s" does not exist, so it cannot be updated. Use action "add" to create it.',
   deleteMissing: 'User "%s" does not exist, so it cannot be deleted. Check the spelling of the username.',
   deleteNotImported: 'User "%s" was not created by an import, so an import cannot deactivate it. Deactivate it by hand if it should go.',

@@ -39,6 +39,8 @@ export interface ImportRecord {
   /** attempts that ended without an outcome (crash, lost connection), and why the last one did */
   attempts: number;
   lastAttemptError: string | null;
+  /** the newer users.csv that replaced this one (status superseded) */
+  supersededBy: string | null;
 }
 
 interface RecordRow {
@@ -63,6 +65,7 @@ interface RecordRow {
   rejected_at: Date | null;
   attempts: number;
   last_attempt_error: string | null;
+  superseded_by: string | null;
 }
 
 interface IssueRow {
@@ -82,7 +85,8 @@ export const isImportId = (id: string): boolean => UUID.test(id);
 const SELECT = `
   SELECT u.id, t.subdomain, t.timezone, u.file_name, u.sha256, u.bytes, u.received_at, u.status, u.mode,
          u.counts, u.message, u.source, u.encoding, u.started_at, u.finished_at,
-         u.approved_by, u.approved_at, u.rejected_by, u.rejected_at, u.attempts, u.last_attempt_error
+         u.approved_by, u.approved_at, u.rejected_by, u.rejected_at, u.attempts, u.last_attempt_error,
+         u.superseded_by
     FROM uploads u JOIN tenants t ON t.id = u.tenant_id`;
 
 export function zonedIso(at: Date | null, zone: string): string | null {
@@ -166,6 +170,7 @@ async function withIssues(db: Queryable, rows: RecordRow[], perImport: number | 
       issuesTruncated: errors.length < counts.errors || warnings.length < counts.warnings,
       attempts: r.attempts,
       lastAttemptError: r.last_attempt_error,
+      supersededBy: r.superseded_by,
     };
     if (r.status === 'held' || r.status === 'rejected' || heldNames.length > 0) record.heldDeactivations = heldNames;
     return record;

@@ -73,6 +73,16 @@ export async function approveImport(
     withTransaction(ctx.pool, async (client) => {
       const target = await loadTarget(client, ctx.config.DATA_DIR, uploadId, true);
       if (target.status !== 'held') throw notHeld(uploadId, target.status);
+      try {
+        await verifyStoredCopy(target);
+      } catch (err) {
+        if (!(err instanceof FileRejectedError)) throw err;
+        throw new RosterdError(
+          'IMPORT_APPROVAL_STALE',
+          `import ${uploadId} cannot be approved: ${err.message.replace(/ Nothing was changed\..*$/, '')} ` +
+            `Nothing was changed. Reject it ("rosterd import reject ${uploadId}") and ask the district to upload the file again.`,
+        );
+      }
       // The held report's issues are replaced by the ones computed now.
       await client.query('DELETE FROM import_issues WHERE upload_id = $1', [uploadId]);
       const outcome = await executeImport(client, ctx.config, ctx.clock, target, {
@@ -110,6 +120,12 @@ export async function rejectImport(
 }
 
 function notHeld(uploadId: string, status: string): RosterdError {
+  if (status === 'superseded') {
+    return new RosterdError(
+      'IMPORT_NOT_HELD',
+      `import ${uploadId} is superseded, not held: a newer users.csv of the tenant was imported after it, so it can no longer be approved ("rosterd import show ${uploadId}" names the newer one)`,
+    );
+  }
   return new RosterdError(
     'IMPORT_NOT_HELD',
     `import ${uploadId} is ${status}, not held: only a held import can be approved or rejected ("rosterd import show ${uploadId}" shows it)`,

@@ -46,19 +46,21 @@ export interface UserRow {
 
 /**
  * What the reader yields for each data line: a valid row, or the fact that a line was invalid
- * (its errors are in the reader's error list) with its username key when one could be read, so
- * that a user whose row was invalid is never deactivated.
+ * (its errors are in the reader's error list) with its username as written when one could be
+ * read, so that a user whose row was invalid is never deactivated. It is not lower-cased here:
+ * Postgres compares it with the lower() of the users index, as it does the valid rows' usernames.
  */
-export type ReadItem = { kind: 'valid'; row: UserRow } | { kind: 'invalid'; line: number; usernameKey: string | null };
+export type ReadItem = { kind: 'valid'; row: UserRow } | { kind: 'invalid'; line: number; username: string | null };
 
-export interface GroupRow {
-  line: number;
-  username: string;
-  usernameKey: string;
-  /** owner's username key, or null when the owner column is blank */
-  ownerKey: string | null;
-  group: string | null;
-}
+/**
+ * A groups.csv line. Usernames are as written: Postgres compares them ignoring case, with the
+ * lower() of the users index (a key lower-cased here could differ from it for non-ASCII letters).
+ * An invalid line (already reported) keeps only its username, if it has one, so that a full sync
+ * leaves that user's memberships alone, as it does for a line the database finds in error.
+ */
+export type GroupRow =
+  | { valid: true; line: number; username: string; owner: string | null; group: string | null }
+  | { valid: false; line: number; username: string | null };
 
 export interface ImportCounts {
   rows: number;

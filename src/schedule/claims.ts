@@ -43,9 +43,15 @@ export type NoClaim =
   | { kind: 'busy' } // another process is deciding for this tenant, or one of its uploads is running
   | { kind: 'nothing' }
   | { kind: 'closed'; pending: PendingUpload[] } // the caller's gate said no
+  | { kind: 'on_hold'; pending: PendingUpload[]; heldId: string } // groups.csv waits for a held users.csv
   | { kind: 'settling'; pending: PendingUpload[]; until: Date };
 
-export type ClaimStep = { kind: 'claimed'; claim: Claim; superseded: PendingUpload[] } | NoClaim;
+export type ClaimStep = { kind: 'claimed'; claim: Claim; superseded: SupersededUpload[] } | NoClaim;
+
+/** An upload a newer users.csv replaced: a pending one, or a held one that can no longer be approved. */
+export interface SupersededUpload extends PendingUpload {
+  wasHeld: boolean;
+}
 
 export interface ClaimRequest {
   tenantId: number;
@@ -87,7 +93,7 @@ export async function claimNext(pool: pg.Pool, req: ClaimRequest): Promise<Claim
 
     const users = pending.filter((p) => p.fileName === 'users.csv');
     const keep = users[users.length - 1];
-    const superseded = users.slice(0, -1);
+    const superseded: SupersededUpload[] = users.slice(0, -1).map((p) => ({ ...p, wasHeld: false }));
     if (keep && superseded.length > 0) {
       await client.query(
         `UPDATE uploads SET status = 'superseded', superseded_by = $2, status_changed_at = $3
@@ -95,8 +101,30 @@ export async function claimNext(pool: pg.Pool, req: ClaimRequest): Promise<Claim
         [superseded.map((s) => s.id), keep.id, req.now],
       );
     }
+    if (keep) {
+      // A held users.csv is replaced like a pending one: approving it after a newer file was
+      // imported would apply the old roster over the new one (deactivating whoever the newer
+      // file added).
+      const held = await client.query<PendingUpload>(
+        `UPDATE uploads SET status = 'superseded', superseded_by = $2, status_changed_at = $3
+          WHERE tenant_id = $1 AND status = 'held' AND file_name = 'users.csv'
+          RETURNING id, file_name AS "fileName", received_at AS "receivedAt"`,
+        [req.tenantId, keep.id, req.now],
+      );
+      superseded.push(...held.rows.map((p) => ({ ...p, wasHeld: true })));
+    }
     const next = keep ?? pending[0];
     if (!next) return { kind: 'nothing' };
+    if (next.fileName !== 'users.csv') {
+      // groups.csv names the users of the tenant's roster; while a users.csv is held, the roster
+      // it was pushed with is undecided, so it waits for the approval or the rejection.
+      const held = await client.query<{ id: string }>(
+        `SELECT id FROM uploads WHERE tenant_id = $1 AND status = 'held' AND file_name = 'users.csv' ORDER BY received_at DESC LIMIT 1`,
+        [req.tenantId],
+      );
+      const heldId = held.rows[0]?.id;
+      if (heldId !== undefined) return { kind: 'on_hold', pending, heldId };
+    }
     const token = randomUUID();
     const expiresAt = new Date(req.now.getTime() + req.ttlMs);
     await client.query(

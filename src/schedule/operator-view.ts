@@ -35,12 +35,28 @@ export type ImportView = ImportRecord & { schedule: ScheduleView; report: Report
 const iso = (d: Date | null, zone: string) =>
   d ? DateTime.fromJSDate(d).setZone(zone).startOf('second').toISO({ suppressMilliseconds: true }) : null;
 
-export function scheduleView(record: Pick<ImportRecord, 'status'>, tenant: Tenant, now: Date): ScheduleView {
+/**
+ * `heldUsersId`: the tenant's held users.csv, if it has one; a pending groups.csv waits for it
+ * to be approved or rejected (claims.ts).
+ */
+export function scheduleView(
+  record: Pick<ImportRecord, 'status' | 'file'>,
+  tenant: Tenant,
+  now: Date,
+  heldUsersId: string | null = null,
+): ScheduleView {
   const status = windowStatus(windowFromParts(tenant.windowStart, tenant.windowEnd), tenant.timezone, now);
   const base = { window: tenant.window, timezone: tenant.timezone, tenantStatus: tenant.status, windowOpen: status.open };
   if (record.status !== 'pending') return { ...base, nextRunAt: null, note: null };
   if (tenant.status === 'suspended') {
     return { ...base, nextRunAt: null, note: `tenant is suspended: nothing is imported until "rosterd tenant resume ${tenant.subdomain}"` };
+  }
+  if (heldUsersId !== null && record.file !== 'users.csv') {
+    return {
+      ...base,
+      nextRunAt: null,
+      note: `waiting until the held users.csv is decided: "rosterd import approve ${heldUsersId}" or "rosterd import reject ${heldUsersId}"`,
+    };
   }
   if (status.open) {
     return {
@@ -73,9 +89,20 @@ export async function withOperatorView(db: Queryable, records: ImportRecord[], n
     db,
     records.map((r) => r.id),
   );
+  const held = records.some((r) => r.status === 'pending') ? await heldUsersFiles(db) : new Map<string, string>();
   return records.flatMap((r) => {
     const tenant = tenants.get(r.tenant);
     if (!tenant) return [];
-    return [{ ...r, schedule: scheduleView(r, tenant, now), report: reportView(deliveries.get(r.id), tenant.timezone) }];
+    const schedule = scheduleView(r, tenant, now, held.get(r.tenant) ?? null);
+    return [{ ...r, schedule, report: reportView(deliveries.get(r.id), tenant.timezone) }];
   });
+}
+
+/** Each tenant's newest held users.csv (subdomain → import ID). */
+async function heldUsersFiles(db: Queryable): Promise<Map<string, string>> {
+  const { rows } = await db.query<{ subdomain: string; id: string }>(
+    `SELECT DISTINCT ON (t.subdomain) t.subdomain, u.id FROM uploads u JOIN tenants t ON t.id = u.tenant_id
+      WHERE u.status = 'held' AND u.file_name = 'users.csv' ORDER BY t.subdomain, u.received_at DESC`,
+  );
+  return new Map(rows.map((r) => [r.subdomain, r.id]));
 }

@@ -1,7 +1,7 @@
 /**
  * One pass over the pending uploads (PRODUCT.md §5): for each active tenant whose night window is
  * open (or every tenant with `now`), import its settled pending uploads, newest users.csv first
- * (older ones superseded), then groups.csv, each claimed so that it is imported exactly once
+ * (older ones superseded, a held one too), then groups.csv (unless a users.csv is held), each claimed so that it is imported exactly once
  * across replicas, and queue the report in the outcome's transaction. An attempt that ends
  * without an outcome (crash, lost connection) is retried; after IMPORT_MAX_ATTEMPTS it fails and
  * is reported. Logs one line per decision.
@@ -55,6 +55,8 @@ export interface ProcessSummary {
   failed: ProcessedUpload[];
   /** tenants with pending uploads outside their window: when it opens */
   waiting: Array<{ tenant: string; timezone: string; pending: number; opensAt: Date }>;
+  /** tenants whose groups.csv waits for a held users.csv to be approved or rejected */
+  onHold: Array<{ tenant: string; pending: number; heldId: string }>;
   /** tenants whose uploads are still settling: when they will be taken */
   settling: Array<{ tenant: string; pending: number; until: Date }>;
   /** tenants that could not be processed (e.g. the database was unreachable) */
@@ -64,7 +66,16 @@ export interface ProcessSummary {
 export const defaultClaimant = (): string => `${os.hostname()}:${process.pid}`;
 
 export async function processPending(ctx: ScheduleContext, opts: ProcessOptions = {}): Promise<ProcessSummary> {
-  const summary: ProcessSummary = { imported: [], superseded: [], retried: [], failed: [], waiting: [], settling: [], errors: [] };
+  const summary: ProcessSummary = {
+    imported: [],
+    superseded: [],
+    retried: [],
+    failed: [],
+    waiting: [],
+    onHold: [],
+    settling: [],
+    errors: [],
+  };
   await takeBackExpiredClaims(ctx, summary);
   const tenants = await loadTenants(ctx.pool, opts.tenant, ctx.logger);
   if (opts.now) {
@@ -133,6 +144,13 @@ async function processTenant(ctx: ScheduleContext, tenant: TenantRef, opts: Proc
         );
         return;
       }
+      case 'on_hold':
+        summary.onHold.push({ tenant: tenant.subdomain, pending: step.pending.length, heldId: step.heldId });
+        log.info(
+          { event: 'import.waiting_for_hold', pending: step.pending.map((p) => ({ id: p.id, file: p.fileName })), heldId: step.heldId },
+          'groups.csv waits until the held users.csv is approved or rejected',
+        );
+        return;
       case 'settling':
         summary.settling.push({ tenant: tenant.subdomain, pending: step.pending.length, until: step.until });
         log.info(
@@ -143,10 +161,15 @@ async function processTenant(ctx: ScheduleContext, tenant: TenantRef, opts: Proc
       case 'claimed':
         for (const s of step.superseded) {
           summary.superseded.push({ id: s.id, tenant: tenant.subdomain, file: s.fileName, status: 'superseded' });
-          log.info(
-            { event: 'import.superseded', uploadId: s.id, supersededBy: step.claim.uploadId, receivedAt: s.receivedAt.toISOString() },
-            'superseded',
-          );
+          const fields = {
+            event: 'import.superseded',
+            uploadId: s.id,
+            supersededBy: step.claim.uploadId,
+            receivedAt: s.receivedAt.toISOString(),
+          };
+          if (s.wasHeld)
+            log.warn({ ...fields, wasHeld: true }, 'held import superseded by a newer users.csv: it can no longer be approved');
+          else log.info(fields, 'superseded');
         }
         // After an attempt without an outcome, the tenant waits for the next tick (no retry storm).
         if (!(await importClaimed(ctx, tenant, step.claim, summary, log))) return;

@@ -69,7 +69,7 @@ it('add of an inactive user reactivates it and says so', async () => {
   const r = await f.importCsv('delta', csv('username,email,action', 'back0001,b1-new@x.org,add'));
   expect(r.counts).toMatchObject({ reactivated: 1, created: 0, warnings: 1 });
   expect(r.warnings[0]).toMatchObject({ line: 2, column: 'action', value: 'back0001' });
-  expect(r.warnings[0]?.message).toMatch(/inactive; it has been reactivated/);
+  expect(r.warnings[0]?.message).toMatch(/inactive; this row reactivates it/);
   expect((await f.users('delta')).find((u) => u.username === 'back0001')).toMatchObject({ active: true, email: 'b1-new@x.org' });
 });
 

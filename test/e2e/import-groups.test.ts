@@ -84,15 +84,16 @@ it('reports each rule with its message, and applies the valid rows', async () =>
   expect(r.errors[2]?.message).toMatch(/not a Manager, School Administrator or Administrator/);
   expect(r.errors[3]?.message).toMatch(/not active/);
   expect(r.errors[4]?.message).toMatch(/neither an owner nor a group|owner.*group/i);
-  // Full sync: memberships the file no longer lists are removed (stud0002's default group: its
-  // only row was unreadable), except those of a user whose row the engine found in error
-  // (stud0001 keeps its membership in sadmin01's default group).
+  // Full sync: memberships the file no longer lists are removed, except those of a user whose row
+  // was in error, whether the engine found it (stud0001 keeps its membership in sadmin01's
+  // default group) or the reader did (stud0002's only row has neither owner nor group).
   expect(await memberships()).toEqual([
     'Algebra 1:stud0001:teach001',
     'Chess Club:stud0003:-',
     'Default group of sadmin01:stud0001:sadmin01',
+    'Default group of teach001:stud0002:teach001',
   ]);
-  expect(r.counts).toMatchObject({ created: 0, unchanged: 2, deactivated: 1 });
+  expect(r.counts).toMatchObject({ created: 0, unchanged: 2, deactivated: 0 });
 });
 
 it('re-importing the same groups.csv changes nothing', async () => {

@@ -204,8 +204,8 @@ describe('ragged rows', () => {
     const { items, summary } = await readUsersText('username,email\njsmith,j@x.org\njdoe1,d@x.org,extra\nkim1\nlee1,l@x.org\n');
     expect(items).toEqual([
       expect.objectContaining({ kind: 'valid' }),
-      { kind: 'invalid', line: 3, usernameKey: 'jdoe1' },
-      { kind: 'invalid', line: 4, usernameKey: 'kim1' },
+      { kind: 'invalid', line: 3, username: 'jdoe1' },
+      { kind: 'invalid', line: 4, username: 'kim1' },
       expect.objectContaining({ kind: 'valid' }),
     ]);
     expect(summary.errors).toEqual([

@@ -8,30 +8,34 @@ describe('groups.csv', () => {
     const { items, summary } = await collect(readGroupsFile(fixture('groups-valid.csv')));
     expect(summary).toMatchObject({ mode: 'full', rows: 3, errorCount: 0, columns: ['username', 'owner', 'group'] });
     expect(items).toEqual([
-      { line: 2, username: 'jsmith', usernameKey: 'jsmith', ownerKey: 'mteacher', group: 'Period 1 Algebra' },
-      { line: 3, username: 'jdoe', usernameKey: 'jdoe', ownerKey: 'mteacher', group: null },
-      { line: 4, username: 'kim.l', usernameKey: 'kim.l', ownerKey: null, group: 'Chess Club' },
+      { valid: true, line: 2, username: 'jsmith', owner: 'mteacher', group: 'Period 1 Algebra' },
+      { valid: true, line: 3, username: 'jdoe', owner: 'mteacher', group: null },
+      { valid: true, line: 4, username: 'kim.l', owner: null, group: 'Chess Club' },
     ]);
   });
-  it('keys username and owner by lower case, trims cells, keeps the group name as written', async () => {
+  it('trims cells and keeps names as written (Postgres compares usernames ignoring case)', async () => {
     const { items } = await readGroupsText('username,owner,group\n JSmith , MTeacher ,  Period 1 \n');
-    expect(items).toEqual([{ line: 2, username: 'JSmith', usernameKey: 'jsmith', ownerKey: 'mteacher', group: 'Period 1' }]);
+    expect(items).toEqual([{ valid: true, line: 2, username: 'JSmith', owner: 'MTeacher', group: 'Period 1' }]);
   });
   it('username is required', async () => {
     const { items, summary } = await readGroupsText('username,owner,group\n,mteacher,Chess\n');
-    expect(items).toEqual([]);
+    expect(items).toEqual([{ valid: false, line: 2, username: null }]);
     expect(summary.errors).toEqual([{ line: 2, column: 'username', value: '', message: 'Username is required' }]);
   });
   it('a row with neither owner nor group is an error', async () => {
     const { items, summary } = await readGroupsText('username,owner,group\njsmith,,\njdoe,,Chess\n');
-    expect(items.map((i) => i.username)).toEqual(['jdoe']);
+    // The invalid row still names its user: a full sync keeps that user's memberships.
+    expect(items).toEqual([
+      { valid: false, line: 2, username: 'jsmith' },
+      { valid: true, line: 3, username: 'jdoe', owner: null, group: 'Chess' },
+    ]);
     expect(summary.errors).toEqual([
       { line: 2, column: 'group', value: '', message: 'Owner and group are both blank: a line needs an owner, a group or both' },
     ]);
   });
   it('a file with only an owner column (or only a group column) is fine', async () => {
-    expect((await readGroupsText('username,owner\njsmith,mteacher\n')).items[0]).toMatchObject({ ownerKey: 'mteacher', group: null });
-    expect((await readGroupsText('username,group\njsmith,Chess\n')).items[0]).toMatchObject({ ownerKey: null, group: 'Chess' });
+    expect((await readGroupsText('username,owner\njsmith,mteacher\n')).items[0]).toMatchObject({ owner: 'mteacher', group: null });
+    expect((await readGroupsText('username,group\njsmith,Chess\n')).items[0]).toMatchObject({ owner: null, group: 'Chess' });
   });
   it('a missing username column fails the file', async () => {
     const err = await rejection(readGroupsText('owner,group\nmteacher,Chess\n'));
@@ -53,9 +57,10 @@ describe('groups.csv', () => {
   });
   it('unknown columns are warnings; ragged rows and blank lines as in users.csv', async () => {
     const { items, summary } = await readGroupsText('username,owner,group,note\n\njsmith,m1,g1,x\njdoe,m1\nkim1,m1,g1,\n');
-    expect(items.map((i) => [i.line, i.username])).toEqual([
-      [3, 'jsmith'],
-      [5, 'kim1'],
+    expect(items.map((i) => [i.line, i.username, i.valid])).toEqual([
+      [3, 'jsmith', true],
+      [4, 'jdoe', false], // ragged: reported, and its user's memberships are kept
+      [5, 'kim1', true],
     ]);
     expect(summary.warnings).toEqual([
       { line: 1, column: 'note', message: "Column 'note' is not a known column; its values were ignored" },

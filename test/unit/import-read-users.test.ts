@@ -130,6 +130,23 @@ describe('school', () => {
     expect((await rowOf({ username: 'jsmith', school: ' lincoln HIGH ' })).schoolId).toBe('school-lincoln');
     expect((await rowOf({ username: 'jsmith', school: '' })).schoolId).toBeNull();
   });
+  it("a value that is one school's ID and another's name is an error, not a silent pick", async () => {
+    const schools = [
+      { id: 'school-a', name: 'Lincoln Elementary', ncesId: null, stateId: '100200' },
+      { id: 'school-b', name: '100200', ncesId: null, stateId: 'LIN-2' },
+      { id: 'school-c', name: 'Adams', ncesId: '060000100001', stateId: '060000100001' },
+    ];
+    const { items, summary } = await readUsersText('username,school\njsmith,100200\njdoe1,lin-2\nkim1,060000100001\n', { schools });
+    expect(items.map((i) => (i.kind === 'valid' ? i.row.schoolId : i.kind))).toEqual(['invalid', 'school-b', 'school-c']);
+    expect(summary.errors).toEqual([
+      {
+        line: 2,
+        column: 'school',
+        value: '100200',
+        message: `School '100200' matches two schools: it is the state ID of "Lincoln Elementary" and the name of "100200". Use an ID that names only one of them`,
+      },
+    ]);
+  });
 });
 
 describe('graduation year', () => {
@@ -250,12 +267,26 @@ describe('rows', () => {
       action: undefined,
     });
   });
-  it('an invalid row carries its username key (so it is never deactivated), or null when blank', async () => {
-    const { items } = await readUsersText('username,email\nJSmith,bad\n,a@b.org\nabc,\n');
+  it('an invalid row carries its username as written (so it is never deactivated), or null when blank', async () => {
+    // Not lower-cased here: Postgres compares it with lower(), like every other username.
+    const { items } = await readUsersText('username,email\nJSmith,bad\n,a@b.org\nabc,\n ÉLODIE ,bad\n');
     expect(items).toEqual([
-      { kind: 'invalid', line: 2, usernameKey: 'jsmith' },
-      { kind: 'invalid', line: 3, usernameKey: null },
-      { kind: 'invalid', line: 4, usernameKey: 'abc' },
+      { kind: 'invalid', line: 2, username: 'JSmith' },
+      { kind: 'invalid', line: 3, username: null },
+      { kind: 'invalid', line: 4, username: 'abc' },
+      { kind: 'invalid', line: 5, username: 'ÉLODIE' },
+    ]);
+  });
+  it('a password with spaces at its start or end is trimmed, and the report says so (masked)', async () => {
+    const { items, summary } = await readUsersText(
+      'username,password,email\njsmith,"  secret1  ",bad\njdoe1,"  secret2 ",d@x.org\nkim1,"      ",k@x.org\nlee1,secret4,l@x.org\n',
+    );
+    expect(items.map((i) => (i.kind === 'valid' ? i.row.password : i.kind))).toEqual(['invalid', 'secret2', undefined, 'secret4']);
+    const warning = 'The password starts or ends with spaces; they were removed, so the user signs in without them';
+    // Once per row, also for a row that fails on another column.
+    expect(summary.warnings).toEqual([
+      { line: 2, column: 'password', value: '******', message: warning },
+      { line: 3, column: 'password', value: '******', message: warning },
     ]);
   });
   it('duplicates are left to the applier: both rows are yielded', async () => {

@@ -21,24 +21,27 @@ const tenant: Tenant = {
 
 describe('import list: why was the file not imported yet?', () => {
   it("a pending upload in the afternoon waits for the evening, in the tenant's own zone", () => {
-    const v = scheduleView({ status: 'pending' }, tenant, new Date('2026-11-20T20:00:00Z')); // 14:00 CST
+    const v = scheduleView({ status: 'pending', file: 'users.csv' }, tenant, new Date('2026-11-20T20:00:00Z')); // 14:00 CST
     expect(v).toMatchObject({ windowOpen: false, nextRunAt: '2026-11-20T18:00:00-06:00' });
     expect(v.note).toMatch(/waiting for the window \(18:00-06:00 America\/Chicago\), which opens 2026-11-20T18:00:00-06:00/);
   });
 
   it('a pending upload at night is taken at the next tick', () => {
-    const v = scheduleView({ status: 'pending' }, tenant, new Date('2026-11-21T03:00:00Z')); // 21:00 CST
+    const v = scheduleView({ status: 'pending', file: 'users.csv' }, tenant, new Date('2026-11-21T03:00:00Z')); // 21:00 CST
     expect(v).toMatchObject({ windowOpen: true, nextRunAt: '2026-11-20T21:00:00-06:00' });
     expect(v.note).toMatch(/next scheduler tick/);
   });
 
   it('a suspended tenant is named as the reason', () => {
-    const v = scheduleView({ status: 'pending' }, { ...tenant, status: 'suspended' }, new Date('2026-11-21T03:00:00Z'));
+    const v = scheduleView({ status: 'pending', file: 'users.csv' }, { ...tenant, status: 'suspended' }, new Date('2026-11-21T03:00:00Z'));
     expect(v.nextRunAt).toBeNull();
     expect(v.note).toMatch(/suspended.*rosterd tenant resume lincoln-usd/);
   });
 
   it('a finished import has no next run', () => {
-    expect(scheduleView({ status: 'succeeded' }, tenant, new Date('2026-11-21T03:00:00Z'))).toMatchObject({ nextRunAt: null, note: null });
+    expect(scheduleView({ status: 'succeeded', file: 'users.csv' }, tenant, new Date('2026-11-21T03:00:00Z'))).toMatchObject({
+      nextRunAt: null,
+      note: null,
+    });
   });
 });

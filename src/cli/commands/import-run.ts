@@ -44,6 +44,10 @@ function describe(s: ProcessSummary, mail: DeliveryResult): string {
     const opens = DateTime.fromJSDate(w.opensAt, { zone: w.timezone }).toFormat('yyyy-MM-dd HH:mm ZZZZ');
     lines.push(`${w.tenant}: ${w.pending} pending, waiting for its window (opens ${opens}); --now imports them at once`);
   }
+  for (const w of s.onHold)
+    lines.push(
+      `${w.tenant}: ${w.pending} pending, waiting until the held users.csv is decided ("rosterd import approve ${w.heldId}" or "rosterd import reject ${w.heldId}")`,
+    );
   for (const w of s.settling) lines.push(`${w.tenant}: ${w.pending} pending, still arriving; taken after ${w.until.toISOString()}`);
   for (const e of s.errors) lines.push(`${e.tenant}: could not import: ${e.message}`);
   if (lines.length === 0) lines.push('nothing pending');

@@ -158,6 +158,7 @@ export function describeRecord(r: ImportRecord | ImportView): string {
   if (r.finishedAt) lines.push(`finished:  ${r.finishedAt}${r.durationMs !== null ? ` (${r.durationMs} ms)` : ''}`);
   if (r.approvedBy) lines.push(`approved:  by ${r.approvedBy} at ${r.approvedAt ?? '?'}`);
   if (r.rejectedBy) lines.push(`rejected:  by ${r.rejectedBy} at ${r.rejectedAt ?? '?'}`);
+  if (r.supersededBy) lines.push(`replaced:  by the newer import ${r.supersededBy}`);
   lines.push(
     `counts:    rows ${c.rows}, created ${c.created}, updated ${c.updated}, unchanged ${c.unchanged}, ` +
       `deactivated ${c.deactivated}, reactivated ${c.reactivated}, errors ${c.errors}, warnings ${c.warnings}`,

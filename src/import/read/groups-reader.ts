@@ -1,7 +1,8 @@
 /**
  * groups.csv → batches of GroupRow (PRODUCT.md §4), streamed. Only what the file alone can tell is
  * checked here; whether the user and owner exist and may own groups is the applier's (it needs the
- * database). Invalid rows are reported in the summary and not yielded.
+ * database). Invalid rows are reported in the summary and yielded as invalid, with their username
+ * if they have one (a full sync keeps that user's memberships).
  */
 import type { Readable } from 'node:stream';
 import * as z from 'zod';
@@ -70,8 +71,12 @@ function groupRowHandler(header: HeaderMatch<GroupColumn>, log: IssueLog): RowHa
     const i = header.index.get(column);
     return i === undefined ? '' : (fields[i] ?? '');
   };
+  const invalid = (line: number, fields: readonly string[]): GroupRow => {
+    const username = at(fields, 'username').trim();
+    return { valid: false, line, username: username === '' || username.length > MAX_FIELD_CHARS ? null : username };
+  };
   return {
-    ragged: () => undefined,
+    ragged: invalid,
     row: (line, fields) => {
       let bad = false;
       for (const column of header.index.keys()) {
@@ -86,7 +91,7 @@ function groupRowHandler(header: HeaderMatch<GroupColumn>, log: IssueLog): RowHa
           });
         }
       }
-      if (bad) return undefined;
+      if (bad) return invalid(line, fields);
       const cells = {
         username: at(fields, 'username').trim(),
         owner: at(fields, 'owner').trim(),
@@ -98,16 +103,10 @@ function groupRowHandler(header: HeaderMatch<GroupColumn>, log: IssueLog): RowHa
           const column = String(issue.path[0]) as GroupColumn;
           log.error({ line, column, value: shownValue(column, at(fields, column)), message: issue.message });
         }
-        return undefined;
+        return invalid(line, fields);
       }
       const { username, owner, group } = result.data;
-      return {
-        line,
-        username,
-        usernameKey: username.toLowerCase(),
-        ownerKey: owner === '' ? null : owner.toLowerCase(),
-        group: group === '' ? null : group,
-      };
+      return { valid: true, line, username, owner: owner === '' ? null : owner, group: group === '' ? null : group };
     },
   };
 }

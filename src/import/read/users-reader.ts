@@ -68,9 +68,9 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
   const columns = [...header.index.entries()];
   const rules = userRules({ columns: new Set(header.index.keys()), schools, now });
   const usernameAt = header.index.get('username') ?? 0;
-  const keyOf = (fields: readonly string[]): string | null => {
+  const usernameOf = (fields: readonly string[]): string | null => {
     const u = fields[usernameAt]?.trim() ?? '';
-    return u === '' ? null : u.toLowerCase();
+    return u === '' ? null : u;
   };
 
   // The common case, a valid row, runs the column checks directly; any doubt (a cell too long, a
@@ -111,6 +111,8 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
       if (failed(v)) return undefined;
       values[k] = v;
     }
+    // Only now: a row that fails above is read again by slow(), which warns too.
+    if (at.password >= 0) passwordSpaces(line, fields[positions[at.password] as number] ?? '', cells[at.password] as string);
     const username = values[at.username] as string;
     return {
       line,
@@ -129,8 +131,23 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
     };
   };
 
+  /**
+   * Cells are trimmed, passwords too: a space after a comma in a hand-edited file is far more
+   * common than a password meant to start or end with one. But a password is not ours to change
+   * silently; the report says so, so the district can tell users.
+   */
+  function passwordSpaces(line: number, raw: string, trimmed: string): void {
+    if (trimmed === '' || trimmed.length === raw.length) return;
+    log.warning({
+      line,
+      column: 'password',
+      value: shownValue('password', raw),
+      message: 'The password starts or ends with spaces; they were removed, so the user signs in without them',
+    });
+  }
+
   return {
-    ragged: (line, fields) => ({ kind: 'invalid', line, usernameKey: keyOf(fields) }),
+    ragged: (line, fields) => ({ kind: 'invalid', line, username: usernameOf(fields) }),
     row: (line, fields) => {
       const row = fast(line, fields);
       if (row !== undefined) return { kind: 'valid', row };
@@ -154,6 +171,8 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
       }
       cells[column] = raw.trim();
     }
+    if (cells.password !== undefined && !tooLong.has('password'))
+      passwordSpaces(line, fields[header.index.get('password') ?? -1] ?? '', cells.password);
     const result = rules.validate(cells);
     if (result.ok && tooLong.size === 0) {
       const v = result.values;
@@ -183,6 +202,6 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
         log.error({ line, column: issue.column, value: shownValue(issue.column, raw), message: issue.message });
       }
     }
-    return { kind: 'invalid', line, usernameKey: keyOf(fields) };
+    return { kind: 'invalid', line, username: usernameOf(fields) };
   }
 }

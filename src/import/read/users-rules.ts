@@ -161,26 +161,46 @@ function graduationYear(now: Date) {
   });
 }
 
-/** Finds a school by NCES ID, then state ID, then exact name, case-insensitively, trimmed. */
-export function schoolFinder(schools: readonly SchoolRef[]): (value: string) => string | undefined {
+/** A school value that names different schools by different IDs. */
+export interface AmbiguousSchool {
+  ambiguous: string;
+}
+
+/**
+ * Finds a school by NCES ID, state ID or exact name, case-insensitively, trimmed. A value that is
+ * one school's ID and another's name (a school named "100200" and another with state ID 100200)
+ * is ambiguous: picking one by a rule of precedence would put users in a school silently.
+ */
+export function schoolFinder(schools: readonly SchoolRef[]): (value: string) => string | AmbiguousSchool | undefined {
   const key = (s: string): string => s.trim().toLowerCase();
-  const byNces = new Map<string, string>();
-  const byState = new Map<string, string>();
-  const byName = new Map<string, string>();
+  const byNces = new Map<string, SchoolRef>();
+  const byState = new Map<string, SchoolRef>();
+  const byName = new Map<string, SchoolRef>();
   for (const s of schools) {
-    if (s.ncesId !== null && s.ncesId.trim() !== '') byNces.set(key(s.ncesId), s.id);
-    if (s.stateId !== null && s.stateId.trim() !== '') byState.set(key(s.stateId), s.id);
-    byName.set(key(s.name), s.id);
+    if (s.ncesId !== null && s.ncesId.trim() !== '') byNces.set(key(s.ncesId), s);
+    if (s.stateId !== null && s.stateId.trim() !== '') byState.set(key(s.stateId), s);
+    byName.set(key(s.name), s);
   }
   // A roster names the same few schools a million times: remember the answers (a bounded number
   // of them, so that a file of garbage cannot grow the memo without end).
-  const memo = new Map<string, string | undefined>();
+  const memo = new Map<string, string | AmbiguousSchool | undefined>();
   return (value) => {
     if (memo.has(value)) return memo.get(value);
     const k = key(value);
-    const id = byNces.get(k) ?? byState.get(k) ?? byName.get(k);
-    if (memo.size < 10_000) memo.set(value, id);
-    return id;
+    const found = [
+      ['NCES ID', byNces.get(k)],
+      ['state ID', byState.get(k)],
+      ['name', byName.get(k)],
+    ].filter((f): f is [string, SchoolRef] => f[1] !== undefined);
+    const first = found[0]?.[1];
+    const answer =
+      first === undefined
+        ? undefined
+        : found.every(([, s]) => s.id === first.id)
+          ? first.id
+          : { ambiguous: found.map(([by, s]) => `the ${by} of "${s.name}"`).join(' and ') };
+    if (memo.size < 10_000) memo.set(value, answer);
+    return answer;
   };
 }
 
@@ -188,7 +208,12 @@ function school(schools: readonly SchoolRef[]) {
   const find = schoolFinder(schools);
   return rule((v) => {
     if (v === '') return null;
-    return find(v) ?? new Fail(`School '${v}' does not match any school of this district (by NCES ID, state ID or name)`);
+    const found = find(v);
+    if (found === undefined) return new Fail(`School '${v}' does not match any school of this district (by NCES ID, state ID or name)`);
+    if (typeof found !== 'string') {
+      return new Fail(`School '${v}' matches two schools: it is ${found.ambiguous}. Use an ID that names only one of them`);
+    }
+    return found;
   });
 }
 

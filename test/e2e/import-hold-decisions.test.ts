@@ -1,0 +1,207 @@
+/**
+ * What may happen to a held import while it waits (PRODUCT.md §3 safety hold, §4, §5): approval
+ * applies what the hold report showed and no more; a newer users.csv supersedes it; a groups.csv
+ * pushed with it waits for the decision. Also the identity rules that decide who a full sync
+ * deactivates: an invalid row protects its user, whatever the letters of its username.
+ */
+import { chmodSync, writeFileSync } from 'node:fs';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { RosterdError } from '../../src/errors.js';
+import { getImportRecord } from '../../src/import/records.js';
+import { approveImport } from '../../src/import/run-import.js';
+import { validateFile } from '../../src/import/validate.js';
+import { withOperatorView } from '../../src/schedule/operator-view.js';
+import { processPending } from '../../src/schedule/process.js';
+import { csv, importFixture, type ImportFixture } from './import-fixture.js';
+
+const users = (from: number, to: number) =>
+  Array.from({ length: to - from + 1 }, (_, k) => `user${String(from + k).padStart(3, '0')},u${from + k}@district.example.org`);
+const names = (from: number, to: number) => users(from, to).map((u) => u.split(',')[0]);
+
+let f: ImportFixture;
+beforeAll(async () => {
+  f = await importFixture();
+});
+afterAll(async () => f?.close());
+
+async function rosterdError(p: Promise<unknown>): Promise<RosterdError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof RosterdError) return err;
+    throw err;
+  }
+  throw new Error('expected a RosterdError');
+}
+
+const run = () => processPending({ ...f.ctx, claimedBy: 'test:1' }, { now: true });
+const active = async (tenant: string) => (await f.users(tenant)).filter((u) => u.active).map((u) => u.username);
+
+it('approval refuses to deactivate users the hold report did not list, and changes nothing', async () => {
+  await f.addTenant('stale-roster');
+  await f.importCsv('stale-roster', csv('username,email', ...users(1, 20)));
+  const held = await f.importCsv('stale-roster', csv('username,email', ...users(1, 17)));
+  expect(held.status).toBe('held');
+  expect(held.heldDeactivations).toEqual(names(18, 20));
+  // Meanwhile a delta adds ten users (imported directly, as an approval racing the scheduler might see it).
+  await f.importCsv('stale-roster', csv('username,email,action', ...users(21, 30).map((u) => `${u},add`)));
+
+  const before = await f.snapshot();
+  const err = await rosterdError(approveImport(f.ctx, held.id, { approvedBy: 'ops' }));
+  expect(err.code).toBe('IMPORT_APPROVAL_STALE');
+  expect(err.message).toBe(
+    `import ${held.id} cannot be approved: the roster changed since it was held, and it would now also deactivate 10 users ` +
+      `its hold report did not list (user021, user022, user023, user024, user025, …). Nothing was changed. ` +
+      `Reject it ("rosterd import reject ${held.id}") and ask the district to upload a current users.csv.`,
+  );
+  expect(await f.snapshot()).toBe(before);
+  expect((await getImportRecord(f.db.pool, held.id))?.status).toBe('held');
+});
+
+it('approval of fewer deactivations than were held (someone left meanwhile) goes ahead', async () => {
+  await f.addTenant('fewer');
+  await f.importCsv('fewer', csv('username,email', ...users(1, 20)));
+  const held = await f.importCsv('fewer', csv('username,email', ...users(1, 17)));
+  await f.importCsv('fewer', csv('username,email,action', 'user020,u20@district.example.org,delete'));
+  const r = await approveImport(f.ctx, held.id, { approvedBy: 'ops' });
+  expect(r.status).toBe('succeeded');
+  expect(r.counts.deactivated).toBe(2);
+  expect(await active('fewer')).toEqual(names(1, 17));
+});
+
+it('approval refuses a held file whose received copy changed on the server', async () => {
+  await f.addTenant('copy-changed');
+  await f.importCsv('copy-changed', csv('username,email', ...users(1, 20)));
+  const held = await f.importCsv('copy-changed', csv('username,email', ...users(1, 17)));
+  const { rows } = await f.db.pool.query<{ stored_path: string }>('SELECT stored_path FROM uploads WHERE id = $1', [held.id]);
+  const copy = `${f.dataDir}/${rows[0]!.stored_path}`;
+  chmodSync(copy, 0o600);
+  writeFileSync(copy, csv('username,email', ...users(1, 2)));
+
+  const before = await f.snapshot();
+  const err = await rosterdError(approveImport(f.ctx, held.id, { approvedBy: 'ops' }));
+  expect(err.code).toBe('IMPORT_APPROVAL_STALE');
+  expect(err.message).toMatch(/cannot be approved: The received copy of this file was damaged on the server after it arrived/);
+  expect(err.message).toMatch(
+    /Nothing was changed\. Reject it \("rosterd import reject .*"\) and ask the district to upload the file again\.$/,
+  );
+  expect(await f.snapshot()).toBe(before);
+});
+
+it('a newer users.csv supersedes a held one, which can then no longer be approved', async () => {
+  await f.addTenant('newer');
+  await f.receive('newer', csv('username,email', ...users(1, 20)), 'users.csv', 'pending');
+  await run();
+  await f.receive('newer', csv('username,email', ...users(1, 17)), 'users.csv', 'pending');
+  const first = await run();
+  const held = first.imported[0]!;
+  expect(held.status).toBe('held');
+
+  const newer = await f.receive('newer', csv('username,email', ...users(1, 20), ...users(21, 25)), 'users.csv', 'pending');
+  const second = await run();
+  expect(second.superseded).toEqual([{ id: held.id, tenant: 'newer', file: 'users.csv', status: 'superseded' }]);
+  expect(second.imported).toEqual([{ id: newer, tenant: 'newer', file: 'users.csv', status: 'succeeded' }]);
+  expect(await getImportRecord(f.db.pool, held.id)).toMatchObject({ status: 'superseded', supersededBy: newer });
+
+  const err = await rosterdError(approveImport(f.ctx, held.id, { approvedBy: 'ops' }));
+  expect(err.code).toBe('IMPORT_NOT_HELD');
+  expect(err.message).toMatch(/is superseded, not held: a newer users\.csv of the tenant was imported after it/);
+  expect(await active('newer')).toEqual(names(1, 25));
+});
+
+it('a groups.csv waits while the users.csv pushed with it is held, and is imported after the approval', async () => {
+  await f.addTenant('groups-wait');
+  await f.receive(
+    'groups-wait',
+    csv('username,email,access type', 'teach01,t@district.example.org,Manager', ...users(1, 20).map((u) => `${u},`)),
+    'users.csv',
+    'pending',
+  );
+  await run();
+  // Tonight's push: two new students, five gone (held), and their groups.
+  await f.receive(
+    'groups-wait',
+    csv(
+      'username,email,access type',
+      'teach01,t@district.example.org,Manager',
+      ...users(1, 15).map((u) => `${u},`),
+      'new001,n1@x.org,',
+      'new002,n2@x.org,',
+    ),
+    'users.csv',
+    'pending',
+  );
+  const groups = await f.receive(
+    'groups-wait',
+    csv('username,owner,group', 'new001,teach01,Band', 'new002,teach01,Band', 'user001,teach01,Band'),
+    'groups.csv',
+    'pending',
+  );
+  const night = await run();
+  expect(night.imported.map((i) => [i.file, i.status])).toEqual([['users.csv', 'held']]);
+  const heldId = night.imported[0]!.id;
+  expect(night.onHold).toEqual([{ tenant: 'groups-wait', pending: 1, heldId }]);
+  expect((await getImportRecord(f.db.pool, groups))?.status).toBe('pending');
+  const [view] = await withOperatorView(f.db.pool, [(await getImportRecord(f.db.pool, groups))!], new Date());
+  expect(view?.schedule).toMatchObject({
+    nextRunAt: null,
+    note: `waiting until the held users.csv is decided: "rosterd import approve ${heldId}" or "rosterd import reject ${heldId}"`,
+  });
+
+  await approveImport(f.ctx, heldId, { approvedBy: 'ops' });
+  const next = await run();
+  expect(next.imported).toEqual([{ id: groups, tenant: 'groups-wait', file: 'groups.csv', status: 'succeeded' }]);
+  const { rows } = await f.db.pool.query<{ username: string }>(
+    `SELECT u.username FROM memberships m JOIN users u ON u.id = m.user_id JOIN groups g ON g.id = m.group_id
+      WHERE g.name = 'Band' AND g.tenant_id = (SELECT id FROM tenants WHERE subdomain = 'groups-wait') ORDER BY 1`,
+  );
+  expect(rows.map((r) => r.username)).toEqual(['new001', 'new002', 'user001']);
+});
+
+it('a groups full sync keeps the memberships of a user whose line the reader rejected', async () => {
+  await f.addTenant('groups-keep');
+  await f.importCsv('groups-keep', csv('username,access type', 'teach01,Manager', 'stu001,', 'stu002,', 'stu003,'));
+  const first = await f.importCsv(
+    'groups-keep',
+    csv('username,owner,group', 'stu001,,Chess', 'stu002,,Chess', 'stu003,,Chess'),
+    'groups.csv',
+  );
+  expect(first.counts.created).toBe(3);
+  // stu001: neither owner nor group; stu002: a ragged line; stu003 left out (removed).
+  const second = await f.importCsv('groups-keep', csv('username,owner,group', 'stu001,,', 'stu002', 'teach01,,Chess'), 'groups.csv');
+  expect(second.errors.map((e) => e.line)).toEqual([2, 3]);
+  expect(second.counts).toMatchObject({ errors: 2, created: 1, deactivated: 1 });
+  const { rows } = await f.db.pool.query<{ username: string }>(
+    `SELECT u.username FROM memberships m JOIN users u ON u.id = m.user_id JOIN groups g ON g.id = m.group_id
+      WHERE g.name = 'Chess' AND g.tenant_id = (SELECT id FROM tenants WHERE subdomain = 'groups-keep') ORDER BY 1`,
+  );
+  expect(rows.map((r) => r.username)).toEqual(['stu001', 'stu002', 'teach01']);
+});
+
+it('a first import reports a valid row and an invalid row with the same username both as errors, as validate does', async () => {
+  await f.addTenant('first-dup');
+  const file = csv('username,email', 'alice1,a@x.org', 'ALICE1,not-an-email', 'bob001,b@x.org');
+  const path = `${f.dataDir}/first-dup.csv`;
+  writeFileSync(path, file);
+  const dry = await validateFile(f.ctx, { tenant: 'first-dup', file: path });
+  const r = await f.importCsv('first-dup', file);
+  expect(r.counts).toMatchObject({ created: 1, errors: 2 });
+  expect(r.counts).toEqual(dry.counts);
+  expect(r.errors.map((e) => [e.line, e.column])).toEqual([
+    [2, 'username'],
+    [3, 'email'],
+  ]);
+  expect(await active('first-dup')).toEqual(['bob001']);
+});
+
+it('non-ASCII usernames: an invalid row protects its user, and an owner matches as written', async () => {
+  await f.addTenant('unicode');
+  await f.importCsv('unicode', csv('username,email,access type', 'ÉLODIE,e@x.org,', 'José.Ávila,j@x.org,Manager', 'ΟΔΥΣΣΕΑΣ,o@x.org,'));
+  // ÉLODIE's and ΟΔΥΣΣΕΑΣ's rows are invalid (bad email): neither may be deactivated.
+  const r = await f.importCsv('unicode', csv('username,email,access type', 'ÉLODIE,bad,', 'José.Ávila,j@x.org,Manager', 'ΟΔΥΣΣΕΑΣ,bad,'));
+  expect(r.counts).toMatchObject({ errors: 2, deactivated: 0 });
+  expect(await active('unicode')).toEqual(expect.arrayContaining(['ÉLODIE', 'José.Ávila', 'ΟΔΥΣΣΕΑΣ']));
+  const g = await f.importCsv('unicode', csv('username,owner,group', 'ÉLODIE,José.Ávila,'), 'groups.csv');
+  expect(g.errors).toEqual([]);
+  expect(g.counts.created).toBe(1);
+});
