@@ -58,6 +58,14 @@ export class ConnectionAuth {
   private failures = 0;
   /** The connection is being ended (too many failures, or a blocked address). */
   private ending = false;
+  private loggedIn = false;
+  /**
+   * Key queries refused on this connection, not yet counted against the address. A client
+   * offers every key it has (agent, default identities) before the right one: counted one by
+   * one, a district's nightly logins through one NAT address would get it blocked. They count as
+   * one failure, and only if the connection never logs in (see closed).
+   */
+  private queriesRefused = 0;
 
   constructor(
     private readonly deps: AuthDeps,
@@ -113,7 +121,9 @@ export class ConnectionAuth {
     }
     const match = findMatchingKey(keys, offered);
     if (match === null) {
-      this.fail(ctx, { ...failure, reason: 'key-not-registered' });
+      const query = ctx.signature === undefined;
+      if (query) this.queriesRefused++;
+      this.fail(ctx, { ...failure, reason: 'key-not-registered' }, true, !query);
       return null;
     }
     if (ctx.signature === undefined || ctx.blob === undefined) {
@@ -134,6 +144,7 @@ export class ConnectionAuth {
       return null;
     }
     ctx.accept();
+    this.loggedIn = true;
     touchKeyLastUsed(this.deps.pool, match.fingerprint, this.deps.clock.now()).catch((err: unknown) =>
       this.deps.logger.warn({ err: toError(err), fingerprint: match.fingerprint }, "could not record the key's last use"),
     );
@@ -145,19 +156,34 @@ export class ConnectionAuth {
     this.report({ reason: 'login-timeout', username: null, fingerprint: null, method: null });
   }
 
-  private fail(ctx: AuthContext, f: Omit<AuthFailure, 'remoteAddress'>, counts = true): void {
+  /** The connection is gone: refused key queries of a connection that never logged in count once. */
+  closed(): void {
+    if (this.loggedIn || this.queriesRefused === 0) return;
+    this.queriesRefused = 0;
+    this.recordAgainstAddress();
+  }
+
+  /**
+   * `counts`: toward this connection's attempts (MaxAuthTries); `againstAddress`: toward the
+   * address's block at once (a key query waits for the connection's end, see queriesRefused).
+   */
+  private fail(ctx: AuthContext, f: Omit<AuthFailure, 'remoteAddress'>, counts = true, againstAddress = counts): void {
     ctx.reject(METHODS);
     this.report(f);
     if (!counts || f.reason === 'address-blocked') return;
     this.failures++;
-    const blocked = this.deps.blocklist.recordFailure(this.remoteAddress);
-    if (blocked) {
-      this.deps.logger.warn({ event: 'login.address_blocked' }, 'address blocked after repeated login failures');
-    }
+    const blocked = againstAddress && this.recordAgainstAddress();
     if (blocked || this.failures >= this.deps.maxAttempts) {
       if (!blocked) this.report({ ...f, reason: 'too-many-attempts' });
+      if (!blocked && this.queriesRefused > 0) this.closed(); // cut off: it will not log in now
       this.disconnect();
     }
+  }
+
+  private recordAgainstAddress(): boolean {
+    const blocked = this.deps.blocklist.recordFailure(this.remoteAddress);
+    if (blocked) this.deps.logger.warn({ event: 'login.address_blocked' }, 'address blocked after repeated login failures');
+    return blocked;
   }
 
   private disconnect(): void {

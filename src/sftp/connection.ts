@@ -12,6 +12,7 @@ import { Backpressure } from './backpressure.js';
 import type { Blocklist } from './blocklist.js';
 import type { HashCache } from './hash-cache.js';
 import { assembleWholePackets } from './packet-assembler.js';
+import { accessWithdrawn } from './receipt.js';
 import type { SftpEvents } from './server.js';
 import { SftpSession, type SessionContext } from './session.js';
 
@@ -46,6 +47,8 @@ const END_LINGER_MS = 2000;
  * that was in fact received. The server's grace period still bounds the whole wait.
  */
 const END_AFTER_LAST_UPLOAD_MS = 1500;
+/** A session refused for a revoked key or a suspended tenant ends this long after its refusal. */
+const ACCESS_WITHDRAWN_LINGER_MS = 100;
 
 /**
  * One TCP connection from accept to close: the login deadline, authentication, the tenant's SFTP
@@ -265,12 +268,16 @@ export class Connection {
       },
       received: (info) => this.deps.emit('uploadReceived', info),
       uploadFailed: (info) => this.deps.emit('uploadFailed', info),
+      accessWithdrawn: () => accessWithdrawn(this.deps.pool, login.tenant, login.fingerprint),
+      // After the refusal's reply has gone out (replies are sent in order, on later turns).
+      endConnection: (reason) => void setTimeout(() => this.end(reason), ACCESS_WITHDRAWN_LINGER_MS).unref(),
     };
   }
 
   private async cleanup(): Promise<void> {
     if (this.cleanedUp) return;
     this.cleanedUp = true;
+    this.auth.closed();
     if (this.loginTimer) clearTimeout(this.loginTimer);
     if (this.idleTimer) clearTimeout(this.idleTimer);
     if (this.endTimer) clearTimeout(this.endTimer);

@@ -29,6 +29,24 @@ export interface Receipt {
   receivedAt: Date;
 }
 
+/**
+ * Why a logged-in session may no longer read or deliver files: its key was revoked or its tenant
+ * suspended after it logged in (an open session outlives both otherwise: a stolen key would keep
+ * uploading as long as it stays active). Null while the login is still good.
+ */
+export async function accessWithdrawn(pool: pg.Pool, tenant: string, fingerprint: string): Promise<string | null> {
+  const { rows } = await pool.query<{ status: string; revoked_at: Date | null }>(
+    `SELECT t.status, k.revoked_at FROM tenants t LEFT JOIN ssh_keys k ON k.tenant_id = t.id AND k.fingerprint = $2
+      WHERE t.subdomain = $1`,
+    [tenant, fingerprint],
+  );
+  const row = rows[0];
+  if (row === undefined) return 'the account no longer exists';
+  if (row.status !== 'active') return "the district's account was suspended";
+  if (row.revoked_at !== null) return 'this key was revoked';
+  return null;
+}
+
 export function uploadsDir(dataDir: string, tenant: string): string {
   return path.join(dataDir, 'uploads', tenant);
 }

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import fs, { type Stats } from 'node:fs';
 import path from 'node:path';
 import type { Attributes, SFTPWrapper } from 'ssh2';
@@ -11,7 +12,7 @@ import { normalizeVirtual, resolveJailPath, type JailPath } from './jail.js';
 import { parseOpenFlags, type OpenMode } from './open-flags.js';
 import { releasePageCache } from './page-cache.js';
 import { receiveFile, type ReceiptDeps } from './receipt.js';
-import { sha256OfFile, SpoolFile } from './spool.js';
+import { RENAMING_SUFFIX, sha256OfFile, SpoolFile } from './spool.js';
 import { NO_FOLDERS, refuse, STATUS, statusFor } from './status.js';
 
 /** Everything one SFTP session needs; built per connection by the server. */
@@ -33,6 +34,10 @@ export interface SessionContext {
   uploadsChanged(): void;
   received(info: { tenant: string; fileName: AcceptedFileName; bytes: number; sha256: string; uploadId: string }): void;
   uploadFailed(info: { tenant: string; fileName: string; reason: 'name-refused' | 'failed' | 'cut-off' }): void;
+  /** Why this login may no longer open or deliver files (receipt.ts accessWithdrawn), or null. */
+  accessWithdrawn(): Promise<string | null>;
+  /** Ends the connection once the reply being sent has left. */
+  endConnection(reason: string): void;
 }
 
 interface DirEntry {
@@ -58,6 +63,9 @@ type UploadHandle = Extract<Handle, { kind: 'upload' }>;
 /** Sends one reply (see SftpSession.inOrder). */
 type Send = () => void;
 
+const JOINED_UPLOAD =
+  'this would keep part of the previous file: rosterd does not resume or append to an upload (a cut-off transfer is ' +
+  'never kept, so there is nothing to continue). Nothing was received; upload the whole file again';
 const MAX_READ = 255 * 1024;
 const NAMES_PER_READDIR = 100;
 const MAX_HANDLES = 64;
@@ -314,6 +322,7 @@ export class SftpSession {
     const p = this.resolve(clientPath);
     if (p.kind === 'refused') throw refuse.denied(p.reason);
     if (p.kind === 'root') throw refuse.failure('this is the folder, not a file');
+    await this.checkAccess();
     if (!mode.write) {
       if (p.kind === 'missing') throw refuse.noSuchFile();
       if ((await this.fileStats(p)) === null) throw refuse.noSuchFile();
@@ -454,6 +463,10 @@ export class SftpSession {
 
   /** CLOSE of an upload: the accepted name is received; a temporary name becomes visible. */
   private async finishUpload(h: UploadHandle): Promise<void> {
+    // A temporary file may be resumed (WinSCP continues its own .filepart); an accepted name
+    // holds the previous complete upload, and a cut-off transfer is never kept, so continuing it
+    // would join last night's file to tonight's.
+    if (h.nameKind.kind !== 'temporary' && h.spool.keepsCopiedBytes()) throw refuse.failure(JOINED_UPLOAD);
     const { bytes, sha256 } = await h.spool.finish();
     if (h.nameKind.kind === 'temporary') {
       await fs.promises.rename(h.spool.path, h.real);
@@ -466,8 +479,24 @@ export class SftpSession {
     h.spool.moved();
   }
 
+  /**
+   * A key revoked or a tenant suspended after login: the session may not open or deliver any
+   * more files (the file being closed is not received), and the connection ends.
+   */
+  private async checkAccess(): Promise<void> {
+    const reason = await this.ctx.accessWithdrawn();
+    if (reason === null) return;
+    this.ctx.logger.warn(
+      { event: 'access.withdrawn', reason, keyFingerprint: this.ctx.keyFingerprint },
+      'session refused: access withdrawn',
+    );
+    this.ctx.endConnection(`access withdrawn after login: ${reason}`);
+    throw refuse.denied(`${reason} after you logged in: nothing was received`);
+  }
+
   /** Immutable copy + pending upload row, then the file becomes the visible `users.csv`. */
   private async receive(fileName: AcceptedFileName, source: string, visible: string, bytes: number, sha256: string): Promise<void> {
+    await this.checkAccess();
     const receipt = await receiveFile(this.ctx.receipts, {
       tenant: this.ctx.tenant,
       fileName,
@@ -557,8 +586,26 @@ export class SftpSession {
       if (sha256 !== undefined) this.ctx.hashes.remember(to.real, await fs.promises.lstat(to.real), sha256);
       return () => this.sftp.status(id, STATUS.OK);
     }
-    const sha256 = this.ctx.hashes.lookup(from.real, stats) ?? (await sha256OfFile(from.real));
-    await this.receive(target.target, from.real, to.real, stats.size, sha256);
+    // Claimed first: the temporary file moves to a private name in one step, so that another
+    // session renaming or rewriting it meanwhile cannot change what is hashed, kept and recorded
+    // (and of two sessions renaming it at once, one gets it and the other "no such file").
+    const claimed = path.join(this.ctx.spoolDir, `${this.ctx.tenant}-${randomUUID()}${RENAMING_SUFFIX}`);
+    try {
+      await fs.promises.rename(from.real, claimed);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw refuse.noSuchFile();
+      throw err;
+    }
+    try {
+      const claimedStats = await fs.promises.lstat(claimed);
+      const sha256 = this.ctx.hashes.lookup(from.real, claimedStats) ?? (await sha256OfFile(claimed));
+      this.ctx.hashes.forget(from.real);
+      await this.receive(target.target, claimed, to.real, claimedStats.size, sha256);
+    } catch (err) {
+      // Nothing was received: the temporary file goes back, for the client to try again.
+      await fs.promises.rename(claimed, from.real).catch(() => fs.promises.rm(claimed, { force: true }));
+      throw err;
+    }
     return () => this.sftp.status(id, STATUS.OK);
   }
 }

@@ -127,6 +127,10 @@ export class SpoolFile {
   private failure: Error | null = null;
   private closed = false;
   private fdOpen = true;
+  /** Bytes at the start of the file that may still be the copied file's (see keepsCopiedBytes). */
+  private copied: number;
+  /** What this handle's writes have covered, while `copied` > 0. */
+  private readonly written = new Coverage();
 
   private constructor(
     private readonly fd: number,
@@ -139,6 +143,16 @@ export class SpoolFile {
     this.path = spoolPath;
     this.size = initialSize;
     this.hashing = initialSize === 0;
+    this.copied = initialSize;
+  }
+
+  /**
+   * Whether the file still holds bytes of the file it was copied from (copyFrom) that no write
+   * replaced: a resume (`reput`, `curl -C -`) or an append onto a received users.csv, or a
+   * shorter file written over it without TRUNC. Such a file joins two uploads.
+   */
+  keepsCopiedBytes(): boolean {
+    return this.copied > 0 && !this.written.coversFromZero(Math.min(this.copied, this.size));
   }
 
   static async create(options: SpoolOptions): Promise<SpoolFile> {
@@ -181,6 +195,7 @@ export class SpoolFile {
     }
     if (data.length === 0) return null; // changes nothing, not even the size
     if (end > this.size) this.size = end;
+    if (this.copied > 0) this.written.add(offset, end);
     let run = this.run;
     if (run === null || run.position + run.used !== offset || run.used + data.length > run.buf.length) {
       if (run !== null) this.queue.push(run);
@@ -260,6 +275,8 @@ export class SpoolFile {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closed) return Promise.reject(new Error('the file is already closed'));
     this.size = size;
+    // Cut bytes are gone; bytes added by extending are zeros, not the copy's.
+    this.copied = Math.min(this.copied, size);
     if (this.run !== null) this.queue.push(this.run);
     this.run = null;
     return new Promise((resolve, reject) => {
@@ -356,6 +373,9 @@ export async function sha256OfFile(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/** A client's temporary file claimed for receipt by a rename (session.ts); left only by a crash. */
+export const RENAMING_SUFFIX = '.renaming';
+
 /**
  * Removes spool files left by sessions of a process that died (their transfers were cut off).
  * Only files older than `olderThanMs` go: another process on the same data directory may be
@@ -371,12 +391,14 @@ export async function sweepSpool(dir: string, olderThanMs: number, nowMs: number
     throw err;
   }
   for (const name of names) {
-    if (!name.endsWith('.part')) continue;
+    const renaming = name.endsWith(RENAMING_SUFFIX);
+    if (!name.endsWith('.part') && !renaming) continue;
     const file = path.join(dir, name);
     if (openSpoolPaths.has(file)) continue; // being written here, however slowly
     try {
       const stats = await fs.promises.lstat(file);
-      if (nowMs - stats.mtimeMs > olderThanMs) {
+      // A claimed temporary file keeps the client's mtime; its claim (the rename) set its ctime.
+      if (nowMs - (renaming ? stats.ctimeMs : stats.mtimeMs) > olderThanMs) {
         await fs.promises.rm(file, { force: true });
         removed++;
       }
@@ -385,4 +407,34 @@ export async function sweepSpool(dir: string, olderThanMs: number, nowMs: number
     }
   }
   return removed;
+}
+
+/** Byte ranges written, merged; a file written in order stays one range. */
+class Coverage {
+  private readonly ranges: Array<[number, number]> = [];
+
+  add(start: number, end: number): void {
+    const last = this.ranges[this.ranges.length - 1];
+    if (last !== undefined && start >= last[0] && start <= last[1]) {
+      // Sorted by start, so the last range can grow without reaching another.
+      if (end > last[1]) last[1] = end;
+      return;
+    }
+    this.ranges.push([start, end]);
+    this.ranges.sort((a, b) => a[0] - b[0]);
+    const merged: Array<[number, number]> = [];
+    for (const r of this.ranges) {
+      const top = merged[merged.length - 1];
+      if (top !== undefined && r[0] <= top[1]) top[1] = Math.max(top[1], r[1]);
+      else merged.push([r[0], r[1]]);
+    }
+    this.ranges.splice(0, this.ranges.length, ...merged);
+  }
+
+  /** Whether [0, end) was written. */
+  coversFromZero(end: number): boolean {
+    if (end <= 0) return true;
+    const first = this.ranges[0];
+    return first !== undefined && first[0] === 0 && first[1] >= end;
+  }
 }

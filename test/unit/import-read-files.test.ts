@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { readUsersFile } from '../../src/import/read/users-reader.js';
-import { collect, fixture, NOW, readUsersText, rejection, SCHOOLS, streamOf } from '../fixtures/csv/helpers.js';
+import { collect, fixture, NOW, readGroupsText, readUsersText, rejection, SCHOOLS, streamOf } from '../fixtures/csv/helpers.js';
 import { readUsers } from '../../src/import/read/users-reader.js';
 
 const fromFile = (name: string) => collect(readUsersFile(fixture(name), { schools: SCHOOLS, now: NOW }));
@@ -196,6 +196,29 @@ describe('quoting, line endings and line numbers', () => {
       'A quoted value that opens on line 4 is never closed: a double quote (") is missing. Fix line 4 and upload the file again.',
     );
     expect(err.line).toBe(4);
+  });
+});
+
+describe('a file cut off mid-line', () => {
+  it('a last line with too few values and no line break after it fails the whole file', async () => {
+    const err = await rejection(readUsersText('username,email,first name\njsmith,j@x.org,John\njdoe1,jd'));
+    expect(err.message).toBe(
+      'The file ends in the middle of line 3: it has 2 of the 3 values of the header row and no line break after it, ' +
+        'as if the upload was cut off. Nothing was changed. Upload the whole file again.',
+    );
+    expect(err.line).toBe(3);
+    // groups.csv reads the same way
+    expect((await rejection(readGroupsText('username,owner,group\njsmith,m1,g1\njdoe1'))).message).toMatch(
+      /^The file ends in the middle of line 3/,
+    );
+  });
+  it('the same short line followed by a line break is one row error; a complete last line needs no line break', async () => {
+    const short = await readUsersText('username,email,first name\njsmith,j@x.org,John\njdoe1,jd\n');
+    expect(short.summary.errors).toEqual([{ line: 3, column: '', message: 'This line has 2 values but the header row has 3 columns' }]);
+    const complete = await readUsersText('username,email,first name\njsmith,j@x.org,John\njdoe1,jd@x.org,Jane');
+    expect(complete.rows.map((r) => r.username)).toEqual(['jsmith', 'jdoe1']);
+    const crlf = await readUsersText('username,email,first name\r\njsmith,j@x.org,John\r\njdoe1\r');
+    expect(crlf.summary.errors).toHaveLength(1);
   });
 });
 

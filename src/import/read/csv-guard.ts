@@ -74,6 +74,20 @@ export function emptyFile(): FileRejectedError {
   );
 }
 
+/**
+ * The file stops inside its last line: too few values and no line break after them. That is what
+ * a transfer cut off mid-way looks like (a client that still closed the file: Ctrl-C in sftp, a
+ * SIS job killed while copying). Importing the rest would treat every user after the cut as gone
+ * from the roster, so the whole file fails instead.
+ */
+export function cutOff(line: number, values: number, width: number): FileRejectedError {
+  return new FileRejectedError(
+    `The file ends in the middle of line ${line}: it has ${values} of the ${width} values of the header row and no line ` +
+      'break after it, as if the upload was cut off. Nothing was changed. Upload the whole file again.',
+    line,
+  );
+}
+
 export function headerOnly(): FileRejectedError {
   return new FileRejectedError(
     'The file has a header row but no data rows. Nothing was imported; check the export from your SIS and upload it again.',

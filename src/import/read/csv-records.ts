@@ -40,6 +40,8 @@ export interface RecordSource {
   records: AsyncIterable<CsvRecord[]>;
   /** what the file was read as; final once `records` is exhausted */
   encoding(): FileEncoding;
+  /** whether the text ends with a line break (CR or LF); final once `records` is exhausted */
+  endsWithLineBreak(): boolean;
 }
 
 export type ByteSource = NodeJS.ReadableStream | Readable;
@@ -281,6 +283,11 @@ function nextLineEnd(text: string, from: number): number {
 /** The streams are built when iteration starts, and torn down when it stops (early or not). */
 export function csvRecords(input: ByteSource, encoding: EncodingChoice): RecordSource {
   const decoder = new DecodeStream(encoding);
+  let lastChar = '';
+  const push = (splitter: RecordSplitter, piece: string, final: boolean, out: CsvRecord[]): void => {
+    if (piece.length > 0) lastChar = piece[piece.length - 1] as string;
+    splitter.push(piece, final, out);
+  };
   async function* records(): AsyncGenerator<CsvRecord[]> {
     const splitter = new RecordSplitter();
     const text = new StringDecoder('utf8');
@@ -290,18 +297,18 @@ export function csvRecords(input: ByteSource, encoding: EncodingChoice): RecordS
     let out: CsvRecord[] = [];
     try {
       for await (const chunk of source) {
-        splitter.push(text.write(chunk), false, out);
+        push(splitter, text.write(chunk), false, out);
         if (out.length > 0) {
           yield out;
           out = [];
         }
       }
-      splitter.push(text.end(), true, out);
+      push(splitter, text.end(), true, out);
     } catch (err) {
       if (out.length > 0) yield out;
       throw toFileError(err, splitter.nextLine);
     }
     if (out.length > 0) yield out;
   }
-  return { records: records(), encoding: () => decoder.encoding() };
+  return { records: records(), encoding: () => decoder.encoding(), endsWithLineBreak: () => lastChar === '\n' || lastChar === '\r' };
 }

@@ -4,7 +4,7 @@
  */
 import { createReadStream } from 'node:fs';
 import type { ImportMode } from '../types.js';
-import { checkRagged, emptyFile, headerOnly } from './csv-guard.js';
+import { checkRagged, cutOff, emptyFile, headerOnly } from './csv-guard.js';
 import { csvRecords, type ByteSource } from './csv-records.js';
 import { detectFileEncoding, type EncodingChoice, type FileEncoding } from './decode.js';
 import { matchHeader, type ColumnSpec, type HeaderMatch } from './headers.js';
@@ -72,6 +72,8 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
   let handler: RowHandler<T> | undefined;
   let ragged = 0;
   let batch: T[] = [];
+  /** The last data line, when it had too few values. */
+  let lastShort: { line: number; values: number } | null = null;
 
   for await (const records of source.records) {
     for (const { line, fields } of records) {
@@ -85,6 +87,7 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
       }
       state.rows++;
       let item: T | undefined;
+      lastShort = fields.length < header.width ? { line, values: fields.length } : null;
       if (isRagged(fields, header.width)) {
         ragged++;
         read.log.error({
@@ -107,6 +110,7 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
   state.encoding = source.encoding();
   if (header === undefined) throw emptyFile();
   if (state.rows === 0) throw headerOnly();
+  if (lastShort !== null && !source.endsWithLineBreak()) throw cutOff(lastShort.line, lastShort.values, header.width);
   checkRagged(ragged, state.rows, header.width);
   if (state.encoding === 'windows-1252') {
     read.log.warning(

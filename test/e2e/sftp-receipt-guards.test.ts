@@ -1,0 +1,169 @@
+/**
+ * What may not become a received upload (PRODUCT.md §2 "Receipt"), and logins that must not get
+ * an address blocked: a session whose key was revoked (or tenant suspended) after it logged in;
+ * a resume or append onto the previous complete file; two sessions renaming one temporary file at
+ * once; clients that offer several keys before the right one.
+ */
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { addKey, revokeKey } from '../../src/store/keys.js';
+import { createTenant, updateTenant } from '../../src/store/tenants.js';
+import { listUploads } from '../../src/store/uploads.js';
+import { createTestDatabase, type TestDatabase } from '../support/db.js';
+import {
+  makeClientKey,
+  rejection,
+  sftpBatch,
+  sftpP,
+  ssh2Sftp,
+  startSftpServer,
+  waitFor,
+  whenClosed,
+  type ClientKey,
+  type TestSftpServer,
+} from '../support/ssh.js';
+
+const TENANTS = ['revoked-usd', 'suspended-usd', 'resume-usd', 'race-usd', 'agent-usd'] as const;
+type Tenant = (typeof TENANTS)[number];
+
+let db: TestDatabase;
+let tmp: string;
+let dataDir: string;
+let srv: TestSftpServer;
+const keys = {} as Record<Tenant, ClientKey>;
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const uploads = (tenant: Tenant) => listUploads(db.pool, { tenant });
+const connect = (tenant: Tenant) => ssh2Sftp({ port: srv.port, username: tenant, privateKey: keys[tenant].privateKey });
+const csvOf = (n: number, prefix = 'user') =>
+  Buffer.from('username,email\n' + Array.from({ length: n }, (_, i) => `${prefix}${i + 1000},${prefix}${i}@x.org\n`).join(''));
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'rosterd-sftp-guards-'));
+  dataDir = path.join(tmp, 'data');
+  for (const t of TENANTS) {
+    keys[t] = await makeClientKey(tmp, 'ed25519', t);
+    await createTenant(db.pool, t, { adminEmails: [`it@${t}.example`] });
+    await addKey(db.pool, t, keys[t].publicLine);
+  }
+  // A low block threshold, so that counting every offered key would show within a few logins.
+  srv = await startSftpServer({ pool: db.pool, dataDir, env: { SFTP_MAX_AUTH_FAILURES: '3' } });
+});
+
+afterAll(async () => {
+  await srv?.close();
+  await db?.drop();
+  if (tmp) await fs.rm(tmp, { recursive: true, force: true });
+});
+
+it('a key revoked after login: the open session can neither deliver nor open a file, and is ended', async () => {
+  const s = await connect('revoked-usd');
+  const h = await sftpP.open(s.sftp, 'users.csv', 'w');
+  await sftpP.write(s.sftp, h, csvOf(3), 0);
+  const fingerprint = srv.logs.find((l) => l.event === 'login.accepted' && l.tenant === 'revoked-usd')?.fingerprint as string;
+  await revokeKey(db.pool, fingerprint);
+  const closed = whenClosed(s.client);
+  const err = await rejection(sftpP.close(s.sftp, h));
+  expect(err.message).toBe('this key was revoked after you logged in: nothing was received');
+  await closed; // the server ends the connection
+  expect(await uploads('revoked-usd')).toEqual([]);
+  expect(srv.logs.some((l) => l.event === 'access.withdrawn' && l.reason === 'this key was revoked')).toBe(true);
+});
+
+it('a tenant suspended after login: reading back its files is refused too', async () => {
+  const s = await connect('suspended-usd');
+  await sftpP.writeFile(s.sftp, 'users.csv', csvOf(2));
+  expect(await uploads('suspended-usd')).toHaveLength(1);
+  await updateTenant(db.pool, 'suspended-usd', { status: 'suspended' });
+  const err = await rejection(sftpP.readFile(s.sftp, 'users.csv'));
+  expect(err.message).toBe("the district's account was suspended after you logged in: nothing was received");
+  await updateTenant(db.pool, 'suspended-usd', { status: 'active' });
+  s.end();
+});
+
+it('resuming or appending onto the previous complete users.csv is refused; a fresh write without TRUNC that covers it is not', async () => {
+  const v1 = csvOf(20, 'old');
+  const v2 = csvOf(30, 'new');
+  const s = await connect('resume-usd');
+  await sftpP.writeFile(s.sftp, 'users.csv', v1);
+
+  // `reput` / `curl -C -`: open without TRUNC, continue at the remote size.
+  let h = await sftpP.open(s.sftp, 'users.csv', 'r+');
+  await sftpP.write(s.sftp, h, v2.subarray(v1.length), v1.length);
+  let err = await rejection(sftpP.close(s.sftp, h));
+  expect(err.message).toMatch(/^this would keep part of the previous file: rosterd does not resume or append to an upload/);
+  // A shorter file written over it without TRUNC would keep the old tail.
+  h = await sftpP.open(s.sftp, 'users.csv', 'r+');
+  await sftpP.write(s.sftp, h, v1.subarray(0, 40), 0);
+  err = await rejection(sftpP.close(s.sftp, h));
+  expect(err.message).toMatch(/^this would keep part of the previous file/);
+  // Append mode.
+  h = await sftpP.open(s.sftp, 'users.csv', 'a');
+  await sftpP.write(s.sftp, h, Buffer.from('late001,l@x.org\n'), 0);
+  err = await rejection(sftpP.close(s.sftp, h));
+  expect(err.message).toMatch(/^this would keep part of the previous file/);
+  expect(await uploads('resume-usd')).toHaveLength(1);
+  expect(await sftpP.readFile(s.sftp, 'users.csv')).toEqual(v1);
+
+  // The whole new file written from 0 without TRUNC replaces every old byte: received.
+  h = await sftpP.open(s.sftp, 'users.csv', 'r+');
+  await sftpP.write(s.sftp, h, v2, 0);
+  await sftpP.close(s.sftp, h);
+  expect(await sftpP.readFile(s.sftp, 'users.csv')).toEqual(v2);
+
+  // A temporary file may be continued (WinSCP resumes its own .filepart), then renamed.
+  h = await sftpP.open(s.sftp, 'users.csv.filepart', 'w');
+  await sftpP.write(s.sftp, h, v1.subarray(0, 100), 0);
+  await sftpP.close(s.sftp, h);
+  h = await sftpP.open(s.sftp, 'users.csv.filepart', 'r+');
+  await sftpP.write(s.sftp, h, v1.subarray(100), 100);
+  await sftpP.close(s.sftp, h);
+  await sftpP.rename(s.sftp, 'users.csv.filepart', 'users.csv');
+  const list = await uploads('resume-usd');
+  expect(list.map((u) => u.sha256).sort()).toEqual([sha256(v1), sha256(v1), sha256(v2)].sort());
+  s.end();
+});
+
+it('two sessions renaming one temporary file at once: one receives it, intact; the other is told it is gone', async () => {
+  const [a, b] = await Promise.all([connect('race-usd'), connect('race-usd')]);
+  for (let round = 0; round < 15; round++) {
+    const [x, y] = [csvOf(50 + round, `a${round}x`), csvOf(60 + round, `b${round}x`)];
+    await Promise.all([sftpP.writeFile(a.sftp, 'users.csv.filepart', x), sftpP.writeFile(b.sftp, 'users.csv.filepart', y)]);
+    const outcomes = await Promise.allSettled([
+      sftpP.rename(a.sftp, 'users.csv.filepart', 'users.csv'),
+      sftpP.rename(b.sftp, 'users.csv.filepart', 'users.csv'),
+    ]);
+    const ok = outcomes.filter((o) => o.status === 'fulfilled').length;
+    expect(ok).toBe(1);
+    const refused = outcomes.find((o) => o.status === 'rejected');
+    expect((refused as PromiseRejectedResult).reason.message).toMatch(/no such file/i);
+  }
+  const list = await uploads('race-usd');
+  expect(list).toHaveLength(15);
+  // Every recorded SHA-256 is its stored copy's.
+  for (const u of list) {
+    const { rows } = await db.pool.query<{ stored_path: string }>('SELECT stored_path FROM uploads WHERE id = $1', [u.id]);
+    expect(sha256(await fs.readFile(path.join(dataDir, rows[0]!.stored_path)))).toBe(u.sha256);
+  }
+  expect((await fs.readdir(path.join(dataDir, 'spool'))).filter((n) => n.endsWith('.renaming'))).toEqual([]);
+  a.end();
+  b.end();
+});
+
+it('a client that offers another key before the right one logs in night after night without the address being blocked', async () => {
+  const other = await makeClientKey(tmp, 'ed25519', 'not-registered');
+  // More logins than SFTP_MAX_AUTH_FAILURES (3), each offering the unregistered key first.
+  for (let night = 0; night < 5; night++) {
+    const r = await sftpBatch(srv.port, 'agent-usd', other, ['ls'], ['-i', keys['agent-usd'].privatePath]);
+    expect(r.code, r.stderr).toBe(0);
+  }
+  // Key queries of connections that never log in still count, once per connection.
+  for (let i = 0; i < 3; i++) await sftpBatch(srv.port, 'agent-usd', other, ['ls']);
+  await waitFor(async () => srv.logs.some((l) => l.event === 'login.address_blocked'));
+  const blocked = await sftpBatch(srv.port, 'agent-usd', keys['agent-usd'], ['ls']);
+  expect(blocked.code).not.toBe(0);
+});
