@@ -16,6 +16,7 @@ import { startRetention } from './ops/retention.js';
 import { createSftpServer, type SftpServer } from './sftp/server.js';
 import { openDatabase, type Database } from './store/connect.js';
 import { migrate } from './store/migrate.js';
+import { ensureDataDir } from './store/paths.js';
 import { systemClock, type Clock, type Logger } from './types.js';
 
 export interface DaemonOptions {
@@ -52,6 +53,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
   logger.info({ config: redactedConfig(config) }, 'rosterd starting');
   try {
+    await ensureDataDir(config.DATA_DIR);
     const database = await openDatabase(config, logger.child({ component: 'store' }));
     releasers.push(() => database.close());
     await migrate(database.pool, logger);

@@ -146,9 +146,10 @@ export function createSftpServer(deps: SftpDeps): SftpServer {
     server.on('error', (err) => log.error({ err }, 'SFTP listener error'));
     tcp = server;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      const onError = (err: NodeJS.ErrnoException) => reject(listenError(err, config.SFTP_HOST, config.SFTP_PORT));
+      server.once('error', onError);
       server.listen(config.SFTP_PORT, config.SFTP_HOST, () => {
-        server.off('error', reject);
+        server.off('error', onError);
         resolve();
       });
     });
@@ -213,4 +214,18 @@ function coalesceReplies(socket: net.Socket): void {
     socket.cork();
     process.nextTick(uncork);
   });
+}
+
+/** A listen failure as the operator must act on it: which variable, and what to do. */
+function listenError(err: NodeJS.ErrnoException, host: string, port: number): Error {
+  const where = `${host}:${port}`;
+  const message =
+    err.code === 'EADDRINUSE'
+      ? `SFTP_PORT ${where} is already in use (another rosterd, or an sshd?); stop what uses it or set SFTP_PORT to a free port`
+      : err.code === 'EACCES'
+        ? `SFTP_PORT ${port} needs privileges this process lacks (ports below 1024 do); use a port of 1024 or more and forward to it`
+        : err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN' || err.code === 'EADDRNOTAVAIL'
+          ? `SFTP_HOST ${host} is not an address of this machine (${err.code}); set it to one of its addresses, or 0.0.0.0 for all`
+          : `cannot listen for SFTP on ${where} (${err.message}); check SFTP_HOST and SFTP_PORT`;
+  return new Error(message, { cause: err });
 }

@@ -1,6 +1,7 @@
-import { existsSync } from 'node:fs';
+import { constants, existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { RosterdError } from '../errors.js';
 
 /** The package root (where package.json is), from src/ under vitest or dist/ when built. */
 export function packageRoot(): string {
@@ -15,4 +16,36 @@ export function packageRoot(): string {
 
 export function migrationsDir(): string {
   return path.join(packageRoot(), 'src', 'store', 'migrations');
+}
+
+const DATA_DIR_PROBLEMS: Record<string, string> = {
+  ENOTDIR: 'a part of the path is a file, not a folder',
+  EEXIST: 'it is a file, not a folder',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EROFS: 'the file system is read-only',
+  ENOSPC: 'the disk is full',
+};
+
+/**
+ * DATA_DIR exists (created if need be) and this process may write in it: checked first, so that
+ * a bad value stops the start with one line naming it rather than an error from whatever part
+ * touches it first (the host keys, the embedded Postgres).
+ */
+export async function ensureDataDir(dir: string): Promise<void> {
+  try {
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    if (!(await fs.stat(dir)).isDirectory()) throw Object.assign(new Error('not a folder'), { code: 'EEXIST' });
+    await fs.access(dir, constants.W_OK | constants.X_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    const problem = DATA_DIR_PROBLEMS[code] ?? (err as Error).message;
+    throw new RosterdError(
+      'CONFIG_INVALID',
+      `DATA_DIR ${dir} cannot be used (${problem}); set DATA_DIR to a folder this user can write to`,
+      {
+        cause: err,
+      },
+    );
+  }
 }

@@ -258,4 +258,19 @@ describe('host keys', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('a DATA_DIR that cannot be a folder stops `serve` with one line naming it', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'rosterd-datadir-'));
+    try {
+      const file = path.join(dir, 'a-file');
+      writeFileSync(file, '');
+      const r = await runCli(['serve'], { DATA_DIR: path.join(file, 'data'), DATABASE_URL: db.url, SFTP_PORT: '0', HTTP_PORT: '0' });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(
+        `DATA_DIR ${path.join(file, 'data')} cannot be used (a part of the path is a file, not a folder); set DATA_DIR to a folder this user can write to`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

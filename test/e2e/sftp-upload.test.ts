@@ -296,3 +296,14 @@ describe('the jail', () => {
     }
   });
 });
+
+describe('listening', () => {
+  it('an SFTP_PORT in use or an SFTP_HOST that is not this machine stops the start with a message naming the variable', async () => {
+    const clash = await startSftpServer({ pool: db.pool, dataDir, env: { SFTP_PORT: String(srv.port) } }).catch((e: Error) => e);
+    expect((clash as Error).message).toBe(
+      `SFTP_PORT 127.0.0.1:${srv.port} is already in use (another rosterd, or an sshd?); stop what uses it or set SFTP_PORT to a free port`,
+    );
+    const elsewhere = await startSftpServer({ pool: db.pool, dataDir, env: { SFTP_HOST: '192.0.2.1' } }).catch((e: Error) => e);
+    expect((elsewhere as Error).message).toMatch(/^SFTP_HOST 192\.0\.2\.1 is not an address of this machine \(EADDRNOTAVAIL\)/);
+  });
+});
