@@ -6,6 +6,7 @@ import { findLoginKeys, touchKeyLastUsed, type LoginKey } from '../store/keys.js
 import type { Clock, Logger } from '../types.js';
 import type { Blocklist } from './blocklist.js';
 import { fingerprintOfBlob } from './public-key.js';
+import { keyStanding, type KeyStanding } from './receipt.js';
 
 const { utils } = ssh2;
 
@@ -13,6 +14,9 @@ const { utils } = ssh2;
 export type AuthFailureReason =
   | 'method-not-allowed'
   | 'invalid-username'
+  | 'unknown-tenant'
+  | 'tenant-suspended'
+  | 'key-revoked'
   | 'key-not-registered'
   | 'bad-signature'
   | 'address-blocked'
@@ -123,7 +127,7 @@ export class ConnectionAuth {
     if (match === null) {
       const query = ctx.signature === undefined;
       if (query) this.queriesRefused++;
-      this.fail(ctx, { ...failure, reason: 'key-not-registered' }, true, !query);
+      this.fail(ctx, { ...failure, reason: await this.whyNoKey(username, fingerprint) }, true, !query);
       return null;
     }
     if (ctx.signature === undefined || ctx.blob === undefined) {
@@ -149,6 +153,20 @@ export class ConnectionAuth {
       this.deps.logger.warn({ err: toError(err), fingerprint: match.fingerprint }, "could not record the key's last use"),
     );
     return login;
+  }
+
+  /**
+   * For the operator's log and metrics only (the client is told the same either way): why no
+   * usable key matched. A suspended tenant or a revoked key is worth telling from a stranger.
+   */
+  private async whyNoKey(username: string, fingerprint: string): Promise<AuthFailureReason> {
+    let standing: KeyStanding;
+    try {
+      standing = await keyStanding(this.deps.pool, username, fingerprint);
+    } catch {
+      return 'key-not-registered';
+    }
+    return standing === 'unknown-tenant' || standing === 'tenant-suspended' || standing === 'key-revoked' ? standing : 'key-not-registered';
   }
 
   /** Called by the server when the client did not log in within SFTP_LOGIN_TIMEOUT_SECONDS. */

@@ -29,22 +29,39 @@ export interface Receipt {
   receivedAt: Date;
 }
 
+/** Where a tenant's key stands now: logins are decided once, but keys and tenants change after. */
+export type KeyStanding = 'ok' | 'unknown-tenant' | 'tenant-suspended' | 'key-revoked' | 'key-unknown';
+
+export async function keyStanding(pool: pg.Pool, tenant: string, fingerprint: string): Promise<KeyStanding> {
+  const { rows } = await pool.query<{ status: string; key_id: string | null; revoked_at: Date | null }>(
+    `SELECT t.status, k.id AS key_id, k.revoked_at FROM tenants t LEFT JOIN ssh_keys k ON k.tenant_id = t.id AND k.fingerprint = $2
+      WHERE t.subdomain = $1`,
+    [tenant, fingerprint],
+  );
+  const row = rows[0];
+  if (row === undefined) return 'unknown-tenant';
+  if (row.status !== 'active') return 'tenant-suspended';
+  if (row.key_id === null) return 'key-unknown';
+  return row.revoked_at === null ? 'ok' : 'key-revoked';
+}
+
 /**
  * Why a logged-in session may no longer read or deliver files: its key was revoked or its tenant
  * suspended after it logged in (an open session outlives both otherwise: a stolen key would keep
  * uploading as long as it stays active). Null while the login is still good.
  */
 export async function accessWithdrawn(pool: pg.Pool, tenant: string, fingerprint: string): Promise<string | null> {
-  const { rows } = await pool.query<{ status: string; revoked_at: Date | null }>(
-    `SELECT t.status, k.revoked_at FROM tenants t LEFT JOIN ssh_keys k ON k.tenant_id = t.id AND k.fingerprint = $2
-      WHERE t.subdomain = $1`,
-    [tenant, fingerprint],
-  );
-  const row = rows[0];
-  if (row === undefined) return 'the account no longer exists';
-  if (row.status !== 'active') return "the district's account was suspended";
-  if (row.revoked_at !== null) return 'this key was revoked';
-  return null;
+  switch (await keyStanding(pool, tenant, fingerprint)) {
+    case 'ok':
+      return null;
+    case 'tenant-suspended':
+      return "the district's account was suspended";
+    case 'key-revoked':
+      return 'this key was revoked';
+    case 'unknown-tenant':
+    case 'key-unknown':
+      return 'the account no longer exists';
+  }
 }
 
 export function uploadsDir(dataDir: string, tenant: string): string {
