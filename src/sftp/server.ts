@@ -13,6 +13,7 @@ import { Connection } from './connection.js';
 import { HashCache } from './hash-cache.js';
 import { loadOrCreateHostKeyPairs, type HostKeyInfo } from './host-keys.js';
 import { spoolDir, sweepSpool } from './spool.js';
+import { sweepTempFiles, TEMP_FILE_MAX_AGE_MS } from './temp-files.js';
 
 export interface SftpDeps {
   config: Config;
@@ -80,9 +81,17 @@ export function createSftpServer(deps: SftpDeps): SftpServer {
   let listening: Promise<{ host: string; port: number }> | null = null;
 
   const sweep = () =>
-    sweepSpool(spool, Math.max(2 * config.SFTP_IDLE_TIMEOUT_SECONDS * 1000, SPOOL_SWEEP_INTERVAL_MS), clock.now().getTime())
-      .then((n) => n > 0 && log.info({ removed: n }, 'removed spool files of cut-off transfers'))
-      .catch((err: unknown) => log.warn({ err: toError(err) }, 'spool sweep failed'));
+    Promise.all([
+      sweepSpool(spool, Math.max(2 * config.SFTP_IDLE_TIMEOUT_SECONDS * 1000, SPOOL_SWEEP_INTERVAL_MS), clock.now().getTime())
+        .then((n) => n > 0 && log.info({ removed: n }, 'removed spool files of cut-off transfers'))
+        .catch((err: unknown) => log.warn({ err: toError(err) }, 'spool sweep failed')),
+      sweepTempFiles(path.join(config.DATA_DIR, 'sftp'), TEMP_FILE_MAX_AGE_MS, clock.now().getTime())
+        .then(
+          (files) =>
+            files.length > 0 && log.info({ event: 'sftp.temp_files_removed', files }, 'removed temporary files left unrenamed for a day'),
+        )
+        .catch((err: unknown) => log.warn({ err: toError(err) }, 'temporary file sweep failed')),
+    ]);
 
   async function start(): Promise<{ host: string; port: number }> {
     const pairs = await loadOrCreateHostKeyPairs(config.DATA_DIR);

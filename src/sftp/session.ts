@@ -14,6 +14,7 @@ import { releasePageCache } from './page-cache.js';
 import { receiveFile, type ReceiptDeps } from './receipt.js';
 import { RENAMING_SUFFIX, sha256OfFile, SpoolFile } from './spool.js';
 import { NO_FOLDERS, refuse, STATUS, statusFor } from './status.js';
+import { MAX_TEMP_FILES, tempFiles } from './temp-files.js';
 
 /** Everything one SFTP session needs; built per connection by the server. */
 export interface SessionContext {
@@ -348,6 +349,12 @@ export class SftpSession {
     if (existing !== null && !existing.isFile()) throw refuse.denied('this name is taken by something that is not a file');
     if (existing !== null && mode.create && mode.exclusive) throw refuse.failure('the file already exists');
     if (existing === null && !mode.create) throw refuse.noSuchFile();
+    if (existing === null && nameKind.kind === 'temporary' && (await tempFiles(this.ctx.root)).length >= MAX_TEMP_FILES) {
+      throw refuse.failure(
+        `this folder already holds ${MAX_TEMP_FILES} temporary files that were never renamed; rename them onto users.csv or ` +
+          'groups.csv, or remove them, first (they are removed on their own a day after they were last written)',
+      );
+    }
     // Writing without TRUNC onto an existing file (resume, append, patch) starts from a copy of it:
     // the visible file is never written in place.
     const copyFrom = existing !== null && !mode.truncate && existing.size > 0 ? p.real : undefined;
@@ -515,11 +522,15 @@ export class SftpSession {
     this.ctx.received({ tenant: this.ctx.tenant, fileName, bytes, sha256, uploadId: receipt.uploadId });
   }
 
-  private async setstat(id: number, clientPath: string): Promise<Send> {
+  private async setstat(id: number, clientPath: string, attrs: Partial<Attributes>): Promise<Send> {
     // Times and permissions a client sets after an upload (`put -p`, WinSCP) are accepted and
-    // ignored: the files' modes are ours to keep.
+    // ignored: the files' modes are ours to keep. A size is not: it would change a received
+    // file without an upload, so saying OK would be a lie.
     const p = this.resolve(clientPath);
-    if (p.kind !== 'root') await this.existingFile(clientPath);
+    const size = p.kind === 'root' ? undefined : (await this.existingFile(clientPath)).stats.size;
+    if (typeof attrs.size === 'number' && attrs.size !== size) {
+      throw refuse.denied('a file here changes only by uploading it again; its size cannot be set');
+    }
     return () => this.sftp.status(id, STATUS.OK);
   }
 

@@ -154,8 +154,32 @@ it('two sessions renaming one temporary file at once: one receives it, intact; t
   b.end();
 });
 
+it('temporary files never renamed are bounded per tenant, and a size cannot be set on a file by path', async () => {
+  const s = await connect('race-usd');
+  const before = (await sftpP.readdir(s.sftp, '/')).filter((e) => e.filename !== 'users.csv').length;
+  expect(before).toBe(0);
+  for (let i = 0; i < 16; i++) await sftpP.writeFile(s.sftp, `users.csv.t${i}.tmp`, csvOf(1));
+  const err = await rejection(sftpP.writeFile(s.sftp, 'users.csv.t16.tmp', csvOf(1)));
+  expect(err.message).toMatch(/^this folder already holds 16 temporary files that were never renamed; rename them onto users\.csv/);
+  // An existing temporary file may still be rewritten, and renaming one frees a place.
+  await sftpP.writeFile(s.sftp, 'users.csv.t0.tmp', csvOf(2));
+  await sftpP.rename(s.sftp, 'users.csv.t0.tmp', 'users.csv');
+  await sftpP.writeFile(s.sftp, 'users.csv.t16.tmp', csvOf(1));
+
+  const setstat = (p: string, attrs: Record<string, number>) =>
+    new Promise<void>((res, rej) => s.sftp.setstat(p, attrs, (e) => (e ? rej(e) : res())));
+  const size = (await sftpP.stat(s.sftp, 'users.csv')).size;
+  expect((await rejection(setstat('users.csv', { size: 0 }))).message).toBe(
+    'a file here changes only by uploading it again; its size cannot be set',
+  );
+  await setstat('users.csv', { size, mode: 0o644, atime: 1_700_000_000, mtime: 1_700_000_000 }); // `put -p`, WinSCP: fine
+  expect((await sftpP.stat(s.sftp, 'users.csv')).size).toBe(size);
+  s.end();
+});
+
 it('a client that offers another key before the right one logs in night after night without the address being blocked', async () => {
   const other = await makeClientKey(tmp, 'ed25519', 'not-registered');
+  // Last in this file: it ends with 127.0.0.1 blocked.
   // More logins than SFTP_MAX_AUTH_FAILURES (3), each offering the unregistered key first.
   for (let night = 0; night < 5; night++) {
     const r = await sftpBatch(srv.port, 'agent-usd', other, ['ls'], ['-i', keys['agent-usd'].privatePath]);
