@@ -124,6 +124,7 @@ export class SftpSession {
     on('MKDIR', (id: number) => () => this.sftp.status(id, STATUS.PERMISSION_DENIED, NO_FOLDERS));
     on('RMDIR', (id: number) => () => this.sftp.status(id, STATUS.PERMISSION_DENIED, NO_FOLDERS));
     on('SYMLINK', (id: number) => () => this.sftp.status(id, STATUS.PERMISSION_DENIED, 'links cannot be created here'));
+    on('EXTENDED', this.extended);
     on('READLINK', (id: number) => () => this.sftp.status(id, STATUS.NO_SUCH_FILE, 'there are no links here'));
     // The hot path, without promises.
     sftp.on('WRITE', (id: number, handle: Buffer, offset: number, data: Buffer) => {
@@ -577,6 +578,20 @@ export class SftpSession {
     return () => this.sftp.status(id, STATUS.OK);
   }
 
+  /**
+   * posix-rename@openssh.com is what our RENAME already does (it replaces the target in one
+   * step); paramiko's posix_rename sends it whether or not the server lists it. Any other
+   * extension gets an answer that names it, rather than a bare "unsupported".
+   */
+  private async extended(id: number, name: string, data: Buffer | undefined): Promise<Send> {
+    if (name === 'posix-rename@openssh.com') {
+      const paths = data === undefined ? null : readTwoStrings(data);
+      if (paths === null) throw refuse.failure('malformed posix-rename@openssh.com request');
+      return this.rename(id, paths[0], paths[1]);
+    }
+    return () => this.sftp.status(id, STATUS.OP_UNSUPPORTED, `the SFTP extension ${name.slice(0, 64)} is not supported here`);
+  }
+
   private async rename(id: number, fromPath: string, toPath: string): Promise<Send> {
     const { path: from, stats } = await this.existingFile(fromPath);
     const to = this.resolve(toPath);
@@ -619,4 +634,18 @@ export class SftpSession {
     }
     return () => this.sftp.status(id, STATUS.OK);
   }
+}
+
+/** Two SSH strings (uint32 length, bytes), as UTF-8; null when the data is malformed. */
+function readTwoStrings(data: Buffer): [string, string] | null {
+  const out: string[] = [];
+  let at = 0;
+  for (let i = 0; i < 2; i++) {
+    if (at + 4 > data.length) return null;
+    const len = data.readUInt32BE(at);
+    if (at + 4 + len > data.length) return null;
+    out.push(data.toString('utf8', at + 4, at + 4 + len));
+    at += 4 + len;
+  }
+  return [out[0] as string, out[1] as string];
 }

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { Channel } from 'ssh2';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { addKey, revokeKey } from '../../src/store/keys.js';
 import { createTenant, updateTenant } from '../../src/store/tenants.js';
@@ -26,7 +27,7 @@ import {
   type TestSftpServer,
 } from '../support/ssh.js';
 
-const TENANTS = ['revoked-usd', 'suspended-usd', 'resume-usd', 'race-usd', 'agent-usd'] as const;
+const TENANTS = ['revoked-usd', 'suspended-usd', 'resume-usd', 'race-usd', 'ext-usd', 'agent-usd'] as const;
 type Tenant = (typeof TENANTS)[number];
 
 let db: TestDatabase;
@@ -174,6 +175,41 @@ it('temporary files never renamed are bounded per tenant, and a size cannot be s
   );
   await setstat('users.csv', { size, mode: 0o644, atime: 1_700_000_000, mtime: 1_700_000_000 }); // `put -p`, WinSCP: fine
   expect((await sftpP.stat(s.sftp, 'users.csv')).size).toBe(size);
+  s.end();
+});
+
+it('posix-rename@openssh.com (paramiko posix_rename) receives like a rename; another extension is refused by name', async () => {
+  const s = await connect('ext-usd');
+  const content = csvOf(7, 'px');
+  await sftpP.writeFile(s.sftp, 'users.csv.px.tmp', content);
+  const channel = await new Promise<Channel>((res, rej) => s.client.subsys('sftp', (e, ch) => (e ? rej(e) : res(ch))));
+  const received: Buffer[] = [];
+  channel.on('data', (d: Buffer) => received.push(d));
+  const u32 = (n: number) => Buffer.from([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]);
+  const str = (v: string) => Buffer.concat([u32(Buffer.byteLength(v)), Buffer.from(v)]);
+  const packet = (type: number, ...fields: Buffer[]) => {
+    const body = Buffer.concat(fields);
+    return Buffer.concat([u32(body.length + 1), Buffer.from([type]), body]);
+  };
+  /** STATUS (101) reply to request `id`: its code and message. */
+  const status = (id: number) => {
+    const all = Buffer.concat(received);
+    for (let p = 0; p + 4 <= all.length; p += 4 + all.readUInt32BE(p)) {
+      const f = all.subarray(p + 4, p + 4 + all.readUInt32BE(p));
+      if (f[0] === 101 && f.readUInt32BE(1) === id)
+        return { code: f.readUInt32BE(5), message: f.toString('utf8', 13, 13 + f.readUInt32BE(9)) };
+    }
+    return null;
+  };
+  const before = (await uploads('ext-usd')).length;
+  channel.write(packet(1, u32(3))); // INIT, version 3
+  channel.write(packet(200, u32(7), str('posix-rename@openssh.com'), str('users.csv.px.tmp'), str('users.csv')));
+  channel.write(packet(200, u32(8), str('statvfs@openssh.com'), str('/')));
+  expect(await waitFor(() => status(7))).toEqual({ code: 0, message: expect.any(String) });
+  expect(await waitFor(() => status(8))).toEqual({ code: 8, message: 'the SFTP extension statvfs@openssh.com is not supported here' });
+  const list = await uploads('ext-usd');
+  expect(list).toHaveLength(before + 1);
+  expect(list[0]?.sha256).toBe(sha256(content));
   s.end();
 });
 
