@@ -26,6 +26,7 @@ export const ERROR_CODES = {
     summary: 'a held import no longer does what its hold report said (the roster or the file changed)',
   },
   FILE_NOT_FOUND: { kind: 'failure', summary: 'a file named on the command line cannot be read' },
+  FILE_NOT_WRITABLE: { kind: 'failure', summary: 'a file named on the command line cannot be written' },
   DATABASE_UNAVAILABLE: { kind: 'failure', summary: 'Postgres cannot be reached' },
   EMBEDDED_POSTGRES_FAILED: { kind: 'failure', summary: 'the embedded Postgres could not start' },
   MIGRATION_FAILED: { kind: 'failure', summary: 'a database migration failed' },

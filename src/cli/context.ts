@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type pg from 'pg';
+import { pino } from 'pino';
 import { loadConfig, type Config } from '../config/config.js';
 import { RosterdError, toError } from '../errors.js';
 import { createLogger } from '../log/logger.js';
@@ -48,7 +49,7 @@ async function runHandler(handler: Handler, args: string[], opts: Record<string,
   try {
     const config = loadConfig();
     // Commands talk to people on stdout; logs go to stderr and stay quiet unless asked for.
-    const logger = createLogger(process.env.LOG_LEVEL ?? 'warn', process.stderr);
+    const logger = createLogger(cliLogLevel(), process.stderr);
     if (options.needsDatabase !== false) {
       db = await openDatabase(config, logger, 4);
       if (options.autoMigrate !== false) await migrate(db.pool, logger);
@@ -65,6 +66,16 @@ async function runHandler(handler: Handler, args: string[], opts: Record<string,
   }
 }
 
+/**
+ * The level of a command's logger: LOG_LEVEL if it is a level, else 'warn'. loadConfig has already
+ * refused a bad LOG_LEVEL for most commands; doctor reports it as a failed check instead, so
+ * its logger must not die of it first.
+ */
+export function cliLogLevel(env: NodeJS.ProcessEnv = process.env): string {
+  const level = env.LOG_LEVEL;
+  return level !== undefined && (level === 'silent' || Object.hasOwn(pino.levels.values, level)) ? level : 'warn';
+}
+
 export function reportError(caught: unknown, json: boolean): void {
   const err = toError(caught);
   const rosterd = err instanceof RosterdError ? err : undefined;
@@ -78,20 +89,59 @@ export function reportError(caught: unknown, json: boolean): void {
   }
 }
 
-/** Parses a whole number option; a usage error names the flag. */
-export function intOption(value: unknown, flag: string, min = 0): number | undefined {
+/**
+ * Parses a whole number option strictly: decimal digits only, so '' , '0x10', '1e3' and ' 7' are
+ * refused rather than read as 0, 16, 1000 and 7. A usage error names the flag and the bounds.
+ */
+export function intOption(value: unknown, flag: string, min = 0, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min)
-    throw new RosterdError('USAGE', `${flag} must be a whole number of at least ${min}, not "${String(value)}"`);
+  const text = String(value);
+  const n = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new RosterdError('USAGE', `${flag} must be a whole number from ${min} to ${max}, not "${text}"`);
+  }
   return n;
 }
 
-export function numberOption(value: unknown, flag: string): number | undefined {
+/**
+ * Parses a decimal option strictly: digits, then optionally a point and at most `decimals` digits
+ * (more would be rounded by the database, so they are refused).
+ */
+export function decimalOption(value: unknown, flag: string, decimals: number): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isFinite(n)) throw new RosterdError('USAGE', `${flag} must be a number, not "${String(value)}"`);
-  return n;
+  const text = String(value);
+  const match = /^\d+(?:\.(\d+))?$/.exec(text);
+  if (!match) throw new RosterdError('USAGE', `${flag} must be a plain decimal number such as 10 or 2.5, not "${text}"`);
+  if ((match[1] ?? '').length > decimals) {
+    throw new RosterdError('USAGE', `${flag} takes at most ${decimals} decimal places, not "${text}"`);
+  }
+  return Number(text);
+}
+
+/** Text for a file system error a person understands: what went wrong with the path, in words. */
+export function describeFileError(err: unknown, writing = false): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  switch (code) {
+    case 'ENOENT':
+      return writing ? 'its folder does not exist; create it or choose another path' : 'no such file or directory; check the path';
+    case 'EISDIR':
+      return 'it is a directory, not a file; name the file inside it';
+    case 'ENOTDIR':
+      return 'a part of the path is a file, not a directory; check the path';
+    case 'EACCES':
+    case 'EPERM':
+      return writing
+        ? 'permission denied; choose a folder the user running rosterd may write to'
+        : 'permission denied; make the file readable by the user running rosterd';
+    case 'EEXIST':
+      return 'the file already exists';
+    case 'ENOSPC':
+      return 'the disk is full';
+    case 'EROFS':
+      return 'the file system is read-only';
+    default:
+      return code ?? (err instanceof Error ? err.message : String(err));
+  }
 }
 
 /** Formats rows as an aligned text table. */

@@ -14,13 +14,17 @@ import { registerServeCommand } from './commands/serve.js';
 import { registerTenantCommands } from './commands/tenant.js';
 import { registerValidateCommand } from './commands/validate.js';
 import { packageRoot } from '../store/paths.js';
+import { RosterdError } from '../errors.js';
 import { reportError } from './context.js';
 
-export function buildProgram(): Command {
+/** `json`: the command line asks for --json, so commander's own errors must not go out as text. */
+export function buildProgram(options: { json?: boolean } = {}): Command {
   const program = new Command('rosterd')
     .description('nightly rostering daemon: SFTP in, Postgres import in the night window, report by email')
     .version(packageVersion(), '-V, --version', "print rosterd's version")
     .showHelpAfterError('(add --help for usage)');
+  // Set before the commands are added: each copies its parent's output settings.
+  if (options.json) program.configureOutput({ outputError: () => undefined, writeErr: () => undefined });
   registerServeCommand(program);
   registerMigrateCommand(program);
   registerTenantCommands(program);
@@ -46,18 +50,43 @@ function packageVersion(): string {
 }
 
 async function main(argv: string[]): Promise<void> {
+  const words = argv.slice(2);
+  const end = words.indexOf('--');
+  const json = (end < 0 ? words : words.slice(0, end)).includes('--json');
+  const program = buildProgram({ json });
   try {
-    await buildProgram().parseAsync(argv);
+    await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      // commander already printed the message. Help asked for (--help, `help`) and --version exit
-      // 0; help shown because a command is missing (to stderr, exit code 1 from commander) is a
-      // usage error like a wrong command, as is everything else it refuses.
+      // Without --json, commander already printed the message. Help asked for (--help, `help`)
+      // and --version exit 0; help shown because a command is missing (to stderr, exit code 1
+      // from commander) is a usage error like a wrong command, as is everything else it refuses.
       process.exitCode = err.exitCode === 0 ? 0 : 2;
+      if (json && err.exitCode !== 0) reportError(new RosterdError('USAGE', commanderMessage(err, program, words)), true);
       return;
     }
-    reportError(err, argv.includes('--json'));
+    reportError(err, json);
   }
+}
+
+/** commander's message as a sentence that says what to do, for the JSON error. */
+function commanderMessage(err: CommanderError, program: Command, words: string[]): string {
+  let command = program;
+  const names = [program.name()];
+  for (const word of words) {
+    if (word.startsWith('-')) continue;
+    const sub = command.commands.find((c) => c.name() === word || c.aliases().includes(word));
+    if (!sub) break;
+    command = sub;
+    names.push(sub.name());
+  }
+  const usage = `"${names.join(' ')} --help"`;
+  // A command group (`rosterd tenant --json`) has no --json of its own: what is missing is the command.
+  const groupJson = err.code === 'commander.unknownOption' && err.message.includes("'--json'") && command.commands.length > 0;
+  if (err.code === 'commander.help' || groupJson) {
+    return `a command is missing after "${names.join(' ')}"; ${usage} lists them`;
+  }
+  return `${err.message.replace(/^error: /, '').replace(/\.$/, '')}; ${usage} shows the usage`;
 }
 
 await main(process.argv);

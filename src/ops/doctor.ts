@@ -89,13 +89,28 @@ function describeConfig(config: Config): string {
   return `DATA_DIR=${config.DATA_DIR}; ${database}; mail: ${mail}; SFTP port ${config.SFTP_PORT}; HTTP port ${config.HTTP_PORT}`;
 }
 
-/** host:port/path of a URL, never its credentials. */
-function hostOf(url: string): string {
+/**
+ * Where a URL points, never its credentials: host:port/path, or for Postgres over a Unix socket
+ * (`postgres://user@/db?host=/var/run/postgresql`, or the socket folder %2F-encoded as the host)
+ * the socket folder and the database. WHATWG URL refuses a user with an empty host, so the
+ * authority is split by hand.
+ */
+export function hostOf(url: string): string {
+  const match = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)([^?#]*)(?:\?([^#]*))?/i.exec(url);
+  if (!match) return '(unparsable URL)';
+  const authority = match[1] ?? '';
+  const pathname = match[2] === '/' ? '' : (match[2] ?? '');
+  const host = decode(new URLSearchParams(match[3] ?? '').get('host') || authority.slice(authority.lastIndexOf('@') + 1));
+  if (host === '') return `the default host${pathname}`;
+  if (host.startsWith('/')) return `socket ${host}${pathname === '' ? '' : ` (database ${decode(pathname.slice(1))})`}`;
+  return `${host}${pathname}`;
+}
+
+function decode(text: string): string {
   try {
-    const u = new URL(url);
-    return `${u.host}${u.pathname === '/' ? '' : u.pathname}`;
+    return decodeURIComponent(text);
   } catch {
-    return '(unparsable URL)';
+    return text;
   }
 }
 

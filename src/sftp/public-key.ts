@@ -31,10 +31,62 @@ export function fingerprintOfBlob(blob: Buffer): string {
  * what to send instead.
  */
 export function parsePublicKey(text: string): PublicKey {
+  checkWrongFile(text);
+  return parseKeyLine(text.includes(RFC4716_BEGIN) ? fromRfc4716(text) : oneLine(text));
+}
+
+/**
+ * Files people often send instead of an OpenSSH public key, each refused with what it is and
+ * how to get the public key from it.
+ */
+function checkWrongFile(text: string): void {
+  if (/^\s*PuTTY-User-Key-File-\d+:/m.test(text)) {
+    throw new RosterdError(
+      'KEY_INVALID',
+      'this is a PuTTY private key (.ppk); never share it. Send its public key instead: in PuTTYgen, load the .ppk and copy ' +
+        '"Public key for pasting into OpenSSH authorized_keys file", or run: puttygen key.ppk -O public-openssh -o key.pub',
+    );
+  }
   if (/PRIVATE KEY/.test(text)) {
     throw new RosterdError('KEY_INVALID', 'this is a private key; never share it. Send the public key (the .pub file) instead');
   }
-  return parseKeyLine(text.includes(RFC4716_BEGIN) ? fromRfc4716(text) : oneLine(text));
+  if (/-----BEGIN PUBLIC KEY-----/.test(text)) {
+    throw new RosterdError(
+      'KEY_INVALID',
+      'this is a PEM (PKCS#8) public key, not the OpenSSH form; convert it with: ssh-keygen -i -m PKCS8 -f key.pem > key.pub, and add key.pub',
+    );
+  }
+  if (/-----BEGIN RSA PUBLIC KEY-----/.test(text)) {
+    throw new RosterdError(
+      'KEY_INVALID',
+      'this is a PEM (PKCS#1) RSA public key, not the OpenSSH form; convert it with: ssh-keygen -i -m PEM -f key.pem > key.pub, and add key.pub',
+    );
+  }
+  if (/-----BEGIN CERTIFICATE-----/.test(text)) {
+    throw new RosterdError(
+      'KEY_INVALID',
+      'this is an X.509 (TLS) certificate, not an SSH key; send the .pub file of the SSH key the SIS logs in with (ssh-keygen -t ed25519 writes one)',
+    );
+  }
+}
+
+/**
+ * The text of a key file. UTF-8 (with or without a BOM) as is; UTF-16, which PowerShell's `>`
+ * writes, decoded by its byte-order mark (or, without one, by its zero bytes, since a key is
+ * ASCII); anything else holding zero bytes is binary and refused.
+ */
+export function decodeKeyFile(bytes: Buffer): string {
+  if (bytes[0] === 0xff && bytes[1] === 0xfe) return bytes.subarray(2).toString('utf16le');
+  if (bytes[0] === 0xfe && bytes[1] === 0xff) return Buffer.from(bytes.subarray(2)).swap16().toString('utf16le');
+  if (!bytes.includes(0)) return bytes.toString('utf8').replace(/^\uFEFF/, '');
+  const even = bytes.length % 2 === 0;
+  const zeroAt = (parity: number) => bytes.every((b, i) => (i % 2 === parity ? b === 0 : b !== 0));
+  if (even && zeroAt(1)) return bytes.toString('utf16le');
+  if (even && zeroAt(0)) return Buffer.from(bytes).swap16().toString('utf16le');
+  throw new RosterdError(
+    'KEY_INVALID',
+    'the key file is binary, not text; send the .pub file ssh-keygen writes (one line starting with ssh-ed25519, ecdsa-sha2-… or ssh-rsa)',
+  );
 }
 
 function oneLine(text: string): string {
@@ -67,6 +119,12 @@ function parseKeyLine(line: string): PublicKey {
   const base64 = match[2] ?? '';
   const comment = (match[3] ?? '').trim();
   checkOptions(line.slice(0, match.index).trim());
+  if (type.endsWith('-cert-v01@openssh.com')) {
+    throw new RosterdError(
+      'KEY_INVALID',
+      `this is an SSH certificate (${type}), not a public key; send the plain public key instead: the .pub file without -cert (id_ed25519.pub, not id_ed25519-cert.pub)`,
+    );
+  }
   if (type === 'ssh-dss') {
     throw new RosterdError(
       'KEY_WEAK',

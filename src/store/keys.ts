@@ -98,17 +98,41 @@ export async function listKeys(db: Queryable, subdomain?: string): Promise<SshKe
   return rows.map(toKey);
 }
 
-export async function revokeKey(db: Queryable, fingerprint: string): Promise<SshKey> {
-  const normalized = fingerprint.startsWith('SHA256:') ? fingerprint : `SHA256:${fingerprint}`;
-  const { rows } = await db.query<{ id: number }>(
-    `UPDATE ssh_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE fingerprint = $1 RETURNING id`,
+/**
+ * The `SHA256:` fingerprint an operator typed, as stored: the prefix in any case or left out, the
+ * `=` padding some tools print dropped. An MD5 fingerprint (old ssh-keygen, PuTTYgen) cannot be
+ * matched: the message says which one to use.
+ */
+export function normaliseFingerprint(fingerprint: string): string {
+  const text = fingerprint.trim();
+  if (text === '') {
+    throw new RosterdError('USAGE', 'give the key\'s SHA256: fingerprint, as "rosterd key list" shows it');
+  }
+  if (/^md5:/i.test(text) || /^[0-9a-f]{2}(:[0-9a-f]{2}){15}$/i.test(text)) {
+    throw new RosterdError(
+      'USAGE',
+      `${text} is an MD5 fingerprint; rosterd knows keys by their SHA256: fingerprint, which "rosterd key list" shows (and ssh-keygen -lf KEY.pub prints)`,
+    );
+  }
+  return `SHA256:${text.replace(/^sha256:/i, '').replace(/=+$/, '')}`;
+}
+
+/** Revokes a key; `alreadyRevoked` says it was revoked before (its revokedAt is then unchanged). */
+export async function revokeKey(db: Queryable, fingerprint: string): Promise<SshKey & { alreadyRevoked: boolean }> {
+  const normalized = normaliseFingerprint(fingerprint);
+  // FROM reads the row as it was before this UPDATE changed it.
+  const { rows } = await db.query<{ id: number; was_revoked: boolean }>(
+    `UPDATE ssh_keys k SET revoked_at = COALESCE(k.revoked_at, now())
+       FROM ssh_keys before
+      WHERE k.fingerprint = $1 AND before.id = k.id
+      RETURNING k.id, before.revoked_at IS NOT NULL AS was_revoked`,
     [normalized],
   );
   if (!rows[0]) {
     throw new RosterdError('KEY_NOT_FOUND', `no key has fingerprint ${normalized}; "rosterd key list" shows them`);
   }
   const updated = await db.query<KeyRow>(`${SELECT} WHERE k.id = $1`, [rows[0].id]);
-  return toKey(updated.rows[0] as KeyRow);
+  return { ...toKey(updated.rows[0] as KeyRow), alreadyRevoked: rows[0].was_revoked };
 }
 
 /** Unrevoked keys of an active tenant; [] for an unknown or suspended tenant. */

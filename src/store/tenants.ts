@@ -45,42 +45,82 @@ export function validateSubdomain(subdomain: string): string {
   return subdomain;
 }
 
-/** Validates operator input; throws a usage error naming the bad value. Nothing is written. */
+/** Longest display name; it heads every report email. */
+export const MAX_TENANT_NAME = 200;
+/** threshold_count is a Postgres integer. */
+export const MAX_THRESHOLD_COUNT = 2_147_483_647;
+
+/**
+ * Validates operator input and returns it normalised (trimmed name, canonical zone name, each
+ * administrator email once); throws a usage error naming the bad value. Nothing is written.
+ */
 export function validateTenantInput(input: TenantInput): TenantInput {
-  if (input.name !== undefined && input.name.trim() === '') {
-    throw new RosterdError('USAGE', 'the tenant name must not be empty');
+  const out: TenantInput = { ...input };
+  if (input.name !== undefined) {
+    const name = input.name.trim();
+    if (name === '') throw new RosterdError('USAGE', 'the tenant name must not be empty (--name)');
+    if (name.length > MAX_TENANT_NAME) {
+      throw new RosterdError('USAGE', `the tenant name has ${name.length} characters; use at most ${MAX_TENANT_NAME} (--name)`);
+    }
+    out.name = name;
   }
-  if (input.timezone !== undefined && !isValidZone(input.timezone)) {
+  if (input.timezone !== undefined) out.timezone = canonicalZone(input.timezone.trim());
+  if (input.adminEmails !== undefined) out.adminEmails = normaliseEmails(input.adminEmails);
+  if (input.allowDaytime === true && input.window === undefined) {
     throw new RosterdError(
-      'INVALID_TIMEZONE',
-      `"${input.timezone}" is not a known IANA time zone: use a name such as America/Chicago or Europe/London`,
+      'INVALID_WINDOW',
+      '--allow-daytime only applies with --window: give the daytime window it allows, e.g. --window 09:00-15:00 --allow-daytime',
     );
-  }
-  if (input.adminEmails !== undefined) {
-    if (input.adminEmails.length === 0) {
-      throw new RosterdError('INVALID_EMAIL', 'give at least one --admin-email: the administrator who receives import reports');
-    }
-    for (const e of input.adminEmails) {
-      if (!email.safeParse(e).success) {
-        throw new RosterdError('INVALID_EMAIL', `"${e}" is not a valid email address (--admin-email)`);
-      }
-    }
   }
   if (input.window !== undefined) checkWindowAllowed(parseWindow(input.window), input.allowDaytime ?? false);
-  if (input.thresholdPercent !== undefined && !(input.thresholdPercent >= 0 && input.thresholdPercent <= 100)) {
-    throw new RosterdError('INVALID_THRESHOLD', `--threshold must be a percentage from 0 to 100, not ${input.thresholdPercent}`);
+  const percent = input.thresholdPercent;
+  if (percent !== undefined) {
+    if (!(percent >= 0 && percent <= 100)) {
+      throw new RosterdError('INVALID_THRESHOLD', `--threshold must be a percentage from 0 to 100, not ${percent}`);
+    }
+    // threshold_percent is numeric(5,2): refuse what Postgres would round silently.
+    if (Number(percent.toFixed(2)) !== percent) {
+      throw new RosterdError('INVALID_THRESHOLD', `--threshold takes at most 2 decimal places (e.g. 2.5 or 12.75), not ${percent}`);
+    }
   }
-  if (
-    input.thresholdCount !== undefined &&
-    input.thresholdCount !== null &&
-    !(Number.isInteger(input.thresholdCount) && input.thresholdCount >= 0)
-  ) {
+  const count = input.thresholdCount;
+  if (count !== undefined && count !== null && !(Number.isInteger(count) && count >= 0 && count <= MAX_THRESHOLD_COUNT)) {
     throw new RosterdError(
       'INVALID_THRESHOLD',
-      `--threshold-count must be a whole number of users (0 or more), not ${input.thresholdCount}`,
+      `--threshold-count must be a whole number of users from 0 to ${MAX_THRESHOLD_COUNT}, not ${count}`,
     );
   }
-  return input;
+  return out;
+}
+
+/** The zone's canonical IANA name (america/chicago → America/Chicago, utc → UTC), as Intl resolves it. */
+function canonicalZone(zone: string): string {
+  if (!isValidZone(zone)) {
+    throw new RosterdError(
+      'INVALID_TIMEZONE',
+      `"${zone}" is not a known IANA time zone: use a name such as America/Chicago or Europe/London`,
+    );
+  }
+  return new Intl.DateTimeFormat('en-US', { timeZone: zone }).resolvedOptions().timeZone;
+}
+
+/** Trimmed, each address once (compared ignoring case; the first spelling is kept), all valid. */
+function normaliseEmails(emails: string[]): string[] {
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const raw of emails) {
+    const e = raw.trim();
+    if (!email.safeParse(e).success) {
+      throw new RosterdError('INVALID_EMAIL', `"${raw}" is not a valid email address (--admin-email)`);
+    }
+    if (seen.has(e.toLowerCase())) continue;
+    seen.add(e.toLowerCase());
+    out.push(e);
+  }
+  if (out.length === 0) {
+    throw new RosterdError('INVALID_EMAIL', 'give at least one --admin-email: the administrator who receives import reports');
+  }
+  return out;
 }
 
 interface TenantRow {
@@ -126,25 +166,26 @@ function windowColumns(window: string | undefined): [string | null, string | nul
 
 export async function createTenant(db: Queryable, subdomain: string, input: TenantInput & { adminEmails: string[] }): Promise<Tenant> {
   validateSubdomain(subdomain);
-  validateTenantInput(input);
+  const valid = validateTenantInput(input);
+  const adminEmails = valid.adminEmails ?? input.adminEmails;
   const [start, end] = windowColumns(input.window);
   try {
     const { rows } = await db.query<TenantRow>(
       `INSERT INTO tenants (subdomain, name, timezone, admin_emails, window_start, window_end, allow_daytime,
                             threshold_percent, threshold_count)
        VALUES ($1, $2, COALESCE($3, 'America/New_York'), $4, COALESCE($5, '18:00'), COALESCE($6, '06:00'),
-               $7, COALESCE($8, 10), $9)
+               $7, COALESCE($8::numeric, 10), $9)
        RETURNING *`,
       [
         subdomain,
-        input.name ?? subdomain,
-        input.timezone ?? null,
-        input.adminEmails,
+        valid.name ?? subdomain,
+        valid.timezone ?? null,
+        adminEmails,
         start,
         end,
-        input.allowDaytime ?? false,
-        input.thresholdPercent ?? null,
-        input.thresholdCount ?? null,
+        valid.allowDaytime ?? false,
+        valid.thresholdPercent ?? null,
+        valid.thresholdCount ?? null,
       ],
     );
     return toTenant(rows[0] as TenantRow);
@@ -180,8 +221,8 @@ export async function listTenants(db: Queryable): Promise<Tenant[]> {
 export async function updateTenant(db: Queryable, subdomain: string, input: TenantInput & { status?: TenantStatus }): Promise<Tenant> {
   await getTenant(db, subdomain);
   // A daytime window must be forced each time it is set; the flag is not sticky.
-  validateTenantInput({ ...input, allowDaytime: input.allowDaytime ?? false });
-  const [start, end] = windowColumns(input.window);
+  const valid = validateTenantInput({ ...input, allowDaytime: input.allowDaytime ?? false });
+  const [start, end] = windowColumns(valid.window);
   const { rows } = await db.query<TenantRow>(
     `UPDATE tenants SET
        name = COALESCE($2, name),
@@ -190,7 +231,7 @@ export async function updateTenant(db: Queryable, subdomain: string, input: Tena
        window_start = COALESCE($5, window_start),
        window_end = COALESCE($6, window_end),
        allow_daytime = COALESCE($7, allow_daytime),
-       threshold_percent = COALESCE($8, threshold_percent),
+       threshold_percent = COALESCE($8::numeric, threshold_percent),
        threshold_count = CASE WHEN $9::boolean THEN $10::integer ELSE threshold_count END,
        status = COALESCE($11, status),
        updated_at = now()
@@ -198,15 +239,15 @@ export async function updateTenant(db: Queryable, subdomain: string, input: Tena
      RETURNING *`,
     [
       subdomain,
-      input.name ?? null,
-      input.timezone ?? null,
-      input.adminEmails ?? null,
+      valid.name ?? null,
+      valid.timezone ?? null,
+      valid.adminEmails ?? null,
       start,
       end,
-      input.window === undefined ? null : (input.allowDaytime ?? false),
-      input.thresholdPercent ?? null,
-      input.thresholdCount !== undefined,
-      input.thresholdCount ?? null,
+      valid.window === undefined ? null : (valid.allowDaytime ?? false),
+      valid.thresholdPercent ?? null,
+      valid.thresholdCount !== undefined,
+      valid.thresholdCount ?? null,
       input.status ?? null,
     ],
   );

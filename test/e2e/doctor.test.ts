@@ -100,6 +100,30 @@ describe('rosterd doctor', () => {
     expect(r.check('database').status).toBe('skip');
   });
 
+  it('reports a bad LOG_LEVEL as a configuration failure naming it, without a stack trace (exit 1)', async () => {
+    const r = await doctor({ DATABASE_URL: db.url, DATA_DIR: tempDir(), LOG_LEVEL: 'verbose' });
+    expect(r.code).toBe(1);
+    expect(r.textCode).toBe(1);
+    expect(r.check('configuration')).toMatchObject({
+      status: 'fail',
+      detail: expect.stringMatching(/LOG_LEVEL="verbose" is not valid: expected one of fatal, error, warn/),
+    });
+    expect(r.check('database').status).toBe('skip');
+    expect(r.text).toMatch(/^FAIL {2}configuration {2,}LOG_LEVEL="verbose"/m);
+    expect(r.stderr).toBe('');
+  });
+
+  it('shows the socket folder of a DATABASE_URL that connects over a Unix socket', async () => {
+    const socketDir = path.join(tempDir(), 'no-postgres-here');
+    const r = await doctor({ DATABASE_URL: `postgres://root@/rosterd?host=${socketDir}`, DATA_DIR: tempDir() });
+    expect(r.check('configuration').detail).toContain(`Postgres at socket ${socketDir} (database rosterd)`);
+    expect(r.check('configuration').detail).not.toContain('unparsable');
+    expect(r.check('database')).toMatchObject({
+      status: 'fail',
+      detail: expect.stringContaining(`cannot connect to socket ${socketDir} (database rosterd)`),
+    });
+  });
+
   it('names a mail server that does not answer', async () => {
     const r = await doctor({ DATABASE_URL: db.url, DATA_DIR: tempDir(), SMTP_URL: 'smtp://127.0.0.1:1' });
     expect(r.code).toBe(1);

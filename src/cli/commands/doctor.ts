@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { createLogger } from '../../log/logger.js';
 import { runDoctor, type DoctorReport } from '../../ops/doctor.js';
-import { reportError } from '../context.js';
+import { cliLogLevel, reportError } from '../context.js';
 
 const LABEL = { ok: 'OK', warn: 'WARN', fail: 'FAIL', skip: 'SKIP' } as const;
 
@@ -18,7 +18,8 @@ export function registerDoctorCommand(program: Command): void {
     .action(async (opts: { json?: boolean }) => {
       const json = opts.json === true;
       try {
-        const logger = createLogger(process.env.LOG_LEVEL ?? 'warn', process.stderr);
+        // A bad LOG_LEVEL is reported by the configuration check, not by the logger crashing.
+        const logger = createLogger(cliLogLevel(), process.stderr);
         const report = await runDoctor({ env: process.env, logger });
         process.stdout.write(json ? JSON.stringify(report, null, 2) + '\n' : formatReport(report));
         process.exitCode = report.ok ? 0 : 1;

@@ -1,11 +1,19 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { rename, unlink } from 'node:fs/promises';
+import { open, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { RosterdError } from '../../errors.js';
 import { exportUsers } from '../../import/export.js';
-import { leaf } from '../context.js';
+import { describeFileError, leaf } from '../context.js';
+
+function cannotWrite(file: string, err: unknown): RosterdError {
+  return new RosterdError('FILE_NOT_WRITABLE', `cannot write ${file}: ${describeFileError(err, true)}; nothing was written`, {
+    cause: err,
+  });
+}
+
+/** A Node file system error (it has a syscall), as opposed to a database or programming error. */
+const isFileError = (err: unknown): boolean => typeof err === 'object' && err !== null && 'syscall' in err;
 
 export function registerExportCommands(program: Command): void {
   const exp = program.command('export').description('export data');
@@ -24,13 +32,21 @@ export function registerExportCommands(program: Command): void {
       }
       const out = path.resolve(opts.out);
       const tmp = `${out}.${randomBytes(4).toString('hex')}.tmp`;
+      // Opened here, awaited, so that a bad path is an error we report rather than an 'error'
+      // event nobody listens to yet (exportUsers first looks the tenant up).
+      const handle = await open(tmp, 'wx', 0o600).catch((err: unknown) => {
+        throw cannotWrite(out, err);
+      });
       try {
-        const users = await exportUsers(ctx.pool, opts.tenant, createWriteStream(tmp, { flags: 'wx' }));
-        await rename(tmp, out);
+        const users = await exportUsers(ctx.pool, opts.tenant, handle.createWriteStream());
+        await rename(tmp, out).catch((err: unknown) => {
+          throw cannotWrite(out, err);
+        });
         return { json: { tenant: opts.tenant, file: out, users }, text: `wrote ${users} user(s) of ${opts.tenant} to ${out}` };
       } catch (err) {
+        await handle.close().catch(() => undefined);
         await unlink(tmp).catch(() => undefined);
-        throw err;
+        throw err instanceof RosterdError || !isFileError(err) ? err : cannotWrite(out, err);
       }
     },
   );

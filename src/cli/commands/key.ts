@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { RosterdError } from '../../errors.js';
 import { addKey, listKeys, revokeKey, type SshKey } from '../../store/keys.js';
-import { leaf, table } from '../context.js';
+import { decodeKeyFile } from '../../sftp/public-key.js';
+import { describeFileError, leaf, table } from '../context.js';
 
 export function keyJson(k: SshKey) {
   return {
@@ -21,17 +22,15 @@ async function readKeyText(file: string): Promise<string> {
   if (file === '-') {
     const chunks: Buffer[] = [];
     for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks).toString('utf8');
+    return decodeKeyFile(Buffer.concat(chunks));
   }
+  let bytes: Buffer;
   try {
-    return await readFile(file, 'utf8');
+    bytes = await readFile(file);
   } catch (err) {
-    throw new RosterdError(
-      'FILE_NOT_FOUND',
-      `cannot read key file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-      { cause: err },
-    );
+    throw new RosterdError('FILE_NOT_FOUND', `cannot read key file ${file}: ${describeFileError(err)}`, { cause: err });
   }
+  return decodeKeyFile(bytes);
 }
 
 export function registerKeyCommands(program: Command): void {
@@ -73,6 +72,13 @@ export function registerKeyCommands(program: Command): void {
 
   leaf(key.command('revoke <fingerprint>').description('revoke a key by its SHA256: fingerprint'), async (ctx, [fingerprint]) => {
     const k = await revokeKey(ctx.pool, fingerprint ?? '');
-    return { json: keyJson(k), text: `revoked ${k.fingerprint} of ${k.tenant}` };
+    // Exit 0 either way: the key is revoked, as asked; the text says whether this command did it.
+    const when = k.revokedAt?.toISOString().replace(/\.\d+Z$/, 'Z') ?? '?';
+    return {
+      json: { ...keyJson(k), alreadyRevoked: k.alreadyRevoked },
+      text: k.alreadyRevoked
+        ? `${k.fingerprint} of ${k.tenant} was already revoked (at ${when}); nothing changed`
+        : `revoked ${k.fingerprint} of ${k.tenant}`,
+    };
   });
 }

@@ -4,9 +4,9 @@ import { parse } from 'csv-parse/sync';
 import type { SchoolRef } from '../../import/types.js';
 import { RosterdError } from '../../errors.js';
 import { withTransaction } from '../../store/db.js';
-import { addSchool, listSchools, type SchoolInput } from '../../store/schools.js';
+import { addSchool, listSchools, validateSchoolInput, type SchoolInput } from '../../store/schools.js';
 import { getTenant } from '../../store/tenants.js';
-import { leaf, table } from '../context.js';
+import { describeFileError, leaf, table } from '../context.js';
 
 const schoolJson = (s: SchoolRef) => ({ id: s.id, name: s.name, ncesId: s.ncesId, stateId: s.stateId });
 
@@ -21,35 +21,115 @@ const SCHOOL_COLUMNS: Record<string, keyof SchoolInput> = {
   stateschoolid: 'stateId',
 };
 
-/** Reads a schools CSV; every bad line is reported and nothing is written if any is bad. */
-export async function readSchoolsFile(file: string): Promise<SchoolInput[]> {
+/** One school of a schools file, with the line it starts on (the header is line 1). */
+export interface SchoolLine {
+  line: number;
+  input: SchoolInput;
+}
+
+/** A bad line of a schools file; `code` says whether the line is malformed or clashes with a school. */
+export interface SchoolProblem {
+  line: number;
+  message: string;
+  code: 'INVALID_SCHOOL' | 'SCHOOL_EXISTS';
+}
+
+/** Reads a schools CSV: its rows as school inputs. A file it cannot read as one fails whole. */
+export async function readSchoolsFile(file: string): Promise<SchoolLine[]> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new RosterdError('FILE_NOT_FOUND', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
-      cause: err,
-    });
+    throw new RosterdError('FILE_NOT_FOUND', `cannot read ${file}: ${describeFileError(err)}`, { cause: err });
   }
-  let records: string[][];
+  let records: { record: string[]; info: { lines: number } }[];
   try {
-    records = parse(text, { bom: true, skip_empty_lines: true, relax_column_count: true }) as string[][];
+    records = parse(text, { bom: true, skip_empty_lines: true, relax_column_count: true, info: true }) as unknown as typeof records;
   } catch (err) {
     throw new RosterdError('USAGE', `${file} is not a readable CSV file: ${(err as Error).message}`, { cause: err });
   }
   const [header, ...rows] = records;
-  const columns = (header ?? []).map((h) => SCHOOL_COLUMNS[h.toLowerCase().replace(/[\s_-]/g, '')]);
+  const headers = header?.record ?? [];
+  const columns = headers.map((h) => SCHOOL_COLUMNS[h.toLowerCase().replace(/[\s_-]/g, '')]);
   if (!columns.includes('name')) {
     throw new RosterdError('USAGE', `${file} needs a header row with a "name" column (and optionally "nces id" and "state id")`);
   }
+  columns.forEach((col, i) => {
+    const first = columns.indexOf(col);
+    if (col !== undefined && first !== i) {
+      throw new RosterdError(
+        'USAGE',
+        `${file} has two ${COLUMN_NAMES[col]} columns: "${headers[first]}" (column ${first + 1}) and "${headers[i]}" (column ${i + 1}); keep one and import again`,
+      );
+    }
+  });
   if (rows.length === 0) throw new RosterdError('USAGE', `${file} has a header but no schools`);
-  return rows.map((row) => {
+  return rows.map(({ record, info }) => {
     const input: SchoolInput = { name: '' };
     columns.forEach((col, i) => {
-      if (col) input[col] = row[i] ?? '';
+      if (col) input[col] = record[i] ?? '';
     });
-    return input;
+    // info.lines is where the record ends; a quoted value may span lines.
+    const spanned = record.join('').split('\n').length - 1;
+    return { line: info.lines - spanned, input };
   });
+}
+
+const COLUMN_NAMES: Record<keyof SchoolInput, string> = { name: 'school name', ncesId: 'NCES ID', stateId: 'state ID' };
+
+/**
+ * Every bad line of a schools file: malformed values, a school the file lists twice, a school the
+ * tenant already has (`existing`). Empty when the whole file can be imported.
+ */
+export function checkSchools(lines: SchoolLine[], existing: SchoolRef[], subdomain: string): SchoolProblem[] {
+  const problems: SchoolProblem[] = [];
+  // what each identifier is, lower-cased, to the line that first gave it (0: an existing school)
+  const seen = new Map<string, number>();
+  for (const s of existing) {
+    for (const key of identities({ name: s.name, ncesId: s.ncesId, stateId: s.stateId })) seen.set(key.key, 0);
+  }
+  for (const { line, input } of lines) {
+    let school: SchoolInput;
+    try {
+      school = validateSchoolInput(input);
+    } catch (err) {
+      if (!(err instanceof RosterdError)) throw err;
+      problems.push({ line, message: err.message, code: 'INVALID_SCHOOL' });
+      continue;
+    }
+    for (const { key, label } of identities(school)) {
+      const earlier = seen.get(key);
+      if (earlier === undefined) seen.set(key, line);
+      else if (earlier === 0) {
+        problems.push({ line, message: `${subdomain} already has a school with ${label}`, code: 'SCHOOL_EXISTS' });
+      } else {
+        problems.push({ line, message: `the file lists ${label} twice (lines ${earlier} and ${line})`, code: 'INVALID_SCHOOL' });
+      }
+    }
+  }
+  return problems.sort((a, b) => a.line - b.line);
+}
+
+/** The identifiers that must be unique within a tenant, as the unique indexes compare them. */
+function identities(s: SchoolInput): { key: string; label: string }[] {
+  const out = [{ key: `name:${s.name.toLowerCase()}`, label: `name "${s.name}"` }];
+  if (s.ncesId) out.push({ key: `nces:${s.ncesId}`, label: `NCES ID ${s.ncesId}` });
+  if (s.stateId) out.push({ key: `state:${s.stateId.toLowerCase()}`, label: `state ID ${s.stateId}` });
+  return out;
+}
+
+function schoolsFileError(file: string, problems: SchoolProblem[]): RosterdError {
+  const code = problems.every((p) => p.code === 'SCHOOL_EXISTS') ? 'SCHOOL_EXISTS' : 'INVALID_SCHOOL';
+  const lines = new Set(problems.map((p) => p.line)).size;
+  const count = lines === 1 ? 'a bad line' : `${lines} bad lines`;
+  return new RosterdError(
+    code,
+    [
+      `${file} has ${count}; nothing was imported. Fix ${lines === 1 ? 'it' : 'them'} and import the file again:`,
+      ...problems.map((p) => `line ${p.line}: ${p.message}`),
+    ].join('\n'),
+    { details: { errors: problems.map(({ line, message }) => ({ line, message })) } },
+  );
 }
 
 export function registerSchoolCommands(program: Command): void {
@@ -75,22 +155,24 @@ export function registerSchoolCommands(program: Command): void {
   leaf(
     school.command('import <subdomain> <file>').description('add schools from a CSV with columns name, nces id, state id (all or nothing)'),
     async (ctx, [subdomain, file]) => {
-      const inputs = await readSchoolsFile(file ?? '');
+      const tenant = await getTenant(ctx.pool, subdomain ?? '');
+      const lines = await readSchoolsFile(file ?? '');
+      const problems = checkSchools(lines, await listSchools(ctx.pool, tenant.id), tenant.subdomain);
+      if (problems.length > 0) throw schoolsFileError(file ?? '', problems);
+      // All or nothing; a school added meanwhile by someone else still fails the whole file here.
       const added = await withTransaction(ctx.pool, async (client) => {
         const result: SchoolRef[] = [];
-        for (const [i, input] of inputs.entries()) {
+        for (const { line, input } of lines) {
           try {
-            result.push(await addSchool(client, subdomain ?? '', input));
+            result.push(await addSchool(client, tenant.subdomain, input));
           } catch (err) {
-            if (err instanceof RosterdError) {
-              throw new RosterdError(err.code, `line ${i + 2}: ${err.message}; nothing was imported`, { cause: err });
-            }
+            if (err instanceof RosterdError) throw schoolsFileError(file ?? '', [{ line, message: err.message, code: 'SCHOOL_EXISTS' }]);
             throw err;
           }
         }
         return result;
       });
-      return { json: added.map(schoolJson), text: `added ${added.length} school(s) to ${subdomain}` };
+      return { json: added.map(schoolJson), text: `added ${added.length} school(s) to ${tenant.subdomain}` };
     },
   );
 

@@ -1,7 +1,16 @@
 import type { Command } from 'commander';
 import { RosterdError } from '../../errors.js';
-import { createTenant, getTenant, listTenants, setTenantStatus, updateTenant, type Tenant, type TenantInput } from '../../store/tenants.js';
-import { intOption, leaf, numberOption, table, type Output } from '../context.js';
+import {
+  MAX_THRESHOLD_COUNT,
+  createTenant,
+  getTenant,
+  listTenants,
+  setTenantStatus,
+  updateTenant,
+  type Tenant,
+  type TenantInput,
+} from '../../store/tenants.js';
+import { decimalOption, intOption, leaf, table, type Output } from '../context.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -39,11 +48,12 @@ function inputFrom(opts: Record<string, unknown>): TenantInput {
   if (Array.isArray(opts.adminEmail)) input.adminEmails = opts.adminEmail.map(String);
   if (typeof opts.window === 'string') input.window = opts.window;
   if (opts.allowDaytime === true) input.allowDaytime = true;
-  const percent = numberOption(opts.threshold, '--threshold');
+  // threshold_percent is numeric(5,2) (migration 001): two decimal places at most.
+  const percent = decimalOption(opts.threshold, '--threshold', 2);
   if (percent !== undefined) input.thresholdPercent = percent;
   if (opts.thresholdCount === 'none') input.thresholdCount = null;
   else {
-    const count = intOption(opts.thresholdCount, '--threshold-count');
+    const count = intOption(opts.thresholdCount, '--threshold-count', 0, MAX_THRESHOLD_COUNT);
     if (count !== undefined) input.thresholdCount = count;
   }
   return input;
@@ -59,6 +69,8 @@ function withTenantOptions(cmd: Command, adding: boolean): Command {
     .option('--threshold <percent>', 'hold an import that deactivates more than this % of active users (default 10)')
     .option('--threshold-count <n>', `also hold above this many deactivations${adding ? '' : ' ("none" removes it)'}`);
 }
+
+const UPDATE_OPTIONS = '--admin-email, --name, --timezone, --window (with --allow-daytime), --threshold, --threshold-count';
 
 const one = (t: Tenant, verb: string): Output => ({ json: tenantJson(t), text: `${verb} ${t.subdomain}\n${describe(t)}` });
 
@@ -92,9 +104,16 @@ export function registerTenantCommands(program: Command): void {
     return { json: tenantJson(t), text: describe(t) };
   });
 
-  leaf(withTenantOptions(tenant.command('update <subdomain>').description('change a tenant'), false), async (ctx, [subdomain], opts) =>
-    one(await updateTenant(ctx.pool, subdomain ?? '', inputFrom(opts)), 'updated'),
-  );
+  leaf(withTenantOptions(tenant.command('update <subdomain>').description('change a tenant'), false), async (ctx, [subdomain], opts) => {
+    const input = inputFrom(opts);
+    if (Object.keys(input).length === 0) {
+      throw new RosterdError(
+        'USAGE',
+        `nothing to change: give at least one of ${UPDATE_OPTIONS}, e.g. rosterd tenant update ${subdomain ?? 'SUBDOMAIN'} --threshold 15`,
+      );
+    }
+    return one(await updateTenant(ctx.pool, subdomain ?? '', input), 'updated');
+  });
 
   leaf(tenant.command('suspend <subdomain>').description("refuse the tenant's logins and imports"), async (ctx, [subdomain]) =>
     one(await setTenantStatus(ctx.pool, subdomain ?? '', 'suspended'), 'suspended'),

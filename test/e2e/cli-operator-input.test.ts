@@ -1,0 +1,288 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../support/cli.js';
+import { createTestDatabase, type TestDatabase } from '../support/db.js';
+
+/**
+ * The operator CLI on input people get wrong: numbers, options that change nothing, key files that
+ * are not OpenSSH public keys, schools files with several bad lines, and --json on every usage
+ * error (PRODUCT.md §1, §7).
+ */
+let db: TestDatabase;
+let dir: string;
+let env: Record<string, string>;
+
+function keygen(type: string, bits?: number): string {
+  const file = path.join(dir, `key-${type}-${Math.random().toString(36).slice(2)}`);
+  execFileSync('ssh-keygen', ['-q', '-t', type, ...(bits ? ['-b', String(bits)] : []), '-N', '', '-C', 'sis@district', '-f', file]);
+  return `${file}.pub`;
+}
+
+const fingerprintBySshKeygen = (pub: string, hash = 'sha256') =>
+  execFileSync('ssh-keygen', ['-l', '-E', hash, '-f', pub]).toString().split(' ')[1] ?? '';
+
+async function count(table: string): Promise<number> {
+  const { rows } = await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`);
+  return rows[0]?.n ?? -1;
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  dir = mkdtempSync(path.join(os.tmpdir(), 'rosterd-cli-input-'));
+  env = { DATABASE_URL: db.url, DATA_DIR: path.join(dir, 'data') };
+  const r = await runCli(['tenant', 'add', 'alpha', '--admin-email', 'it@alpha.example'], env);
+  expect(r.code, r.stderr).toBe(0);
+});
+
+afterAll(async () => {
+  await db.drop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('tenant thresholds', () => {
+  it('stores a percentage with decimals, and refuses more decimals than the column keeps instead of rounding', async () => {
+    const add = await runCli(['tenant', 'add', 'frac', '--admin-email', 'a@b.org', '--threshold', '2.5', '--json'], env);
+    expect(add.code, add.stdout + add.stderr).toBe(0);
+    expect(add.json()).toMatchObject({ thresholdPercent: 2.5 });
+    const tooFine = await runCli(['tenant', 'update', 'frac', '--threshold', '10.555', '--json'], env);
+    expect(tooFine.code).toBe(2);
+    expect(tooFine.json()).toEqual({
+      error: { code: 'USAGE', message: expect.stringMatching(/--threshold takes at most 2 decimal places/) },
+    });
+    const shown = await runCli(['tenant', 'show', 'frac', '--json'], env);
+    expect(shown.json()).toMatchObject({ thresholdPercent: 2.5 });
+    const update = await runCli(['tenant', 'update', 'frac', '--threshold', '12.75', '--json'], env);
+    expect(update.json()).toMatchObject({ thresholdPercent: 12.75 });
+  });
+
+  it.each([
+    [['--threshold', ''], /--threshold must be a plain decimal number .*not ""/],
+    [['--threshold', '0x10'], /--threshold must be a plain decimal number .*not "0x10"/],
+    [['--threshold', '.5'], /--threshold must be a plain decimal number/],
+    [['--threshold', '1e1'], /--threshold must be a plain decimal number/],
+    [['--threshold-count', ''], /--threshold-count must be a whole number from 0 to 2147483647, not ""/],
+    [['--threshold-count', '99999999999'], /--threshold-count must be a whole number from 0 to 2147483647/],
+    [['--threshold-count', '0x10'], /--threshold-count must be a whole number/],
+    [['--threshold-count', '1.0'], /--threshold-count must be a whole number/],
+  ])('refuses %j with a usage error (exit 2), writing nothing', async (option, message) => {
+    const before = await count('tenants');
+    const r = await runCli(['tenant', 'add', 'strict', '--admin-email', 'a@b.org', ...option], env);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr).not.toMatch(/INTERNAL|\n\s+at /);
+    expect(await count('tenants')).toBe(before);
+  });
+});
+
+describe('tenant options that would change nothing', () => {
+  it('refuses tenant update without a change, and --allow-daytime without --window (exit 2)', async () => {
+    const before = await runCli(['tenant', 'show', 'alpha', '--json'], env);
+    const none = await runCli(['tenant', 'update', 'alpha'], env);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/nothing to change: give at least one of --admin-email, --name, --timezone, --window/);
+    const daytime = await runCli(['tenant', 'update', 'alpha', '--allow-daytime', '--json'], env);
+    expect(daytime.code).toBe(2);
+    expect(daytime.json()).toMatchObject({ error: { message: expect.stringMatching(/--allow-daytime only applies with --window/) } });
+    expect((await runCli(['tenant', 'show', 'alpha', '--json'], env)).json()).toEqual(before.json());
+    const added = await runCli(['tenant', 'add', 'day-flag', '--admin-email', 'a@b.org', '--allow-daytime'], env);
+    expect(added.code).toBe(2);
+    expect(added.stderr).toMatch(/--allow-daytime only applies with --window/);
+  });
+});
+
+describe('tenant values as typed', () => {
+  it('stores each admin email once, trimmed, and the canonical zone name', async () => {
+    const r = await runCli(
+      [
+        'tenant',
+        'add',
+        'norm',
+        '--admin-email',
+        ' IT@Norm.example ',
+        '--admin-email',
+        'it@norm.example',
+        '--admin-email',
+        'b@norm.example',
+        '--timezone',
+        'america/chicago',
+        '--json',
+      ],
+      env,
+    );
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.json()).toMatchObject({ adminEmails: ['IT@Norm.example', 'b@norm.example'], timezone: 'America/Chicago' });
+    const utc = await runCli(['tenant', 'update', 'norm', '--timezone', 'utc', '--json'], env);
+    expect(utc.json()).toMatchObject({ timezone: 'UTC' });
+  });
+
+  it('caps the display name at 200 characters (exit 2)', async () => {
+    const r = await runCli(['tenant', 'add', 'long-name', '--admin-email', 'a@b.org', '--name', 'x'.repeat(201)], env);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/201 characters; use at most 200/);
+    const ok = await runCli(['tenant', 'add', 'long-name', '--admin-email', 'a@b.org', '--name', 'x'.repeat(200)], env);
+    expect(ok.code, ok.stderr).toBe(0);
+  });
+});
+
+describe('--json on the usage errors commander finds', () => {
+  it.each([
+    [['tenant', 'add', '--json'], /missing required argument 'subdomain'.*rosterd tenant add --help/],
+    [['tenant', 'add', 'x', '--admin-email', 'a@b.org', '--bogus', '--json'], /unknown option '--bogus'/],
+    [['school', 'add', 'alpha', '--json'], /required option '--name <name>' not specified/],
+    [['tenant', 'frobnicate', '--json'], /unknown command 'frobnicate'/],
+    [['tenant', '--json'], /a command is missing after "rosterd tenant"/],
+  ])('%j prints the JSON error, exit 2', async (args, message) => {
+    const r = await runCli(args, env);
+    expect(r.code).toBe(2);
+    expect(r.json()).toEqual({ error: { code: 'USAGE', message: expect.stringMatching(message) } });
+    expect(r.stderr).toBe('');
+  });
+
+  it('without --json, commander still explains on stderr', async () => {
+    const r = await runCli(['tenant', 'add'], env);
+    expect(r).toMatchObject({ code: 2, stdout: '' });
+    expect(r.stderr).toMatch(/missing required argument 'subdomain'/);
+  });
+});
+
+describe('key add with the wrong file', () => {
+  it('names what the file is and how to get the public key, writing nothing', async () => {
+    const before = await count('ssh_keys');
+    const ppk = path.join(dir, 'key.ppk');
+    writeFileSync(
+      ppk,
+      'PuTTY-User-Key-File-3: ssh-ed25519\r\nEncryption: none\r\nComment: eddsa-key-20261121\r\nPublic-Lines: 2\r\nAAAA\r\nBBBB\r\nPrivate-Lines: 1\r\nCCCC\r\nPrivate-MAC: 00\r\n',
+    );
+    const rsa = keygen('rsa', 2048);
+    const pem = path.join(dir, 'key.pem');
+    writeFileSync(pem, execFileSync('ssh-keygen', ['-e', '-m', 'PKCS8', '-f', rsa]));
+    const user = keygen('ed25519');
+    const ca = keygen('ed25519').replace(/\.pub$/, '');
+    execFileSync('ssh-keygen', ['-q', '-s', ca, '-I', 'sis', '-n', 'alpha', user]);
+    const cert = user.replace(/\.pub$/, '-cert.pub');
+    const folder = path.join(dir, 'a-folder');
+    mkdirSync(folder);
+    const cases: [string, string, RegExp][] = [
+      [
+        ppk,
+        'KEY_INVALID',
+        /PuTTY private key.*PuTTYgen.*Public key for pasting into OpenSSH authorized_keys file.*puttygen key\.ppk -O public-openssh/,
+      ],
+      [pem, 'KEY_INVALID', /PEM \(PKCS#8\) public key.*ssh-keygen -i -m PKCS8 -f key\.pem/],
+      [cert, 'KEY_INVALID', /SSH certificate \(ssh-ed25519-cert-v01@openssh\.com\).*plain public key.*not id_ed25519-cert\.pub/],
+      [path.join(dir, 'missing.pub'), 'FILE_NOT_FOUND', /cannot read key file .*missing\.pub: no such file or directory; check the path/],
+      [folder, 'FILE_NOT_FOUND', /cannot read key file .*a-folder: it is a directory, not a file/],
+    ];
+    for (const [file, code, message] of cases) {
+      const r = await runCli(['key', 'add', 'alpha', file, '--json'], env);
+      expect(r.code, file).toBe(1);
+      expect(r.json(), file).toEqual({ error: { code, message: expect.stringMatching(message) } });
+    }
+    expect(await count('ssh_keys')).toBe(before);
+  });
+
+  it.each([
+    ['UTF-16 LE with a BOM (PowerShell >)', (line: string) => Buffer.from(`\uFEFF${line}\r\n`, 'utf16le')],
+    ['UTF-16 BE with a BOM', (line: string) => Buffer.from(`\uFEFF${line}\r\n`, 'utf16le').swap16()],
+    ['UTF-8 with a BOM', (line: string) => Buffer.from(`\uFEFF${line}\n`, 'utf8')],
+  ])('reads a key saved as %s', async (_, encode) => {
+    const pub = keygen('ed25519');
+    const file = path.join(dir, 'encoded.pub');
+    writeFileSync(file, encode(readFileSync(pub, 'utf8').trim()));
+    const r = await runCli(['key', 'add', 'alpha', file, '--json'], env);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.json()).toMatchObject({ fingerprint: fingerprintBySshKeygen(pub), comment: 'sis@district' });
+  });
+});
+
+describe('key revoke', () => {
+  it('says a key was already revoked, takes a lower-case sha256: prefix, and refuses MD5 and empty fingerprints', async () => {
+    const pub = keygen('ed25519');
+    const fp = fingerprintBySshKeygen(pub);
+    expect((await runCli(['key', 'add', 'alpha', pub], env)).code).toBe(0);
+    const first = await runCli(['key', 'revoke', fp.replace(/^SHA256:/, 'sha256:'), '--json'], env);
+    expect(first.code, first.stdout + first.stderr).toBe(0);
+    const revokedAt = first.json<{ revokedAt: string; alreadyRevoked: boolean }>();
+    expect(revokedAt).toMatchObject({ fingerprint: fp, alreadyRevoked: false, revokedAt: expect.any(String) });
+    const again = await runCli(['key', 'revoke', fp], env);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(
+      new RegExp(`^${fp.replace(/[+/]/g, '\\$&')} of alpha was already revoked \\(at \\d{4}-\\d\\d-\\d\\dT.*\\); nothing changed`),
+    );
+    const againJson = await runCli(['key', 'revoke', fp, '--json'], env);
+    expect(againJson.json()).toMatchObject({ alreadyRevoked: true, revokedAt: revokedAt.revokedAt });
+
+    const md5 = fingerprintBySshKeygen(pub, 'md5');
+    for (const given of [md5, md5.replace(/^MD5:/, '')]) {
+      const r = await runCli(['key', 'revoke', given], env);
+      expect(r.code, given).toBe(2);
+      expect(r.stderr, given).toMatch(/is an MD5 fingerprint; .*SHA256: fingerprint, which "rosterd key list" shows/);
+      expect(r.stderr).not.toMatch(/SHA256:MD5/);
+    }
+    const empty = await runCli(['key', 'revoke', ''], env);
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toMatch(/give the key's SHA256: fingerprint/);
+  });
+});
+
+describe('school import', () => {
+  it('reports an unknown tenant before reading the file', async () => {
+    const file = path.join(dir, 'schools-any.csv');
+    writeFileSync(file, 'name\nOak\n');
+    const r = await runCli(['school', 'import', 'nobody', file, '--json'], env);
+    expect(r.code).toBe(1);
+    expect(r.json()).toEqual({ error: { code: 'TENANT_NOT_FOUND', message: expect.stringMatching(/^no tenant "nobody"/) } });
+  });
+
+  it('refuses a header with two name columns', async () => {
+    const file = path.join(dir, 'schools-two-names.csv');
+    writeFileSync(file, 'name,nces id,School Name\nOak,,Pine\n');
+    const r = await runCli(['school', 'import', 'alpha', file], env);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/two school name columns: "name" \(column 1\) and "School Name" \(column 3\)/);
+  });
+
+  it('reports every bad line, a school listed twice with both lines, and imports nothing', async () => {
+    expect((await runCli(['school', 'add', 'alpha', '--name', 'Lincoln High'], env)).code).toBe(0);
+    const file = path.join(dir, 'schools-bad.csv');
+    writeFileSync(file, 'name,nces id\nOak Elementary,\nBirch High,12\nOAK ELEMENTARY,\nLincoln High,\nPine,1234\n');
+    const before = await count('schools');
+    const r = await runCli(['school', 'import', 'alpha', file, '--json'], env);
+    expect(r.code).toBe(2);
+    const { error } = r.json<{ error: { code: string; message: string } }>();
+    expect(error.code).toBe('INVALID_SCHOOL');
+    expect(error.message.split('\n')).toEqual([
+      `${file} has 4 bad lines; nothing was imported. Fix them and import the file again:`,
+      expect.stringMatching(/^line 3: NCES school ID "12" must be exactly 12 digits/),
+      'line 4: the file lists name "OAK ELEMENTARY" twice (lines 2 and 4)',
+      expect.stringMatching(/^line 5: alpha already has a school with name "Lincoln High"/),
+      expect.stringMatching(/^line 6: NCES school ID "1234"/),
+    ]);
+    expect(await count('schools')).toBe(before);
+  });
+});
+
+describe('export users --out', () => {
+  it('names a path it cannot write and why (exit 1), leaving no file behind', async () => {
+    const r = await runCli(['export', 'users', '--tenant', 'alpha', '--out', path.join(dir, 'nonexistent', 'x.csv'), '--json'], env);
+    expect(r.code).toBe(1);
+    expect(r.json()).toEqual({
+      error: {
+        code: 'FILE_NOT_WRITABLE',
+        message: `cannot write ${path.join(dir, 'nonexistent', 'x.csv')}: its folder does not exist; create it or choose another path; nothing was written`,
+      },
+    });
+    expect(r.stderr).toBe('');
+    expect(existsSync(path.join(dir, 'nonexistent'))).toBe(false);
+
+    const target = path.join(dir, 'export-target');
+    mkdirSync(target);
+    const onDir = await runCli(['export', 'users', '--tenant', 'alpha', '--out', target], env);
+    expect(onDir.code).toBe(1);
+    expect(onDir.stderr).toMatch(/cannot write .*export-target: it is a directory/);
+    expect(readdirSync(dir).filter((f) => f.startsWith('export-target'))).toEqual(['export-target']);
+  });
+});
