@@ -51,6 +51,8 @@ export type ClaimStep = { kind: 'claimed'; claim: Claim; superseded: SupersededU
 /** An upload a newer users.csv replaced: a pending one, or a held one that can no longer be approved. */
 export interface SupersededUpload extends PendingUpload {
   wasHeld: boolean;
+  /** the newer upload that replaced it */
+  by: string;
 }
 
 export interface ClaimRequest {
@@ -91,16 +93,25 @@ export async function claimNext(pool: pg.Pool, req: ClaimRequest): Promise<Claim
     const newest = Math.max(...pending.map((p) => p.receivedAt.getTime()));
     if (req.now.getTime() - newest < req.settleMs) return { kind: 'settling', pending, until: new Date(newest + req.settleMs) };
 
-    const users = pending.filter((p) => p.fileName === 'users.csv');
-    const keep = users[users.length - 1];
-    const superseded: SupersededUpload[] = users.slice(0, -1).map((p) => ({ ...p, wasHeld: false }));
-    if (keep && superseded.length > 0) {
-      await client.query(
-        `UPDATE uploads SET status = 'superseded', superseded_by = $2, status_changed_at = $3
-          WHERE id = ANY($1::uuid[]) AND status = 'pending'`,
-        [superseded.map((s) => s.id), keep.id, req.now],
-      );
-    }
+    // Of each file, the newest pending one is imported and the older ones superseded: a users.csv
+    // is the whole roster, a groups.csv the whole set of memberships.
+    const superseded: SupersededUpload[] = [];
+    const newestOf = async (fileName: string): Promise<PendingUpload | undefined> => {
+      const same = pending.filter((p) => p.fileName === fileName);
+      const kept = same[same.length - 1];
+      const older = same.slice(0, -1);
+      if (kept && older.length > 0) {
+        await client.query(
+          `UPDATE uploads SET status = 'superseded', superseded_by = $2, status_changed_at = $3
+            WHERE id = ANY($1::uuid[]) AND status = 'pending'`,
+          [older.map((o) => o.id), kept.id, req.now],
+        );
+        superseded.push(...older.map((o) => ({ ...o, wasHeld: false, by: kept.id })));
+      }
+      return kept;
+    };
+    const keep = await newestOf('users.csv');
+    const groups = await newestOf('groups.csv');
     if (keep) {
       // A held users.csv is replaced like a pending one: approving it after a newer file was
       // imported would apply the old roster over the new one (deactivating whoever the newer
@@ -111,9 +122,9 @@ export async function claimNext(pool: pg.Pool, req: ClaimRequest): Promise<Claim
           RETURNING id, file_name AS "fileName", received_at AS "receivedAt"`,
         [req.tenantId, keep.id, req.now],
       );
-      superseded.push(...held.rows.map((p) => ({ ...p, wasHeld: true })));
+      superseded.push(...held.rows.map((p) => ({ ...p, wasHeld: true, by: keep.id })));
     }
-    const next = keep ?? pending[0];
+    const next = keep ?? groups ?? pending[0];
     if (!next) return { kind: 'nothing' };
     if (next.fileName !== 'users.csv') {
       // groups.csv names the users of the tenant's roster; while a users.csv is held, the roster

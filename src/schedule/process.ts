@@ -164,7 +164,7 @@ async function processTenant(ctx: ScheduleContext, tenant: TenantRef, opts: Proc
           const fields = {
             event: 'import.superseded',
             uploadId: s.id,
-            supersededBy: step.claim.uploadId,
+            supersededBy: s.by,
             receivedAt: s.receivedAt.toISOString(),
           };
           if (s.wasHeld)

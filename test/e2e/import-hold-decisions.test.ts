@@ -205,3 +205,15 @@ it('non-ASCII usernames: an invalid row protects its user, and an owner matches 
   expect(g.errors).toEqual([]);
   expect(g.counts.created).toBe(1);
 });
+
+it('of several pending groups.csv only the newest is imported; the older ones are superseded by it', async () => {
+  await f.addTenant('groups-newest');
+  await f.receive('groups-newest', csv('username,access type', 'teach01,Manager', 'stu001,', 'stu002,'), 'users.csv', 'pending');
+  await run();
+  const older = await f.receive('groups-newest', csv('username,owner,group', 'stu001,nobody99,Band'), 'groups.csv', 'pending');
+  const newer = await f.receive('groups-newest', csv('username,owner,group', 'stu002,teach01,Band'), 'groups.csv', 'pending');
+  const r = await run();
+  expect(r.superseded).toEqual([{ id: older, tenant: 'groups-newest', file: 'groups.csv', status: 'superseded' }]);
+  expect(r.imported).toEqual([{ id: newer, tenant: 'groups-newest', file: 'groups.csv', status: 'succeeded' }]);
+  expect(await getImportRecord(f.db.pool, older)).toMatchObject({ status: 'superseded', supersededBy: newer });
+});
