@@ -36,6 +36,9 @@ export interface Daemon {
 
 type Releaser = () => Promise<void>;
 
+/** How often `rosterd serve` sends due reports between ticks (reports queued by the CLI included). */
+const DELIVERY_POLL_MS = 10_000;
+
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
@@ -94,6 +97,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const scheduler = createScheduler(
       { pool, logger, clock, config, hasher, onImported: (record) => recordImport(metrics, record) },
       mailer,
+      { deliveryPollMs: DELIVERY_POLL_MS },
     );
     scheduler.start();
     // Transfers and a running import get the same grace period, side by side: SFTP stops

@@ -44,6 +44,8 @@ export interface ProcessedUpload {
   tenant: string;
   file: string;
   status: string;
+  /** why an attempt ended without an outcome (retried, failed) */
+  reason?: string;
 }
 
 export interface ProcessSummary {
@@ -61,6 +63,8 @@ export interface ProcessSummary {
   settling: Array<{ tenant: string; pending: number; until: Date }>;
   /** tenants that could not be processed (e.g. the database was unreachable) */
   errors: Array<{ tenant: string; message: string }>;
+  /** tenants passed over: suspended (when named), or with an import running in another process */
+  skipped: Array<{ tenant: string; reason: string }>;
 }
 
 export const defaultClaimant = (): string => `${os.hostname()}:${process.pid}`;
@@ -75,9 +79,10 @@ export async function processPending(ctx: ScheduleContext, opts: ProcessOptions 
     onHold: [],
     settling: [],
     errors: [],
+    skipped: [],
   };
   await takeBackExpiredClaims(ctx, summary);
-  const tenants = await loadTenants(ctx.pool, opts.tenant, ctx.logger);
+  const tenants = await loadTenants(ctx.pool, opts.tenant, ctx.logger, summary);
   if (opts.now) {
     ctx.logger.warn(
       { tenant: opts.tenant ?? 'all', by: opts.requestedBy },
@@ -98,7 +103,7 @@ export async function processPending(ctx: ScheduleContext, opts: ProcessOptions 
   return summary;
 }
 
-async function loadTenants(pool: pg.Pool, subdomain: string | undefined, logger: Logger): Promise<TenantRef[]> {
+async function loadTenants(pool: pg.Pool, subdomain: string | undefined, logger: Logger, summary: ProcessSummary): Promise<TenantRef[]> {
   const { rows } = await pool.query<TenantRef & { status: string }>(
     `SELECT id, subdomain, timezone, window_start AS "windowStart", window_end AS "windowEnd", status
        FROM tenants WHERE ($1::text IS NULL OR subdomain = $1) ORDER BY subdomain`,
@@ -107,8 +112,14 @@ async function loadTenants(pool: pg.Pool, subdomain: string | undefined, logger:
   if (subdomain !== undefined && rows.length === 0) {
     throw new RosterdError('TENANT_NOT_FOUND', `no tenant "${subdomain}"; "rosterd tenant list" shows the registered ones`);
   }
-  for (const t of rows)
-    if (t.status !== 'active' && subdomain !== undefined) logger.warn({ tenant: t.subdomain }, 'tenant is suspended: nothing imported');
+  for (const t of rows) {
+    if (t.status === 'active' || subdomain === undefined) continue;
+    logger.warn({ tenant: t.subdomain }, 'tenant is suspended: nothing imported');
+    summary.skipped.push({
+      tenant: t.subdomain,
+      reason: `the tenant is suspended; "rosterd tenant resume ${t.subdomain}" lets its uploads be imported`,
+    });
+  }
   return rows.filter((t) => t.status === 'active');
 }
 
@@ -127,7 +138,16 @@ async function processTenant(ctx: ScheduleContext, tenant: TenantRef, opts: Proc
     });
     switch (step.kind) {
       case 'nothing':
+        return;
       case 'busy':
+        // Another process holds the tenant (an import running, or its own decision): it carries on
+        // with the rest. Said only when asked for this tenant, where silence would mislead.
+        if (opts.tenant !== undefined) {
+          summary.skipped.push({
+            tenant: tenant.subdomain,
+            reason: 'an import of this tenant is running in another process, which imports the rest',
+          });
+        }
         return;
       case 'closed': {
         const opensAt = nextWindowStart(window, tenant.timezone, now);
@@ -262,13 +282,13 @@ async function endAttempt(
     if (!ended) {
       log.warn({ event: 'import.retried', err }, 'import attempt failed and its claim was already taken back');
     } else if (ended.status === 'failed') {
-      summary.failed.push({ ...ref, status: 'failed' });
+      summary.failed.push({ ...ref, status: 'failed', reason: err.message });
       log.error(
         { event: 'import.outcome', status: 'failed', err, attempts: ended.attempts },
         `import failed after ${ended.attempts} attempts; reported`,
       );
     } else {
-      summary.retried.push({ ...ref, status: 'pending' });
+      summary.retried.push({ ...ref, status: 'pending', reason: err.message });
       log.warn(
         { event: 'import.retried', err, attempts: ended.attempts, maxAttempts: ctx.config.IMPORT_MAX_ATTEMPTS },
         'import attempt failed; retried on a later tick',

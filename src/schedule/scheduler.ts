@@ -1,7 +1,8 @@
 /**
  * The cron tick inside `rosterd serve` (PRODUCT.md §5): on SCHEDULE_CRON, import what is pending
- * (processPending) and send what the outbox holds (deliverDue). Ticks never overlap: a tick that
- * comes while one still runs is skipped.
+ * (processPending) and send what the outbox holds (deliverDue), which the daemon also does every
+ * few seconds between ticks (deliveryPollMs). Ticks never overlap: a tick that comes while one
+ * still runs is skipped.
  *
  * start() and stop() are idempotent. stop() starts no further upload and waits for the running
  * import to commit or roll back. Given a grace period that runs out first, it gives the running
@@ -25,13 +26,35 @@ export interface Scheduler {
   readonly running: boolean;
 }
 
-export function createScheduler(ctx: ScheduleContext, mailer: Mailer): Scheduler {
+export interface SchedulerOptions {
+  /**
+   * Between ticks, also send due reports this often (off when unset). Reports queued by an
+   * operator's command (an approval, `import run` from a shell without SMTP_URL) then go out
+   * within seconds, through this daemon's mail settings, not at the next SCHEDULE_CRON tick.
+   */
+  deliveryPollMs?: number;
+}
+
+export function createScheduler(ctx: ScheduleContext, mailer: Mailer, options: SchedulerOptions = {}): Scheduler {
   const log = ctx.logger.child({ component: 'scheduler' });
   const activeClaims = ctx.activeClaims ?? new Map<string, string>();
   const tickCtx: ScheduleContext = { ...ctx, activeClaims };
   let task: ScheduledTask | undefined;
   let abort = new AbortController();
   let current: Promise<void> | undefined;
+  let poll: NodeJS.Timeout | undefined;
+  let delivering: Promise<void> | undefined;
+
+  /** deliverDue, one pass at a time (the tick's and the poll's); rows are locked, so replicas may overlap. */
+  function deliver(): Promise<void> {
+    delivering ??= deliverDue(ctx, mailer)
+      .then(() => undefined)
+      .catch((err: unknown) => log.error({ err: toError(err) }, 'could not deliver reports; tried again shortly'))
+      .finally(() => {
+        delivering = undefined;
+      });
+    return delivering;
+  }
 
   async function runTick(signal: AbortSignal): Promise<void> {
     try {
@@ -44,11 +67,7 @@ export function createScheduler(ctx: ScheduleContext, mailer: Mailer): Scheduler
       log.error({ err: toError(err) }, 'tick: could not process pending uploads; the next tick tries again');
     }
     if (signal.aborted) return;
-    try {
-      await deliverDue(ctx, mailer);
-    } catch (err) {
-      log.error({ err: toError(err) }, 'tick: could not deliver reports; the next tick tries again');
-    }
+    await deliver();
   }
 
   const scheduler: Scheduler = {
@@ -70,12 +89,18 @@ export function createScheduler(ctx: ScheduleContext, mailer: Mailer): Scheduler
         logger: cronLogger(log),
       });
       void task.start();
+      if (options.deliveryPollMs !== undefined) {
+        poll = setInterval(() => void deliver(), options.deliveryPollMs);
+        poll.unref();
+      }
       log.info({ cron: ctx.config.SCHEDULE_CRON, mail: mailer.kind }, 'scheduler started');
     },
     async stop(opts = {}) {
       const t = task;
       task = undefined;
       abort.abort();
+      if (poll) clearInterval(poll);
+      poll = undefined;
       if (t) {
         await t.stop();
         await t.destroy();
@@ -90,6 +115,9 @@ export function createScheduler(ctx: ScheduleContext, mailer: Mailer): Scheduler
         activeClaims.clear();
         log.warn({ released, graceMs: opts.graceMs }, 'shutdown: the running import did not finish in time; its upload is pending again');
       }
+      // A delivery in progress finishes (a send has its own deadline) unless the grace runs out:
+      // an unfinished one keeps its row locked until the lock lapses, and is sent again later.
+      if (delivering) await finishesWithin(delivering, opts.graceMs);
       if (t) log.info('scheduler stopped');
     },
   };

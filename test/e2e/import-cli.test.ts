@@ -2,7 +2,7 @@
  * The import commands as an operator runs them (PRODUCT.md §7): `import list | show | approve |
  * reject`, `validate` and `export users`, as subprocesses against a real database.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ImportRecord } from '../../src/import/records.js';
@@ -74,6 +74,9 @@ describe('approve and reject', () => {
     const r = await runCli(['import', 'approve', held.id, '--by', 'jane@district', '--json'], env);
     expect(r.code).toBe(0);
     expect(r.json<ImportRecord>()).toMatchObject({ status: 'succeeded', approvedBy: 'jane@district', counts: { deactivated: 9 } });
+    // No SMTP_URL in this shell: the report stays queued for `rosterd serve`, not written as a file here.
+    expect(r.json<{ reports: unknown }>().reports).toEqual({ sent: 0, failed: 0, queued: expect.any(Number) });
+    expect(existsSync(path.join(f.dataDir, 'outbox'))).toBe(false);
     expect((await f.users('cli-usd')).filter((u) => u.active)).toHaveLength(1);
     const again = await runCli(['import', 'approve', held.id], env);
     expect(again.code).toBe(1);
@@ -90,6 +93,24 @@ describe('approve and reject', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/rejected by jane@district/);
     expect(await f.snapshot()).toBe(before);
+  });
+});
+
+describe('import run', () => {
+  it('for a named suspended tenant says why nothing was imported, exit 1', async () => {
+    await f.addTenant('asleep-usd');
+    await f.receive('asleep-usd', csv('username', 'someone2'), 'users.csv', 'pending');
+    await f.db.pool.query(`UPDATE tenants SET status = 'suspended' WHERE subdomain = 'asleep-usd'`);
+    const r = await runCli(['import', 'run', '--now', '--tenant', 'asleep-usd'], env);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(
+      'asleep-usd: nothing imported: the tenant is suspended; "rosterd tenant resume asleep-usd" lets its uploads be imported',
+    );
+    expect(r.stdout).not.toContain('nothing pending');
+    const json = await runCli(['import', 'run', '--now', '--tenant', 'asleep-usd', '--json'], env);
+    expect(json.json<{ skipped: unknown[] }>().skipped).toEqual([
+      { tenant: 'asleep-usd', reason: expect.stringMatching(/^the tenant is suspended/) },
+    ]);
   });
 });
 

@@ -11,7 +11,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createTenant } from '../../src/store/tenants.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
-import { receiveUpload, startServe, zoneWhereItIsNight, type ServeProcess } from '../support/serve.js';
+import { receiveUpload, startServe, zoneWhereItIsDay, zoneWhereItIsNight, type ServeProcess } from '../support/serve.js';
+import { runCli } from '../support/cli.js';
 import { startTestSmtp, type TestSmtp } from '../support/smtp.js';
 import { waitFor } from '../support/ssh.js';
 
@@ -106,3 +107,32 @@ it('with the mail server down the report waits, then arrives once when it is up,
     { code: 0, signal: null },
   ]);
 }, 120_000);
+
+it('a report queued by an operator command from a shell without SMTP_URL is mailed by the daemon, not written as a file', async () => {
+  // Before the fix, `import run` (or approve) wrote every due report to DATA_DIR/outbox as .eml and
+  // marked it sent, so a daemon with a mail server never mailed it.
+  const dataDir = path.join(tmp, 'data-cli');
+  await createTenant(db.pool, 'cli-mail-usd', { adminEmails: ['it@cli-mail-usd.example'], timezone: zoneWhereItIsDay() });
+  smtp.received.length = 0;
+  // Ticks once a year: only the delivery between ticks can send it.
+  const daemon = await startServe({
+    databaseUrl: db.url,
+    dataDir,
+    env: { SMTP_URL: smtp.url, MAIL_FROM: 'rosterd <rosterd@rosterd.example>', SCHEDULE_CRON: '0 0 1 1 *' },
+  });
+  daemons.push(daemon);
+  const id = await receiveUpload(db.pool, dataDir, 'cli-mail-usd', 'username,email\ncarol003,carol003@cli-mail-usd.example\n');
+  const r = await runCli(['import', 'run', '--now', '--tenant', 'cli-mail-usd'], {
+    DATABASE_URL: db.url,
+    DATA_DIR: dataDir,
+    LOG_LEVEL: 'silent',
+  });
+  expect(r.code, r.stderr).toBe(0);
+  expect(r.stdout).toContain(`succeeded             ${id}  cli-mail-usd  users.csv`);
+  expect(r.stdout).toMatch(/reports: \d+ queued; rosterd serve sends them within seconds/);
+  const [mail] = await smtp.waitFor(1, 30_000);
+  expect(mail?.rcptTo).toEqual(['it@cli-mail-usd.example']);
+  expect(await fs.readdir(path.join(dataDir, 'outbox')).catch(() => [])).toEqual([]);
+  expect((await outbox(id))[0]).toMatchObject({ status: 'sent' });
+  expect(await daemon.stop()).toEqual({ code: 0, signal: null });
+}, 60_000);

@@ -1,10 +1,9 @@
 import os from 'node:os';
 import type { Command } from 'commander';
 import { DateTime } from 'luxon';
-import type { DeliveryResult } from '../../report/delivery.js';
-import { processPending, type ProcessSummary } from '../../schedule/process.js';
+import { processPending, type ProcessedUpload, type ProcessSummary } from '../../schedule/process.js';
 import { leaf } from '../context.js';
-import { importContext, operator, sendReports } from './import.js';
+import { describeDelivery, importContext, operator, sendReports, type CliDelivery } from './import.js';
 
 /**
  * `rosterd import run [--tenant T] [--now]`: what one scheduler tick does, on demand: import the
@@ -28,18 +27,22 @@ export function registerImportRunCommand(imp: Command): void {
         },
       );
       const mail = await sendReports(ctx);
-      const failed = summary.errors.length > 0 || summary.failed.length > 0;
+      // A named tenant that is suspended imports nothing: the operator asked for something not done.
+      const suspended = summary.skipped.some((k) => k.reason.startsWith('the tenant is suspended'));
+      const failed = summary.errors.length > 0 || summary.failed.length > 0 || suspended;
       return { json: { ...summary, reports: mail }, text: describe(summary, mail), exitCode: failed ? 1 : 0 };
     },
   );
 }
 
-function describe(s: ProcessSummary, mail: DeliveryResult): string {
+function describe(s: ProcessSummary, mail: CliDelivery): string {
   const lines: string[] = [];
   for (const i of s.imported) lines.push(`${i.status.padEnd(21)} ${i.id}  ${i.tenant}  ${i.file}`);
   for (const i of s.superseded) lines.push(`${'superseded'.padEnd(21)} ${i.id}  ${i.tenant}  ${i.file}`);
-  for (const i of s.retried) lines.push(`${'will retry'.padEnd(21)} ${i.id}  ${i.tenant}  ${i.file}`);
-  for (const i of s.failed) lines.push(`${'failed (attempts)'.padEnd(21)} ${i.id}  ${i.tenant}  ${i.file}`);
+  const why = (i: ProcessedUpload) => (i.reason === undefined ? '' : `  (${i.reason})`);
+  for (const i of s.retried) lines.push(`${'will retry'.padEnd(21)} ${i.id}  ${i.tenant}  ${i.file}${why(i)}`);
+  for (const i of s.failed) lines.push(`${'failed (attempts)'.padEnd(21)} ${i.id}  ${i.tenant}  ${i.file}${why(i)}`);
+  for (const k of s.skipped) lines.push(`${k.tenant}: nothing imported: ${k.reason}`);
   for (const w of s.waiting) {
     const opens = DateTime.fromJSDate(w.opensAt, { zone: w.timezone }).toFormat('yyyy-MM-dd HH:mm ZZZZ');
     lines.push(`${w.tenant}: ${w.pending} pending, waiting for its window (opens ${opens}); --now imports them at once`);
@@ -51,7 +54,7 @@ function describe(s: ProcessSummary, mail: DeliveryResult): string {
   for (const w of s.settling) lines.push(`${w.tenant}: ${w.pending} pending, still arriving; taken after ${w.until.toISOString()}`);
   for (const e of s.errors) lines.push(`${e.tenant}: could not import: ${e.message}`);
   if (lines.length === 0) lines.push('nothing pending');
-  if (mail.sent + mail.failed > 0)
-    lines.push(`reports: ${mail.sent} sent${mail.failed ? `, ${mail.failed} not sent (retried later)` : ''}`);
+  const reports = describeDelivery(mail);
+  if (reports !== null) lines.push(reports);
   return lines.join('\n');
 }

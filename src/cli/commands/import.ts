@@ -31,10 +31,36 @@ function queueReport(ctx: CliContext): OnOutcome {
     enqueueImportReport(client, record, { from: ctx.config.MAIL_FROM, now: systemClock.now() }).then(() => undefined);
 }
 
-/** Sends the reports waiting in the outbox now, as the operator's command finishes, instead of at the daemon's next tick. */
-export async function sendReports(ctx: CliContext): Promise<DeliveryResult> {
+/** What became of the reports an operator's command queued. */
+export interface CliDelivery extends DeliveryResult {
+  /** reports left in the outbox for `rosterd serve` to send */
+  queued: number;
+}
+
+/**
+ * Sends the reports waiting in the outbox as the operator's command finishes, but only through an
+ * SMTP_URL given to the command itself. Without one, this shell's settings say nothing about the
+ * daemon's: writing the reports as .eml files here would mark them sent while the daemon, which
+ * may have a mail server, never mails them. They stay queued, and `rosterd serve` sends them
+ * within seconds (DELIVERY_POLL_MS), through its own settings.
+ */
+export async function sendReports(ctx: CliContext): Promise<CliDelivery> {
+  if (ctx.config.SMTP_URL === undefined) {
+    const { rows } = await ctx.pool.query<{ n: string }>(`SELECT count(*) AS n FROM outbox WHERE status = 'pending'`);
+    return { sent: 0, failed: 0, queued: Number(rows[0]?.n ?? 0) };
+  }
   const mailer = createMailer(ctx.config);
-  return deliverDue(importContext(ctx), mailer).finally(() => mailer.close());
+  const result = await deliverDue(importContext(ctx), mailer).finally(() => mailer.close());
+  return { ...result, queued: 0 };
+}
+
+/** The line that tells the operator where the reports went. */
+export function describeDelivery(mail: CliDelivery): string | null {
+  if (mail.queued > 0) {
+    return `reports: ${mail.queued} queued; rosterd serve sends them within seconds (as .eml files in DATA_DIR/outbox without SMTP_URL)`;
+  }
+  if (mail.sent + mail.failed === 0) return null;
+  return `reports: ${mail.sent} sent${mail.failed ? `, ${mail.failed} not sent (retried later)` : ''}`;
 }
 
 /** `import list | show | approve | reject`; returns the `import` command so `import run` can join it. */
@@ -81,8 +107,9 @@ export function registerImportCommands(program: Command): Command {
         approvedBy: operator(opts),
         onOutcome: queueReport(ctx),
       });
-      await sendReports(ctx);
-      return { json: record, text: `approved by ${record.approvedBy ?? '?'}\n${describeRecord(record)}` };
+      const mail = await sendReports(ctx);
+      const text = [`approved by ${record.approvedBy ?? '?'}`, describeRecord(record), describeDelivery(mail)];
+      return { json: { ...record, reports: mail }, text: text.filter((l) => l !== null).join('\n') };
     },
   );
 
@@ -96,8 +123,9 @@ export function registerImportCommands(program: Command): Command {
         by: operator(opts),
         onOutcome: queueReport(ctx),
       });
-      await sendReports(ctx);
-      return { json: record, text: `rejected by ${record.rejectedBy ?? '?'}: nothing was applied\n${describeRecord(record)}` };
+      const mail = await sendReports(ctx);
+      const text = [`rejected by ${record.rejectedBy ?? '?'}: nothing was applied`, describeRecord(record), describeDelivery(mail)];
+      return { json: { ...record, reports: mail }, text: text.filter((l) => l !== null).join('\n') };
     },
   );
   return imp;
