@@ -38,12 +38,17 @@ export function retryDelayMs(failedAttempts: number): number {
   return Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** Math.max(0, failedAttempts - 1));
 }
 
+/** A message as the outbox keeps it: who already has it, after a partly refused delivery. */
+type StoredMessage = MailMessage & { deliveredTo?: string[] };
+
 interface Claimed {
   id: number;
   upload_id: string | null;
-  message: MailMessage;
+  message: StoredMessage;
   attempts: number;
   created_at: Date;
+  /** the tenant's administrators now (null for a message that is no import's report) */
+  admin_emails: string[] | null;
 }
 
 export interface DeliveryResult {
@@ -57,21 +62,30 @@ export async function deliverDue(ctx: DeliveryContext, mailer: Mailer, opts: Del
   const result: DeliveryResult = { sent: 0, failed: 0 };
   while (result.sent + result.failed < limit) {
     const sender = `${os.hostname()}:${process.pid}:${randomUUID()}`;
-    const claimed = await claimNext(ctx, sender);
-    if (!claimed) break;
+    const found = await claimNext(ctx, sender);
+    if (!found) break;
+    const claimed = withCurrentRecipients(found);
     const log = ctx.logger.child({ outboxId: claimed.id, uploadId: claimed.upload_id });
+    if (claimed.message.to.length === 0) {
+      // Every administrator there is now has it already (the ones it was refused for were removed).
+      await markSent(
+        ctx,
+        claimed,
+        sender,
+        claimed.message.deliveredTo?.length ? 'already delivered to every administrator' : 'no administrator',
+      );
+      result.sent++;
+      continue;
+    }
     try {
-      const { deliveredAs, refused } = await mailer.send(claimed.message, claimed.id);
+      const { deliveredTo: _kept, ...message } = claimed.message;
+      const { deliveredAs, refused } = await mailer.send(message, claimed.id);
       if (refused.length > 0) {
         await recordRefused(ctx, claimed, sender, deliveredAs, refused, log);
         result.failed++;
         continue;
       }
-      await ctx.pool.query(
-        `UPDATE outbox SET status = 'sent', sent_at = $3, delivered_as = $4, last_error = NULL, locked_by = NULL, locked_until = NULL
-         WHERE id = $1 AND locked_by = $2`,
-        [claimed.id, sender, ctx.clock.now(), deliveredAs],
-      );
+      await markSent(ctx, claimed, sender, deliveredAs);
       log.info(
         { event: 'report.delivered', to: claimed.message.to, via: mailer.kind, deliveredAs, attempts: claimed.attempts },
         'report sent',
@@ -88,20 +102,44 @@ export async function deliverDue(ctx: DeliveryContext, mailer: Mailer, opts: Del
   return result;
 }
 
+async function markSent(ctx: DeliveryContext, claimed: Claimed, sender: string, deliveredAs: string): Promise<void> {
+  await ctx.pool.query(
+    `UPDATE outbox SET status = 'sent', sent_at = $3, delivered_as = $4, last_error = NULL, locked_by = NULL, locked_until = NULL
+     WHERE id = $1 AND locked_by = $2`,
+    [claimed.id, sender, ctx.clock.now(), deliveredAs],
+  );
+}
+
 async function claimNext(ctx: DeliveryContext, sender: string): Promise<Claimed | undefined> {
   const now = ctx.clock.now();
   const { rows } = await ctx.pool.query<Claimed>(
-    `UPDATE outbox SET locked_by = $2, locked_until = $1::timestamptz + make_interval(secs => $3), attempts = attempts + 1
-     WHERE id = (
-       SELECT id FROM outbox
-       WHERE status = 'pending' AND next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until <= $1)
-       ORDER BY next_attempt_at, id
-       LIMIT 1
-       FOR UPDATE SKIP LOCKED)
-     RETURNING id, upload_id, message, attempts, created_at`,
+    `WITH claimed AS (
+       UPDATE outbox SET locked_by = $2, locked_until = $1::timestamptz + make_interval(secs => $3), attempts = attempts + 1
+        WHERE id = (
+          SELECT id FROM outbox
+          WHERE status = 'pending' AND next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until <= $1)
+          ORDER BY next_attempt_at, id
+          LIMIT 1
+          FOR UPDATE SKIP LOCKED)
+        RETURNING id, upload_id, message, attempts, created_at)
+     SELECT c.*, t.admin_emails
+       FROM claimed c LEFT JOIN uploads u ON u.id = c.upload_id LEFT JOIN tenants t ON t.id = u.tenant_id`,
     [now, sender, LOCK_MS / 1000],
   );
   return rows[0];
+}
+
+/**
+ * A report goes to the tenant's administrators as they are when it is sent, not as they were
+ * when it was queued: an operator who replaces an address after a bounce expects the retry to
+ * reach the new one, and a removed one must no longer get student data. Those who already have
+ * it (a partly refused delivery) are left out.
+ */
+function withCurrentRecipients(claimed: Claimed): Claimed {
+  if (claimed.admin_emails === null || claimed.admin_emails.length === 0) return claimed;
+  const has = new Set((claimed.message.deliveredTo ?? []).map((a) => a.toLowerCase()));
+  const to = claimed.admin_emails.filter((a) => !has.has(a.toLowerCase()));
+  return { ...claimed, message: { ...claimed.message, to } };
 }
 
 /**
@@ -120,11 +158,13 @@ async function recordRefused(
   const to = refused.map((r) => r.address); // the envelope addresses the server was given: message.to's
   const remaining = new Set(to.map((address) => address.toLowerCase()));
   const delivered = claimed.message.to.filter((address) => !remaining.has(address.toLowerCase()));
+  const deliveredTo = [...(claimed.message.deliveredTo ?? []), ...delivered];
   log.info({ event: 'report.delivered', to: delivered, via: 'smtp', deliveredAs, attempts: claimed.attempts }, 'report sent');
   try {
     await ctx.pool.query(
-      `UPDATE outbox SET message = jsonb_set(message, '{to}', $3::jsonb), delivered_as = $4 WHERE id = $1 AND locked_by = $2`,
-      [claimed.id, sender, JSON.stringify(to), deliveredAs],
+      `UPDATE outbox SET message = jsonb_set(jsonb_set(message, '{to}', $3::jsonb), '{deliveredTo}', $5::jsonb), delivered_as = $4
+        WHERE id = $1 AND locked_by = $2`,
+      [claimed.id, sender, JSON.stringify(to), deliveredAs, JSON.stringify(deliveredTo)],
     );
   } catch (dbErr) {
     // Left as it was, the message goes again to all of its recipients when its lock lapses.

@@ -1,4 +1,4 @@
-import type { ReportModel } from './model.js';
+import { formatCount, type ReportModel } from './model.js';
 
 /** Everything that comes from a file or an operator passes through here before it reaches HTML. */
 export function escapeHtml(text: string): string {
@@ -19,33 +19,33 @@ export function renderHtml(model: ReportModel): string {
     '<table>',
     ...model.facts.map(([label, value]) => `<tr><th ${TD} align="left">${e(label)}</th><td ${TD}>${e(value)}</td></tr>`),
     '</table>',
-    '<h3>Counts</h3>',
+    `<h3>${e(model.countsTitle)}</h3>`,
     '<table>',
-    ...model.counts.map(([label, n]) => `<tr><td ${TD}>${e(label)}</td><td ${TD} align="right">${e(n.toLocaleString('en-US'))}</td></tr>`),
+    ...model.counts.map(([label, n]) => `<tr><td ${TD}>${e(label)}</td><td ${TD} align="right">${e(formatCount(n))}</td></tr>`),
     '</table>',
   ];
-  if (model.errors.length > 0) {
-    const shown = model.errors.length < model.totalErrors ? `first ${model.errors.length} of ${model.totalErrors}` : `${model.totalErrors}`;
+  if (model.errors) {
     parts.push(
-      `<h3>Errors (${e(shown)})</h3>`,
+      `<h3>${e(model.errors.title)}</h3>`,
       `<table><tr><th ${TH}>Line</th><th ${TH}>Column</th><th ${TH}>Value</th><th ${TH}>Message</th></tr>`,
-      ...model.errors.map(
+      ...model.errors.shown.map(
         (x) =>
           `<tr><td ${TD}>${x.line > 0 ? e(String(x.line)) : 'file'}</td><td ${TD}>${e(x.column)}</td><td ${TD}>${e(x.value ?? '')}</td><td ${TD}>${e(x.message)}</td></tr>`,
       ),
       '</table>',
     );
-    if (model.errorsAttachment) parts.push(`<p>All errors are in the attached <code>${e(model.errorsAttachment)}</code>.</p>`);
+    if (model.errors.note) parts.push(`<p>${e(model.errors.note)}</p>`);
   }
-  if (model.warnings.length > 0) {
+  if (model.warnings) {
     parts.push(
-      '<h3>Warnings</h3>',
+      `<h3>${e(model.warnings.title)}</h3>`,
       '<ul>',
-      ...model.warnings.map(
+      ...model.warnings.shown.map(
         (w) => `<li>${w.line > 0 ? `line ${e(String(w.line))}, ` : ''}${w.column ? `${e(w.column)}: ` : ''}${e(w.message)}</li>`,
       ),
       '</ul>',
     );
+    if (model.warnings.note) parts.push(`<p>${e(model.warnings.note)}</p>`);
   }
   parts.push('<h3>What to do next</h3>', ...model.next.map((p) => `<p>${e(p)}</p>`));
   parts.push(

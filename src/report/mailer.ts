@@ -2,6 +2,7 @@
  * Where report emails go: the SMTP server of SMTP_URL, or, without it, `.eml` files in
  * DATA_DIR/outbox (PRODUCT.md §6). Either way one call hands over one message.
  */
+import { createHash } from 'node:crypto';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
@@ -55,9 +56,27 @@ export function isOutboxFile(name: string): boolean {
   return name.endsWith('.eml') || name.endsWith('.eml.tmp');
 }
 
-function messageId(message: MailMessage, outboxId: number): string {
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * The Message-ID of one outbox row: the same on every attempt (a resend is recognisably the same
+ * message), and unique across installations: outbox ids start at 1 in every database and MAIL_FROM's
+ * domain is often localhost, and a mailbox that has seen a Message-ID drops the next message with
+ * it (Gmail does). So it also holds the import's id (a random UUID, in the X-Rosterd-Import header
+ * of every report), or, for a message without one, a hash of its content. Not the recipients: a
+ * message partly refused is retried with only the refused ones (delivery.ts).
+ */
+export function reportMessageId(message: MailMessage, outboxId: number): string {
   const domain = /@([^>\s]+)>?\s*$/.exec(message.from)?.[1] ?? 'rosterd.invalid';
-  return `<rosterd-report-${outboxId}@${domain}>`;
+  const importId = message.headers['X-Rosterd-Import'];
+  const unique =
+    importId !== undefined && UUID.test(importId)
+      ? importId.toLowerCase()
+      : createHash('sha256')
+          .update(JSON.stringify([message.from, message.subject, message.text]))
+          .digest('hex')
+          .slice(0, 32);
+  return `<rosterd-report-${outboxId}.${unique}@${domain}>`;
 }
 
 function smtpMailer(url: string, deadlineMs: number): Mailer {
@@ -74,7 +93,7 @@ function smtpMailer(url: string, deadlineMs: number): Mailer {
     async send(message, outboxId) {
       const deadline = AbortSignal.timeout(deadlineMs);
       const info = await transport
-        .sendMail({ ...message, messageId: messageId(message, outboxId), signal: deadline })
+        .sendMail({ ...message, messageId: reportMessageId(message, outboxId), signal: deadline })
         .catch((err: unknown) => {
           if (!deadline.aborted) throw err;
           throw Object.assign(new Error(`the mail server did not take the report within ${deadlineMs / 1000} s; it will be tried again`), {
@@ -96,7 +115,7 @@ function emlMailer(dir: string): Mailer {
   return {
     kind: 'eml',
     async send(message, outboxId) {
-      const info = await transport.sendMail({ ...message, messageId: messageId(message, outboxId) });
+      const info = await transport.sendMail({ ...message, messageId: reportMessageId(message, outboxId) });
       const raw = info.message;
       if (!Buffer.isBuffer(raw)) throw new Error('the .eml transport returned no message');
       // Reports name students: readable by the daemon's user only, like the rest of DATA_DIR.

@@ -5,54 +5,121 @@
  */
 import { DateTime } from 'luxon';
 import { holdFacts } from '../import/hold.js';
-import type { ImportCounts, ImportIssue } from '../import/types.js';
+import type { ImportCounts, ImportIssue, ImportMode } from '../import/types.js';
 import { assertNever, PASSWORD_MASK } from '../types.js';
-import type { ReportInput } from './types.js';
+import type { ReportImport, ReportInput } from './types.js';
 
-/** How many errors the body shows; the attachment has all of them. */
+/** How many errors the body shows; the attachment has all that the record kept. */
 export const ERRORS_IN_BODY = 20;
+/**
+ * How many row warnings the body shows. Warnings about the whole file (line 0: the encoding; line
+ * 1: the header's unknown columns) are always shown: there are few, and they matter to every row.
+ */
+export const WARNINGS_IN_BODY = 20;
 const VALUE_IN_BODY = 80;
+
+/** A list of issues as the body shows it. */
+export interface IssueList {
+  /** e.g. "Errors (first 20 of 60,000)" */
+  title: string;
+  /** the issues shown, values shortened, passwords masked */
+  shown: ImportIssue[];
+  /** after the list: where the others are, if any */
+  note: string | null;
+}
 
 export interface ReportModel {
   subject: string;
-  /** one sentence: what happened */
+  /** one paragraph: what happened */
   headline: string;
   /** label → value: file, size, SHA-256, arrival, … */
   facts: Array<[string, string]>;
+  /** "Counts", or for an import that was not applied, a title that says so */
+  countsTitle: string;
   counts: Array<[string, number]>;
-  /** the first errors, values shortened */
-  errors: ImportIssue[];
-  totalErrors: number;
-  warnings: ImportIssue[];
+  errors: IssueList | null;
+  warnings: IssueList | null;
   /** paragraphs: what to do now */
   next: string[];
   /** names of the attachments, so the body can point at them */
   errorsAttachment: string | null;
+  warningsAttachment: string | null;
   deactivateAttachment: string | null;
 }
 
-const COUNT_LABELS: Array<[keyof ImportCounts, string]> = [
-  ['rows', 'Rows read'],
-  ['created', 'Created'],
-  ['updated', 'Updated'],
-  ['unchanged', 'Unchanged'],
-  ['deactivated', 'Deactivated'],
-  ['reactivated', 'Reactivated'],
-  ['errors', 'Errors'],
-  ['warnings', 'Warnings'],
-];
+/** One number format everywhere (subject, body, notes): en-US thousands separators. */
+export function formatCount(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
+/** What the counts mean depends on the file: users.csv counts users, groups.csv memberships. */
+interface Vocabulary {
+  countLabels(applied: boolean): Array<[keyof ImportCounts, string]>;
+  /** "3 created, 1 updated, 0 deactivated" */
+  changes(c: ImportCounts): string;
+  /** "would create 3, update 1, deactivate 0" */
+  wouldChange(c: ImportCounts): string;
+  /** "would deactivate 57 users" */
+  wouldRemove(n: number): string;
+  mode(mode: ImportMode): string;
+}
+
+const USERS: Vocabulary = {
+  countLabels: (applied) => [
+    ['rows', 'Rows read'],
+    ['created', applied ? 'Created' : 'Would create'],
+    ['updated', applied ? 'Updated' : 'Would update'],
+    ['unchanged', applied ? 'Unchanged' : 'Would leave unchanged'],
+    ['deactivated', applied ? 'Deactivated' : 'Would deactivate'],
+    ['reactivated', applied ? 'Reactivated' : 'Would reactivate'],
+    ['errors', 'Errors'],
+    ['warnings', 'Warnings'],
+  ],
+  changes: (c) =>
+    `${formatCount(c.created)} created, ${formatCount(c.updated)} updated, ${formatCount(c.deactivated)} deactivated${
+      c.reactivated > 0 ? `, ${formatCount(c.reactivated)} reactivated` : ''
+    }`,
+  wouldChange: (c) =>
+    `would create ${formatCount(c.created)}, update ${formatCount(c.updated)}, deactivate ${formatCount(c.deactivated)}${
+      c.reactivated > 0 ? `, reactivate ${formatCount(c.reactivated)}` : ''
+    }`,
+  wouldRemove: (n) => `would deactivate ${plural(n, 'user')}`,
+  mode: (mode) => (mode === 'full' ? 'full sync (the file is the whole roster)' : 'delta (action column)'),
+};
+
+// src/import/apply-groups.ts: created = memberships added, unchanged = memberships already there,
+// deactivated = memberships removed; updated and reactivated are not used.
+const GROUPS: Vocabulary = {
+  countLabels: (applied) => [
+    ['rows', 'Rows read'],
+    ['created', applied ? 'Memberships added' : 'Would add memberships'],
+    ['unchanged', 'Memberships already there'],
+    ['deactivated', applied ? 'Memberships removed' : 'Would remove memberships'],
+    ['errors', 'Errors'],
+    ['warnings', 'Warnings'],
+  ],
+  changes: (c) => `${plural(c.created, 'membership')} added, ${plural(c.deactivated, 'membership')} removed`,
+  wouldChange: (c) => `would add ${plural(c.created, 'membership')}, remove ${plural(c.deactivated, 'membership')}`,
+  wouldRemove: (n) => `would remove ${plural(n, 'membership')}`,
+  mode: (mode) =>
+    mode === 'full'
+      ? 'full sync (the file lists every group membership; memberships it no longer lists are removed)'
+      : 'delta (action column)',
+};
 
 export function buildModel(input: ReportInput): ReportModel {
   const { import: record, tenant } = input;
   const counts = record.counts;
+  const words = record.file.toLowerCase() === 'groups.csv' ? GROUPS : USERS;
   const base = record.file.replace(/\.csv$/i, '');
   const totalErrors = Math.max(counts.errors, record.errors.length);
   const errorsAttachment = record.errors.length > 0 ? `${base}-errors.csv` : null;
+  const warnings = warningsInBody(record.warnings, Math.max(counts.warnings, record.warnings.length), `${base}-warnings.csv`);
   const deactivateAttachment =
     record.status === 'held' && input.wouldDeactivate !== undefined && input.wouldDeactivate.length > 0
       ? `${base}-would-deactivate.csv`
       : null;
-  const outcome = describeOutcome(input, { errorsAttachment, deactivateAttachment });
+  const outcome = describeOutcome(input, words, { errorsAttachment, warningsAttachment: warnings.attachment, deactivateAttachment });
 
   const facts: Array<[string, string]> = [
     ['District', `${tenant.name} (${tenant.subdomain})`],
@@ -62,7 +129,7 @@ export function buildModel(input: ReportInput): ReportModel {
     ['Received', formatInstant(record.receivedAt, tenant.timezone)],
     ['Import ID', record.id],
   ];
-  if (record.mode) facts.push(['Mode', record.mode === 'full' ? 'full sync (the file is the whole roster)' : 'delta (action column)']);
+  if (record.mode) facts.push(['Mode', words.mode(record.mode)]);
   if (record.encoding && record.encoding.toLowerCase() !== 'utf-8') {
     facts.push([
       'Encoding',
@@ -71,18 +138,84 @@ export function buildModel(input: ReportInput): ReportModel {
   }
   if (record.durationMs !== undefined && record.durationMs !== null) facts.push(['Duration', formatDuration(record.durationMs)]);
 
+  const applied = !['held', 'rejected', 'validated'].includes(record.status);
   return {
     subject: oneLine(`[rosterd] ${tenant.subdomain}: ${outcome.subject}`),
     headline: outcome.headline,
     facts,
-    counts: COUNT_LABELS.map(([key, label]) => [label, key === 'errors' ? totalErrors : counts[key]]),
-    errors: record.errors.slice(0, ERRORS_IN_BODY).map((e) => shorten(maskIssue(e))),
-    totalErrors,
-    warnings: record.warnings.map((w) => shorten(maskIssue(w))),
+    countsTitle: countsTitle(record.status),
+    counts: words.countLabels(applied).map(([key, label]) => [label, key === 'errors' ? totalErrors : counts[key]]),
+    errors: errorsInBody(record.errors, totalErrors, errorsAttachment),
+    warnings: warnings.list,
     next: outcome.next,
     errorsAttachment,
+    warningsAttachment: warnings.attachment,
     deactivateAttachment,
   };
+}
+
+function countsTitle(status: ReportImport['status']): string {
+  switch (status) {
+    case 'held':
+      return 'Counts (what the file would do; nothing has been applied yet)';
+    case 'rejected':
+      return 'Counts (what the file would have done; nothing was applied)';
+    case 'validated':
+      return 'Counts (what the file would do; nothing was applied)';
+    default:
+      return 'Counts';
+  }
+}
+
+/** "the first 50,000 of 60,000 errors" when the record kept only some, else null */
+function keptOnly(kept: number, total: number, word: string): string | null {
+  return kept < total ? `the first ${formatCount(kept)} of ${formatCount(total)} ${word}s` : null;
+}
+
+function listTitle(word: string, shown: number, total: number): string {
+  return `${word} (${shown < total ? `first ${formatCount(shown)} of ${formatCount(total)}` : formatCount(total)})`;
+}
+
+function errorsInBody(errors: readonly ImportIssue[], total: number, attachment: string | null): IssueList | null {
+  if (errors.length === 0) return null;
+  const shown = errors.slice(0, ERRORS_IN_BODY).map((e) => shorten(maskIssue(e)));
+  const partial = keptOnly(errors.length, total, 'error');
+  let note: string | null = null;
+  if (attachment) {
+    note = partial ? `${attachment} (attached) has ${partial} (rosterd keeps no more).` : `All errors: ${attachment} (attached).`;
+  }
+  return { title: listTitle('Errors', shown.length, total), shown, note };
+}
+
+/**
+ * The file's own warnings, then the first row warnings. The full list goes in a CSV of its own
+ * rather than in the errors CSV with a `kind` column: errors are rows that were skipped and must be
+ * fixed, warnings are rows that were applied and at most need telling someone (a trimmed password).
+ * An administrator opening users-errors.csv gets exactly the rows to fix, and opening
+ * users-warnings.csv exactly the rows to check, without first filtering a column; and the name of
+ * each file keeps saying what is in it. It is attached only when the body cannot list them all.
+ */
+function warningsInBody(
+  warnings: readonly ImportIssue[],
+  total: number,
+  name: string,
+): { list: IssueList | null; attachment: string | null } {
+  if (warnings.length === 0) return { list: null, attachment: null };
+  const fileLevel = warnings.filter((w) => w.line <= 1);
+  const rows = warnings.filter((w) => w.line > 1);
+  const shown = [...fileLevel, ...rows.slice(0, WARNINGS_IN_BODY)].map((w) => shorten(maskIssue(w)));
+  const attachment = warnings.length > shown.length ? name : null;
+  const more = total - shown.length;
+  const partial = keptOnly(warnings.length, total, 'warning');
+  let note: string | null = null;
+  if (attachment) {
+    note = partial
+      ? `…and ${formatCount(more)} more; ${attachment} (attached) has ${partial} (rosterd keeps no more).`
+      : `…and ${formatCount(more)} more in ${attachment} (attached).`;
+  } else if (more > 0) {
+    note = `…and ${formatCount(more)} more, not kept by rosterd.`;
+  }
+  return { list: { title: listTitle('Warnings', shown.length, total), shown, note }, attachment };
 }
 
 interface Outcome {
@@ -91,46 +224,43 @@ interface Outcome {
   next: string[];
 }
 
-function describeOutcome(input: ReportInput, files: { errorsAttachment: string | null; deactivateAttachment: string | null }): Outcome {
+interface AttachmentNames {
+  errorsAttachment: string | null;
+  warningsAttachment: string | null;
+  deactivateAttachment: string | null;
+}
+
+function describeOutcome(input: ReportInput, words: Vocabulary, files: AttachmentNames): Outcome {
   const { import: record } = input;
   const c = record.counts;
   const file = record.file;
   const errors = Math.max(c.errors, record.errors.length);
-  const changes = `${c.created} created, ${c.updated} updated, ${c.deactivated} deactivated${c.reactivated > 0 ? `, ${c.reactivated} reactivated` : ''}`;
+  const changes = words.changes(c);
   const reason = record.message ? oneLine(record.message) : '';
-  const fixErrors =
-    errors > 0
-      ? `The rows with errors were skipped. Correct them in your student information system (${
-          files.errorsAttachment ? `the first ones are listed above; ${files.errorsAttachment} has all of them` : 'see the list above'
-        }) and upload the file again; rows that are already right are left as they are.`
-      : '';
+  const fixErrors = errors > 0 ? fixErrorsAdvice(record, errors, files.errorsAttachment) : '';
+  const advice = warningAdvice(record, files.warningsAttachment);
+  const approval = approvalSentence(record, input.tenant.timezone);
   switch (record.status) {
     case 'succeeded':
       return {
         subject: `${file} imported — ${changes}`,
-        headline: `${file} was imported: ${changes}.`,
-        next: ['Nothing to do.'],
+        headline: `${file} was imported: ${changes}.${approval}`,
+        next: advice.length > 0 ? advice : ['Nothing to do.'],
       };
     case 'completed_with_errors':
       return {
         subject: `${file} imported with ${plural(errors, 'error')} — ${changes}`,
-        headline: `${file} was imported, but ${skippedRows(record, errors)} skipped (${plural(errors, 'error')}): ${changes}.`,
-        next: [fixErrors],
+        headline: `${file} was imported, but ${skippedRows(record, errors)} skipped (${plural(errors, 'error')}): ${changes}.${approval}`,
+        next: [fixErrors, ...advice],
       };
     case 'failed':
-      return {
-        subject: `${file} failed — nothing imported${errors > 0 ? `, ${plural(errors, 'error')}` : ''}`,
-        headline: `${file} was not imported${reason ? `: ${reason}` : '.'} Nothing was changed.`,
-        next: [
-          `Correct the file${reason ? ' as the message above says' : ''} and upload it again; it will be imported in the next night window.`,
-        ],
-      };
+      return failed(record, errors, reason);
     case 'held':
       return {
-        subject: `${file} held for approval — would deactivate ${plural(c.deactivated, 'user')}`,
-        headline: `${file} was held and nothing has been changed yet: ${
-          holdFacts(reason) ?? `it would deactivate ${plural(c.deactivated, 'user')}, more than this district's safety limit.`
-        }`,
+        subject: `${file} held for approval — ${words.wouldRemove(c.deactivated)}`,
+        headline: `${file} was held and nothing has been changed yet: ${groupDigits(
+          holdFacts(reason) ?? `it ${words.wouldRemove(c.deactivated)}, more than this district's safety limit.`,
+        )}`,
         next: [
           files.deactivateAttachment
             ? `Check the users it would deactivate in ${files.deactivateAttachment}.`
@@ -142,15 +272,19 @@ function describeOutcome(input: ReportInput, files: { errorsAttachment: string |
     case 'rejected':
       return {
         subject: `${file} rejected — nothing imported`,
-        headline: `${file} was held and then rejected by the operator. Nothing was changed.`,
+        headline: `${file} was held and then rejected by ${
+          record.rejectedBy ? `${oneLine(record.rejectedBy)}${when(record.rejectedAt, input.tenant.timezone)}` : 'the operator'
+        }. Nothing was changed.`,
         next: ['Upload a corrected file; it will be imported in the next night window.'],
       };
-    case 'validated':
+    case 'validated': {
+      const would = words.wouldChange(c);
       return {
-        subject: `${file} validated (dry run) — would have ${changes}${errors > 0 ? `, ${plural(errors, 'error')}` : ''}`,
-        headline: `${file} was checked without applying anything. It would have ${changes}.`,
-        next: fixErrors ? [fixErrors] : ['The file is ready to be uploaded.'],
+        subject: `${file} validated (dry run) — ${would}${errors > 0 ? `, ${plural(errors, 'error')}` : ''}`,
+        headline: `${file} was checked without applying anything. It ${would}.`,
+        next: fixErrors || advice.length > 0 ? [...(fixErrors ? [fixErrors] : []), ...advice] : ['The file is ready to be uploaded.'],
       };
+    }
     case 'superseded':
       return {
         subject: `${file} superseded — not imported`,
@@ -165,9 +299,116 @@ function describeOutcome(input: ReportInput, files: { errorsAttachment: string |
   }
 }
 
+/**
+ * A failed import. A file-level failure (a FileRejectedError: the file's fault, or its stored copy
+ * lost) has a message for the administrator. An import that failed after repeated attempts
+ * (src/schedule/claims.ts endAttempts) was rosterd's problem: its message carries the internal
+ * error, which is the operator's to read (`rosterd import show`), so the report says it plainly.
+ */
+function failed(record: ReportImport, errors: number, reason: string): Outcome {
+  const file = record.file;
+  const subject = `${file} failed — nothing imported${errors > 0 ? `, ${plural(errors, 'error')}` : ''}`;
+  if (isAttemptsFailure(record)) {
+    const attempts = record.attempts ?? 0;
+    return {
+      subject,
+      headline:
+        `${file} was not imported: rosterd could not finish importing it after ${plural(attempts, 'attempt')}, ` +
+        'because of an error on the rosterd server, not in your file. Nothing was changed.',
+      next: [
+        `Upload the file again; it will be imported in the next night window. If it fails again, ask your rosterd operator to look at the logs (rosterd import show ${record.id}).`,
+      ],
+    };
+  }
+  const message = reason ? ` ${asSentence(reason)}` : '';
+  return {
+    subject,
+    headline: `${file} was not imported.${message}${NOTHING_CHANGED.test(reason) ? '' : ' Nothing was changed.'}`,
+    next: [
+      `${reason ? 'Do what the message above says and upload' : 'Upload'} the file again; it will be imported in the next night window.`,
+    ],
+  };
+}
+
+const NOTHING_CHANGED = /\bNothing was (changed|applied|imported)\b/i;
+
+/**
+ * endAttempts records the last attempt's error and a message quoting it; a file-level failure after
+ * an attempt that crashed has attempts > 0 too, but its own message, which does not quote it.
+ */
+function isAttemptsFailure(record: ReportImport): boolean {
+  const last = record.lastAttemptError;
+  if (record.status !== 'failed' || (record.attempts ?? 0) === 0 || !last) return false;
+  return !record.message || record.message.includes(last.slice(0, 500));
+}
+
+/** A message as a sentence of its own: capitalised, ending in a full stop. */
+function asSentence(text: string): string {
+  const trimmed = text.trim();
+  const capital = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
+  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
+}
+
+function fixErrorsAdvice(record: ReportImport, errors: number, attachment: string | null): string {
+  const partial = keptOnly(record.errors.length, errors, 'error');
+  const where = attachment ? `the first ones are listed above; ${attachment} has ${partial ?? 'all of them'}` : 'see the list above';
+  // A delta file's rows that worked were applied: sent again, each `add` would be an error
+  // ("already exists"), so only the corrected rows go back.
+  if (record.mode === 'delta') {
+    return (
+      `The rows with errors were skipped; the other rows were applied. Correct them in your student information system (${where}) ` +
+      `and upload a ${record.file} with only the corrected rows: sent again, the rows that worked would be reported as errors (an "add" of a user that now exists).`
+    );
+  }
+  return (
+    `The rows with errors were skipped. Correct them in your student information system (${where}) ` +
+    'and upload the file again; rows that are already right are left as they are.'
+  );
+}
+
+/** What the warnings ask of the administrator; empty when there are none. */
+function warningAdvice(record: ReportImport, attachment: string | null): string[] {
+  const total = Math.max(record.counts.warnings, record.warnings.length);
+  if (total === 0) return [];
+  const isEncoding = (w: ImportIssue): boolean => w.line === 0 && /Windows-1252/i.test(w.message);
+  const isPassword = (w: ImportIssue): boolean => w.line > 1 && isPasswordColumn(w.column);
+  const out: string[] = [];
+  if (record.warnings.some(isEncoding) || (record.encoding ?? 'utf-8').toLowerCase() !== 'utf-8') {
+    out.push('Save the file as UTF-8 ("CSV UTF-8 (Comma delimited)" in Excel) next time, and check that names with accents look right.');
+  }
+  if (record.warnings.some(isPassword)) {
+    out.push(
+      `Some passwords started or ended with spaces, which were removed: tell those users to sign in without the spaces (their lines are listed ${
+        attachment ? `in ${attachment}` : 'above'
+      }).`,
+    );
+  }
+  const others = record.warnings.filter((w) => !isEncoding(w) && !isPassword(w)).length + (total - record.warnings.length);
+  if (others > 0) out.push(out.length > 0 ? 'Check the other warnings above.' : 'Check the warnings above.');
+  return out;
+}
+
+function approvalSentence(record: ReportImport, zone: string): string {
+  if (!record.approvedBy) return '';
+  return ` It had been held for approval and was approved by ${oneLine(record.approvedBy)}${when(record.approvedAt, zone)}.`;
+}
+
+function when(at: Date | string | null | undefined, zone: string): string {
+  return at ? ` on ${formatInstant(at, zone)}` : '';
+}
+
+/** The hold reason comes from src/import/hold.ts with plain integers: "10000 of 40000". */
+function groupDigits(text: string): string {
+  return text.replace(/(?<![\d.,])\d{4,}(?![\d.,]\d)/g, (digits) => formatCount(Number(digits)));
+}
+
+function isPasswordColumn(column: string): boolean {
+  return column.replace(/[\s_-]/g, '').toLowerCase() === 'password';
+}
+
 /** Passwords never appear: the records mask them already; this is the second lock. */
 export function maskIssue(issue: ImportIssue): ImportIssue {
-  if (issue.value !== undefined && issue.column.replace(/[\s_-]/g, '').toLowerCase() === 'password') {
+  if (issue.value !== undefined && isPasswordColumn(issue.column)) {
     return { ...issue, value: PASSWORD_MASK };
   }
   return issue;
@@ -199,11 +440,11 @@ function skippedRows(record: { errors: readonly { line: number }[] }, errors: nu
 }
 
 export function plural(n: number, word: string): string {
-  return `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`;
+  return `${formatCount(n)} ${word}${n === 1 ? '' : 's'}`;
 }
 
 export function formatBytes(bytes: number): string {
-  const exact = `${bytes.toLocaleString('en-US')} bytes`;
+  const exact = `${formatCount(bytes)} bytes`;
   if (bytes < 1024) return exact;
   const units = ['KiB', 'MiB', 'GiB', 'TiB'];
   let value = bytes / 1024;

@@ -1,8 +1,10 @@
 /**
  * Renders an import report (PRODUCT.md §6) into a mail message: subject, text and HTML bodies,
- * and CSV attachments (all errors; for a held import, the users it would deactivate).
+ * and CSV attachments (all errors; the warnings when the body cannot list them all; for a held import,
+ * the users it would deactivate).
  * Pure: no I/O, no clock.
  */
+import type { ImportIssue } from '../import/types.js';
 import { toCsv } from './csv.js';
 import { renderHtml } from './html.js';
 import { buildModel, maskIssue } from './model.js';
@@ -12,16 +14,19 @@ import type { MailAttachment, MailMessage, ReportInput } from './types.js';
 export function renderReport(input: ReportInput): MailMessage {
   const model = buildModel(input);
   const attachments: MailAttachment[] = [];
-  if (model.errorsAttachment) {
+  const issues = (name: string | null, list: readonly ImportIssue[]): void => {
+    if (!name) return;
     attachments.push({
-      filename: model.errorsAttachment,
+      filename: name,
       contentType: 'text/csv; charset=utf-8',
       content: toCsv(
         ['line', 'column', 'value', 'message'],
-        input.import.errors.map(maskIssue).map((e) => [e.line, e.column, e.value, e.message]),
+        list.map(maskIssue).map((i) => [i.line, i.column, i.value, i.message]),
       ),
     });
-  }
+  };
+  issues(model.errorsAttachment, input.import.errors);
+  issues(model.warningsAttachment, input.import.warnings);
   if (model.deactivateAttachment && input.wouldDeactivate) {
     attachments.push({
       filename: model.deactivateAttachment,

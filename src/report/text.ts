@@ -1,4 +1,5 @@
-import type { ReportModel } from './model.js';
+import type { ImportIssue } from '../import/types.js';
+import { formatCount, type IssueList, type ReportModel } from './model.js';
 
 /** The plain-text body. */
 export function renderText(model: ReportModel): string {
@@ -6,27 +7,26 @@ export function renderText(model: ReportModel): string {
   const width = Math.max(...model.facts.map(([label]) => label.length)) + 2;
   for (const [label, value] of model.facts) out.push(`${`${label}:`.padEnd(width)}${value}`);
 
-  out.push('', 'Counts');
+  out.push('', model.countsTitle);
   const countWidth = Math.max(...model.counts.map(([label]) => label.length)) + 2;
-  for (const [label, n] of model.counts) out.push(`  ${label.padEnd(countWidth)}${n.toLocaleString('en-US')}`);
+  for (const [label, n] of model.counts) out.push(`  ${label.padEnd(countWidth)}${formatCount(n)}`);
 
-  if (model.errors.length > 0) {
-    const shown = model.errors.length < model.totalErrors ? `first ${model.errors.length} of ${model.totalErrors}` : `${model.totalErrors}`;
-    out.push('', `Errors (${shown})`);
-    for (const e of model.errors) {
-      const where = e.line > 0 ? `line ${e.line}` : 'file';
-      const value = e.value !== undefined && e.value !== '' ? ` "${e.value}"` : '';
-      out.push(`  ${where}, ${e.column || '-'}${value}: ${e.message}`);
-    }
-    if (model.errorsAttachment) out.push(`  All errors: ${model.errorsAttachment} (attached).`);
-  }
-  if (model.warnings.length > 0) {
-    out.push('', 'Warnings');
-    for (const w of model.warnings) out.push(`  ${w.line > 0 ? `line ${w.line}, ` : ''}${w.column ? `${w.column}: ` : ''}${w.message}`);
-  }
+  list(out, model.errors, (e) => {
+    const where = e.line > 0 ? `line ${e.line}` : 'file';
+    const value = e.value !== undefined && e.value !== '' ? ` "${e.value}"` : '';
+    return `${where}, ${e.column || '-'}${value}: ${e.message}`;
+  });
+  list(out, model.warnings, (w) => `${w.line > 0 ? `line ${w.line}, ` : ''}${w.column ? `${w.column}: ` : ''}${w.message}`);
 
   out.push('', 'What to do next');
   for (const paragraph of model.next) out.push(`  ${paragraph}`);
   out.push('', '-- ', 'rosterd, the nightly roster import. Reply to your rosterd operator, not to this address.', '');
   return out.join('\n');
+}
+
+function list(out: string[], issues: IssueList | null, line: (issue: ImportIssue) => string): void {
+  if (!issues) return;
+  out.push('', issues.title);
+  for (const issue of issues.shown) out.push(`  ${line(issue)}`);
+  if (issues.note) out.push(`  ${issues.note}`);
 }

@@ -24,6 +24,16 @@ export interface ReportImport {
   encoding?: string | null | undefined;
   /** how long the import took */
   durationMs?: number | null | undefined;
+  /** true when `errors` or `warnings` lists fewer than `counts` says (the reader keeps the first 50,000) */
+  issuesTruncated?: boolean | undefined;
+  /** attempts that ended without an outcome (crash, lost connection), and why the last one did: for the operator only */
+  attempts?: number | undefined;
+  lastAttemptError?: string | null | undefined;
+  /** a held import that an operator approved (then applied) or rejected; times as `receivedAt` */
+  approvedBy?: string | null | undefined;
+  approvedAt?: Date | string | null | undefined;
+  rejectedBy?: string | null | undefined;
+  rejectedAt?: Date | string | null | undefined;
 }
 
 export interface ReportTenant {

@@ -20,7 +20,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import { emptyCounts } from '../../src/import/types.js';
 import { createLogger } from '../../src/log/logger.js';
 import { deliverDue, GIVE_UP_MS, LOCK_MS, retryDelayMs, type DeliveryResult } from '../../src/report/delivery.js';
-import { createMailer, SEND_DEADLINE_MS, type Mailer } from '../../src/report/mailer.js';
+import { createMailer, reportMessageId, SEND_DEADLINE_MS, type Mailer } from '../../src/report/mailer.js';
 import { deliveryStatus, enqueueReport } from '../../src/report/outbox.js';
 import { renderReport } from '../../src/report/render.js';
 import { withTransaction } from '../../src/store/db.js';
@@ -36,6 +36,7 @@ const ADMINS = {
   'refused-usd': ['it@refused-usd.example'],
   'working-usd': ['it@working-usd.example'],
   'split-usd': ['deferred@split-usd.example', 'it@split-usd.example'],
+  'moved-usd': ['gone@moved-usd.example', 'it@moved-usd.example'],
 } as const;
 type Tenant = keyof typeof ADMINS;
 
@@ -205,7 +206,7 @@ async function queueReport(tenant: Tenant): Promise<Queued> {
     },
   });
   const id = await withTransaction(db.pool, (client) => enqueueReport(client, message, { uploadId: upload.id, now: clock.now() }));
-  return { id, uploadId: upload.id, messageId: `<rosterd-report-${id}@rosterd.example>` };
+  return { id, uploadId: upload.id, messageId: reportMessageId(message, id) };
 }
 
 async function status(q: Queued) {
@@ -320,6 +321,30 @@ describe('a server that refuses a message', () => {
       }
       expect(policy.to(deferred)).toEqual([expect.objectContaining({ messageId: report.messageId })]);
       expect(policy.to(accepted)).toHaveLength(1);
+      expect(await status(report)).toMatchObject({ status: 'sent' });
+    } finally {
+      mailer.close();
+    }
+  });
+});
+
+describe('administrators changed while a report waits', () => {
+  // An operator who replaces an address after a bounce expects the retry to reach the new one;
+  // the removed address must no longer get a report that names students.
+  it('the retry goes to the administrators as they are now, less those who already have it', async () => {
+    const [gone, kept] = ADMINS['moved-usd'];
+    policy.rcpt.set(gone, { code: 550, text: '5.1.1 no such user' });
+    const report = await queueReport('moved-usd');
+    const mailer = createMailer({ SMTP_URL: policy.url, DATA_DIR: '/nonexistent' });
+    try {
+      expect(await deliverDue(ctx(), mailer)).toEqual({ sent: 0, failed: 1 });
+      expect(policy.to(kept)).toHaveLength(1);
+      await db.pool.query(`UPDATE tenants SET admin_emails = $2 WHERE subdomain = $1`, ['moved-usd', [kept, 'new@moved-usd.example']]);
+      advance(retryDelayMs(1));
+      expect(await deliverDue(ctx(), mailer)).toEqual({ sent: 1, failed: 0 });
+      expect(policy.to('new@moved-usd.example')).toEqual([expect.objectContaining({ messageId: report.messageId })]);
+      expect(policy.to(gone)).toHaveLength(0);
+      expect(policy.to(kept)).toHaveLength(1); // not twice
       expect(await status(report)).toMatchObject({ status: 'sent' });
     } finally {
       mailer.close();

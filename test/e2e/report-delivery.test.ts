@@ -104,7 +104,7 @@ describe('outbox', () => {
 describe('delivery over SMTP', () => {
   it('the administrators receive the report: recipients, subject, counts, attachment, no password', async () => {
     const upload = await newUpload();
-    await enqueue(upload);
+    const id = await enqueue(upload);
     const mailer = createMailer({ SMTP_URL: smtp.url, DATA_DIR: '/nonexistent' });
     expect(await deliverDue({ pool: db.pool, logger, clock }, mailer)).toEqual({ sent: 1, failed: 0 });
     mailer.close();
@@ -114,7 +114,8 @@ describe('delivery over SMTP', () => {
     const parsed = mail!.parsed;
     expect(parsed.to?.map((a) => ('address' in a ? a.address : ''))).toEqual(['it@lincoln.example', 'sis@lincoln.example']);
     expect(parsed.subject).toBe('[rosterd] lincoln-usd: users.csv imported with 2 errors — 120 created, 4 updated, 2 deactivated');
-    expect(parsed.messageId).toMatch(/^<rosterd-report-\d+@rosterd\.example>$/);
+    // Unique across databases (outbox ids start at 1 in each): it holds the import's id too.
+    expect(parsed.messageId).toBe(`<rosterd-report-${id}.${upload.id}@rosterd.example>`);
     expect(parsed.text).toMatch(/Rows read\s+127/);
     expect(parsed.text).toContain('Saturday, November 21, 2026, 7:02:11 PM CST (America/Chicago)');
     expect(parsed.html).toContain('<h3>Errors (2)</h3>');

@@ -117,8 +117,8 @@ describe('renderReport', () => {
       input({ status: 'failed', message: 'the file has no username column', counts: emptyCounts(), errors: [], mode: null }),
     );
     expect(mail.subject).toBe('[rosterd] lincoln-usd: users.csv failed — nothing imported');
-    expect(mail.text).toContain('users.csv was not imported: the file has no username column Nothing was changed.');
-    expect(mail.text).toContain('upload it again');
+    expect(mail.text).toContain('users.csv was not imported. The file has no username column. Nothing was changed.');
+    expect(mail.text).toContain('Do what the message above says and upload the file again');
     expect(mail.attachments).toEqual([]);
   });
 

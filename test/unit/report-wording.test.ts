@@ -1,0 +1,313 @@
+/**
+ * What the report tells the district administrator in the cases a reviewer found it wrong: many
+ * warnings, capped issue lists, held and rejected counts, groups.csv, failures after repeated
+ * attempts, delta files, approvals, and number formatting.
+ */
+import { describe, expect, it } from 'vitest';
+import { emptyCounts, type ImportIssue } from '../../src/import/types.js';
+import { renderReport } from '../../src/report/render.js';
+import type { ReportImport, ReportInput } from '../../src/report/types.js';
+
+const ID = '6f1c0d2e-4b1a-4a57-9a0e-1b2c3d4e5f60';
+
+function input(over: Partial<ReportImport> = {}, extra: Partial<ReportInput> = {}): ReportInput {
+  return {
+    from: 'rosterd <rosterd@example.com>',
+    tenant: { subdomain: 'nyc-usd', name: 'NYC', timezone: 'America/New_York', adminEmails: ['it@nyc.example'] },
+    import: {
+      id: ID,
+      file: 'users.csv',
+      sha256: 'a'.repeat(64),
+      bytes: 1000,
+      receivedAt: '2026-11-21T19:02:11-05:00',
+      status: 'succeeded',
+      mode: 'full',
+      counts: { ...emptyCounts(), rows: 5, created: 5 },
+      errors: [],
+      warnings: [],
+      durationMs: 100,
+      ...over,
+    },
+    ...extra,
+  };
+}
+
+const count = (text: string, part: string): number => text.split(part).length - 1;
+
+const ENCODING_WARNING: ImportIssue = {
+  line: 0,
+  column: '',
+  message: 'The file is not valid UTF-8, so it was read as Windows-1252 (Western European).',
+};
+const COLUMN_WARNING: ImportIssue = { line: 1, column: 'favorite color', message: "Column 'favorite color' is not a known column" };
+const trimmed = (line: number): ImportIssue => ({
+  line,
+  column: 'password',
+  value: '******',
+  message: 'The password starts or ends with spaces; they were removed, so the user signs in without them',
+});
+
+describe('warnings in the body are capped; all of them are attached', () => {
+  const rowWarnings = Array.from({ length: 3000 }, (_, i) => trimmed(i + 2));
+  const mail = renderReport(
+    input({
+      encoding: 'windows-1252',
+      counts: { ...emptyCounts(), rows: 3000, created: 3000, warnings: 3002 },
+      warnings: [ENCODING_WARNING, COLUMN_WARNING, ...rowWarnings],
+    }),
+  );
+
+  it('the text body lists the file warnings and the first row warnings, and says how many more', () => {
+    expect(mail.text.split('\n').length).toBeLessThan(120);
+    expect(mail.text).toContain('Warnings (first 22 of 3,002)');
+    expect(mail.text).toContain('read as Windows-1252');
+    expect(mail.text).toContain("Column 'favorite color'");
+    expect(mail.text).toContain('line 21, password:');
+    expect(mail.text).not.toContain('line 22, password:');
+    expect(mail.text).toContain('2,980 more in users-warnings.csv (attached)');
+  });
+
+  it('so does the HTML body', () => {
+    expect(mail.html.length).toBeLessThan(20_000);
+    expect(mail.html).toContain('Warnings (first 22 of 3,002)');
+    expect(mail.html).toContain('read as Windows-1252');
+    expect(mail.html).not.toContain('line 22, password:');
+    expect(mail.html).toContain('users-warnings.csv');
+  });
+
+  it('attaches every warning in its own CSV, passwords masked', () => {
+    const csv = mail.attachments.find((a) => a.filename === 'users-warnings.csv');
+    expect(csv?.contentType).toBe('text/csv; charset=utf-8');
+    const lines = csv?.content.split('\r\n') ?? [];
+    expect(lines[0]).toBe('\uFEFFline,column,value,message');
+    expect(lines).toHaveLength(3002 + 2); // header + warnings + trailing empty
+    expect(lines[3]).toBe(
+      '2,password,******,"The password starts or ends with spaces; they were removed, so the user signs in without them"',
+    );
+  });
+
+  it('a few warnings are all in the body and need no attachment', () => {
+    const few = renderReport(input({ counts: { ...emptyCounts(), rows: 3, created: 3, warnings: 2 }, warnings: [trimmed(2), trimmed(3)] }));
+    expect(few.text).toContain('Warnings (2)');
+    expect(few.attachments).toEqual([]);
+  });
+});
+
+describe('capped issue lists', () => {
+  it('says the errors attachment holds the first N of M when the record kept only some', () => {
+    const errors = Array.from({ length: 50_000 }, (_, i) => ({ line: i + 2, column: 'email', value: `bad${i}`, message: 'not valid' }));
+    const mail = renderReport(
+      input({
+        status: 'completed_with_errors',
+        counts: { ...emptyCounts(), rows: 70_000, created: 10_000, errors: 60_000 },
+        errors,
+        issuesTruncated: true,
+      }),
+    );
+    expect(mail.text).toContain('Errors (first 20 of 60,000)');
+    expect(mail.text).toContain('users-errors.csv (attached) has the first 50,000 of 60,000 errors');
+    expect(mail.html).toContain('has the first 50,000 of 60,000 errors');
+    expect(mail.text).not.toContain('All errors');
+    expect(mail.text).not.toContain('has all of them');
+    expect(mail.html).not.toContain('All errors');
+  });
+
+  it('says the same of warnings', () => {
+    const mail = renderReport(
+      input({
+        counts: { ...emptyCounts(), rows: 60_000, created: 60_000, warnings: 60_000 },
+        warnings: Array.from({ length: 50_000 }, (_, i) => trimmed(i + 2)),
+        issuesTruncated: true,
+      }),
+    );
+    expect(mail.text).toContain('users-warnings.csv (attached) has the first 50,000 of 60,000 warnings');
+  });
+});
+
+describe('held and rejected imports show what the file would have done', () => {
+  const counts = { ...emptyCounts(), rows: 1, unchanged: 1, deactivated: 4 };
+  for (const status of ['held', 'rejected'] as const) {
+    it(status, () => {
+      const mail = renderReport(input({ status, counts }));
+      expect(mail.text).toMatch(/Would deactivate\s+4/);
+      expect(mail.text).not.toMatch(/^\s+Deactivated\s/m);
+      expect(mail.text).not.toMatch(/^Counts$/m);
+      expect(mail.html).toContain('Would deactivate');
+      expect(mail.html).not.toContain('>Deactivated<');
+    });
+  }
+
+  it('a rejected report says who rejected it', () => {
+    const mail = renderReport(
+      input({ status: 'rejected', counts, rejectedBy: 'ops@nyc.example', rejectedAt: '2026-11-22T08:00:00-05:00' }),
+    );
+    expect(mail.text).toContain('rejected by ops@nyc.example');
+  });
+});
+
+describe('groups.csv speaks of memberships', () => {
+  const groups = (over: Partial<ReportImport>) => renderReport(input({ file: 'groups.csv', ...over }));
+
+  it('subject, headline, counts and mode', () => {
+    const mail = groups({ counts: { ...emptyCounts(), rows: 2, unchanged: 2, deactivated: 1 } });
+    expect(mail.subject).toBe('[rosterd] nyc-usd: groups.csv imported — 0 memberships added, 1 membership removed');
+    expect(mail.text).toContain('groups.csv was imported: 0 memberships added, 1 membership removed.');
+    expect(mail.text).toMatch(/Memberships removed\s+1/);
+    expect(mail.text).toMatch(/Memberships already there\s+2/);
+    expect(mail.text).not.toMatch(/^\s+(Created|Deactivated|Reactivated)\s/m);
+    expect(mail.text).not.toContain('whole roster');
+    expect(mail.text).toContain('the file lists every group membership');
+    expect(mail.html).toContain('Memberships removed');
+  });
+
+  it('with errors', () => {
+    const mail = groups({
+      status: 'completed_with_errors',
+      counts: { ...emptyCounts(), rows: 3, created: 2, errors: 1 },
+      errors: [{ line: 3, column: 'username', value: 'ghost', message: 'no such user' }],
+    });
+    expect(mail.subject).toBe('[rosterd] nyc-usd: groups.csv imported with 1 error — 2 memberships added, 0 memberships removed');
+  });
+});
+
+describe('failed imports', () => {
+  const attemptsMessage =
+    'rosterd could not finish importing this file after 3 attempts (last: review: simulated storage failure at 0x7f). ' +
+    'Nothing was changed. Upload the file again, or ask your rosterd operator to look at the logs.';
+
+  it('after repeated attempts: no internal error, no repetition, no blame on the file', () => {
+    const mail = renderReport(
+      input({
+        status: 'failed',
+        counts: emptyCounts(),
+        message: attemptsMessage,
+        attempts: 3,
+        lastAttemptError: 'review: simulated storage failure at 0x7f',
+      }),
+    );
+    const all = `${mail.subject}\n${mail.text}\n${mail.html}`;
+    expect(all).not.toContain('simulated storage failure');
+    expect(count(mail.text, 'Nothing was changed')).toBe(1);
+    expect(count(mail.html, 'Nothing was changed')).toBe(1);
+    expect(mail.text).toContain('after 3 attempts');
+    expect(mail.text).not.toContain('Correct the file');
+    expect(mail.text).toMatch(/What to do next\n {2}Upload the file again.*rosterd operator/);
+  });
+
+  it('a file-level failure that already says nothing was changed does not say it twice', () => {
+    const mail = renderReport(
+      input({
+        status: 'failed',
+        counts: emptyCounts(),
+        message:
+          'The received copy of this file was damaged on the server after it arrived (its SHA-256 no longer matches). ' +
+          'Nothing was changed. Please upload the file again.',
+      }),
+    );
+    expect(count(mail.text, 'Nothing was changed')).toBe(1);
+    expect(mail.text).toContain('users.csv was not imported. The received copy of this file was damaged');
+  });
+
+  it('a file-level failure after an attempt that crashed still shows the file message', () => {
+    const mail = renderReport(
+      input({
+        status: 'failed',
+        counts: emptyCounts(),
+        message: 'The file has no username column.',
+        attempts: 1,
+        lastAttemptError: 'connection terminated unexpectedly',
+      }),
+    );
+    expect(mail.text).toContain('users.csv was not imported. The file has no username column. Nothing was changed.');
+    expect(mail.text).not.toContain('connection terminated');
+  });
+
+  it('joins the message as its own sentence, not after a colon', () => {
+    const mail = renderReport(
+      input({ status: 'failed', counts: emptyCounts(), message: 'The file is separated by semicolons, not by commas.' }),
+    );
+    expect(mail.text).toContain('users.csv was not imported. The file is separated by semicolons, not by commas. Nothing was changed.');
+    expect(mail.text).not.toContain('imported: The');
+  });
+});
+
+describe('what to do next', () => {
+  const oneError = [{ line: 3, column: 'email', value: 'x', message: 'not valid' }];
+
+  it('for a delta file: send only the corrected rows', () => {
+    const mail = renderReport(
+      input({
+        status: 'completed_with_errors',
+        mode: 'delta',
+        counts: { ...emptyCounts(), rows: 3, created: 2, errors: 1 },
+        errors: oneError,
+      }),
+    );
+    expect(mail.text).toContain('only the corrected rows');
+    expect(mail.text).not.toContain('rows that are already right are left as they are');
+  });
+
+  it('for a full sync: upload the whole file again', () => {
+    const mail = renderReport(
+      input({ status: 'completed_with_errors', counts: { ...emptyCounts(), rows: 3, created: 2, errors: 1 }, errors: oneError }),
+    );
+    expect(mail.text).toContain('rows that are already right are left as they are');
+  });
+
+  it('not "Nothing to do." when a warning asks for something', () => {
+    const encoding = renderReport(
+      input({ encoding: 'windows-1252', counts: { ...emptyCounts(), rows: 5, created: 5, warnings: 1 }, warnings: [ENCODING_WARNING] }),
+    );
+    expect(encoding.text).not.toContain('Nothing to do');
+    expect(encoding.text).toContain('UTF-8');
+    const passwords = renderReport(input({ counts: { ...emptyCounts(), rows: 5, created: 5, warnings: 1 }, warnings: [trimmed(4)] }));
+    expect(passwords.text).not.toContain('Nothing to do');
+    expect(passwords.html).not.toContain('Nothing to do');
+    expect(passwords.text).toContain('without the spaces');
+  });
+
+  it('"Nothing to do." when there is nothing', () => {
+    expect(renderReport(input()).text).toContain('Nothing to do.');
+  });
+});
+
+describe('approvals and numbers', () => {
+  it('an import applied after approval says who approved it, and when', () => {
+    const mail = renderReport(
+      input({
+        counts: { ...emptyCounts(), rows: 1, deactivated: 57 },
+        approvedBy: 'ops@nyc.example',
+        approvedAt: '2026-11-22T08:00:00-05:00',
+      }),
+    );
+    expect(mail.text).toContain('approved by ops@nyc.example');
+    expect(mail.text).toContain('Sunday, November 22, 2026, 8:00:00 AM EST');
+    expect(mail.html).toContain('approved by ops@nyc.example');
+  });
+
+  it('formats every number with thousands separators', () => {
+    const mail = renderReport(
+      input({ counts: { ...emptyCounts(), rows: 3005, created: 3000, updated: 1234, deactivated: 12_000, reactivated: 1500 } }),
+    );
+    expect(mail.subject).toBe(
+      '[rosterd] nyc-usd: users.csv imported — 3,000 created, 1,234 updated, 12,000 deactivated, 1,500 reactivated',
+    );
+    expect(mail.text).toContain('3,000 created, 1,234 updated, 12,000 deactivated, 1,500 reactivated.');
+    expect(mail.text).toMatch(/Rows read\s+3,005/);
+  });
+
+  it('the held reason from the import uses the same format', () => {
+    const mail = renderReport(
+      input({
+        status: 'held',
+        counts: { ...emptyCounts(), rows: 30_000, deactivated: 10_000 },
+        message:
+          "Held: this file would deactivate 10000 of 40000 active users (25%), more than the district's limit of 1000 deactivations. " +
+          'Nothing was applied. If the file is right, approve it.',
+      }),
+    );
+    expect(mail.text).toContain(
+      "would deactivate 10,000 of 40,000 active users (25%), more than the district's limit of 1,000 deactivations.",
+    );
+  });
+});
