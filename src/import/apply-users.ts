@@ -541,7 +541,11 @@ async function planChanges(
   );
 }
 
-/** Row errors and warnings that only the database can tell (duplicates, delta actions). */
+/**
+ * Row errors and warnings that only the database can tell (duplicates, and a delta's actions on
+ * users that do or do not exist), each under the username it is about: the value shown is the username,
+ * so the column must say so ("action \"jdoe\"" read as if the action were "jdoe").
+ */
 async function insertPlanIssues(
   client: PoolClient,
   t: StagingTables,
@@ -556,7 +560,7 @@ async function insertPlanIssues(
            FROM ${t.rows} WHERE username_key IN (SELECT username_key FROM ${t.dups})
           GROUP BY username_key)
        INSERT INTO import_issues (upload_id, kind, line, column_name, value, message)
-       SELECT $1, 'error', c.line, CASE WHEN c.op = 'duplicate' THEN 'username' ELSE 'action' END, s.username,
+       SELECT $1, 'error', c.line, 'username', s.username,
               CASE c.op
                 WHEN 'duplicate' THEN format($2, array_to_string(d.lines, ', '))
                 WHEN 'exists' THEN format($3, s.username)
@@ -572,7 +576,7 @@ async function insertPlanIssues(
   if (reactivations === 0) return 0;
   const warned = await client.query(
     `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message)
-     SELECT $1, 'warning', c.line, 'action', s.username, format($2, s.username)
+     SELECT $1, 'warning', c.line, 'username', s.username, format($2, s.username)
        FROM ${t.changes} c JOIN ${t.rows} s ON s.line = c.line
       WHERE c.op = 'reactivate' AND s.action = 'add'`,
     [uploadId, MESSAGES.addReactivated],

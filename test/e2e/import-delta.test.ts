@@ -52,11 +52,11 @@ it('add of an active user, update or delete of a missing one, and delete of a ha
   expect(r.status).toBe('completed_with_errors');
   expect(r.counts).toMatchObject({ rows: 5, created: 0, updated: 0, deactivated: 0, errors: 5 });
   expect(r.errors.map((e) => [e.line, e.column])).toEqual([
-    [2, 'action'],
-    [3, 'action'],
-    [4, 'action'],
-    [5, 'action'],
-    [6, 'action'],
+    [2, 'username'],
+    [3, 'username'],
+    [4, 'username'],
+    [5, 'username'],
+    [6, 'action'], // the action itself is wrong
   ]);
   expect(r.errors[0]?.message).toMatch(/already exists and is active.*update/);
   expect(r.errors[1]?.message).toMatch(/does not exist.*add/);
@@ -68,7 +68,7 @@ it('add of an active user, update or delete of a missing one, and delete of a ha
 it('add of an inactive user reactivates it and says so', async () => {
   const r = await f.importCsv('delta', csv('username,email,action', 'back0001,b1-new@x.org,add'));
   expect(r.counts).toMatchObject({ reactivated: 1, created: 0, warnings: 1 });
-  expect(r.warnings[0]).toMatchObject({ line: 2, column: 'action', value: 'back0001' });
+  expect(r.warnings[0]).toMatchObject({ line: 2, column: 'username', value: 'back0001' });
   expect(r.warnings[0]?.message).toMatch(/inactive; this row reactivates it/);
   expect((await f.users('delta')).find((u) => u.username === 'back0001')).toMatchObject({ active: true, email: 'b1-new@x.org' });
 });
