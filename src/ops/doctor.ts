@@ -65,7 +65,16 @@ export async function runDoctor(deps: DoctorDeps): Promise<DoctorReport> {
     checks.push(ok('configuration', describeConfig(config)));
   } catch (err) {
     checks.push(fail('configuration', toError(err).message, 'the variables and their defaults are listed in the README (Configuration)'));
-    for (const name of ['data directory', 'data directory permissions', 'free space', 'host keys', 'database', 'migrations', 'mail']) {
+    for (const name of [
+      'data directory',
+      'data directory permissions',
+      'free space',
+      'host keys',
+      'database',
+      'migrations',
+      'reports',
+      'mail',
+    ]) {
       checks.push(skip(name, 'the configuration is invalid'));
     }
     return { ok: false, checks };
@@ -252,15 +261,25 @@ async function checkDatabase(config: Config, logger: Logger, timeoutMs: number):
       close = db.close;
     }
   } catch (err) {
-    return [fail('database', `cannot connect to ${where}: ${describeError(err)}`, fix), skip('migrations', 'the database is unreachable')];
+    return [
+      fail('database', `cannot connect to ${where}: ${describeError(err)}`, fix),
+      skip('migrations', 'the database is unreachable'),
+      skip('reports', 'the database is unreachable'),
+    ];
   }
   try {
     const version = await pool.query<{ server_version: string }>('SHOW server_version');
     const checks = [ok('database', `connected to ${where} (PostgreSQL ${version.rows[0]?.server_version ?? '?'})`)];
-    checks.push(await checkMigrations(pool, timeoutMs));
+    const migrations = await checkMigrations(pool, timeoutMs);
+    checks.push(migrations);
+    checks.push(migrations.status === 'fail' ? skip('reports', 'the migrations are not applied') : await checkOutbox(pool, timeoutMs));
     return checks;
   } catch (err) {
-    return [fail('database', `${where} answered, then failed: ${describeError(err)}`, fix), skip('migrations', 'the database failed')];
+    return [
+      fail('database', `${where} answered, then failed: ${describeError(err)}`, fix),
+      skip('migrations', 'the database failed'),
+      skip('reports', 'the database failed'),
+    ];
   } finally {
     await close();
   }
@@ -286,6 +305,54 @@ async function checkMigrations(pool: pg.Pool, timeoutMs: number): Promise<Doctor
     return ok(name, `current (${applied.length} applied)`);
   } catch (err) {
     return fail(name, `cannot read the applied migrations: ${describeError(err)}`, 'check the database user may read schema_migrations');
+  }
+}
+
+/** Reports waiting longer than this mean delivery is stuck, not merely between two attempts. */
+const OUTBOX_STUCK_MS = 3600_000;
+
+/**
+ * The outbox (PRODUCT.md §6): a report that has waited an hour, or one given up on, is a district
+ * administrator who never heard about last night. /metrics says so too; doctor says what to do.
+ */
+async function checkOutbox(pool: pg.Pool, timeoutMs: number): Promise<DoctorCheck> {
+  const name = 'reports';
+  try {
+    const { rows } = await withTimeout(
+      pool.query<{ waiting: string; stuck: string; oldest: Date | null; last_error: string | null; given_up: string }>(
+        `SELECT count(*) FILTER (WHERE status = 'pending') AS waiting,
+                count(*) FILTER (WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)) AS stuck,
+                min(created_at) FILTER (WHERE status = 'pending') AS oldest,
+                (array_agg(last_error ORDER BY created_at) FILTER (WHERE status = 'pending' AND last_error IS NOT NULL))[1] AS last_error,
+                count(*) FILTER (WHERE status = 'failed' AND created_at > now() - interval '30 days') AS given_up
+           FROM outbox`,
+        [OUTBOX_STUCK_MS / 1000],
+      ),
+      timeoutMs,
+      'the outbox check',
+    );
+    const r = rows[0];
+    const stuck = Number(r?.stuck ?? 0);
+    const givenUp = Number(r?.given_up ?? 0);
+    if (stuck > 0) {
+      return warn(
+        name,
+        `${stuck} report${stuck === 1 ? '' : 's'} waiting for more than an hour, the oldest since ${r?.oldest?.toISOString() ?? '?'}` +
+          (r?.last_error ? ` (last error: ${r.last_error.slice(0, 200)})` : ''),
+        'check the mail check below and SMTP_URL, and that rosterd serve is running: it sends them',
+      );
+    }
+    if (givenUp > 0) {
+      return warn(
+        name,
+        `${givenUp} report${givenUp === 1 ? ' was' : 's were'} given up on in the last 30 days (the mail server refused or was unreachable for 7 days)`,
+        '"rosterd import list" shows each import\'s report; tell those districts what their report said',
+      );
+    }
+    const waiting = Number(r?.waiting ?? 0);
+    return ok(name, waiting === 0 ? 'none waiting to be sent' : `${waiting} waiting to be sent, none for more than an hour`);
+  } catch (err) {
+    return fail(name, `cannot read the outbox: ${describeError(err)}`, 'check the database user may read the outbox table');
   }
 }
 

@@ -56,6 +56,7 @@ describe('rosterd doctor', () => {
       'host keys',
       'database',
       'migrations',
+      'reports',
       'mail',
     ]);
     for (const c of r.report.checks)
@@ -66,6 +67,26 @@ describe('rosterd doctor', () => {
     expect(r.text).toMatch(/^OK {4}database {2,}connected to 127\.0\.0\.1:\d+\/rosterd_t_\w+ \(PostgreSQL /m);
     expect(r.text).toMatch(/all checks passed\n$/);
     expect(r.text + r.stderr, 'no credentials printed').not.toContain(new URL(db.url).password || '\u0000');
+  });
+
+  it('warns about a report that has waited more than an hour, with its last error (a warning: exit 0)', async () => {
+    const { rows } = await db.pool.query<{ id: number }>(
+      `INSERT INTO outbox (message, status, attempts, last_error, created_at)
+       VALUES ('{}'::jsonb, 'pending', 9, 'connect ECONNREFUSED 10.0.0.9:25', now() - interval '2 hours') RETURNING id`,
+    );
+    try {
+      const r = await doctor({ DATABASE_URL: db.url, DATA_DIR: tempDir(), SMTP_URL: smtp.url });
+      expect(r.code, r.text).toBe(0);
+      expect(r.check('reports')).toMatchObject({
+        status: 'warn',
+        detail: expect.stringMatching(
+          /^1 report waiting for more than an hour, the oldest since .* \(last error: connect ECONNREFUSED 10\.0\.0\.9:25\)$/,
+        ),
+        fix: expect.stringContaining('rosterd serve is running'),
+      });
+    } finally {
+      await db.pool.query('DELETE FROM outbox WHERE id = $1', [rows[0]!.id]);
+    }
   });
 
   it('passes without SMTP_URL when the .eml outbox folder can be written, and before the first start', async () => {
