@@ -49,7 +49,7 @@ export function createScheduler(ctx: ScheduleContext, mailer: Mailer, options: S
   function deliver(): Promise<void> {
     delivering ??= deliverDue(ctx, mailer)
       .then(() => undefined)
-      .catch((err: unknown) => log.error({ err: toError(err) }, 'could not deliver reports; tried again shortly'))
+      .catch((err: unknown) => log.error({ err: toError(err) }, 'could not deliver reports; the next pass tries again'))
       .finally(() => {
         delivering = undefined;
       });

@@ -292,14 +292,15 @@ describe('the database stays unreachable', () => {
 
     // Every error line of the whole file has a known cause, and there are few of them: one per
     // login refused for the outage, one per failed CLOSE, at most one per scheduler pass (imports,
-    // reports) per tick of a dead database, at most one tick more per outage at its edges.
+    // reports, also the report pass between ticks) per tick of a dead database, at most one tick
+    // more per outage at its edges.
     const errors = daemon.logs.filter((l) => l.level === 'error' || l.level === 'fatal');
     const kinds = {
       login: (l: LogLine) => l.msg === 'SFTP login check failed: database unavailable',
       close: (l: LogLine) => l.msg === 'SFTP request failed' && l.request === 'CLOSE',
       tick: (l: LogLine) =>
         l.msg === 'tick: could not process pending uploads; the next tick tries again' ||
-        l.msg === 'tick: could not deliver reports; the next tick tries again',
+        l.msg === 'could not deliver reports; the next pass tries again',
     };
     const unknown = errors.filter((l) => !Object.values(kinds).some((k) => k(l)));
     expect(unknown, 'error lines of no known cause').toEqual([]);
