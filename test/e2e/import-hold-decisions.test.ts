@@ -34,6 +34,16 @@ async function rosterdError(p: Promise<unknown>): Promise<RosterdError> {
   throw new Error('expected a RosterdError');
 }
 
+/** Usernames in a tenant's named group. */
+async function members(tenant: string, group: string): Promise<string[]> {
+  const { rows } = await f.db.pool.query<{ username: string }>(
+    `SELECT u.username FROM memberships m JOIN users u ON u.id = m.user_id JOIN groups g ON g.id = m.group_id
+      WHERE g.name = $2 AND g.tenant_id = (SELECT id FROM tenants WHERE subdomain = $1) ORDER BY 1`,
+    [tenant, group],
+  );
+  return rows.map((r) => r.username);
+}
+
 const run = () => processPending({ ...f.ctx, claimedBy: 'test:1' }, { now: true });
 const active = async (tenant: string) => (await f.users(tenant)).filter((u) => u.active).map((u) => u.username);
 
@@ -151,11 +161,7 @@ it('a groups.csv waits while the users.csv pushed with it is held, and is import
   await approveImport(f.ctx, heldId, { approvedBy: 'ops' });
   const next = await run();
   expect(next.imported).toEqual([{ id: groups, tenant: 'groups-wait', file: 'groups.csv', status: 'succeeded' }]);
-  const { rows } = await f.db.pool.query<{ username: string }>(
-    `SELECT u.username FROM memberships m JOIN users u ON u.id = m.user_id JOIN groups g ON g.id = m.group_id
-      WHERE g.name = 'Band' AND g.tenant_id = (SELECT id FROM tenants WHERE subdomain = 'groups-wait') ORDER BY 1`,
-  );
-  expect(rows.map((r) => r.username)).toEqual(['new001', 'new002', 'user001']);
+  expect(await members('groups-wait', 'Band')).toEqual(['new001', 'new002', 'user001']);
 });
 
 it('a groups full sync keeps the memberships of a user whose line the reader rejected', async () => {
@@ -171,11 +177,7 @@ it('a groups full sync keeps the memberships of a user whose line the reader rej
   const second = await f.importCsv('groups-keep', csv('username,owner,group', 'stu001,,', 'stu002', 'teach01,,Chess'), 'groups.csv');
   expect(second.errors.map((e) => e.line)).toEqual([2, 3]);
   expect(second.counts).toMatchObject({ errors: 2, created: 1, deactivated: 1 });
-  const { rows } = await f.db.pool.query<{ username: string }>(
-    `SELECT u.username FROM memberships m JOIN users u ON u.id = m.user_id JOIN groups g ON g.id = m.group_id
-      WHERE g.name = 'Chess' AND g.tenant_id = (SELECT id FROM tenants WHERE subdomain = 'groups-keep') ORDER BY 1`,
-  );
-  expect(rows.map((r) => r.username)).toEqual(['stu001', 'stu002', 'teach01']);
+  expect(await members('groups-keep', 'Chess')).toEqual(['stu001', 'stu002', 'teach01']);
 });
 
 it('a first import reports a valid row and an invalid row with the same username both as errors, as validate does', async () => {
