@@ -273,6 +273,9 @@ async function checkDatabase(config: Config, logger: Logger, timeoutMs: number):
     const migrations = await checkMigrations(pool, timeoutMs);
     checks.push(migrations);
     checks.push(migrations.status === 'fail' ? skip('reports', 'the migrations are not applied') : await checkOutbox(pool, timeoutMs));
+    checks.push(
+      migrations.status === 'fail' ? skip('usernames', 'the migrations are not applied') : await checkCaseFolding(pool, timeoutMs),
+    );
     return checks;
   } catch (err) {
     return [
@@ -353,6 +356,41 @@ async function checkOutbox(pool: pg.Pool, timeoutMs: number): Promise<DoctorChec
     return ok(name, waiting === 0 ? 'none waiting to be sent' : `${waiting} waiting to be sent, none for more than an hour`);
   } catch (err) {
     return fail(name, `cannot read the outbox: ${describeError(err)}`, 'check the database user may read the outbox table');
+  }
+}
+
+/**
+ * Usernames are one user "ignoring case" as the database's lower() folds them (the users index).
+ * Under a C or POSIX LC_CTYPE that is A-Z only: worth a warning once a username has other letters.
+ */
+async function checkCaseFolding(pool: pg.Pool, timeoutMs: number): Promise<DoctorCheck> {
+  const name = 'usernames';
+  try {
+    const { rows } = await withTimeout(
+      pool.query<{ ctype: string; non_ascii: string }>(
+        // lc_ctype is no setting since Postgres 16: the database's own row says it. With an ICU or
+        // builtin provider (datlocprovider, Postgres 15+: read through to_jsonb, so that older
+        // servers without the column answer too), lower() does not depend on datctype.
+        `SELECT CASE WHEN coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') = 'c' THEN d.datctype
+                     ELSE (to_jsonb(d) ->> 'datlocprovider') || ' provider' END AS ctype,
+                (SELECT count(*) FROM users WHERE username ~ '[^\\x01-\\x7f]') AS non_ascii
+           FROM pg_database d WHERE d.datname = current_database()`,
+      ),
+      timeoutMs,
+      'the username check',
+    );
+    const ctype = rows[0]?.ctype ?? '?';
+    const nonAscii = Number(rows[0]?.non_ascii ?? 0);
+    if (ctype !== 'C' && ctype !== 'POSIX') return ok(name, `compared ignoring case for every letter (LC_CTYPE ${ctype})`);
+    if (nonAscii === 0) return ok(name, `compared ignoring case for A-Z only (LC_CTYPE ${ctype}); every username so far is ASCII`);
+    return warn(
+      name,
+      `${nonAscii} username${nonAscii === 1 ? ' has' : 's have'} letters outside A-Z, which LC_CTYPE ${ctype} does not fold: ` +
+        'Élodie and ÉLODIE would be two users',
+      'keep usernames ASCII, or move to a database created with a UTF-8 LC_CTYPE (C.UTF-8, en_US.UTF-8)',
+    );
+  } catch (err) {
+    return warn(name, `cannot read the database's character type: ${describeError(err)}`, 'check the database user may read users');
   }
 }
 

@@ -57,6 +57,7 @@ describe('rosterd doctor', () => {
       'database',
       'migrations',
       'reports',
+      'usernames',
       'mail',
     ]);
     for (const c of r.report.checks)
@@ -86,6 +87,33 @@ describe('rosterd doctor', () => {
       });
     } finally {
       await db.pool.query('DELETE FROM outbox WHERE id = $1', [rows[0]!.id]);
+    }
+  });
+
+  it('warns when usernames have letters the database does not fold (a C character type)', async () => {
+    const name = `${new URL(db.url).pathname.slice(1)}_c`;
+    await db.pool.query(`CREATE DATABASE ${name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'`);
+    const url = Object.assign(new URL(db.url), { pathname: `/${name}` }).toString();
+    try {
+      const dataDir = tempDir();
+      expect((await runCli(['migrate'], { DATABASE_URL: url, DATA_DIR: dataDir })).code).toBe(0);
+      const clean = await doctor({ DATABASE_URL: url, DATA_DIR: dataDir, SMTP_URL: smtp.url });
+      expect(clean.check('usernames')).toMatchObject({
+        status: 'ok',
+        detail: expect.stringMatching(/A-Z only \(LC_CTYPE C\); every username so far is ASCII/),
+      });
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      await c.query(`INSERT INTO users (tenant_id, username) VALUES (1, 'élodie1')`);
+      await c.end();
+      const r = await doctor({ DATABASE_URL: url, DATA_DIR: dataDir, SMTP_URL: smtp.url });
+      expect(r.code, r.text).toBe(0); // a warning
+      expect(r.check('usernames')).toMatchObject({
+        status: 'warn',
+        detail: '1 username has letters outside A-Z, which LC_CTYPE C does not fold: Élodie and ÉLODIE would be two users',
+      });
+    } finally {
+      await db.pool.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     }
   });
 

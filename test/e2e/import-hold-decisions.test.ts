@@ -219,3 +219,21 @@ it('of several pending groups.csv only the newest is imported; the older ones ar
   expect(r.imported).toEqual([{ id: newer, tenant: 'groups-newest', file: 'groups.csv', status: 'succeeded' }]);
   expect(await getImportRecord(f.db.pool, older)).toMatchObject({ status: 'superseded', supersededBy: newer });
 });
+
+it('usernames differing only in the case of a non-ASCII letter are one user where the database folds them (the embedded one does)', async () => {
+  const { rows } = await f.db.pool.query<{ ctype: string }>(`SELECT datctype AS ctype FROM pg_database WHERE datname = current_database()`);
+  const folds = rows[0]?.ctype !== 'C' && rows[0]?.ctype !== 'POSIX';
+  // The tests' embedded Postgres is created as `rosterd serve` creates it: with C.UTF-8 character types.
+  if (process.env.DATABASE_URL === undefined) expect(rows[0]?.ctype).toBe('C.UTF-8');
+  await f.addTenant('folding');
+  const r = await f.importCsv('folding', csv('username,email', 'élodie1,e@x.org', 'ÉLODIE1,e2@x.org', 'ana0001,a@x.org'));
+  if (folds) {
+    expect(r.errors.map((e) => [e.line, e.column])).toEqual([
+      [2, 'username'],
+      [3, 'username'],
+    ]);
+    expect(await active('folding')).toEqual(['ana0001']);
+  } else {
+    expect(r.counts.created).toBe(3); // README: a C LC_CTYPE folds A-Z only; doctor warns
+  }
+});
