@@ -101,6 +101,22 @@ export async function applyGroups(
      ON CONFLICT (owner_id) WHERE is_default DO NOTHING`,
     [target.tenantId, target.uploadId],
   );
+  // Lines applied, but not quite as written: an inactive user's membership, and an owner given
+  // for a group that has another one (groups keep the owner they were created with: an earlier
+  // import's, or this file's first line for the group).
+  const warned = await client.query(
+    `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message)
+     SELECT $1::uuid, 'warning', p.line, 'username', p.username, format($2, p.username)
+       FROM import_group_plan p JOIN users u ON u.id = p.user_id
+      WHERE p.op = 'ok' AND NOT u.active
+     UNION ALL
+     SELECT $1::uuid, 'warning', p.line, 'owner', p.owner, format($3, gr.name, o.username)
+       FROM import_group_plan p
+       JOIN groups gr ON gr.tenant_id = $4::bigint AND NOT gr.is_default AND lower(gr.name) = lower(p.group_name)
+       JOIN users o ON o.id = gr.owner_id
+      WHERE p.op = 'ok' AND p.owner_id IS NOT NULL AND gr.owner_id <> p.owner_id`,
+    [target.uploadId, MESSAGES.groupUserInactive, MESSAGES.groupOwnerIgnored, target.tenantId],
+  );
   await client.query(
     `CREATE TEMP TABLE import_memberships ON COMMIT DROP AS
      SELECT gr.id AS group_id, p.user_id
@@ -137,7 +153,7 @@ export async function applyGroups(
     unchanged: Number(wanted.rows[0]?.n ?? 0) - created,
     deactivated: removed.rowCount ?? 0,
     errors: summary.errorCount + Number(planErrors.rows[0]?.n ?? 0),
-    warnings: summary.warningCount,
+    warnings: summary.warningCount + (warned.rowCount ?? 0),
   };
   return { mode: summary.mode, encoding: summary.encoding, counts, groupsCreated: (named.rowCount ?? 0) + (defaults.rowCount ?? 0) };
 }

@@ -190,7 +190,19 @@ async function applyStaged(
   await insertIssues(client, target.uploadId, 'error', summary.errors);
   await insertIssues(client, target.uploadId, 'warning', summary.warnings);
   const sqlWarnings = await insertPlanIssues(client, t, target.uploadId, sqlErrors, summary.mode === 'delta' ? n('reactivate') : 0);
-  counts.warnings = summary.warningCount + sqlWarnings;
+  // A file with a password column that leaves a new user's blank: that user cannot sign in with
+  // a password (a blank keeps an existing user's, §3, so only new users are told about).
+  const unset =
+    summary.columns.includes('password') && counts.created > 0
+      ? await client.query(
+          `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message)
+           SELECT $1, 'warning', s.line, 'password', NULL, format($2, s.username)
+             ${fresh ? `FROM ${t.rows} s WHERE ${freshCreates(t, plan)}` : `FROM ${t.changes} c JOIN ${t.rows} s ON s.line = c.line WHERE c.op = 'create'`}
+              AND s.pw_check IS NULL`,
+          [target.uploadId, MESSAGES.newWithoutPassword],
+        )
+      : null;
+  counts.warnings = summary.warningCount + sqlWarnings + (unset?.rowCount ?? 0);
 
   const hold = holdReason(counts.deactivated, active, target, options.dryRun);
   if (hold && !options.overrideThreshold) {

@@ -20,6 +20,11 @@ export const MESSAGES = {
   groupOwnerNotManager:
     'Owner "%s" is not a Manager, School Administrator or Administrator. Give the owner one of these access types in users.csv.',
   groupEmpty: 'This row has neither an owner nor a group. Give a group name, an owner, or both.',
+  groupUserInactive:
+    'User "%s" is inactive (not in the latest users.csv); the membership was recorded, but means nothing until the user is back.',
+  groupOwnerIgnored:
+    'Group "%s" already has an owner (%s); the owner on this line was not applied. A group keeps the owner it was created with.',
+  newWithoutPassword: 'New user "%s" has no password, so it cannot sign in with one until a password is set.',
 } as const;
 
 const CHUNK = 5000;

@@ -237,3 +237,35 @@ it('usernames differing only in the case of a non-ASCII letter are one user wher
     expect(r.counts.created).toBe(3); // README: a C LC_CTYPE folds A-Z only; doctor warns
   }
 });
+
+it('lines applied not quite as written are warnings: an inactive user put in a group, an owner a group does not take, a new user without a password', async () => {
+  await f.addTenant('warn-usd', { thresholdPercent: 50 });
+  const people = ['teach01,Manager,t1pass01', 'teach02,Manager,t2pass02', 'stu001,,s1pass01', 'stu002,,s2pass02'];
+  await f.importCsv('warn-usd', csv('username,access type,password', ...people));
+  await f.importCsv('warn-usd', csv('username,owner,group', 'stu001,teach01,Band'), 'groups.csv');
+  const users = await f.importCsv('warn-usd', csv('username,access type,password', ...people.slice(0, 3), 'new0001,,'));
+  expect(users.counts).toMatchObject({ created: 1, deactivated: 1 }); // stu002 gone
+  expect(users.warnings).toEqual([
+    { line: 5, column: 'password', message: 'New user "new0001" has no password, so it cannot sign in with one until a password is set.' },
+  ]);
+  const g = await f.importCsv('warn-usd', csv('username,owner,group', 'stu001,teach02,Band', 'stu002,,Band'), 'groups.csv');
+  expect(g.status).toBe('succeeded');
+  expect(g.warnings).toEqual([
+    {
+      line: 2,
+      column: 'owner',
+      value: 'teach02',
+      message:
+        'Group "Band" already has an owner (teach01); the owner on this line was not applied. A group keeps the owner it was created with.',
+    },
+    {
+      line: 3,
+      column: 'username',
+      value: 'stu002',
+      message:
+        'User "stu002" is inactive (not in the latest users.csv); the membership was recorded, but means nothing until the user is back.',
+    },
+  ]);
+  expect(g.counts.warnings).toBe(2);
+  expect(await members('warn-usd', 'Band')).toEqual(['stu001', 'stu002']);
+});
