@@ -123,6 +123,12 @@ export function createPasswordHasher(options: { workers?: number; params?: Scryp
     },
     async close() {
       closed = true;
+      // Jobs in flight or waiting fail now: a terminated worker never answers, and an import
+      // waiting for its hashes would hold its transaction (and the tenant's lock) open for ever,
+      // keeping a stopping daemon from exiting. Failing, the import rolls back.
+      const stopped = new Error('the password hasher was closed (rosterd is stopping); the import is rolled back');
+      for (const job of [...busy.values(), ...queue.splice(0)]) job.reject(stopped);
+      busy.clear();
       await Promise.all(all.map((w) => w.terminate()));
       all.length = 0;
       idle.length = 0;

@@ -213,6 +213,28 @@ describe('SIGTERM during an import', () => {
     expect(await next.stop(), next.dump()).toEqual({ code: 0, signal: null });
   }, 180_000);
 
+  it('while passwords are being hashed: the hashing stops, the import rolls back, exit 0 within the grace period', async () => {
+    // Before the fix, closing the hashing pool left the import waiting for its hashes for ever: the
+    // process never exited, and its open transaction held the tenant's lock on every replica.
+    const subdomain = 'stop-hashing';
+    await createTenant(fx.db.pool, subdomain, { adminEmails: [`it@${subdomain}.example`], timezone: zone });
+    const rows = Array.from({ length: 300 }, (_, i) => `hash${String(i).padStart(4, '0')},Passw0rd-${i}`);
+    const id = await receiveUpload(fx.db.pool, fx.dataDir, subdomain, `username,password\n${rows.join('\n')}\n`);
+    const daemon = await start(1);
+    await waitFor(async () => (await uploadsOf(subdomain))[0]?.status === 'running', 30_000, 'the import to start');
+    await new Promise((r) => setTimeout(r, 1_500)); // staged and planned: hashing 300 passwords takes ~20 s
+    const t0 = Date.now();
+    const exit = await daemon.stop('SIGTERM', 30_000);
+    const took = Date.now() - t0;
+    expect(exit, daemon.dump()).toEqual({ code: 0, signal: null });
+    expect(took, `stopping took ${took} ms with SHUTDOWN_GRACE_SECONDS=1`).toBeLessThan(6_000);
+    await waitFor(async () => (await rosterWriters()) === 0, 30_000, 'the import’s transaction to end');
+    const [after] = await uploadsOf(subdomain);
+    expect(after).toMatchObject({ status: 'pending', claim_token: null, attempts: 0 });
+    expect(await userCount(subdomain)).toBe(0);
+    expect(await reportsOf(id)).toBe(0);
+  }, 90_000);
+
   it('with time to finish: the import commits, then the process exits 0 with no claim held', async () => {
     const subdomain = 'stop-import-long';
     await createTenant(fx.db.pool, subdomain, { adminEmails: [`it@${subdomain}.example`], timezone: zone });

@@ -62,3 +62,19 @@ describe('password checks (unchanged-password detection)', () => {
     expect(() => new PasswordSealer().open(sealed)).toThrow();
   });
 });
+
+describe('the hashing pool', () => {
+  it('closing it fails the hashes in flight and waiting, instead of leaving them pending for ever (a stopping daemon)', async () => {
+    const hasher = createPasswordHasher({ workers: 1 });
+    const pending = hasher.hash(Array.from({ length: 40 }, (_, i) => `password-${i}`));
+    const settled = pending.then(
+      () => 'resolved',
+      (err: Error) => err.message,
+    );
+    await new Promise((r) => setTimeout(r, 50)); // the first chunk is with the worker
+    await hasher.close();
+    const outcome = await Promise.race([settled, new Promise((r) => setTimeout(() => r('still pending'), 5_000))]);
+    expect(outcome).toBe('the password hasher was closed (rosterd is stopping); the import is rolled back');
+    await expect(hasher.hash(['another1'])).rejects.toThrow(/closed/);
+  });
+});
