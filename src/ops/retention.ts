@@ -4,11 +4,12 @@ import type pg from 'pg';
 import type { Config } from '../config/config.js';
 import { toError } from '../errors.js';
 import { isOutboxFile, outboxDir } from '../report/mailer.js';
-import type { Clock, Logger } from '../types.js';
+import { ACCEPTED_FILE_NAMES, type Clock, type Logger } from '../types.js';
 
 /**
  * Retention of received files (issue 5): the immutable copies in DATA_DIR/uploads/<tenant>/ are
- * student data, so a copy older than RETENTION_DAYS is deleted. Its upload row (the import record,
+ * student data, so a copy older than RETENTION_DAYS is deleted, and so is the file the district
+ * sees in its folder once it is that old. Its upload row (the import record,
  * its SHA-256, counts and errors) stays. RETENTION_DAYS=0 keeps every copy.
  *
  * Reports name students too (rows with errors, the attached CSV): a report sent (or given up on)
@@ -49,6 +50,8 @@ export interface RetentionResult {
   reportsCleared: number;
   /** .eml files removed, relative to DATA_DIR */
   emlRemoved: string[];
+  /** files the districts see (DATA_DIR/sftp/<tenant>/users.csv…) removed, relative to DATA_DIR */
+  visibleRemoved: string[];
 }
 
 /** Upload statuses whose file is still needed: to import it, or to approve a held import. */
@@ -59,9 +62,9 @@ const BATCH = 1_000;
 
 export async function applyRetention(deps: RetentionDeps): Promise<RetentionResult> {
   const { config, pool, clock, logger } = deps;
-  if (config.RETENTION_DAYS === 0) return { cutoff: null, removed: [], failed: [], reportsCleared: 0, emlRemoved: [] };
+  if (config.RETENTION_DAYS === 0) return { cutoff: null, removed: [], failed: [], reportsCleared: 0, emlRemoved: [], visibleRemoved: [] };
   const cutoff = new Date(clock.now().getTime() - config.RETENTION_DAYS * DAY_MS);
-  const result: RetentionResult = { cutoff, removed: [], failed: [], reportsCleared: 0, emlRemoved: [] };
+  const result: RetentionResult = { cutoff, removed: [], failed: [], reportsCleared: 0, emlRemoved: [], visibleRemoved: [] };
 
   const files = await listCopies(config.DATA_DIR);
   for (let i = 0; i < files.length; i += BATCH) {
@@ -95,8 +98,40 @@ export async function applyRetention(deps: RetentionDeps): Promise<RetentionResu
       }
     }
   }
+  await removeOldVisibleFiles(deps, cutoff, result);
   await clearOldReports(deps, cutoff, result);
   return result;
+}
+
+/**
+ * The users.csv a district sees in its folder is the same file as its latest received copy (a
+ * second link): deleting the copy alone leaves the roster, passwords included, on disk and
+ * readable over SFTP for as long as the district sends nothing newer. It goes at the same age.
+ */
+async function removeOldVisibleFiles(deps: RetentionDeps, cutoff: Date, result: RetentionResult): Promise<void> {
+  const { config, logger } = deps;
+  const root = path.join(config.DATA_DIR, 'sftp');
+  for (const tenant of await readDirIfExists(root)) {
+    if (!tenant.isDirectory()) continue;
+    for (const name of ACCEPTED_FILE_NAMES) {
+      const relative = path.join('sftp', tenant.name, name);
+      const file = path.join(config.DATA_DIR, relative);
+      try {
+        const stat = await fs.lstat(file);
+        if (!stat.isFile() || stat.mtime >= cutoff) continue;
+        await fs.rm(file, { force: true });
+        result.visibleRemoved.push(relative);
+        logger.info(
+          { event: 'retention.deleted', path: relative, bytes: stat.size, retentionDays: config.RETENTION_DAYS },
+          'visible file deleted (retention)',
+        );
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // none, or removed meanwhile
+        result.failed.push({ path: relative, error: toError(err).message });
+        logger.warn({ event: 'retention.failed', path: relative, err }, 'visible file could not be deleted');
+      }
+    }
+  }
 }
 
 /** Report bodies sent or given up on before `cutoff`: out of the outbox, and their .eml files. */
@@ -186,13 +221,14 @@ export function startRetention(deps: RetentionDeps, intervalMs = 3_600_000): Ret
     if (running || stopped) return;
     running = applyRetention(deps)
       .then((r) => {
-        if (r.removed.length > 0 || r.failed.length > 0 || r.reportsCleared > 0 || r.emlRemoved.length > 0) {
+        if (r.removed.length > 0 || r.failed.length > 0 || r.reportsCleared > 0 || r.emlRemoved.length > 0 || r.visibleRemoved.length > 0) {
           deps.logger.info(
             {
               event: 'retention.run',
               removed: r.removed.length,
               reportsCleared: r.reportsCleared,
               emlRemoved: r.emlRemoved.length,
+              visibleRemoved: r.visibleRemoved.length,
               failed: r.failed.length,
               cutoff: r.cutoff,
             },

@@ -77,6 +77,21 @@ describe('retention of received upload copies', () => {
     expect(again.removed).toEqual([]);
   });
 
+  it('deletes the users.csv a district sees once it is that old too (it is the latest copy under another name)', async () => {
+    const folder = path.join(dataDir, 'sftp', 'lincoln-usd');
+    mkdirSync(folder, { recursive: true });
+    const visible = path.join(folder, 'users.csv');
+    const fresh = path.join(folder, 'groups.csv');
+    const temp = path.join(folder, 'users.csv.filepart');
+    for (const f of [visible, fresh, temp]) writeFileSync(f, CONTENT, { mode: 0o400 });
+    for (const f of [visible, temp]) utimesSync(f, daysAgo(31), daysAgo(31));
+    const result = await applyRetention({ config: { DATA_DIR: dataDir, RETENTION_DAYS: 30 }, pool: db.pool, clock, logger });
+    expect(result.visibleRemoved).toEqual([path.join('sftp', 'lincoln-usd', 'users.csv')]);
+    expect(existsSync(visible)).toBe(false);
+    expect(existsSync(fresh)).toBe(true);
+    expect(existsSync(temp)).toBe(true); // temporary files are the SFTP server's to sweep
+  });
+
   it('removes the bodies of reports sent or given up on before the cut-off, and their .eml files', async () => {
     const message = {
       from: 'rosterd@example.com',
@@ -140,7 +155,7 @@ describe('retention of received upload copies', () => {
   it('keeps everything when RETENTION_DAYS is 0', async () => {
     const ancient = await copy('ancient-users.csv', daysAgo(3_000), 'succeeded');
     const result = await applyRetention({ config: { DATA_DIR: dataDir, RETENTION_DAYS: 0 }, pool: db.pool, clock, logger });
-    expect(result).toEqual({ cutoff: null, removed: [], failed: [], reportsCleared: 0, emlRemoved: [] });
+    expect(result).toEqual({ cutoff: null, removed: [], failed: [], reportsCleared: 0, emlRemoved: [], visibleRemoved: [] });
     expect(existsSync(path.join(dataDir, ancient.rel))).toBe(true);
   });
 
