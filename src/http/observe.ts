@@ -41,8 +41,9 @@ export interface ImportOutcome {
 /** Moves the import metrics for one import that reached an outcome. */
 export function recordImport(metrics: Metrics, outcome: ImportOutcome): void {
   metrics.imports.inc({ outcome: outcome.status });
-  if (outcome.durationMs !== null) {
-    metrics.importDuration.observe({ file: outcome.file, outcome: outcome.status }, outcome.durationMs / 1000);
-  }
+  // Only an import that ran has a duration and rows read: a superseded upload, or one that failed
+  // after its attempts, is counted but adds no zeros to the histograms.
+  if (outcome.durationMs === null) return;
+  metrics.importDuration.observe({ file: outcome.file, outcome: outcome.status }, outcome.durationMs / 1000);
   metrics.importRows.observe({ file: outcome.file }, outcome.counts.rows);
 }

@@ -181,6 +181,7 @@ async function processTenant(ctx: ScheduleContext, tenant: TenantRef, opts: Proc
       case 'claimed':
         for (const s of step.superseded) {
           summary.superseded.push({ id: s.id, tenant: tenant.subdomain, file: s.fileName, status: 'superseded' });
+          await noteOutcome(ctx, s.id);
           const fields = {
             event: 'import.superseded',
             uploadId: s.id,
@@ -283,6 +284,7 @@ async function endAttempt(
       log.warn({ event: 'import.retried', err }, 'import attempt failed and its claim was already taken back');
     } else if (ended.status === 'failed') {
       summary.failed.push({ ...ref, status: 'failed', reason: err.message });
+      await noteOutcome(ctx, ended.uploadId);
       log.error(
         { event: 'import.outcome', status: 'failed', err, attempts: ended.attempts },
         `import failed after ${ended.attempts} attempts; reported`,
@@ -317,6 +319,7 @@ async function takeBackExpiredClaims(ctx: ScheduleContext, summary: ProcessSumma
   );
   for (const e of ended) {
     const record = await getImportRecord(ctx.pool, e.uploadId);
+    if (record && e.status === 'failed') ctx.onImported?.(record);
     const ref = { id: e.uploadId, tenant: record?.tenant ?? '', file: record?.file ?? '', status: e.status };
     (e.status === 'failed' ? summary.failed : summary.retried).push(ref);
     ctx.logger.warn({ uploadId: e.uploadId, tenant: ref.tenant, attempts: e.attempts, status: e.status }, 'expired claim taken back');
@@ -326,4 +329,18 @@ async function takeBackExpiredClaims(ctx: ScheduleContext, summary: ProcessSumma
 async function reportFailed(ctx: ScheduleContext, client: pg.PoolClient, uploadId: string): Promise<void> {
   const record = await getImportRecord(client, uploadId);
   if (record) await enqueueImportReport(client, record, { from: ctx.config.MAIL_FROM, now: ctx.clock.now() });
+}
+
+/**
+ * Tells onImported (metrics) of an outcome reached without an import of its own: an upload
+ * superseded, or failed after its attempts. A metrics problem must never stop the scheduler.
+ */
+async function noteOutcome(ctx: ScheduleContext, uploadId: string): Promise<void> {
+  if (!ctx.onImported) return;
+  try {
+    const record = await getImportRecord(ctx.pool, uploadId);
+    if (record) ctx.onImported(record);
+  } catch (err) {
+    ctx.logger.debug({ err: toError(err), uploadId }, 'could not read an outcome for the metrics');
+  }
 }

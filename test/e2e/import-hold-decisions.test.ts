@@ -7,7 +7,7 @@
 import { chmodSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { RosterdError } from '../../src/errors.js';
-import { getImportRecord } from '../../src/import/records.js';
+import { getImportRecord, type ImportRecord } from '../../src/import/records.js';
 import { approveImport } from '../../src/import/run-import.js';
 import { validateFile } from '../../src/import/validate.js';
 import { withOperatorView } from '../../src/schedule/operator-view.js';
@@ -268,4 +268,29 @@ it('lines applied not quite as written are warnings: an inactive user put in a g
   ]);
   expect(g.counts.warnings).toBe(2);
   expect(await members('warn-usd', 'Band')).toEqual(['stu001', 'stu002']);
+});
+
+it('the metrics hear of every outcome: a superseded upload, and one that failed after its attempts', async () => {
+  await f.addTenant('outcomes');
+  const seen: Array<[string, string]> = [];
+  const ctx = { ...f.ctx, claimedBy: 'test:1', onImported: (r: ImportRecord) => void seen.push([r.id, r.status]) };
+  const older = await f.receive('outcomes', csv('username', 'user0001'), 'users.csv', 'pending');
+  const newer = await f.receive('outcomes', csv('username', 'user0001', 'user0002'), 'users.csv', 'pending');
+  await processPending(ctx, { now: true, tenant: 'outcomes' });
+  expect(seen).toEqual([
+    [older, 'superseded'],
+    [newer, 'succeeded'],
+  ]);
+  seen.length = 0;
+  const doomed = await f.receive('outcomes', csv('username', 'user0003'), 'users.csv', 'pending');
+  const failing = {
+    ...ctx,
+    config: { ...f.ctx.config, IMPORT_MAX_ATTEMPTS: 1 },
+    importHook: async (point: string) => {
+      if (point === 'staged') throw new Error('the database went away');
+    },
+  };
+  const r = await processPending(failing, { now: true, tenant: 'outcomes' });
+  expect(r.failed).toEqual([expect.objectContaining({ id: doomed, status: 'failed', reason: 'the database went away' })]);
+  expect(seen).toEqual([[doomed, 'failed']]);
 });
