@@ -105,8 +105,11 @@ export function createScheduler(ctx: ScheduleContext, mailer: Mailer, options: S
         await t.stop();
         await t.destroy();
       }
+      // One grace period for all of it (the tick's import and any report being sent), not one each.
+      const deadline = opts.graceMs === undefined ? undefined : Date.now() + opts.graceMs;
+      const left = () => (deadline === undefined ? undefined : Math.max(0, deadline - Date.now()));
       const running = current;
-      if (running && !(await finishesWithin(running, opts.graceMs))) {
+      if (running && !(await finishesWithin(running, left())) && activeClaims.size > 0) {
         const released = await releaseClaims(ctx.pool, [...activeClaims.keys()], ctx.clock.now()).catch((err: unknown) => {
           log.error({ err: toError(err) }, 'shutdown: could not give back the running claims; they expire by themselves');
           return [];
@@ -115,9 +118,11 @@ export function createScheduler(ctx: ScheduleContext, mailer: Mailer, options: S
         activeClaims.clear();
         log.warn({ released, graceMs: opts.graceMs }, 'shutdown: the running import did not finish in time; its upload is pending again');
       }
-      // A delivery in progress finishes (a send has its own deadline) unless the grace runs out:
-      // an unfinished one keeps its row locked until the lock lapses, and is sent again later.
-      if (delivering) await finishesWithin(delivering, opts.graceMs);
+      // A report being sent finishes (a send has its own deadline) unless the grace runs out: an
+      // unfinished one keeps its row locked until the lock lapses, and is sent again then.
+      if (delivering && !(await finishesWithin(delivering, left()))) {
+        log.info({ graceMs: opts.graceMs }, 'shutdown: a report was still being sent; it is sent again once its lock lapses');
+      }
       if (t) log.info('scheduler stopped');
     },
   };

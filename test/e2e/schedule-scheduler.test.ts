@@ -11,7 +11,7 @@ import { loadConfig, type Config } from '../../src/config/config.js';
 import { createPasswordHasher, type PasswordHasher } from '../../src/import/hash-pool.js';
 import { createLogger } from '../../src/log/logger.js';
 import { createMailer } from '../../src/report/mailer.js';
-import type { ScheduleContext } from '../../src/schedule/process.js';
+import { processPending, type ScheduleContext } from '../../src/schedule/process.js';
 import { createScheduler } from '../../src/schedule/scheduler.js';
 import { createTenant } from '../../src/store/tenants.js';
 import { insertUpload } from '../../src/store/uploads.js';
@@ -147,3 +147,31 @@ function readdirSyncSafe(dir: string): string[] {
     return [];
   }
 }
+
+it('stop() spends one grace period on a report being sent too, and does not call it an import', async () => {
+  const logs: Array<Record<string, unknown>> = [];
+  const logger = createLogger('info', { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
+  const id = await receive('slowmail1');
+  // Imported and its report queued (not sent); the scheduler below only sends it, slowly.
+  await processPending({ pool: db.pool, logger, clock, config, hasher, claimedBy: 'test:1' }, { now: true });
+  expect((await status(id))?.status).toBe('succeeded');
+  let sending!: () => void;
+  const sendStarted = new Promise<void>((r) => (sending = r));
+  const slowMailer = {
+    kind: 'smtp' as const,
+    send: async () => {
+      sending();
+      await new Promise((r) => setTimeout(r, 5_000));
+      return { deliveredAs: 'slow', refused: [] };
+    },
+    close: () => undefined,
+  };
+  const scheduler = createScheduler({ pool: db.pool, logger, clock, config, hasher }, slowMailer, { deliveryPollMs: 50 });
+  scheduler.start();
+  await sendStarted;
+  const t0 = Date.now();
+  await scheduler.stop({ graceMs: 500 });
+  expect(Date.now() - t0).toBeLessThan(1_500); // not a grace period for the tick and another for the report
+  expect(logs.some((l) => String(l.msg).includes('the running import did not finish'))).toBe(false);
+  expect(logs.some((l) => String(l.msg).startsWith('shutdown: a report was still being sent'))).toBe(true);
+});
