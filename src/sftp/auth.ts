@@ -2,11 +2,10 @@ import { timingSafeEqual } from 'node:crypto';
 import type pg from 'pg';
 import ssh2, { type AuthContext, type AuthenticationType } from 'ssh2';
 import { toError } from '../errors.js';
-import { findLoginKeys, touchKeyLastUsed, type LoginKey } from '../store/keys.js';
+import { findLoginKeys, keyStanding, touchKeyLastUsed, type KeyStanding, type LoginKey } from '../store/keys.js';
 import type { Clock, Logger } from '../types.js';
 import type { Blocklist } from './blocklist.js';
 import { fingerprintOfBlob } from './public-key.js';
-import { keyStanding, type KeyStanding } from './receipt.js';
 
 const { utils } = ssh2;
 

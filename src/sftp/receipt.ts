@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type pg from 'pg';
+import { keyStanding } from '../store/keys.js';
 import { insertUpload } from '../store/uploads.js';
 import type { AcceptedFileName, Clock, Logger } from '../types.js';
 
@@ -27,22 +28,6 @@ export interface Receipt {
   uploadId: string;
   storedPath: string;
   receivedAt: Date;
-}
-
-/** Where a tenant's key stands now: logins are decided once, but keys and tenants change after. */
-export type KeyStanding = 'ok' | 'unknown-tenant' | 'tenant-suspended' | 'key-revoked' | 'key-unknown';
-
-export async function keyStanding(pool: pg.Pool, tenant: string, fingerprint: string): Promise<KeyStanding> {
-  const { rows } = await pool.query<{ status: string; key_id: string | null; revoked_at: Date | null }>(
-    `SELECT t.status, k.id AS key_id, k.revoked_at FROM tenants t LEFT JOIN ssh_keys k ON k.tenant_id = t.id AND k.fingerprint = $2
-      WHERE t.subdomain = $1`,
-    [tenant, fingerprint],
-  );
-  const row = rows[0];
-  if (row === undefined) return 'unknown-tenant';
-  if (row.status !== 'active') return 'tenant-suspended';
-  if (row.key_id === null) return 'key-unknown';
-  return row.revoked_at === null ? 'ok' : 'key-revoked';
 }
 
 /**

@@ -135,6 +135,22 @@ export async function revokeKey(db: Queryable, fingerprint: string): Promise<Ssh
   return { ...toKey(updated.rows[0] as KeyRow), alreadyRevoked: rows[0].was_revoked };
 }
 
+/** Where a tenant's key stands now: logins are decided once, but keys and tenants change after. */
+export type KeyStanding = 'ok' | 'unknown-tenant' | 'tenant-suspended' | 'key-revoked' | 'key-unknown';
+
+export async function keyStanding(db: Queryable, tenant: string, fingerprint: string): Promise<KeyStanding> {
+  const { rows } = await db.query<{ status: string; key_id: string | null; revoked_at: Date | null }>(
+    `SELECT t.status, k.id AS key_id, k.revoked_at FROM tenants t LEFT JOIN ssh_keys k ON k.tenant_id = t.id AND k.fingerprint = $2
+      WHERE t.subdomain = $1`,
+    [tenant, fingerprint],
+  );
+  const row = rows[0];
+  if (row === undefined) return 'unknown-tenant';
+  if (row.status !== 'active') return 'tenant-suspended';
+  if (row.key_id === null) return 'key-unknown';
+  return row.revoked_at === null ? 'ok' : 'key-revoked';
+}
+
 /** Unrevoked keys of an active tenant; [] for an unknown or suspended tenant. */
 export async function findLoginKeys(db: Queryable, subdomain: string): Promise<LoginKey[]> {
   const { rows } = await db.query<{ fingerprint: string; key_type: string; public_key: string }>(

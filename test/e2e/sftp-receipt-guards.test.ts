@@ -10,12 +10,13 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Channel } from 'ssh2';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { addKey, revokeKey } from '../../src/store/keys.js';
-import { createTenant, updateTenant } from '../../src/store/tenants.js';
+import { revokeKey } from '../../src/store/keys.js';
+import { updateTenant } from '../../src/store/tenants.js';
 import { listUploads } from '../../src/store/uploads.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import {
   makeClientKey,
+  registerTenants,
   rejection,
   sftpBatch,
   sftpP,
@@ -34,7 +35,7 @@ let db: TestDatabase;
 let tmp: string;
 let dataDir: string;
 let srv: TestSftpServer;
-const keys = {} as Record<Tenant, ClientKey>;
+let keys: Record<Tenant, ClientKey>;
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const uploads = (tenant: Tenant) => listUploads(db.pool, { tenant });
@@ -46,11 +47,7 @@ beforeAll(async () => {
   db = await createTestDatabase();
   tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'rosterd-sftp-guards-'));
   dataDir = path.join(tmp, 'data');
-  for (const t of TENANTS) {
-    keys[t] = await makeClientKey(tmp, 'ed25519', t);
-    await createTenant(db.pool, t, { adminEmails: [`it@${t}.example`] });
-    await addKey(db.pool, t, keys[t].publicLine);
-  }
+  keys = await registerTenants(db.pool, tmp, TENANTS);
   // A low block threshold, so that counting every offered key would show within a few logins.
   srv = await startSftpServer({ pool: db.pool, dataDir, env: { SFTP_MAX_AUTH_FAILURES: '3' } });
 });

@@ -3,12 +3,10 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addKey } from '../../src/store/keys.js';
-import { createTenant } from '../../src/store/tenants.js';
 import { listUploads } from '../../src/store/uploads.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import {
-  makeClientKey,
+  registerTenants,
   randomFile,
   rejection,
   sftpBatch,
@@ -35,7 +33,7 @@ let db: TestDatabase;
 let tmp: string;
 let dataDir: string;
 let srv: TestSftpServer;
-const keys = {} as Record<(typeof TENANTS)[number], ClientKey>;
+let keys: Record<(typeof TENANTS)[number], ClientKey>;
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const spoolFiles = async () => (await fs.readdir(path.join(dataDir, 'spool')).catch(() => [])).filter((n) => n.endsWith('.part'));
@@ -47,11 +45,7 @@ beforeAll(async () => {
   db = await createTestDatabase();
   tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'rosterd-sftp-transfers-'));
   dataDir = path.join(tmp, 'data');
-  for (const t of TENANTS) {
-    keys[t] = await makeClientKey(tmp, 'ed25519', t);
-    await createTenant(db.pool, t, { adminEmails: [`it@${t}.example`] });
-    await addKey(db.pool, t, keys[t].publicLine);
-  }
+  keys = await registerTenants(db.pool, tmp, TENANTS);
   srv = await startSftpServer({ pool: db.pool, dataDir, env: { MAX_UPLOAD_BYTES: String(MAX) } });
 });
 

@@ -7,6 +7,8 @@ import ssh2, { type ConnectConfig, type SFTPWrapper } from 'ssh2';
 import { loadConfig, type Config } from '../../src/config/config.js';
 import { createLogger } from '../../src/log/logger.js';
 import { createSftpServer, type SftpServer } from '../../src/sftp/server.js';
+import { addKey } from '../../src/store/keys.js';
+import { createTenant } from '../../src/store/tenants.js';
 import type { Clock } from '../../src/types.js';
 
 /** Client keys, real SSH clients and an in-process rosterd SFTP server, for end-to-end tests. */
@@ -62,6 +64,21 @@ export function run(cmd: string, args: string[], options: { input?: string; time
 }
 
 /** How the client checks the server's host key: not at all by default (test servers are new each time). */
+/** Active tenants with one ed25519 key each (it@<subdomain>.example as administrator); their keys by subdomain. */
+export async function registerTenants<T extends string>(
+  pool: pg.Pool,
+  dir: string,
+  subdomains: readonly T[],
+): Promise<Record<T, ClientKey>> {
+  const keys = {} as Record<T, ClientKey>;
+  for (const t of subdomains) {
+    keys[t] = await makeClientKey(dir, 'ed25519', t);
+    await createTenant(pool, t, { adminEmails: [`it@${t}.example`] });
+    await addKey(pool, t, keys[t].publicLine);
+  }
+  return keys;
+}
+
 export interface HostKeyCheck {
   checking: 'no' | 'accept-new' | 'yes';
   knownHosts: string;
