@@ -315,19 +315,19 @@ async function checkMigrations(pool: pg.Pool, timeoutMs: number): Promise<Doctor
 const OUTBOX_STUCK_MS = 3600_000;
 
 /**
- * The outbox (PRODUCT.md §6): a report that has waited an hour, or one given up on, is a district
- * administrator who never heard about last night. /metrics says so too; doctor says what to do.
+ * The outbox (PRODUCT.md §6): a report that has waited an hour is a district administrator who
+ * never heard about last night (it is retried until the server accepts it). /metrics says so too;
+ * doctor says what to do.
  */
 async function checkOutbox(pool: pg.Pool, timeoutMs: number): Promise<DoctorCheck> {
   const name = 'reports';
   try {
     const { rows } = await withTimeout(
-      pool.query<{ waiting: string; stuck: string; oldest: Date | null; last_error: string | null; given_up: string }>(
+      pool.query<{ waiting: string; stuck: string; oldest: Date | null; last_error: string | null }>(
         `SELECT count(*) FILTER (WHERE status = 'pending') AS waiting,
                 count(*) FILTER (WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)) AS stuck,
                 min(created_at) FILTER (WHERE status = 'pending') AS oldest,
-                (array_agg(last_error ORDER BY created_at) FILTER (WHERE status = 'pending' AND last_error IS NOT NULL))[1] AS last_error,
-                count(*) FILTER (WHERE status = 'failed' AND created_at > now() - interval '30 days') AS given_up
+                (array_agg(last_error ORDER BY created_at) FILTER (WHERE status = 'pending' AND last_error IS NOT NULL))[1] AS last_error
            FROM outbox`,
         [OUTBOX_STUCK_MS / 1000],
       ),
@@ -336,20 +336,12 @@ async function checkOutbox(pool: pg.Pool, timeoutMs: number): Promise<DoctorChec
     );
     const r = rows[0];
     const stuck = Number(r?.stuck ?? 0);
-    const givenUp = Number(r?.given_up ?? 0);
     if (stuck > 0) {
       return warn(
         name,
         `${stuck} report${stuck === 1 ? '' : 's'} waiting for more than an hour, the oldest since ${r?.oldest?.toISOString() ?? '?'}` +
           (r?.last_error ? ` (last error: ${r.last_error.slice(0, 200)})` : ''),
-        'check the mail check below and SMTP_URL, and that rosterd serve is running: it sends them',
-      );
-    }
-    if (givenUp > 0) {
-      return warn(
-        name,
-        `${givenUp} report${givenUp === 1 ? ' was' : 's were'} given up on in the last 30 days (the mail server refused or was unreachable for 7 days)`,
-        '"rosterd import list" shows each import\'s report; tell those districts what their report said',
+        'check the mail check below and SMTP_URL, and that rosterd serve is running: it sends them; an address the server refuses is fixed with "rosterd tenant update SUBDOMAIN --admin-email …"',
       );
     }
     const waiting = Number(r?.waiting ?? 0);

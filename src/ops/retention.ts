@@ -12,11 +12,10 @@ import { ACCEPTED_FILE_NAMES, type Clock, type Logger } from '../types.js';
  * sees in its folder once it is that old. Its upload row (the import record,
  * its SHA-256, counts and errors) stays. RETENTION_DAYS=0 keeps every copy.
  *
- * Reports name students too (rows with errors, the attached CSV): a report sent (or given up on)
- * before the cut-off loses its text, HTML and attachments in the outbox, keeping who it went to,
- * its subject and when; its `.eml` file in DATA_DIR/outbox (reports without SMTP_URL) is deleted.
- * A report given up on is aged from when it was written, so with RETENTION_DAYS under the days
- * delivery keeps trying, its body goes at the first run after delivery gives up.
+ * Reports name students too (rows with errors, the attached CSV): a report sent before the cut-off
+ * loses its text, HTML and attachments in the outbox, keeping who it went to, its subject and
+ * when; its `.eml` file in DATA_DIR/outbox (reports without SMTP_URL) is deleted. A report not yet
+ * sent keeps its body whatever its age: it is retried until the mail server accepts it.
  *
  * The walk starts from the files on disk, not from the uploads table: the table only grows, the
  * folder only holds what retention has not removed yet, so each run costs what is left to do.
@@ -134,13 +133,13 @@ async function removeOldVisibleFiles(deps: RetentionDeps, cutoff: Date, result: 
   }
 }
 
-/** Report bodies sent or given up on before `cutoff`: out of the outbox, and their .eml files. */
+/** Report bodies sent before `cutoff`: out of the outbox, and their .eml files. */
 async function clearOldReports(deps: RetentionDeps, cutoff: Date, result: RetentionResult): Promise<void> {
   const { config, pool, logger } = deps;
   const cleared = await pool.query(
     `UPDATE outbox
         SET message = (message - 'text' - 'html' - 'attachments') || jsonb_build_object('bodyRemoved', 'retention')
-      WHERE status IN ('sent', 'failed') AND COALESCE(sent_at, created_at) < $1 AND NOT message ? 'bodyRemoved'`,
+      WHERE status = 'sent' AND sent_at < $1 AND NOT message ? 'bodyRemoved'`,
     [cutoff],
   );
   result.reportsCleared = cleared.rowCount ?? 0;

@@ -30,8 +30,12 @@ export interface DeliveryOptions {
 export const LOCK_MS = 5 * 60_000;
 const FIRST_RETRY_MS = 30_000;
 const MAX_RETRY_MS = 60 * 60_000;
-/** After this long unsent, a message is marked failed and no longer retried. */
-export const GIVE_UP_MS = 7 * 24 * 60 * 60_000;
+/**
+ * Unsent for this long, each failed attempt is logged as an error, not a warning: a district has
+ * gone a night without its report, which an operator alerts on. It is still retried, every hour,
+ * until the server accepts it (PRODUCT.md §6): giving up would lose the report.
+ */
+export const OVERDUE_MS = 24 * 60 * 60_000;
 
 /** Delay before attempt n+1 after n failed attempts: 30 s, 1 min, 2 min, … at most 1 h. */
 export function retryDelayMs(failedAttempts: number): number {
@@ -178,16 +182,23 @@ async function recordRefused(
 
 async function recordFailure(ctx: DeliveryContext, claimed: Claimed, sender: string, err: Error, log: Logger): Promise<void> {
   const now = ctx.clock.now();
-  const giveUp = now.getTime() - claimed.created_at.getTime() >= GIVE_UP_MS;
+  const unsentMs = now.getTime() - claimed.created_at.getTime();
   const next = new Date(now.getTime() + retryDelayMs(claimed.attempts));
-  const fields = { err, to: claimed.message.to, attempts: claimed.attempts };
-  if (giveUp) log.error({ event: 'report.failed', ...fields }, 'report could not be sent for 7 days; giving up');
-  else log.warn({ event: 'report.retried', ...fields, nextAttemptAt: next.toISOString() }, 'report not sent; will retry');
+  const fields = { err, to: claimed.message.to, attempts: claimed.attempts, nextAttemptAt: next.toISOString() };
+  if (unsentMs >= OVERDUE_MS) {
+    const hours = Math.floor(unsentMs / 3600_000);
+    log.error(
+      { event: 'report.overdue', ...fields, unsentHours: hours },
+      `report not sent for ${hours} hours; retrying every hour until the mail server accepts it (check SMTP_URL and the tenant's admin emails)`,
+    );
+  } else {
+    log.warn({ event: 'report.retried', ...fields }, 'report not sent; will retry');
+  }
   try {
     await ctx.pool.query(
-      `UPDATE outbox SET status = $3, last_error = $4, next_attempt_at = $5, locked_by = NULL, locked_until = NULL
+      `UPDATE outbox SET last_error = $3, next_attempt_at = $4, locked_by = NULL, locked_until = NULL
        WHERE id = $1 AND locked_by = $2`,
-      [claimed.id, sender, giveUp ? 'failed' : 'pending', err.message.slice(0, 2000), next],
+      [claimed.id, sender, err.message.slice(0, 2000), next],
     );
   } catch (dbErr) {
     // The lock lapses by itself and the message is retried then.

@@ -7,7 +7,8 @@ import type pg from 'pg';
 import type { Queryable } from '../store/db.js';
 import type { MailMessage } from './types.js';
 
-export type OutboxStatus = 'pending' | 'sent' | 'failed';
+/** pending until a mail server accepts it (or its .eml file is written): never given up. */
+export type OutboxStatus = 'pending' | 'sent';
 
 /**
  * Queue a report. `client` must be the client of the transaction that records the outcome.

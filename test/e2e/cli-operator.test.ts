@@ -389,6 +389,34 @@ describe('rosterd migrate', () => {
     }
   });
 
+  it('004 puts a report given up on by an older rosterd back in the queue, due now: reports are retried until accepted', async () => {
+    const old = await createTestDatabase({ empty: true });
+    try {
+      // The schema as rosterd left it before 004, with a report it gave up on after 7 days.
+      await old.pool.query(
+        'CREATE TABLE schema_migrations (id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
+      );
+      for (const m of (await loadMigrations()).filter((m) => m.id <= 3)) {
+        await old.pool.query(m.sql);
+        await old.pool.query('INSERT INTO schema_migrations (id, name) VALUES ($1, $2)', [m.id, m.name]);
+      }
+      await old.pool.query(
+        `INSERT INTO outbox (message, status, attempts, last_error, created_at, next_attempt_at)
+         VALUES ('{"to": ["it@old.example"], "subject": "old"}', 'failed', 170, '550 no such mailbox', now() - interval '9 days', now() - interval '2 days')`,
+      );
+      const r = await runCli(['migrate', '--json'], { ...env, DATABASE_URL: old.url });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.json<{ applied: string[] }>().applied).toEqual(['004_outbox_until_accepted']);
+      const { rows } = await old.pool.query<{ status: string; due: boolean; attempts: number }>(
+        'SELECT status, next_attempt_at <= now() AS due, attempts FROM outbox',
+      );
+      expect(rows).toEqual([{ status: 'pending', due: true, attempts: 170 }]);
+      await expect(old.pool.query("UPDATE outbox SET status = 'failed'")).rejects.toThrow(/outbox_status_check/);
+    } finally {
+      await old.drop();
+    }
+  });
+
   it('reports a database already current', async () => {
     const r = await runCli(['migrate', '--json'], env);
     expect(r.code, r.stderr).toBe(0);

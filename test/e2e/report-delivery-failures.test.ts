@@ -4,10 +4,10 @@
  * lost"). report-delivery.test.ts covers a server that is down (connection refused); this file
  * covers a server that answers but refuses: 550 (permanent) or 451 (temporary) to RCPT TO, 451
  * or 554 to the message itself (after DATA); a server that accepts the connection and never
- * greets; and giving up after GIVE_UP_MS. What src/report/delivery.ts does with a refusal: it
+ * greets; and a report refused for weeks. What src/report/delivery.ts does with a refusal: it
  * does not tell permanent from temporary: the message stays pending and is retried with backoff
- * (30 s, 1 min, … at most 1 h) until the server takes it or GIVE_UP_MS has passed since it was
- * queued; then it is marked failed, logged (`report.failed`) and never tried again. A refused
+ * (30 s, 1 min, … at most 1 h) until the server takes it, however long that is; unsent for
+ * OVERDUE_MS, each failure is logged as an error (`report.overdue`). A refused
  * message does not stop the pass: the next queued message is sent; a connection-level failure
  * (refused, timed out) ends the pass, the rest wait for the next one.
  *
@@ -19,7 +19,7 @@ import net, { type AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { emptyCounts } from '../../src/import/types.js';
 import { createLogger } from '../../src/log/logger.js';
-import { deliverDue, GIVE_UP_MS, LOCK_MS, retryDelayMs, type DeliveryResult } from '../../src/report/delivery.js';
+import { deliverDue, LOCK_MS, OVERDUE_MS, retryDelayMs, type DeliveryResult } from '../../src/report/delivery.js';
 import { createMailer, reportMessageId, SEND_DEADLINE_MS, type Mailer } from '../../src/report/mailer.js';
 import { deliveryStatus, enqueueReport } from '../../src/report/outbox.js';
 import { renderReport } from '../../src/report/render.js';
@@ -289,7 +289,7 @@ describe('a server that refuses a message', () => {
         rule.times = 0;
         advance(retryDelayMs(2));
         expect(await deliverDue(ctx(), mailer)).toEqual({ sent: 1, failed: 0 });
-        advance(GIVE_UP_MS);
+        advance(30 * 24 * 3600_000);
         expect(await deliverDue(ctx(), mailer)).toEqual({ sent: 0, failed: 0 });
         expect(policy.to(ADMINS['refused-usd'][0])).toEqual([{ rcptTo: [...ADMINS['refused-usd']], messageId: refused.messageId }]);
         expect(policy.delivered).toHaveLength(2);
@@ -474,7 +474,7 @@ describe('a server that accepts the connection and never greets', () => {
   });
 });
 
-describe('giving up', () => {
+describe('never giving up', () => {
   /** A port nothing listens on: connection refused. */
   async function closedPort(): Promise<number> {
     const s = net.createServer();
@@ -487,7 +487,7 @@ describe('giving up', () => {
   it.each([
     { what: 'refused with 550 to RCPT TO', down: false, error: /550 5\.1\.1 no such mailbox/ },
     { what: 'the server down (connection refused)', down: true, error: /ECONNREFUSED|connect/i },
-  ])('$what for GIVE_UP_MS: retried until then, then failed, logged, and never sent again', async ({ down, error }) => {
+  ])('$what for 30 days: retried hourly, an error in the log once overdue, and sent once a server takes it', async ({ down, error }) => {
     const report = await queueReport('refused-usd');
     const url = down ? `smtp://127.0.0.1:${await closedPort()}` : policy.url;
     if (!down) policy.rcpt.set(ADMINS['refused-usd'][0], { code: 550, text: '5.1.1 no such mailbox' });
@@ -495,34 +495,34 @@ describe('giving up', () => {
     const working = createMailer({ SMTP_URL: policy.url, DATA_DIR: '/nonexistent' });
     try {
       expect(await deliverDue(ctx(), failing)).toEqual({ sent: 0, failed: 1 });
-      // Nearly GIVE_UP_MS later (the daemon was stopped meanwhile): still retried, still pending.
-      advance(GIVE_UP_MS - retryDelayMs(2));
-      expect(await deliverDue(ctx(), failing)).toEqual({ sent: 0, failed: 1 });
-      const last = await status(report);
-      expect(last).toMatchObject({ status: 'pending', attempts: 2 });
-      expect(last?.nextAttemptAt).toEqual(new Date(START.getTime() + GIVE_UP_MS));
-      expect(events('report.failed', report.id)).toEqual([]);
+      expect(events('report.retried', report.id)).toEqual([expect.objectContaining({ level: 'warn', attempts: 1 })]);
 
-      // The attempt due at GIVE_UP_MS fails too: the report is given up.
-      current = new Date(START.getTime() + GIVE_UP_MS);
-      expect(await deliverDue(ctx(), failing)).toEqual({ sent: 0, failed: 1 });
-      const failed = await status(report);
-      expect(failed).toMatchObject({ status: 'failed', attempts: 3, nextAttemptAt: null, sentAt: null });
-      expect(failed?.lastError).toMatch(error);
-      expect(events('report.retried', report.id).map((l) => l.attempts)).toEqual([1, 2]);
-      expect(events('report.failed', report.id)).toEqual([
-        expect.objectContaining({ level: 'error', attempts: 3, to: [...ADMINS['refused-usd']], uploadId: report.uploadId }),
-      ]);
-
-      // Never again: not when more time passes, not when a server would take it.
-      policy.rcpt.clear();
-      for (const mailer of [failing, working]) {
-        advance(retryDelayMs(100));
-        expect(await deliverDue(ctx(), mailer)).toEqual({ sent: 0, failed: 0 });
+      // 30 days of failures, tried whenever due (the backoff stops growing at an hour).
+      for (let day = 0; day < 30; day++) {
+        advance(24 * 3600_000);
+        expect(await deliverDue(ctx(), failing)).toEqual({ sent: 0, failed: 1 });
       }
-      expect(policy.to(ADMINS['refused-usd'][0])).toEqual([]);
-      expect(await status(report)).toMatchObject({ status: 'failed', attempts: 3 });
-      expect(events('report.delivered', report.id)).toEqual([]);
+      const waiting = await status(report);
+      expect(waiting).toMatchObject({ status: 'pending', attempts: 31, sentAt: null });
+      expect(waiting?.lastError).toMatch(error);
+      expect(waiting?.nextAttemptAt).toEqual(new Date(current.getTime() + 3600_000));
+      expect(retryDelayMs(31)).toBe(3600_000);
+      // Past OVERDUE_MS every failure is an error, naming how long the district has waited.
+      expect(OVERDUE_MS).toBe(24 * 3600_000);
+      const overdue = events('report.overdue', report.id);
+      expect(overdue).toHaveLength(30);
+      expect(overdue[0]).toMatchObject({ level: 'error', attempts: 2, unsentHours: 24, to: [...ADMINS['refused-usd']] });
+      expect(overdue[29]).toMatchObject({ level: 'error', attempts: 31, unsentHours: 720 });
+      expect(String(overdue[29]?.msg)).toMatch(/not sent for 720 hours; retrying every hour until the mail server accepts it/);
+
+      // The mailbox is back (or the server is): the next due attempt sends it, once.
+      policy.rcpt.clear();
+      advance(3600_000);
+      expect(await deliverDue(ctx(), working)).toEqual({ sent: 1, failed: 0 });
+      advance(3600_000);
+      expect(await deliverDue(ctx(), working)).toEqual({ sent: 0, failed: 0 });
+      expect(policy.to(ADMINS['refused-usd'][0])).toEqual([{ rcptTo: [...ADMINS['refused-usd']], messageId: report.messageId }]);
+      expect(await status(report)).toMatchObject({ status: 'sent', attempts: 32, lastError: null });
     } finally {
       failing.close();
       working.close();

@@ -92,7 +92,7 @@ describe('retention of received upload copies', () => {
     expect(existsSync(temp)).toBe(true); // temporary files are the SFTP server's to sweep
   });
 
-  it('removes the bodies of reports sent or given up on before the cut-off, and their .eml files', async () => {
+  it('removes the bodies of reports sent before the cut-off, and their .eml files; a report not yet sent keeps its body, however old', async () => {
     const message = {
       from: 'rosterd@example.com',
       to: ['it@lincoln.example'],
@@ -102,17 +102,18 @@ describe('retention of received upload copies', () => {
       attachments: [{ filename: 'users-errors.csv', content: 'line,username\n3,alice01\n' }],
       headers: { 'X-Rosterd-Tenant': 'lincoln-usd' },
     };
-    const report = async (status: string, at: Date) => {
+    const report = async (status: string, at: Date, sentAt = status === 'sent' ? at : null) => {
       const { rows } = await db.pool.query<{ id: string }>(
         `INSERT INTO outbox (message, status, created_at, sent_at) VALUES ($1, $2, $3, $4) RETURNING id`,
-        [message, status, at, status === 'sent' ? at : null],
+        [message, status, at, sentAt],
       );
       return rows[0]?.id;
     };
     const oldSent = await report('sent', daysAgo(31));
-    const oldFailed = await report('failed', daysAgo(40));
-    const oldPending = await report('pending', daysAgo(40)); // still to be delivered: never touched
+    const olderSent = await report('sent', daysAgo(40));
+    const oldPending = await report('pending', daysAgo(400)); // still to be delivered: never touched
     const recentSent = await report('sent', daysAgo(2));
+    const lateSent = await report('sent', daysAgo(40), daysAgo(2)); // written long ago, sent lately: aged from sending
     const eml = (name: string, at: Date) => {
       mkdirSync(path.join(dataDir, 'outbox'), { recursive: true });
       writeFileSync(path.join(dataDir, 'outbox', name), 'Subject: report\r\n\r\nalice01\r\n');
@@ -132,10 +133,10 @@ describe('retention of received upload copies', () => {
     expect(existsSync(path.join(dataDir, 'outbox', '00000002-lincoln-usd.eml'))).toBe(true);
     const { rows } = await db.pool.query<{ id: string; message: Record<string, unknown> }>(
       'SELECT id::text, message FROM outbox WHERE id = ANY($1::bigint[])',
-      [[oldSent, oldFailed, oldPending, recentSent]],
+      [[oldSent, olderSent, oldPending, recentSent, lateSent]],
     );
     const byId = new Map(rows.map((r) => [r.id, r.message]));
-    for (const id of [oldSent, oldFailed]) {
+    for (const id of [oldSent, olderSent]) {
       // Who it went to, the subject and the record stay; nothing naming a student does.
       expect(byId.get(String(id))).toEqual({
         from: message.from,
@@ -145,7 +146,7 @@ describe('retention of received upload copies', () => {
         bodyRemoved: 'retention',
       });
     }
-    for (const id of [oldPending, recentSent]) expect(byId.get(String(id))).toEqual(message);
+    for (const id of [oldPending, recentSent, lateSent]) expect(byId.get(String(id))).toEqual(message);
 
     const again = await applyRetention({ config: { DATA_DIR: dataDir, RETENTION_DAYS: 30 }, pool: db.pool, clock, logger });
     expect(again.reportsCleared).toBe(0);
