@@ -12,6 +12,8 @@ declare module 'vitest' {
   export interface ProvidedContext {
     adminUrl: string;
     templateDb: string;
+    /** the embedded Postgres's server.log, '' when the run uses DATABASE_URL (its log is not ours) */
+    pgServerLog: string;
   }
 }
 
@@ -43,6 +45,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   await pool.end();
   project.provide('adminUrl', adminUrl);
   project.provide('templateDb', templateDb);
+  project.provide('pgServerLog', dir ? path.join(dir, 'pg', 'server.log') : '');
   return async () => {
     await admin.query(`DROP DATABASE IF EXISTS ${templateDb} WITH (FORCE)`).catch(() => undefined);
     await admin.end();

@@ -15,6 +15,11 @@ const REDACT = [
   'row',
   '*.row',
   'rows',
+  // A Postgres error's detail and where can quote a row: "Key (tenant_id, lower(username))=(4, ann01)".
+  'err.detail',
+  'err.where',
+  'err.cause.detail',
+  'err.cause.where',
   'config.DATABASE_URL',
   'config.SMTP_URL',
 ];

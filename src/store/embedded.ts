@@ -201,7 +201,9 @@ export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Pr
         '-l',
         path.join(pgDir, 'server.log'),
         '-o',
-        `-p ${chosen} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''`,
+        // terse: an error's DETAIL and CONTEXT, which can quote a row's values ("Key (…)=(…)",
+        // "Failing row contains …"), stay out of server.log; rosterd's own log says what failed.
+        `-p ${chosen} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c log_error_verbosity=terse`,
       ],
       ids,
     );

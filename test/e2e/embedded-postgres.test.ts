@@ -1,6 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log/logger.js';
 import { startEmbeddedPostgres } from '../../src/store/embedded.js';
@@ -33,6 +34,12 @@ describe('embedded Postgres (no DATABASE_URL)', () => {
     expect(a.code, a.stderr).toBe(0);
     expect(b.code, b.stderr).toBe(0);
     expect(postmasterPid()).toBe(pid);
+    // An error's DETAIL can quote a roster row ("Key (…)=(…)"): the embedded server leaves it out of server.log.
+    const client = new pg.Client({ connectionString: held.url });
+    await client.connect();
+    const { rows } = await client.query<{ log_error_verbosity: string }>('SHOW log_error_verbosity');
+    await client.end();
+    expect(rows[0]?.log_error_verbosity).toBe('terse');
     await held.release();
     expect(postmasterPid()).toBeUndefined();
   });

@@ -2,7 +2,9 @@
  * A tenant's first full sync is copied straight into users (src/import/apply-users.ts, copyFresh);
  * a duplicate makes it start over the ordinary way. Either way, the outcome is the ordinary one.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { csv, importFixture, type ImportFixture } from './import-fixture.js';
 
 const HEADER = 'username,email,first name,last name,role';
@@ -10,7 +12,14 @@ const HEADER = 'username,email,first name,last name,role';
 let f: ImportFixture;
 beforeAll(async () => {
   f = await importFixture();
+  // Errors in this database are logged in full (the embedded cluster logs them tersely), so that a
+  // duplicate caught by the users index would show its username in the server log.
+  const admin = new pg.Client({ connectionString: f.db.url });
+  await admin.connect();
+  await admin.query(`ALTER DATABASE ${f.db.name} SET log_error_verbosity = 'verbose'`);
+  await admin.end();
   await f.addTenant('first-a');
+  await f.addTenant('first-d');
   await f.addTenant('first-b');
   await f.addTenant('first-c');
 });
@@ -60,4 +69,26 @@ describe("a tenant's first import", () => {
       ['fay.ng', 'fay@x.org'],
     ]);
   });
+
+  const serverLog = inject('pgServerLog');
+  it.skipIf(serverLog === '')(
+    'a duplicate, ASCII or not, is found before the users index: no username reaches the Postgres log',
+    async () => {
+      const r = await f.importCsv(
+        'first-d',
+        csv(
+          HEADER,
+          'leaky.marker01,,A,B,student',
+          'İpek.marker02,,C,D,student',
+          'LEAKY.MARKER01,,E,F,student',
+          'ipek.marker02,,G,H,student',
+        ),
+      );
+      expect(r.counts).toMatchObject({ rows: 4, created: 0, errors: 4 });
+      expect(r.errors.map((e) => e.line)).toEqual([2, 3, 4, 5]);
+      const log = readFileSync(serverLog, 'utf8');
+      expect(log).toMatch(/database system is ready/); // it is the running server's log
+      expect(log.toLowerCase()).not.toMatch(/marker0/);
+    },
+  );
 });

@@ -113,3 +113,22 @@ it('validate reads a groups*.csv file as groups.csv, and applies nothing', async
   expect(r).toMatchObject({ status: 'validated', file: 'groups-tonight.csv', counts: { rows: 2, created: 1, deactivated: 3, errors: 1 } });
   expect(await f.snapshot()).toBe(before);
 });
+
+it('an over-long group name, username or owner is an error on its line, not a database error that fails the file', async () => {
+  // 300 characters of 3 UTF-8 bytes (900 bytes) pass; 6,000 would exceed Postgres's btree entry limit.
+  const fine = 'é'.repeat(255);
+  const long = 'Algebra '.repeat(750);
+  const r = await f.importCsv(
+    'grp',
+    csv('username,owner,group', `stud0001,,${long}`, `stud0002,,${fine}`, `${'s'.repeat(300)},,Chess Club`, `stud0003,${'t'.repeat(300)},`),
+    'groups.csv',
+  );
+  expect(r.status).toBe('completed_with_errors');
+  expect(r.errors.map((e) => [e.line, e.column, e.message])).toEqual([
+    [2, 'group', 'Group name must be at most 255 characters'],
+    [4, 'username', 'Username must be at most 254 characters: no user has a longer one'],
+    [5, 'owner', 'Owner must be at most 254 characters: no user has a longer username'],
+  ]);
+  expect(r.counts).toMatchObject({ rows: 4, errors: 3 });
+  expect(await memberships()).toContain(`${fine}:stud0002:-`);
+});

@@ -12,6 +12,7 @@ import type { EncodingChoice } from './decode.js';
 import { GROUPS_SPEC, type GroupColumn, type HeaderMatch } from './headers.js';
 import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult } from './summary.js';
 import { openFile, readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
+import { length } from './users-rules.js';
 
 export interface GroupsReadOptions {
   /** cap on the detailed errors (and warnings) kept; counts stay exact. Default 50,000 */
@@ -55,11 +56,21 @@ function groupsReader(
   return { items, summary: () => summaryOf(state, log) };
 }
 
+/**
+ * Longest group name. Names are unique per tenant ignoring case through a btree index, whose
+ * entries Postgres caps at 2,704 bytes: a longer name would fail the whole file, not its line.
+ * Usernames and owners are capped as in users.csv (254), where no longer one can exist.
+ */
+const MAX_GROUP_CHARS = 255;
+
 const groupRow = z
   .object({
-    username: z.string().min(1, 'Username is required'),
-    owner: z.string(),
-    group: z.string(),
+    username: z
+      .string()
+      .min(1, 'Username is required')
+      .refine((v) => length(v) <= 254, 'Username must be at most 254 characters: no user has a longer one'),
+    owner: z.string().refine((v) => length(v) <= 254, 'Owner must be at most 254 characters: no user has a longer username'),
+    group: z.string().refine((v) => length(v) <= MAX_GROUP_CHARS, `Group name must be at most ${MAX_GROUP_CHARS} characters`),
   })
   .refine((r) => r.owner !== '' || r.group !== '', {
     message: 'Owner and group are both blank: a line needs an owner, a group or both',

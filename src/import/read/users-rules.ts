@@ -68,7 +68,7 @@ function lookup<T>(entries: Record<string, T>): Readonly<Record<string, T>> {
 }
 
 /** Characters as people count them (code points), not UTF-16 units. */
-function length(v: string): number {
+export function length(v: string): number {
   let n = v.length;
   for (let i = 0; i < v.length; i++) {
     const c = v.charCodeAt(i);
