@@ -114,7 +114,7 @@ export class Connection {
     client.on('error', (err: Error & { level?: string; code?: unknown }) => {
       // A client that drops TCP (curl does at the end), a protocol error, a reset: this
       // connection ends, nothing else does.
-      log.debug({ error: err.message, level: err.level, code: err.code }, 'SFTP connection error');
+      log.debug({ error: err.message, sshLevel: err.level, code: err.code }, 'SFTP connection error');
     });
     client.on('close', () => void this.cleanup());
     client.on('authentication', (ctx) => {

@@ -84,6 +84,8 @@ export class SftpSession {
   private readonly finishing = new Set<Promise<void>>();
   private ended = false;
   private aborted: Promise<void> | null = null;
+  /** When checkAccess last found the login good (performance.now()). */
+  private accessCheckedAt = -Infinity;
   /** Replies not yet sent, in the order their requests arrived (see inOrder). */
   private readonly replies: Array<{ send: Send | null }> = [];
   private readonly stopFlushing: () => void;
@@ -95,13 +97,18 @@ export class SftpSession {
     this.stopFlushing = ctx.backpressure.addFlusher(() => {
       for (const h of this.handles.values()) if (h.kind === 'upload') h.spool.flushPartial();
     });
-    const on = (event: string, fn: (id: number, ...args: never[]) => Promise<Send> | Send) =>
+    /**
+     * `checked`: the login is checked still good first (checkAccess), so a session whose key was
+     * revoked or whose tenant was suspended can no longer list, stat, rename or remove anything.
+     * OPEN checks once the path is known; READ, at most once a second (a download is many READs).
+     */
+    const on = (event: string, fn: (id: number, ...args: never[]) => Promise<Send> | Send, checked = true) =>
       sftp.on(event, (id: number, ...args: never[]) => {
         ctx.touch();
         const answer = this.inOrder();
         let result: Promise<Send> | Send;
         try {
-          result = fn.call(this, id, ...args);
+          result = checked ? this.checkAccess().then(() => fn.call(this, id, ...args)) : fn.call(this, id, ...args);
         } catch (err) {
           return answer(this.fail(id, err, event));
         }
@@ -112,20 +119,20 @@ export class SftpSession {
     on('STAT', this.stat);
     on('LSTAT', this.stat);
     on('FSTAT', this.fstat);
-    on('OPEN', this.open);
-    on('READ', this.read);
-    on('CLOSE', this.close);
+    on('OPEN', this.open, false);
+    on('READ', this.read, false);
+    on('CLOSE', this.close, false); // an upload's CLOSE checks before it is received
     on('SETSTAT', this.setstat);
     on('FSETSTAT', this.fsetstat);
     on('OPENDIR', this.opendir);
     on('READDIR', this.readdir);
     on('REMOVE', this.remove);
     on('RENAME', this.rename);
-    on('MKDIR', (id: number) => () => this.sftp.status(id, STATUS.PERMISSION_DENIED, NO_FOLDERS));
-    on('RMDIR', (id: number) => () => this.sftp.status(id, STATUS.PERMISSION_DENIED, NO_FOLDERS));
-    on('SYMLINK', (id: number) => () => this.sftp.status(id, STATUS.PERMISSION_DENIED, 'links cannot be created here'));
+    on('MKDIR', (id: number) => () => this.sftp.status(id, STATUS.PERMISSION_DENIED, NO_FOLDERS), false);
+    on('RMDIR', (id: number) => () => this.sftp.status(id, STATUS.PERMISSION_DENIED, NO_FOLDERS), false);
+    on('SYMLINK', (id: number) => () => this.sftp.status(id, STATUS.PERMISSION_DENIED, 'links cannot be created here'), false);
     on('EXTENDED', this.extended);
-    on('READLINK', (id: number) => () => this.sftp.status(id, STATUS.NO_SUCH_FILE, 'there are no links here'));
+    on('READLINK', (id: number) => () => this.sftp.status(id, STATUS.NO_SUCH_FILE, 'there are no links here'), false);
     // The hot path, without promises.
     sftp.on('WRITE', (id: number, handle: Buffer, offset: number, data: Buffer) => {
       ctx.touch();
@@ -411,6 +418,7 @@ export class SftpSession {
   }
 
   private async read(id: number, handle: Buffer, offset: number, length: number): Promise<Send> {
+    if (performance.now() - this.accessCheckedAt > 1000) await this.checkAccess();
     const h = this.handles.get(this.handleKey(handle));
     if (h === undefined || h.kind === 'dir') throw refuse.badHandle();
     const n = Math.min(length, MAX_READ);
@@ -488,23 +496,26 @@ export class SftpSession {
   }
 
   /**
-   * A key revoked or a tenant suspended after login: the session may not open or deliver any
-   * more files (the file being closed is not received), and the connection ends.
+   * A key revoked or a tenant suspended after login: the session may do nothing more (the file
+   * being closed is not received), and the connection ends.
    */
-  private async checkAccess(): Promise<void> {
+  private async checkAccess(receiving = false): Promise<void> {
     const reason = await this.ctx.accessWithdrawn();
-    if (reason === null) return;
+    if (reason === null) {
+      this.accessCheckedAt = performance.now();
+      return;
+    }
     this.ctx.logger.warn(
       { event: 'access.withdrawn', reason, keyFingerprint: this.ctx.keyFingerprint },
       'session refused: access withdrawn',
     );
     this.ctx.endConnection(`access withdrawn after login: ${reason}`);
-    throw refuse.denied(`${reason} after you logged in: nothing was received`);
+    throw refuse.denied(`${reason} after you logged in${receiving ? ': nothing was received' : ''}`);
   }
 
   /** Immutable copy + pending upload row, then the file becomes the visible `users.csv`. */
   private async receive(fileName: AcceptedFileName, source: string, visible: string, bytes: number, sha256: string): Promise<void> {
-    await this.checkAccess();
+    await this.checkAccess(true);
     const receipt = await receiveFile(this.ctx.receipts, {
       tenant: this.ctx.tenant,
       fileName,

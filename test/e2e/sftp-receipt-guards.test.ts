@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Channel } from 'ssh2';
+import type { Channel, SFTPWrapper } from 'ssh2';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { revokeKey } from '../../src/store/keys.js';
 import { updateTenant } from '../../src/store/tenants.js';
@@ -28,7 +28,7 @@ import {
   type TestSftpServer,
 } from '../support/ssh.js';
 
-const TENANTS = ['revoked-usd', 'suspended-usd', 'resume-usd', 'race-usd', 'ext-usd', 'agent-usd'] as const;
+const TENANTS = ['revoked-usd', 'revoked2-usd', 'suspended-usd', 'resume-usd', 'race-usd', 'ext-usd', 'agent-usd'] as const;
 type Tenant = (typeof TENANTS)[number];
 
 let db: TestDatabase;
@@ -72,13 +72,32 @@ it('a key revoked after login: the open session can neither deliver nor open a f
   expect(srv.logs.some((l) => l.event === 'access.withdrawn' && l.reason === 'this key was revoked')).toBe(true);
 });
 
+it.each([
+  ['remove', (s: SFTPWrapper) => sftpP.unlink(s, 'users.csv')],
+  ['rename', (s: SFTPWrapper) => sftpP.rename(s, 'users.csv', 'users.csv.filepart')],
+  ['list', (s: SFTPWrapper) => sftpP.readdir(s, '/')],
+  ['stat', (s: SFTPWrapper) => sftpP.stat(s, 'users.csv')],
+])('a key revoked after login: the open session may not %s either, and is ended', async (_what, request) => {
+  const s = await connect('revoked2-usd');
+  await sftpP.writeFile(s.sftp, 'users.csv', csvOf(2));
+  const fingerprint = srv.logs.find((l) => l.event === 'login.accepted' && l.tenant === 'revoked2-usd')?.fingerprint as string;
+  await revokeKey(db.pool, fingerprint);
+  const closed = whenClosed(s.client);
+  const err = await rejection(request(s.sftp));
+  expect(err.message).toBe('this key was revoked after you logged in');
+  await closed;
+  // The district's file is still there, as it was.
+  await expect(fs.stat(path.join(dataDir, 'sftp', 'revoked2-usd', 'users.csv'))).resolves.toMatchObject({ size: csvOf(2).length });
+  await db.pool.query('UPDATE ssh_keys SET revoked_at = NULL WHERE fingerprint = $1', [fingerprint]);
+});
+
 it('a tenant suspended after login: reading back its files is refused too', async () => {
   const s = await connect('suspended-usd');
   await sftpP.writeFile(s.sftp, 'users.csv', csvOf(2));
   expect(await uploads('suspended-usd')).toHaveLength(1);
   await updateTenant(db.pool, 'suspended-usd', { status: 'suspended' });
   const err = await rejection(sftpP.readFile(s.sftp, 'users.csv'));
-  expect(err.message).toBe("the district's account was suspended after you logged in: nothing was received");
+  expect(err.message).toBe("the district's account was suspended after you logged in");
   await updateTenant(db.pool, 'suspended-usd', { status: 'active' });
   s.end();
 });
