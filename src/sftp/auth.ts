@@ -168,9 +168,15 @@ export class ConnectionAuth {
     return standing === 'unknown-tenant' || standing === 'tenant-suspended' || standing === 'key-revoked' ? standing : 'key-not-registered';
   }
 
-  /** Called by the server when the client did not log in within SFTP_LOGIN_TIMEOUT_SECONDS. */
+  /**
+   * Called by the server when the client did not log in within SFTP_LOGIN_TIMEOUT_SECONDS. It
+   * counts toward the address's block: an address that keeps connections open without logging in
+   * is holding places other clients need (limits.ts). Its refused key queries count with it, once.
+   */
   timedOut(): void {
     this.report({ reason: 'login-timeout', username: null, fingerprint: null, method: null });
+    this.queriesRefused = 0;
+    this.recordAgainstAddress();
   }
 
   /** The connection is gone: refused key queries of a connection that never logged in count once. */

@@ -11,6 +11,7 @@ import { ConnectionAuth, type Login } from './auth.js';
 import { Backpressure } from './backpressure.js';
 import type { Blocklist } from './blocklist.js';
 import type { HashCache } from './hash-cache.js';
+import { MAX_CONNECTIONS_PER_TENANT, MAX_SESSIONS_PER_CONNECTION, type KeyedLimit, type Release } from './limits.js';
 import { assembleWholePackets } from './packet-assembler.js';
 import { accessWithdrawn } from './receipt.js';
 import type { SftpEvents } from './server.js';
@@ -30,6 +31,11 @@ export interface ConnectionDeps {
   maxAttempts: number;
   isClosing(): boolean;
   emit<K extends keyof SftpEvents>(name: K, ...args: SftpEvents[K]): void;
+  /** This connection's place among those not logged in yet (limits.ts), given back at login or close. */
+  pendingLogin: Release;
+  /** Logged-in connections and open uploads per tenant, shared by every connection. */
+  tenantConnections: KeyedLimit;
+  tenantUploads: KeyedLimit;
 }
 
 /** ssh2 internals needed to end an SFTP channel the way OpenSSH clients wait for. */
@@ -64,6 +70,10 @@ export class Connection {
   private login: (Login & { root: string }) | null = null;
   private loginAt = 0;
   private readonly sessions = new Set<SftpSession>();
+  /** SSH session channels open on this connection (at most MAX_SESSIONS_PER_CONNECTION). */
+  private channels = 0;
+  /** This connection's place among its tenant's (MAX_CONNECTIONS_PER_TENANT). */
+  private tenantSlot: Release | null = null;
   private readonly auth: ConnectionAuth;
   private readonly backpressure: Backpressure;
   private loginTimer: NodeJS.Timeout | null;
@@ -132,8 +142,17 @@ export class Connection {
       log.debug({ kex: negotiated.kex, cipher: negotiated.cs.cipher, mac: negotiated.cs.mac }, 'SSH handshake'),
     );
     client.on('ready', () => this.onReady());
-    client.on('session', (accept) => {
+    client.on('session', (accept, reject) => {
+      if (this.channels >= MAX_SESSIONS_PER_CONNECTION) {
+        log.warn(
+          { event: 'sftp.session_refused', tenant: this.login?.tenant },
+          `session refused: at most ${MAX_SESSIONS_PER_CONNECTION} per connection`,
+        );
+        return reject();
+      }
+      this.channels++;
       const session = accept();
+      session.once('close', () => this.channels--);
       // Only the sftp subsystem is served (OpenSSH 9 scp uses it too); exec, shell and other
       // subsystems have no listener, so ssh2 refuses them.
       session.on('sftp', (acceptSftp, rejectSftp) => this.startSftp(acceptSftp, rejectSftp));
@@ -178,8 +197,17 @@ export class Connection {
   private onReady(): void {
     if (this.loginTimer) clearTimeout(this.loginTimer);
     this.loginTimer = null;
+    this.deps.pendingLogin();
     const login = this.login;
     if (login === null) return void this.destroy('authenticated without a login'); // cannot happen
+    this.tenantSlot = this.deps.tenantConnections.tryAcquire(login.tenant);
+    if (this.tenantSlot === null) {
+      this.deps.logger.warn(
+        { event: 'login.connection_refused', tenant: login.tenant, reason: 'too-many-tenant-connections' },
+        `SFTP connection ended at login: the district already has ${MAX_CONNECTIONS_PER_TENANT} connections open`,
+      );
+      return void this.end(`the district already has ${MAX_CONNECTIONS_PER_TENANT} connections open`);
+    }
     this.loginAt = performance.now();
     this.deps.emit('sessionOpened', { tenant: login.tenant, remoteAddress: this.deps.remoteAddress });
     if (this.deps.isClosing()) this.endWhenIdle('the server is shutting down');
@@ -269,6 +297,7 @@ export class Connection {
       received: (info) => this.deps.emit('uploadReceived', info),
       uploadFailed: (info) => this.deps.emit('uploadFailed', info),
       accessWithdrawn: () => accessWithdrawn(this.deps.pool, login.tenant, login.fingerprint),
+      uploadSlot: () => this.deps.tenantUploads.tryAcquire(login.tenant),
       // After the refusal's reply has gone out (replies are sent in order, on later turns).
       endConnection: (reason) => void setTimeout(() => this.end(reason), ACCESS_WITHDRAWN_LINGER_MS).unref(),
     };
@@ -277,6 +306,8 @@ export class Connection {
   private async cleanup(): Promise<void> {
     if (this.cleanedUp) return;
     this.cleanedUp = true;
+    this.deps.pendingLogin();
+    this.tenantSlot?.();
     this.auth.closed();
     if (this.loginTimer) clearTimeout(this.loginTimer);
     if (this.idleTimer) clearTimeout(this.idleTimer);
@@ -287,7 +318,7 @@ export class Connection {
     } catch (err) {
       this.deps.logger.warn({ err: toError(err) }, 'SFTP session cleanup failed');
     }
-    if (this.login !== null) {
+    if (this.login !== null && this.tenantSlot !== null) {
       this.deps.emit('sessionClosed', {
         tenant: this.login.tenant,
         remoteAddress: this.deps.remoteAddress,

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import path from 'node:path';
 import type pg from 'pg';
 import ssh2 from 'ssh2';
@@ -11,6 +12,13 @@ import type { AuthFailure } from './auth.js';
 import { Blocklist } from './blocklist.js';
 import { Connection } from './connection.js';
 import { HashCache } from './hash-cache.js';
+import {
+  KeyedLimit,
+  MAX_CONNECTIONS_PER_TENANT,
+  MAX_PENDING_LOGINS,
+  MAX_PENDING_LOGINS_PER_ADDRESS,
+  MAX_UPLOADS_PER_TENANT,
+} from './limits.js';
 import { loadOrCreateHostKeyPairs, type HostKeyInfo } from './host-keys.js';
 import { spoolDir, sweepSpool } from './spool.js';
 import { sweepTempFiles, TEMP_FILE_MAX_AGE_MS } from './temp-files.js';
@@ -71,6 +79,25 @@ export function createSftpServer(deps: SftpDeps): SftpServer {
   };
   const blocklist = new Blocklist({ maxFailures: config.SFTP_MAX_AUTH_FAILURES, windowMs: config.SFTP_BLOCK_SECONDS * 1000, clock });
   const hashes = new HashCache();
+  const limits = {
+    pendingLogins: new KeyedLimit(MAX_PENDING_LOGINS_PER_ADDRESS, MAX_PENDING_LOGINS),
+    tenantConnections: new KeyedLimit(MAX_CONNECTIONS_PER_TENANT),
+    tenantUploads: new KeyedLimit(MAX_UPLOADS_PER_TENANT),
+  };
+  // A flood is logged once a minute, with how many were refused since the last line.
+  let pendingRefused = 0;
+  let pendingRefusedLoggedAt = -Infinity;
+  const refusePending = (remoteAddress: string) => {
+    pendingRefused++;
+    if (performance.now() - pendingRefusedLoggedAt < 60_000) return;
+    log.warn(
+      { event: 'login.connection_refused', remoteAddress, reason: 'too-many-pending-logins', refused: pendingRefused },
+      `SFTP connection refused: too many connections not logged in yet (at most ${MAX_PENDING_LOGINS_PER_ADDRESS} per address, ` +
+        `${MAX_PENDING_LOGINS} in all)`,
+    );
+    pendingRefused = 0;
+    pendingRefusedLoggedAt = performance.now();
+  };
   const connections = new Set<Connection>();
   const byPeer = new Map<string, Connection>();
   const spool = spoolDir(config.DATA_DIR);
@@ -128,6 +155,12 @@ export function createSftpServer(deps: SftpDeps): SftpServer {
         socket.destroy();
         return;
       }
+      const pendingLogin = limits.pendingLogins.tryAcquire(remoteAddress);
+      if (pendingLogin === null) {
+        refusePending(remoteAddress);
+        socket.destroy();
+        return;
+      }
       const conn = new Connection({
         socket,
         remoteAddress,
@@ -142,6 +175,9 @@ export function createSftpServer(deps: SftpDeps): SftpServer {
         maxAttempts: MAX_ATTEMPTS_PER_CONNECTION,
         isClosing: () => closing !== null,
         emit,
+        pendingLogin,
+        tenantConnections: limits.tenantConnections,
+        tenantUploads: limits.tenantUploads,
       });
       connections.add(conn);
       byPeer.set(peer, conn);

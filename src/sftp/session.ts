@@ -9,6 +9,7 @@ import type { Backpressure } from './backpressure.js';
 import { classifyName, refusedNameMessage, type NameKind } from './file-names.js';
 import type { HashCache } from './hash-cache.js';
 import { normalizeVirtual, resolveJailPath, type JailPath } from './jail.js';
+import { MAX_UPLOADS_PER_TENANT, type Release } from './limits.js';
 import { parseOpenFlags, type OpenMode } from './open-flags.js';
 import { releasePageCache } from './page-cache.js';
 import { receiveFile, type ReceiptDeps } from './receipt.js';
@@ -39,6 +40,8 @@ export interface SessionContext {
   accessWithdrawn(): Promise<string | null>;
   /** Ends the connection once the reply being sent has left. */
   endConnection(reason: string): void;
+  /** A place among the tenant's open uploads (limits.ts MAX_UPLOADS_PER_TENANT), or null if none is left. */
+  uploadSlot(): Release | null;
 }
 
 interface DirEntry {
@@ -58,6 +61,8 @@ type Handle =
       mode: OpenMode;
       spool: SpoolFile;
       closing: boolean;
+      /** Gives back the tenant's upload place once the file is received or discarded. */
+      slot: Release;
     };
 
 type UploadHandle = Extract<Handle, { kind: 'upload' }>;
@@ -203,6 +208,7 @@ export class SftpSession {
         );
         this.ctx.uploadFailed({ tenant: this.ctx.tenant, fileName: h.name, reason: 'cut-off' });
         work.push(h.spool.discard().catch(() => undefined));
+        h.slot();
       }
     }
     await Promise.all(work);
@@ -366,17 +372,28 @@ export class SftpSession {
     // Writing without TRUNC onto an existing file (resume, append, patch) starts from a copy of it:
     // the visible file is never written in place.
     const copyFrom = existing !== null && !mode.truncate && existing.size > 0 ? p.real : undefined;
-    const spool = await SpoolFile.create({
-      dir: this.ctx.spoolDir,
-      label: this.ctx.tenant,
-      maxBytes: this.ctx.maxUploadBytes,
-      released: (bytes) => this.ctx.backpressure.release(bytes),
-      ...(copyFrom === undefined ? {} : { copyFrom }),
+    const slot = this.ctx.uploadSlot();
+    if (slot === null) {
+      throw refuse.failure(`this district already has ${MAX_UPLOADS_PER_TENANT} files being uploaded at once; close or finish some first`);
+    }
+    let spool: SpoolFile;
+    try {
+      spool = await SpoolFile.create({
+        dir: this.ctx.spoolDir,
+        label: this.ctx.tenant,
+        maxBytes: this.ctx.maxUploadBytes,
+        released: (bytes) => this.ctx.backpressure.release(bytes),
+        ...(copyFrom === undefined ? {} : { copyFrom }),
+      });
+      await this.releaseSuperseded(nameKind.target);
+    } catch (err) {
+      slot();
+      throw err;
+    }
+    const handle = await this.adopt({ kind: 'upload', name: p.name, real: p.real, nameKind, mode, spool, closing: false, slot }, () => {
+      slot();
+      return spool.discard();
     });
-    await this.releaseSuperseded(nameKind.target);
-    const handle = await this.adopt({ kind: 'upload', name: p.name, real: p.real, nameKind, mode, spool, closing: false }, () =>
-      spool.discard(),
-    );
     this.ctx.uploadsChanged();
     return () => this.sftp.handle(id, handle);
   }
@@ -450,6 +467,7 @@ export class SftpSession {
     if (h.closing) throw refuse.badHandle();
     h.closing = true;
     const done = this.finishUpload(h).finally(() => {
+      h.slot();
       this.handles.delete(key);
       this.finishing.delete(done);
     });
