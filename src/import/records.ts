@@ -23,7 +23,7 @@ export interface ImportRecord {
   message: string | null;
   /** sftp | cli | validate */
   source: string;
-  /** utf-8 or windows-1252, once read */
+  /** utf-8, windows-1252 or mixed (UTF-8 but for some lines), once read */
   encoding: string | null;
   startedAt: string | null;
   finishedAt: string | null;

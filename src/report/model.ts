@@ -130,7 +130,9 @@ export function buildModel(input: ReportInput): ReportModel {
     ['Import ID', record.id],
   ];
   if (record.mode) facts.push(['Mode', words.mode(record.mode)]);
-  if (record.encoding && record.encoding.toLowerCase() !== 'utf-8') {
+  if (record.encoding === 'mixed') {
+    facts.push(['Encoding', 'UTF-8, except some lines that are not and were read as Windows-1252 (the warnings name them)']);
+  } else if (record.encoding && record.encoding.toLowerCase() !== 'utf-8') {
     facts.push([
       'Encoding',
       `${record.encoding}: the file is not valid UTF-8, so it was read as Windows-1252; save it as UTF-8 if names with accents look wrong`,

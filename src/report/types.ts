@@ -20,7 +20,7 @@ export interface ReportImport {
   warnings: readonly ImportIssue[];
   /** file-level failure or hold reason */
   message?: string | null | undefined;
-  /** how the file was read: utf-8, or windows-1252 when it was not valid UTF-8 */
+  /** how the file was read: utf-8; windows-1252 when it was not valid UTF-8; mixed when only some lines were not */
   encoding?: string | null | undefined;
   /** how long the import took */
   durationMs?: number | null | undefined;

@@ -339,7 +339,7 @@ describe('encodings', () => {
     const { items } = await collect(readUsers(streamOf(text, 1), { schools: SCHOOLS, now: NOW }));
     expect(items[0]?.kind === 'valid' && items[0].row.firstName).toBe('Zoë 😀 Łukasz');
   });
-  it('a file mixing UTF-8 and Windows-1252 is read as Windows-1252 from disk, and refused as a stream', async () => {
+  it('a file on disk that is UTF-8 but for some lines reads those lines as Windows-1252 and names them; as a stream it is refused', async () => {
     const { mkdtemp, writeFile } = await import('node:fs/promises');
     const { tmpdir } = await import('node:os');
     const { join } = await import('node:path');
@@ -351,8 +351,41 @@ describe('encodings', () => {
     const path = join(await mkdtemp(join(tmpdir(), 'rosterd-read-')), 'users.csv');
     await writeFile(path, bytes);
     const { items, summary } = await collect(readUsersFile(path, { schools: SCHOOLS, now: NOW }));
-    expect(summary.encoding).toBe('windows-1252');
-    expect(items.map((i) => i.kind === 'valid' && i.row.firstName)).toEqual(['ZoÃ«', 'François']);
+    expect(summary.encoding).toBe('mixed');
+    // Read whole as Windows-1252, Zoë (valid UTF-8) would have become ZoÃ«.
+    expect(items.map((i) => i.kind === 'valid' && i.row.firstName)).toEqual(['Zoë', 'François']);
+    expect(summary.warnings).toEqual([
+      {
+        line: 0,
+        column: '',
+        message:
+          'Line 3 is not valid UTF-8, although the rest of the file is: it was read as Windows-1252 (Western European), the rest ' +
+          'as UTF-8. Check the names on those lines, and save the whole file as "CSV UTF-8 (Comma delimited)" next time. ' +
+          '(Line numbers as a text editor counts them.)',
+      },
+    ]);
+    // Several such lines are listed; the file's end needs no line break; a password line is read the same way.
+    const many = Buffer.concat([
+      Buffer.from('username,password,first name\r\nrenee01,Sécret01,Renée\r\n'),
+      Buffer.from('zoe.m,pass-'),
+      Buffer.from([0xeb]),
+      Buffer.from('1,Zo'),
+      Buffer.from([0xeb]),
+      Buffer.from('\r\nfran.c,,Fran'),
+      Buffer.from([0xe7]),
+      Buffer.from('ois'),
+    ]);
+    await writeFile(path, many);
+    const second = await collect(readUsersFile(path, { schools: SCHOOLS, now: NOW }));
+    expect(second.summary.encoding).toBe('mixed');
+    expect(second.items.map((i) => i.kind === 'valid' && [i.row.password, i.row.firstName])).toEqual([
+      ['Sécret01', 'Renée'],
+      ['pass-ë1', 'Zoë'],
+      [undefined, 'François'],
+    ]);
+    expect(second.summary.warnings[0]?.message).toMatch(
+      /^2 lines are not valid UTF-8, although the rest of the file is \(lines 3, 4\): they were read/,
+    );
     // As a stream, a chunk holding both is still read as Windows-1252 (nothing was passed on yet)…
     expect((await collect(readUsers(streamOf(bytes, 4096), { schools: SCHOOLS, now: NOW }))).summary.encoding).toBe('windows-1252');
     // …but once UTF-8 text has been passed on, a later invalid byte cannot be honoured.

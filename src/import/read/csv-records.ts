@@ -26,7 +26,7 @@ import { CsvError } from 'csv-parse';
 import { parse as parseSync } from 'csv-parse/sync';
 import { FileRejectedError } from '../types.js';
 import { MAX_RECORD_CHARS, quoteNotClosed, recordTooLong } from './csv-guard.js';
-import { DecodeStream, type EncodingChoice, type FileEncoding } from './decode.js';
+import { DecodeStream, type EncodingChoice, type FileEncoding, type RecodedLines } from './decode.js';
 
 export interface CsvRecord {
   /** line as a spreadsheet numbers rows: one per record, the header is 1 */
@@ -40,6 +40,8 @@ export interface RecordSource {
   records: AsyncIterable<CsvRecord[]>;
   /** what the file was read as; final once `records` is exhausted */
   encoding(): FileEncoding;
+  /** In a `mixed` file, the lines read as Windows-1252. */
+  recodedLines(): RecodedLines;
   /** whether the text ends with a line break (CR or LF); final once `records` is exhausted */
   endsWithLineBreak(): boolean;
 }
@@ -310,5 +312,10 @@ export function csvRecords(input: ByteSource, encoding: EncodingChoice): RecordS
     }
     if (out.length > 0) yield out;
   }
-  return { records: records(), encoding: () => decoder.encoding(), endsWithLineBreak: () => lastChar === '\n' || lastChar === '\r' };
+  return {
+    records: records(),
+    encoding: () => decoder.encoding(),
+    recodedLines: () => decoder.recodedLines(),
+    endsWithLineBreak: () => lastChar === '\n' || lastChar === '\r',
+  };
 }

@@ -4,11 +4,15 @@
  *
  * Encoding detection (PRODUCT.md §3: "a file that is not valid UTF-8 is read as Windows-1252"):
  * - For a file on disk, `detectFileEncoding` validates the whole file as UTF-8 in a streamed
- *   pre-pass (1 MiB chunks, `buffer.isUtf8`, i.e. simdutf: tens of MB per millisecond-ish, far
- *   cheaper than parsing) and stops at the first invalid byte. The encoding is therefore known
- *   before the first row is yielded, and the applier never sees a row that a later byte would have
- *   decoded differently. This costs one extra sequential read of a file that was just written (in
- *   the page cache) and is why `readUsersFile` is the primary entry.
+ *   pre-pass (1 MiB chunks, `buffer.isUtf8`, i.e. simdutf: far cheaper than parsing). The
+ *   encoding is therefore known before the first row is yielded, and the applier never sees a row
+ *   that a later byte would have decoded differently. This costs one extra sequential read of a
+ *   file that was just written (in the page cache) and is why `readUsersFile` is the primary entry.
+ * - A file that is UTF-8 (it has accented letters in valid UTF-8) except for some lines that are
+ *   not (a row typed or pasted in another program) is `mixed`: read line by line, each line as
+ *   UTF-8 if it is valid UTF-8, else as Windows-1252, and the report names those lines. Read whole
+ *   as Windows-1252, every correct accented name and password of the file would change (Renée
+ *   would become RenÃ©e, and a student's password would no longer be what they type).
  * - For a stream that cannot be re-read (`encoding: 'auto'`), bytes are validated as they pass.
  *   When the first invalid byte comes after nothing but ASCII, everything already passed on decodes
  *   identically in Windows-1252, so the decoder switches in place with nothing to redo (this is
@@ -24,7 +28,7 @@ import { assertNever } from '../../types.js';
 import { FileRejectedError } from '../types.js';
 import { sniffHead } from './csv-guard.js';
 
-export type FileEncoding = 'utf-8' | 'windows-1252';
+export type FileEncoding = 'utf-8' | 'windows-1252' | 'mixed';
 export type EncodingChoice = FileEncoding | 'auto';
 
 const HEAD_BYTES = 512;
@@ -45,16 +49,57 @@ export function completeUtf8Length(buf: Buffer): number {
   return n; // only continuation bytes: let the validator judge them
 }
 
-/** Streams the file once and says whether it is entirely valid UTF-8. Bounded memory. */
+/** Longest line kept whole while classifying lines; a longer one is judged by its parts. */
+const MAX_LINE_BYTES = 16 << 20;
+
+/**
+ * Streams the file once: `utf-8` if it is all valid UTF-8, `mixed` if it has both lines of valid
+ * UTF-8 with accented letters and lines that are not UTF-8, else `windows-1252`. Bounded memory.
+ * Line breaks never occur inside a UTF-8 sequence, so lines can be judged one by one.
+ */
 export async function detectFileEncoding(path: string): Promise<FileEncoding> {
   let carry = Buffer.alloc(0);
+  let multiByte = false;
+  let invalid = false;
+  const judge = (part: Buffer) => {
+    if (isAscii(part)) return;
+    if (isUtf8(part)) {
+      multiByte = true;
+      return;
+    }
+    // Some line here is not UTF-8: which of the others are, with accented letters?
+    for (const line of lines(part)) {
+      if (isAscii(line)) continue;
+      if (isUtf8(line)) multiByte = true;
+      else invalid = true;
+    }
+  };
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
     const data = carry.length === 0 ? (chunk as Buffer) : Buffer.concat([carry, chunk as Buffer]);
-    const end = completeUtf8Length(data);
-    if (!isUtf8(data.subarray(0, end))) return 'windows-1252';
+    let end = data.lastIndexOf(0x0a) + 1;
+    if (end === 0 && data.length > MAX_LINE_BYTES) end = completeUtf8Length(data);
+    judge(data.subarray(0, end));
     carry = Buffer.from(data.subarray(end));
+    if (multiByte && invalid) return 'mixed';
   }
-  return carry.length === 0 ? 'utf-8' : 'windows-1252';
+  judge(carry);
+  return invalid ? (multiByte ? 'mixed' : 'windows-1252') : 'utf-8';
+}
+
+/** The lines of `buf`, each with its line break. */
+function* lines(buf: Buffer): Generator<Buffer> {
+  let start = 0;
+  for (let nl = buf.indexOf(0x0a); nl !== -1; nl = buf.indexOf(0x0a, start)) {
+    yield buf.subarray(start, nl + 1);
+    start = nl + 1;
+  }
+  if (start < buf.length) yield buf.subarray(start);
+}
+
+/** Lines of a `mixed` file read as Windows-1252: the first few, and how many. */
+export interface RecodedLines {
+  first: number[];
+  count: number;
 }
 
 /**
@@ -68,6 +113,9 @@ export class DecodeStream extends Transform {
   private started = false;
   private sawNonAscii = false;
   private carry = Buffer.alloc(0);
+  /** `mixed`: the number of the next line (as a text editor counts them), and the lines recoded. */
+  private nextLine = 1;
+  private readonly recoded: RecodedLines = { first: [], count: 0 };
 
   constructor(choice: EncodingChoice) {
     super();
@@ -76,7 +124,12 @@ export class DecodeStream extends Transform {
 
   /** What the bytes were read as ('auto' resolves to utf-8 unless it switched). */
   encoding(): FileEncoding {
-    return this.mode === 'windows-1252' ? 'windows-1252' : 'utf-8';
+    return this.mode === 'auto' ? 'utf-8' : this.mode;
+  }
+
+  /** In a `mixed` file, the lines that were not UTF-8 and were read as Windows-1252. */
+  recodedLines(): RecodedLines {
+    return this.recoded;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
@@ -98,6 +151,7 @@ export class DecodeStream extends Transform {
   override _flush(done: TransformCallback): void {
     try {
       if (!this.started) this.startWith(Buffer.concat(this.head));
+      if (this.mode === 'mixed') this.passLines(Buffer.alloc(0), true); // the last line, without a line break
       if (this.carry.length > 0) {
         // The file ends inside a multi-byte sequence: not valid UTF-8.
         const rest = this.carry;
@@ -132,9 +186,30 @@ export class DecodeStream extends Transform {
       case 'auto':
         this.passAuto(chunk);
         return;
+      case 'mixed':
+        this.passLines(chunk, false);
+        return;
       default:
         assertNever(this.mode, 'encoding');
     }
+  }
+
+  /** `mixed`: each complete line as UTF-8 if it is valid UTF-8, else as Windows-1252. */
+  private passLines(chunk: Buffer, final: boolean): void {
+    const data = this.carry.length === 0 ? chunk : Buffer.concat([this.carry, chunk]);
+    let end = final ? data.length : data.lastIndexOf(0x0a) + 1;
+    if (end === 0 && data.length > MAX_LINE_BYTES) end = completeUtf8Length(data);
+    for (const line of lines(data.subarray(0, end))) {
+      if (isUtf8(line)) {
+        this.push(line);
+      } else {
+        this.push(Buffer.from(iconv.decode(line, 'win1252'), 'utf8'));
+        if (this.recoded.first.length < 20) this.recoded.first.push(this.nextLine);
+        this.recoded.count++;
+      }
+      if (line[line.length - 1] === 0x0a) this.nextLine++;
+    }
+    this.carry = Buffer.from(data.subarray(end));
   }
 
   private passAuto(chunk: Buffer): void {

@@ -112,6 +112,22 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
   if (state.rows === 0) throw headerOnly();
   if (lastShort !== null && !source.endsWithLineBreak()) throw cutOff(lastShort.line, lastShort.values, header.width);
   checkRagged(ragged, state.rows, header.width);
+  if (state.encoding === 'mixed') {
+    const { first, count } = source.recodedLines();
+    const which = count === 1 ? `Line ${first[0]} is` : `${count} lines are`;
+    const listed = count === 1 ? '' : ` (line${first.length === 1 ? '' : 's'} ${first.join(', ')}${count > first.length ? ', …' : ''})`;
+    read.log.warning(
+      {
+        line: 0,
+        column: '',
+        message:
+          `${which} not valid UTF-8, although the rest of the file is${listed}: ${count === 1 ? 'it was' : 'they were'} read as ` +
+          'Windows-1252 (Western European), the rest as UTF-8. Check the names on those lines, and save the whole file as ' +
+          '"CSV UTF-8 (Comma delimited)" next time. (Line numbers as a text editor counts them.)',
+      },
+      true,
+    );
+  }
   if (state.encoding === 'windows-1252') {
     read.log.warning(
       {
