@@ -38,6 +38,8 @@ type Releaser = () => Promise<void>;
 
 /** How often `rosterd serve` sends due reports between ticks (reports queued by the CLI included). */
 const DELIVERY_POLL_MS = 10_000;
+/** How often `rosterd serve` checks that its embedded Postgres still runs. */
+const EMBEDDED_WATCH_MS = 10_000;
 
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { config, logger } = options;
@@ -59,6 +61,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await ensureDataDir(config.DATA_DIR);
     const database = await openDatabase(config, logger.child({ component: 'store' }));
     releasers.push(() => database.close());
+    if (database.embedded) {
+      // The daemon holds the embedded Postgres: started again if something stops or kills it, so
+      // that SFTP logins and imports do not fail until someone restarts rosterd.
+      const watchdog = setInterval(() => {
+        database.revive().catch((err: unknown) => logger.error({ err: toError(err) }, 'could not start the embedded Postgres again'));
+      }, EMBEDDED_WATCH_MS).unref();
+      releasers.push(async () => clearInterval(watchdog));
+    }
     await migrate(database.pool, logger);
     const { pool } = database;
 

@@ -9,7 +9,14 @@ export interface Database {
   pool: pg.Pool;
   /** true when the embedded Postgres in DATA_DIR is in use */
   embedded: boolean;
+  /** The embedded Postgres started again if it stopped (embedded.ts revive); false for DATABASE_URL. */
+  revive(): Promise<boolean>;
   close(): Promise<void>;
+  /**
+   * For a forced exit: lets go of the embedded Postgres (stopped if no other process uses it),
+   * without waiting for connections in use to be given back as close does.
+   */
+  abandon(): Promise<void>;
 }
 
 /** DATABASE_URL, or the embedded Postgres kept in DATA_DIR when it is unset. */
@@ -33,10 +40,16 @@ export async function openDatabase(config: Config, logger: Logger, poolSize = 10
   return {
     pool,
     embedded: embedded !== undefined,
+    revive: async () => (closed || embedded === undefined ? false : embedded.revive()),
     close: async () => {
       if (closed) return;
       closed = true;
       await pool.end().catch(() => undefined);
+      await embedded?.release();
+    },
+    abandon: async () => {
+      closed = true;
+      void pool.end().catch(() => undefined);
       await embedded?.release();
     },
   };

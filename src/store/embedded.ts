@@ -22,6 +22,11 @@ const execFileAsync = promisify(execFile);
 export interface EmbeddedHandle {
   url: string;
   release(): Promise<void>;
+  /**
+   * Starts the cluster again if it is no longer running (killed, or stopped by hand), on the same
+   * port, so the pool's connections to `url` work again. True if it had to start it.
+   */
+  revive(): Promise<boolean>;
 }
 
 interface Binaries {
@@ -147,15 +152,30 @@ function runningPort(pgDir: string): number | undefined {
   return undefined;
 }
 
-async function freePort(): Promise<number> {
+/** `port` if it is free on 127.0.0.1 (0: any free port), else the port the system picks. */
+async function freePort(port = 0): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
+    srv.once('error', (err: NodeJS.ErrnoException) => (port !== 0 ? resolve(freePort(0)) : reject(err)));
+    srv.listen(port, '127.0.0.1', () => {
       const addr = srv.address();
       srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
     });
   });
+}
+
+/**
+ * The port the cluster last ran on (DATA_DIR/pg.port), reused when it is free: a process holding
+ * connections to the cluster (serve) reconnects by itself when another process (a CLI command)
+ * starts it again after it was stopped or killed.
+ */
+function lastPort(dataDir: string): number {
+  try {
+    const port = Number(readFileSync(path.join(dataDir, 'pg.port'), 'utf8').trim());
+    return Number.isInteger(port) && port > 0 && port < 65536 ? port : 0;
+  } catch {
+    return 0;
+  }
 }
 
 function liveLeases(leaseDir: string): number[] {
@@ -186,7 +206,11 @@ export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Pr
     }
     const existing = runningPort(pgDir);
     if (existing) return existing;
-    const chosen = await freePort();
+    const chosen = await freePort(lastPort(dataDir));
+    await startCluster(chosen);
+    return chosen;
+  });
+  async function startCluster(chosen: number): Promise<void> {
     logger.info({ dataDir: pgDir, port: chosen }, 'starting embedded Postgres');
     await runPg(
       bins.pg_ctl,
@@ -207,8 +231,8 @@ export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Pr
       ],
       ids,
     );
-    return chosen;
-  });
+    writeFileSync(path.join(dataDir, 'pg.port'), `${chosen}\n`, { mode: 0o600 });
+  }
   // One lease per handle (a process may open the database more than once), named by pid.
   const lease = path.join(leaseDir, `${process.pid}-${randomBytes(4).toString('hex')}`);
   writeFileSync(lease, '');
@@ -218,6 +242,13 @@ export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Pr
   let released = false;
   return {
     url,
+    revive: () =>
+      withLock(dataDir, async () => {
+        if (released || runningPort(pgDir) !== undefined) return false;
+        logger.warn({ dataDir: pgDir, port }, 'the embedded Postgres was not running; starting it again');
+        await startCluster(port);
+        return true;
+      }),
     release: async () => {
       if (released) return;
       released = true;
@@ -261,7 +292,9 @@ async function initCluster(
     try {
       await runPg(bins.initdb, [...args, `--lc-ctype=${UNICODE_CTYPE}`], ids);
     } catch (err) {
-      if (!/locale/i.test(toError(err).message)) throw err;
+      // initdb's own output names the locale in every run ("initialized with locale …"): only
+      // its refusal of this one means the system lacks it.
+      if (!/invalid locale name|locale .* (is not|not) (available|supported|found)/i.test(toError(err).message)) throw err;
       logger.warn(
         { lcCtype: UNICODE_CTYPE },
         `this system has no ${UNICODE_CTYPE} locale: usernames are compared ignoring case for A-Z only (README: Imports)`,

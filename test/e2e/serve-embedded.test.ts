@@ -379,4 +379,31 @@ describe('rosterd serve on the embedded Postgres (no DATABASE_URL)', () => {
     },
     STARTUP_MS,
   );
+
+  it(
+    'a Postgres stopped under serve is started again by it, on the same port: serve recovers by itself',
+    async () => {
+      const d = await startServe();
+      const pm = pidInFile() ?? 0;
+      const port = readFileSync(path.join(dataDir, 'pg.port'), 'utf8').trim();
+      process.kill(pm, 'SIGINT'); // what an operator's `pg_ctl stop -m fast` does
+      await waitFor(() => !existsSync(`/proc/${pm}`), 20_000, 'the postmaster to exit');
+      await waitFor(
+        async () => {
+          const res = await fetch(`http://127.0.0.1:${d.httpPort}/readyz`, { signal: AbortSignal.timeout(5_000) }).catch(() => undefined);
+          return res?.status === 200;
+        },
+        40_000,
+        '/readyz 200 again',
+      );
+      expect(d.logs.map((l) => l.msg)).toContain('the embedded Postgres was not running; starting it again');
+      expect(pidInFile()).not.toBe(pm);
+      expect(readFileSync(path.join(dataDir, 'pg.port'), 'utf8').trim()).toBe(port);
+      const ls = await sftpBatch(d.sftpPort, TENANT, key, ['ls /']);
+      expect(ls.code, ls.stderr).toBe(0);
+      expect(await stopServe(d), d.dump()).toEqual({ code: 0, signal: null });
+      await waitFor(() => postmasters().length === 0, 10_000, 'no postmaster on the data directory');
+    },
+    STARTUP_MS,
+  );
 });

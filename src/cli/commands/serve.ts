@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/config.js';
 import { startDaemon } from '../../daemon.js';
@@ -5,6 +6,11 @@ import { toError } from '../../errors.js';
 import { createLogger } from '../../log/logger.js';
 import { reportError } from '../context.js';
 import type { Logger } from '../../types.js';
+
+/** A signal within this long of the first is the same one delivered twice (see onSignal). */
+const REPEATED_SIGNAL_MS = 1000;
+/** How long a forced exit waits for the embedded Postgres to stop. */
+const FORCED_EXIT_MS = 5000;
 
 export function registerServeCommand(program: Command): void {
   program
@@ -18,14 +24,21 @@ export function registerServeCommand(program: Command): void {
         const config = loadConfig();
         logger = createLogger(config.LOG_LEVEL);
         const daemon = await startDaemon({ config, logger });
-        let signals = 0;
+        let firstSignalAt: number | undefined;
         const onSignal = (signal: NodeJS.Signals) => {
-          signals += 1;
-          if (signals > 1) {
-            // A second signal forces: the operator does not want to wait for the grace period.
+          if (firstSignalAt !== undefined) {
+            // Ctrl-C under `npm start` arrives twice at once: from the terminal, and forwarded by
+            // npm. Only a second signal the operator sent later forces.
+            if (performance.now() - firstSignalAt < REPEATED_SIGNAL_MS) return;
+            // The operator does not want to wait for the grace period. The embedded Postgres is
+            // still let go of (stopped if nothing else uses it), for a few seconds at most.
             logger?.warn({ signal }, 'second signal: exiting now');
-            process.exit(1);
+            const exit = () => process.exit(1);
+            setTimeout(exit, FORCED_EXIT_MS).unref();
+            daemon.database.abandon().then(exit, exit);
+            return;
           }
+          firstSignalAt = performance.now();
           daemon.stop(signal).then(
             () => process.exit(0),
             (err: unknown) => {
