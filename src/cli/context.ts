@@ -6,6 +6,7 @@ import { RosterdError, toError } from '../errors.js';
 import { createLogger } from '../log/logger.js';
 import { openDatabase, type Database } from '../store/connect.js';
 import { migrate } from '../store/migrate.js';
+import { ensureDataDir, existingDataDir } from '../store/paths.js';
 import type { Logger } from '../types.js';
 
 /** What every command gets: configuration, a logger on stderr, and the database. */
@@ -29,6 +30,12 @@ export type Handler = (ctx: CliContext, args: string[], opts: Record<string, unk
 export interface RunOptions {
   /** commands like `serve` manage their own database and lifetime */
   needsDatabase?: boolean;
+  /**
+   * What the command needs of DATA_DIR: `create` it if missing (migrate); that it `exist`
+   * (commands that read or write files there: host keys, received uploads); by default, that it
+   * exist when the embedded Postgres is used (DATABASE_URL unset), since the database is in it.
+   */
+  dataDir?: 'create' | 'exist' | 'default';
   /** apply pending migrations before the handler (default true; `migrate` does it itself) */
   autoMigrate?: boolean;
 }
@@ -50,6 +57,9 @@ async function runHandler(handler: Handler, args: string[], opts: Record<string,
     const config = loadConfig();
     // Commands talk to people on stdout; logs go to stderr and stay quiet unless asked for.
     const logger = createLogger(cliLogLevel(), process.stderr);
+    const dataDir = options.dataDir ?? 'default';
+    if (dataDir === 'create') await ensureDataDir(config.DATA_DIR);
+    else if (dataDir === 'exist' || config.DATABASE_URL === undefined) await existingDataDir(config.DATA_DIR);
     if (options.needsDatabase !== false) {
       db = await openDatabase(config, logger, 4);
       if (options.autoMigrate !== false) await migrate(db.pool, logger);

@@ -81,11 +81,21 @@ export async function runDoctor(deps: DoctorDeps): Promise<DoctorReport> {
   }
 
   const dataDir = await checkDataDir(config.DATA_DIR);
-  checks.push(dataDir.check, await checkPermissions(config.DATA_DIR, dataDir.exists), await checkFreeSpace(config.DATA_DIR));
+  checks.push(
+    dataDir.check,
+    await checkPermissions(config.DATA_DIR, dataDir.exists),
+    await checkFreeSpace(config.DATA_DIR, config.MAX_UPLOAD_BYTES),
+  );
   checks.push(
     dataDir.check.status === 'fail' ? skip('host keys', 'the data directory cannot be used') : await checkHostKeys(config.DATA_DIR),
   );
-  checks.push(...(await checkDatabase(config, deps.logger, timeoutMs)));
+  if (!config.DATABASE_URL && (!dataDir.exists || dataDir.check.status === 'fail')) {
+    // The embedded Postgres lives in DATA_DIR: doctor would create both to check them.
+    const why = 'the embedded Postgres lives in DATA_DIR, which cannot be used yet';
+    checks.push(skip('database', why), skip('migrations', why), skip('reports', why));
+  } else {
+    checks.push(...(await checkDatabase(config, deps.logger, timeoutMs)));
+  }
   checks.push(await checkMail(config, timeoutMs));
   return { ok: checks.every((c) => c.status !== 'fail'), checks };
 }
@@ -175,15 +185,16 @@ async function checkPermissions(dir: string, exists: boolean): Promise<DoctorChe
   return ok(name, `mode ${shown}`);
 }
 
-async function checkFreeSpace(dir: string): Promise<DoctorCheck> {
+async function checkFreeSpace(dir: string, maxUploadBytes: number): Promise<DoctorCheck> {
   const name = 'free space';
+  const fix = 'free some space or grow the volume: uploads and the embedded Postgres live there';
   try {
     const stats = await fs.statfs(await nearestExisting(dir));
     const free = stats.bavail * stats.bsize;
-    const shown = `${(free / 1024 ** 3).toFixed(1)} GiB free`;
-    return free < LOW_SPACE_BYTES
-      ? warn(name, `${shown} for ${dir}`, 'free some space or grow the volume: uploads and the embedded Postgres live there')
-      : ok(name, `${shown} for ${dir}`);
+    const shown = `${free >= 1024 ** 3 ? `${(free / 1024 ** 3).toFixed(1)} GiB` : `${(free / 1024 ** 2).toFixed(1)} MiB`} free`;
+    // Less than one upload of the largest size: a district's file can fail tonight.
+    if (free < maxUploadBytes) return fail(name, `${shown} for ${dir}, less than MAX_UPLOAD_BYTES`, fix);
+    return free < LOW_SPACE_BYTES ? warn(name, `${shown} for ${dir}`, fix) : ok(name, `${shown} for ${dir}`);
   } catch (err) {
     return fail(name, `cannot read the free space of ${dir} (${toError(err).message})`, 'check that DATA_DIR is on a mounted file system');
   }
@@ -452,7 +463,10 @@ function describeError(err: unknown): string {
     .split('\n')
     .map((l) => l.trim())
     .filter(Boolean);
-  const message = lines.length > 1 ? `${lines[0]} … ${lines[lines.length - 1]}` : (lines[0] ?? e.name);
+  // A tool's output (initdb, pg_ctl) is many lines: the first, the ones that say what went wrong, the last.
+  const telling = lines.slice(1, -1).filter((l) => /error|fatal|could not|no space|permission denied|read-only/i.test(l));
+  const kept = lines.length > 1 ? [lines[0], ...telling.slice(0, 3), lines[lines.length - 1]] : lines;
+  const message = kept.length > 0 ? [...new Set(kept)].join(' … ') : e.name;
   const code = (e as NodeJS.ErrnoException).code;
   return code && !message.includes(code) ? `${message} (${code})` : message;
 }

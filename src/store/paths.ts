@@ -49,3 +49,35 @@ export async function ensureDataDir(dir: string): Promise<void> {
     );
   }
 }
+
+/**
+ * DATA_DIR for a CLI command: it must exist already. A command run from another folder would
+ * otherwise make a new ./data with a new embedded database and new host keys, and answer "no
+ * tenants yet", or print fingerprints that are not the server's, as if all were well.
+ */
+export async function existingDataDir(dir: string): Promise<void> {
+  let stat;
+  try {
+    stat = await fs.stat(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (code === 'ENOENT') {
+      throw new RosterdError(
+        'CONFIG_INVALID',
+        `DATA_DIR ${path.resolve(dir)} does not exist. rosterd keeps its database, host keys and received files there: ` +
+          'run this command in the folder where rosterd serve runs, or set DATA_DIR to its data folder ' +
+          '(rosterd serve and rosterd migrate create a new one)',
+        { cause: err },
+      );
+    }
+    throw new RosterdError('CONFIG_INVALID', `DATA_DIR ${dir} cannot be used (${DATA_DIR_PROBLEMS[code] ?? (err as Error).message})`, {
+      cause: err,
+    });
+  }
+  if (!stat.isDirectory()) {
+    throw new RosterdError(
+      'CONFIG_INVALID',
+      `DATA_DIR ${dir} cannot be used (${DATA_DIR_PROBLEMS.EEXIST}); set DATA_DIR to rosterd's data folder`,
+    );
+  }
+}

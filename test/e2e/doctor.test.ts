@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -123,6 +123,19 @@ describe('rosterd doctor', () => {
     expect(r.code, r.text).toBe(0);
     expect(r.check('mail').detail).toContain(path.join(dataDir, 'outbox'));
     expect(r.check('host keys').detail).toMatch(/none yet/);
+  });
+
+  it('creates nothing: with the embedded Postgres and no DATA_DIR yet, the database checks are skipped, not run in a new cluster', async () => {
+    const dataDir = path.join(tempDir(), 'not-yet');
+    const r = await doctor({ DATABASE_URL: undefined, DATA_DIR: dataDir });
+    expect(r.check('data directory')).toMatchObject({ status: 'warn', detail: expect.stringMatching(/does not exist yet/) as unknown });
+    for (const name of ['database', 'migrations', 'reports']) {
+      expect(r.check(name)).toMatchObject({
+        status: 'skip',
+        detail: expect.stringMatching(/embedded Postgres lives in DATA_DIR/) as unknown,
+      });
+    }
+    expect(existsSync(dataDir), 'doctor made DATA_DIR').toBe(false);
   });
 
   it('names a DATABASE_URL it cannot connect to, and exits 1 without crashing', async () => {

@@ -18,6 +18,6 @@ export function registerHostKeyCommand(program: Command): void {
         text: keys.map((k) => `${k.bits} ${k.fingerprint} ${k.path} (${label(k.type)})`).join('\n'),
       };
     },
-    { needsDatabase: false },
+    { needsDatabase: false, dataDir: 'exist' },
   );
 }

@@ -32,6 +32,7 @@ export function registerImportRunCommand(imp: Command): void {
       const failed = summary.errors.length > 0 || summary.failed.length > 0 || suspended;
       return { json: { ...summary, reports: mail }, text: describe(summary, mail), exitCode: failed ? 1 : 0 };
     },
+    { dataDir: 'exist' }, // the received copies are read from it
   );
 }
 

@@ -111,6 +111,7 @@ export function registerImportCommands(program: Command): Command {
       const text = [`approved by ${record.approvedBy ?? '?'}`, describeRecord(record), describeDelivery(mail)];
       return { json: { ...record, reports: mail }, text: text.filter((l) => l !== null).join('\n') };
     },
+    { dataDir: 'exist' }, // the received copy is read from it
   );
 
   leaf(

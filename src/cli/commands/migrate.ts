@@ -12,6 +12,6 @@ export function registerMigrateCommand(program: Command): void {
         text: applied.length ? `applied ${applied.join(', ')}` : 'database schema is current',
       };
     },
-    { autoMigrate: false },
+    { autoMigrate: false, dataDir: 'create' },
   );
 }
