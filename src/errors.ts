@@ -30,6 +30,7 @@ export const ERROR_CODES = {
   DATABASE_UNAVAILABLE: { kind: 'failure', summary: 'Postgres cannot be reached' },
   EMBEDDED_POSTGRES_FAILED: { kind: 'failure', summary: 'the embedded Postgres could not start' },
   MIGRATION_FAILED: { kind: 'failure', summary: 'a database migration failed' },
+  LISTEN_FAILED: { kind: 'failure', summary: 'the SFTP or HTTP port cannot be listened on (in use, not this machine)' },
   INTERNAL: { kind: 'failure', summary: 'an unexpected internal error' },
 } as const;
 

@@ -85,7 +85,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   });
   const tenantLastSuccessfulImport = new Gauge({
     name: 'rosterd_tenant_last_successful_import_timestamp_seconds',
-    help: "Unix time at which each tenant's last succeeded or completed-with-errors import finished",
+    help: "Unix time at which each active tenant's last succeeded or completed-with-errors import finished (never: when it was registered)",
     labelNames: ['tenant'] as const,
     registers,
     async collect() {
@@ -186,11 +186,14 @@ async function readSnapshot(pool: pg.Pool, logger: Logger | undefined): Promise<
     }),
     tolerant(logger, 'last successful import', [], async () => {
       const { rows } = await pool.query<{ tenant: string; at: number }>(
+        // Every active tenant has a series: one that never imported is timed from its
+        // registration, so "no success for two days" also fires for a district that never got one.
         `SELECT t.subdomain AS tenant,
-                EXTRACT(EPOCH FROM max(coalesce(u.finished_at, u.status_changed_at)))::float8 AS at
-           FROM uploads u JOIN tenants t ON t.id = u.tenant_id
-          WHERE u.status IN ('succeeded', 'completed_with_errors')
-          GROUP BY t.subdomain`,
+                EXTRACT(EPOCH FROM coalesce(max(coalesce(u.finished_at, u.status_changed_at)), t.created_at))::float8 AS at
+           FROM tenants t
+           LEFT JOIN uploads u ON u.tenant_id = t.id AND u.status IN ('succeeded', 'completed_with_errors')
+          WHERE t.status = 'active'
+          GROUP BY t.subdomain, t.created_at`,
       );
       return rows;
     }),

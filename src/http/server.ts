@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type pg from 'pg';
 import type { Config } from '../config/config.js';
-import { toError } from '../errors.js';
+import { RosterdError, toError } from '../errors.js';
 import { withTimeout } from '../ops/timeout.js';
 import { pendingMigrations } from '../store/migrate.js';
 import type { Logger } from '../types.js';
@@ -105,7 +105,8 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
         const onError = (err: NodeJS.ErrnoException) => {
           const where = `${config.HTTP_HOST}:${config.HTTP_PORT}`;
           reject(
-            new Error(
+            new RosterdError(
+              'LISTEN_FAILED',
               err.code === 'EADDRINUSE'
                 ? `HTTP_PORT ${where} is already in use; stop what uses it or set HTTP_PORT to a free port`
                 : `cannot listen on ${where} for /healthz and /metrics (${err.message}); check HTTP_HOST and HTTP_PORT`,

@@ -6,7 +6,7 @@ import path from 'node:path';
 import type pg from 'pg';
 import ssh2 from 'ssh2';
 import type { Config } from '../config/config.js';
-import { toError } from '../errors.js';
+import { RosterdError, toError } from '../errors.js';
 import type { Clock, Logger } from '../types.js';
 import type { AuthFailure } from './auth.js';
 import { Blocklist } from './blocklist.js';
@@ -272,5 +272,5 @@ function listenError(err: NodeJS.ErrnoException, host: string, port: number): Er
         : err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN' || err.code === 'EADDRNOTAVAIL'
           ? `SFTP_HOST ${host} is not an address of this machine (${err.code}); set it to one of its addresses, or 0.0.0.0 for all`
           : `cannot listen for SFTP on ${where} (${err.message}); check SFTP_HOST and SFTP_PORT`;
-  return new Error(message, { cause: err });
+  return new RosterdError('LISTEN_FAILED', message, { cause: err });
 }

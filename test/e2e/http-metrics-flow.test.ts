@@ -90,7 +90,11 @@ describe('metrics after a real upload and import', () => {
     );
     expect(m('rosterd_uploads_received_bytes_total{file="users.csv"}')).toBe(Buffer.byteLength(csv));
     expect(m('rosterd_sftp_auth_failures_total{reason="key-not-registered"}')).toBeGreaterThanOrEqual(1);
-    expect(m(`rosterd_tenant_last_successful_import_timestamp_seconds{tenant="${TENANT}"}`)).toBeUndefined();
+    // No import yet: timed from the tenant's registration.
+    const registered = (
+      await db.pool.query<{ at: number }>('SELECT EXTRACT(EPOCH FROM created_at)::float8 AS at FROM tenants WHERE subdomain = $1', [TENANT])
+    ).rows[0]?.at;
+    expect(m(`rosterd_tenant_last_successful_import_timestamp_seconds{tenant="${TENANT}"}`)).toBe(registered);
 
     // The import as the scheduler runs it: claim (running), import, then record the outcome.
     const upload = (await listUploads(db.pool, { tenant: TENANT }))[0];

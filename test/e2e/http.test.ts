@@ -153,6 +153,27 @@ describe('health and metrics endpoint', () => {
     expect(value(res.text, 'rosterd_tenant_last_successful_import_timestamp_seconds{tenant="lincoln-usd"}')).toBe(
       finished.getTime() / 1000,
     );
+
+    // A district whose imports never succeeded is timed from its registration, so an alert on
+    // "no success for two days" fires for it too; a suspended one has no series.
+    const registered = new Date('2026-11-10T12:00:00Z');
+    const { rows: failing } = await db.pool.query<{ id: number }>(
+      `INSERT INTO tenants (subdomain, name, admin_emails, created_at) VALUES ('never-usd', 'Never', ARRAY['it@never.example'], $1) RETURNING id`,
+      [registered],
+    );
+    await db.pool.query(
+      `INSERT INTO uploads (tenant_id, file_name, bytes, sha256, stored_path, status, finished_at)
+       VALUES ($1, 'users.csv', 10, repeat('a', 64), 'uploads/never-usd/x.csv', 'failed', now())`,
+      [failing[0]?.id],
+    );
+    await db.pool.query(
+      `INSERT INTO tenants (subdomain, name, admin_emails, status) VALUES ('gone-usd', 'Gone', ARRAY['it@gone.example'], 'suspended')`,
+    );
+    const again = await get(base, '/metrics');
+    expect(value(again.text, 'rosterd_tenant_last_successful_import_timestamp_seconds{tenant="never-usd"}')).toBe(
+      registered.getTime() / 1000,
+    );
+    expect(again.text).not.toContain('tenant="gone-usd"');
   });
 
   it('does not fail a scrape when the schema is not there yet (42P01)', async () => {
