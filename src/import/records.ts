@@ -18,6 +18,11 @@ export interface ImportRecord {
   status: UploadStatus;
   mode: ImportMode | null;
   counts: ImportCounts;
+  /**
+   * What `counts` counts: users (users.csv), or memberships (groups.csv: created is memberships
+   * added, deactivated memberships removed); no user is created or deactivated by a groups.csv.
+   */
+  counted: 'users' | 'memberships';
   errors: ImportIssue[];
   warnings: ImportIssue[];
   message: string | null;
@@ -154,6 +159,7 @@ async function withIssues(db: Queryable, rows: RecordRow[], perImport: number | 
       status: r.status,
       mode: r.mode,
       counts,
+      counted: r.file_name === 'groups.csv' ? 'memberships' : 'users',
       errors,
       warnings,
       // an upload that failed after repeated attempts has no file-level message: say why instead

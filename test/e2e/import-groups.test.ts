@@ -6,6 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeRecord } from '../../src/cli/commands/import.js';
 import { validateFile } from '../../src/import/validate.js';
 import { csv, importFixture, type ImportFixture } from './import-fixture.js';
 
@@ -48,6 +49,11 @@ it('creates groups and memberships; owner without group uses the default group',
   );
   expect(r.status).toBe('succeeded');
   expect(r.counts).toMatchObject({ rows: 4, created: 4, unchanged: 0, deactivated: 0, errors: 0 });
+  // The counts are memberships, and `import show` says so rather than "created 4".
+  expect(r.counted).toBe('memberships');
+  expect(describeRecord(r)).toMatch(
+    /^counts: {4}rows 4, memberships added 4, unchanged 0, removed 0, errors 0, warnings 0 \(a groups\.csv creates and deactivates no user\)$/m,
+  );
   expect(await memberships()).toEqual([
     'Algebra 1:stud0001:teach001',
     'Chess Club:stud0003:-',

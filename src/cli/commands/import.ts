@@ -144,6 +144,7 @@ function listTable(records: ImportView[]): string {
       'NEXT RUN',
       'REPORT',
       'MODE',
+      'COUNTS OF',
       'ROWS',
       'CREATED',
       'UPDATED',
@@ -163,6 +164,7 @@ function listTable(records: ImportView[]): string {
       r.schedule.nextRunAt,
       r.report ? `${r.report.status}${r.report.attempts > 1 ? ` (${r.report.attempts} tries)` : ''}` : null,
       r.mode,
+      r.counted,
       r.counts.rows,
       r.counts.created,
       r.counts.updated,
@@ -189,8 +191,11 @@ export function describeRecord(r: ImportRecord | ImportView): string {
   if (r.rejectedBy) lines.push(`rejected:  by ${r.rejectedBy} at ${r.rejectedAt ?? '?'}`);
   if (r.supersededBy) lines.push(`replaced:  by the newer import ${r.supersededBy}`);
   lines.push(
-    `counts:    rows ${c.rows}, created ${c.created}, updated ${c.updated}, unchanged ${c.unchanged}, ` +
-      `deactivated ${c.deactivated}, reactivated ${c.reactivated}, errors ${c.errors}, warnings ${c.warnings}`,
+    r.counted === 'memberships'
+      ? `counts:    rows ${c.rows}, memberships added ${c.created}, unchanged ${c.unchanged}, removed ${c.deactivated}, ` +
+          `errors ${c.errors}, warnings ${c.warnings} (a groups.csv creates and deactivates no user)`
+      : `counts:    rows ${c.rows}, created ${c.created}, updated ${c.updated}, unchanged ${c.unchanged}, ` +
+          `deactivated ${c.deactivated}, reactivated ${c.reactivated}, errors ${c.errors}, warnings ${c.warnings}`,
   );
   if ('schedule' in r) {
     lines.push(`window:    ${r.schedule.window} ${r.schedule.timezone} (${r.schedule.windowOpen ? 'open now' : 'closed now'})`);
