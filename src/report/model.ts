@@ -356,6 +356,11 @@ function fixErrorsAdvice(record: ReportImport, errors: number, attachment: strin
   const where = attachment ? `the first ones are listed above; ${attachment} has ${partial ?? 'all of them'}` : 'see the list above';
   // A delta file's rows that worked were applied: sent again, each `add` would be an error
   // ("already exists"), so only the corrected rows go back.
+  const c = record.counts;
+  const applied = c.created + c.updated + c.unchanged + c.deactivated + c.reactivated;
+  if (record.mode === 'delta' && applied === 0) {
+    return `No row could be applied: every row has an error. Correct them in your student information system (${where}) and upload the file again.`;
+  }
   if (record.mode === 'delta') {
     return (
       `The rows with errors were skipped; the other rows were applied. Correct them in your student information system (${where}) ` +

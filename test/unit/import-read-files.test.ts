@@ -169,12 +169,14 @@ describe('quoting, line endings and line numbers', () => {
       expect(summary.errors[0]).toMatchObject({ line: 3, message: 'Username must be at least 4 characters' });
     }
   });
-  it('reads LF, CRLF, CR and mixed line endings, with or without a final newline', async () => {
+  it('reads LF, CRLF, CR and mixed line endings, with or without a final newline, and a DOS end-of-file mark (Ctrl-Z)', async () => {
     for (const text of [
       'username\njsmith\njdoe1',
       'username\r\njsmith\r\njdoe1\r\n',
       'username\rjsmith\rjdoe1\r',
       'username\r\njsmith\njdoe1\n',
+      'username\r\njsmith\r\njdoe1\r\n\x1a',
+      'username,email\r\njsmith,\r\njdoe1,\x1a',
     ]) {
       const { rows } = await readUsersText(text);
       expect(

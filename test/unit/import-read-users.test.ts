@@ -124,6 +124,19 @@ describe('school', () => {
       },
     ]);
   });
+  it('an NCES ID a spreadsheet mangled (leading zero dropped, scientific notation) says so', async () => {
+    const [dropped] = await errorsOf({ username: 'jsmith', school: '60000100001' });
+    expect(dropped?.message).toBe(
+      "School '60000100001' does not match any school of this district (by NCES ID, state ID or name). It looks like the ID " +
+        '060000100001 without its leading zero, which a spreadsheet drops: format the column as text in the spreadsheet and export the file again',
+    );
+    const [scientific] = await errorsOf({ username: 'jsmith', school: '6.00001E+10' });
+    expect(scientific?.message).toMatch(/\. It looks like a number a spreadsheet wrote in scientific notation: format the column as text/);
+    const [year] = await errorsOf({ username: 'jsmith', 'graduation year': '2030.0' });
+    expect(year?.message).toBe(
+      'Graduation year must be a four-digit year, such as 2031, without decimals (a spreadsheet number format adds them)',
+    );
+  });
   it('matches by NCES ID, state ID or exact name, case-insensitively', async () => {
     expect((await rowOf({ username: 'jsmith', school: '060000100001' })).schoolId).toBe('school-lincoln');
     expect((await rowOf({ username: 'jsmith', school: 'ca-ada-02' })).schoolId).toBe('school-adams');
@@ -279,15 +292,31 @@ describe('rows', () => {
   });
   it('a password with spaces at its start or end is trimmed, and the report says so (masked)', async () => {
     const { items, summary } = await readUsersText(
-      'username,password,email\njsmith,"  secret1  ",bad\njdoe1,"  secret2 ",d@x.org\nkim1,"      ",k@x.org\nlee1,secret4,l@x.org\n',
+      'username,password,email\njsmith,"  secret1  ",bad\njdoe1,"  secret2 ",d@x.org\nkim1,"      ",k@x.org\nlee1,secret4,l@x.org\nmoe1,"  abc  ",m@x.org\n',
     );
-    expect(items.map((i) => (i.kind === 'valid' ? i.row.password : i.kind))).toEqual(['invalid', 'secret2', undefined, 'secret4']);
+    expect(items.map((i) => (i.kind === 'valid' ? i.row.password : i.kind))).toEqual([
+      'invalid',
+      'secret2',
+      undefined,
+      'secret4',
+      'invalid',
+    ]);
+    // moe1's "abc" is too short once trimmed: an error, and no warning that would say they sign in with it.
+    expect(summary.errors.filter((e) => e.line === 6).map((e) => e.column)).toEqual(['password']);
     const warning = 'The password starts or ends with spaces; they were removed, so the user signs in without them';
     // Once per row, also for a row that fails on another column.
     expect(summary.warnings).toEqual([
       { line: 2, column: 'password', value: '******', message: warning },
       { line: 3, column: 'password', value: '******', message: warning },
     ]);
+  });
+  it('names are stored composed (NFC) and counted as people see them: 40 decomposed é are 40 characters', async () => {
+    const decomposed = 'e\u0301'.repeat(40);
+    const { items } = await readUsersText(`username,first name,last name\njsmith,${decomposed},O\u0308z\n`);
+    expect(items).toEqual([expect.objectContaining({ kind: 'valid' })]);
+    const row = items[0]?.kind === 'valid' ? items[0].row : undefined;
+    expect(row?.firstName).toBe('\u00e9'.repeat(40));
+    expect(row?.lastName).toBe('\u00d6z');
   });
   it('duplicates are left to the applier: both rows are yielded', async () => {
     const { rows } = await readUsersText('username\njsmith\nJSMITH\n');

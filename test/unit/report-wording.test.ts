@@ -247,6 +247,14 @@ describe('what to do next', () => {
     expect(mail.text).not.toContain('rows that are already right are left as they are');
   });
 
+  it('for a delta file where every row failed: nothing was applied, so the whole file goes again', () => {
+    const mail = renderReport(
+      input({ status: 'completed_with_errors', mode: 'delta', counts: { ...emptyCounts(), rows: 1, errors: 1 }, errors: oneError }),
+    );
+    expect(mail.text).toContain('No row could be applied: every row has an error.');
+    expect(mail.text).not.toContain('the other rows were applied');
+  });
+
   it('for a full sync: upload the whole file again', () => {
     const mail = renderReport(
       input({ status: 'completed_with_errors', counts: { ...emptyCounts(), rows: 3, created: 2, errors: 1 }, errors: oneError }),

@@ -132,8 +132,9 @@ export class DecodeStream extends Transform {
     return this.recoded;
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+  override _transform(input: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     try {
+      const chunk = this.holdEofMarks(input);
       if (!this.started) {
         this.head.push(chunk);
         this.headLength += chunk.length;
@@ -146,6 +147,25 @@ export class DecodeStream extends Transform {
     } catch (err) {
       done(err as Error);
     }
+  }
+
+  /**
+   * Ctrl-Z (0x1A) at the very end of a file is the end-of-file mark of DOS-era programs, which
+   * some SIS exports still write: held back from each chunk until more data shows it was not the
+   * end, and dropped at the end. Elsewhere it is passed on like any character.
+   */
+  private heldEofMarks = 0;
+
+  private holdEofMarks(chunk: Buffer): Buffer {
+    let data = chunk;
+    if (this.heldEofMarks > 0) {
+      data = Buffer.concat([Buffer.alloc(this.heldEofMarks, 0x1a), chunk]);
+      this.heldEofMarks = 0;
+    }
+    let end = data.length;
+    while (end > 0 && data[end - 1] === 0x1a) end--;
+    this.heldEofMarks = data.length - end;
+    return end === data.length ? data : data.subarray(0, end);
   }
 
   override _flush(done: TransformCallback): void {

@@ -171,9 +171,12 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
       }
       cells[column] = raw.trim();
     }
-    if (cells.password !== undefined && !tooLong.has('password'))
-      passwordSpaces(line, fields[header.index.get('password') ?? -1] ?? '', cells.password);
     const result = rules.validate(cells);
+    // Not when the password itself is refused (too short once trimmed): nobody signs in with it.
+    const passwordRefused = tooLong.has('password') || (!result.ok && result.issues.some((i) => i.column === 'password'));
+    if (cells.password !== undefined && !passwordRefused) {
+      passwordSpaces(line, fields[header.index.get('password') ?? -1] ?? '', cells.password);
+    }
     if (result.ok && tooLong.size === 0) {
       const v = result.values;
       const row: UserRow = {

@@ -103,11 +103,17 @@ const email = rule((v) => {
   return v;
 });
 
+/**
+ * Names are stored composed (NFC): a file from macOS may spell é as e plus a combining accent,
+ * which would count as two characters toward the limit and compare unequal to the same name
+ * typed elsewhere.
+ */
 function name(label: string) {
   return rule((v) => {
     if (v === '') return null;
-    if (length(v) > 64) return new Fail(`${label} must be at most 64 characters`);
-    return v;
+    const composed = v.normalize('NFC');
+    if (length(composed) > 64) return new Fail(`${label} must be at most 64 characters`);
+    return composed;
   });
 }
 
@@ -154,6 +160,9 @@ function graduationYear(now: Date) {
   const max = now.getUTCFullYear() + 20;
   return rule((v) => {
     if (v === '') return null;
+    if (/^\d{4}\.0+$/.test(v)) {
+      return new Fail('Graduation year must be a four-digit year, such as 2031, without decimals (a spreadsheet number format adds them)');
+    }
     if (!/^\d{4}$/.test(v)) return new Fail('Graduation year must be a four-digit year, such as 2031');
     const year = Number(v);
     if (year < min || year > max) return new Fail(`Graduation year must be between ${min} and ${max}`);
@@ -209,12 +218,27 @@ function school(schools: readonly SchoolRef[]) {
   return rule((v) => {
     if (v === '') return null;
     const found = find(v);
-    if (found === undefined) return new Fail(`School '${v}' does not match any school of this district (by NCES ID, state ID or name)`);
+    if (found === undefined) {
+      return new Fail(`School '${v}' does not match any school of this district (by NCES ID, state ID or name)${spreadsheetHint(v, find)}`);
+    }
     if (typeof found !== 'string') {
       return new Fail(`School '${v}' matches two schools: it is ${found.ambiguous}. Use an ID that names only one of them`);
     }
     return found;
   });
+}
+
+/**
+ * Why an ID may not match: Excel reads an NCES ID (12 digits, California's start with 06) as a
+ * number, dropping its leading zero, or showing it in scientific notation, which also loses digits.
+ */
+function spreadsheetHint(v: string, find: (value: string) => unknown): string {
+  const fix = 'format the column as text in the spreadsheet and export the file again';
+  if (/^\d(?:\.\d+)?e\+?\d+$/i.test(v)) return `. It looks like a number a spreadsheet wrote in scientific notation: ${fix}`;
+  if (/^\d+$/.test(v) && typeof find(`0${v}`) === 'string') {
+    return `. It looks like the ID 0${v} without its leading zero, which a spreadsheet drops: ${fix}`;
+  }
+  return '';
 }
 
 /** The rules of one file: the zod schema for reporting, and the same rules as plain checks. */
