@@ -1,5 +1,5 @@
 # rosterd container image (issue 5, PRODUCT.md §9). Three stages:
-#   build:   the same install and build commands as CI (npm ci, npm run build) -> dist/
+#   build:   npm ci (the lockfile's exact versions; CI runs npm install) and npm run build -> dist/
 #   deps:    production dependencies only (npm ci --omit=dev), with the compilers that ssh2's
 #            optional native crypto and rosterd's addon (native/) need, which stay out
 #            of the final image

@@ -130,5 +130,12 @@ function describeIssue(issue: z.core.$ZodIssue | undefined): string {
 /** The configuration as it may be logged: credentials in URLs are masked. */
 export function redactedConfig(config: Config): Record<string, unknown> {
   const mask = (url: string | undefined) => url?.replace(/\/\/([^:@/]*):([^@/]*)@/, '//$1:***@');
-  return { ...config, DATABASE_URL: mask(config.DATABASE_URL), SMTP_URL: mask(config.SMTP_URL) };
+  // An unset URL is left out: the logger censors these keys whatever their value, and
+  // "[redacted]" for a variable that is not set reads as if it were.
+  const { DATABASE_URL, SMTP_URL, ...rest } = config;
+  return {
+    ...rest,
+    ...(DATABASE_URL === undefined ? { database: 'embedded (DATABASE_URL unset)' } : { DATABASE_URL: mask(DATABASE_URL) }),
+    ...(SMTP_URL === undefined ? { mail: '.eml outbox (SMTP_URL unset)' } : { SMTP_URL: mask(SMTP_URL) }),
+  };
 }

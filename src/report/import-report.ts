@@ -26,7 +26,8 @@ export async function enqueueImportReport(
   if (!isReportable(record.status)) return null;
   const tenant = await loadReportTenant(client, record.tenant);
   const wouldDeactivate = record.status === 'held' ? await loadHeldDeactivations(client, record.id) : undefined;
-  const message = renderReport({ import: record, tenant, from: opts.from, wouldDeactivate });
+  const replacesHeld = record.file === 'users.csv' ? await loadReplacedHolds(client, record.id) : undefined;
+  const message = renderReport({ import: record, tenant, from: opts.from, wouldDeactivate, replacesHeld });
   return enqueueReport(client, message, { uploadId: record.id, now: opts.now });
 }
 
@@ -55,4 +56,15 @@ async function loadHeldDeactivations(client: pg.PoolClient, uploadId: string): P
     [uploadId],
   );
   return rows.map((r) => ({ username: r.username, email: r.email, firstName: r.first_name, lastName: r.last_name, sisId: r.sis_id }));
+}
+
+/** Held users.csv uploads this one superseded (held ones keep their would-deactivate list). */
+async function loadReplacedHolds(client: pg.PoolClient, uploadId: string): Promise<Array<{ id: string; receivedAt: Date }>> {
+  const { rows } = await client.query<{ id: string; received_at: Date }>(
+    `SELECT u.id, u.received_at FROM uploads u
+      WHERE u.superseded_by = $1 AND EXISTS (SELECT 1 FROM import_hold_deactivations h WHERE h.upload_id = u.id)
+      ORDER BY u.received_at`,
+    [uploadId],
+  );
+  return rows.map((r) => ({ id: r.id, receivedAt: r.received_at }));
 }

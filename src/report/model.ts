@@ -139,6 +139,12 @@ export function buildModel(input: ReportInput): ReportModel {
     ]);
   }
   if (record.durationMs !== undefined && record.durationMs !== null) facts.push(['Duration', formatDuration(record.durationMs)]);
+  for (const held of input.replacesHeld ?? []) {
+    facts.push([
+      'Replaces',
+      `the held import ${held.id} received ${formatInstant(held.receivedAt, tenant.timezone)}: it needs no decision any more`,
+    ]);
+  }
 
   const applied = !['held', 'rejected', 'validated'].includes(record.status);
   return {

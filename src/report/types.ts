@@ -59,6 +59,8 @@ export interface ReportInput {
   from: string;
   /** for a held import: the users it would deactivate */
   wouldDeactivate?: readonly DeactivationCandidate[] | undefined;
+  /** held imports this one replaced (superseded): their report asked for a decision that is no longer needed */
+  replacesHeld?: ReadonlyArray<{ id: string; receivedAt: Date }> | undefined;
 }
 
 export interface MailAttachment {

@@ -135,6 +135,8 @@ describe('validate', () => {
     ).toBe(false);
     const text = await runCli(['validate', file, '--tenant', 'cli-usd'], env);
     expect(text.stdout).toContain('status:    validated (full sync)');
+    // No id that `import show` would then call unknown: a dry run keeps nothing.
+    expect(text.stdout.split('\n')[0]).toBe('dry run (nothing applied, nothing kept)  cli-usd  roster.csv');
   });
 
   it('a clean file exits 0; a broken file is reported failed; a missing --tenant is a usage error', async () => {

@@ -112,6 +112,12 @@ it('a newer users.csv supersedes a held one, which can then no longer be approve
   expect(second.superseded).toEqual([{ id: held.id, tenant: 'newer', file: 'users.csv', status: 'superseded' }]);
   expect(second.imported).toEqual([{ id: newer, tenant: 'newer', file: 'users.csv', status: 'succeeded' }]);
   expect(await getImportRecord(f.db.pool, held.id)).toMatchObject({ status: 'superseded', supersededBy: newer });
+  // The district was last asked to decide on the held file: the newer file's report says it need not.
+  const { rows: reports } = await f.db.pool.query<{ text: string }>(`SELECT message->>'text' AS text FROM outbox WHERE upload_id = $1`, [
+    newer,
+  ]);
+  expect(reports).toHaveLength(1);
+  expect(reports[0]?.text).toMatch(new RegExp(`Replaces: +the held import ${held.id} received .*: it needs no decision any more`));
 
   const err = await rosterdError(approveImport(f.ctx, held.id, { approvedBy: 'ops' }));
   expect(err.code).toBe('IMPORT_NOT_HELD');

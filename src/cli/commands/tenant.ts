@@ -63,10 +63,10 @@ function withTenantOptions(cmd: Command, adding: boolean): Command {
   return cmd
     .option('--admin-email <email>', `administrator who receives reports (repeatable${adding ? '' : '; replaces the list'})`, collect)
     .option('--name <name>', 'display name')
-    .option('--timezone <zone>', 'IANA time zone (default America/New_York)')
-    .option('--window <HH:MM-HH:MM>', "import window in the tenant's time (default 18:00-06:00)")
+    .option('--timezone <zone>', `IANA time zone${adding ? ' (default America/New_York)' : ''}`)
+    .option('--window <HH:MM-HH:MM>', `import window in the tenant's time${adding ? ' (default 18:00-06:00)' : ''}`)
     .option('--allow-daytime', 'accept a window outside 18:00-06:00')
-    .option('--threshold <percent>', 'hold an import that deactivates more than this % of active users (default 10)')
+    .option('--threshold <percent>', `hold an import that deactivates more than this % of active users${adding ? ' (default 10)' : ''}`)
     .option('--threshold-count <n>', `also hold above this many deactivations${adding ? '' : ' ("none" removes it)'}`);
 }
 

@@ -17,7 +17,9 @@ export function registerValidateCommand(program: Command): void {
         throw new RosterdError('USAGE', 'give the tenant: rosterd validate FILE --tenant SUBDOMAIN');
       }
       const record = await validateFile(importContext(ctx), { tenant: opts.tenant, file: file ?? '' });
-      return { json: record, text: describeRecord(record), exitCode: record.status === 'failed' || record.counts.errors > 0 ? 1 : 0 };
+      // The record's id is the dry run's own: nothing is kept, so `import show` would not know it.
+      const text = describeRecord(record).replace(/^import \S+/, `dry run (nothing applied, nothing kept)`);
+      return { json: record, text, exitCode: record.status === 'failed' || record.counts.errors > 0 ? 1 : 0 };
     },
   );
 }
