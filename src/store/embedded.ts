@@ -292,9 +292,7 @@ async function initCluster(
     try {
       await runPg(bins.initdb, [...args, `--lc-ctype=${UNICODE_CTYPE}`], ids);
     } catch (err) {
-      // initdb's own output names the locale in every run ("initialized with locale …"): only
-      // its refusal of this one means the system lacks it.
-      if (!/invalid locale name|locale .* (is not|not) (available|supported|found)/i.test(toError(err).message)) throw err;
+      if (!isMissingLocale(toError(err).message)) throw err;
       logger.warn(
         { lcCtype: UNICODE_CTYPE },
         `this system has no ${UNICODE_CTYPE} locale: usernames are compared ignoring case for A-Z only (README: Imports)`,
@@ -307,6 +305,15 @@ async function initCluster(
   } finally {
     rmSync(pwFile, { force: true });
   }
+}
+
+/**
+ * Whether initdb failed because the system lacks the locale it was given. Its output names the
+ * locale in every run ("initialized with locale …"), so only its refusal counts: any other
+ * failure (a full disk) is no reason to fall back to a cluster that folds A-Z only, for good.
+ */
+export function isMissingLocale(initdbOutput: string): boolean {
+  return /invalid locale name|locale "[^"]*" (is not|not) (available|supported|found)/i.test(initdbOutput);
 }
 
 /** The character type of a new embedded cluster (see initCluster). */
