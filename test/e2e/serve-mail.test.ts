@@ -133,6 +133,7 @@ it('a report queued by an operator command from a shell without SMTP_URL is mail
   const [mail] = await smtp.waitFor(1, 30_000);
   expect(mail?.rcptTo).toEqual(['it@cli-mail-usd.example']);
   expect(await fs.readdir(path.join(dataDir, 'outbox')).catch(() => [])).toEqual([]);
-  expect((await outbox(id))[0]).toMatchObject({ status: 'sent' });
+  // Marked sent once the server's answer is in: just after the server has the message.
+  await waitFor(async () => (await outbox(id))[0]?.status === 'sent', 10_000, 'the report marked sent');
   expect(await daemon.stop()).toEqual({ code: 0, signal: null });
 }, 60_000);
