@@ -103,6 +103,8 @@ const email = rule((v) => {
   return v;
 });
 
+const ASCII_ONLY = /^[\x00-\x7f]*$/;
+
 /**
  * Names are stored composed (NFC): a file from macOS may spell é as e plus a combining accent,
  * which would count as two characters toward the limit and compare unequal to the same name
@@ -111,7 +113,7 @@ const email = rule((v) => {
 function name(label: string) {
   return rule((v) => {
     if (v === '') return null;
-    const composed = v.normalize('NFC');
+    const composed = ASCII_ONLY.test(v) ? v : v.normalize('NFC'); // most names: no work
     if (length(composed) > 64) return new Fail(`${label} must be at most 64 characters`);
     return composed;
   });
