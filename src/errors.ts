@@ -52,6 +52,14 @@ export class RosterdError extends Error {
   }
 }
 
+/** File system errors in words, for messages about a path; callers add what to do. */
+export const FILE_PROBLEMS: Readonly<Record<string, string>> = {
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EROFS: 'the file system is read-only',
+  ENOSPC: 'the disk is full',
+};
+
 /** Normalise anything thrown into an Error, keeping the original as `cause`. */
 export function toError(value: unknown): Error {
   if (value instanceof Error) return value;

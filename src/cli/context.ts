@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import type pg from 'pg';
-import { pino } from 'pino';
-import { loadConfig, type Config } from '../config/config.js';
-import { RosterdError, toError } from '../errors.js';
+import { loadConfig, LOG_LEVELS, type Config } from '../config/config.js';
+import { FILE_PROBLEMS, RosterdError, toError } from '../errors.js';
 import { createLogger } from '../log/logger.js';
 import { openDatabase, type Database } from '../store/connect.js';
 import { migrate } from '../store/migrate.js';
@@ -83,7 +82,7 @@ async function runHandler(handler: Handler, args: string[], opts: Record<string,
  */
 export function cliLogLevel(env: NodeJS.ProcessEnv = process.env): string {
   const level = env.LOG_LEVEL;
-  return level !== undefined && (level === 'silent' || Object.hasOwn(pino.levels.values, level)) ? level : 'warn';
+  return level !== undefined && (LOG_LEVELS as readonly string[]).includes(level) ? level : 'warn';
 }
 
 export function reportError(caught: unknown, json: boolean): void {
@@ -140,17 +139,11 @@ export function describeFileError(err: unknown, writing = false): string {
       return 'a part of the path is a file, not a directory; check the path';
     case 'EACCES':
     case 'EPERM':
-      return writing
-        ? 'permission denied; choose a folder the user running rosterd may write to'
-        : 'permission denied; make the file readable by the user running rosterd';
+      return `${FILE_PROBLEMS[code]}; ${writing ? 'choose a folder the user running rosterd may write to' : 'make the file readable by the user running rosterd'}`;
     case 'EEXIST':
       return 'the file already exists';
-    case 'ENOSPC':
-      return 'the disk is full';
-    case 'EROFS':
-      return 'the file system is read-only';
     default:
-      return code ?? (err instanceof Error ? err.message : String(err));
+      return (code && FILE_PROBLEMS[code]) ?? code ?? (err instanceof Error ? err.message : String(err));
   }
 }
 

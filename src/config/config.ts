@@ -16,6 +16,9 @@ function isMailbox(value: string): boolean {
  * The whole configuration of rosterd, read from the environment (PRODUCT.md §8). Each field says
  * what it is and what its default or 0 means. Validated once at start, frozen after.
  */
+/** pino's levels, and silent. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
 const envSchema = z.object({
   /** Postgres connection string. Unset: an embedded Postgres kept in DATA_DIR/pg. */
   DATABASE_URL: z
@@ -50,7 +53,7 @@ const envSchema = z.object({
   /** Port of /healthz, /readyz, /metrics; 0 picks a free port (tests). */
   HTTP_PORT: int(0, 65535).default(8080),
   /** pino level. */
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   /** An upload is imported only after it has been quiet this long, so users.csv and groups.csv pushed together are imported together. */
   SETTLE_SECONDS: int(0, 86_400).default(120),
   /** Failed attempts after which an upload is marked failed and reported. */

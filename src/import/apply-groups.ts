@@ -60,7 +60,7 @@ export async function applyGroups(
        LEFT JOIN users o ON o.tenant_id = $1::bigint AND lower(o.username) = lower(g.owner)`,
     [target.tenantId],
   );
-  await client.query(
+  const planErrors = await client.query(
     `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message)
      SELECT $1, 'error', line,
             CASE WHEN op = 'user_missing' THEN 'username' WHEN op = 'empty' THEN 'group' ELSE 'owner' END,
@@ -82,7 +82,6 @@ export async function applyGroups(
   );
   await insertIssues(client, target.uploadId, 'error', summary.errors);
   await insertIssues(client, target.uploadId, 'warning', summary.warnings);
-  const planErrors = await client.query<{ n: string }>(`SELECT count(*) AS n FROM import_group_plan WHERE op NOT IN ('ok', 'invalid')`);
 
   // Groups: named ones by name (ignoring case), default ones by owner. Created with the first
   // row's owner; an existing group keeps its owner.
@@ -152,7 +151,7 @@ export async function applyGroups(
     created,
     unchanged: Number(wanted.rows[0]?.n ?? 0) - created,
     deactivated: removed.rowCount ?? 0,
-    errors: summary.errorCount + Number(planErrors.rows[0]?.n ?? 0),
+    errors: summary.errorCount + (planErrors.rowCount ?? 0),
     warnings: summary.warningCount + (warned.rowCount ?? 0),
   };
   return { mode: summary.mode, encoding: summary.encoding, counts, groupsCreated: (named.rowCount ?? 0) + (defaults.rowCount ?? 0) };

@@ -55,6 +55,8 @@ const ok = (name: string, detail: string): DoctorCheck => ({ name, status: 'ok',
 const warn = (name: string, detail: string, fix: string): DoctorCheck => ({ name, status: 'warn', detail, fix });
 const fail = (name: string, detail: string, fix: string): DoctorCheck => ({ name, status: 'fail', detail, fix });
 const skip = (name: string, why: string): DoctorCheck => ({ name, status: 'skip', detail: `not checked: ${why}` });
+/** The checks that read the database, when it cannot be read. */
+const skipAfterDatabase = (why: string): DoctorCheck[] => [skip('migrations', why), skip('reports', why)];
 
 export async function runDoctor(deps: DoctorDeps): Promise<DoctorReport> {
   const timeoutMs = deps.timeoutMs ?? 5_000;
@@ -92,7 +94,7 @@ export async function runDoctor(deps: DoctorDeps): Promise<DoctorReport> {
   if (!config.DATABASE_URL && (!dataDir.exists || dataDir.check.status === 'fail')) {
     // The embedded Postgres lives in DATA_DIR: doctor would create both to check them.
     const why = 'the embedded Postgres lives in DATA_DIR, which cannot be used yet';
-    checks.push(skip('database', why), skip('migrations', why), skip('reports', why));
+    checks.push(skip('database', why), ...skipAfterDatabase(why));
   } else {
     checks.push(...(await checkDatabase(config, deps.logger, timeoutMs)));
   }
@@ -274,8 +276,7 @@ async function checkDatabase(config: Config, logger: Logger, timeoutMs: number):
   } catch (err) {
     return [
       fail('database', `cannot connect to ${where}: ${describeError(err)}`, fix),
-      skip('migrations', 'the database is unreachable'),
-      skip('reports', 'the database is unreachable'),
+      ...skipAfterDatabase('the database is unreachable'),
     ];
   }
   try {
@@ -289,11 +290,7 @@ async function checkDatabase(config: Config, logger: Logger, timeoutMs: number):
     );
     return checks;
   } catch (err) {
-    return [
-      fail('database', `${where} answered, then failed: ${describeError(err)}`, fix),
-      skip('migrations', 'the database failed'),
-      skip('reports', 'the database failed'),
-    ];
+    return [fail('database', `${where} answered, then failed: ${describeError(err)}`, fix), ...skipAfterDatabase('the database failed')];
   } finally {
     await close();
   }

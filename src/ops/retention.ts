@@ -4,6 +4,7 @@ import type pg from 'pg';
 import type { Config } from '../config/config.js';
 import { toError } from '../errors.js';
 import { isOutboxFile, outboxDir } from '../report/mailer.js';
+import { readDirIfExists } from '../store/paths.js';
 import { ACCEPTED_FILE_NAMES, type Clock, type Logger } from '../types.js';
 
 /**
@@ -193,15 +194,6 @@ async function listCopies(dataDir: string): Promise<CopyFile[]> {
     }
   }
   return files;
-}
-
-async function readDirIfExists(dir: string) {
-  try {
-    return await fs.readdir(dir, { withFileTypes: true });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
 }
 
 export interface RetentionTask {

@@ -7,6 +7,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import type { Config } from '../config/config.js';
+import { isImportId } from '../import/records.js';
 import type { MailMessage } from './types.js';
 
 export interface Delivered {
@@ -56,8 +57,6 @@ export function isOutboxFile(name: string): boolean {
   return name.endsWith('.eml') || name.endsWith('.eml.tmp');
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /**
  * The Message-ID of one outbox row: the same on every attempt (a resend is recognisably the same
  * message), and unique across installations: outbox ids start at 1 in every database and MAIL_FROM's
@@ -70,7 +69,7 @@ export function reportMessageId(message: MailMessage, outboxId: number): string 
   const domain = /@([^>\s]+)>?\s*$/.exec(message.from)?.[1] ?? 'rosterd.invalid';
   const importId = message.headers['X-Rosterd-Import'];
   const unique =
-    importId !== undefined && UUID.test(importId)
+    importId !== undefined && isImportId(importId)
       ? importId.toLowerCase()
       : createHash('sha256')
           .update(JSON.stringify([message.from, message.subject, message.text]))

@@ -48,6 +48,10 @@ export interface ProcessedUpload {
   reason?: string;
 }
 
+/** How a skip for a suspended tenant begins (`import run` exits 1 for one it was asked for). */
+const SUSPENDED_SKIP = 'the tenant is suspended;';
+export const isSuspendedSkip = (skip: { reason: string }): boolean => skip.reason.startsWith(SUSPENDED_SKIP);
+
 export interface ProcessSummary {
   imported: ProcessedUpload[];
   superseded: ProcessedUpload[];
@@ -117,7 +121,7 @@ async function loadTenants(pool: pg.Pool, subdomain: string | undefined, logger:
     logger.warn({ tenant: t.subdomain }, 'tenant is suspended: nothing imported');
     summary.skipped.push({
       tenant: t.subdomain,
-      reason: `the tenant is suspended; "rosterd tenant resume ${t.subdomain}" lets its uploads be imported`,
+      reason: `${SUSPENDED_SKIP} "rosterd tenant resume ${t.subdomain}" lets its uploads be imported`,
     });
   }
   return rows.filter((t) => t.status === 'active');

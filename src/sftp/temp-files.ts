@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { readDirIfExists } from '../store/paths.js';
 import { classifyName } from './file-names.js';
 
 /**
@@ -13,27 +14,13 @@ export const TEMP_FILE_MAX_AGE_MS = 24 * 3600_000;
 
 /** The temporary files in one tenant's folder. */
 export async function tempFiles(root: string): Promise<string[]> {
-  let names: string[];
-  try {
-    names = await fs.readdir(root);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
-  return names.filter((n) => classifyName(n).kind === 'temporary');
+  return (await readDirIfExists(root)).map((e) => e.name).filter((n) => classifyName(n).kind === 'temporary');
 }
 
 /** Removes temporary files older than `maxAgeMs` in every tenant's folder under `sftpRoot`. */
 export async function sweepTempFiles(sftpRoot: string, maxAgeMs: number, nowMs: number): Promise<string[]> {
   const removed: string[] = [];
-  let tenants: string[];
-  try {
-    tenants = await fs.readdir(sftpRoot);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return removed;
-    throw err;
-  }
-  for (const tenant of tenants) {
+  for (const { name: tenant } of await readDirIfExists(sftpRoot)) {
     for (const name of await tempFiles(path.join(sftpRoot, tenant)).catch(() => [])) {
       const file = path.join(sftpRoot, tenant, name);
       try {

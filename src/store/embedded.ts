@@ -242,13 +242,16 @@ export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Pr
   let released = false;
   return {
     url,
-    revive: () =>
-      withLock(dataDir, async () => {
-        if (released || runningPort(pgDir) !== undefined) return false;
-        logger.warn({ dataDir: pgDir, port }, 'the embedded Postgres was not running; starting it again');
-        await startCluster(port);
-        return true;
-      }),
+    // Looked at without the lock first: it is running nearly always, and the lock is a file.
+    revive: async () =>
+      released || runningPort(pgDir) !== undefined
+        ? false
+        : withLock(dataDir, async () => {
+            if (released || runningPort(pgDir) !== undefined) return false;
+            logger.warn({ dataDir: pgDir, port }, 'the embedded Postgres was not running; starting it again');
+            await startCluster(port);
+            return true;
+          }),
     release: async () => {
       if (released) return;
       released = true;

@@ -1,7 +1,7 @@
-import { constants, existsSync, promises as fs } from 'node:fs';
+import { constants, existsSync, promises as fs, type Dirent } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RosterdError } from '../errors.js';
+import { FILE_PROBLEMS, RosterdError } from '../errors.js';
 
 /** The package root (where package.json is), from src/ under vitest or dist/ when built. */
 export function packageRoot(): string {
@@ -19,12 +19,9 @@ export function migrationsDir(): string {
 }
 
 const DATA_DIR_PROBLEMS: Record<string, string> = {
+  ...FILE_PROBLEMS,
   ENOTDIR: 'a part of the path is a file, not a folder',
   EEXIST: 'it is a file, not a folder',
-  EACCES: 'permission denied',
-  EPERM: 'permission denied',
-  EROFS: 'the file system is read-only',
-  ENOSPC: 'the disk is full',
 };
 
 /**
@@ -79,5 +76,15 @@ export async function existingDataDir(dir: string): Promise<void> {
       'CONFIG_INVALID',
       `DATA_DIR ${dir} cannot be used (${DATA_DIR_PROBLEMS.EEXIST}); set DATA_DIR to rosterd's data folder`,
     );
+  }
+}
+
+/** The entries of a folder, or none if it does not exist (yet, or any more). */
+export async function readDirIfExists(dir: string): Promise<Dirent[]> {
+  try {
+    return await fs.readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
   }
 }

@@ -368,35 +368,30 @@ describe('configuration', () => {
 
 describe('DATA_DIR for CLI commands', () => {
   it('a DATA_DIR that does not exist is refused, not made anew with an empty database and new host keys', async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'rosterd-cli-datadir-'));
-    try {
-      const missing = path.join(dir, 'data');
-      for (const [args, extra] of [
-        [['tenant', 'list'], { DATABASE_URL: undefined }], // the embedded database is in it
-        [['host-key'], {}], // the host keys are in it, whatever the database
-        [['import', 'run', '--now'], {}], // and the received copies
-      ] as const) {
-        const r = await runCli([...args], { ...env, ...extra, DATA_DIR: missing });
-        expect(r.code, args.join(' ')).toBe(2);
-        expect(r.stderr.trim().split('\n'), args.join(' ')).toEqual([
-          `rosterd: DATA_DIR ${missing} does not exist. rosterd keeps its database, host keys and received files there: ` +
-            'run this command in the folder where rosterd serve runs, or set DATA_DIR to its data folder ' +
-            '(rosterd serve and rosterd migrate create a new one)',
-        ]);
-      }
-      expect(existsSync(missing)).toBe(false);
-      // A file where the folder should be: one line, no stack trace.
-      writeFileSync(missing, '');
-      const r = await runCli(['tenant', 'list'], { ...env, DATABASE_URL: undefined, DATA_DIR: missing });
-      expect(r.code).toBe(2);
-      expect(r.stderr.trim().split('\n')).toEqual([
-        `rosterd: DATA_DIR ${missing} cannot be used (it is a file, not a folder); set DATA_DIR to rosterd's data folder`,
+    const missing = path.join(dir, 'no-data');
+    for (const [args, extra] of [
+      [['tenant', 'list'], { DATABASE_URL: undefined }], // the embedded database is in it
+      [['host-key'], {}], // the host keys are in it, whatever the database
+      [['import', 'run', '--now'], {}], // and the received copies
+    ] as const) {
+      const r = await runCli([...args], { ...env, ...extra, DATA_DIR: missing });
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr.trim().split('\n'), args.join(' ')).toEqual([
+        `rosterd: DATA_DIR ${missing} does not exist. rosterd keeps its database, host keys and received files there: ` +
+          'run this command in the folder where rosterd serve runs, or set DATA_DIR to its data folder ' +
+          '(rosterd serve and rosterd migrate create a new one)',
       ]);
-      // With DATABASE_URL, commands that only use the database do not need it.
-      expect((await runCli(['tenant', 'list'], { ...env, DATA_DIR: path.join(dir, 'elsewhere') })).code).toBe(0);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
     }
+    expect(existsSync(missing)).toBe(false);
+    // A file where the folder should be: one line, no stack trace.
+    writeFileSync(missing, '');
+    const r = await runCli(['tenant', 'list'], { ...env, DATABASE_URL: undefined, DATA_DIR: missing });
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      `rosterd: DATA_DIR ${missing} cannot be used (it is a file, not a folder); set DATA_DIR to rosterd's data folder`,
+    ]);
+    // With DATABASE_URL, commands that only use the database do not need it.
+    expect((await runCli(['tenant', 'list'], { ...env, DATA_DIR: path.join(dir, 'elsewhere-data') })).code).toBe(0);
   });
 });
 

@@ -120,3 +120,10 @@ export async function importFixture(): Promise<ImportFixture> {
 export function csv(header: string, ...rows: string[]): string {
   return [header, ...rows].join('\n') + '\n';
 }
+
+/** `username,email` rows user001 … of users `from` to `to`. */
+export const users = (from: number, to: number): string[] =>
+  Array.from({ length: to - from + 1 }, (_, k) => `user${String(from + k).padStart(3, '0')},u${from + k}@district.example.org`);
+
+/** The usernames of users(from, to). */
+export const names = (from: number, to: number): string[] => users(from, to).map((u) => u.split(',')[0] as string);

@@ -12,11 +12,7 @@ import { approveImport } from '../../src/import/run-import.js';
 import { validateFile } from '../../src/import/validate.js';
 import { withOperatorView } from '../../src/schedule/operator-view.js';
 import { processPending } from '../../src/schedule/process.js';
-import { csv, importFixture, type ImportFixture } from './import-fixture.js';
-
-const users = (from: number, to: number) =>
-  Array.from({ length: to - from + 1 }, (_, k) => `user${String(from + k).padStart(3, '0')},u${from + k}@district.example.org`);
-const names = (from: number, to: number) => users(from, to).map((u) => u.split(',')[0]);
+import { csv, importFixture, names, users, type ImportFixture } from './import-fixture.js';
 
 let f: ImportFixture;
 beforeAll(async () => {

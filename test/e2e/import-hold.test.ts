@@ -7,10 +7,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { RosterdError } from '../../src/errors.js';
 import { approveImport, rejectImport } from '../../src/import/run-import.js';
 import { getImportRecord, listImportRecords } from '../../src/import/records.js';
-import { csv, importFixture, type ImportFixture } from './import-fixture.js';
-
-const users = (from: number, to: number) =>
-  Array.from({ length: to - from + 1 }, (_, k) => `user${String(from + k).padStart(3, '0')},u${from + k}@district.example.org`);
+import { csv, importFixture, users, type ImportFixture } from './import-fixture.js';
 
 let f: ImportFixture;
 beforeAll(async () => {

@@ -168,6 +168,28 @@ describe('SIGTERM during an upload', () => {
   }, 120_000);
 });
 
+/**
+ * A tenant with a users.csv of `rows` passwords, and a daemon (grace `graceSeconds`) that is
+ * hashing them: staged and planned, its transaction open, fetching passwords to hash.
+ */
+async function hashingImport(subdomain: string, prefix: string, rows: number, graceSeconds: number) {
+  await createTenant(fx.db.pool, subdomain, { adminEmails: [`it@${subdomain}.example`], timezone: zone });
+  const lines = Array.from({ length: rows }, (_, i) => `${prefix}${String(i).padStart(4, '0')},Passw0rd-${i}`);
+  const id = await receiveUpload(fx.db.pool, fx.dataDir, subdomain, `username,password\n${lines.join('\n')}\n`);
+  const daemon = await start(graceSeconds);
+  await waitFor(
+    async () =>
+      ((
+        await fx.db.pool.query(
+          `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'FETCH % FROM import_passwords'`,
+        )
+      ).rowCount ?? 0) > 0,
+    30_000,
+    'the import to hash passwords',
+  );
+  return { id, daemon };
+}
+
 describe('SIGTERM during an import', () => {
   const ROWS = 200_000;
 
@@ -220,12 +242,8 @@ describe('SIGTERM during an import', () => {
     // Before the fix, closing the hashing pool left the import waiting for its hashes for ever: the
     // process never exited, and its open transaction held the tenant's lock on every replica.
     const subdomain = 'stop-hashing';
-    await createTenant(fx.db.pool, subdomain, { adminEmails: [`it@${subdomain}.example`], timezone: zone });
-    const rows = Array.from({ length: 300 }, (_, i) => `hash${String(i).padStart(4, '0')},Passw0rd-${i}`);
-    const id = await receiveUpload(fx.db.pool, fx.dataDir, subdomain, `username,password\n${rows.join('\n')}\n`);
-    const daemon = await start(1);
-    await waitFor(async () => (await uploadsOf(subdomain))[0]?.status === 'running', 30_000, 'the import to start');
-    await new Promise((r) => setTimeout(r, 1_500)); // staged and planned: hashing 300 passwords takes ~20 s
+    // Hashing 300 passwords takes ~20 s.
+    const { id, daemon } = await hashingImport(subdomain, 'hash', 300, 1);
     const t0 = Date.now();
     const exit = await daemon.stop('SIGTERM', 30_000);
     const took = Date.now() - t0;
@@ -266,14 +284,8 @@ describe('SIGTERM during an import', () => {
 
   it('a second signal forces: exit 1 at once, nothing partial, and the next start imports the upload once', async () => {
     const subdomain = 'stop-import-forced';
-    await createTenant(fx.db.pool, subdomain, { adminEmails: [`it@${subdomain}.example`], timezone: zone });
     // Passwords to hash (~10 s on one worker): the import is still running a second after the first signal.
-    const rows = Array.from({ length: 150 }, (_, i) => `forced${String(i).padStart(4, '0')},Passw0rd-${i}`);
-    const id = await receiveUpload(fx.db.pool, fx.dataDir, subdomain, `username,password\n${rows.join('\n')}\n`);
-
-    const daemon = await start(120);
-    await waitFor(async () => (await uploadsOf(subdomain))[0]?.status === 'running', 30_000, 'the import to start');
-    await new Promise((r) => setTimeout(r, 1_500)); // staged and planned, hashing
+    const { id, daemon } = await hashingImport(subdomain, 'forced', 150, 120);
     daemon.child.kill('SIGTERM');
     await daemon.waitForLog((l) => l.msg === 'rosterd stopping', 5_000, "'rosterd stopping'");
     // A second signal within a second is the first one delivered twice (npm start), not the operator's.

@@ -63,7 +63,6 @@ export function run(cmd: string, args: string[], options: { input?: string; time
   });
 }
 
-/** How the client checks the server's host key: not at all by default (test servers are new each time). */
 /** Active tenants with one ed25519 key each (it@<subdomain>.example as administrator); their keys by subdomain. */
 export async function registerTenants<T extends string>(
   pool: pg.Pool,
@@ -79,6 +78,7 @@ export async function registerTenants<T extends string>(
   return keys;
 }
 
+/** How the client checks the server's host key: not at all by default (test servers are new each time). */
 export interface HostKeyCheck {
   checking: 'no' | 'accept-new' | 'yes';
   knownHosts: string;

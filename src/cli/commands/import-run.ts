@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type { Command } from 'commander';
 import { DateTime } from 'luxon';
-import { processPending, type ProcessedUpload, type ProcessSummary } from '../../schedule/process.js';
+import { isSuspendedSkip, processPending, type ProcessedUpload, type ProcessSummary } from '../../schedule/process.js';
 import { leaf } from '../context.js';
 import { describeDelivery, importContext, operator, sendReports, type CliDelivery } from './import.js';
 
@@ -28,7 +28,7 @@ export function registerImportRunCommand(imp: Command): void {
       );
       const mail = await sendReports(ctx);
       // A named tenant that is suspended imports nothing: the operator asked for something not done.
-      const suspended = summary.skipped.some((k) => k.reason.startsWith('the tenant is suspended'));
+      const suspended = summary.skipped.some(isSuspendedSkip);
       const failed = summary.errors.length > 0 || summary.failed.length > 0 || suspended;
       return { json: { ...summary, reports: mail }, text: describe(summary, mail), exitCode: failed ? 1 : 0 };
     },

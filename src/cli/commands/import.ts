@@ -178,10 +178,10 @@ function listTable(records: ImportView[]): string {
 }
 
 /** A person's view of one import record (also what `validate` prints). */
-export function describeRecord(r: ImportRecord | ImportView): string {
+export function describeRecord(r: ImportRecord | ImportView, title = `import ${r.id}`): string {
   const c = r.counts;
   const lines = [
-    `import ${r.id}  ${r.tenant}  ${r.file}`,
+    `${title}  ${r.tenant}  ${r.file}`,
     `status:    ${r.status}${r.mode ? ` (${r.mode} sync)` : ''}`,
     `file:      ${r.bytes} bytes, sha256 ${r.sha256}${r.encoding ? `, read as ${r.encoding}` : ''}`,
     `received:  ${r.receivedAt}`,

@@ -18,7 +18,7 @@ export function registerValidateCommand(program: Command): void {
       }
       const record = await validateFile(importContext(ctx), { tenant: opts.tenant, file: file ?? '' });
       // The record's id is the dry run's own: nothing is kept, so `import show` would not know it.
-      const text = describeRecord(record).replace(/^import \S+/, `dry run (nothing applied, nothing kept)`);
+      const text = describeRecord(record, 'dry run (nothing applied, nothing kept)');
       return { json: record, text, exitCode: record.status === 'failed' || record.counts.errors > 0 ? 1 : 0 };
     },
   );

@@ -76,14 +76,23 @@ export async function detectFileEncoding(path: string): Promise<FileEncoding> {
   };
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
     const data = carry.length === 0 ? (chunk as Buffer) : Buffer.concat([carry, chunk as Buffer]);
-    let end = data.lastIndexOf(0x0a) + 1;
-    if (end === 0 && data.length > MAX_LINE_BYTES) end = completeUtf8Length(data);
+    const end = completeLinesLength(data, false);
     judge(data.subarray(0, end));
     carry = Buffer.from(data.subarray(end));
     if (multiByte && invalid) return 'mixed';
   }
   judge(carry);
   return invalid ? (multiByte ? 'mixed' : 'windows-1252') : 'utf-8';
+}
+
+/**
+ * Length of the prefix of `data` made of whole lines (all of it at the end of the file); the rest
+ * is carried over. A line longer than MAX_LINE_BYTES is cut where no UTF-8 sequence is split.
+ */
+function completeLinesLength(data: Buffer, final: boolean): number {
+  if (final) return data.length;
+  const end = data.lastIndexOf(0x0a) + 1;
+  return end === 0 && data.length > MAX_LINE_BYTES ? completeUtf8Length(data) : end;
 }
 
 /** The lines of `buf`, each with its line break. */
@@ -217,19 +226,30 @@ export class DecodeStream extends Transform {
   /** `mixed`: each complete line as UTF-8 if it is valid UTF-8, else as Windows-1252. */
   private passLines(chunk: Buffer, final: boolean): void {
     const data = this.carry.length === 0 ? chunk : Buffer.concat([this.carry, chunk]);
-    let end = final ? data.length : data.lastIndexOf(0x0a) + 1;
-    if (end === 0 && data.length > MAX_LINE_BYTES) end = completeUtf8Length(data);
-    for (const line of lines(data.subarray(0, end))) {
-      if (isUtf8(line)) {
-        this.push(line);
-      } else {
+    const end = completeLinesLength(data, final);
+    this.carry = Buffer.from(data.subarray(end));
+    const whole = data.subarray(0, end);
+    if (isUtf8(whole)) {
+      // Most of a mixed file: passed on at once, only its lines counted.
+      for (let nl = whole.indexOf(0x0a); nl !== -1; nl = whole.indexOf(0x0a, nl + 1)) this.nextLine++;
+      if (whole.length > 0) this.push(whole);
+      return;
+    }
+    // Runs of UTF-8 lines go on as one piece each; the lines between them are recoded.
+    let run = 0;
+    let at = 0;
+    for (const line of lines(whole)) {
+      if (!isUtf8(line)) {
+        if (at > run) this.push(whole.subarray(run, at));
         this.push(Buffer.from(iconv.decode(line, 'win1252'), 'utf8'));
         if (this.recoded.first.length < 20) this.recoded.first.push(this.nextLine);
         this.recoded.count++;
+        run = at + line.length;
       }
+      at += line.length;
       if (line[line.length - 1] === 0x0a) this.nextLine++;
     }
-    this.carry = Buffer.from(data.subarray(end));
+    if (at > run) this.push(whole.subarray(run, at));
   }
 
   private passAuto(chunk: Buffer): void {

@@ -162,10 +162,13 @@ function graduationYear(now: Date) {
   const max = now.getUTCFullYear() + 20;
   return rule((v) => {
     if (v === '') return null;
-    if (/^\d{4}\.0+$/.test(v)) {
-      return new Fail('Graduation year must be a four-digit year, such as 2031, without decimals (a spreadsheet number format adds them)');
+    if (!/^\d{4}$/.test(v)) {
+      return new Fail(
+        /^\d{4}\.0+$/.test(v)
+          ? 'Graduation year must be a four-digit year, such as 2031, without decimals (a spreadsheet number format adds them)'
+          : 'Graduation year must be a four-digit year, such as 2031',
+      );
     }
-    if (!/^\d{4}$/.test(v)) return new Fail('Graduation year must be a four-digit year, such as 2031');
     const year = Number(v);
     if (year < min || year > max) return new Fail(`Graduation year must be between ${min} and ${max}`);
     return year;
