@@ -51,12 +51,17 @@ const toKey = (r: KeyRow): SshKey => ({
 
 const SELECT = `SELECT k.*, t.subdomain FROM ssh_keys k JOIN tenants t ON t.id = k.tenant_id`;
 
-export async function addKey(db: Queryable, subdomain: string, keyText: string): Promise<SshKey> {
+/**
+ * Registers a key. Adding a key the tenant already holds (unrevoked) changes nothing and is not an
+ * error, as revoking a revoked key is not: an operator's script can run `key add` again;
+ * `alreadyRegistered` says so.
+ */
+export async function addKey(db: Queryable, subdomain: string, keyText: string): Promise<SshKey & { alreadyRegistered: boolean }> {
   const key = parsePublicKey(keyText);
   const tenant = await getTenant(db, subdomain);
   const existing = await db.query<KeyRow>(`${SELECT} WHERE k.fingerprint = $1`, [key.fingerprint]);
   const clash = existing.rows[0];
-  if (clash) throw keyExists(clash, subdomain);
+  if (clash) return sameKey(clash, subdomain);
   try {
     const { rows } = await db.query<{ id: number }>(
       `INSERT INTO ssh_keys (tenant_id, fingerprint, key_type, key_bits, public_key, comment)
@@ -64,30 +69,34 @@ export async function addKey(db: Queryable, subdomain: string, keyText: string):
       [tenant.id, key.fingerprint, key.type, key.bits, key.authorizedKey, key.comment],
     );
     const inserted = await db.query<KeyRow>(`${SELECT} WHERE k.id = $1`, [rows[0]?.id]);
-    return toKey(inserted.rows[0] as KeyRow);
+    return { ...toKey(inserted.rows[0] as KeyRow), alreadyRegistered: false };
   } catch (err) {
     if (pgCode(err) === PG.UNIQUE_VIOLATION) {
       const again = await db.query<KeyRow>(`${SELECT} WHERE k.fingerprint = $1`, [key.fingerprint]);
-      if (again.rows[0]) throw keyExists(again.rows[0], subdomain);
+      if (again.rows[0]) return sameKey(again.rows[0], subdomain);
     }
     throw err;
   }
 }
 
-function keyExists(row: KeyRow, subdomain: string): RosterdError {
+/**
+ * The key is registered already: to this tenant and in use, which is nothing to do; to another
+ * tenant, or revoked, which is an error.
+ */
+function sameKey(row: KeyRow, subdomain: string): SshKey & { alreadyRegistered: true } {
   if (row.subdomain !== subdomain) {
-    return new RosterdError(
+    throw new RosterdError(
       'KEY_EXISTS',
       `key ${row.fingerprint} is already registered to another tenant; a key belongs to one tenant only. Ask the district to generate a new key (ssh-keygen -t ed25519)`,
     );
   }
   if (row.revoked_at) {
-    return new RosterdError(
+    throw new RosterdError(
       'KEY_EXISTS',
       `key ${row.fingerprint} was revoked for ${subdomain}; a revoked key cannot be added again. Ask for a new key`,
     );
   }
-  return new RosterdError('KEY_EXISTS', `key ${row.fingerprint} is already registered to ${subdomain}; nothing to do`);
+  return { ...toKey(row), alreadyRegistered: true };
 }
 
 export async function listKeys(db: Queryable, subdomain?: string): Promise<SshKey[]> {

@@ -287,6 +287,20 @@ describe('rosterd key', () => {
     expect(r.stderr).toMatch(/already registered to another tenant/);
   });
 
+  it('adds a key the tenant already holds again as a no-op (exit 0), as revoke twice is', async () => {
+    const pub = keygen('ed25519', undefined, 'twice');
+    const first = await runCli(['key', 'add', 'oak-isd', pub, '--json'], env);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.json()).toMatchObject({ alreadyRegistered: false, comment: 'twice' });
+    const before = await count('ssh_keys');
+    const again = await runCli(['key', 'add', 'oak-isd', pub], env);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(/^SHA256:\S+ twice \(ED25519 256\) was already registered to oak-isd \(added \d{4}-\d\d-\d\dT[\d:]+Z\); nothing changed$/m);
+    const json = await runCli(['key', 'add', 'oak-isd', pub, '--json'], env);
+    expect(json.json()).toMatchObject({ alreadyRegistered: true, addedAt: first.json<{ addedAt: string }>().addedAt });
+    expect(await count('ssh_keys')).toBe(before);
+  });
+
   it('lists and revokes keys', async () => {
     const pub = keygen('ed25519', undefined, 'rotate-me');
     const fp = fingerprintBySshKeygen(pub) ?? '';

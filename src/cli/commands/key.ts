@@ -40,9 +40,12 @@ export function registerKeyCommands(program: Command): void {
     key.command('add <subdomain> <file>').description('register a public key (FILE, or - for stdin); prints its fingerprint'),
     async (ctx, [subdomain, file]) => {
       const k = await addKey(ctx.pool, subdomain ?? '', await readKeyText(file ?? '-'));
+      const described = `${k.fingerprint} ${k.comment || '(no comment)'} (${k.type.replace(/^ssh-/, '').toUpperCase()} ${k.bits})`;
       return {
-        json: keyJson(k),
-        text: `${k.fingerprint} ${k.comment || '(no comment)'} (${k.type.replace(/^ssh-/, '').toUpperCase()} ${k.bits}) added to ${k.tenant}`,
+        json: { ...keyJson(k), alreadyRegistered: k.alreadyRegistered },
+        text: k.alreadyRegistered
+          ? `${described} was already registered to ${k.tenant} (added ${k.addedAt.toISOString().replace(/\.\d+Z$/, 'Z')}); nothing changed`
+          : `${described} added to ${k.tenant}`,
       };
     },
   );
