@@ -5,6 +5,7 @@
  */
 import { DateTime } from 'luxon';
 import { holdFacts } from '../import/hold.js';
+import { GROUPS_SPEC, normalizeHeaderName, USERS_SPEC } from '../import/read/headers.js';
 import type { ImportCounts, ImportIssue, ImportMode } from '../import/types.js';
 import { assertNever, PASSWORD_MASK } from '../types.js';
 import type { ReportImport, ReportInput } from './types.js';
@@ -396,7 +397,17 @@ function warningAdvice(record: ReportImport, attachment: string | null): string[
       }).`,
     );
   }
-  const others = record.warnings.filter((w) => !isEncoding(w) && !isPassword(w)).length + (total - record.warnings.length);
+  const spec = record.file.toLowerCase() === 'groups.csv' ? GROUPS_SPEC : USERS_SPEC;
+  // A column whose warning explains itself (`status`) needs no advice here.
+  const isUnknownColumn = (w: ImportIssue): boolean => w.line === 1 && spec.unread?.[normalizeHeaderName(w.column)] === undefined;
+  if (record.warnings.some(isUnknownColumn)) {
+    out.push(
+      'Columns with names rosterd does not know were ignored (see the warnings). If one of them was meant to be read, ' +
+        `rename it as its warning says, or to one of ${spec.columns.join(', ')}, and upload the file again: its values are read then.`,
+    );
+  }
+  const others =
+    record.warnings.filter((w) => !isEncoding(w) && !isPassword(w) && !isUnknownColumn(w)).length + (total - record.warnings.length);
   if (others > 0) out.push(out.length > 0 ? 'Check the other warnings above.' : 'Check the warnings above.');
   return out;
 }

@@ -40,6 +40,37 @@ describe('header row', () => {
     ]);
     expect(summary.warningCount).toBe(2);
   });
+  it('names the column an unknown one was probably meant to be: an SIS synonym or a misspelling, unless the file has that column', async () => {
+    const { summary } = await readUsersText(
+      'username,Grad Year,Emial,Student ID,sis id,Surname,Favorite Colour\njsmith,2030,j@x.org,7,7,Smith,blue\n',
+    );
+    expect(summary.warnings.map((w) => w.message)).toEqual([
+      "Column 'Grad Year' is not a known column; its values were ignored. If it holds the graduation year, rename it 'graduation year'",
+      "Column 'Emial' is not a known column; its values were ignored. If it holds the email, rename it 'email'",
+      // the file has a sis id column already
+      "Column 'Student ID' is not a known column; its values were ignored",
+      "Column 'Surname' is not a known column; its values were ignored. If it holds the last name, rename it 'last name'",
+      "Column 'Favorite Colour' is not a known column; its values were ignored",
+    ]);
+  });
+  it('a missing username column names the column that probably holds the usernames', async () => {
+    const err = await rejection(readUsersText('Login ID,Given Name,Surname\njsmith,John,Smith\n'));
+    expect(err.message).toBe(
+      "The header row has no username column, which users.csv requires. If column 'Login ID' holds the usernames, rename it 'username' and upload the file again.",
+    );
+    const short = await readUsersText('username,ID,PW\njsmith,7,secret9\n');
+    expect(short.summary.warnings.map((w) => w.message)).toEqual([
+      "Column 'ID' is not a known column; its values were ignored. If it holds the sis id, rename it 'sis id'",
+      "Column 'PW' is not a known column; its values were ignored. If it holds the password, rename it 'password'",
+    ]);
+    const misspelt = await rejection(readUsersText('usrname,email\njsmith,j@x.org\n'));
+    expect(misspelt.message).toMatch(/If column 'usrname' holds the usernames, rename it 'username'/);
+  });
+  it('a first line of data is still "no header row" when one value looks like a column name, and quotes nothing', async () => {
+    const err = await rejection(readUsersText('jsmith,usernam3,j@x.org,John\n'));
+    expect(err.message).toMatch(/^The file has no header row/);
+    expect(err.message).not.toContain('usernam3');
+  });
   it("warns that a status column (the export's, or a SIS's Enrolled/Withdrawn) is not read: listed users end up active", async () => {
     const { rows, summary } = await readUsersText('username,Status\njsmith,Withdrawn\n');
     expect(rows).toHaveLength(1);

@@ -319,3 +319,42 @@ describe('approvals and numbers', () => {
     );
   });
 });
+
+describe('advice for columns that were not read', () => {
+  it('says how to have them read next time, naming the columns rosterd knows', () => {
+    const mail = renderReport(
+      input({
+        counts: { ...emptyCounts(), rows: 5, created: 5, warnings: 1 },
+        warnings: [
+          {
+            line: 1,
+            column: 'Grad Year',
+            message:
+              "Column 'Grad Year' is not a known column; its values were ignored. If it holds the graduation year, rename it 'graduation year'",
+          },
+        ],
+      }),
+    );
+    expect(mail.text).toContain(
+      'Columns with names rosterd does not know were ignored (see the warnings). If one of them was meant to be read, rename it as its warning ' +
+        'says, or to one of username, password, email, first name, last name, school, graduation year, access type, role, sis id, action, ' +
+        'and upload the file again: its values are read then.',
+    );
+    expect(mail.text).not.toContain('Check the warnings above');
+  });
+
+  it("groups.csv names its own columns; a status column's warning needs no advice of its own", () => {
+    const groups = renderReport(
+      input({ file: 'groups.csv', counts: { ...emptyCounts(), rows: 5, created: 5, warnings: 1 }, warnings: [COLUMN_WARNING] }),
+    );
+    expect(groups.text).toContain('or to one of username, owner, group, and upload');
+    const status = renderReport(
+      input({
+        counts: { ...emptyCounts(), rows: 5, created: 5, warnings: 1 },
+        warnings: [{ line: 1, column: 'Status', message: "Column 'Status' is not read on import" }],
+      }),
+    );
+    expect(status.text).not.toContain('Columns with names rosterd does not know');
+    expect(status.text).toContain('Check the warnings above.');
+  });
+});

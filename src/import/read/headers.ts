@@ -37,12 +37,64 @@ export interface ColumnSpec<C extends string> {
    * after "Column 'NAME' ", instead of "is not a known column".
    */
   unread?: Readonly<Record<string, string>>;
+  /**
+   * What SIS exports and spreadsheets call a column instead, by normalized name. Not accepted as
+   * aliases (a "Student ID" may be the SIS's ID or a badge number: the district decides), but named
+   * in the warning, so the administrator knows which column to rename.
+   */
+  synonyms: Readonly<Record<string, C>>;
 }
 
-function unknownColumnMessage(name: string, i: number, spec: ColumnSpec<string>): string {
+function unknownColumnMessage<C extends string>(name: string, i: number, spec: ColumnSpec<C>, meant: C | undefined): string {
   if (name === '') return `Column ${i + 1} has no name in the header row; its values were ignored`;
   const unread = spec.unread?.[normalizeHeaderName(name)];
-  return `Column '${name}' ${unread ?? 'is not a known column; its values were ignored'}`;
+  if (unread !== undefined) return `Column '${name}' ${unread}`;
+  const hint = meant === undefined ? '' : `. If it holds the ${meant}, rename it '${meant}'`;
+  return `Column '${name}' is not a known column; its values were ignored${hint}`;
+}
+
+/**
+ * The column an unknown header name was probably meant to be: a synonym, or a misspelling (one
+ * letter wrong, missing, extra or swapped; two in a long name) of a column or alias.
+ */
+export function meantColumn<C extends string>(name: string, spec: ColumnSpec<C>): C | undefined {
+  const normal = normalizeHeaderName(name);
+  const synonym = spec.synonyms[normal];
+  if (synonym !== undefined) return synonym;
+  const names: Array<[string, C]> = [
+    ...spec.columns.map((c): [string, C] => [normalizeHeaderName(c), c]),
+    ...Object.entries(spec.aliases).map(([alias, c]): [string, C] => [normalizeHeaderName(alias), c]),
+  ];
+  let best: { column: C; distance: number } | undefined;
+  for (const [known, column] of names) {
+    const allowed = known.length >= 8 ? 2 : known.length >= 4 ? 1 : 0;
+    const distance = editDistance(normal, known, allowed);
+    if (distance <= allowed && (best === undefined || distance < best.distance)) best = { column, distance };
+  }
+  return best?.column;
+}
+
+/** Optimal string alignment distance (a swap of two neighbours is one edit), or limit + 1 when above it. */
+function editDistance(a: string, b: string, limit: number): number {
+  if (Math.abs(a.length - b.length) > limit) return limit + 1;
+  const rows: number[][] = [];
+  for (let i = 0; i <= a.length; i++) {
+    const row: number[] = [i];
+    for (let j = 1; j <= b.length; j++) {
+      if (i === 0) {
+        row.push(j);
+        continue;
+      }
+      const up = rows[i - 1] as number[];
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let d = Math.min((up[j] as number) + 1, (row[j - 1] as number) + 1, (up[j - 1] as number) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        d = Math.min(d, ((rows[i - 2] as number[])[j - 2] as number) + 1);
+      row.push(d);
+    }
+    rows.push(row);
+  }
+  return (rows[a.length] as number[])[b.length] as number;
 }
 
 export const USERS_SPEC: ColumnSpec<UserColumn> = {
@@ -58,6 +110,72 @@ export const USERS_SPEC: ColumnSpec<UserColumn> = {
       'is not read on import (rosterd export users writes one; users.csv has none): every user this file lists is active ' +
       'after the import. To keep a user inactive, leave their row out.',
   },
+  synonyms: synonyms<UserColumn>({
+    username: [
+      'login',
+      'login id',
+      'login name',
+      'logon',
+      'logon name',
+      'user id',
+      'user',
+      'user account',
+      'account',
+      'account name',
+      'samaccountname',
+      'user principal name',
+      'upn',
+      'network id',
+    ],
+    password: ['pass', 'pwd', 'passwd', 'pw', 'passcode', 'initial password', 'temp password', 'temporary password'],
+    email: ['mail', 'email addr', 'mail address', 'e-mail address', 'email id', 'emails'],
+    'first name': ['given name', 'forename', 'first', 'fname', 'first nm'],
+    'last name': ['surname', 'family name', 'last', 'lname', 'last nm'],
+    school: [
+      'school name',
+      'building',
+      'building name',
+      'campus',
+      'campus name',
+      'site',
+      'school code',
+      'school id',
+      'nces id',
+      'nces school id',
+      'state school id',
+      'school number',
+    ],
+    'graduation year': [
+      'grad year',
+      'gradyr',
+      'graduation yr',
+      'year of graduation',
+      'class of',
+      'cohort',
+      'cohort year',
+      'expected graduation year',
+      'graduation date',
+      'yog',
+    ],
+    'access type': ['access', 'access level', 'admin type', 'permission', 'permissions'],
+    role: ['user type', 'type', 'person type', 'role type', 'account type', 'user role'],
+    'sis id': [
+      'student id',
+      'student number',
+      'student no',
+      'staff id',
+      'staff number',
+      'employee id',
+      'local id',
+      'person id',
+      'sourcedid',
+      'sourced id',
+      'external id',
+      'sis user id',
+      'id',
+    ],
+    action: ['operation', 'change', 'change type', 'op'],
+  }),
 };
 
 export const GROUPS_SPEC: ColumnSpec<GroupColumn> = {
@@ -66,7 +184,21 @@ export const GROUPS_SPEC: ColumnSpec<GroupColumn> = {
   aliases: { 'owner name': 'owner', 'group name': 'group' },
   required: ['username'],
   example: 'username,owner,group',
+  synonyms: synonyms<GroupColumn>({
+    username: ['member', 'member username', 'login', 'user id', 'user', 'student', 'student username'],
+    owner: ['owner username', 'teacher', 'teacher username', 'leader', 'manager'],
+    group: ['class', 'class name', 'section', 'section name', 'team', 'course'],
+  }),
 };
+
+/** Synonym lists by column, as a lookup by normalized name. */
+function synonyms<C extends string>(byColumn: Record<C, readonly string[]>): Record<string, C> {
+  const out: Record<string, C> = {};
+  for (const [column, names] of Object.entries(byColumn) as Array<[C, readonly string[]]>) {
+    for (const name of names) out[normalizeHeaderName(name)] = column;
+  }
+  return out;
+}
 
 /** `Email address`, `emailAddress` and `email_address` all become `emailaddress`. */
 export function normalizeHeaderName(name: string): string {
@@ -99,12 +231,12 @@ export function matchHeader<C extends string>(fields: readonly string[], spec: C
   checkSeparator(fields, (name) => known(name) !== undefined);
 
   const index = new Map<C, number>();
-  const warnings: ImportIssue[] = [];
+  const unknown: Array<{ name: string; i: number }> = [];
   fields.forEach((raw, i) => {
     const name = raw.replace(/^\uFEFF/, '').trim();
     const column = known(name);
     if (column === undefined) {
-      warnings.push({ line: 1, column: name, message: unknownColumnMessage(name, i, spec) });
+      unknown.push({ name, i });
       return;
     }
     const earlier = index.get(column);
@@ -117,8 +249,21 @@ export function matchHeader<C extends string>(fields: readonly string[], spec: C
     }
     index.set(column, i);
   });
+  // A column the file has already is not what another one was meant to be.
+  const meant = unknown.map(({ name }) => {
+    const column = meantColumn(name, spec);
+    return column === undefined || index.has(column) ? undefined : column;
+  });
+  const warnings: ImportIssue[] = unknown.map(({ name, i }, k) => ({
+    line: 1,
+    column: name,
+    message: unknownColumnMessage(name, i, spec, meant[k]),
+  }));
 
-  if (index.size === 0) {
+  // A first line naming no column is a row of data, unless most of its names are columns under
+  // other names ("Login,Given Name,Surname"): then it is a header the message can quote.
+  const meantCount = meant.filter((c) => c !== undefined).length;
+  if (index.size === 0 && (meantCount < 2 || meantCount * 2 < fields.length)) {
     // Its values are not quoted: a first line without a header is a row of data, and may hold a password.
     throw new FileRejectedError(
       `The file has no header row: its first line names none of the ${spec.file} columns (it looks like a row of data). ` +
@@ -128,9 +273,12 @@ export function matchHeader<C extends string>(fields: readonly string[], spec: C
   }
   for (const column of spec.required) {
     if (!index.has(column)) {
+      const candidate = unknown.find((_, k) => meant[k] === column);
       throw new FileRejectedError(
         `The header row has no ${column} column, which ${spec.file} requires. ` +
-          `Add it (for example: ${spec.example}) and upload the file again.`,
+          (candidate
+            ? `If column '${candidate.name}' holds the ${column}s, rename it '${column}' and upload the file again.`
+            : `Add it (for example: ${spec.example}) and upload the file again.`),
         1,
       );
     }
