@@ -27,7 +27,9 @@ export async function enqueueImportReport(
   const tenant = await loadReportTenant(client, record.tenant);
   const wouldDeactivate = record.status === 'held' ? await loadHeldDeactivations(client, record.id) : undefined;
   const replacesHeld = record.file === 'users.csv' ? await loadReplacedHolds(client, record.id) : undefined;
-  const message = renderReport({ import: record, tenant, from: opts.from, wouldDeactivate, replacesHeld });
+  const waitingGroups =
+    record.status === 'held' && record.file === 'users.csv' ? await loadWaitingGroups(client, record.tenant) : undefined;
+  const message = renderReport({ import: record, tenant, from: opts.from, wouldDeactivate, replacesHeld, waitingGroups });
   return enqueueReport(client, message, { uploadId: record.id, now: opts.now });
 }
 
@@ -65,6 +67,17 @@ async function loadReplacedHolds(client: pg.PoolClient, uploadId: string): Promi
       WHERE u.superseded_by = $1 AND EXISTS (SELECT 1 FROM import_hold_deactivations h WHERE h.upload_id = u.id)
       ORDER BY u.received_at`,
     [uploadId],
+  );
+  return rows.map((r) => ({ id: r.id, receivedAt: r.received_at }));
+}
+
+/** The tenant's pending groups.csv uploads: the scheduler keeps them until the held users.csv is decided. */
+async function loadWaitingGroups(client: pg.PoolClient, subdomain: string): Promise<Array<{ id: string; receivedAt: Date }>> {
+  const { rows } = await client.query<{ id: string; received_at: Date }>(
+    `SELECT u.id, u.received_at FROM uploads u JOIN tenants t ON t.id = u.tenant_id
+      WHERE t.subdomain = $1 AND u.file_name = 'groups.csv' AND u.status = 'pending'
+      ORDER BY u.received_at`,
+    [subdomain],
   );
   return rows.map((r) => ({ id: r.id, receivedAt: r.received_at }));
 }

@@ -276,6 +276,7 @@ function describeOutcome(input: ReportInput, words: Vocabulary, files: Attachmen
             : 'Check which users are missing from the file.',
           `If they really left, ask your rosterd operator to approve the import: rosterd import approve ${record.id}`,
           `If not (an export that missed a school is the usual cause), fix the export and upload it again, and ask the operator to reject this one: rosterd import reject ${record.id}`,
+          ...waitingGroupsNote(input),
         ],
       };
     case 'rejected':
@@ -410,6 +411,17 @@ function warningAdvice(record: ReportImport, attachment: string | null): string[
     record.warnings.filter((w) => !isEncoding(w) && !isPassword(w) && !isUnknownColumn(w)).length + (total - record.warnings.length);
   if (others > 0) out.push(out.length > 0 ? 'Check the other warnings above.' : 'Check the warnings above.');
   return out;
+}
+
+/** A held users.csv keeps the groups.csv pushed with it waiting (src/schedule/claims.ts). */
+function waitingGroupsNote(input: ReportInput): string[] {
+  const waiting = input.waitingGroups ?? [];
+  if (waiting.length === 0) return [];
+  const received = waiting.map((g) => formatInstant(g.receivedAt, input.tenant.timezone)).join(', ');
+  const files = waiting.length === 1 ? `The groups.csv received ${received} waits` : `The groups.csv files received ${received} wait`;
+  return [
+    `${files} for this decision: ${waiting.length === 1 ? 'it is' : 'they are'} imported at the first run after the approval or the rejection, against the users as they are then.`,
+  ];
 }
 
 function approvalSentence(record: ReportImport, zone: string): string {

@@ -61,6 +61,8 @@ export interface ReportInput {
   wouldDeactivate?: readonly DeactivationCandidate[] | undefined;
   /** held imports this one replaced (superseded): their report asked for a decision that is no longer needed */
   replacesHeld?: ReadonlyArray<{ id: string; receivedAt: Date }> | undefined;
+  /** a held users.csv's report: the groups.csv uploads that wait for its approval or rejection */
+  waitingGroups?: ReadonlyArray<{ id: string; receivedAt: Date }> | undefined;
 }
 
 export interface MailAttachment {

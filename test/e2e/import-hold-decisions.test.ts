@@ -159,6 +159,13 @@ it('a groups.csv waits while the users.csv pushed with it is held, and is import
     nextRunAt: null,
     note: `waiting until the held users.csv is decided: "rosterd import approve ${heldId}" or "rosterd import reject ${heldId}"`,
   });
+  // The hold report tells the administrator that the groups wait too.
+  const { rows: mail } = await f.db.pool.query<{ text: string }>(`SELECT message->>'text' AS text FROM outbox WHERE upload_id = $1`, [
+    heldId,
+  ]);
+  expect(mail[0]?.text.replace(/\s+/g, ' ')).toMatch(
+    /The groups\.csv received \w+day, \w+ \d+, \d{4}, [\d:]+ [AP]M \w+ \(America\/New_York\) waits for this decision: it is imported at the first run after the approval or the rejection, against the users as they are then\./,
+  );
 
   await approveImport(f.ctx, heldId, { approvedBy: 'ops' });
   const next = await run();
