@@ -295,7 +295,9 @@ describe('rosterd key', () => {
     const before = await count('ssh_keys');
     const again = await runCli(['key', 'add', 'oak-isd', pub], env);
     expect(again.code, again.stderr).toBe(0);
-    expect(again.stdout).toMatch(/^SHA256:\S+ twice \(ED25519 256\) was already registered to oak-isd \(added \d{4}-\d\d-\d\dT[\d:]+Z\); nothing changed$/m);
+    expect(again.stdout).toMatch(
+      /^SHA256:\S+ twice \(ED25519 256\) was already registered to oak-isd \(added \d{4}-\d\d-\d\dT[\d:]+Z\); nothing changed$/m,
+    );
     const json = await runCli(['key', 'add', 'oak-isd', pub, '--json'], env);
     expect(json.json()).toMatchObject({ alreadyRegistered: true, addedAt: first.json<{ addedAt: string }>().addedAt });
     expect(await count('ssh_keys')).toBe(before);
