@@ -22,6 +22,8 @@ export interface Output {
   text: string;
   /** exit code; 0 unless the command found a failure it reports as data */
   exitCode?: number;
+  /** the command wrote its output to stdout itself, as a stream (export users) */
+  streamed?: boolean;
 }
 
 export type Handler = (ctx: CliContext, args: string[], opts: Record<string, unknown>) => Promise<Output>;
@@ -64,9 +66,11 @@ async function runHandler(handler: Handler, args: string[], opts: Record<string,
       if (options.autoMigrate !== false) await migrate(db.pool, logger);
     }
     const out = await handler({ config, logger, pool: db?.pool as pg.Pool, json }, args, opts);
-    process.stdout.write(
-      json ? JSON.stringify(out.json, null, 2) + '\n' : out.text.endsWith('\n') || out.text === '' ? out.text : out.text + '\n',
-    );
+    if (out.streamed !== true) {
+      process.stdout.write(
+        json ? JSON.stringify(out.json, null, 2) + '\n' : out.text.endsWith('\n') || out.text === '' ? out.text : out.text + '\n',
+      );
+    }
     process.exitCode = out.exitCode ?? 0;
   } catch (caught) {
     reportError(caught, json);

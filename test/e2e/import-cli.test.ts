@@ -4,7 +4,9 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exportUsersJson } from '../../src/import/export.js';
 import type { ImportRecord } from '../../src/import/records.js';
 import { IMPORT_JSON_FIELDS, runCli } from '../support/cli.js';
 import { csv, importFixture, type ImportFixture } from './import-fixture.js';
@@ -178,5 +180,40 @@ describe('export users', () => {
     expect(stdout.code).toBe(0);
     expect(stdout.stdout).toBe(readFileSync(out, 'utf8'));
     expect((await runCli(['export', 'users'], env)).code).toBe(2);
+  });
+
+  it('with --json and no --out prints the roster as a JSON array, in the same order as the CSV', async () => {
+    const r = await runCli(['export', 'users', '--tenant', 'cli-usd', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    const users = r.json<Array<Record<string, unknown>>>();
+    expect(users).toHaveLength(10);
+    expect(users[0]).toEqual({
+      username: 'user0x',
+      email: 'u0@x.org',
+      firstName: 'First',
+      lastName: 'Last, 0',
+      school: 'Lincoln High',
+      graduationYear: null,
+      accessType: 'Manager',
+      role: null,
+      sisId: null,
+      status: 'active',
+    });
+    const csvNames = (await runCli(['export', 'users', '--tenant', 'cli-usd'], env)).stdout
+      .trimEnd()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.split(',')[0]);
+    expect(users.map((u) => u.username)).toEqual(csvNames);
+    expect(users.filter((u) => u.status === 'inactive')).toHaveLength(7);
+    await f.addTenant('cli-empty');
+    const empty = await runCli(['export', 'users', '--tenant', 'cli-empty', '--json'], env);
+    expect(empty.stdout).toBe('[]\n');
+    // Page by page along the users index, as it reads a large roster: the same array.
+    const paged = new PassThrough();
+    const chunks: Buffer[] = [];
+    paged.on('data', (c: Buffer) => chunks.push(c));
+    expect(await exportUsersJson(f.db.pool, 'cli-usd', paged, { page: 3 })).toBe(10);
+    expect(JSON.parse(Buffer.concat(chunks).toString('utf8'))).toEqual(users);
   });
 });

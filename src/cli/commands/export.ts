@@ -3,7 +3,7 @@ import { open, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { RosterdError } from '../../errors.js';
-import { exportUsers } from '../../import/export.js';
+import { exportUsers, exportUsersJson } from '../../import/export.js';
 import { describeFileError, leaf } from '../context.js';
 
 function cannotWrite(file: string, err: unknown): RosterdError {
@@ -20,15 +20,16 @@ export function registerExportCommands(program: Command): void {
   leaf(
     exp
       .command('users')
-      .description('the current roster as users.csv (no passwords), to FILE or stdout')
+      .description('the current roster as users.csv (no passwords), to FILE or stdout; with --json and no --out, as a JSON array')
       .option('--tenant <subdomain>', 'whose roster')
       .option('--out <file>', 'write here (atomically) instead of stdout'),
     async (ctx, _args, opts) => {
       if (typeof opts.tenant !== 'string') throw new RosterdError('USAGE', 'give the tenant: rosterd export users --tenant SUBDOMAIN');
       if (typeof opts.out !== 'string') {
-        if (ctx.json) throw new RosterdError('USAGE', '--json needs --out FILE: without it the CSV itself goes to stdout');
-        await exportUsers(ctx.pool, opts.tenant, process.stdout, { keepOpen: true });
-        return { json: null, text: '' };
+        // The roster itself is the output: as JSON with --json, else as the CSV.
+        if (ctx.json) await exportUsersJson(ctx.pool, opts.tenant, process.stdout);
+        else await exportUsers(ctx.pool, opts.tenant, process.stdout, { keepOpen: true });
+        return { json: null, text: '', streamed: true };
       }
       const out = path.resolve(opts.out);
       const tmp = `${out}.${randomBytes(4).toString('hex')}.tmp`;
