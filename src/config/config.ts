@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import path from 'node:path';
 import cron from 'node-cron';
 import { z } from 'zod';
@@ -11,6 +12,19 @@ function isMailbox(value: string): boolean {
   const address = match?.[1] ?? match?.[2];
   return address !== undefined && /^[^@\s"(),:;<>[\\\]]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(address);
 }
+
+/**
+ * An address to listen on: an IP address or a host name, without port or brackets. Whether the
+ * name is one of this machine's only listening tells; a port or a URL here is caught at start.
+ */
+function isListenHost(value: string): boolean {
+  if (isIP(value) !== 0) return true;
+  return (
+    value.length <= 253 &&
+    /^(?=.*[A-Za-z])[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/.test(value)
+  );
+}
+const LISTEN_HOST = 'an IP address (0.0.0.0, ::, 127.0.0.1) or a host name of this machine, without a port';
 
 /**
  * The whole configuration of rosterd, read from the environment (PRODUCT.md §8). Each field says
@@ -28,7 +42,7 @@ const envSchema = z.object({
   /** Where host keys, tenants' SFTP folders, upload copies, the embedded Postgres and the .eml outbox live. */
   DATA_DIR: z.string().min(1).default('./data'),
   /** Address the SFTP server binds to. */
-  SFTP_HOST: z.string().min(1).default('0.0.0.0'),
+  SFTP_HOST: z.string().min(1).default('0.0.0.0').refine(isListenHost, LISTEN_HOST),
   /** SFTP port; 0 picks a free port (tests). */
   SFTP_PORT: int(0, 65535).default(2222),
   /** Largest accepted upload in bytes (default 1 GiB). */
@@ -49,7 +63,7 @@ const envSchema = z.object({
     .default('*/5 * * * *')
     .refine((v) => cron.validate(v), 'a valid cron expression such as "*/5 * * * *"'),
   /** Address the health and metrics endpoint binds to. */
-  HTTP_HOST: z.string().min(1).default('0.0.0.0'),
+  HTTP_HOST: z.string().min(1).default('0.0.0.0').refine(isListenHost, LISTEN_HOST),
   /** Port of /healthz, /readyz, /metrics; 0 picks a free port (tests). */
   HTTP_PORT: int(0, 65535).default(8080),
   /** pino level. */

@@ -374,6 +374,8 @@ describe('configuration', () => {
     ['SMTP_URL', 'http://mail.example', /SMTP_URL=\(redacted\) is not valid: expected an smtp:\/\/ or smtps:\/\/ URL/],
     ['HTTP_PORT', '-1', /HTTP_PORT="-1" is not valid: expected a number of at least 0/],
     ['SETTLE_SECONDS', '1.5', /SETTLE_SECONDS="1.5" is not valid: expected a whole number/],
+    ['SFTP_HOST', '0.0.0.0:2222', /SFTP_HOST="0\.0\.0\.0:2222" is not valid: expected an IP address .* without a port/],
+    ['HTTP_HOST', 'http://localhost', /HTTP_HOST="http:\/\/localhost" is not valid: expected an IP address/],
   ])('a bad %s stops with one line naming it (exit 2)', async (name, value, message) => {
     const r = await runCli(['tenant', 'list'], { ...env, [name]: value });
     expect(r.code).toBe(2);
