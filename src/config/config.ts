@@ -80,6 +80,11 @@ const envSchema = z.object({
   RETENTION_DAYS: int(0, 36_500).default(30),
   /** An SFTP connection idle this long is closed. 0 disables. */
   SFTP_IDLE_TIMEOUT_SECONDS: int(0, 86_400).default(600),
+  /**
+   * compatible: also SHA-1 (ssh-rsa signatures and host key signatures, hmac-sha1) and compression
+   * before login, for old SIS clients; modern: only SHA-2 and compression after login.
+   */
+  SFTP_ALGORITHMS: z.enum(['compatible', 'modern']).default('compatible'),
   /** Time a client has to authenticate after connecting. */
   SFTP_LOGIN_TIMEOUT_SECONDS: int(1, 600).default(30),
   /** Failed logins from one address within SFTP_BLOCK_SECONDS before the address is blocked. */

@@ -18,6 +18,7 @@ export type AuthFailureReason =
   | 'key-revoked'
   | 'key-not-registered'
   | 'bad-signature'
+  | 'sha1-signature'
   | 'address-blocked'
   | 'too-many-attempts'
   | 'login-timeout'
@@ -38,6 +39,8 @@ export interface AuthDeps {
   blocklist: Blocklist;
   /** Failed attempts one connection may make before it is disconnected (OpenSSH's MaxAuthTries). */
   maxAttempts: number;
+  /** SFTP_ALGORITHMS=modern: RSA keys must sign with SHA-2 (rsa-sha2-256/512), not SHA-1 (ssh-rsa). */
+  refuseSha1: boolean;
   failed(failure: AuthFailure): void;
 }
 
@@ -122,6 +125,11 @@ export class ConnectionAuth {
       this.fail(ctx, { ...failure, reason: 'invalid-username' });
       return null;
     }
+    // ssh2 gives no hash algorithm for an RSA key used as "ssh-rsa", whose signatures are SHA-1.
+    if (this.deps.refuseSha1 && ctx.key.algo === 'ssh-rsa' && ctx.hashAlgo === undefined) {
+      this.fail(ctx, { ...failure, reason: 'sha1-signature' });
+      return null;
+    }
     const match = findMatchingKey(keys, offered);
     if (match === null) {
       const query = ctx.signature === undefined;
@@ -138,7 +146,15 @@ export class ConnectionAuth {
       return null;
     }
     const login = { tenant: username, fingerprint: match.fingerprint };
-    this.deps.logger.info({ event: 'login.accepted', tenant: username, fingerprint: match.fingerprint }, 'SFTP login accepted');
+    this.deps.logger.info(
+      {
+        event: 'login.accepted',
+        tenant: username,
+        fingerprint: match.fingerprint,
+        algorithm: signatureAlgorithm(ctx.key.algo, ctx.hashAlgo),
+      },
+      'SFTP login accepted',
+    );
     try {
       await this.on.loggedIn(login);
     } catch (err) {
@@ -230,6 +246,12 @@ export function findMatchingKey(keys: readonly LoginKey[], offered: Buffer): Log
     if (same && found === null) found = key;
   }
   return found;
+}
+
+/** The signature algorithm as SSH names it: an RSA key signs as ssh-rsa (SHA-1), rsa-sha2-256 or rsa-sha2-512. */
+function signatureAlgorithm(keyAlgo: string, hashAlgo: string | undefined): string {
+  if (keyAlgo !== 'ssh-rsa') return keyAlgo;
+  return hashAlgo === undefined ? 'ssh-rsa' : `rsa-sha2-${hashAlgo.replace(/^sha/, '')}`;
 }
 
 /** True only for a signature that verifies: ssh2's verify may return an Error, which is truthy. */

@@ -95,6 +95,7 @@ export class Connection {
         clock: deps.clock,
         blocklist: deps.blocklist,
         maxAttempts: deps.maxAttempts,
+        refuseSha1: config.SFTP_ALGORITHMS === 'modern',
         failed: (failure) => deps.emit('authFailed', failure),
       },
       deps.remoteAddress,
@@ -138,9 +139,25 @@ export class Connection {
         }
       });
     });
-    client.on('handshake', (negotiated) =>
-      log.debug({ kex: negotiated.kex, cipher: negotiated.cs.cipher, mac: negotiated.cs.mac }, 'SSH handshake'),
-    );
+    client.on('handshake', (negotiated) => {
+      log.debug(
+        {
+          kex: negotiated.kex,
+          hostKey: negotiated.serverHostKey,
+          cipher: negotiated.cs.cipher,
+          mac: negotiated.cs.mac,
+          compress: negotiated.cs.compress,
+        },
+        'SSH handshake',
+      );
+      // ssh2 offers the RSA host key with SHA-1 (ssh-rsa) even when told not to, after the SHA-2
+      // names: only a client that knows nothing better picks it, and under SFTP_ALGORITHMS=modern
+      // it gets no further than the handshake.
+      if (this.deps.config.SFTP_ALGORITHMS === 'modern' && negotiated.serverHostKey === 'ssh-rsa') {
+        log.warn({ event: 'sftp.sha1_host_key_refused' }, 'SFTP client refused: it accepts only SHA-1 host key signatures (ssh-rsa)');
+        this.end('the client accepts only SHA-1 host key signatures (SFTP_ALGORITHMS=modern)');
+      }
+    });
     client.on('ready', () => this.onReady());
     client.on('session', (accept, reject) => {
       if (this.channels >= MAX_SESSIONS_PER_CONNECTION) {

@@ -57,6 +57,17 @@ export interface SftpServer {
 }
 
 /** Writes of one connection waiting for the disk before its socket is paused (see Backpressure). */
+/**
+ * SFTP_ALGORITHMS=modern: ssh2's defaults (which already leave out SHA-1 key exchange and CBC
+ * ciphers) without SHA-1 host key signatures, SHA-1 MACs and compression before login. The RSA
+ * client-key half is in src/sftp/auth.ts.
+ */
+const MODERN_ALGORITHMS: ssh2.Algorithms = {
+  serverHostKey: { append: [], prepend: [], remove: ['ssh-rsa', 'ssh-dss'] },
+  hmac: { append: [], prepend: [], remove: ['hmac-sha1', 'hmac-sha1-etm@openssh.com', 'hmac-sha1-96', 'hmac-md5', 'hmac-md5-96'] },
+  compress: { append: [], prepend: [], remove: ['zlib'] },
+};
+
 const IN_FLIGHT_CAP_BYTES = 8 * 1024 * 1024;
 /** Failed attempts per connection before it is dropped (OpenSSH's MaxAuthTries). */
 const MAX_ATTEMPTS_PER_CONNECTION = 6;
@@ -129,7 +140,11 @@ export function createSftpServer(deps: SftpDeps): SftpServer {
     await sweep();
     sweepTimer = setInterval(() => void sweep(), SPOOL_SWEEP_INTERVAL_MS).unref();
 
-    const ssh = new ssh2.Server({ hostKeys: pairs.map((p) => p.privateKey), ident: 'rosterd' });
+    const ssh = new ssh2.Server({
+      hostKeys: pairs.map((p) => p.privateKey),
+      ident: 'rosterd',
+      ...(config.SFTP_ALGORITHMS === 'modern' ? { algorithms: MODERN_ALGORITHMS } : {}),
+    });
     ssh.on('error', (err: Error) => log.warn({ err }, 'SFTP server error'));
     ssh.on('connection', (client, info) => {
       const conn = byPeer.get(`${info.ip}:${info.port}`);
