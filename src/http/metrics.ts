@@ -37,6 +37,10 @@ export interface Metrics {
   readonly outboxOldestAge: Gauge;
   /** Unix time of each tenant's last succeeded or completed-with-errors import. */
   readonly tenantLastSuccessfulImport: Gauge<'tenant'>;
+  /** Uploads waiting now, whichever process (daemon, replica, CLI) received or imports them, by status. */
+  readonly uploadsWaiting: Gauge<'status'>;
+  /** Age in seconds of the oldest upload in each waiting status, since it arrived; 0 when none. */
+  readonly uploadsOldestWaiting: Gauge<'status'>;
   /** 1 if the last scrape could read the database-backed gauges, else 0. */
   readonly databaseUp: Gauge;
 }
@@ -52,9 +56,13 @@ export interface MetricsOptions {
 /** A scrape does not wait longer than this for the database (Prometheus' own timeout is 10 s). */
 const QUERY_TIMEOUT_MS = 2_000;
 
+/** The statuses rosterd_uploads_waiting has a series for: an upload in none of them is done. */
+const WAITING_STATUSES = ['pending', 'running', 'held'] as const;
+
 interface Snapshot {
   outbox: { waiting: number; oldestAgeSeconds: number } | undefined;
   lastSuccess: Array<{ tenant: string; at: number }> | undefined;
+  waiting: Array<{ status: string; count: number; oldestAgeSeconds: number }> | undefined;
 }
 
 export function createMetrics(options: MetricsOptions = {}): Metrics {
@@ -95,13 +103,37 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       for (const row of rows) this.set({ tenant: row.tenant }, row.at);
     },
   });
+  // Per status, also at 0, so that an alert on held imports sees the series before the first hold.
+  const uploadsWaiting = new Gauge({
+    name: 'rosterd_uploads_waiting',
+    help: 'Uploads pending (waiting for the window or the next run), running, or held for an operator decision (NaN while the database cannot be read)',
+    labelNames: ['status'] as const,
+    registers,
+    async collect() {
+      const rows = (await snapshot()).waiting;
+      for (const status of WAITING_STATUSES)
+        this.set({ status }, rows === undefined ? NaN : (rows.find((r) => r.status === status)?.count ?? 0));
+    },
+  });
+  const uploadsOldestWaiting = new Gauge({
+    name: 'rosterd_uploads_oldest_waiting_age_seconds',
+    help: 'Age of the oldest upload in each waiting status since it arrived, 0 when none (NaN while the database cannot be read)',
+    labelNames: ['status'] as const,
+    registers,
+    async collect() {
+      const rows = (await snapshot()).waiting;
+      for (const status of WAITING_STATUSES) {
+        this.set({ status }, rows === undefined ? NaN : (rows.find((r) => r.status === status)?.oldestAgeSeconds ?? 0));
+      }
+    },
+  });
   const databaseUp = new Gauge({
     name: 'rosterd_database_up',
     help: '1 if the last scrape could read the outbox and imports from Postgres, else 0',
     registers,
     async collect() {
       const s = await snapshot();
-      this.set(s.outbox !== undefined && s.lastSuccess !== undefined ? 1 : 0);
+      this.set(s.outbox !== undefined && s.lastSuccess !== undefined && s.waiting !== undefined ? 1 : 0);
     },
   });
 
@@ -155,6 +187,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     outboxWaiting,
     outboxOldestAge,
     tenantLastSuccessfulImport,
+    uploadsWaiting,
+    uploadsOldestWaiting,
     databaseUp,
   });
 }
@@ -167,14 +201,14 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
 function snapshotReader(pool: pg.Pool | undefined, logger: Logger | undefined): () => Promise<Snapshot> {
   let inFlight: Promise<Snapshot> | undefined;
   return () => {
-    if (!pool) return Promise.resolve({ outbox: undefined, lastSuccess: undefined });
+    if (!pool) return Promise.resolve({ outbox: undefined, lastSuccess: undefined, waiting: undefined });
     inFlight ??= readSnapshot(pool, logger).finally(() => (inFlight = undefined));
     return inFlight;
   };
 }
 
 async function readSnapshot(pool: pg.Pool, logger: Logger | undefined): Promise<Snapshot> {
-  const [outbox, lastSuccess] = await Promise.all([
+  const [outbox, lastSuccess, waiting] = await Promise.all([
     tolerant(logger, 'outbox', { waiting: 0, oldestAgeSeconds: 0 }, async () => {
       const { rows } = await pool.query<{ waiting: number; oldest_age: number | null }>(
         `SELECT count(*)::int AS waiting,
@@ -197,8 +231,17 @@ async function readSnapshot(pool: pg.Pool, logger: Logger | undefined): Promise<
       );
       return rows;
     }),
+    tolerant(logger, 'uploads waiting', [], async () => {
+      const { rows } = await pool.query<{ status: string; count: number; oldest_age: number }>(
+        `SELECT status, count(*)::int AS count, EXTRACT(EPOCH FROM now() - min(received_at))::float8 AS oldest_age
+           FROM uploads WHERE status = ANY($1::text[])
+          GROUP BY status`,
+        [WAITING_STATUSES],
+      );
+      return rows.map((r) => ({ status: r.status, count: r.count, oldestAgeSeconds: Math.max(0, r.oldest_age) }));
+    }),
   ]);
-  return { outbox, lastSuccess };
+  return { outbox, lastSuccess, waiting };
 }
 
 /** The query's result; `ifMissing` when its table is not there yet (42P01: migrations pending, so

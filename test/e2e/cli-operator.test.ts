@@ -453,7 +453,7 @@ describe('rosterd migrate', () => {
       );
       const r = await runCli(['migrate', '--json'], { ...env, DATABASE_URL: old.url });
       expect(r.code, r.stderr).toBe(0);
-      expect(r.json<{ applied: string[] }>().applied).toEqual(['004_outbox_until_accepted']);
+      expect(r.json<{ applied: string[] }>().applied).toEqual(['004_outbox_until_accepted', '005_uploads_waiting_index']);
       const { rows } = await old.pool.query<{ status: string; due: boolean; attempts: number }>(
         'SELECT status, next_attempt_at <= now() AS due, attempts FROM outbox',
       );

@@ -96,6 +96,7 @@ describe('health and metrics endpoint', () => {
       const scrape = await get(base, '/metrics');
       expect(scrape.status).toBe(200);
       expect(value(scrape.text, 'rosterd_outbox_messages_waiting')).toBeNaN();
+      expect(value(scrape.text, 'rosterd_uploads_waiting{status="held"}')).toBeNaN();
       expect(value(scrape.text, 'rosterd_database_up')).toBe(0);
     } finally {
       await admin((c) => c.query(`ALTER DATABASE ${db.name} ALLOW_CONNECTIONS true`));
@@ -174,6 +175,33 @@ describe('health and metrics endpoint', () => {
       registered.getTime() / 1000,
     );
     expect(again.text).not.toContain('tenant="gone-usd"');
+  });
+
+  it('counts the uploads pending, running and held, whoever received them, with the age of the oldest of each', async () => {
+    const before = await get(base, '/metrics');
+    const held = () => value(before.text, 'rosterd_uploads_waiting{status="held"}');
+    expect(held()).toBe(0); // the series is there before the first hold, for an alert on it
+    const { rows } = await db.pool.query<{ id: number }>(
+      `INSERT INTO tenants (subdomain, name, admin_emails) VALUES ('waiting-usd', 'Waiting', ARRAY['it@waiting.example']) RETURNING id`,
+    );
+    const upload = (status: string, ageSeconds: number) =>
+      db.pool.query(
+        `INSERT INTO uploads (tenant_id, file_name, bytes, sha256, stored_path, status, received_at)
+         VALUES ($1, 'users.csv', 10, repeat('a', 64), 'uploads/waiting-usd/x.csv', $2, now() - make_interval(secs => $3))`,
+        [rows[0]?.id, status, ageSeconds],
+      );
+    await upload('pending', 60);
+    await upload('pending', 7200);
+    await upload('held', 90_000);
+    await upload('rejected', 500_000);
+    const res = await get(base, '/metrics');
+    expect(value(res.text, 'rosterd_uploads_waiting{status="pending"}')).toBe(2);
+    expect(value(res.text, 'rosterd_uploads_waiting{status="held"}')).toBe(1);
+    expect(value(res.text, 'rosterd_uploads_waiting{status="running"}')).toBe(0);
+    expect(value(res.text, 'rosterd_uploads_oldest_waiting_age_seconds{status="pending"}')).toBeGreaterThanOrEqual(7200);
+    expect(value(res.text, 'rosterd_uploads_oldest_waiting_age_seconds{status="pending"}')).toBeLessThan(90_000);
+    expect(value(res.text, 'rosterd_uploads_oldest_waiting_age_seconds{status="held"}')).toBeGreaterThanOrEqual(90_000);
+    expect(value(res.text, 'rosterd_uploads_oldest_waiting_age_seconds{status="running"}')).toBe(0);
   });
 
   it('does not fail a scrape when the schema is not there yet (42P01)', async () => {
