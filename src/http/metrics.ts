@@ -104,28 +104,26 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
   });
   // Per status, also at 0, so that an alert on held imports sees the series before the first hold.
+  const perWaitingStatus = (field: 'count' | 'oldestAgeSeconds') =>
+    async function collect(this: Gauge<'status'>): Promise<void> {
+      const rows = (await snapshot()).waiting;
+      for (const status of WAITING_STATUSES) {
+        this.set({ status }, rows === undefined ? NaN : (rows.find((r) => r.status === status)?.[field] ?? 0));
+      }
+    };
   const uploadsWaiting = new Gauge({
     name: 'rosterd_uploads_waiting',
     help: 'Uploads pending (waiting for the window or the next run), running, or held for an operator decision (NaN while the database cannot be read)',
     labelNames: ['status'] as const,
     registers,
-    async collect() {
-      const rows = (await snapshot()).waiting;
-      for (const status of WAITING_STATUSES)
-        this.set({ status }, rows === undefined ? NaN : (rows.find((r) => r.status === status)?.count ?? 0));
-    },
+    collect: perWaitingStatus('count'),
   });
   const uploadsOldestWaiting = new Gauge({
     name: 'rosterd_uploads_oldest_waiting_age_seconds',
     help: 'Age of the oldest upload in each waiting status since it arrived, 0 when none (NaN while the database cannot be read)',
     labelNames: ['status'] as const,
     registers,
-    async collect() {
-      const rows = (await snapshot()).waiting;
-      for (const status of WAITING_STATUSES) {
-        this.set({ status }, rows === undefined ? NaN : (rows.find((r) => r.status === status)?.oldestAgeSeconds ?? 0));
-      }
-    },
+    collect: perWaitingStatus('oldestAgeSeconds'),
   });
   const databaseUp = new Gauge({
     name: 'rosterd_database_up',
