@@ -265,7 +265,12 @@ describe('ragged rows', () => {
       expect.objectContaining({ kind: 'valid' }),
     ]);
     expect(summary.errors).toEqual([
-      { line: 3, column: '', message: 'This line has 3 values but the header row has 2 columns' },
+      {
+        line: 3,
+        column: '',
+        message:
+          'This line has 3 values but the header row has 2 columns: a value with a comma, such as "Lee, Jr", must be in double quotes',
+      },
       { line: 4, column: '', message: 'This line has 1 value but the header row has 2 columns' },
     ]);
   });
@@ -273,6 +278,33 @@ describe('ragged rows', () => {
     const { rows, summary } = await readUsersText('username,email\njsmith,j@x.org,,\n');
     expect(summary.errorCount).toBe(0);
     expect(rows).toHaveLength(1);
+  });
+  it('a value split by an unquoted comma in a row whose last value is blank is a row error, values not shown', async () => {
+    const { items, summary } = await readUsersText(
+      'username,first name,last name,password,sis id\nbob1,Bob,Ray,Secret-456,S1\nab.cd,Ann,Lee, Junior,Tr0ub4dor&3,\ncy01,Cy,Po,Secret-789,S3\n',
+    );
+    expect(items.map((i) => i.kind)).toEqual(['valid', 'invalid', 'valid']);
+    expect(summary.errors).toEqual([
+      {
+        line: 3,
+        column: '',
+        message:
+          'This line has 6 values but the header row has 5 columns: a value with a comma, such as "Lee, Jr", must be in double quotes',
+      },
+    ]);
+    expect(JSON.stringify(summary)).not.toContain('Tr0ub4dor');
+  });
+  it('every line ending in a blank extra value (an exporter that ends lines with a comma) is read; the first line alone is not', async () => {
+    const style = await readUsersText('username,email\njsmith,j@x.org,\njdoe1,d@x.org,\nkim01,k@x.org\n');
+    expect(style.summary.errorCount).toBe(0);
+    expect(style.rows).toHaveLength(3);
+    // The first line split by an unquoted comma (its last value blank); the others are right.
+    const err = await rejection(
+      readUsersText('username,last name,password,sis id\nann01,Lee, Jr,Secret-123,\nbob01,Ray,Secret-456,S2\ncy001,Po,Secret-789,S3\n'),
+    );
+    expect(err.message).toMatch(/^Line 2 has more values than the header row has columns \(4\), but most lines do not/);
+    expect(err.message).not.toContain('Secret-123');
+    expect(err.line).toBe(2);
   });
   it('when most rows are ragged, the file fails', async () => {
     const err = await rejection(readUsersText('username,email,role\njsmith,j@x.org\njdoe1,d@x.org\nkim1,k@x.org,student\n'));

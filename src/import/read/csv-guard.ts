@@ -124,3 +124,18 @@ export function checkRagged(ragged: number, rows: number, headerColumns: number)
     );
   }
 }
+
+/**
+ * The first data line had more values than the header (blank ones), which made blank extras the
+ * file's style, but most lines do not have them: the first line is more likely a value split by
+ * an unquoted comma, with every value after it in the wrong column.
+ */
+export function extrasNotTheStyle(line: number, headerColumns: number): FileRejectedError {
+  return new FileRejectedError(
+    `Line ${line} has more values than the header row has columns (${headerColumns}), but most lines do not: a value on ` +
+      'it with a comma that is not in double quotes (such as Lee, Jr) has probably split in two, putting the values after it ' +
+      `in the wrong columns. Nothing was changed. Put such values in double quotes, or remove the extra commas at the end of line ${line}, ` +
+      'and upload the file again.',
+    line,
+  );
+}

@@ -4,7 +4,7 @@
  */
 import { createReadStream } from 'node:fs';
 import type { ImportMode } from '../types.js';
-import { checkRagged, cutOff, emptyFile, headerOnly } from './csv-guard.js';
+import { checkRagged, cutOff, emptyFile, extrasNotTheStyle, headerOnly } from './csv-guard.js';
 import { csvRecords, type ByteSource } from './csv-records.js';
 import { detectFileEncoding, type EncodingChoice, type FileEncoding } from './decode.js';
 import { matchHeader, type ColumnSpec, type HeaderMatch } from './headers.js';
@@ -58,11 +58,22 @@ function isBlank(fields: readonly string[]): boolean {
   return fields.every((f) => f.trim() === '');
 }
 
-/** Too few values, or more values than columns where an extra one is not blank (`a,b,c,` is fine). */
-function isRagged(fields: readonly string[], width: number): boolean {
+/**
+ * More values than columns where the extras are blank (`a,b,c,`) are how some exporters end every
+ * line, and also how a row looks whose unquoted comma split a value in two when its last column
+ * was blank (`ann,Ann,Lee, Jr,Secret1,`: every value after the comma one column to the right, the
+ * password in the SIS ID). The first data row tells which: extras are accepted only in a file
+ * whose first row has them (and checked at the end to be most rows, see extrasNotTheStyle).
+ */
+function isRagged(fields: readonly string[], width: number, blankExtrasAllowed: boolean): boolean {
   if (fields.length === width) return false;
-  if (fields.length < width) return true;
+  if (fields.length < width || !blankExtrasAllowed) return true;
   return fields.slice(width).some((f) => f.trim() !== '');
+}
+
+function raggedMessage(values: number, width: number): string {
+  const counted = `This line has ${values} value${values === 1 ? '' : 's'} but the header row has ${width} columns`;
+  return values > width ? `${counted}: a value with a comma, such as "Lee, Jr", must be in double quotes` : counted;
 }
 
 export async function* readTable<C extends string, T>(read: TableRead<C, T>, state: TableState): AsyncGenerator<T[]> {
@@ -74,6 +85,8 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
   let batch: T[] = [];
   /** The last data line, when it had too few values. */
   let lastShort: { line: number; values: number } | null = null;
+  /** Whether lines may end in blank extra values, as the first data line does (see isRagged). */
+  let blankExtras: { allowed: boolean; firstLine: number; rows: number } | undefined;
 
   for await (const records of source.records) {
     for (const { line, fields } of records) {
@@ -88,13 +101,11 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
       state.rows++;
       let item: T | undefined;
       lastShort = fields.length < header.width ? { line, values: fields.length } : null;
-      if (isRagged(fields, header.width)) {
+      blankExtras ??= { allowed: fields.length > header.width, firstLine: line, rows: 0 };
+      if (blankExtras.allowed && fields.length > header.width) blankExtras.rows++;
+      if (isRagged(fields, header.width, blankExtras.allowed)) {
         ragged++;
-        read.log.error({
-          line,
-          column: '',
-          message: `This line has ${fields.length} value${fields.length === 1 ? '' : 's'} but the header row has ${header.width} columns`,
-        });
+        read.log.error({ line, column: '', message: raggedMessage(fields.length, header.width) });
         item = handler.ragged(line, fields);
       } else {
         item = handler.row(line, fields);
@@ -112,6 +123,7 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
   if (state.rows === 0) throw headerOnly();
   if (lastShort !== null && !source.endsWithLineBreak()) throw cutOff(lastShort.line, lastShort.values, header.width);
   checkRagged(ragged, state.rows, header.width);
+  if (blankExtras?.allowed && blankExtras.rows * 2 <= state.rows) throw extrasNotTheStyle(blankExtras.firstLine, header.width);
   if (state.encoding === 'mixed') {
     const { first, count } = source.recodedLines();
     const which = count === 1 ? `Line ${first[0]} is` : `${count} lines are`;
