@@ -191,7 +191,8 @@ describe('quoting, line endings and line numbers', () => {
   });
   it('numbers lines as a spreadsheet shows them: a cell holding line breaks is one row (LF and CRLF)', async () => {
     for (const nl of ['\n', '\r\n']) {
-      const text = ['username,sis id', 'aaaa,"one', 'two', 'three"', 'bad,', 'bbbb,x', ''].join(nl);
+      // An address in a column rosterd does not read may hold line breaks.
+      const text = ['username,address', 'aaaa,"1 Main St', 'Apt 2', 'Springfield, IL"', 'bad,', 'bbbb,x', ''].join(nl);
       const { items, summary } = await readUsersText(text);
       expect(
         items.map((i) => (i.kind === 'valid' ? i.row.line : i.line)),
@@ -199,6 +200,19 @@ describe('quoting, line endings and line numbers', () => {
       ).toEqual([2, 3, 4]);
       expect(summary.errors[0]).toMatchObject({ line: 3, message: 'Username must be at least 4 characters' });
     }
+  });
+  it('a value of a column rosterd reads never holds a line break: a quote not closed in time fails the file, quoting nothing', async () => {
+    const rows = Array.from({ length: 20 }, (_, i) => `user${String(i).padStart(3, '0')},Secret-${i},First${i},Last${i}`);
+    rows[5] = 'user005,Secret-5,"First5,Last5';
+    rows[15] = 'user015,Secret-15,First15,"Last, 15"';
+    const err = await rejection(readUsersText(['username,password,first name,last name', ...rows, ''].join('\n')));
+    expect(err.message).toMatch(/^The value in column 3 of line 7 runs over 11 lines of the file: a double quote \(\"\) opens it/);
+    expect(err.message).not.toMatch(/Secret/);
+    expect(err.line).toBe(7);
+    // In a column it does not read, the lines swallowed look like rows of the file: the same.
+    const address = rows.map((r, i) => (i === 5 ? `${r.replace('"', '')},"1 Main St` : `${r},x`));
+    const other = await rejection(readUsersText(['username,password,first name,last name,address', ...address, ''].join('\n')));
+    expect(other.message).toMatch(/^The value in column 5 of line 7 runs over/);
   });
   it('reads LF, CRLF, CR and mixed line endings, with or without a final newline, and a DOS end-of-file mark (Ctrl-Z)', async () => {
     for (const text of [

@@ -139,3 +139,13 @@ export function extrasNotTheStyle(line: number, headerColumns: number): FileReje
     line,
   );
 }
+
+/** A quoted value with line breaks (see checkLineBreaks in table-reader.ts); its text is not quoted. */
+export function valueSpansLines(line: number, column: number, lines: number): FileRejectedError {
+  return new FileRejectedError(
+    `The value in column ${column} of line ${line} runs over ${lines} lines of the file: a double quote (") opens it and closes ` +
+      'only lines later, so the lines in between would be read as one value and their users would be missing. Nothing was changed. ' +
+      `Most likely a closing quote is missing on line ${line}, or a value there starts with a quote; fix it and upload the file again.`,
+    line,
+  );
+}

@@ -4,7 +4,7 @@
  */
 import { createReadStream } from 'node:fs';
 import type { ImportMode } from '../types.js';
-import { checkRagged, cutOff, emptyFile, extrasNotTheStyle, headerOnly } from './csv-guard.js';
+import { checkRagged, cutOff, emptyFile, extrasNotTheStyle, headerOnly, valueSpansLines } from './csv-guard.js';
 import { csvRecords, type ByteSource } from './csv-records.js';
 import { detectFileEncoding, type EncodingChoice, type FileEncoding } from './decode.js';
 import { matchHeader, type ColumnSpec, type HeaderMatch } from './headers.js';
@@ -76,6 +76,26 @@ function raggedMessage(values: number, width: number): string {
   return values > width ? `${counted}: a value with a comma, such as "Lee, Jr", must be in double quotes` : counted;
 }
 
+const LINE_BREAK = /\r\n|\r|\n/;
+
+/**
+ * No column of users.csv or groups.csv holds a line break. One inside a quoted value is almost
+ * always a quote that is not closed where it should be, which swallows the lines after it up to
+ * the next quote: their users would be missing from the roster, deactivated, and their values
+ * (passwords) shown in the report as one long value. So the file fails whole, quoting nothing.
+ * An unknown column (an address, say) may hold line breaks, unless what follows one looks like a
+ * row of this file (as many commas as the header has columns, less one).
+ */
+function checkLineBreaks<C extends string>(line: number, fields: readonly string[], header: HeaderMatch<C>): void {
+  const known = new Set(header.index.values());
+  fields.forEach((value, i) => {
+    if (!LINE_BREAK.test(value)) return;
+    const parts = value.split(LINE_BREAK);
+    const looksLikeRows = header.width >= 3 && parts.slice(1).some((p) => p.split(',').length >= header.width);
+    if (known.has(i) || looksLikeRows) throw valueSpansLines(line, i + 1, parts.length);
+  });
+}
+
 export async function* readTable<C extends string, T>(read: TableRead<C, T>, state: TableState): AsyncGenerator<T[]> {
   const { input, encoding } = await read.open();
   const source = csvRecords(input, encoding);
@@ -98,6 +118,7 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
         handler = read.onHeader(header);
         continue;
       }
+      checkLineBreaks(line, fields, header);
       state.rows++;
       let item: T | undefined;
       lastShort = fields.length < header.width ? { line, values: fields.length } : null;
