@@ -9,7 +9,7 @@ import type { PoolClient } from 'pg';
 import { RosterdError } from '../errors.js';
 import { withTransaction } from '../store/db.js';
 import type { ImportHook } from './engine-types.js';
-import { executeImport, loadTarget, recordOutcome, type ImportContext, type Outcome } from './execute.js';
+import { executeImport, loadTarget, recordOutcome, type ImportContext, type Outcome, type UploadTarget } from './execute.js';
 import { createPasswordHasher, type PasswordHasher } from './hash-pool.js';
 import { insertIssues } from './issues.js';
 import { getImportRecord, type ImportRecord } from './records.js';
@@ -73,6 +73,7 @@ export async function approveImport(
     withTransaction(ctx.pool, async (client) => {
       const target = await loadTarget(client, ctx.config.DATA_DIR, uploadId, true);
       if (target.status !== 'held') throw notHeld(uploadId, target.status);
+      await refuseIfNewerPending(client, target);
       try {
         await verifyStoredCopy(target);
       } catch (err) {
@@ -117,6 +118,30 @@ export async function rejectImport(
     await opts.onOutcome?.(client, record);
     return record;
   });
+}
+
+/**
+ * A newer users.csv of the tenant waiting to be imported replaces a held one at the next run
+ * (src/schedule/claims.ts); approving the held one first would apply the roster the district has
+ * already corrected, deactivations included.
+ */
+async function refuseIfNewerPending(client: PoolClient, target: UploadTarget): Promise<void> {
+  if (target.fileName !== 'users.csv') return;
+  const { rows } = await client.query<{ id: string; received_at: Date }>(
+    `SELECT n.id, n.received_at FROM uploads n JOIN uploads h ON h.id = $1
+      WHERE n.tenant_id = h.tenant_id AND n.file_name = 'users.csv' AND n.status IN ('pending', 'running')
+        AND (n.received_at, n.id) > (h.received_at, h.id)
+      ORDER BY n.received_at DESC LIMIT 1`,
+    [target.uploadId],
+  );
+  const newer = rows[0];
+  if (newer === undefined) return;
+  throw new RosterdError(
+    'IMPORT_APPROVAL_STALE',
+    `import ${target.uploadId} cannot be approved: a newer users.csv of ${target.tenant} (import ${newer.id}, received ` +
+      `${newer.received_at.toISOString()}) is waiting to be imported, and replaces it at the next run. Nothing was changed. ` +
+      `Reject this one ("rosterd import reject ${target.uploadId}"); "rosterd import run --tenant ${target.tenant} --now" imports the newer one now.`,
+  );
 }
 
 function notHeld(uploadId: string, status: string): RosterdError {

@@ -121,6 +121,30 @@ it('a newer users.csv supersedes a held one, which can then no longer be approve
   expect(await active('newer')).toEqual(names(1, 25));
 });
 
+it('approval is refused while a newer users.csv waits to be imported, which replaces the held one', async () => {
+  await f.addTenant('newer-pending');
+  await f.importCsv('newer-pending', csv('username,email', ...users(1, 20)));
+  const held = await f.importCsv('newer-pending', csv('username,email', ...users(1, 10)));
+  expect(held.status).toBe('held');
+  // The district's corrected file arrives and waits for the window.
+  const newer = await f.receive('newer-pending', csv('username,email', ...users(1, 20)), 'users.csv', 'pending');
+  const before = await f.snapshot();
+  const err = await rosterdError(approveImport(f.ctx, held.id, { approvedBy: 'ops' }));
+  expect(err.code).toBe('IMPORT_APPROVAL_STALE');
+  expect(err.message).toMatch(
+    new RegExp(
+      `^import ${held.id} cannot be approved: a newer users\\.csv of newer-pending \\(import ${newer}, received [^)]+\\) is waiting`,
+    ),
+  );
+  expect(await f.snapshot()).toEqual(before);
+  expect((await getImportRecord(f.db.pool, held.id))?.status).toBe('held');
+  expect(await active('newer-pending')).toEqual(names(1, 20));
+  // The newer file is imported at the next run and replaces the held one.
+  const night = await run();
+  expect(night.imported.find((i) => i.id === newer)?.status).toBe('succeeded');
+  expect((await getImportRecord(f.db.pool, held.id))?.status).toBe('superseded');
+});
+
 it('a groups.csv waits while the users.csv pushed with it is held, and is imported after the approval', async () => {
   await f.addTenant('groups-wait');
   await f.receive(
