@@ -3,7 +3,7 @@
  * leaves no partial change and the upload still claimed (for the retry); a file the reader
  * rejects is recorded as failed with its one message and nothing applied.
  */
-import { chmodSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runImport } from '../../src/import/run-import.js';
@@ -132,11 +132,19 @@ describe('the received copy is checked before it is imported', () => {
     expect(await f.snapshot()).toBe(before);
   });
 
-  it('a copy removed from disk fails with one message instead of retrying in vain', async () => {
+  it('a copy that cannot be read is a failed attempt of this server (a replica without the shared volume), retried, not a failed file', async () => {
+    const before = await f.snapshot();
     const id = await f.receive('fail', csv('username,email,first name,last name', ...base.slice(0, 3)));
-    rmSync(await storedPath(id));
-    const record = await runImport(f.ctx, id);
-    expect(record.status).toBe('failed');
-    expect(record.message).toMatch(/no longer on the server \(ENOENT\)/);
+    const file = await storedPath(id);
+    const moved = `${file}.away`;
+    renameSync(file, moved);
+    await expect(runImport(f.ctx, id)).rejects.toThrow(
+      /^cannot read the received copy .* \(ENOENT\): check that DATA_DIR is the same volume for every rosterd process/,
+    );
+    expect((await getImportRecord(f.db.pool, id))?.status).toBe('running');
+    expect(await f.snapshot()).toBe(before);
+    // The volume is back: the next attempt imports it.
+    renameSync(moved, file);
+    expect((await runImport(f.ctx, id)).status).toBe('succeeded');
   });
 });
