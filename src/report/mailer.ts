@@ -3,7 +3,7 @@
  * DATA_DIR/outbox (PRODUCT.md §6). Either way one call hands over one message.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import type { Config } from '../config/config.js';
@@ -123,8 +123,14 @@ function emlMailer(dir: string): Mailer {
       // One name per outbox row: writing it again after a crash replaces it, never duplicates it.
       const name = `${String(outboxId).padStart(8, '0')}-${tenant}.eml`;
       const tmp = path.join(dir, `.${name}.tmp`);
-      await writeFile(tmp, raw, { mode: 0o600 });
-      await rename(tmp, path.join(dir, name));
+      try {
+        await writeFile(tmp, raw, { mode: 0o600 });
+        await rename(tmp, path.join(dir, name));
+      } catch (err) {
+        // A write cut short by a full disk would keep the disk full for every upload until retried.
+        await unlink(tmp).catch(() => undefined);
+        throw err;
+      }
       return { deliveredAs: name, refused: [] };
     },
     close: () => transport.close(),

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import PostalMime from 'postal-mime';
@@ -206,6 +206,23 @@ describe('delivery without SMTP_URL', () => {
       expect(parsed.attachments.map((x) => x.filename)).toEqual(['users-errors.csv']);
       expect(raw.toString('utf8')).not.toContain(SECRET);
       expect(await deliveryStatus(db.pool, upload.id)).toMatchObject([{ status: 'sent', deliveredAs: name }]);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('leaves no partial .eml.tmp behind when writing fails (it would keep a full disk full), and retries', async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'rosterd-eml-'));
+    try {
+      const upload = await newUpload();
+      const id = await enqueue(upload);
+      const name = `${String(id).padStart(8, '0')}-lincoln-usd.eml`;
+      // Something in the way of the final name makes the write fail after the temporary file is written.
+      await mkdir(path.join(dataDir, 'outbox', name, 'in-the-way'), { recursive: true });
+      const mailer = createMailer({ DATA_DIR: dataDir });
+      expect(await deliverDue({ pool: db.pool, logger, clock }, mailer)).toEqual({ sent: 0, failed: 1 });
+      expect(await readdir(path.join(dataDir, 'outbox'))).toEqual([name]);
+      expect(await deliveryStatus(db.pool, upload.id)).toMatchObject([{ status: 'pending' }]);
     } finally {
       await rm(dataDir, { recursive: true, force: true });
     }
