@@ -21,6 +21,7 @@ import { hashChangedPasswords } from './apply-passwords.js';
 import { UsernameFoldSet } from './fold-set.js';
 import { holdReason } from './hold.js';
 import { insertIssues, MESSAGES } from './issues.js';
+import { DEFAULT_MAX_ERRORS as MAX_KEPT_ISSUES } from './read/summary.js';
 import { passwordCheck, PasswordSealer, type CheckKey } from './password.js';
 import type { PasswordHasher } from './hash-pool.js';
 import type { ImportHook, ImportTarget, ReadOutcome, ReadResult, ReadSummary } from './engine-types.js';
@@ -190,20 +191,32 @@ async function applyStaged(
 
   await insertIssues(client, target.uploadId, 'error', summary.errors);
   await insertIssues(client, target.uploadId, 'warning', summary.warnings);
-  const sqlWarnings = await insertPlanIssues(client, t, target.uploadId, sqlErrors, summary.mode === 'delta' ? n('reactivate') : 0);
+  // Issues the database finds are counted in full but kept, like the reader's, up to MAX_KEPT_ISSUES
+  // of each kind: a report of a first import of millions of users must still fit in the outbox.
+  const room = {
+    errors: Math.max(0, MAX_KEPT_ISSUES - summary.errors.length),
+    warnings: Math.max(0, MAX_KEPT_ISSUES - summary.warnings.length),
+  };
+  const delta = summary.mode === 'delta' ? n('reactivate') : 0;
+  const sqlWarnings = await insertPlanIssues(client, t, target.uploadId, sqlErrors, delta, room);
+  room.warnings -= Math.min(room.warnings, sqlWarnings);
   // A file with a password column that leaves a new user's blank: that user cannot sign in with
   // a password (a blank keeps an existing user's, §3, so only new users are told about).
-  const unset =
-    summary.columns.includes('password') && counts.created > 0
-      ? await client.query(
-          `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message)
-           SELECT $1, 'warning', s.line, 'password', NULL, format($2, s.username)
-             ${fresh ? `FROM ${t.rows} s WHERE ${freshCreates(t, plan)}` : `FROM ${t.changes} c JOIN ${t.rows} s ON s.line = c.line WHERE c.op = 'create'`}
-              AND s.pw_check IS NULL`,
-          [target.uploadId, MESSAGES.newWithoutPassword],
-        )
-      : null;
-  counts.warnings = summary.warningCount + sqlWarnings + (unset?.rowCount ?? 0);
+  let unset = 0;
+  if (summary.columns.includes('password') && counts.created > 0) {
+    const from = fresh
+      ? `FROM ${t.rows} s WHERE ${freshCreates(t, plan)}`
+      : `FROM ${t.changes} c JOIN ${t.rows} s ON s.line = c.line WHERE c.op = 'create'`;
+    const { rows } = await client.query<{ total: number }>(
+      `WITH unset AS (SELECT s.line, s.username ${from} AND s.pw_check IS NULL),
+            kept AS (INSERT INTO import_issues (upload_id, kind, line, column_name, value, message)
+                     SELECT $1, 'warning', line, 'password', NULL, format($2, username) FROM unset ORDER BY line LIMIT $3)
+       SELECT count(*)::int AS total FROM unset`,
+      [target.uploadId, MESSAGES.newWithoutPassword, room.warnings],
+    );
+    unset = rows[0]?.total ?? 0;
+  }
+  counts.warnings = summary.warningCount + sqlWarnings + unset;
 
   const hold = holdReason(counts.deactivated, active, target, options.dryRun);
   if (hold && !options.overrideThreshold) {
@@ -566,8 +579,9 @@ async function insertPlanIssues(
   uploadId: string,
   errors: number,
   reactivations: number,
+  room: { errors: number; warnings: number },
 ): Promise<number> {
-  if (errors > 0) {
+  if (errors > 0 && room.errors > 0) {
     await client.query(
       `WITH d AS (
          SELECT username_key, array_agg(line ORDER BY line) AS lines
@@ -583,19 +597,32 @@ async function insertPlanIssues(
                 ELSE format($6, s.username) END
          FROM ${t.changes} c JOIN ${t.rows} s ON s.line = c.line
          LEFT JOIN d ON d.username_key = s.username_key
-        WHERE c.op IN ('duplicate', 'exists', 'missing_update', 'missing_delete', 'not_imported')`,
-      [uploadId, MESSAGES.duplicate, MESSAGES.addExists, MESSAGES.updateMissing, MESSAGES.deleteMissing, MESSAGES.deleteNotImported],
+        WHERE c.op IN ('duplicate', 'exists', 'missing_update', 'missing_delete', 'not_imported')
+        ORDER BY c.line LIMIT $7`,
+      [
+        uploadId,
+        MESSAGES.duplicate,
+        MESSAGES.addExists,
+        MESSAGES.updateMissing,
+        MESSAGES.deleteMissing,
+        MESSAGES.deleteNotImported,
+        room.errors,
+      ],
     );
   }
+  // A delta's reactivations are all `add` rows (planChanges): counted, and kept as far as there is room.
   if (reactivations === 0) return 0;
-  const warned = await client.query(
-    `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message)
-     SELECT $1, 'warning', c.line, 'username', s.username, format($2, s.username)
-       FROM ${t.changes} c JOIN ${t.rows} s ON s.line = c.line
-      WHERE c.op = 'reactivate' AND s.action = 'add'`,
-    [uploadId, MESSAGES.addReactivated],
-  );
-  return warned.rowCount ?? 0;
+  if (room.warnings > 0) {
+    await client.query(
+      `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message)
+       SELECT $1, 'warning', c.line, 'username', s.username, format($2, s.username)
+         FROM ${t.changes} c JOIN ${t.rows} s ON s.line = c.line
+        WHERE c.op = 'reactivate' AND s.action = 'add'
+        ORDER BY c.line LIMIT $3`,
+      [uploadId, MESSAGES.addReactivated, room.warnings],
+    );
+  }
+  return reactivations;
 }
 
 interface ChangeCounts {

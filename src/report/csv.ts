@@ -21,3 +21,29 @@ export function toCsv(header: readonly string[], rows: Iterable<readonly CsvValu
   for (const row of rows) lines.push(row.map(csvCell).join(','));
   return `\uFEFF${lines.join('\r\n')}\r\n`;
 }
+
+/**
+ * Most mail servers refuse messages over 10 MB (Postfix's and Exchange's defaults), and base64
+ * makes an attachment a third larger: a report's attachment holds rows up to this many bytes, so
+ * that the report of any import fits (the body says when it holds only the first ones).
+ */
+export const MAX_ATTACHMENT_BYTES = 2_000_000;
+
+/** toCsv of the first rows that fit in `maxBytes` (UTF-8), and how many that is. */
+export function boundedCsv(
+  header: readonly string[],
+  rows: readonly (readonly CsvValue[])[],
+  maxBytes = MAX_ATTACHMENT_BYTES,
+): { content: string; rows: number } {
+  const lines = [header.map(csvCell).join(',')];
+  let bytes = Buffer.byteLength(lines[0] ?? '') + 5;
+  let n = 0;
+  for (const row of rows) {
+    const line = row.map(csvCell).join(',');
+    bytes += Buffer.byteLength(line) + 2;
+    if (bytes > maxBytes) break;
+    lines.push(line);
+    n++;
+  }
+  return { content: `\uFEFF${lines.join('\r\n')}\r\n`, rows: n };
+}

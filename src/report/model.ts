@@ -108,19 +108,38 @@ const GROUPS: Vocabulary = {
       : 'delta (action column)',
 };
 
-export function buildModel(input: ReportInput): ReportModel {
+/**
+ * How many issues of each list fit in its attachment (src/report/render.ts keeps an email under
+ * the size mail servers accept); undefined: all of them.
+ */
+export interface AttachedRows {
+  errors?: number | undefined;
+  warnings?: number | undefined;
+}
+
+export function buildModel(input: ReportInput, attached: AttachedRows = {}): ReportModel {
   const { import: record, tenant } = input;
   const counts = record.counts;
   const words = record.file.toLowerCase() === 'groups.csv' ? GROUPS : USERS;
   const base = record.file.replace(/\.csv$/i, '');
   const totalErrors = Math.max(counts.errors, record.errors.length);
   const errorsAttachment = record.errors.length > 0 ? `${base}-errors.csv` : null;
-  const warnings = warningsInBody(record.warnings, Math.max(counts.warnings, record.warnings.length), `${base}-warnings.csv`);
+  const warnings = warningsInBody(
+    record.warnings,
+    Math.max(counts.warnings, record.warnings.length),
+    `${base}-warnings.csv`,
+    attached.warnings,
+  );
   const deactivateAttachment =
     record.status === 'held' && input.wouldDeactivate !== undefined && input.wouldDeactivate.length > 0
       ? `${base}-would-deactivate.csv`
       : null;
-  const outcome = describeOutcome(input, words, { errorsAttachment, warningsAttachment: warnings.attachment, deactivateAttachment });
+  const outcome = describeOutcome(
+    input,
+    words,
+    { errorsAttachment, warningsAttachment: warnings.attachment, deactivateAttachment },
+    attached,
+  );
 
   const facts: Array<[string, string]> = [
     ['District', `${tenant.name} (${tenant.subdomain})`],
@@ -154,7 +173,7 @@ export function buildModel(input: ReportInput): ReportModel {
     facts,
     countsTitle: countsTitle(record.status),
     counts: words.countLabels(applied).map(([key, label]) => [label, key === 'errors' ? totalErrors : counts[key]]),
-    errors: errorsInBody(record.errors, totalErrors, errorsAttachment),
+    errors: errorsInBody(record.errors, totalErrors, errorsAttachment, attached.errors),
     warnings: warnings.list,
     next: outcome.next,
     errorsAttachment,
@@ -176,22 +195,37 @@ function countsTitle(status: ReportImport['status']): string {
   }
 }
 
-/** "the first 50,000 of 60,000 errors" when the record kept only some, else null */
-function keptOnly(kept: number, total: number, word: string): string | null {
-  return kept < total ? `the first ${formatCount(kept)} of ${formatCount(total)} ${word}s` : null;
+/**
+ * "the first 50,000 of 60,000 errors (rosterd keeps no more)" when the attachment holds only some
+ * (the record kept only some, or the email could not hold more), else null.
+ */
+function keptOnly(kept: number, attached: number | undefined, total: number, word: string): string | null {
+  const rows = Math.min(kept, attached ?? kept);
+  if (rows >= total) return null;
+  const operator = kept < total ? `the first ${formatCount(kept)}` : 'all of them';
+  const why =
+    rows < kept
+      ? `an email cannot hold more; your rosterd operator can list ${operator} with "rosterd import show"`
+      : 'rosterd keeps no more';
+  return `the first ${formatCount(rows)} of ${formatCount(total)} ${word}s (${why})`;
 }
 
 function listTitle(word: string, shown: number, total: number): string {
   return `${word} (${shown < total ? `first ${formatCount(shown)} of ${formatCount(total)}` : formatCount(total)})`;
 }
 
-function errorsInBody(errors: readonly ImportIssue[], total: number, attachment: string | null): IssueList | null {
+function errorsInBody(
+  errors: readonly ImportIssue[],
+  total: number,
+  attachment: string | null,
+  attached: number | undefined,
+): IssueList | null {
   if (errors.length === 0) return null;
   const shown = errors.slice(0, ERRORS_IN_BODY).map((e) => shorten(maskIssue(e)));
-  const partial = keptOnly(errors.length, total, 'error');
+  const partial = keptOnly(errors.length, attached, total, 'error');
   let note: string | null = null;
   if (attachment) {
-    note = partial ? `${attachment} (attached) has ${partial} (rosterd keeps no more).` : `All errors: ${attachment} (attached).`;
+    note = partial ? `${attachment} (attached) has ${partial}.` : `All errors: ${attachment} (attached).`;
   }
   return { title: listTitle('Errors', shown.length, total), shown, note };
 }
@@ -208,6 +242,7 @@ function warningsInBody(
   warnings: readonly ImportIssue[],
   total: number,
   name: string,
+  attached: number | undefined,
 ): { list: IssueList | null; attachment: string | null } {
   if (warnings.length === 0) return { list: null, attachment: null };
   const fileLevel = warnings.filter((w) => w.line <= 1);
@@ -215,11 +250,11 @@ function warningsInBody(
   const shown = [...fileLevel, ...rows.slice(0, WARNINGS_IN_BODY)].map((w) => shorten(maskIssue(w)));
   const attachment = warnings.length > shown.length ? name : null;
   const more = total - shown.length;
-  const partial = keptOnly(warnings.length, total, 'warning');
+  const partial = keptOnly(warnings.length, attached, total, 'warning');
   let note: string | null = null;
   if (attachment) {
     note = partial
-      ? `…and ${formatCount(more)} more; ${attachment} (attached) has ${partial} (rosterd keeps no more).`
+      ? `…and ${formatCount(more)} more; ${attachment} (attached) has ${partial}.`
       : `…and ${formatCount(more)} more in ${attachment} (attached).`;
   } else if (more > 0) {
     note = `…and ${formatCount(more)} more, not kept by rosterd.`;
@@ -239,14 +274,14 @@ interface AttachmentNames {
   deactivateAttachment: string | null;
 }
 
-function describeOutcome(input: ReportInput, words: Vocabulary, files: AttachmentNames): Outcome {
+function describeOutcome(input: ReportInput, words: Vocabulary, files: AttachmentNames, attached: AttachedRows): Outcome {
   const { import: record } = input;
   const c = record.counts;
   const file = record.file;
   const errors = Math.max(c.errors, record.errors.length);
   const changes = words.changes(c);
   const reason = record.message ? oneLine(record.message) : '';
-  const fixErrors = errors > 0 ? fixErrorsAdvice(record, errors, files.errorsAttachment) : '';
+  const fixErrors = errors > 0 ? fixErrorsAdvice(record, errors, files.errorsAttachment, attached.errors) : '';
   const advice = warningAdvice(record, files.warningsAttachment);
   const approval = approvalSentence(record, input.tenant.timezone);
   switch (record.status) {
@@ -359,8 +394,8 @@ function asSentence(text: string): string {
   return /[.!?]$/.test(capital) ? capital : `${capital}.`;
 }
 
-function fixErrorsAdvice(record: ReportImport, errors: number, attachment: string | null): string {
-  const partial = keptOnly(record.errors.length, errors, 'error');
+function fixErrorsAdvice(record: ReportImport, errors: number, attachment: string | null, attached: number | undefined): string {
+  const partial = keptOnly(record.errors.length, attached, errors, 'error');
   const where = attachment ? `the first ones are listed above; ${attachment} has ${partial ?? 'all of them'}` : 'see the list above';
   // A delta file's rows that worked were applied: sent again, each `add` would be an error
   // ("already exists"), so only the corrected rows go back.

@@ -5,37 +5,31 @@
  * Pure: no I/O, no clock.
  */
 import type { ImportIssue } from '../import/types.js';
-import { toCsv } from './csv.js';
+import { boundedCsv, type CsvValue } from './csv.js';
 import { renderHtml } from './html.js';
 import { buildModel, maskIssue } from './model.js';
 import { renderText } from './text.js';
 import type { MailAttachment, MailMessage, ReportInput } from './types.js';
 
 export function renderReport(input: ReportInput): MailMessage {
-  const model = buildModel(input);
+  const issueRows = (list: readonly ImportIssue[]): Array<readonly CsvValue[]> =>
+    list.map(maskIssue).map((i) => [i.line, i.column, i.value, i.message]);
+  const errors = boundedCsv(['line', 'column', 'value', 'message'], issueRows(input.import.errors));
+  const warnings = boundedCsv(['line', 'column', 'value', 'message'], issueRows(input.import.warnings));
+  const model = buildModel(input, { errors: errors.rows, warnings: warnings.rows });
   const attachments: MailAttachment[] = [];
-  const issues = (name: string | null, list: readonly ImportIssue[]): void => {
-    if (!name) return;
-    attachments.push({
-      filename: name,
-      contentType: 'text/csv; charset=utf-8',
-      content: toCsv(
-        ['line', 'column', 'value', 'message'],
-        list.map(maskIssue).map((i) => [i.line, i.column, i.value, i.message]),
-      ),
-    });
+  const attach = (name: string | null, content: string): void => {
+    if (name) attachments.push({ filename: name, contentType: 'text/csv; charset=utf-8', content });
   };
-  issues(model.errorsAttachment, input.import.errors);
-  issues(model.warningsAttachment, input.import.warnings);
+  attach(model.errorsAttachment, errors.content);
+  attach(model.warningsAttachment, warnings.content);
   if (model.deactivateAttachment && input.wouldDeactivate) {
-    attachments.push({
-      filename: model.deactivateAttachment,
-      contentType: 'text/csv; charset=utf-8',
-      content: toCsv(
-        ['username', 'email', 'first name', 'last name', 'sis id'],
-        input.wouldDeactivate.map((u) => [u.username, u.email, u.firstName, u.lastName, u.sisId]),
-      ),
-    });
+    // The hold's own list: cut, the body's advice to check it still holds for what it shows.
+    const list = boundedCsv(
+      ['username', 'email', 'first name', 'last name', 'sis id'],
+      input.wouldDeactivate.map((u) => [u.username, u.email, u.firstName, u.lastName, u.sisId]),
+    );
+    attach(model.deactivateAttachment, list.content);
   }
   return {
     from: input.from,

@@ -26,6 +26,19 @@ beforeAll(async () => {
 afterAll(async () => f?.close());
 
 describe("a tenant's first import", () => {
+  it('counts every new user without a password, and keeps the first 50,000 of those warnings (the report must fit in the outbox)', async () => {
+    await f.addTenant('first-nopw');
+    const rows = Array.from({ length: 50_010 }, (_, i) => `u${String(i).padStart(6, '0')},`);
+    const r = await f.importCsv('first-nopw', csv('username,password', ...rows));
+    expect(r.status).toBe('succeeded');
+    expect(r.counts).toMatchObject({ created: 50_010, warnings: 50_010 });
+    const { rows: kept } = await f.db.pool.query<{ n: number; last: number }>(
+      `SELECT count(*)::int AS n, max(line) AS last FROM import_issues WHERE upload_id = $1 AND kind = 'warning'`,
+      [r.id],
+    );
+    expect(kept[0]).toEqual({ n: 50_000, last: 50_001 });
+  });
+
   it('creates every valid row and reports the invalid ones', async () => {
     const r = await f.importCsv(
       'first-a',

@@ -120,7 +120,35 @@ describe('capped issue lists', () => {
         issuesTruncated: true,
       }),
     );
-    expect(mail.text).toContain('users-warnings.csv (attached) has the first 50,000 of 60,000 warnings');
+    // 50,000 kept warnings are 5.9 MB of CSV: the attachment holds what keeps the email under mail servers' limits.
+    const csv = mail.attachments.find((a) => a.filename === 'users-warnings.csv')?.content ?? '';
+    expect(Buffer.byteLength(csv)).toBeLessThanOrEqual(2_000_000);
+    const rows = csv.trimEnd().split('\r\n').length - 1;
+    expect(rows).toBeGreaterThan(10_000);
+    expect(mail.text).toContain(
+      `users-warnings.csv (attached) has the first ${rows.toLocaleString('en-US')} of 60,000 warnings (an email cannot hold more; your rosterd operator can list the first 50,000 with "rosterd import show").`,
+    );
+  });
+
+  it('a report of millions of problems stays a size mail servers accept', () => {
+    const many = Array.from({ length: 50_000 }, (_, i) => ({
+      line: i + 2,
+      column: 'email',
+      value: `someone${i}@district.example.org`,
+      message: 'Email address is not valid: it has no domain after the @',
+    }));
+    const mail = renderReport(
+      input({
+        status: 'completed_with_errors',
+        counts: { ...emptyCounts(), rows: 3_000_000, created: 10, errors: 2_500_000, warnings: 2_000_000 },
+        errors: many,
+        warnings: Array.from({ length: 50_000 }, (_, i) => trimmed(i + 2)),
+        issuesTruncated: true,
+      }),
+    );
+    const size = mail.attachments.reduce((n, a) => n + Buffer.byteLength(a.content), 0) + mail.text.length + mail.html.length;
+    expect(size).toBeLessThan(5_000_000);
+    expect(mail.text).toMatch(/users-errors\.csv has the first [\d,]+ of 2,500,000 errors \(an email cannot hold more/);
   });
 });
 
