@@ -465,6 +465,16 @@ describe('encodings', () => {
     expect(second.summary.warnings[0]?.message).toMatch(
       /^2 lines are not valid UTF-8, although the rest of the file is \(lines 3, 4\): they were read/,
     );
+    // Old Mac line ends (CR only) are lines too: only the Windows-1252 one is recoded.
+    await writeFile(path, Buffer.from(many.toString('latin1').replaceAll('\r\n', '\r'), 'latin1'));
+    const cr = await collect(readUsersFile(path, { schools: SCHOOLS, now: NOW }));
+    expect(cr.summary.encoding).toBe('mixed');
+    expect(cr.items.map((i) => i.kind === 'valid' && [i.row.password, i.row.firstName])).toEqual([
+      ['Sécret01', 'Renée'],
+      ['pass-ë1', 'Zoë'],
+      [undefined, 'François'],
+    ]);
+    expect(cr.summary.warnings[0]?.message).toMatch(/\(lines 3, 4\)/);
     // As a stream, a chunk holding both is still read as Windows-1252 (nothing was passed on yet)…
     expect((await collect(readUsers(streamOf(bytes, 4096), { schools: SCHOOLS, now: NOW }))).summary.encoding).toBe('windows-1252');
     // …but once UTF-8 text has been passed on, a later invalid byte cannot be honoured.

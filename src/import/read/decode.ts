@@ -91,18 +91,37 @@ export async function detectFileEncoding(path: string): Promise<FileEncoding> {
  */
 function completeLinesLength(data: Buffer, final: boolean): number {
   if (final) return data.length;
-  const end = data.lastIndexOf(0x0a) + 1;
+  // A CR at the very end may be the first half of a CRLF: it waits for the next chunk.
+  const lf = data.lastIndexOf(0x0a);
+  const cr = data.length >= 2 ? data.lastIndexOf(0x0d, data.length - 2) : -1;
+  const end = Math.max(lf, cr) + 1;
   return end === 0 && data.length > MAX_LINE_BYTES ? completeUtf8Length(data) : end;
 }
 
-/** The lines of `buf`, each with its line break. */
+/** Where the line that starts at `from` ends (after its LF, CRLF or lone CR: old Mac files), or -1. */
+function lineEnd(buf: Buffer, from: number): number {
+  for (let i = from; i < buf.length; i++) {
+    const b = buf[i];
+    if (b === 0x0a) return i + 1;
+    if (b === 0x0d) return buf[i + 1] === 0x0a ? i + 2 : i + 1;
+  }
+  return -1;
+}
+
+/** The lines of `buf`, each with its line break (LF, CRLF or CR). */
 function* lines(buf: Buffer): Generator<Buffer> {
   let start = 0;
-  for (let nl = buf.indexOf(0x0a); nl !== -1; nl = buf.indexOf(0x0a, start)) {
-    yield buf.subarray(start, nl + 1);
-    start = nl + 1;
+  for (let end = lineEnd(buf, 0); end !== -1; end = lineEnd(buf, start)) {
+    yield buf.subarray(start, end);
+    start = end;
   }
   if (start < buf.length) yield buf.subarray(start);
+}
+
+/** Whether a line from lines() ends with a line break. */
+function endsLine(line: Buffer): boolean {
+  const last = line[line.length - 1];
+  return last === 0x0a || last === 0x0d;
 }
 
 /** Lines of a `mixed` file read as Windows-1252: the first few, and how many. */
@@ -231,7 +250,7 @@ export class DecodeStream extends Transform {
     const whole = data.subarray(0, end);
     if (isUtf8(whole)) {
       // Most of a mixed file: passed on at once, only its lines counted.
-      for (let nl = whole.indexOf(0x0a); nl !== -1; nl = whole.indexOf(0x0a, nl + 1)) this.nextLine++;
+      for (const line of lines(whole)) if (endsLine(line)) this.nextLine++;
       if (whole.length > 0) this.push(whole);
       return;
     }
@@ -247,7 +266,7 @@ export class DecodeStream extends Transform {
         run = at + line.length;
       }
       at += line.length;
-      if (line[line.length - 1] === 0x0a) this.nextLine++;
+      if (endsLine(line)) this.nextLine++;
     }
     if (at > run) this.push(whole.subarray(run, at));
   }
