@@ -53,6 +53,18 @@ describe('header row', () => {
       "Column 'Favorite Colour' is not a known column; its values were ignored",
     ]);
   });
+  it('a line repeating the header (per-school exports joined, with or without a BOM) is skipped with a warning, not a user "username"', async () => {
+    const text = 'username,password,first name\nann.lee,Secret-123,Ann\n\uFEFFUsername,Password,First Name\nbob.ray,Secret-456,Bob\n';
+    const { rows, summary } = await readUsersText(text);
+    expect(rows.map((r) => [r.line, r.username])).toEqual([
+      [2, 'ann.lee'],
+      [4, 'bob.ray'],
+    ]);
+    expect(summary.rows).toBe(2);
+    expect(summary.warnings).toEqual([
+      { line: 3, column: '', message: 'This line repeats the header row (files joined together?); it was skipped' },
+    ]);
+  });
   it('a missing username column names the column that probably holds the usernames', async () => {
     const err = await rejection(readUsersText('Login ID,Given Name,Surname\njsmith,John,Smith\n'));
     expect(err.message).toBe(

@@ -213,6 +213,8 @@ export interface HeaderMatch<C extends string> {
   index: Map<C, number>;
   /** number of fields in the header row */
   width: number;
+  /** the header row's fields as written */
+  names: readonly string[];
   /** one warning per unknown column */
   warnings: ImportIssue[];
 }
@@ -283,5 +285,5 @@ export function matchHeader<C extends string>(fields: readonly string[], spec: C
       );
     }
   }
-  return { index, width: fields.length, warnings };
+  return { index, width: fields.length, names: [...fields], warnings };
 }

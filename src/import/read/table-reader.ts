@@ -7,7 +7,7 @@ import type { ImportMode } from '../types.js';
 import { checkRagged, cutOff, emptyFile, extrasNotTheStyle, headerOnly, valueSpansLines } from './csv-guard.js';
 import { csvRecords, type ByteSource } from './csv-records.js';
 import { detectFileEncoding, type EncodingChoice, type FileEncoding } from './decode.js';
-import { matchHeader, type ColumnSpec, type HeaderMatch } from './headers.js';
+import { matchHeader, normalizeHeaderName, type ColumnSpec, type HeaderMatch } from './headers.js';
 import { BATCH_SIZE, IssueLog, type ReadSummary } from './summary.js';
 
 export interface RowHandler<T> {
@@ -76,6 +76,15 @@ function raggedMessage(values: number, width: number): string {
   return values > width ? `${counted}: a value with a comma, such as "Lee, Jr", must be in double quotes` : counted;
 }
 
+/** A line naming the same columns as the header, in the same places (a BOM of a joined file aside). */
+function repeatsHeader<C extends string>(fields: readonly string[], header: HeaderMatch<C>): boolean {
+  if (header.index.size === 0) return false;
+  for (const [column, i] of header.index) {
+    if (normalizeHeaderName(fields[i] ?? '') !== normalizeHeaderName(header.names[i] ?? column)) return false;
+  }
+  return true;
+}
+
 const LINE_BREAK = /\r\n|\r|\n/;
 
 /**
@@ -116,6 +125,12 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
         header.warnings.forEach((w) => read.log.warning(w));
         state.columns = [...header.index.entries()].sort((a, b) => a[1] - b[1]).map(([c]) => c);
         handler = read.onHeader(header);
+        continue;
+      }
+      if (repeatsHeader(fields, header)) {
+        // Per-school exports joined into one file: each part brings its header. Read as a row,
+        // it would create a user "username" with the password "password".
+        read.log.warning({ line, column: '', message: 'This line repeats the header row (files joined together?); it was skipped' });
         continue;
       }
       checkLineBreaks(line, fields, header);
