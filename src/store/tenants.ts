@@ -93,7 +93,12 @@ export function validateTenantInput(input: TenantInput): TenantInput {
   return out;
 }
 
-/** The zone's canonical IANA name (america/chicago → America/Chicago, utc → UTC), as Intl resolves it. */
+/**
+ * The zone as the operator named it, its letter case fixed where Intl knows the name
+ * (america/chicago → America/Chicago, utc → UTC). Intl's own name is not taken otherwise: Node's
+ * ICU resolves current IANA names to old aliases (Asia/Kolkata → Asia/Calcutta, Europe/Kyiv →
+ * Europe/Kiev), which would store and show a name the operator did not type.
+ */
 function canonicalZone(zone: string): string {
   if (!isValidZone(zone)) {
     throw new RosterdError(
@@ -101,7 +106,8 @@ function canonicalZone(zone: string): string {
       `"${zone}" is not a known IANA time zone: use a name such as America/Chicago or Europe/London`,
     );
   }
-  return new Intl.DateTimeFormat('en-US', { timeZone: zone }).resolvedOptions().timeZone;
+  const resolved = new Intl.DateTimeFormat('en-US', { timeZone: zone }).resolvedOptions().timeZone;
+  return resolved.toLowerCase() === zone.toLowerCase() ? resolved : zone;
 }
 
 /** Trimmed, each address once (compared ignoring case; the first spelling is kept), all valid. */

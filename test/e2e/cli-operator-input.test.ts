@@ -116,6 +116,11 @@ describe('tenant values as typed', () => {
     expect(r.json()).toMatchObject({ adminEmails: ['IT@Norm.example', 'b@norm.example'], timezone: 'America/Chicago' });
     const utc = await runCli(['tenant', 'update', 'norm', '--timezone', 'utc', '--json'], env);
     expect(utc.json()).toMatchObject({ timezone: 'UTC' });
+    // Current IANA names are kept, not turned into the old aliases Node's ICU resolves them to.
+    for (const zone of ['Asia/Kolkata', 'Europe/Kyiv', 'Asia/Ho_Chi_Minh']) {
+      const r = await runCli(['tenant', 'update', 'norm', '--timezone', zone, '--json'], env);
+      expect(r.json(), zone).toMatchObject({ timezone: zone });
+    }
   });
 
   it('caps the display name at 200 characters (exit 2)', async () => {
