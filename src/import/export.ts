@@ -12,6 +12,18 @@ import { getTenant } from '../store/tenants.js';
 
 export const EXPORT_HEADER = 'username,email,first name,last name,school,graduation year,access type,role,sis id,status';
 
+/**
+ * The exported columns, in EXPORT_HEADER's order, named as ExportedUser names them (COPY's CSV has
+ * no header, so the names matter to the JSON only), over users and their schools (`u`, `s`).
+ */
+const EXPORT_COLUMNS = `u.username, u.email, u.first_name AS "firstName", u.last_name AS "lastName", s.name AS school,
+  u.graduation_year AS "graduationYear",
+  CASE u.access_type WHEN 'administrator' THEN 'Administrator'
+                     WHEN 'school_administrator' THEN 'School Administrator'
+                     WHEN 'manager' THEN 'Manager' END AS "accessType",
+  u.role, u.sis_id AS "sisId", CASE WHEN u.active THEN 'active' ELSE 'inactive' END AS status`;
+const EXPORT_FROM = 'users u LEFT JOIN schools s ON s.id = u.school_id';
+
 /** Writes the roster to `out` (not ended when `keepOpen`); returns the number of users. */
 export async function exportUsers(pool: Pool, subdomain: string, out: Writable, opts: { keepOpen?: boolean } = {}): Promise<number> {
   const tenant = await getTenant(pool, subdomain);
@@ -22,12 +34,8 @@ export async function exportUsers(pool: Pool, subdomain: string, out: Writable, 
     out.write(EXPORT_HEADER + '\n');
     const stream = client.query(
       copyTo(`COPY (
-        SELECT u.username, u.email, u.first_name, u.last_name, s.name, u.graduation_year,
-               CASE u.access_type WHEN 'administrator' THEN 'Administrator'
-                                  WHEN 'school_administrator' THEN 'School Administrator'
-                                  WHEN 'manager' THEN 'Manager' END,
-               u.role, u.sis_id, CASE WHEN u.active THEN 'active' ELSE 'inactive' END
-          FROM users u LEFT JOIN schools s ON s.id = u.school_id
+        SELECT ${EXPORT_COLUMNS}
+          FROM ${EXPORT_FROM}
          WHERE u.tenant_id = ${tenantId}
          ORDER BY lower(u.username)
       ) TO STDOUT WITH (FORMAT csv)`),
@@ -65,13 +73,8 @@ export async function exportUsersJson(pool: Pool, subdomain: string, out: Writab
   out.write('[');
   for (;;) {
     const { rows }: { rows: Array<ExportedUser & { key: string }> } = await pool.query(
-      `SELECT lower(u.username) AS key, u.username, u.email, u.first_name AS "firstName", u.last_name AS "lastName",
-              s.name AS school, u.graduation_year AS "graduationYear",
-              CASE u.access_type WHEN 'administrator' THEN 'Administrator'
-                                 WHEN 'school_administrator' THEN 'School Administrator'
-                                 WHEN 'manager' THEN 'Manager' END AS "accessType",
-              u.role, u.sis_id AS "sisId", CASE WHEN u.active THEN 'active' ELSE 'inactive' END AS status
-         FROM users u LEFT JOIN schools s ON s.id = u.school_id
+      `SELECT lower(u.username) AS key, ${EXPORT_COLUMNS}
+         FROM ${EXPORT_FROM}
         WHERE u.tenant_id = $1 AND ($2::text IS NULL OR lower(u.username) > $2)
         ORDER BY lower(u.username)
         LIMIT $3`,

@@ -67,18 +67,11 @@ export async function runDoctor(deps: DoctorDeps): Promise<DoctorReport> {
     checks.push(ok('configuration', describeConfig(config)));
   } catch (err) {
     checks.push(fail('configuration', toError(err).message, 'the variables and their defaults are listed in the README (Configuration)'));
-    for (const name of [
-      'data directory',
-      'data directory permissions',
-      'free space',
-      'host keys',
-      'database',
-      'migrations',
-      'reports',
-      'mail',
-    ]) {
-      checks.push(skip(name, 'the configuration is invalid'));
+    const why = 'the configuration is invalid';
+    for (const name of ['data directory', 'data directory permissions', 'free space', 'host keys', 'database']) {
+      checks.push(skip(name, why));
     }
+    checks.push(...skipAfterDatabase(why), skip('mail', why));
     return { ok: false, checks };
   }
 

@@ -17,9 +17,7 @@ export function csvCell(value: CsvValue): string {
 }
 
 export function toCsv(header: readonly string[], rows: Iterable<readonly CsvValue[]>): string {
-  const lines = [header.map(csvCell).join(',')];
-  for (const row of rows) lines.push(row.map(csvCell).join(','));
-  return `\uFEFF${lines.join('\r\n')}\r\n`;
+  return boundedCsv(header, rows, Infinity).content;
 }
 
 /**
@@ -32,7 +30,7 @@ export const MAX_ATTACHMENT_BYTES = 2_000_000;
 /** toCsv of the first rows that fit in `maxBytes` (UTF-8), and how many that is. */
 export function boundedCsv(
   header: readonly string[],
-  rows: readonly (readonly CsvValue[])[],
+  rows: Iterable<readonly CsvValue[]>,
   maxBytes = MAX_ATTACHMENT_BYTES,
 ): { content: string; rows: number } {
   const lines = [header.map(csvCell).join(',')];

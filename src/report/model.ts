@@ -474,7 +474,7 @@ function groupDigits(text: string): string {
 }
 
 function isPasswordColumn(column: string): boolean {
-  return column.replace(/[\s_-]/g, '').toLowerCase() === 'password';
+  return normalizeHeaderName(column) === 'password';
 }
 
 /** Passwords never appear: the records mask them already; this is the second lock. */

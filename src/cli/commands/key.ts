@@ -18,6 +18,9 @@ export function keyJson(k: SshKey) {
   };
 }
 
+/** An instant to the second, as the key commands show them: 2026-11-21T18:05:11Z. */
+const isoSeconds = (d: Date): string => d.toISOString().replace(/\.\d+Z$/, 'Z');
+
 async function readKeyText(file: string): Promise<string> {
   if (file === '-') {
     const chunks: Buffer[] = [];
@@ -44,7 +47,7 @@ export function registerKeyCommands(program: Command): void {
       return {
         json: { ...keyJson(k), alreadyRegistered: k.alreadyRegistered },
         text: k.alreadyRegistered
-          ? `${described} was already registered to ${k.tenant} (added ${k.addedAt.toISOString().replace(/\.\d+Z$/, 'Z')}); nothing changed`
+          ? `${described} was already registered to ${k.tenant} (added ${isoSeconds(k.addedAt)}); nothing changed`
           : `${described} added to ${k.tenant}`,
       };
     },
@@ -52,7 +55,7 @@ export function registerKeyCommands(program: Command): void {
 
   leaf(key.command('list [subdomain]').description('list keys, of one tenant or all'), async (ctx, [subdomain]) => {
     const keys = await listKeys(ctx.pool, subdomain);
-    const when = (d: Date | null) => (d ? d.toISOString().replace(/\.\d+Z$/, 'Z') : null);
+    const when = (d: Date | null) => (d ? isoSeconds(d) : null);
     return {
       json: keys.map(keyJson),
       text:
@@ -76,7 +79,7 @@ export function registerKeyCommands(program: Command): void {
   leaf(key.command('revoke <fingerprint>').description('revoke a key by its SHA256: fingerprint'), async (ctx, [fingerprint]) => {
     const k = await revokeKey(ctx.pool, fingerprint ?? '');
     // Exit 0 either way: the key is revoked, as asked; the text says whether this command did it.
-    const when = k.revokedAt?.toISOString().replace(/\.\d+Z$/, 'Z') ?? '?';
+    const when = k.revokedAt ? isoSeconds(k.revokedAt) : '?';
     return {
       json: { ...keyJson(k), alreadyRevoked: k.alreadyRevoked },
       text: k.alreadyRevoked

@@ -44,6 +44,8 @@ export interface RecordSource {
   recodedLines(): RecodedLines;
   /** whether the text ends with a line break (CR or LF); final once `records` is exhausted */
   endsWithLineBreak(): boolean;
+  /** whether a record's fields were read by csv-parse: only a quoted value can hold a line break */
+  parsed(fields: readonly string[]): boolean;
 }
 
 export type ByteSource = NodeJS.ReadableStream | Readable;
@@ -157,6 +159,8 @@ function delimiterLength(text: string, at: number, final: boolean): number {
 export class RecordSplitter {
   /** line (record number, header = 1) of the next record */
   nextLine = 1;
+  /** records read by csv-parse (the others hold no quote, so no line break in a value) */
+  readonly parsed = new WeakSet<readonly string[]>();
   private carry = '';
   private nextCheck = MAX_RECORD_CHARS;
 
@@ -241,6 +245,7 @@ export class RecordSplitter {
       throw new Error(`CSV splitter out of step with csv-parse (${records.length} records, expected ${expected})`);
     }
     for (const fields of records) {
+      this.parsed.add(fields);
       out.push({ line: this.nextLine++, fields });
     }
   }
@@ -256,6 +261,7 @@ export class RecordSplitter {
       } catch (err) {
         throw toFileError(err, this.nextLine);
       }
+      this.parsed.add(fields);
       out.push({ line: this.nextLine++, fields });
       pos = end + dl;
     }
@@ -290,8 +296,8 @@ export function csvRecords(input: ByteSource, encoding: EncodingChoice): RecordS
     if (piece.length > 0) lastChar = piece[piece.length - 1] as string;
     splitter.push(piece, final, out);
   };
+  const splitter = new RecordSplitter();
   async function* records(): AsyncGenerator<CsvRecord[]> {
-    const splitter = new RecordSplitter();
     const text = new StringDecoder('utf8');
     const source = pipeline(input, decoder, () => {
       // errors reach the consumer through the decoder's iterator
@@ -317,5 +323,6 @@ export function csvRecords(input: ByteSource, encoding: EncodingChoice): RecordS
     encoding: () => decoder.encoding(),
     recodedLines: () => decoder.recodedLines(),
     endsWithLineBreak: () => lastChar === '\n' || lastChar === '\r',
+    parsed: (fields) => splitter.parsed.has(fields),
   };
 }

@@ -76,40 +76,45 @@ function raggedMessage(values: number, width: number): string {
   return values > width ? `${counted}: a value with a comma, such as "Lee, Jr", must be in double quotes` : counted;
 }
 
-/** A line naming the same columns as the header, in the same places (a BOM of a joined file aside). */
-function repeatsHeader<C extends string>(fields: readonly string[], header: HeaderMatch<C>): boolean {
-  if (header.index.size === 0) return false;
-  for (const [column, i] of header.index) {
-    if (normalizeHeaderName(fields[i] ?? '') !== normalizeHeaderName(header.names[i] ?? column)) return false;
-  }
-  return true;
+/**
+ * Checks of each data line against the header, prepared once per file (they run on every line):
+ *
+ * `repeatsHeader`: a line naming the same columns as the header, in the same places (a BOM of a
+ * joined file aside).
+ *
+ * `checkLineBreaks`: no column of users.csv or groups.csv holds a line break. One inside a quoted
+ * value is almost always a quote that is not closed where it should be, which swallows the lines
+ * after it up to the next quote: their users would be missing from the roster, deactivated, and
+ * their values (passwords) shown in the report as one long value. So the file fails whole,
+ * quoting nothing. An unknown column (an address, say) may hold line breaks, unless what follows
+ * one looks like a row of this file (as many commas as the header has columns, less one).
+ */
+function lineChecks<C extends string>(header: HeaderMatch<C>) {
+  const named = [...header.index.values()].map((i): [number, string] => [i, normalizeHeaderName(header.names[i] ?? '')]);
+  const known = new Set(header.index.values());
+  return {
+    repeatsHeader(fields: readonly string[]): boolean {
+      return named.length > 0 && named.every(([i, name]) => normalizeHeaderName(fields[i] ?? '') === name);
+    },
+    checkLineBreaks(line: number, fields: readonly string[]): void {
+      fields.forEach((value, i) => {
+        if (!LINE_BREAK.test(value)) return;
+        const parts = value.split(LINE_BREAK);
+        const looksLikeRows = header.width >= 3 && parts.slice(1).some((p) => p.split(',').length >= header.width);
+        if (known.has(i) || looksLikeRows) throw valueSpansLines(line, i + 1, parts.length);
+      });
+    },
+  };
 }
 
 const LINE_BREAK = /\r\n|\r|\n/;
-
-/**
- * No column of users.csv or groups.csv holds a line break. One inside a quoted value is almost
- * always a quote that is not closed where it should be, which swallows the lines after it up to
- * the next quote: their users would be missing from the roster, deactivated, and their values
- * (passwords) shown in the report as one long value. So the file fails whole, quoting nothing.
- * An unknown column (an address, say) may hold line breaks, unless what follows one looks like a
- * row of this file (as many commas as the header has columns, less one).
- */
-function checkLineBreaks<C extends string>(line: number, fields: readonly string[], header: HeaderMatch<C>): void {
-  const known = new Set(header.index.values());
-  fields.forEach((value, i) => {
-    if (!LINE_BREAK.test(value)) return;
-    const parts = value.split(LINE_BREAK);
-    const looksLikeRows = header.width >= 3 && parts.slice(1).some((p) => p.split(',').length >= header.width);
-    if (known.has(i) || looksLikeRows) throw valueSpansLines(line, i + 1, parts.length);
-  });
-}
 
 export async function* readTable<C extends string, T>(read: TableRead<C, T>, state: TableState): AsyncGenerator<T[]> {
   const { input, encoding } = await read.open();
   const source = csvRecords(input, encoding);
   let header: HeaderMatch<C> | undefined;
   let handler: RowHandler<T> | undefined;
+  let checks: ReturnType<typeof lineChecks<C>> | undefined;
   let ragged = 0;
   let batch: T[] = [];
   /** The last data line, when it had too few values. */
@@ -120,20 +125,22 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
   for await (const records of source.records) {
     for (const { line, fields } of records) {
       if (isBlank(fields)) continue;
-      if (header === undefined || handler === undefined) {
+      if (header === undefined || handler === undefined || checks === undefined) {
         header = matchHeader(fields, read.spec);
+        checks = lineChecks(header);
         header.warnings.forEach((w) => read.log.warning(w));
         state.columns = [...header.index.entries()].sort((a, b) => a[1] - b[1]).map(([c]) => c);
         handler = read.onHeader(header);
         continue;
       }
-      if (repeatsHeader(fields, header)) {
+      if (checks.repeatsHeader(fields)) {
         // Per-school exports joined into one file: each part brings its header. Read as a row,
         // it would create a user "username" with the password "password".
         read.log.warning({ line, column: '', message: 'This line repeats the header row (files joined together?); it was skipped' });
         continue;
       }
-      checkLineBreaks(line, fields, header);
+      // Only a record csv-parse read can hold a quoted line break; the others were split at commas.
+      if (source.parsed(fields)) checks.checkLineBreaks(line, fields);
       state.rows++;
       let item: T | undefined;
       lastShort = fields.length < header.width ? { line, values: fields.length } : null;
