@@ -14,6 +14,7 @@ import { observeSftp, recordImport } from './http/observe.js';
 import { createHttpServer } from './http/server.js';
 import { startRetention } from './ops/retention.js';
 import { createSftpServer, type SftpServer } from './sftp/server.js';
+import { describeClockSkew, isClockSkewed, measureClockSkew } from './store/clock-skew.js';
 import { openDatabase, type Database } from './store/connect.js';
 import { migrate } from './store/migrate.js';
 import { ensureDataDir } from './store/paths.js';
@@ -71,10 +72,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     }
     await migrate(database.pool, logger);
     const { pool } = database;
+    await warnIfClockSkewed(pool, clock, logger);
 
     // Health and metrics first, so /healthz answers while the rest starts (/readyz says 503 until
     // SFTP listens); released last but the database, so it answers until the end.
-    const metrics = createMetrics({ pool, logger: logger.child({ component: 'metrics' }) });
+    const metrics = createMetrics({ pool, clock, logger: logger.child({ component: 'metrics' }) });
     let sftpListening = false;
     const http = createHttpServer({
       config,
@@ -136,4 +138,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await release();
     throw err;
   }
+}
+
+/** At start, once: a host whose clock is off imports outside the window by as much (clock-skew.ts). */
+async function warnIfClockSkewed(pool: Database['pool'], clock: Clock, logger: Logger): Promise<void> {
+  const skew = await measureClockSkew(pool, clock).catch(() => undefined);
+  if (skew === undefined || !isClockSkewed(skew)) return;
+  logger.warn(
+    { skewSeconds: Math.round(skew.skewMs) / 1000 },
+    `this host's clock is ${describeClockSkew(skew)}: the night window, settling and stalled imports are timed that much off here; synchronise the clocks with NTP`,
+  );
 }

@@ -2,7 +2,8 @@ import type pg from 'pg';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { PG, pgCode } from '../errors.js';
 import { withTimeout } from '../ops/timeout.js';
-import type { Logger } from '../types.js';
+import { measureClockSkew } from '../store/clock-skew.js';
+import { systemClock, type Clock, type Logger } from '../types.js';
 
 /**
  * Prometheus metrics of one rosterd process (issue 5). Each process has its own registry (never
@@ -41,6 +42,8 @@ export interface Metrics {
   readonly uploadsWaiting: Gauge<'status'>;
   /** Age in seconds of the oldest upload in each waiting status, since it arrived; 0 when none. */
   readonly uploadsOldestWaiting: Gauge<'status'>;
+  /** This process's clock minus the database's, in seconds (clock-skew.ts). */
+  readonly clockSkew: Gauge;
   /** 1 if the last scrape could read the database-backed gauges, else 0. */
   readonly databaseUp: Gauge;
 }
@@ -51,6 +54,8 @@ export interface MetricsOptions {
   logger?: Logger;
   /** Node process metrics (CPU, memory, event loop lag, handles); default true. */
   processMetrics?: boolean;
+  /** The process's clock, compared with the database's (default: the system's). */
+  clock?: Clock;
 }
 
 /** A scrape does not wait longer than this for the database (Prometheus' own timeout is 10 s). */
@@ -63,6 +68,7 @@ interface Snapshot {
   outbox: { waiting: number; oldestAgeSeconds: number } | undefined;
   lastSuccess: Array<{ tenant: string; at: number }> | undefined;
   waiting: Array<{ status: string; count: number; oldestAgeSeconds: number }> | undefined;
+  clockSkewSeconds: number | undefined;
 }
 
 export function createMetrics(options: MetricsOptions = {}): Metrics {
@@ -70,7 +76,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const registers = [registry];
   if (options.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'rosterd_' });
 
-  const snapshot = snapshotReader(options.pool, options.logger);
+  const snapshot = snapshotReader(options.pool, options.logger, options.clock ?? systemClock);
 
   // While the database cannot be read, the outbox gauges show NaN (unknown, not "empty"); each
   // tenant's last success keeps its last known value (it can only have moved by a write that the
@@ -124,6 +130,14 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     labelNames: ['status'] as const,
     registers,
     collect: perWaitingStatus('oldestAgeSeconds'),
+  });
+  const clockSkew = new Gauge({
+    name: 'rosterd_clock_skew_seconds',
+    help: "This process's clock minus the database's, in seconds; keep it near 0 with NTP: the night window, settling and claim expiry use this process's clock (NaN while the database cannot be read)",
+    registers,
+    async collect() {
+      this.set((await snapshot()).clockSkewSeconds ?? NaN);
+    },
   });
   const databaseUp = new Gauge({
     name: 'rosterd_database_up',
@@ -187,6 +201,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     tenantLastSuccessfulImport,
     uploadsWaiting,
     uploadsOldestWaiting,
+    clockSkew,
     databaseUp,
   });
 }
@@ -196,17 +211,17 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
  * tick, so the gauges share the query in flight. A missing table or a database that is down never fails the
  * scrape: /readyz reports those.
  */
-function snapshotReader(pool: pg.Pool | undefined, logger: Logger | undefined): () => Promise<Snapshot> {
+function snapshotReader(pool: pg.Pool | undefined, logger: Logger | undefined, clock: Clock): () => Promise<Snapshot> {
   let inFlight: Promise<Snapshot> | undefined;
   return () => {
-    if (!pool) return Promise.resolve({ outbox: undefined, lastSuccess: undefined, waiting: undefined });
-    inFlight ??= readSnapshot(pool, logger).finally(() => (inFlight = undefined));
+    if (!pool) return Promise.resolve({ outbox: undefined, lastSuccess: undefined, waiting: undefined, clockSkewSeconds: undefined });
+    inFlight ??= readSnapshot(pool, logger, clock).finally(() => (inFlight = undefined));
     return inFlight;
   };
 }
 
-async function readSnapshot(pool: pg.Pool, logger: Logger | undefined): Promise<Snapshot> {
-  const [outbox, lastSuccess, waiting] = await Promise.all([
+async function readSnapshot(pool: pg.Pool, logger: Logger | undefined, clock: Clock): Promise<Snapshot> {
+  const [outbox, lastSuccess, waiting, clockSkewSeconds] = await Promise.all([
     tolerant(logger, 'outbox', { waiting: 0, oldestAgeSeconds: 0 }, async () => {
       const { rows } = await pool.query<{ waiting: number; oldest_age: number | null }>(
         `SELECT count(*)::int AS waiting,
@@ -220,12 +235,14 @@ async function readSnapshot(pool: pg.Pool, logger: Logger | undefined): Promise<
       const { rows } = await pool.query<{ tenant: string; at: number }>(
         // Every active tenant has a series: one that never imported is timed from its
         // registration, so "no success for two days" also fires for a district that never got one.
-        `SELECT t.subdomain AS tenant,
-                EXTRACT(EPOCH FROM coalesce(max(coalesce(u.finished_at, u.status_changed_at)), t.created_at))::float8 AS at
+        // The subquery is one probe of uploads_last_success_idx per tenant (migration 007).
+        `SELECT t.subdomain AS tenant, EXTRACT(EPOCH FROM coalesce(last.at, t.created_at))::float8 AS at
            FROM tenants t
-           LEFT JOIN uploads u ON u.tenant_id = t.id AND u.status IN ('succeeded', 'completed_with_errors')
-          WHERE t.status = 'active'
-          GROUP BY t.subdomain, t.created_at`,
+           LEFT JOIN LATERAL (
+                SELECT coalesce(u.finished_at, u.status_changed_at) AS at FROM uploads u
+                 WHERE u.tenant_id = t.id AND u.status IN ('succeeded', 'completed_with_errors')
+                 ORDER BY coalesce(u.finished_at, u.status_changed_at) DESC LIMIT 1) last ON true
+          WHERE t.status = 'active'`,
       );
       return rows;
     }),
@@ -238,8 +255,9 @@ async function readSnapshot(pool: pg.Pool, logger: Logger | undefined): Promise<
       );
       return rows.map((r) => ({ status: r.status, count: r.count, oldestAgeSeconds: Math.max(0, r.oldest_age) }));
     }),
+    tolerant(logger, 'clock', undefined, async () => (await measureClockSkew(pool, clock)).skewMs / 1000),
   ]);
-  return { outbox, lastSuccess, waiting };
+  return { outbox, lastSuccess, waiting, clockSkewSeconds };
 }
 
 /** The query's result; `ifMissing` when its table is not there yet (42P01: migrations pending, so

@@ -117,10 +117,10 @@ export async function listImportRecords(
   db: Queryable,
   opts: { tenant?: string; limit?: number; issuesPerImport?: number } = {},
 ): Promise<ImportRecord[]> {
-  const { rows } = await db.query<RecordRow>(
-    `${SELECT} WHERE ($1::text IS NULL OR t.subdomain = $1) ORDER BY u.received_at DESC, u.id LIMIT $2`,
-    [opts.tenant ?? null, opts.limit ?? 50],
-  );
+  const { rows } = await db.query<RecordRow>(`${SELECT} WHERE ($1::text IS NULL OR t.subdomain = $1) ORDER BY u.arrival DESC LIMIT $2`, [
+    opts.tenant ?? null,
+    opts.limit ?? 50,
+  ]);
   return withIssues(db, rows, opts.issuesPerImport ?? 100);
 }
 

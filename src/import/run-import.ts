@@ -130,8 +130,8 @@ async function refuseIfNewerPending(client: PoolClient, target: UploadTarget): P
   const { rows } = await client.query<{ id: string; received_at: Date }>(
     `SELECT n.id, n.received_at FROM uploads n JOIN uploads h ON h.id = $1
       WHERE n.tenant_id = h.tenant_id AND n.file_name = 'users.csv' AND n.status IN ('pending', 'running')
-        AND (n.received_at, n.id) > (h.received_at, h.id)
-      ORDER BY n.received_at DESC LIMIT 1`,
+        AND n.arrival > h.arrival
+      ORDER BY n.arrival DESC LIMIT 1`,
     [target.uploadId],
   );
   const newer = rows[0];

@@ -10,8 +10,9 @@ import { outboxDir } from '../report/mailer.js';
 import { hostKeysDir } from '../sftp/host-keys.js';
 import { parsePublicKey } from '../sftp/public-key.js';
 import { openDatabase } from '../store/connect.js';
+import { describeClockSkew, isClockSkewed, measureClockSkew } from '../store/clock-skew.js';
 import { loadMigrations, pendingMigrations } from '../store/migrate.js';
-import type { Logger } from '../types.js';
+import { systemClock, type Clock, type Logger } from '../types.js';
 import { withTimeout } from './timeout.js';
 
 /**
@@ -40,6 +41,8 @@ export interface DoctorDeps {
   logger: Logger;
   /** how long the database and the mail server get to answer (default 5 s) */
   timeoutMs?: number;
+  /** the clock compared with the database's (default: the system's) */
+  clock?: Clock;
 }
 
 /** Free space under which the data directory check warns. */
@@ -56,7 +59,12 @@ const warn = (name: string, detail: string, fix: string): DoctorCheck => ({ name
 const fail = (name: string, detail: string, fix: string): DoctorCheck => ({ name, status: 'fail', detail, fix });
 const skip = (name: string, why: string): DoctorCheck => ({ name, status: 'skip', detail: `not checked: ${why}` });
 /** The checks that read the database, when it cannot be read. */
-const skipAfterDatabase = (why: string): DoctorCheck[] => [skip('migrations', why), skip('reports', why)];
+const skipAfterDatabase = (why: string): DoctorCheck[] => [
+  skip('migrations', why),
+  skip('reports', why),
+  skip('usernames', why),
+  skip('clock', why),
+];
 
 export async function runDoctor(deps: DoctorDeps): Promise<DoctorReport> {
   const timeoutMs = deps.timeoutMs ?? 5_000;
@@ -89,7 +97,7 @@ export async function runDoctor(deps: DoctorDeps): Promise<DoctorReport> {
     const why = 'the embedded Postgres lives in DATA_DIR, which cannot be used yet';
     checks.push(skip('database', why), ...skipAfterDatabase(why));
   } else {
-    checks.push(...(await checkDatabase(config, deps.logger, timeoutMs)));
+    checks.push(...(await checkDatabase(config, deps.logger, timeoutMs, deps.clock ?? systemClock)));
   }
   checks.push(await checkMail(config, timeoutMs));
   return { ok: checks.every((c) => c.status !== 'fail'), checks };
@@ -237,7 +245,7 @@ async function checkHostKeys(dataDir: string): Promise<DoctorCheck> {
   return ok(name, found.join(', '));
 }
 
-async function checkDatabase(config: Config, logger: Logger, timeoutMs: number): Promise<DoctorCheck[]> {
+async function checkDatabase(config: Config, logger: Logger, timeoutMs: number, clock: Clock): Promise<DoctorCheck[]> {
   let pool: pg.Pool;
   let close: () => Promise<void>;
   const where = config.DATABASE_URL ? hostOf(config.DATABASE_URL) : 'the embedded Postgres';
@@ -281,6 +289,7 @@ async function checkDatabase(config: Config, logger: Logger, timeoutMs: number):
     checks.push(
       migrations.status === 'fail' ? skip('usernames', 'the migrations are not applied') : await checkCaseFolding(pool, timeoutMs),
     );
+    checks.push(await checkClock(pool, timeoutMs, clock));
     return checks;
   } catch (err) {
     return [fail('database', `${where} answered, then failed: ${describeError(err)}`, fix), ...skipAfterDatabase('the database failed')];
@@ -384,6 +393,22 @@ async function checkCaseFolding(pool: pg.Pool, timeoutMs: number): Promise<Docto
     );
   } catch (err) {
     return warn(name, `cannot read the database's character type: ${describeError(err)}`, 'check the database user may read users');
+  }
+}
+
+/** See clock-skew.ts: every replica's clock must agree with the database's. */
+async function checkClock(pool: pg.Pool, timeoutMs: number, clock: Clock): Promise<DoctorCheck> {
+  const name = 'clock';
+  try {
+    const skew = await withTimeout(measureClockSkew(pool, clock), timeoutMs, 'the clock check');
+    if (!isClockSkewed(skew)) return ok(name, `within ${Math.max(1, Math.ceil(Math.abs(skew.skewMs) / 1000))} s of the database's clock`);
+    return warn(
+      name,
+      `this host's clock is ${describeClockSkew(skew)}: rosterd here would open and close the night window, settle uploads and take back stalled imports that much off`,
+      "synchronise this host's clock, and the database server's, with NTP (for example chrony or systemd-timesyncd)",
+    );
+  } catch (err) {
+    return warn(name, `cannot read the database's clock: ${describeError(err)}`, 'check that the database answers');
   }
 }
 

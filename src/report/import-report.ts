@@ -65,7 +65,7 @@ async function loadReplacedHolds(client: pg.PoolClient, uploadId: string): Promi
   const { rows } = await client.query<{ id: string; received_at: Date }>(
     `SELECT u.id, u.received_at FROM uploads u
       WHERE u.superseded_by = $1 AND EXISTS (SELECT 1 FROM import_hold_deactivations h WHERE h.upload_id = u.id)
-      ORDER BY u.received_at`,
+      ORDER BY u.arrival`,
     [uploadId],
   );
   return rows.map((r) => ({ id: r.id, receivedAt: r.received_at }));
@@ -76,7 +76,7 @@ async function loadWaitingGroups(client: pg.PoolClient, subdomain: string): Prom
   const { rows } = await client.query<{ id: string; received_at: Date }>(
     `SELECT u.id, u.received_at FROM uploads u JOIN tenants t ON t.id = u.tenant_id
       WHERE t.subdomain = $1 AND u.file_name = 'groups.csv' AND u.status = 'pending'
-      ORDER BY u.received_at`,
+      ORDER BY u.arrival`,
     [subdomain],
   );
   return rows.map((r) => ({ id: r.id, receivedAt: r.received_at }));

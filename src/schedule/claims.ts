@@ -81,7 +81,7 @@ export async function claimNext(pool: pg.Pool, req: ClaimRequest): Promise<Claim
     if (locked.rowCount === 0) return { kind: 'busy' };
     const { rows: pending } = await client.query<PendingUpload>(
       `SELECT id, file_name AS "fileName", received_at AS "receivedAt" FROM uploads
-        WHERE tenant_id = $1 AND status = 'pending' ORDER BY received_at, id`,
+        WHERE tenant_id = $1 AND status = 'pending' ORDER BY arrival`,
       [req.tenantId],
     );
     if (pending.length === 0) return { kind: 'nothing' };
@@ -94,7 +94,8 @@ export async function claimNext(pool: pg.Pool, req: ClaimRequest): Promise<Claim
     if (req.now.getTime() - newest < req.settleMs) return { kind: 'settling', pending, until: new Date(newest + req.settleMs) };
 
     // Of each file, the newest pending one is imported and the older ones superseded: a users.csv
-    // is the whole roster, a groups.csv the whole set of memberships.
+    // is the whole roster, a groups.csv the whole set of memberships. Newest is last in the
+    // database's arrival order, not by received_at, which each replica takes from its own clock.
     const superseded: SupersededUpload[] = [];
     const newestOf = async (fileName: string): Promise<PendingUpload | undefined> => {
       const same = pending.filter((p) => p.fileName === fileName);
@@ -130,7 +131,7 @@ export async function claimNext(pool: pg.Pool, req: ClaimRequest): Promise<Claim
       // groups.csv names the users of the tenant's roster; while a users.csv is held, the roster
       // it was pushed with is undecided, so it waits for the approval or the rejection.
       const held = await client.query<{ id: string }>(
-        `SELECT id FROM uploads WHERE tenant_id = $1 AND status = 'held' AND file_name = 'users.csv' ORDER BY received_at DESC LIMIT 1`,
+        `SELECT id FROM uploads WHERE tenant_id = $1 AND status = 'held' AND file_name = 'users.csv' ORDER BY arrival DESC LIMIT 1`,
         [req.tenantId],
       );
       const heldId = held.rows[0]?.id;

@@ -102,7 +102,7 @@ export async function withOperatorView(db: Queryable, records: ImportRecord[], n
 async function heldUsersFiles(db: Queryable): Promise<Map<string, string>> {
   const { rows } = await db.query<{ subdomain: string; id: string }>(
     `SELECT DISTINCT ON (t.subdomain) t.subdomain, u.id FROM uploads u JOIN tenants t ON t.id = u.tenant_id
-      WHERE u.status = 'held' AND u.file_name = 'users.csv' ORDER BY t.subdomain, u.received_at DESC`,
+      WHERE u.status = 'held' AND u.file_name = 'users.csv' ORDER BY t.subdomain, u.arrival DESC`,
   );
   return new Map(rows.map((r) => [r.subdomain, r.id]));
 }

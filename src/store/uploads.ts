@@ -96,9 +96,9 @@ export async function getUpload(db: Queryable, id: string): Promise<Upload | und
 
 /** Newest first. */
 export async function listUploads(db: Queryable, opts: { tenant?: string; limit?: number } = {}): Promise<Upload[]> {
-  const { rows } = await db.query<UploadRow>(
-    `${SELECT} WHERE ($1::text IS NULL OR t.subdomain = $1) ORDER BY u.received_at DESC, u.id LIMIT $2`,
-    [opts.tenant ?? null, opts.limit ?? 1000],
-  );
+  const { rows } = await db.query<UploadRow>(`${SELECT} WHERE ($1::text IS NULL OR t.subdomain = $1) ORDER BY u.arrival DESC LIMIT $2`, [
+    opts.tenant ?? null,
+    opts.limit ?? 1000,
+  ]);
   return rows.map(toUpload);
 }

@@ -453,12 +453,53 @@ describe('rosterd migrate', () => {
       );
       const r = await runCli(['migrate', '--json'], { ...env, DATABASE_URL: old.url });
       expect(r.code, r.stderr).toBe(0);
-      expect(r.json<{ applied: string[] }>().applied).toEqual(['004_outbox_until_accepted', '005_uploads_waiting_index']);
+      expect(r.json<{ applied: string[] }>().applied).toEqual([
+        '004_outbox_until_accepted',
+        '005_uploads_waiting_index',
+        '006_uploads_arrival',
+        '007_uploads_last_success_idx',
+      ]);
       const { rows } = await old.pool.query<{ status: string; due: boolean; attempts: number }>(
         'SELECT status, next_attempt_at <= now() AS due, attempts FROM outbox',
       );
       expect(rows).toEqual([{ status: 'pending', due: true, attempts: 170 }]);
       await expect(old.pool.query("UPDATE outbox SET status = 'failed'")).rejects.toThrow(/outbox_status_check/);
+    } finally {
+      await old.drop();
+    }
+  });
+
+  it('006 numbers the uploads already received in the order they were received; later ones follow', async () => {
+    const old = await createTestDatabase({ empty: true });
+    try {
+      await old.pool.query(
+        'CREATE TABLE schema_migrations (id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
+      );
+      for (const m of (await loadMigrations()).filter((m) => m.id <= 5)) {
+        await old.pool.query(m.sql);
+        await old.pool.query('INSERT INTO schema_migrations (id, name) VALUES ($1, $2)', [m.id, m.name]);
+      }
+      await old.pool.query(`INSERT INTO tenants (subdomain, name, admin_emails) VALUES ('old-order', 'Old', '{a@b.org}')`);
+      // inserted out of order: received_at decides
+      for (const [name, at] of [
+        ['second', '2026-11-02T00:00:00Z'],
+        ['first', '2026-11-01T00:00:00Z'],
+        ['third', '2026-11-03T00:00:00Z'],
+      ]) {
+        await old.pool.query(
+          `INSERT INTO uploads (tenant_id, file_name, bytes, sha256, stored_path, received_at)
+           SELECT id, 'users.csv', 1, repeat('0', 64), $1, $2 FROM tenants`,
+          [name, at],
+        );
+      }
+      const r = await runCli(['migrate', '--json'], { ...env, DATABASE_URL: old.url });
+      expect(r.code, r.stderr).toBe(0);
+      await old.pool.query(
+        `INSERT INTO uploads (tenant_id, file_name, bytes, sha256, stored_path, received_at)
+         SELECT id, 'users.csv', 1, repeat('0', 64), 'fourth', '2026-10-01T00:00:00Z' FROM tenants`,
+      );
+      const { rows } = await old.pool.query<{ stored_path: string }>('SELECT stored_path FROM uploads ORDER BY arrival');
+      expect(rows.map((row) => row.stored_path)).toEqual(['first', 'second', 'third', 'fourth']);
     } finally {
       await old.drop();
     }

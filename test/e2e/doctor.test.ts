@@ -3,7 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { DoctorReport } from '../../src/ops/doctor.js';
+import { createLogger } from '../../src/log/logger.js';
+import { runDoctor, type DoctorReport } from '../../src/ops/doctor.js';
 import { loadOrCreateHostKeys } from '../../src/sftp/host-keys.js';
 import { runCli } from '../support/cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
@@ -58,6 +59,7 @@ describe('rosterd doctor', () => {
       'migrations',
       'reports',
       'usernames',
+      'clock',
       'mail',
     ]);
     for (const c of r.report.checks)
@@ -117,6 +119,24 @@ describe('rosterd doctor', () => {
     }
   });
 
+  it("warns when this host's clock is off from the database's, which the window and claims depend on", async () => {
+    const env = { DATABASE_URL: db.url, DATA_DIR: tempDir(), LOG_LEVEL: 'silent' };
+    const clockCheck = async (offsetMs: number) => {
+      const clock = { now: () => new Date(Date.now() + offsetMs) };
+      const report = await runDoctor({ env, logger: createLogger('silent'), clock });
+      return report.checks.find((c) => c.name === 'clock');
+    };
+    expect(await clockCheck(-120_000)).toMatchObject({
+      status: 'warn',
+      detail: expect.stringMatching(
+        /^this host's clock is 12\d s behind the database's clock: rosterd here would open and close the night window/,
+      ),
+      fix: expect.stringContaining('NTP'),
+    });
+    expect((await clockCheck(30_000))?.detail).toMatch(/3\d s ahead of the database's clock/);
+    expect(await clockCheck(0)).toMatchObject({ status: 'ok', detail: expect.stringMatching(/^within \d s of the database's clock$/) });
+  });
+
   it('passes without SMTP_URL when the .eml outbox folder can be written, and before the first start', async () => {
     const dataDir = tempDir();
     const r = await doctor({ DATABASE_URL: db.url, DATA_DIR: dataDir });
@@ -129,7 +149,7 @@ describe('rosterd doctor', () => {
     const dataDir = path.join(tempDir(), 'not-yet');
     const r = await doctor({ DATABASE_URL: undefined, DATA_DIR: dataDir });
     expect(r.check('data directory')).toMatchObject({ status: 'warn', detail: expect.stringMatching(/does not exist yet/) as unknown });
-    for (const name of ['database', 'migrations', 'reports']) {
+    for (const name of ['database', 'migrations', 'reports', 'usernames', 'clock']) {
       expect(r.check(name)).toMatchObject({
         status: 'skip',
         detail: expect.stringMatching(/embedded Postgres lives in DATA_DIR/) as unknown,

@@ -97,6 +97,7 @@ describe('health and metrics endpoint', () => {
       expect(scrape.status).toBe(200);
       expect(value(scrape.text, 'rosterd_outbox_messages_waiting')).toBeNaN();
       expect(value(scrape.text, 'rosterd_uploads_waiting{status="held"}')).toBeNaN();
+      expect(value(scrape.text, 'rosterd_clock_skew_seconds')).toBeNaN();
       expect(value(scrape.text, 'rosterd_database_up')).toBe(0);
     } finally {
       await admin((c) => c.query(`ALTER DATABASE ${db.name} ALLOW_CONNECTIONS true`));
@@ -127,7 +128,14 @@ describe('health and metrics endpoint', () => {
     expect(value(res.text, 'rosterd_outbox_messages_waiting')).toBe(0);
     expect(value(res.text, 'rosterd_outbox_oldest_waiting_age_seconds')).toBe(0);
     expect(value(res.text, 'rosterd_database_up')).toBe(1);
+    expect(Math.abs(value(res.text, 'rosterd_clock_skew_seconds') ?? NaN)).toBeLessThan(1);
     expect(res.text).toContain('rosterd_process_resident_memory_bytes');
+  });
+
+  it("shows how far the process's clock is from the database's", async () => {
+    const slow = createMetrics({ pool: db.pool, logger, processMetrics: false, clock: { now: () => new Date(Date.now() - 90_000) } });
+    const text = await slow.registry.metrics();
+    expect(value(text, 'rosterd_clock_skew_seconds')).toBeCloseTo(-90, 0);
   });
 
   it("reads the outbox and each tenant's last successful import from Postgres at scrape time", async () => {

@@ -247,6 +247,18 @@ describe('settling and order', () => {
     expect(await activeUsers(t)).toEqual(['new00001']);
     expect(await outboxFor(a)).toEqual([]); // not an import: no report
   });
+
+  it('newest is the upload the database recorded last, even when a replica with a slow clock received it', async () => {
+    const t = await tenant('America/Chicago');
+    const older = await receive(t, users('old00002'), '2026-11-24T17:00:00Z');
+    // received after it, by a replica whose clock is two minutes slow
+    const newer = await receive(t, users('new00002'), '2026-11-24T16:58:00Z');
+    current = new Date('2026-11-25T00:00:00Z');
+    const run = await processPending(ctx(), { tenant: t });
+    expect(run.superseded.map((s) => s.id)).toEqual([older]);
+    expect(run.imported.map((i) => i.id)).toEqual([newer]);
+    expect(await activeUsers(t)).toEqual(['new00002']);
+  });
 });
 
 describe('failures', () => {

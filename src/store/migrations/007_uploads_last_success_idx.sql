@@ -1,0 +1,5 @@
+-- /metrics reads each active tenant's last successful import at every scrape
+-- (rosterd_tenant_last_successful_import_timestamp_seconds): one index probe per tenant instead of
+-- a scan of every upload ever received.
+CREATE INDEX uploads_last_success_idx ON uploads (tenant_id, (coalesce(finished_at, status_changed_at)) DESC)
+  WHERE status IN ('succeeded', 'completed_with_errors');
