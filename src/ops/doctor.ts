@@ -12,6 +12,7 @@ import { parsePublicKey } from '../sftp/public-key.js';
 import { openDatabase } from '../store/connect.js';
 import { describeClockSkew, isClockSkewed, measureClockSkew } from '../store/clock-skew.js';
 import { loadMigrations, pendingMigrations } from '../store/migrate.js';
+import { unrecordedCopies } from './retention.js';
 import { systemClock, type Clock, type Logger } from '../types.js';
 import { withTimeout } from './timeout.js';
 
@@ -64,6 +65,7 @@ const skipAfterDatabase = (why: string): DoctorCheck[] => [
   skip('reports', why),
   skip('usernames', why),
   skip('clock', why),
+  skip('received files', why),
 ];
 
 export async function runDoctor(deps: DoctorDeps): Promise<DoctorReport> {
@@ -97,7 +99,7 @@ export async function runDoctor(deps: DoctorDeps): Promise<DoctorReport> {
     const why = 'the embedded Postgres lives in DATA_DIR, which cannot be used yet';
     checks.push(skip('database', why), ...skipAfterDatabase(why));
   } else {
-    checks.push(...(await checkDatabase(config, deps.logger, timeoutMs, deps.clock ?? systemClock)));
+    checks.push(...(await checkDatabase(config, deps.logger, timeoutMs, deps.clock ?? systemClock, dataDir.exists)));
   }
   checks.push(await checkMail(config, timeoutMs));
   return { ok: checks.every((c) => c.status !== 'fail'), checks };
@@ -245,7 +247,13 @@ async function checkHostKeys(dataDir: string): Promise<DoctorCheck> {
   return ok(name, found.join(', '));
 }
 
-async function checkDatabase(config: Config, logger: Logger, timeoutMs: number, clock: Clock): Promise<DoctorCheck[]> {
+async function checkDatabase(
+  config: Config,
+  logger: Logger,
+  timeoutMs: number,
+  clock: Clock,
+  dataDirExists: boolean,
+): Promise<DoctorCheck[]> {
   let pool: pg.Pool;
   let close: () => Promise<void>;
   const where = config.DATABASE_URL ? hostOf(config.DATABASE_URL) : 'the embedded Postgres';
@@ -290,6 +298,13 @@ async function checkDatabase(config: Config, logger: Logger, timeoutMs: number, 
       migrations.status === 'fail' ? skip('usernames', 'the migrations are not applied') : await checkCaseFolding(pool, timeoutMs),
     );
     checks.push(await checkClock(pool, timeoutMs, clock));
+    checks.push(
+      migrations.status === 'fail'
+        ? skip('received files', 'the migrations are not applied')
+        : dataDirExists
+          ? await checkReceivedFiles(config.DATA_DIR, pool, clock)
+          : ok('received files', 'none yet'),
+    );
     return checks;
   } catch (err) {
     return [fail('database', `${where} answered, then failed: ${describeError(err)}`, fix), ...skipAfterDatabase('the database failed')];
@@ -369,13 +384,14 @@ async function checkCaseFolding(pool: pg.Pool, timeoutMs: number): Promise<Docto
   const name = 'usernames';
   try {
     const { rows } = await withTimeout(
-      pool.query<{ ctype: string; non_ascii: string }>(
+      pool.query<{ ctype: string; non_ascii: string; utf8: boolean }>(
         // lc_ctype is no setting since Postgres 16: the database's own row says it. With an ICU or
         // builtin provider (datlocprovider, Postgres 15+: read through to_jsonb, so that older
         // servers without the column answer too), lower() does not depend on datctype.
         `SELECT CASE WHEN coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') = 'c' THEN d.datctype
                      ELSE (to_jsonb(d) ->> 'datlocprovider') || ' provider' END AS ctype,
-                (SELECT count(*) FROM users WHERE username ~ '[^\\x01-\\x7f]') AS non_ascii
+                (SELECT count(*) FROM users WHERE username ~ '[^\\x01-\\x7f]') AS non_ascii,
+                current_setting('server_encoding') = 'UTF8' AS utf8
            FROM pg_database d WHERE d.datname = current_database()`,
       ),
       timeoutMs,
@@ -383,6 +399,17 @@ async function checkCaseFolding(pool: pg.Pool, timeoutMs: number): Promise<Docto
     );
     const ctype = rows[0]?.ctype ?? '?';
     const nonAscii = Number(rows[0]?.non_ascii ?? 0);
+    const twins = rows[0]?.utf8 ? await decomposedTwins(pool, timeoutMs) : [];
+    if (twins.length > 0) {
+      const total = twins.reduce((n, t) => n + t.count, 0);
+      return warn(
+        name,
+        `${total} username${total === 1 ? ' is' : 's are'} stored with decomposed accents (e + a combining mark, as a Mac ` +
+          `saves them) beside the same username composed, so each is two users: ${twins.map((t) => `${t.subdomain} (${t.count})`).join(', ')}`,
+        'rosterd now reads usernames composed: the next users.csv import of these districts keeps the composed user and ' +
+          'deactivates the decomposed one; "rosterd export users --tenant SUBDOMAIN" shows both until then',
+      );
+    }
     if (ctype !== 'C' && ctype !== 'POSIX') return ok(name, `compared ignoring case for every letter (LC_CTYPE ${ctype})`);
     if (nonAscii === 0) return ok(name, `compared ignoring case for A-Z only (LC_CTYPE ${ctype}); every username so far is ASCII`);
     return warn(
@@ -409,6 +436,49 @@ async function checkClock(pool: pg.Pool, timeoutMs: number, clock: Clock): Promi
     );
   } catch (err) {
     return warn(name, `cannot read the database's clock: ${describeError(err)}`, 'check that the database answers');
+  }
+}
+
+/**
+ * Usernames migration 008 could not compose because the composed spelling is another user of the
+ * tenant: a Mac-saved (NFD) file made a second user before usernames were read composed.
+ */
+async function decomposedTwins(pool: pg.Pool, timeoutMs: number): Promise<Array<{ subdomain: string; count: number }>> {
+  const { rows } = await withTimeout(
+    pool.query<{ subdomain: string; count: number }>(
+      `SELECT t.subdomain, count(*)::int AS count FROM users u JOIN tenants t ON t.id = u.tenant_id
+        WHERE u.username !~ '^[\\x01-\\x7f]*$' AND u.username IS NOT NFC NORMALIZED
+        GROUP BY t.subdomain ORDER BY t.subdomain`,
+    ),
+    timeoutMs,
+    'the username check',
+  );
+  return rows;
+}
+
+/** A copy is linked a moment before its row commits: younger files may be a receipt in progress. */
+const RECEIPT_IN_PROGRESS_MS = 600_000;
+
+/**
+ * Received copies with no upload row: after the database is restored from a backup, the files
+ * received since it was taken. They were never imported, and no one is told otherwise.
+ */
+async function checkReceivedFiles(dataDir: string, pool: pg.Pool, clock: Clock): Promise<DoctorCheck> {
+  const name = 'received files';
+  try {
+    const files = await unrecordedCopies(dataDir, pool, new Date(clock.now().getTime() - RECEIPT_IN_PROGRESS_MS));
+    if (files.length === 0) return ok(name, 'every received file has its import record');
+    const tenants = [...new Set(files.map((f) => f.relative.split(path.sep)[1] ?? '?'))].sort();
+    const newest = files.reduce((a, b) => (b.mtime > a.mtime ? b : a));
+    return warn(
+      name,
+      `${files.length} file${files.length === 1 ? '' : 's'} in ${path.join(dataDir, 'uploads')} ${files.length === 1 ? 'has' : 'have'} no import record ` +
+        `(the newest, ${newest.relative}, from ${newest.mtime.toISOString()}), of ${tenants.join(', ')}: received after the ` +
+        'backup the database was restored from, or left by a crash, and never imported',
+      `ask ${tenants.length === 1 ? 'this district' : 'these districts'} to upload users.csv again; retention removes these copies after RETENTION_DAYS`,
+    );
+  } catch (err) {
+    return warn(name, `cannot compare the received files with the database: ${describeError(err)}`, 'check DATA_DIR/uploads can be read');
   }
 }
 

@@ -179,6 +179,25 @@ interface CopyFile {
 }
 
 /** Regular files in DATA_DIR/uploads/<tenant>/ (one level; nothing else lives there). */
+/**
+ * Received copies that no upload row refers to and that were written before `before` (a copy is
+ * on disk a moment before its row commits). After a database is restored from a backup, these are
+ * the files received since the backup: never imported, and removed by retention in due course.
+ */
+export async function unrecordedCopies(dataDir: string, pool: pg.Pool, before: Date): Promise<CopyFile[]> {
+  const files = (await listCopies(dataDir)).filter((f) => f.mtime < before);
+  const unrecorded: CopyFile[] = [];
+  for (let i = 0; i < files.length; i += BATCH) {
+    const batch = files.slice(i, i + BATCH);
+    const { rows } = await pool.query<{ stored_path: string }>(`SELECT stored_path FROM uploads WHERE stored_path = ANY($1::text[])`, [
+      batch.map((f) => f.relative),
+    ]);
+    const recorded = new Set(rows.map((r) => r.stored_path));
+    unrecorded.push(...batch.filter((f) => !recorded.has(f.relative)));
+  }
+  return unrecorded;
+}
+
 async function listCopies(dataDir: string): Promise<CopyFile[]> {
   const root = path.join(dataDir, 'uploads');
   const tenants = await readDirIfExists(root);

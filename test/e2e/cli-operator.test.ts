@@ -457,7 +457,8 @@ describe('rosterd migrate', () => {
         '004_outbox_until_accepted',
         '005_uploads_waiting_index',
         '006_uploads_arrival',
-        '007_uploads_last_success_idx',
+        '007_uploads_indexes',
+        '008_usernames_nfc',
       ]);
       const { rows } = await old.pool.query<{ status: string; due: boolean; attempts: number }>(
         'SELECT status, next_attempt_at <= now() AS due, attempts FROM outbox',
@@ -500,6 +501,52 @@ describe('rosterd migrate', () => {
       );
       const { rows } = await old.pool.query<{ stored_path: string }>('SELECT stored_path FROM uploads ORDER BY arrival');
       expect(rows.map((row) => row.stored_path)).toEqual(['first', 'second', 'third', 'fourth']);
+    } finally {
+      await old.drop();
+    }
+  });
+
+  it('008 composes (NFC) stored usernames, except one whose composed spelling is another user of the tenant', async () => {
+    const old = await createTestDatabase({ empty: true });
+    try {
+      await old.pool.query(
+        'CREATE TABLE schema_migrations (id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
+      );
+      for (const m of (await loadMigrations()).filter((m) => m.id <= 7)) {
+        await old.pool.query(m.sql);
+        await old.pool.query('INSERT INTO schema_migrations (id, name) VALUES ($1, $2)', [m.id, m.name]);
+      }
+      await old.pool.query(
+        `INSERT INTO tenants (subdomain, name, admin_emails) VALUES ('nfc-a', 'A', '{a@b.org}'), ('nfc-b', 'B', '{a@b.org}')`,
+      );
+      const decomposed = (name: string) => name.normalize('NFD');
+      const users: Array<[string, string]> = [
+        ['nfc-a', decomposed('josé.m')], // alone: composed
+        ['nfc-a', 'renée.k'], // composed already
+        ['nfc-a', decomposed('Renée.K')], // its composed spelling is renée.k ignoring case: left
+        // two uncomposed spellings of one composed name (ǖ: u + ¨ + ¯, or ü + ¯): both left
+        ['nfc-a', 'lu\u0308\u0304.1'],
+        ['nfc-a', 'l\u00fc\u0304.1'],
+        ['nfc-b', decomposed('renée.k')], // another tenant: composed
+        ['nfc-b', 'plain.ascii'],
+      ];
+      for (const [tenant, username] of users) {
+        await old.pool.query(`INSERT INTO users (tenant_id, username) SELECT id, $2 FROM tenants WHERE subdomain = $1`, [tenant, username]);
+      }
+      const r = await runCli(['migrate', '--json'], { ...env, DATABASE_URL: old.url });
+      expect(r.code, r.stderr).toBe(0);
+      const { rows } = await old.pool.query<{ subdomain: string; username: string }>(
+        'SELECT t.subdomain, u.username FROM users u JOIN tenants t ON t.id = u.tenant_id ORDER BY u.id',
+      );
+      expect(rows.map((row) => [row.subdomain, row.username])).toEqual([
+        ['nfc-a', 'josé.m'.normalize('NFC')],
+        ['nfc-a', 'renée.k'],
+        ['nfc-a', decomposed('Renée.K')],
+        ['nfc-a', 'lu\u0308\u0304.1'],
+        ['nfc-a', 'l\u00fc\u0304.1'],
+        ['nfc-b', 'renée.k'.normalize('NFC')],
+        ['nfc-b', 'plain.ascii'],
+      ]);
     } finally {
       await old.drop();
     }

@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -60,6 +60,7 @@ describe('rosterd doctor', () => {
       'reports',
       'usernames',
       'clock',
+      'received files',
       'mail',
     ]);
     for (const c of r.report.checks)
@@ -137,6 +138,69 @@ describe('rosterd doctor', () => {
     expect(await clockCheck(0)).toMatchObject({ status: 'ok', detail: expect.stringMatching(/^within \d s of the database's clock$/) });
   });
 
+  it('warns about a username stored twice, decomposed (as a Mac saves accents) and composed, naming the district', async () => {
+    const { rows } = await db.pool.query<{ id: number }>(
+      `INSERT INTO tenants (subdomain, name, admin_emails) VALUES ('twin-usd', 'Twin', '{it@twin.example}') RETURNING id`,
+    );
+    const tenantId = rows[0]!.id;
+    await db.pool.query(`INSERT INTO users (tenant_id, username) VALUES ($1, $2), ($1, $3)`, [
+      tenantId,
+      'josé.m'.normalize('NFC'),
+      'josé.m'.normalize('NFD'),
+    ]);
+    try {
+      const r = await doctor({ DATABASE_URL: db.url, DATA_DIR: tempDir(), SMTP_URL: smtp.url });
+      expect(r.code, r.text).toBe(0); // a warning
+      expect(r.check('usernames')).toMatchObject({
+        status: 'warn',
+        detail: expect.stringMatching(/^1 username is stored with decomposed accents .* so each is two users: twin-usd \(1\)$/),
+        fix: expect.stringContaining('the next users.csv import of these districts keeps the composed user'),
+      });
+    } finally {
+      await db.pool.query('DELETE FROM users WHERE tenant_id = $1', [tenantId]);
+      await db.pool.query('DELETE FROM tenants WHERE id = $1', [tenantId]);
+    }
+  });
+
+  it('warns about received files with no import record (a database restored from an older backup), naming the districts', async () => {
+    const dataDir = tempDir();
+    const copy = (tenant: string, name: string, ageMs: number) => {
+      mkdirSync(path.join(dataDir, 'uploads', tenant), { recursive: true });
+      const file = path.join(dataDir, 'uploads', tenant, name);
+      writeFileSync(file, 'username\n');
+      const at = new Date(Date.now() - ageMs);
+      utimesSync(file, at, at);
+      return path.join('uploads', tenant, name);
+    };
+    const recorded = copy('kept-usd', '20261101T010000Z-a-users.csv', 86_400_000);
+    const { rows } = await db.pool.query<{ id: number }>(
+      `INSERT INTO tenants (subdomain, name, admin_emails) VALUES ('kept-usd', 'Kept', '{it@kept.example}') RETURNING id`,
+    );
+    await db.pool.query(
+      `INSERT INTO uploads (tenant_id, file_name, bytes, sha256, stored_path, status) VALUES ($1, 'users.csv', 9, repeat('0', 64), $2, 'succeeded')`,
+      [rows[0]!.id, recorded],
+    );
+    try {
+      copy('kept-usd', '20261121T010000Z-b-users.csv', 2 * 86_400_000); // as if its row were lost
+      copy('lost-usd', '20261120T010000Z-c-users.csv', 3_600_000);
+      copy('lost-usd', '20261121T235900Z-d-users.csv', 1_000); // being received: its row is not there yet
+      const r = await doctor({ DATABASE_URL: db.url, DATA_DIR: dataDir, SMTP_URL: smtp.url });
+      expect(r.code, r.text).toBe(0); // a warning
+      expect(r.check('received files')).toMatchObject({
+        status: 'warn',
+        detail: expect.stringMatching(
+          /^2 files in .*uploads have no import record \(the newest, uploads\/lost-usd\/20261120T010000Z-c-users\.csv, from .*\), of kept-usd, lost-usd: received after the backup/,
+        ),
+        fix: expect.stringContaining('ask these districts to upload users.csv again'),
+      });
+      const clean = await doctor({ DATABASE_URL: db.url, DATA_DIR: tempDir(), SMTP_URL: smtp.url });
+      expect(clean.check('received files')).toMatchObject({ status: 'ok' });
+    } finally {
+      await db.pool.query(`DELETE FROM uploads WHERE stored_path = $1`, [recorded]);
+      await db.pool.query(`DELETE FROM tenants WHERE id = $1`, [rows[0]!.id]);
+    }
+  });
+
   it('passes without SMTP_URL when the .eml outbox folder can be written, and before the first start', async () => {
     const dataDir = tempDir();
     const r = await doctor({ DATABASE_URL: db.url, DATA_DIR: dataDir });
@@ -149,7 +213,7 @@ describe('rosterd doctor', () => {
     const dataDir = path.join(tempDir(), 'not-yet');
     const r = await doctor({ DATABASE_URL: undefined, DATA_DIR: dataDir });
     expect(r.check('data directory')).toMatchObject({ status: 'warn', detail: expect.stringMatching(/does not exist yet/) as unknown });
-    for (const name of ['database', 'migrations', 'reports', 'usernames', 'clock']) {
+    for (const name of ['database', 'migrations', 'reports', 'usernames', 'clock', 'received files']) {
       expect(r.check(name)).toMatchObject({
         status: 'skip',
         detail: expect.stringMatching(/embedded Postgres lives in DATA_DIR/) as unknown,

@@ -160,6 +160,36 @@ describe('identity and bad rows', () => {
   });
 });
 
+describe('accents saved decomposed (a Mac spells é as e plus a combining accent)', () => {
+  it('name the same users as the composed spelling: nothing created, nothing deactivated, and a rejected row still protects its user', async () => {
+    await f.addTenant('nfc');
+    const names = ['josé.m', 'zoë.k', 'renée.l'];
+    const file = (form: 'NFC' | 'NFD', rejectLast = false) =>
+      csv(
+        'username,email,last name',
+        ...names.map((n, i) => `${n.normalize(form)},${rejectLast && i === 2 ? 'not-an-email' : `u${i}@nfc.example`},Lée${i}`),
+      );
+    expect((await f.importCsv('nfc', file('NFC'))).counts).toMatchObject({ created: 3 });
+    const r = await f.importCsv('nfc', file('NFD'));
+    expect(r.counts).toMatchObject({ rows: 3, created: 0, updated: 0, unchanged: 3, deactivated: 0 });
+    const rejected = await f.importCsv('nfc', file('NFD', true));
+    expect(rejected.counts).toMatchObject({ created: 0, deactivated: 0, errors: 1 });
+    const users = await f.users('nfc');
+    expect(users.map((u) => [u.username, u.active])).toEqual(['josé.m', 'renée.l', 'zoë.k'].map((n) => [n.normalize('NFC'), true]));
+  });
+
+  it('in groups.csv, name the users and groups of the composed spelling', async () => {
+    const r = await f.importCsv(
+      'nfc',
+      csv('username,owner,group', `${'josé.m'.normalize('NFD')},,${'Élan'.normalize('NFD')}`),
+      'groups.csv',
+    );
+    expect(r.counts).toMatchObject({ errors: 0 });
+    const again = await f.importCsv('nfc', csv('username,owner,group', `josé.m,,Élan`), 'groups.csv');
+    expect(again.counts).toMatchObject({ errors: 0, created: 0 });
+  });
+});
+
 describe('another tenant', () => {
   it('has its own usernames: the same username in two tenants is two users', async () => {
     await f.addTenant('jefferson');

@@ -12,7 +12,7 @@ import type { EncodingChoice } from './decode.js';
 import { GROUPS_SPEC, type GroupColumn, type HeaderMatch } from './headers.js';
 import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult } from './summary.js';
 import { openFile, readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
-import { length } from './users-rules.js';
+import { composed, length } from './users-rules.js';
 
 export interface GroupsReadOptions {
   /** cap on the detailed errors (and warnings) kept; counts stay exact. Default 50,000 */
@@ -103,10 +103,11 @@ function groupRowHandler(header: HeaderMatch<GroupColumn>, log: IssueLog): RowHa
         }
       }
       if (bad) return invalid(line, fields);
+      // Composed (NFC) as users.csv's usernames are, so a Mac-saved file names the same users and groups.
       const cells = {
-        username: at(fields, 'username').trim(),
-        owner: at(fields, 'owner').trim(),
-        group: at(fields, 'group').trim(),
+        username: composed(at(fields, 'username').trim()),
+        owner: composed(at(fields, 'owner').trim()),
+        group: composed(at(fields, 'group').trim()),
       };
       const result = groupRow.safeParse(cells);
       if (!result.success) {

@@ -14,7 +14,7 @@ import type { EncodingChoice } from './decode.js';
 import { USERS_SPEC, type HeaderMatch, type UserColumn } from './headers.js';
 import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult, type ReadSummary } from './summary.js';
 import { openFile, readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
-import { failed, userRules, type UserCells } from './users-rules.js';
+import { composed, failed, userRules, type UserCells } from './users-rules.js';
 
 export type { ReadResult, ReadSummary } from './summary.js';
 
@@ -70,7 +70,8 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
   const usernameAt = header.index.get('username') ?? 0;
   const usernameOf = (fields: readonly string[]): string | null => {
     const u = fields[usernameAt]?.trim() ?? '';
-    return u === '' ? null : u;
+    // composed as a valid row's is: it keeps the user its rejected row names from being deactivated
+    return u === '' ? null : composed(u);
   };
 
   // The common case, a valid row, runs the column checks directly; any doubt (a cell too long, a

@@ -81,8 +81,13 @@ const USERNAME_CHARS = /^[\p{L}\p{M}\p{Nd}._@-]+$/u;
 /** The pattern z.email() checks with, compiled once rather than run through a zod parse per row. */
 const EMAIL_PATTERN: RegExp = z.regexes.email;
 
-const username = rule((v) => {
-  if (v === '') return new Fail('Username is required');
+/**
+ * Usernames are identities: composed (NFC), or a file saved on a Mac (é as e plus a combining
+ * accent) would name a second user, and the next night's import deactivate the first.
+ */
+const username = rule((raw) => {
+  if (raw === '') return new Fail('Username is required');
+  const v = composed(raw);
   if (length(v) < 4) return new Fail('Username must be at least 4 characters');
   if (length(v) > 254) return new Fail('Username must be at most 254 characters');
   if (!USERNAME_CHARS.test(v)) return new Fail('Username may contain only letters, digits and . _ - @');
@@ -105,6 +110,11 @@ const email = rule((v) => {
 
 const ASCII_ONLY = /^[\x00-\x7f]*$/;
 
+/** The NFC form; most values are ASCII, which is its own. */
+export function composed(v: string): string {
+  return ASCII_ONLY.test(v) ? v : v.normalize('NFC');
+}
+
 /**
  * Names are stored composed (NFC): a file from macOS may spell é as e plus a combining accent,
  * which would count as two characters toward the limit and compare unequal to the same name
@@ -113,9 +123,9 @@ const ASCII_ONLY = /^[\x00-\x7f]*$/;
 function name(label: string) {
   return rule((v) => {
     if (v === '') return null;
-    const composed = ASCII_ONLY.test(v) ? v : v.normalize('NFC'); // most names: no work
-    if (length(composed) > 64) return new Fail(`${label} must be at most 64 characters`);
-    return composed;
+    const stored = composed(v);
+    if (length(stored) > 64) return new Fail(`${label} must be at most 64 characters`);
+    return stored;
   });
 }
 
