@@ -12,8 +12,8 @@ import { parsePublicKey } from '../sftp/public-key.js';
 import { openDatabase } from '../store/connect.js';
 import { describeClockSkew, isClockSkewed, measureClockSkew } from '../store/clock-skew.js';
 import { loadMigrations, pendingMigrations } from '../store/migrate.js';
-import { unrecordedCopies } from './retention.js';
 import { systemClock, type Clock, type Logger } from '../types.js';
+import { unrecordedCopies } from './retention.js';
 import { withTimeout } from './timeout.js';
 
 /**
