@@ -25,6 +25,7 @@ export const ERROR_CODES = {
     kind: 'failure',
     summary: 'a held import no longer does what its hold report said (the roster or the file changed)',
   },
+  IMPORT_INTERRUPTED: { kind: 'failure', summary: 'an operator interrupted an import (Ctrl-C); it was rolled back whole' },
   FILE_NOT_FOUND: { kind: 'failure', summary: 'a file named on the command line cannot be read' },
   FILE_NOT_WRITABLE: { kind: 'failure', summary: 'a file named on the command line cannot be written' },
   DATABASE_UNAVAILABLE: { kind: 'failure', summary: 'Postgres cannot be reached' },

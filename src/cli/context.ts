@@ -7,6 +7,7 @@ import { openDatabase, type Database } from '../store/connect.js';
 import { migrate } from '../store/migrate.js';
 import { ensureDataDir, existingDataDir } from '../store/paths.js';
 import type { Logger } from '../types.js';
+import { FORCED_EXIT_MS, signalExitCode, watchSignals } from './signals.js';
 
 /** What every command gets: configuration, a logger on stderr, and the database. */
 export interface CliContext {
@@ -14,6 +15,12 @@ export interface CliContext {
   logger: Logger;
   pool: pg.Pool;
   json: boolean;
+  /**
+   * For commands run `interruptible`: aborted on the first SIGINT or SIGTERM (its reason is the
+   * signal's name), so that the command stops cleanly and says what it left; it then exits with
+   * signalExitCode. A second signal exits at once.
+   */
+  interrupted?: AbortSignal;
 }
 
 /** A command's result: the JSON document for --json and the text for a person. */
@@ -39,6 +46,8 @@ export interface RunOptions {
   dataDir?: 'create' | 'exist' | 'default';
   /** apply pending migrations before the handler (default true; `migrate` does it itself) */
   autoMigrate?: boolean;
+  /** the handler stops cleanly on SIGINT or SIGTERM (see CliContext.interrupted) */
+  interruptible?: boolean;
 }
 
 /** Adds --json to a leaf command and wires its handler with uniform output and exit codes. */
@@ -54,6 +63,7 @@ export function leaf(cmd: Command, handler: Handler, options: RunOptions = {}): 
 async function runHandler(handler: Handler, args: string[], opts: Record<string, unknown>, options: RunOptions): Promise<void> {
   const json = opts.json === true;
   let db: Database | undefined;
+  const interruption = options.interruptible ? watchInterruption(() => db) : undefined;
   try {
     const config = loadConfig();
     // Commands talk to people on stdout; logs go to stderr and stay quiet unless asked for.
@@ -65,7 +75,11 @@ async function runHandler(handler: Handler, args: string[], opts: Record<string,
       db = await openDatabase(config, logger, 4);
       if (options.autoMigrate !== false) await migrate(db.pool, logger);
     }
-    const out = await handler({ config, logger, pool: db?.pool as pg.Pool, json }, args, opts);
+    const out = await handler(
+      { config, logger, pool: db?.pool as pg.Pool, json, ...(interruption ? { interrupted: interruption.signal } : {}) },
+      args,
+      opts,
+    );
     if (out.streamed !== true) {
       process.stdout.write(
         json ? JSON.stringify(out.json, null, 2) + '\n' : out.text.endsWith('\n') || out.text === '' ? out.text : out.text + '\n',
@@ -76,7 +90,27 @@ async function runHandler(handler: Handler, args: string[], opts: Record<string,
     reportError(caught, json);
   } finally {
     await db?.close();
+    interruption?.dispose();
   }
+}
+
+/**
+ * The first SIGINT or SIGTERM aborts the signal the handler watches; a second one exits at once
+ * with the same code, letting go of the embedded Postgres as serve does: a transaction still open
+ * rolls back as its connection closes.
+ */
+function watchInterruption(database: () => Database | undefined): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  const watch = watchSignals(
+    (signal) => controller.abort(signal),
+    (signal) => {
+      process.stderr.write(`rosterd: ${signal} again: exiting now; what was not committed is rolled back\n`);
+      const exit = () => process.exit(signalExitCode(signal));
+      setTimeout(exit, FORCED_EXIT_MS).unref();
+      (database()?.abandon() ?? Promise.resolve()).then(exit, exit);
+    },
+  );
+  return { signal: controller.signal, dispose: () => watch.dispose() };
 }
 
 /**

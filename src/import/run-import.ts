@@ -11,6 +11,7 @@ import { withTransaction } from '../store/db.js';
 import type { ImportHook } from './engine-types.js';
 import { executeImport, loadTarget, recordOutcome, type ImportContext, type Outcome, type UploadTarget } from './execute.js';
 import { createPasswordHasher, type PasswordHasher } from './hash-pool.js';
+import { cancelOnAbort, interruptedError, throwIfInterrupted } from './interrupt.js';
 import { insertIssues } from './issues.js';
 import { getImportRecord, type ImportRecord } from './records.js';
 import { verifyStoredCopy } from './stored-copy.js';
@@ -27,6 +28,11 @@ export interface RunImportOptions {
   approvedBy?: string;
   /** internal: fault injection for tests */
   at?: ImportHook;
+  /**
+   * Aborting it interrupts the import (an operator's Ctrl-C): the statement in flight is cancelled,
+   * hashing stops, and the import rolls back whole and throws IMPORT_INTERRUPTED.
+   */
+  signal?: AbortSignal;
 }
 
 /** Imports an upload that the caller has claimed (status `running`). */
@@ -38,22 +44,38 @@ export async function runImport(ctx: ImportContext, uploadId: string, opts: RunI
   }
   const log = ctx.logger.child({ uploadId, tenant: target.tenant, file: target.fileName });
   log.info({ event: 'import.started' }, 'import started');
-  return withHasher(ctx, async (hasher) => {
+  const { signal } = opts;
+  throwIfInterrupted(signal);
+  // Between the engine's steps, an interrupted import goes no further.
+  const at: ImportHook = async (point, client) => {
+    throwIfInterrupted(signal);
+    await opts.at?.(point, client);
+  };
+  return withHasher(ctx, signal, async (hasher) => {
     try {
       await verifyStoredCopy(target);
+      throwIfInterrupted(signal);
       const record = await withTransaction(ctx.pool, async (client) => {
-        const outcome = await executeImport(client, ctx.config, ctx.clock, target, {
-          dryRun: false,
-          overrideThreshold: false,
-          hasher,
-          at: opts.at,
-        });
-        return finish(client, uploadId, 'running', outcome, startedAt, ctx, opts);
+        const stopCancelling = await cancelOnAbort(ctx.pool, client, signal);
+        try {
+          const outcome = await executeImport(client, ctx.config, ctx.clock, target, {
+            dryRun: false,
+            overrideThreshold: false,
+            hasher,
+            at,
+          });
+          return await finish(client, uploadId, 'running', outcome, startedAt, ctx, opts);
+        } catch (err) {
+          throw signal?.aborted ? interruptedError(err) : err;
+        } finally {
+          await stopCancelling();
+        }
       });
       // The outcome is logged by the caller (the scheduler's decision line), once.
       return record;
     } catch (err) {
       if (!(err instanceof FileRejectedError)) throw err;
+      throwIfInterrupted(signal);
       return withTransaction(ctx.pool, (client) => recordRejectedFile(client, uploadId, 'running', err, startedAt, ctx, opts));
     }
   });
@@ -69,7 +91,7 @@ export async function approveImport(
   opts: { approvedBy: string; onOutcome?: OnOutcome; at?: ImportHook },
 ): Promise<ImportRecord> {
   const startedAt = ctx.clock.now();
-  return withHasher(ctx, (hasher) =>
+  return withHasher(ctx, undefined, (hasher) =>
     withTransaction(ctx.pool, async (client) => {
       const target = await loadTarget(client, ctx.config.DATA_DIR, uploadId, true);
       if (target.status !== 'held') throw notHeld(uploadId, target.status);
@@ -197,13 +219,19 @@ async function mustGet(client: PoolClient, uploadId: string): Promise<ImportReco
   return record;
 }
 
-/** The context's hasher, or one made for this import (its workers start only if a password changed). */
-async function withHasher<T>(ctx: ImportContext, fn: (hasher: PasswordHasher) => Promise<T>): Promise<T> {
+/**
+ * The context's hasher, or one made for this import (its workers start only if a password changed),
+ * closed when `signal` aborts: the hashes waited for fail, so the import stops hashing at once.
+ */
+async function withHasher<T>(ctx: ImportContext, signal: AbortSignal | undefined, fn: (hasher: PasswordHasher) => Promise<T>): Promise<T> {
   if (ctx.hasher) return fn(ctx.hasher);
   const hasher = createPasswordHasher({ workers: ctx.config.HASH_WORKERS });
+  const close = () => void hasher.close();
+  signal?.addEventListener('abort', close, { once: true });
   try {
     return await fn(hasher);
   } finally {
+    signal?.removeEventListener('abort', close);
     await hasher.close();
   }
 }

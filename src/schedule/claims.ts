@@ -227,21 +227,27 @@ export async function endAttempts(
 }
 
 /**
- * Shutdown ran out of time: give these claims back (pending again, not counted as an attempt).
- * An import still running on such a claim can no longer record its outcome (its upload is not
- * 'running' under its token any more), so it rolls back whole when its process exits.
+ * Shutdown ran out of time, or an operator interrupted `import run`: give these claims back
+ * (pending again, not counted as an attempt; `why` is what `import show` says of it). An import
+ * still running on such a claim can no longer record its outcome (its upload is not 'running'
+ * under its token any more), so it rolls back whole.
  */
-export async function releaseClaims(pool: pg.Pool, tokens: readonly string[], now: Date): Promise<string[]> {
+export async function releaseClaims(
+  pool: pg.Pool,
+  tokens: readonly string[],
+  now: Date,
+  why = 'interrupted by a shutdown; imported on a later tick',
+): Promise<string[]> {
   if (tokens.length === 0) return [];
   return withTransaction(pool, async (client) => {
     // The import may hold the row while it commits; then it is about to finish anyway.
     await client.query(`SET LOCAL lock_timeout = '2s'`);
     const { rows } = await client.query<{ id: string }>(
       `UPDATE uploads SET status = 'pending', status_changed_at = $2, claim_token = NULL, claim_expires_at = NULL,
-              last_attempt_error = 'interrupted by a shutdown; imported on a later tick'
+              last_attempt_error = $3
         WHERE claim_token = ANY($1::uuid[]) AND status = 'running'
         RETURNING id`,
-      [tokens, now],
+      [tokens, now, why],
     );
     return rows.map((r) => r.id);
   });

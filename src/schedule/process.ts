@@ -14,7 +14,7 @@ import { getImportRecord, type ImportRecord } from '../import/records.js';
 import { runImport, type ImportContext } from '../import/run-import.js';
 import { enqueueImportReport } from '../report/import-report.js';
 import type { Logger } from '../types.js';
-import { claimNext, ClaimLostError, endAttempts, extendClaim, fenceClaim, type Claim, type TenantRef } from './claims.js';
+import { claimNext, ClaimLostError, endAttempts, extendClaim, fenceClaim, releaseClaims, type Claim, type TenantRef } from './claims.js';
 import { isInsideWindow, nextWindowStart, windowFromParts } from './window.js';
 
 export interface ScheduleContext extends ImportContext {
@@ -33,8 +33,13 @@ export interface ProcessOptions {
   tenant?: string;
   /** ignore the window and settling: an operator's `import run --now` */
   now?: boolean;
-  /** stop before the next upload once aborted (shutdown); the running one finishes */
+  /** stop before the next upload once aborted (shutdown); the running one finishes, unless interruptRunning */
   signal?: AbortSignal;
+  /**
+   * Once `signal` aborts, interrupt the running import too: it rolls back whole and its upload is
+   * given back, pending again and not counted as a failed attempt (Ctrl-C on `import run`).
+   */
+  interruptRunning?: boolean;
   /** who asked (for `--now`, logged as an operator's action) */
   requestedBy?: string;
 }
@@ -69,6 +74,8 @@ export interface ProcessSummary {
   errors: Array<{ tenant: string; message: string }>;
   /** tenants passed over: suspended (when named), or with an import running in another process */
   skipped: Array<{ tenant: string; reason: string }>;
+  /** imports interrupted (interruptRunning): rolled back, their uploads pending again */
+  interrupted: ProcessedUpload[];
 }
 
 export const defaultClaimant = (): string => `${os.hostname()}:${process.pid}`;
@@ -84,6 +91,7 @@ export async function processPending(ctx: ScheduleContext, opts: ProcessOptions 
     settling: [],
     errors: [],
     skipped: [],
+    interrupted: [],
   };
   await takeBackExpiredClaims(ctx, summary);
   const tenants = await loadTenants(ctx.pool, opts.tenant, ctx.logger, summary);
@@ -197,7 +205,7 @@ async function processTenant(ctx: ScheduleContext, tenant: TenantRef, opts: Proc
           else log.info(fields, 'superseded');
         }
         // After an attempt without an outcome, the tenant waits for the next tick (no retry storm).
-        if (!(await importClaimed(ctx, tenant, step.claim, summary, log))) return;
+        if (!(await importClaimed(ctx, tenant, step.claim, summary, log, opts))) return;
         break;
     }
   }
@@ -210,11 +218,27 @@ async function importClaimed(
   claim: Claim,
   summary: ProcessSummary,
   tenantLog: Logger,
+  opts: ProcessOptions,
 ): Promise<boolean> {
   const log = tenantLog.child({ uploadId: claim.uploadId, file: claim.fileName });
   const ref = { id: claim.uploadId, tenant: tenant.subdomain, file: claim.fileName };
   const stopHeartbeat = heartbeat(ctx, claim, log);
   ctx.activeClaims?.set(claim.token, claim.uploadId);
+  // Interrupted, the claim is given back first: the import can then no longer record an outcome,
+  // and the failure it ends with is not counted as an attempt.
+  const interrupt = opts.interruptRunning ? opts.signal : undefined;
+  let givenBack: Promise<boolean> | undefined;
+  const giveBack = () => {
+    givenBack ??= releaseClaims(ctx.pool, [claim.token], ctx.clock.now(), INTERRUPTED_BY_OPERATOR).then(
+      (ids) => ids.length > 0,
+      (err: unknown) => {
+        log.warn({ err: toError(err) }, 'interrupted: could not give the claim back');
+        return false;
+      },
+    );
+  };
+  if (interrupt?.aborted) giveBack();
+  else interrupt?.addEventListener('abort', giveBack, { once: true });
   try {
     const record = await runImport(ctx, claim.uploadId, {
       onOutcome: async (client, rec) => {
@@ -222,6 +246,7 @@ async function importClaimed(
         await enqueueImportReport(client, rec, { from: ctx.config.MAIL_FROM, now: ctx.clock.now() });
       },
       ...(ctx.importHook ? { at: ctx.importHook } : {}),
+      ...(interrupt ? { signal: interrupt } : {}),
     });
     summary.imported.push({ ...ref, status: record.status });
     ctx.onImported?.(record);
@@ -236,7 +261,10 @@ async function importClaimed(
     else log.info(fields, 'imported');
     return true;
   } catch (caught) {
-    if (caught instanceof ClaimLostError) {
+    if (givenBack !== undefined && (await givenBack)) {
+      summary.interrupted.push({ ...ref, status: 'pending' });
+      log.warn({ event: 'import.interrupted' }, 'import interrupted by the operator; nothing was kept and the upload is pending again');
+    } else if (caught instanceof ClaimLostError) {
       log.warn({ err: caught }, 'claim lost: another process took this upload back; nothing from this attempt was kept');
     } else if (ctx.activeClaims !== undefined && !ctx.activeClaims.has(claim.token)) {
       // Shutdown gave the claim back: not a failed attempt, and the database may already be closing.
@@ -246,10 +274,14 @@ async function importClaimed(
     }
     return false;
   } finally {
+    interrupt?.removeEventListener('abort', giveBack);
     stopHeartbeat();
     ctx.activeClaims?.delete(claim.token);
   }
 }
+
+/** What `import show` says of an upload whose import the operator interrupted. */
+const INTERRUPTED_BY_OPERATOR = 'interrupted by the operator (Ctrl-C on import run); imported at the next run';
 
 /** Extends the claim every third of its lifetime while the import runs. */
 function heartbeat(ctx: ScheduleContext, claim: Claim, log: Logger): () => void {

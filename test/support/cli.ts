@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -50,21 +50,35 @@ export interface CliResult {
  * cleared of rosterd's variables so only what the test passes counts.
  */
 export function runCli(args: string[], env: Record<string, string | undefined>, stdin?: string): Promise<CliResult> {
+  return startCli(args, env, stdin).result;
+}
+
+/** A running `rosterd` subprocess (to signal it), and its result once it exits. */
+export interface CliProcess {
+  child: ChildProcess;
+  /** what it printed so far */
+  output(): { stdout: string; stderr: string };
+  result: Promise<CliResult & { signal: NodeJS.Signals | null }>;
+}
+
+/** Starts the built `rosterd` command as runCli does, without waiting for it. */
+export function startCli(args: string[], env: Record<string, string | undefined>, stdin?: string): CliProcess {
   const base: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
     if (v !== undefined && !/^(DATABASE_URL|DATA_DIR|SFTP_|SMTP_|MAIL_FROM|SCHEDULE_CRON|HTTP_|LOG_LEVEL)/.test(k)) base[k] = v;
   }
   for (const [k, v] of Object.entries(env)) if (v !== undefined) base[k] = v;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: base, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const child = spawn(process.execPath, [CLI, ...args], { env: base, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const result = new Promise<CliResult & { signal: NodeJS.Signals | null }>((resolve, reject) => {
     child.on('error', reject);
-    child.on('close', (code) =>
+    child.on('close', (code, signal) =>
       resolve({
         code,
+        signal,
         stdout,
         stderr,
         json<T>() {
@@ -76,6 +90,7 @@ export function runCli(args: string[], env: Record<string, string | undefined>, 
         },
       }),
     );
-    child.stdin.end(stdin ?? '');
   });
+  child.stdin.end(stdin ?? '');
+  return { child, output: () => ({ stdout, stderr }), result };
 }

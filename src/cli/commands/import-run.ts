@@ -3,7 +3,8 @@ import type { Command } from 'commander';
 import { DateTime } from 'luxon';
 import { isSuspendedSkip, processPending, type ProcessedUpload, type ProcessSummary } from '../../schedule/process.js';
 import { leaf } from '../context.js';
-import { describeDelivery, importContext, operator, sendReports, type CliDelivery } from './import.js';
+import { signalExitCode } from '../signals.js';
+import { describeDelivery, importContext, operator, queuedReports, sendReports, type CliDelivery } from './import.js';
 
 /**
  * `rosterd import run [--tenant T] [--now]`: what one scheduler tick does, on demand: import the
@@ -24,19 +25,38 @@ export function registerImportRunCommand(imp: Command): void {
           ...(typeof opts.tenant === 'string' ? { tenant: opts.tenant } : {}),
           now: opts.now === true,
           requestedBy,
+          // Ctrl-C: the running import rolls back and its upload is pending again, not a failed
+          // attempt (left claimed, it would wait CLAIM_TTL_SECONDS and count toward IMPORT_MAX_ATTEMPTS).
+          ...(ctx.interrupted ? { signal: ctx.interrupted, interruptRunning: true } : {}),
         },
       );
+      const interrupted = ctx.interrupted?.aborted ? (ctx.interrupted.reason as NodeJS.Signals) : undefined;
+      if (interrupted !== undefined) {
+        // The operator wants out: reports of what was done stay queued for rosterd serve.
+        const mail = await queuedReports(ctx);
+        const text = [describe(summary, mail, true), describeInterruption(interrupted, summary)].join('\n');
+        return { json: { ...summary, reports: mail, interruptedBy: interrupted }, text, exitCode: signalExitCode(interrupted) };
+      }
       const mail = await sendReports(ctx);
       // A named tenant that is suspended imports nothing: the operator asked for something not done.
       const suspended = summary.skipped.some(isSuspendedSkip);
       const failed = summary.errors.length > 0 || summary.failed.length > 0 || suspended;
       return { json: { ...summary, reports: mail }, text: describe(summary, mail), exitCode: failed ? 1 : 0 };
     },
-    { dataDir: 'exist' }, // the received copies are read from it
+    { dataDir: 'exist', interruptible: true }, // the received copies are read from DATA_DIR
   );
 }
 
-function describe(s: ProcessSummary, mail: CliDelivery): string {
+/** The last line after a Ctrl-C: what became of the import it stopped. */
+function describeInterruption(signal: NodeJS.Signals, s: ProcessSummary): string {
+  const stopped = s.interrupted.map((i) => `import ${i.id} (${i.tenant} ${i.file})`);
+  return stopped.length > 0
+    ? `interrupted (${signal}): ${stopped.join(', ')} rolled back, nothing changed; ` +
+        'the upload is pending again and will be imported at the next run'
+    : `interrupted (${signal}): stopped before the next upload; the uploads not imported stay pending and will be imported at the next run`;
+}
+
+function describe(s: ProcessSummary, mail: CliDelivery, interrupted = false): string {
   const lines: string[] = [];
   for (const i of s.imported) lines.push(`${i.status.padEnd(21)} ${i.id}  ${i.tenant}  ${i.file}`);
   for (const i of s.superseded) lines.push(`${'superseded'.padEnd(21)} ${i.id}  ${i.tenant}  ${i.file}`);
@@ -54,7 +74,7 @@ function describe(s: ProcessSummary, mail: CliDelivery): string {
     );
   for (const w of s.settling) lines.push(`${w.tenant}: ${w.pending} pending, still arriving; taken after ${w.until.toISOString()}`);
   for (const e of s.errors) lines.push(`${e.tenant}: could not import: ${e.message}`);
-  if (lines.length === 0) lines.push('nothing pending');
+  if (lines.length === 0 && !interrupted) lines.push('nothing pending');
   const reports = describeDelivery(mail);
   if (reports !== null) lines.push(reports);
   return lines.join('\n');

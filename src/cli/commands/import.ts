@@ -45,13 +45,16 @@ export interface CliDelivery extends DeliveryResult {
  * within seconds (DELIVERY_POLL_MS), through its own settings.
  */
 export async function sendReports(ctx: CliContext): Promise<CliDelivery> {
-  if (ctx.config.SMTP_URL === undefined) {
-    const { rows } = await ctx.pool.query<{ n: string }>(`SELECT count(*) AS n FROM outbox WHERE status = 'pending'`);
-    return { sent: 0, failed: 0, queued: Number(rows[0]?.n ?? 0) };
-  }
+  if (ctx.config.SMTP_URL === undefined) return queuedReports(ctx);
   const mailer = createMailer(ctx.config);
   const result = await deliverDue(importContext(ctx), mailer).finally(() => mailer.close());
   return { ...result, queued: 0 };
+}
+
+/** The reports left in the outbox for `rosterd serve` to send, none sent here. */
+export async function queuedReports(ctx: CliContext): Promise<CliDelivery> {
+  const { rows } = await ctx.pool.query<{ n: string }>(`SELECT count(*) AS n FROM outbox WHERE status = 'pending'`);
+  return { sent: 0, failed: 0, queued: Number(rows[0]?.n ?? 0) };
 }
 
 /** The line that tells the operator where the reports went. */

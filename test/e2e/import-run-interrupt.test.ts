@@ -1,0 +1,134 @@
+/**
+ * Ctrl-C on `rosterd import run` (PRODUCT.md §5, §7): the import in progress rolls back, its
+ * upload is pending again without a failed attempt counted (three impatient Ctrl-Cs used to fail
+ * it after IMPORT_MAX_ATTEMPTS, each claim held until CLAIM_TTL_SECONDS), and the command exits
+ * 130 saying so; a second Ctrl-C exits at once. The built CLI runs as a subprocess against a real Postgres.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rosterWriterPids, tenantUserCount } from '../support/db.js';
+import { runCli, startCli, type CliProcess } from '../support/cli.js';
+import { waitFor } from '../support/wait.js';
+import { csv, importFixture, type ImportFixture } from './import-fixture.js';
+
+let f: ImportFixture;
+let env: Record<string, string>;
+
+beforeAll(async () => {
+  f = await importFixture();
+  // One hashing thread: 120 passwords take several seconds, so the import is surely in progress.
+  env = { DATABASE_URL: f.db.url, DATA_DIR: f.dataDir, LOG_LEVEL: 'silent', HASH_WORKERS: '1' };
+});
+afterAll(async () => f?.close());
+
+const withPasswords = (prefix: string, rows: number) =>
+  csv('username,password', ...Array.from({ length: rows }, (_, i) => `${prefix}${String(i).padStart(4, '0')},Passw0rd-${i}`));
+
+async function upload(id: string) {
+  const { rows } = await f.db.pool.query<{
+    status: string;
+    attempts: number;
+    claim_token: string | null;
+    last_attempt_error: string | null;
+  }>('SELECT status, attempts, claim_token, last_attempt_error FROM uploads WHERE id = $1', [id]);
+  return rows[0];
+}
+
+const reports = async (id: string) =>
+  (await f.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox WHERE upload_id = $1', [id])).rows[0]?.n;
+
+/** The CLI's import is hashing passwords: staged and planned, its transaction open. */
+async function hashing(run: CliProcess): Promise<void> {
+  await waitFor(
+    async () => {
+      if (run.child.exitCode !== null) throw new Error(`rosterd exited before hashing: ${JSON.stringify(run.output())}`);
+      const { rowCount } = await f.db.pool.query(
+        `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'FETCH % FROM import_passwords'`,
+      );
+      return (rowCount ?? 0) > 0;
+    },
+    30_000,
+    'the import to hash passwords',
+  );
+}
+
+describe('Ctrl-C on import run --now', () => {
+  it('rolls the import back and puts the upload back to pending, not counted: three Ctrl-Cs leave it importable', async () => {
+    await f.addTenant('ctrlc-usd');
+    const id = await f.receive('ctrlc-usd', withPasswords('ctrlc', 120), 'users.csv', 'pending');
+
+    for (const json of [false, true, false]) {
+      const run = startCli(['import', 'run', '--now', '--tenant', 'ctrlc-usd', ...(json ? ['--json'] : [])], env);
+      await hashing(run);
+      const t0 = Date.now();
+      run.child.kill('SIGINT');
+      const r = await run.result;
+      const took = Date.now() - t0;
+      expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(130);
+      expect(took, 'the import stops at once, not after its hashing').toBeLessThan(5_000);
+      expect(r.stderr).toBe('');
+      if (json) {
+        expect(r.json()).toMatchObject({
+          interruptedBy: 'SIGINT',
+          interrupted: [{ id, tenant: 'ctrlc-usd', file: 'users.csv', status: 'pending' }],
+          failed: [],
+          retried: [],
+        });
+      } else {
+        expect(r.stdout.trimEnd().split('\n').at(-1)).toBe(
+          `interrupted (SIGINT): import ${id} (ctrlc-usd users.csv) rolled back, nothing changed; ` +
+            'the upload is pending again and will be imported at the next run',
+        );
+      }
+      expect(await upload(id)).toMatchObject({
+        status: 'pending',
+        attempts: 0,
+        claim_token: null,
+        last_attempt_error: expect.stringMatching(/interrupted by the operator/) as unknown,
+      });
+      expect(await rosterWriterPids(f.db.pool)).toEqual([]);
+      expect(await tenantUserCount(f.db.pool, 'ctrlc-usd')).toBe(0);
+      expect(await reports(id)).toBe(0);
+    }
+
+    // IMPORT_MAX_ATTEMPTS is 3: the upload is still imported, once, by the next run.
+    const done = await runCli(['import', 'run', '--now', '--tenant', 'ctrlc-usd'], { ...env, HASH_WORKERS: '2' });
+    expect(done.code, done.stdout + done.stderr).toBe(0);
+    expect(done.stdout).toMatch(new RegExp(`^succeeded\\s+${id}`, 'm'));
+    expect(await upload(id)).toMatchObject({ status: 'succeeded', attempts: 0, claim_token: null });
+    expect(await tenantUserCount(f.db.pool, 'ctrlc-usd')).toBe(120);
+    expect(await reports(id)).toBe(1);
+  }, 180_000);
+
+  it('a second Ctrl-C exits at once, with nothing partial kept', async () => {
+    await f.addTenant('ctrlc2-usd');
+    const id = await f.receive('ctrlc2-usd', withPasswords('twice', 120), 'users.csv', 'pending');
+    const run = startCli(['import', 'run', '--now', '--tenant', 'ctrlc2-usd'], env);
+    await hashing(run);
+    // Something holds the command up after the rollback (here: the outbox, whose queued reports
+    // it counts), and the operator will not wait.
+    const blocker = await f.db.pool.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE');
+      run.child.kill('SIGINT');
+      await waitFor(async () => (await upload(id))?.status === 'pending', 10_000, 'the upload to be given back');
+      // A second signal within a second is the first delivered twice (npx forwards Ctrl-C): wait past it.
+      await new Promise((resolve) => setTimeout(resolve, 1_200));
+      expect(run.child.exitCode, 'the first Ctrl-C is stuck on the outbox').toBeNull();
+      const t0 = Date.now();
+      run.child.kill('SIGINT');
+      const r = await run.result;
+      expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(130);
+      expect(Date.now() - t0).toBeLessThan(2_000);
+      expect(r.stderr).toMatch(/^rosterd: SIGINT again: exiting now/);
+    } finally {
+      await blocker.query('ROLLBACK');
+      blocker.release();
+    }
+    expect(await upload(id)).toMatchObject({ status: 'pending', attempts: 0, claim_token: null });
+    await waitFor(async () => (await rosterWriterPids(f.db.pool)).length === 0, 10_000, 'no import transaction left');
+    expect(await tenantUserCount(f.db.pool, 'ctrlc2-usd')).toBe(0);
+    // Out of the way of the next case's runs over every tenant.
+    await f.db.pool.query(`UPDATE tenants SET status = 'suspended' WHERE subdomain = 'ctrlc2-usd'`);
+  }, 90_000);
+});
