@@ -252,3 +252,27 @@ export async function releaseClaims(
     return rows.map((r) => r.id);
   });
 }
+
+/** An upload being imported: who holds its claim, and until when unless renewed. */
+export interface RunningClaim {
+  uploadId: string;
+  fileName: string;
+  claimedBy: string | null;
+  claimedAt: Date | null;
+  expiresAt: Date | null;
+}
+
+/**
+ * The tenant's uploads being imported right now, so that an operator whose `import run` claimed
+ * nothing learns that an import is running, by whom, and until when its claim lasts (a process
+ * killed outright keeps it until then).
+ */
+export async function runningClaims(db: pg.Pool | pg.PoolClient, tenantId: number): Promise<RunningClaim[]> {
+  const { rows } = await db.query<RunningClaim>(
+    `SELECT id AS "uploadId", file_name AS "fileName", claimed_by AS "claimedBy", claimed_at AS "claimedAt",
+            claim_expires_at AS "expiresAt"
+       FROM uploads WHERE tenant_id = $1 AND status = 'running' ORDER BY claimed_at, id`,
+    [tenantId],
+  );
+  return rows;
+}

@@ -14,7 +14,17 @@ import { getImportRecord, type ImportRecord } from '../import/records.js';
 import { runImport, type ImportContext } from '../import/run-import.js';
 import { enqueueImportReport } from '../report/import-report.js';
 import type { Logger } from '../types.js';
-import { claimNext, ClaimLostError, endAttempts, extendClaim, fenceClaim, releaseClaims, type Claim, type TenantRef } from './claims.js';
+import {
+  claimNext,
+  ClaimLostError,
+  endAttempts,
+  extendClaim,
+  fenceClaim,
+  releaseClaims,
+  runningClaims,
+  type Claim,
+  type TenantRef,
+} from './claims.js';
 import { isInsideWindow, nextWindowStart, windowFromParts } from './window.js';
 
 export interface ScheduleContext extends ImportContext {
@@ -72,8 +82,10 @@ export interface ProcessSummary {
   settling: Array<{ tenant: string; pending: number; until: Date }>;
   /** tenants that could not be processed (e.g. the database was unreachable) */
   errors: Array<{ tenant: string; message: string }>;
-  /** tenants passed over: suspended (when named), or with an import running in another process */
+  /** tenants passed over: suspended (when named), or another process deciding for the tenant */
   skipped: Array<{ tenant: string; reason: string }>;
+  /** uploads being imported by another process (or a killed one whose claim has not expired yet) */
+  running: Array<{ tenant: string; id: string; file: string; claimedBy: string | null; claimExpiresAt: Date | null }>;
   /** imports interrupted (interruptRunning): rolled back, their uploads pending again */
   interrupted: ProcessedUpload[];
 }
@@ -91,6 +103,7 @@ export async function processPending(ctx: ScheduleContext, opts: ProcessOptions 
     settling: [],
     errors: [],
     skipped: [],
+    running: [],
     interrupted: [],
   };
   await takeBackExpiredClaims(ctx, summary);
@@ -150,14 +163,16 @@ async function processTenant(ctx: ScheduleContext, tenant: TenantRef, opts: Proc
     });
     switch (step.kind) {
       case 'nothing':
+        await noteRunning(ctx, tenant, summary);
         return;
       case 'busy':
         // Another process holds the tenant (an import running, or its own decision): it carries on
-        // with the rest. Said only when asked for this tenant, where silence would mislead.
-        if (opts.tenant !== undefined) {
+        // with the rest. A running import is always said (who holds it, until when); the other
+        // case only when asked for this tenant, where silence would mislead.
+        if (!(await noteRunning(ctx, tenant, summary)) && opts.tenant !== undefined) {
           summary.skipped.push({
             tenant: tenant.subdomain,
-            reason: 'an import of this tenant is running in another process, which imports the rest',
+            reason: 'another process is deciding what this tenant imports next (and imports it); run this again in a moment to see',
           });
         }
         return;
@@ -282,6 +297,21 @@ async function importClaimed(
 
 /** What `import show` says of an upload whose import the operator interrupted. */
 const INTERRUPTED_BY_OPERATOR = 'interrupted by the operator (Ctrl-C on import run); imported at the next run';
+
+/** Notes the tenant's uploads another process is importing. False when there is none. */
+async function noteRunning(ctx: ScheduleContext, tenant: TenantRef, summary: ProcessSummary): Promise<boolean> {
+  const running = await runningClaims(ctx.pool, tenant.id);
+  for (const r of running) {
+    summary.running.push({
+      tenant: tenant.subdomain,
+      id: r.uploadId,
+      file: r.fileName,
+      claimedBy: r.claimedBy,
+      claimExpiresAt: r.expiresAt,
+    });
+  }
+  return running.length > 0;
+}
 
 /** Extends the claim every third of its lifetime while the import runs. */
 function heartbeat(ctx: ScheduleContext, claim: Claim, log: Logger): () => void {

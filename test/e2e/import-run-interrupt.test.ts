@@ -2,8 +2,11 @@
  * Ctrl-C on `rosterd import run` (PRODUCT.md §5, §7): the import in progress rolls back, its
  * upload is pending again without a failed attempt counted (three impatient Ctrl-Cs used to fail
  * it after IMPORT_MAX_ATTEMPTS, each claim held until CLAIM_TTL_SECONDS), and the command exits
- * 130 saying so; a second Ctrl-C exits at once. The built CLI runs as a subprocess against a real Postgres.
+ * 130 saying so; a second Ctrl-C exits at once. And an `import run` that finds the tenant's upload
+ * being imported by another process says so, by whom and until when, not "nothing pending".
+ * The built CLI runs as a subprocess against a real Postgres.
  */
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rosterWriterPids, tenantUserCount } from '../support/db.js';
 import { runCli, startCli, type CliProcess } from '../support/cli.js';
@@ -131,4 +134,40 @@ describe('Ctrl-C on import run --now', () => {
     // Out of the way of the next case's runs over every tenant.
     await f.db.pool.query(`UPDATE tenants SET status = 'suspended' WHERE subdomain = 'ctrlc2-usd'`);
   }, 90_000);
+});
+
+describe('import run while another process imports the tenant', () => {
+  it('says an import is running, by whom and until when its claim lasts, not "nothing pending"', async () => {
+    await f.addTenant('busy-usd');
+    const id = await f.receive('busy-usd', csv('username', 'someone1'), 'users.csv', 'pending');
+    const { rows } = await f.db.pool.query<{ claim_expires_at: Date }>(
+      `UPDATE uploads SET status = 'running', claimed_by = 'cli:otherhost:4242', claim_token = $2, claimed_at = now(),
+              claim_expires_at = now() + interval '10 minutes'
+        WHERE id = $1 RETURNING claim_expires_at`,
+      [id, randomUUID()],
+    );
+    const until = rows[0]!.claim_expires_at.toISOString();
+    const line =
+      `busy-usd: nothing imported: an import is running: users.csv ${id}, claimed by cli:otherhost:4242; ` +
+      `its claim lasts until ${until}`;
+
+    const named = await runCli(['import', 'run', '--now', '--tenant', 'busy-usd'], env);
+    expect(named.code, named.stderr).toBe(0);
+    expect(named.stdout).toContain(line);
+    expect(named.stdout).not.toContain('nothing pending');
+    const all = await runCli(['import', 'run', '--now'], env);
+    expect(all.stdout).toContain(line);
+    expect(all.stdout).not.toContain('nothing pending');
+
+    // With a groups.csv pending behind it, the tenant is busy: the same line.
+    const groups = await f.receive('busy-usd', csv('username,owner,group', 'someone1,,Math'), 'groups.csv', 'pending');
+    const json = await runCli(['import', 'run', '--now', '--tenant', 'busy-usd', '--json'], env);
+    expect(json.json()).toMatchObject({
+      running: [{ tenant: 'busy-usd', id, file: 'users.csv', claimedBy: 'cli:otherhost:4242', claimExpiresAt: until }],
+      skipped: [],
+      imported: [],
+    });
+    expect((await upload(groups))?.status).toBe('pending');
+    await f.db.pool.query(`UPDATE tenants SET status = 'suspended' WHERE subdomain = 'busy-usd'`);
+  }, 60_000);
 });

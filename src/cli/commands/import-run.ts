@@ -64,6 +64,7 @@ function describe(s: ProcessSummary, mail: CliDelivery, interrupted = false): st
   for (const i of s.retried) lines.push(`${'will retry'.padEnd(21)} ${i.id}  ${i.tenant}  ${i.file}${why(i)}`);
   for (const i of s.failed) lines.push(`${'failed (attempts)'.padEnd(21)} ${i.id}  ${i.tenant}  ${i.file}${why(i)}`);
   for (const k of s.skipped) lines.push(`${k.tenant}: nothing imported: ${k.reason}`);
+  for (const r of s.running) lines.push(`${r.tenant}: nothing imported: ${describeRunning(r)}`);
   for (const w of s.waiting) {
     const opens = DateTime.fromJSDate(w.opensAt, { zone: w.timezone }).toFormat('yyyy-MM-dd HH:mm ZZZZ');
     lines.push(`${w.tenant}: ${w.pending} pending, waiting for its window (opens ${opens}); --now imports them at once`);
@@ -78,4 +79,13 @@ function describe(s: ProcessSummary, mail: CliDelivery, interrupted = false): st
   const reports = describeDelivery(mail);
   if (reports !== null) lines.push(reports);
   return lines.join('\n');
+}
+
+/** An import another process runs: by whom, and until when its claim lasts (a killed process keeps it until then). */
+function describeRunning(r: ProcessSummary['running'][number]): string {
+  const until = r.claimExpiresAt
+    ? `; its claim lasts until ${r.claimExpiresAt.toISOString()} (renewed while it runs; if that process was killed, ` +
+      'the upload is retried after then)'
+    : '';
+  return `an import is running: ${r.file} ${r.id}, claimed by ${r.claimedBy ?? 'an unknown process'}${until}`;
 }
