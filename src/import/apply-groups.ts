@@ -12,6 +12,7 @@ import type { PoolClient } from 'pg';
 import { copyLine, startCopy } from './copy-stream.js';
 import { insertIssues, MESSAGES } from './issues.js';
 import type { ImportHook, ImportTarget, ReadOutcome, ReadResult } from './engine-types.js';
+import type { LastUsersRows } from './rejected-rows.js';
 import { emptyCounts, type GroupRow, type ImportCounts } from './types.js';
 
 export interface GroupsApplyResult extends ReadOutcome {
@@ -23,7 +24,11 @@ export async function applyGroups(
   client: PoolClient,
   target: ImportTarget,
   source: ReadResult<GroupRow>,
-  options: { at?: ImportHook | undefined },
+  options: {
+    at?: ImportHook | undefined;
+    /** the lines of the last users.csv that list these usernames (see rejected-rows.ts) */
+    lastUsersRows?: ((usernames: string[]) => Promise<LastUsersRows | undefined>) | undefined;
+  },
 ): Promise<GroupsApplyResult> {
   // Usernames as written: compared with lower(), as the users index does.
   await client.query(`
@@ -60,17 +65,32 @@ export async function applyGroups(
        LEFT JOIN users o ON o.tenant_id = $1::bigint AND lower(o.username) = lower(g.owner)`,
     [target.tenantId],
   );
+  // A user that does not exist because the last users.csv rejected the user's row: that row's
+  // errors, so that the message says which line to fix.
+  const missing = await client.query<{ username: string }>(`SELECT DISTINCT username FROM import_group_plan WHERE op = 'user_missing'`);
+  const last = missing.rows.length > 0 ? await options.lastUsersRows?.(missing.rows.map((r) => r.username)) : undefined;
+  await client.query(
+    `CREATE TEMP TABLE import_group_rejected ON COMMIT DROP AS
+     SELECT r.username, r.line, string_agg(i.message, '; ' ORDER BY i.id) AS why
+       FROM unnest($1::text[], $2::integer[]) AS r(username, line)
+       JOIN import_issues i ON i.upload_id = $3::uuid AND i.kind = 'error' AND i.line = r.line
+      GROUP BY r.username, r.line`,
+    [last?.rows.map((r) => r.username) ?? [], last?.rows.map((r) => r.line) ?? [], last?.uploadId ?? null],
+  );
   const planErrors = await client.query(
     `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message)
-     SELECT $1, 'error', line,
-            CASE WHEN op = 'user_missing' THEN 'username' WHEN op = 'empty' THEN 'group' ELSE 'owner' END,
-            CASE WHEN op = 'user_missing' THEN username WHEN op = 'empty' THEN NULL ELSE owner END,
-            CASE op WHEN 'user_missing' THEN format($2, username)
-                    WHEN 'owner_missing' THEN format($3, owner)
-                    WHEN 'owner_inactive' THEN format($4, owner_name)
-                    WHEN 'owner_not_manager' THEN format($5, owner_name)
-                    ELSE $6 END
-       FROM import_group_plan WHERE op NOT IN ('ok', 'invalid')`,
+     SELECT $1, 'error', p.line,
+            CASE WHEN p.op = 'user_missing' THEN 'username' WHEN p.op = 'empty' THEN 'group' ELSE 'owner' END,
+            CASE WHEN p.op = 'user_missing' THEN p.username WHEN p.op = 'empty' THEN NULL ELSE p.owner END,
+            CASE p.op WHEN 'user_missing' THEN coalesce(
+                        (SELECT format($7, p.username, $8::text, r.line, r.why) FROM import_group_rejected r
+                          WHERE lower(r.username) = lower(p.username) ORDER BY r.line LIMIT 1),
+                        format($2, p.username))
+                      WHEN 'owner_missing' THEN format($3, p.owner)
+                      WHEN 'owner_inactive' THEN format($4, p.owner_name)
+                      WHEN 'owner_not_manager' THEN format($5, p.owner_name)
+                      ELSE $6 END
+       FROM import_group_plan p WHERE p.op NOT IN ('ok', 'invalid')`,
     [
       target.uploadId,
       MESSAGES.groupUserMissing,
@@ -78,6 +98,8 @@ export async function applyGroups(
       MESSAGES.groupOwnerInactive,
       MESSAGES.groupOwnerNotManager,
       MESSAGES.groupEmpty,
+      MESSAGES.groupUserRejected,
+      last?.received ?? null,
     ],
   );
   await insertIssues(client, target.uploadId, 'error', summary.errors);
@@ -103,10 +125,18 @@ export async function applyGroups(
   // Lines applied, but not quite as written: an inactive user's membership, and an owner given
   // for a group that has another one (groups keep the owner they were created with: an earlier
   // import's, or this file's first line for the group).
+  // An inactive user's warning names the users.csv import that deactivated the user (the last
+  // import to change an inactive user is the one that deactivated it).
   const warned = await client.query(
     `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message)
-     SELECT $1::uuid, 'warning', p.line, 'username', p.username, format($2, p.username)
+     SELECT $1::uuid, 'warning', p.line, 'username', p.username,
+            CASE WHEN d.id IS NULL THEN format($2, p.username)
+                 ELSE format($5, p.username,
+                             to_char(d.received_at AT TIME ZONE t.timezone, 'FMMonth FMDD, YYYY, FMHH12:MI AM') || ' (' || t.timezone || ')',
+                             CASE d.mode WHEN 'delta' THEN $6 ELSE $7 END) END
        FROM import_group_plan p JOIN users u ON u.id = p.user_id
+       LEFT JOIN uploads d ON d.id = u.last_import_id AND d.file_name = 'users.csv' AND u.deactivated_at IS NOT NULL
+       LEFT JOIN tenants t ON t.id = d.tenant_id
       WHERE p.op = 'ok' AND NOT u.active
      UNION ALL
      SELECT $1::uuid, 'warning', p.line, 'owner', p.owner, format($3, gr.name, o.username)
@@ -114,7 +144,15 @@ export async function applyGroups(
        JOIN groups gr ON gr.tenant_id = $4::bigint AND NOT gr.is_default AND lower(gr.name) = lower(p.group_name)
        JOIN users o ON o.id = gr.owner_id
       WHERE p.op = 'ok' AND p.owner_id IS NOT NULL AND gr.owner_id <> p.owner_id`,
-    [target.uploadId, MESSAGES.groupUserInactive, MESSAGES.groupOwnerIgnored, target.tenantId],
+    [
+      target.uploadId,
+      MESSAGES.groupUserInactive,
+      MESSAGES.groupOwnerIgnored,
+      target.tenantId,
+      MESSAGES.groupUserDeactivated,
+      MESSAGES.deactivatedByDelete,
+      MESSAGES.deactivatedByFullSync,
+    ],
   );
   await client.query(
     `CREATE TEMP TABLE import_memberships ON COMMIT DROP AS

@@ -16,6 +16,7 @@ import type { PasswordHasher } from './hash-pool.js';
 import { loadCheckKey } from './password.js';
 import { isImportId } from './records.js';
 import { readGroupsFile } from './read/groups-reader.js';
+import { lastUsersRows } from './rejected-rows.js';
 import { readUsersFile } from './read/users-reader.js';
 import type { ImportCounts, ImportMode } from './types.js';
 
@@ -110,7 +111,11 @@ export async function executeImport(
 ): Promise<Outcome> {
   await lockTenantRoster(client, target.tenantId);
   if (isGroupsFile(target.fileName)) {
-    const result = await applyGroups(client, target, readGroupsFile(target.path), { at: options.at });
+    const result = await applyGroups(client, target, readGroupsFile(target.path), {
+      at: options.at,
+      lastUsersRows: (usernames) =>
+        lastUsersRows(client, { dataDir: config.DATA_DIR, now: clock.now(), tenantId: target.tenantId }, usernames),
+    });
     return {
       status: options.dryRun ? 'validated' : result.counts.errors > 0 ? 'completed_with_errors' : 'succeeded',
       mode: result.mode,

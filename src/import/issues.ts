@@ -15,6 +15,8 @@ export const MESSAGES = {
   deleteMissing: 'User "%s" does not exist, so it cannot be deleted. Check the spelling of the username.',
   deleteNotImported: 'User "%s" was not created by an import, so an import cannot deactivate it. Deactivate it by hand if it should go.',
   groupUserMissing: 'User "%s" does not exist. Add the user to users.csv first.',
+  /** %s: the username, when the users.csv was received, its line, that line's errors */
+  groupUserRejected: 'User "%s" does not exist: the user\'s row in the users.csv received %s was rejected (line %s: %s) — fix that row.',
   groupOwnerMissing: 'Owner "%s" does not exist. The owner must be an active user.',
   groupOwnerInactive: 'Owner "%s" is not active. The owner must be an active user.',
   groupOwnerNotManager:
@@ -22,6 +24,11 @@ export const MESSAGES = {
   groupEmpty: 'This row has neither an owner nor a group. Give a group name, an owner, or both.',
   groupUserInactive:
     'User "%s" is inactive (not in the latest users.csv); the membership was recorded, but means nothing until the user is back.',
+  /** %s: the username, when the users.csv that deactivated the user was received, what it did */
+  groupUserDeactivated:
+    'User "%s" was deactivated by the import of the users.csv received %s, %s; the membership was recorded, but means nothing until the user is back.',
+  deactivatedByFullSync: 'which no longer listed the user',
+  deactivatedByDelete: 'whose row deleted the user (action delete)',
   groupOwnerIgnored:
     'Group "%s" already has an owner (%s); the owner on this line was not applied. A group keeps the owner it was created with.',
   newWithoutPassword: 'New user "%s" has no password, so it cannot sign in with one until a password is set.',

@@ -6,6 +6,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { DateTime } from 'luxon';
 import { loadConfig } from '../../src/config/config.js';
 import { createPasswordHasher, type PasswordHasher } from '../../src/import/hash-pool.js';
 import { runImport, type ImportContext, type RunImportOptions } from '../../src/import/run-import.js';
@@ -127,3 +128,10 @@ export const users = (from: number, to: number): string[] =>
 
 /** The usernames of users(from, to). */
 export const names = (from: number, to: number): string[] => users(from, to).map((u) => u.split(',')[0] as string);
+
+/** When an upload was received, as a row message says it: in the tenant's zone (by default New York's). */
+export async function receivedAsSaid(f: ImportFixture, uploadId: string, zone = 'America/New_York'): Promise<string> {
+  const { rows } = await f.db.pool.query<{ received_at: Date }>('SELECT received_at FROM uploads WHERE id = $1', [uploadId]);
+  const at = DateTime.fromJSDate(rows[0]?.received_at ?? new Date(NaN)).setZone(zone);
+  return `${at.toFormat('LLLL d, yyyy, h:mm a', { locale: 'en-US' })} (${zone})`;
+}

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeRecord } from '../../src/cli/commands/import.js';
 import { validateFile } from '../../src/import/validate.js';
-import { csv, importFixture, type ImportFixture } from './import-fixture.js';
+import { csv, importFixture, receivedAsSaid, type ImportFixture } from './import-fixture.js';
 
 let f: ImportFixture;
 beforeAll(async () => {
@@ -137,4 +137,56 @@ it('an over-long group name, username or owner is an error on its line, not a da
   ]);
   expect(r.counts).toMatchObject({ rows: 4, errors: 3 });
   expect(await memberships()).toContain(`${fine}:stud0002:-`);
+});
+
+it("a user that does not exist because the last users.csv rejected the user's row is told apart from one never listed, and an inactive user's warning names the import that deactivated it", async () => {
+  await f.addTenant('why-usd', { thresholdPercent: 100 });
+  const received = (id: string) => receivedAsSaid(f, id);
+  await f.importCsv('why-usd', csv('username,email,access type', 'teach001,t@x.org,Manager', 'gone0001,g@x.org,', 'deleted1,d@x.org,'));
+  const deletion = await f.importCsv('why-usd', csv('username,action', 'deleted1,delete'));
+  expect(deletion.counts.deactivated).toBe(1);
+  const last = await f.importCsv(
+    'why-usd',
+    csv('username,email,access type', 'teach001,t@x.org,Manager', 'newkid01,not-an-email,', 'twin0001,a@x.org,', 'Twin0001,b@x.org,'),
+  );
+  expect(last).toMatchObject({ status: 'completed_with_errors', counts: { deactivated: 1, errors: 3 } }); // gone0001 goes
+  const g = await f.importCsv(
+    'why-usd',
+    csv(
+      'username,owner,group',
+      'newkid01,teach001,Band',
+      'nobody99,teach001,Band',
+      'TWIN0001,,Chess',
+      'gone0001,teach001,Band',
+      'deleted1,teach001,Band',
+    ),
+    'groups.csv',
+  );
+  expect(g.errors.map((e) => [e.line, e.value, e.message])).toEqual([
+    [
+      2,
+      'newkid01',
+      `User "newkid01" does not exist: the user's row in the users.csv received ${await received(last.id)} was rejected ` +
+        '(line 3: Email address is not valid) — fix that row.',
+    ],
+    [3, 'nobody99', 'User "nobody99" does not exist. Add the user to users.csv first.'],
+    [
+      4,
+      'TWIN0001',
+      `User "TWIN0001" does not exist: the user's row in the users.csv received ${await received(last.id)} was rejected ` +
+        '(line 4: This username appears more than once in the file (lines 4, 5; usernames are compared ignoring case). List each user once.) — fix that row.',
+    ],
+  ]);
+  expect(g.warnings.map((w) => [w.line, w.message])).toEqual([
+    [
+      5,
+      `User "gone0001" was deactivated by the import of the users.csv received ${await received(last.id)}, which no longer listed the user; ` +
+        'the membership was recorded, but means nothing until the user is back.',
+    ],
+    [
+      6,
+      `User "deleted1" was deactivated by the import of the users.csv received ${await received(deletion.id)}, whose row deleted the user ` +
+        '(action delete); the membership was recorded, but means nothing until the user is back.',
+    ],
+  ]);
 });

@@ -12,7 +12,7 @@ import { approveImport } from '../../src/import/run-import.js';
 import { validateFile } from '../../src/import/validate.js';
 import { withOperatorView } from '../../src/schedule/operator-view.js';
 import { processPending } from '../../src/schedule/process.js';
-import { csv, importFixture, names, users, type ImportFixture } from './import-fixture.js';
+import { csv, importFixture, names, receivedAsSaid, users, type ImportFixture } from './import-fixture.js';
 
 let f: ImportFixture;
 beforeAll(async () => {
@@ -295,8 +295,7 @@ it('lines applied not quite as written are warnings: an inactive user put in a g
       line: 3,
       column: 'username',
       value: 'stu002',
-      message:
-        'User "stu002" is inactive (not in the latest users.csv); the membership was recorded, but means nothing until the user is back.',
+      message: `User "stu002" was deactivated by the import of the users.csv received ${await receivedAsSaid(f, users.id)}, which no longer listed the user; the membership was recorded, but means nothing until the user is back.`,
     },
   ]);
   expect(g.counts.warnings).toBe(2);
