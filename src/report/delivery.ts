@@ -1,7 +1,8 @@
 /**
  * Sends what the outbox holds (PRODUCT.md §6). Each due message is locked by one sender for a
  * while (FOR UPDATE SKIP LOCKED), so replicas never send it twice; sent, it is marked so; refused
- * or unreachable, it is retried with exponential backoff until the server accepts it.
+ * or unreachable, it is retried with exponential backoff until the server accepts it. Refused as
+ * too large, it is sent again at once without its attachments, and so on every retry after.
  *
  * Exactly once has one gap no mail protocol closes: a process that dies after the server accepted
  * a message and before recording it sends it again when its lock lapses. The message keeps its
@@ -12,8 +13,9 @@ import os from 'node:os';
 import type pg from 'pg';
 import { toError } from '../errors.js';
 import type { Clock, Logger } from '../types.js';
-import { isConnectionError, type Mailer } from './mailer.js';
+import { isConnectionError, isTooLarge, serverReply, type Mailer } from './mailer.js';
 import type { MailMessage } from './types.js';
+import { withoutAttachments } from './without-attachments.js';
 
 export interface DeliveryContext {
   pool: pg.Pool;
@@ -42,8 +44,12 @@ export function retryDelayMs(failedAttempts: number): number {
   return Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** Math.max(0, failedAttempts - 1));
 }
 
-/** A message as the outbox keeps it: who already has it, after a partly refused delivery. */
-type StoredMessage = MailMessage & { deliveredTo?: string[] };
+/**
+ * A message as the outbox keeps it: who already has it, after a partly refused delivery; and the
+ * server's reply when it refused the message as too large, after which it goes without its
+ * attachments (without-attachments.ts).
+ */
+type StoredMessage = MailMessage & { deliveredTo?: string[]; tooLarge?: string };
 
 interface Claimed {
   id: number;
@@ -81,29 +87,91 @@ export async function deliverDue(ctx: DeliveryContext, mailer: Mailer, opts: Del
       result.sent++;
       continue;
     }
-    try {
-      const { deliveredTo: _kept, ...message } = claimed.message;
-      const { deliveredAs, refused } = await mailer.send(message, claimed.id);
-      if (refused.length > 0) {
-        await recordRefused(ctx, claimed, sender, deliveredAs, refused, log);
-        result.failed++;
-        continue;
-      }
-      await markSent(ctx, claimed, sender, deliveredAs);
-      log.info(
-        { event: 'report.delivered', to: claimed.message.to, via: mailer.kind, deliveredAs, attempts: claimed.attempts },
-        'report sent',
-      );
-      result.sent++;
-    } catch (caught) {
-      const err = toError(caught);
-      result.failed++;
-      await recordFailure(ctx, claimed, sender, err, log);
-      // An unreachable server fails every message alike: leave the rest for the next tick.
-      if (isConnectionError(caught)) break;
-    }
+    const outcome = await sendClaimed(ctx, mailer, claimed, sender, log);
+    if (outcome === 'sent') result.sent++;
+    else result.failed++;
+    // An unreachable server fails every message alike: leave the rest for the next tick.
+    if (outcome === 'unreachable') break;
   }
   return result;
+}
+
+/** Sends one claimed message and records what became of it. */
+async function sendClaimed(
+  ctx: DeliveryContext,
+  mailer: Mailer,
+  claimed: Claimed,
+  sender: string,
+  log: Logger,
+): Promise<'sent' | 'failed' | 'unreachable'> {
+  const { deliveredTo: _kept, tooLarge, ...message } = claimed.message;
+  const outgoing = tooLarge === undefined ? message : withoutAttachments(message, tooLarge, claimed.upload_id);
+  try {
+    const { deliveredAs, refused } = await mailer.send(outgoing, claimed.id);
+    if (refused.length > 0) {
+      await recordRefused(ctx, claimed, sender, deliveredAs, refused, log);
+      return 'failed';
+    }
+    await markSent(ctx, claimed, sender, deliveredAs);
+    log.info(
+      {
+        event: 'report.delivered',
+        to: claimed.message.to,
+        via: mailer.kind,
+        deliveredAs,
+        attempts: claimed.attempts,
+        ...(tooLarge === undefined ? {} : { withoutAttachments: true }),
+      },
+      'report sent',
+    );
+    return 'sent';
+  } catch (caught) {
+    if (isTooLarge(caught) && tooLarge === undefined && message.attachments.length > 0) {
+      // Refused for its size, with its attachments: sent again at once without them. Retrying it
+      // as it is would be refused for ever, and the administrators would never hear of the import.
+      const reply = serverReply(caught);
+      log.warn(
+        { event: 'report.too_large', reply, attachments: message.attachments.map((a) => a.filename) },
+        'the mail server refused the report as too large; sending it again without its attachments',
+      );
+      const smaller = { ...claimed, message: { ...claimed.message, tooLarge: reply } };
+      await rememberTooLarge(ctx, smaller, sender, reply, log);
+      return sendClaimed(ctx, mailer, smaller, sender, log);
+    }
+    const err = toError(caught);
+    if (tooLarge !== undefined && isTooLarge(caught)) {
+      // Even the body alone is too large for this server: no smaller report to send. It stays
+      // queued (a report is never given up, PRODUCT.md §6) until the server takes it.
+      await recordFailure(
+        ctx,
+        claimed,
+        sender,
+        new Error(
+          `the mail server refuses this report as too large, also without its attachments (${serverReply(caught)}; ` +
+            `with them: ${tooLarge}); raise its message size limit: the report is retried until it is accepted`,
+          { cause: caught },
+        ),
+        log,
+        'report.too_large',
+      );
+      return 'failed';
+    }
+    await recordFailure(ctx, claimed, sender, err, log);
+    return isConnectionError(caught) ? 'unreachable' : 'failed';
+  }
+}
+
+/** Keeps the too-large refusal on the queued message, so that its retries go without attachments. */
+async function rememberTooLarge(ctx: DeliveryContext, claimed: Claimed, sender: string, reply: string, log: Logger): Promise<void> {
+  try {
+    await ctx.pool.query(
+      `UPDATE outbox SET message = jsonb_set(message, '{tooLarge}', to_jsonb($3::text)) WHERE id = $1 AND locked_by = $2`,
+      [claimed.id, sender, reply.slice(0, 2000)],
+    );
+  } catch (dbErr) {
+    // A retry then tries it with its attachments first again, and is told the same.
+    log.error({ err: toError(dbErr) }, 'could not record that the mail server refused a report as too large');
+  }
 }
 
 async function markSent(ctx: DeliveryContext, claimed: Claimed, sender: string, deliveredAs: string): Promise<void> {
@@ -180,12 +248,26 @@ async function recordRefused(
   await recordFailure(ctx, rest, sender, new Error(`the mail server refused ${reason}`), log);
 }
 
-async function recordFailure(ctx: DeliveryContext, claimed: Claimed, sender: string, err: Error, log: Logger): Promise<void> {
+/**
+ * Keeps the message queued for its next attempt, with the error as last_error (`import show`).
+ * `alarm`: a refusal that no retry will change until an operator steps in, logged as an error
+ * with this event from the first attempt, rather than a warning until it is overdue.
+ */
+async function recordFailure(
+  ctx: DeliveryContext,
+  claimed: Claimed,
+  sender: string,
+  err: Error,
+  log: Logger,
+  alarm?: 'report.too_large',
+): Promise<void> {
   const now = ctx.clock.now();
   const unsentMs = now.getTime() - claimed.created_at.getTime();
   const next = new Date(now.getTime() + retryDelayMs(claimed.attempts));
   const fields = { err, to: claimed.message.to, attempts: claimed.attempts, nextAttemptAt: next.toISOString() };
-  if (unsentMs >= OVERDUE_MS) {
+  if (alarm !== undefined && unsentMs < OVERDUE_MS) {
+    log.error({ event: alarm, ...fields }, 'report not sent: the mail server refuses it as too large; retrying until it accepts it');
+  } else if (unsentMs >= OVERDUE_MS) {
     const hours = Math.floor(unsentMs / 3600_000);
     log.error(
       { event: 'report.overdue', ...fields, unsentHours: hours },

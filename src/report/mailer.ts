@@ -36,6 +36,27 @@ export function isConnectionError(err: unknown): boolean {
 }
 
 /**
+ * The server refused the message for its size: SMTP 552 (RFC 1870's reply to a message over the
+ * SIZE limit), or the enhanced codes 5.3.4 (message too big for system) or 5.2.3 (message length
+ * exceeds administrative limit) with any reply code. Not 552 5.2.2 (mailbox full), and not a
+ * refusal of a recipient (RCPT TO), which says nothing of this message's size.
+ */
+export function isTooLarge(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const e = err as { responseCode?: unknown; response?: unknown; command?: unknown };
+  if (e.command === 'RCPT TO') return false;
+  const enhanced = /\b([245])\.(\d{1,3})\.(\d{1,3})\b/.exec(typeof e.response === 'string' ? e.response : '');
+  if (enhanced) return enhanced[1] === '5' && ['3.4', '2.3'].includes(`${enhanced[2]}.${enhanced[3]}`);
+  return e.responseCode === 552;
+}
+
+/** The server's reply in a mailer error (code and text), or the error's message. */
+export function serverReply(err: unknown): string {
+  const response = typeof err === 'object' && err !== null ? (err as { response?: unknown }).response : undefined;
+  return typeof response === 'string' && response !== '' ? response : err instanceof Error ? err.message : String(err);
+}
+
+/**
  * The longest one message may take to hand over, whatever the server does (a reply a byte a
  * minute) and whatever timeouts SMTP_URL's query sets (nodemailer lets them override ours): less
  * than the lock a sender holds on it (delivery.ts LOCK_MS), so no other replica ever sends a

@@ -20,6 +20,10 @@ export interface TestSmtp {
   url: string;
   port: number;
   received: ReceivedMail[];
+  /** the size of every message sent to it (DATA), accepted or refused as too large */
+  dataBytes: number[];
+  /** refuse messages larger than this many bytes (552 5.3.4), from the next start(); undefined: any size */
+  maxBytes: number | undefined;
   /** resolves when `count` messages have arrived (or rejects after `timeoutMs`) */
   waitFor(count: number, timeoutMs?: number): Promise<ReceivedMail[]>;
   /** stop accepting connections (the server is "down") */
@@ -29,8 +33,10 @@ export interface TestSmtp {
   close(): Promise<void>;
 }
 
-export async function startTestSmtp(): Promise<TestSmtp> {
+export async function startTestSmtp(opts: { maxBytes?: number } = {}): Promise<TestSmtp> {
   const received: ReceivedMail[] = [];
+  const dataBytes: number[] = [];
+  let maxBytes = opts.maxBytes;
   const waiters: Array<() => void> = [];
   let server: SMTPServer | undefined;
   let port = 0;
@@ -40,11 +46,16 @@ export async function startTestSmtp(): Promise<TestSmtp> {
       authOptional: true,
       disabledCommands: ['STARTTLS', 'AUTH'],
       logger: false,
+      // A size limit as mail servers have one: advertised (SIZE), and a larger message refused
+      // with 552 5.3.4 by smtp-server itself.
+      ...(maxBytes === undefined ? {} : { size: maxBytes, rejectOversized: true }),
       onData(stream, session, callback) {
         const chunks: Buffer[] = [];
         stream.on('data', (c: Buffer) => chunks.push(c));
         stream.on('end', () => {
           const raw = Buffer.concat(chunks);
+          dataBytes.push(raw.length);
+          if (stream.sizeExceeded) return callback(); // refused by the server: not received
           PostalMime.parse(raw, { attachmentEncoding: 'utf8' })
             .then((parsed) => {
               received.push({
@@ -85,6 +96,13 @@ export async function startTestSmtp(): Promise<TestSmtp> {
       return port;
     },
     received,
+    dataBytes,
+    get maxBytes() {
+      return maxBytes;
+    },
+    set maxBytes(n) {
+      maxBytes = n;
+    },
     async waitFor(count, timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
       while (received.length < count) {
