@@ -9,7 +9,8 @@
  * (30 s, 1 min, … at most 1 h) until the server takes it, however long that is; unsent for
  * OVERDUE_MS, each failure is logged as an error (`report.overdue`). A refused
  * message does not stop the pass: the next queued message is sent; a connection-level failure
- * (refused, timed out) ends the pass, the rest wait for the next one.
+ * (refused, timed out) ends the pass, the rest wait for the next one. A refusal for the message's
+ * size is the one told apart (sent again without attachments): report-delivery-too-large.test.ts.
  *
  * The clock of delivery is a fake object; no test waits for a backoff. The never-greeting server
  * is timed out with the mailer's own (production) timeouts, on fake timers.
