@@ -7,9 +7,12 @@
  * The built CLI runs as a subprocess against a real Postgres.
  */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rosterWriterPids, tenantUserCount } from '../support/db.js';
 import { runCli, startCli, type CliProcess } from '../support/cli.js';
+import { writeLargeUsersCsv } from '../support/serve.js';
 import { waitFor } from '../support/wait.js';
 import { csv, importFixture, type ImportFixture } from './import-fixture.js';
 
@@ -101,6 +104,34 @@ describe('Ctrl-C on import run --now', () => {
     expect(await tenantUserCount(f.db.pool, 'ctrlc-usd')).toBe(120);
     expect(await reports(id)).toBe(1);
   }, 180_000);
+
+  it('while a large file is being staged (its COPY in flight): the statement is cancelled, exit 130 at once', async () => {
+    await f.addTenant('ctrlc-copy-usd');
+    const file = path.join(f.dataDir, 'large-users.csv');
+    await writeLargeUsersCsv(file, 1_000_000, 'copy');
+    const id = await f.receive('ctrlc-copy-usd', readFileSync(file), 'users.csv', 'pending');
+    const run = startCli(['import', 'run', '--now', '--tenant', 'ctrlc-copy-usd'], env);
+    await waitFor(
+      async () => {
+        if (run.child.exitCode !== null) throw new Error(`rosterd exited before staging: ${JSON.stringify(run.output())}`);
+        const { rowCount } = await f.db.pool.query(
+          `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND query LIKE 'COPY %'`,
+        );
+        return (rowCount ?? 0) > 0;
+      },
+      30_000,
+      'the import to stage the file',
+    );
+    const t0 = Date.now();
+    run.child.kill('SIGINT');
+    const r = await run.result;
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(130);
+    expect(Date.now() - t0, 'the COPY does not run to its end').toBeLessThan(3_000);
+    expect(r.stdout).toContain(`interrupted (SIGINT): import ${id} (ctrlc-copy-usd users.csv) rolled back`);
+    expect(await upload(id)).toMatchObject({ status: 'pending', attempts: 0, claim_token: null });
+    expect(await tenantUserCount(f.db.pool, 'ctrlc-copy-usd')).toBe(0);
+    await f.db.pool.query(`UPDATE tenants SET status = 'suspended' WHERE subdomain = 'ctrlc-copy-usd'`);
+  }, 90_000);
 
   it('a second Ctrl-C exits at once, with nothing partial kept', async () => {
     await f.addTenant('ctrlc2-usd');
