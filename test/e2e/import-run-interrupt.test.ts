@@ -126,7 +126,7 @@ describe('Ctrl-C on import run --now', () => {
     run.child.kill('SIGINT');
     const r = await run.result;
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(130);
-    expect(Date.now() - t0, 'the COPY does not run to its end').toBeLessThan(3_000);
+    expect(Date.now() - t0, 'the COPY does not run to its end (about 8 s more)').toBeLessThan(5_000);
     expect(r.stdout).toContain(`interrupted (SIGINT): import ${id} (ctrlc-copy-usd users.csv) rolled back`);
     expect(await upload(id)).toMatchObject({ status: 'pending', attempts: 0, claim_token: null });
     expect(await tenantUserCount(f.db.pool, 'ctrlc-copy-usd')).toBe(0);
