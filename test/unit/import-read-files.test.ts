@@ -245,6 +245,29 @@ describe('quoting, line endings and line numbers', () => {
       ]);
     }
   });
+  it('ignores spaces before and after a quoted value (header and rows); a password keeps only what is inside the quotes', async () => {
+    const { rows, summary } = await readUsersText(
+      '"Username" ,"Password", "Last Name" ,sis id\nann1, "Secret-123",Lee,x\nbob1, "Sec ret-456" ,"Lee, Jr" ,\t"S-1"\t\n',
+    );
+    expect(summary.columns).toEqual(['username', 'password', 'last name', 'sis id']);
+    expect(summary.warnings).toEqual([]);
+    expect(summary.errors).toEqual([]);
+    expect(rows).toEqual([
+      expect.objectContaining({ line: 2, username: 'ann1', password: 'Secret-123', lastName: 'Lee', sisId: 'x' }),
+      expect.objectContaining({ line: 3, username: 'bob1', password: 'Sec ret-456', lastName: 'Lee, Jr', sisId: 'S-1' }),
+    ]);
+  });
+  it('an unquoted password keeps its spaces until validation, which trims them with a warning, as before', async () => {
+    const { rows, summary } = await readUsersText('username,password,last name\nann1, Secret-123 ,"Lee"\n');
+    expect(rows[0]).toMatchObject({ password: 'Secret-123', lastName: 'Lee' });
+    expect(summary.warnings.map((w) => [w.line, w.column, w.value])).toEqual([[2, 'password', '******']]);
+  });
+  it('a quote after spaces that is never closed fails the file too (memory stays bounded)', async () => {
+    const short = await rejection(readUsersText('username,last name\njsmith, "Smith\njdoe1,Doe\n'));
+    expect(short.message).toMatch(/^A quoted value that opens on line 2 is never closed|^The value in column 2 of line 2 runs over/);
+    const long = await rejection(readUsersText(`username,last name\njsmith, "${'x'.repeat(1_000_005)}\n`, {}));
+    expect(long.message).toMatch(/^Line 2 is longer than 1,000,000 characters/);
+  });
   it('keeps a stray quote inside an unquoted value as written', async () => {
     const { rows } = await readUsersText('username,last name\nkobrien,O"Brien\n');
     expect(rows[0]?.lastName).toBe('O"Brien');

@@ -1,10 +1,13 @@
 /**
  * The hand-written record splitter (src/import/read/csv-records.ts) against csv-parse itself: on
  * random inputs and random chunkings, the same records, the same line numbers and the same
- * whole-file errors as a plain csv-parse stream with the same options.
+ * whole-file errors as a plain csv-parse stream with the same options. Spaces and tabs around a
+ * quoted value are not part of it, which no csv-parse option does alone: such input is compared
+ * with csv-parse's ltrim/rtrim reading of the quoted values and its plain reading of the others.
  */
 import { Readable, type TransformCallback } from 'node:stream';
 import { Parser } from 'csv-parse';
+import { parse as parseSync } from 'csv-parse/sync';
 import { describe, expect, it } from 'vitest';
 import { CSV_OPTIONS, csvRecords, toFileError, type CsvRecord } from '../../src/import/read/csv-records.js';
 import { MAX_RECORD_CHARS } from '../../src/import/read/csv-guard.js';
@@ -24,8 +27,11 @@ class Reference extends Parser {
   }
 }
 
-async function reference(chunks: Buffer[]): Promise<{ records: CsvRecord[]; error?: string }> {
-  const parser = new Reference({ ...CSV_OPTIONS });
+async function reference(
+  chunks: Buffer[],
+  options: object = {},
+): Promise<{ records: CsvRecord[]; error?: string; code?: string | undefined }> {
+  const parser = new Reference({ ...CSV_OPTIONS, ...options });
   try {
     await new Promise<void>((resolve, reject) => {
       parser.on('error', reject);
@@ -35,7 +41,7 @@ async function reference(chunks: Buffer[]): Promise<{ records: CsvRecord[]; erro
     });
     return { records: parser.records };
   } catch (err) {
-    return { records: parser.records, error: (toFileError(err, parser.nextLine) as Error).message };
+    return { records: parser.records, error: (toFileError(err, parser.nextLine) as Error).message, code: (err as { code?: string }).code };
   }
 }
 
@@ -59,7 +65,13 @@ function random(seed: number): () => number {
   };
 }
 
-const PIECES = ['a', 'bc', ',', ',', '"', '"', '""', '\r', '\n', '\r\n', ' ', 'é', '😀', 'x"y', '","'];
+/** No space or tab next to a quote here (`x y`, not ` `): this is csv-parse's reading unchanged. */
+const PIECES = ['a', 'bc', ',', ',', '"', '"', '""', '\r', '\n', '\r\n', 'x y', 'é', '😀', 'x"y', '","'];
+/** Blanks everywhere, quotes too. */
+const PADDED_PIECES = [' ', ' ', '\t', ',', ',', '"', '"a"', '"b,c"', '""', '"x""y"', '"\n"', 'z', 'é', '\n', '\r\n', 'O"B'];
+const BLANK_BY_QUOTE = /[ \t]"|"[ \t]/;
+
+const trimBlanks = (v: string): string => v.replace(/^[ \t]+|[ \t]+$/g, '');
 
 function chunked(text: string, rnd: () => number): Buffer[] {
   const bytes = Buffer.from(text, 'utf8');
@@ -80,8 +92,9 @@ describe('record splitter', () => {
       let text = 'h1,h2\n';
       const n = Math.floor(rnd() * 40);
       for (let i = 0; i < n; i++) text += PIECES[Math.floor(rnd() * PIECES.length)];
+      expect(text).not.toMatch(BLANK_BY_QUOTE);
       const chunks = chunked(text, rnd);
-      const [want, got] = [await reference(chunks), await split(chunks)];
+      const [{ code: _, ...want }, got] = [await reference(chunks), await split(chunks)];
       expect({ round, text, ...got }).toEqual({ round, text, ...want, records: want.error ? got.records : want.records });
       if (!want.error) expect(got.error).toBeUndefined();
     }
@@ -100,6 +113,96 @@ describe('record splitter', () => {
       const [want, got] = [await reference(chunks), await split(chunks)];
       expect(got.error).toEqual(want.error);
       if (!want.error) expect(got.records).toEqual(want.records);
+    }
+  });
+
+  it('reads blanks around quotes as csv-parse with ltrim and rtrim does, the quoted values at least', async () => {
+    // ltrim/rtrim also trim unquoted values (the splitter keeps their blanks: compared trimmed),
+    // refuse text after a closing quote and a blank (`"Lee" Jr`, which the splitter keeps as written,
+    // as csv-parse does without them), and read a quote after those blanks as opening the value again.
+    const rnd = random(20261122);
+    let compared = 0;
+    for (let round = 0; round < 3000; round++) {
+      let text = 'h1,h2\n';
+      const n = Math.floor(rnd() * 30);
+      for (let i = 0; i < n; i++) text += PADDED_PIECES[Math.floor(rnd() * PADDED_PIECES.length)];
+      const chunks = chunked(text, rnd);
+      const [want, got] = [await reference(chunks, { ltrim: true, rtrim: true }), await split(chunks)];
+      if (want.code === 'CSV_NON_TRIMABLE_CHAR_AFTER_CLOSING_QUOTE' || /"[ \t]+"/.test(text)) continue;
+      compared++;
+      // A last line of blanks alone, without a line break, is no record to ltrim (the readers skip it as a blank line).
+      const last = got.records[got.records.length - 1];
+      if (got.records.length === want.records.length + 1 && last?.fields.length === 1 && trimBlanks(last.fields[0] ?? '') === '') {
+        got.records.pop();
+      }
+      const trimmed = (records: CsvRecord[]) => records.map((r) => ({ line: r.line, fields: r.fields.map(trimBlanks) }));
+      expect({ round, text, error: got.error, records: trimmed(got.records) }).toEqual({
+        round,
+        text,
+        error: want.error,
+        records: trimmed(want.error ? got.records : want.records),
+      });
+    }
+    expect(compared).toBeGreaterThan(800);
+  });
+
+  it('ignores spaces and tabs around a quoted value, keeps those of an unquoted one', async () => {
+    const table: Array<[string, string[]]> = [
+      ['ann,Ann,Lee, "Secret-123",School', ['ann', 'Ann', 'Lee', 'Secret-123', 'School']],
+      ['"Username" ,"Email"', ['Username', 'Email']],
+      [' "a,b" ,c', ['a,b', 'c']],
+      ['\t"a"\t,\t"b"\t', ['a', 'b']],
+      ['x, "" ,y', ['x', '', 'y']],
+      ['x, "say ""hi"" now" ,y', ['x', 'say "hi" now', 'y']],
+      ['x," a b ",y', ['x', ' a b ', 'y']], // blanks inside the quotes are the value's
+      [' a , b ,c', [' a ', ' b ', 'c']], // unquoted: as written (the reader trims, and warns of a password's)
+      [' a , "b" , c ', [' a ', 'b', ' c ']],
+      ['x,O"Brien ,y', ['x', 'O"Brien ', 'y']], // a stray quote inside a value is a letter
+      ['x, O"Brien,y', ['x', ' O"Brien', 'y']],
+      ['x,"Lee" Jr,y', ['x', '"Lee" Jr', 'y']], // text after the closing quote: kept as written, as before
+      ['x,"Lee"  ', ['x', 'Lee']],
+      ['x,,  ,"",y', ['x', '', '  ', '', 'y']],
+    ];
+    for (const [line, fields] of table) {
+      for (const end of ['\n', '\r\n', '']) {
+        const { records, error } = await split(chunked(`h\n${line}${end}`, () => 0.3));
+        expect({ line, end, error, fields: records[1]?.fields }).toEqual({ line, end, error: undefined, fields });
+      }
+    }
+  });
+
+  it('reads generated rows as written: quoted values without the blanks around them, as csv-parse (trimming) reads each; unquoted ones as csv-parse reads them', async () => {
+    const rnd = random(7);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
+    const blanks = () => Array.from({ length: Math.floor(rnd() * 3) }, () => pick([' ', '\t'])).join('');
+    const chars = (set: readonly string[]) => Array.from({ length: Math.floor(rnd() * 6) }, () => pick(set)).join('');
+    for (let round = 0; round < 500; round++) {
+      const rows: string[][] = [];
+      let text = 'h1,h2,h3\n';
+      for (let r = 0; r < 1 + Math.floor(rnd() * 8); r++) {
+        const values: string[] = [];
+        const written: string[] = [];
+        for (let f = 0; f < 1 + Math.floor(rnd() * 4); f++) {
+          if (rnd() < 0.5) {
+            // Unquoted: no quote where it would open a value, no comma or line break.
+            const value = `${blanks()}${chars(['a', 'é', '😀', ' ', '-'])}${rnd() < 0.2 ? 'O"B' : ''}${blanks()}`;
+            expect(parseSync(value.length > 0 ? value : ',', CSV_OPTIONS)).toEqual([value.length > 0 ? [value] : ['', '']]);
+            values.push(value);
+            written.push(value);
+          } else {
+            const value = chars(['a', ' ', ',', '"', '\n', '\r\n', 'é']);
+            const field = `${blanks()}"${value.replace(/"/g, '""')}"${blanks()}`;
+            expect(parseSync(field, { ...CSV_OPTIONS, ltrim: true, rtrim: true })).toEqual([[value]]);
+            values.push(value);
+            written.push(field);
+          }
+        }
+        if (values.length === 1 && values[0] === '' && !written[0]?.includes('"')) continue; // a blank line
+        rows.push(values);
+        text += `${written.join(',')}${pick(['\n', '\r\n'])}`;
+      }
+      const { records, error } = await split(chunked(text, rnd));
+      expect({ round, text, error, rows: records.slice(1).map((r) => r.fields) }).toEqual({ round, text, error: undefined, rows });
     }
   });
 });

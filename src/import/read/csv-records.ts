@@ -19,6 +19,15 @@
  * in one call, so a file that quotes every field costs what it always did. The differential test
  * (test/unit/import-read-splitter.test.ts) checks records, lines and errors against csv-parse on
  * random inputs and chunkings.
+ *
+ * Spaces and tabs around a quoted value are not part of it: `ann,Ann,Lee, "Secret-123",x` holds
+ * the password Secret-123 (a hand-edited file, or an exporter that writes `", "`), and a header
+ * `"Username" ,"Email"` names its columns. csv-parse reads such a quote as a stray one (the value
+ * would be ` "Secret-123"`, quotes and all), and its ltrim/rtrim options would also trim unquoted
+ * values (which keep their spaces, so that the reader can tell that a password had them) and make
+ * `"Lee" Jr` fail the file. So `unpadQuotes` drops just those blanks from the records it hands to
+ * csv-parse, and `scanRecord` lets a quote open a value after them. A record without a quote has
+ * none to drop: the fast path is unchanged.
  */
 import { pipeline, type Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
@@ -80,6 +89,8 @@ const QUOTE = 0x22;
 const COMMA = 0x2c;
 const CR = 0x0d;
 const LF = 0x0a;
+const SPACE = 0x20;
+const TAB = 0x09;
 /**
  * Longest quote-free line split here. csv-parse's limit counts bytes (at most 3 per UTF-16 unit),
  * so a line this short can never reach it; longer ones go to csv-parse for its exact verdict.
@@ -91,10 +102,10 @@ const MORE = -1;
 /**
  * Where the record starting at `start` ends: the index of its record delimiter (or `text.length`
  * at the end of the input), or MORE. Mirrors csv-parse's quote handling with relax_quotes and
- * escape = quote: a `"` opens a quoted field only as the first character of a field; inside one,
- * `""` is a quote, and a `"` closes it (followed by a delimiter, a line break or the end; followed
- * by anything else it closes it too and is kept, csv-parse's relaxed reading). Outside quotes,
- * CR and LF end the record.
+ * escape = quote: a `"` opens a quoted field only as the first character of a field (spaces and
+ * tabs before it aside, see unpadQuotes); inside one, `""` is a quote, and a `"` closes it
+ * (followed by a delimiter, a line break or the end; followed by anything else it closes it too
+ * and is kept, csv-parse's relaxed reading). Outside quotes, CR and LF end the record.
  */
 export function scanRecord(text: string, start: number, final: boolean): number {
   const len = text.length;
@@ -136,11 +147,80 @@ export function scanRecord(text: string, start: number, final: boolean): number 
       continue;
     }
     if (c === CR || c === LF) return i;
-    fieldEmpty = false;
+    if (!isBlank(c)) fieldEmpty = false;
     i++;
   }
   if (quoting && !final) return MORE;
   return final ? len : MORE;
+}
+
+function isBlank(c: number): boolean {
+  return c === SPACE || c === TAB;
+}
+
+/** `"x"  ,` `  "x"` and the like: a space or a tab next to a quote (the only places unpadQuotes drops anything). */
+const BLANK_BY_QUOTE = /[ \t]"|"[ \t]/;
+
+/**
+ * Whole records (`text` ends where a record does) without the spaces and tabs around their quoted
+ * values: between the start of a field and its opening quote, and between the closing quote and
+ * the end of the field. The same quote states as scanRecord. Blanks after a closing quote that
+ * other text follows (`"Lee" Jr`) are kept: csv-parse keeps such a value as written.
+ */
+function unpadQuotes(text: string): string {
+  if (!BLANK_BY_QUOTE.test(text)) return text;
+  const len = text.length;
+  let out = '';
+  let copied = 0; // text before this index is in `out` (or dropped)
+  let quoting = false;
+  let fieldStart = 0;
+  let fieldEmpty = true;
+  let i = 0;
+  while (i < len) {
+    const c = text.charCodeAt(i);
+    if (quoting) {
+      if (c !== QUOTE) {
+        i++;
+        continue;
+      }
+      if (i + 1 < len && text.charCodeAt(i + 1) === QUOTE) {
+        i += 2;
+        continue;
+      }
+      quoting = false;
+      fieldEmpty = false;
+      i++;
+      let j = i;
+      while (j < len && isBlank(text.charCodeAt(j))) j++;
+      const next = j < len ? text.charCodeAt(j) : -1;
+      if (j > i && (next === -1 || next === COMMA || next === CR || next === LF)) {
+        out += text.slice(copied, i);
+        copied = j;
+      }
+      i = j;
+      continue;
+    }
+    if (c === QUOTE) {
+      if (fieldEmpty) {
+        quoting = true;
+        if (i > fieldStart) {
+          out += text.slice(copied, fieldStart);
+          copied = i;
+        }
+      }
+      fieldEmpty = false;
+      i++;
+      continue;
+    }
+    if (c === COMMA || c === CR || c === LF) {
+      fieldEmpty = true;
+      fieldStart = i + 1;
+    } else if (!isBlank(c)) {
+      fieldEmpty = false;
+    }
+    i++;
+  }
+  return copied === 0 ? text : out + text.slice(copied);
 }
 
 /** Length of the record delimiter at `at` (CR LF, LF or CR), MORE when a CR ends the text. */
@@ -235,7 +315,7 @@ export class RecordSplitter {
   private parseRecords(region: string, expected: number, out: CsvRecord[]): void {
     let records: string[][];
     try {
-      records = parseSync(region, CSV_OPTIONS) as string[][];
+      records = parseSync(unpadQuotes(region), CSV_OPTIONS) as string[][];
     } catch (err) {
       // Find the record it concerns: the ones before it parse on their own.
       if (expected > 1) this.parseOneByOne(region, out);
@@ -257,7 +337,7 @@ export class RecordSplitter {
       const dl = delimiterLength(region, end, true);
       let fields: string[];
       try {
-        fields = (parseSync(region.slice(pos, end + dl), CSV_OPTIONS) as string[][])[0] ?? [''];
+        fields = (parseSync(unpadQuotes(region.slice(pos, end + dl)), CSV_OPTIONS) as string[][])[0] ?? [''];
       } catch (err) {
         throw toFileError(err, this.nextLine);
       }
@@ -273,7 +353,7 @@ export class RecordSplitter {
    */
   private checkPending(): void {
     try {
-      parseSync(this.carry, CSV_OPTIONS);
+      parseSync(unpadQuotes(this.carry), CSV_OPTIONS);
     } catch (err) {
       if (err instanceof CsvError && err.code === 'CSV_MAX_RECORD_SIZE') throw recordTooLong(this.nextLine);
     }
