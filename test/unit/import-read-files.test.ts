@@ -296,7 +296,13 @@ describe('a file cut off mid-line', () => {
   });
   it('the same short line followed by a line break is one row error; a complete last line needs no line break', async () => {
     const short = await readUsersText('username,email,first name\njsmith,j@x.org,John\njdoe1,jd\n');
-    expect(short.summary.errors).toEqual([{ line: 3, column: '', message: 'This line has 2 values but the header row has 3 columns' }]);
+    expect(short.summary.errors).toEqual([
+      {
+        line: 3,
+        column: '',
+        message: expect.stringMatching(/^This line has 2 values but the header row has 3 columns: it has no value for 'first name'/),
+      },
+    ]);
     const complete = await readUsersText('username,email,first name\njsmith,j@x.org,John\njdoe1,jd@x.org,Jane');
     expect(complete.rows.map((r) => r.username)).toEqual(['jsmith', 'jdoe1']);
     const crlf = await readUsersText('username,email,first name\r\njsmith,j@x.org,John\r\njdoe1\r');
@@ -320,7 +326,51 @@ describe('ragged rows', () => {
         message:
           'This line has 3 values but the header row has 2 columns: a value with a comma, such as "Lee, Jr", must be in double quotes',
       },
-      { line: 4, column: '', message: 'This line has 1 value but the header row has 2 columns' },
+      {
+        line: 4,
+        column: '',
+        message:
+          "This line has 1 value but the header row has 2 columns: it has no value for 'email' (the last column). If it is empty, " +
+          'end the line with a comma: Excel leaves empty values out of some lines when it saves a CSV, so export the file from your SIS again rather than saving it in Excel. If a value is missing elsewhere on the line, add it where it belongs',
+      },
+    ]);
+  });
+  it('a row with too few values names the columns it has no value for and says what to do; it is not padded', async () => {
+    const { items, summary } = await readUsersText(
+      'Username,Password,First Name,Last Name,School,Grad Year,Role,SIS ID\nann1,Secret-1,Ann,Lee,Lincoln High\nbob1,Bob,Ray\n' +
+        'cy01,Secret-3,Cy,Po,Lincoln High,,student,S3\ndee1,Secret-4,Dee,Wu,,2031,staff,S4\n',
+    );
+    // bob1 has no password: read as written, Bob would be the password and Ray the first name.
+    expect(items.map((i) => i.kind)).toEqual(['invalid', 'invalid', 'valid', 'valid']);
+    expect(summary.errors).toEqual([
+      {
+        line: 2,
+        column: '',
+        message:
+          "This line has 5 values but the header row has 8 columns: it has no value for 'Grad Year', 'Role' and 'SIS ID' (the last 3 columns). " +
+          'If they are empty, end the line with 3 commas, one for each: Excel leaves empty values out of some lines when it saves a CSV, so export the file from your SIS again rather than saving it in Excel. If a value is missing elsewhere on the line, add it where it belongs',
+      },
+      {
+        line: 3,
+        column: '',
+        message:
+          "This line has 3 values but the header row has 8 columns: it has no value for 'Last Name', 'School', 'Grad Year' and 2 more (the last 5 columns). " +
+          'If they are empty, end the line with 5 commas, one for each: Excel leaves empty values out of some lines when it saves a CSV, so export the file from your SIS again rather than saving it in Excel. If a value is missing elsewhere on the line, add it where it belongs',
+      },
+    ]);
+    expect(JSON.stringify(summary)).not.toContain('Secret');
+    // Columns without a name in the header (Excel's trailing commas): counted, not listed one by one.
+    const unnamed = await readUsersText(
+      `username,email${','.repeat(16_000)}\nann1,a@x.org${','.repeat(16_000)}\nbob1,b@x.org\ncy01,c@x.org${','.repeat(16_000)}\n`,
+    );
+    expect(unnamed.summary.errors).toEqual([
+      {
+        line: 3,
+        column: '',
+        message:
+          'This line has 2 values but the header row has 16,002 columns: it has no value for the last 16,000 columns, which have no name in the header row. ' +
+          'If they are empty, end the line with 16,000 commas, one for each: Excel leaves empty values out of some lines when it saves a CSV, so export the file from your SIS again rather than saving it in Excel. If a value is missing elsewhere on the line, add it where it belongs',
+      },
     ]);
   });
   it('trailing empty values (a,b,,) are not ragged', async () => {

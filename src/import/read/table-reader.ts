@@ -71,13 +71,55 @@ function isRagged(fields: readonly string[], width: number, blankExtrasAllowed: 
   return fields.slice(width).some((f) => f.trim() !== '');
 }
 
-function raggedMessage(values: number, width: number): string {
-  const counted = `This line has ${values} value${values === 1 ? '' : 's'} but the header row has ${width} columns`;
-  return values > width ? `${counted}: a value with a comma, such as "Lee, Jr", must be in double quotes` : counted;
+/** Per file, memoised by the number of values: a header may have thousands of columns, and every line may be short. */
+function raggedMessages(header: HeaderMatch<string>): (values: number) => string {
+  const memo = new Map<number, string>();
+  return (values) => {
+    let message = memo.get(values);
+    if (message === undefined) memo.set(values, (message = raggedMessage(values, header)));
+    return message;
+  };
+}
+
+function raggedMessage(values: number, header: HeaderMatch<string>): string {
+  const width = header.width;
+  const counted = `This line has ${values.toLocaleString('en-US')} value${values === 1 ? '' : 's'} but the header row has ${width.toLocaleString('en-US')} columns`;
+  if (values > width) return `${counted}: a value with a comma, such as "Lee, Jr", must be in double quotes`;
+  return `${counted}: ${shortLineAdvice(header.names.slice(values), values)}`;
+}
+
+/**
+ * A line with too few values has no value for the last columns of the header: Excel leaves empty
+ * values out at the end of some lines when it saves a CSV (past the last column it considers
+ * used). The line is not padded: a value missing in the middle would put the password in a name.
+ */
+function shortLineAdvice(missing: readonly string[], values: number): string {
+  const names = missing.map((raw) => {
+    const name = raw.replace(/^\uFEFF/, '').trim();
+    return name === '' ? '' : `'${name}'`;
+  });
+  const n = missing.length;
+  const commas = n === 1 ? 'a comma' : `${n.toLocaleString('en-US')} commas, one for each`;
+  const which = n === 1 ? 'the last column' : `the last ${n.toLocaleString('en-US')} columns`;
+  const named = names.map((name, k) => (name === '' ? `column ${values + k + 1} (no name)` : name));
+  const listed = names.every((name) => name === '')
+    ? `${which}, which ${n === 1 ? 'has' : 'have'} no name in the header row`
+    : `${named.length <= 4 ? joinAnd(named) : `${named.slice(0, 3).join(', ')} and ${named.length - 3} more`} (${which})`;
+  return (
+    `it has no value for ${listed}. If ${n === 1 ? 'it is' : 'they are'} empty, end the line with ${commas}: ` +
+    'Excel leaves empty values out of some lines when it saves a CSV, so export the file from your SIS again rather than ' +
+    'saving it in Excel. If a value is missing elsewhere on the line, add it where it belongs'
+  );
+}
+
+function joinAnd(items: readonly string[]): string {
+  return items.length <= 1 ? (items[0] ?? '') : `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`;
 }
 
 /**
  * Checks of each data line against the header, prepared once per file (they run on every line):
+ *
+ * `raggedMessage`: the row error of a line with the wrong number of values.
  *
  * `repeatsHeader`: a line naming the same columns as the header, in the same places (a BOM of a
  * joined file aside).
@@ -93,6 +135,7 @@ function lineChecks<C extends string>(header: HeaderMatch<C>) {
   const named = [...header.index.values()].map((i): [number, string] => [i, normalizeHeaderName(header.names[i] ?? '')]);
   const known = new Set(header.index.values());
   return {
+    raggedMessage: raggedMessages(header),
     repeatsHeader(fields: readonly string[]): boolean {
       return named.length > 0 && named.every(([i, name]) => normalizeHeaderName(fields[i] ?? '') === name);
     },
@@ -148,7 +191,7 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
       if (blankExtras.allowed && fields.length > header.width) blankExtras.rows++;
       if (isRagged(fields, header.width, blankExtras.allowed)) {
         ragged++;
-        read.log.error({ line, column: '', message: raggedMessage(fields.length, header.width) });
+        read.log.error({ line, column: '', message: checks.raggedMessage(fields.length) });
         item = handler.ragged(line, fields);
       } else {
         item = handler.row(line, fields);
