@@ -78,8 +78,44 @@ describe('password', () => {
 describe('email', () => {
   it('is a valid address', async () => {
     expect(await errorsOf({ username: 'jsmith', email: 'john@' })).toEqual([
-      { line: 2, column: 'email', value: 'john@', message: 'Email address is not valid' },
+      { line: 2, column: 'email', value: 'john@', message: 'Email address is not valid: it has no domain after the @' },
     ]);
+  });
+  it('the message says what is wrong with the address', async () => {
+    const cases: Array<[string, string]> = [
+      ['john.smith.example.org', 'it has no @'],
+      ['john@@example.org', 'it has more than one @'],
+      ['a@x.org;b@y.org', 'it holds more than one address: give only one'],
+      ['a@x.org, b@y.org', 'it holds more than one address: give only one'],
+      ['john smith@example.org', 'it has a space in it, at position 5'],
+      ['john@example.org\tx', 'it has a space in it, at position 17'],
+      ['@example.org', 'it has nothing before the @'],
+      ['john@', 'it has no domain after the @'],
+      ['jöhn@example.org', "it has a character that is not allowed in an email address: 'ö' at position 2"],
+      ['john@example.org😀', "it has a character that is not allowed in an email address: '😀' at position 17"],
+      ['<john@example.org>', "it has a character that is not allowed in an email address: '<' at position 1"],
+      ['.john@example.org', 'the part before the @ starts with a dot'],
+      ['john.@example.org', 'the part before the @ ends with a dot'],
+      ['jo..hn@example.org', 'the part before the @ has two dots in a row'],
+      ["john'@example.org", 'the part before the @ ends with an apostrophe'],
+      ['john@.example.org', 'the domain after the @ starts with a dot'],
+      ['john@example.org.', 'the domain after the @ ends with a dot'],
+      ['john@example..org', 'the domain after the @ has two dots in a row'],
+      ['john@localhost', 'the domain after the @ has no dot (such as example.org)'],
+      ['john@exa_mple.org', "the domain after the @ cannot have '_' (at position 9)"],
+      ['john@-example.org', 'a part of the domain after the @ starts with a hyphen'],
+      ['john@example.o', 'the domain after the @ must end in a dot and at least two letters, such as .org'],
+      ['john@example.c0m', 'the domain after the @ must end in a dot and at least two letters, such as .org'],
+    ];
+    for (const [email, problem] of cases) {
+      expect(await errorsOf({ username: 'jsmith', email }), email).toEqual([
+        { line: 2, column: 'email', value: email, message: `Email address is not valid: ${problem}` },
+      ]);
+    }
+    // What was accepted still is.
+    for (const email of ["o'neil+x@k12.ca.us", 'a-b_c@x-y.example.org', '\u00a0john@example.org\u00a0']) {
+      expect((await rowOf({ username: 'jsmith', email })).email, email).toBe(email.trim());
+    }
   });
   it('has at most 254 characters', async () => {
     const long = `${'a'.repeat(250)}@example.org`;

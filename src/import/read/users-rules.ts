@@ -104,9 +104,43 @@ const password = rule((v) => {
 const email = rule((v) => {
   if (v === '') return null;
   if (length(v) > 254) return new Fail('Email address must be at most 254 characters');
-  if (!EMAIL_PATTERN.test(v)) return new Fail('Email address is not valid');
+  if (!EMAIL_PATTERN.test(v)) return new Fail(`Email address is not valid: ${emailProblem(v)}`);
   return v;
 });
+
+/**
+ * What is wrong with an address the email pattern refused, as the administrator would put it. The
+ * rule stays the pattern's; this only explains it, most likely cause first.
+ */
+function emailProblem(v: string): string {
+  const position = (i: number): string => `position ${length(v.slice(0, i)) + 1}`;
+  const at = v.indexOf('@');
+  if (at !== -1 && v.indexOf('@', at + 1) !== -1) {
+    return /[,;]/.test(v) ? 'it holds more than one address: give only one' : 'it has more than one @';
+  }
+  const space = /\s/.exec(v);
+  if (space !== null) return `it has a space in it, at ${position(space.index)}`;
+  if (at === -1) return 'it has no @';
+  const local = v.slice(0, at);
+  const domain = v.slice(at + 1);
+  if (local === '') return 'it has nothing before the @';
+  if (domain === '') return 'it has no domain after the @';
+  const bad = /[^A-Za-z0-9_'+.@-]/u.exec(v);
+  if (bad !== null) return `it has a character that is not allowed in an email address: '${bad[0]}' at ${position(bad.index)}`;
+  if (local.startsWith('.')) return 'the part before the @ starts with a dot';
+  if (local.endsWith('.')) return 'the part before the @ ends with a dot';
+  if (local.includes('..')) return 'the part before the @ has two dots in a row';
+  if (local.endsWith("'")) return 'the part before the @ ends with an apostrophe';
+  if (domain.startsWith('.')) return 'the domain after the @ starts with a dot';
+  if (domain.endsWith('.')) return 'the domain after the @ ends with a dot';
+  if (domain.includes('..')) return 'the domain after the @ has two dots in a row';
+  if (!domain.includes('.')) return 'the domain after the @ has no dot (such as example.org)';
+  const badDomain = /[^A-Za-z0-9.-]/.exec(domain);
+  if (badDomain !== null) return `the domain after the @ cannot have '${badDomain[0]}' (at ${position(at + 1 + badDomain.index)})`;
+  if (domain.split('.').some((label) => label.startsWith('-'))) return 'a part of the domain after the @ starts with a hyphen';
+  if (!/\.[A-Za-z]{2,}$/.test(domain)) return 'the domain after the @ must end in a dot and at least two letters, such as .org';
+  return 'check it for typing mistakes';
+}
 
 const ASCII_ONLY = /^[\x00-\x7f]*$/;
 
