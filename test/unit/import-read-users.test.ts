@@ -51,6 +51,19 @@ describe('username', () => {
     ]);
     expect(await errorsOf({ username: 'john+smith' })).toHaveLength(1);
   });
+  it('an invisible character inside is named, with its position; at either end, a no-break space is trimmed like a space', async () => {
+    const invisible = async (username: string) => (await errorsOf({ username }))[0]?.message;
+    const rest = 'which cannot be seen: type the value again in your SIS. A username may contain only letters, digits and . _ - @';
+    expect(await invisible('john\u00a0smith')).toBe(`Username contains a no-break space (U+00A0) at position 5, ${rest}`);
+    expect(await invisible('\u200bjsmith')).toBe(`Username contains a zero-width space (U+200B) at position 1, ${rest}`);
+    expect(await invisible('jo\u00adhn\u200d\u200c')).toBe(
+      `Username contains a soft hyphen (U+00AD) at position 3 (and 2 more invisible characters), ${rest}`,
+    );
+    expect(await invisible('😀js\ufeffmith')).toMatch(
+      /^Username contains a zero-width no-break space \(U\+FEFF, a byte order mark\) at position 4, /,
+    );
+    expect((await rowOf({ username: '\u00a0jsmith\u00a0 ' })).username).toBe('jsmith');
+  });
   it('accepts an email address, accented letters, and keeps its case with a lower-cased key', async () => {
     const row = await rowOf({ username: ' Zoë.O-Neil_2@Lincoln.k12.ca.us ' });
     expect(row.username).toBe('Zoë.O-Neil_2@Lincoln.k12.ca.us');
@@ -89,6 +102,14 @@ describe('email', () => {
       ['a@x.org, b@y.org', 'it holds more than one address: give only one'],
       ['john smith@example.org', 'it has a space in it, at position 5'],
       ['john@example.org\tx', 'it has a space in it, at position 17'],
+      [
+        'jo\u00a0hn@example.org',
+        'it contains a no-break space (U+00A0) at position 3, which cannot be seen: type the address again in your SIS',
+      ],
+      [
+        'john@exam\u200bple.org',
+        'it contains a zero-width space (U+200B) at position 10, which cannot be seen: type the address again in your SIS',
+      ],
       ['@example.org', 'it has nothing before the @'],
       ['john@', 'it has no domain after the @'],
       ['jöhn@example.org', "it has a character that is not allowed in an email address: 'ö' at position 2"],
@@ -173,6 +194,15 @@ describe('school', () => {
       'Graduation year must be a four-digit year, such as 2031, without decimals (a spreadsheet number format adds them)',
     );
   });
+  it('an invisible character in the school names it, with its position', async () => {
+    const [error] = await errorsOf({ username: 'jsmith', school: 'Lincoln\u00a0High' });
+    expect(error?.message).toBe(
+      "School 'Lincoln\u00a0High' does not match any school of this district (by NCES ID, state ID or name): it contains a no-break space " +
+        '(U+00A0) at position 8, which cannot be seen: type the value again in your SIS',
+    );
+    const [id] = await errorsOf({ username: 'jsmith', school: '\u200b060000100001' });
+    expect(id?.message).toMatch(/: it contains a zero-width space \(U\+200B\) at position 1, which cannot be seen/);
+  });
   it('matches by NCES ID, state ID or exact name, case-insensitively', async () => {
     expect((await rowOf({ username: 'jsmith', school: '060000100001' })).schoolId).toBe('school-lincoln');
     expect((await rowOf({ username: 'jsmith', school: 'ca-ada-02' })).schoolId).toBe('school-adams');
@@ -252,6 +282,34 @@ describe('sis id', () => {
     const long = '9'.repeat(256);
     expect(await errorsOf({ username: 'jsmith', 'sis id': long })).toEqual([
       { line: 2, column: 'sis id', value: long, message: 'SIS ID must be at most 255 characters' },
+    ]);
+  });
+  it('an invisible character is stored as written, with a warning that names it', async () => {
+    const { rows, summary } = await readUsersText(
+      [
+        'username,sis id,action',
+        'ann1,S-\u200b001,update',
+        'dee1,\u00a0S-004\u00a0,update', // at the ends: trimmed like spaces
+        'ab,S-\u00ad007,update', // invalid for its username: warned of all the same
+        'old1,S-\u00ad008,delete', // a delete reads only the username
+        '',
+      ].join('\n'),
+    );
+    expect(summary.errors.map((e) => [e.line, e.column])).toEqual([[4, 'username']]);
+    expect(rows.map((r) => r.sisId)).toEqual(['S-\u200b001', 'S-004', undefined]);
+    expect(summary.warnings).toEqual([
+      {
+        line: 2,
+        column: 'sis id',
+        value: 'S-\u200b001',
+        message:
+          'The SIS ID contains a zero-width space (U+200B) at position 3, which cannot be seen; it was stored as written. Type the ID again in your SIS',
+      },
+      expect.objectContaining({
+        line: 4,
+        column: 'sis id',
+        message: expect.stringMatching(/^The SIS ID contains a soft hyphen \(U\+00AD\) at position 3/),
+      }),
     ]);
   });
   it('is free text, also under its alias mis id', async () => {

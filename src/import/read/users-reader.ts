@@ -14,7 +14,7 @@ import type { EncodingChoice } from './decode.js';
 import { USERS_SPEC, type HeaderMatch, type UserColumn } from './headers.js';
 import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult, type ReadSummary } from './summary.js';
 import { openFile, readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
-import { composed, failed, userRules, type UserCells } from './users-rules.js';
+import { composed, failed, sisIdWarning, userRules, type UserCells } from './users-rules.js';
 
 export type { ReadResult, ReadSummary } from './summary.js';
 
@@ -114,6 +114,11 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
     }
     // Only now: a row that fails above is read again by slow(), which warns too.
     if (at.password >= 0) passwordSpaces(line, fields[positions[at.password] as number] ?? '', cells[at.password] as string);
+    if (!deleting) {
+      valueWarnings(line, at.sisId < 0 ? '' : (cells[at.sisId] as string), () =>
+        at.sisId < 0 ? '' : (fields[positions[at.sisId] as number] ?? ''),
+      );
+    }
     const username = values[at.username] as string;
     return {
       line,
@@ -147,6 +152,12 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
     });
   }
 
+  /** Values that pass their rule but are not what the SIS holds: an invisible character in an SIS ID. */
+  function valueWarnings(line: number, sisId: string, rawSisId: () => string): void {
+    const sisWarning = sisId === '' ? undefined : sisIdWarning(sisId);
+    if (sisWarning !== undefined) log.warning({ line, column: 'sis id', value: shownValue('sis id', rawSisId()), message: sisWarning });
+  }
+
   return {
     ragged: (line, fields) => ({ kind: 'invalid', line, username: usernameOf(fields) }),
     row: (line, fields) => {
@@ -177,6 +188,10 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
     const passwordRefused = tooLong.has('password') || (!result.ok && result.issues.some((i) => i.column === 'password'));
     if (cells.password !== undefined && !passwordRefused) {
       passwordSpaces(line, fields[header.index.get('password') ?? -1] ?? '', cells.password);
+    }
+    if (cells.action?.toLowerCase() !== 'delete') {
+      const sisIdRefused = tooLong.has('sis id') || (!result.ok && result.issues.some((i) => i.column === 'sis id'));
+      valueWarnings(line, sisIdRefused ? '' : (cells['sis id'] ?? ''), () => fields[header.index.get('sis id') ?? -1] ?? '');
     }
     if (result.ok && tooLong.size === 0) {
       const v = result.values;

@@ -77,6 +77,39 @@ export function length(v: string): number {
   return n;
 }
 
+/**
+ * Characters nobody sees: copied from a web page, a document or an email along with the value, or
+ * left by an editor. At the edges of a cell, the ones that are white space (no-break spaces, the
+ * byte order mark) are trimmed with the spaces; anywhere else they make a username, an email
+ * address or a school not what it looks like, so the messages name them and where they are.
+ */
+const INVISIBLE_NAMES: Readonly<Record<string, string>> = {
+  '\u00a0': 'a no-break space (U+00A0)',
+  '\u00ad': 'a soft hyphen (U+00AD)',
+  '\u200b': 'a zero-width space (U+200B)',
+  '\u200c': 'a zero-width non-joiner (U+200C)',
+  '\u200d': 'a zero-width joiner (U+200D)',
+  '\u2060': 'a word joiner (U+2060)',
+  '\u202f': 'a narrow no-break space (U+202F)',
+  '\ufeff': 'a zero-width no-break space (U+FEFF, a byte order mark)',
+};
+const INVISIBLE = /[\u00a0\u00ad\u200b-\u200d\u2060\u202f\ufeff]/;
+const INVISIBLE_ALL = new RegExp(INVISIBLE.source, 'g');
+
+/**
+ * `contains a no-break space (U+00A0) at position 5` for the first invisible character of a value
+ * (positions count characters from 1, as people do), or undefined when it has none.
+ */
+export function invisibleCharacter(v: string): string | undefined {
+  const found = INVISIBLE.exec(v);
+  if (found === null) return undefined;
+  const others = (v.match(INVISIBLE_ALL)?.length ?? 1) - 1;
+  const more = others === 0 ? '' : ` (and ${others} more invisible character${others === 1 ? '' : 's'})`;
+  return `contains ${INVISIBLE_NAMES[found[0]] ?? 'an invisible character'} at position ${length(v.slice(0, found.index)) + 1}${more}`;
+}
+
+const RETYPE = 'which cannot be seen: type the value again in your SIS';
+
 const USERNAME_CHARS = /^[\p{L}\p{M}\p{Nd}._@-]+$/u;
 /** The pattern z.email() checks with, compiled once rather than run through a zod parse per row. */
 const EMAIL_PATTERN: RegExp = z.regexes.email;
@@ -90,9 +123,24 @@ const username = rule((raw) => {
   const v = composed(raw);
   if (length(v) < 4) return new Fail('Username must be at least 4 characters');
   if (length(v) > 254) return new Fail('Username must be at most 254 characters');
-  if (!USERNAME_CHARS.test(v)) return new Fail('Username may contain only letters, digits and . _ - @');
+  if (!USERNAME_CHARS.test(v)) {
+    const invisible = invisibleCharacter(v);
+    return new Fail(
+      invisible === undefined
+        ? 'Username may contain only letters, digits and . _ - @'
+        : `Username ${invisible}, ${RETYPE}. A username may contain only letters, digits and . _ - @`,
+    );
+  }
   return v;
 });
+
+/** The warning of an SIS ID that holds an invisible character; it is stored as written. */
+export function sisIdWarning(v: string): string | undefined {
+  const invisible = invisibleCharacter(v);
+  if (invisible !== undefined)
+    return `The SIS ID ${invisible}, which cannot be seen; it was stored as written. Type the ID again in your SIS`;
+  return undefined;
+}
 
 /** Blank keeps the current password: undefined, never null. */
 const password = rule((v) => {
@@ -113,6 +161,8 @@ const email = rule((v) => {
  * rule stays the pattern's; this only explains it, most likely cause first.
  */
 function emailProblem(v: string): string {
+  const invisible = invisibleCharacter(v);
+  if (invisible !== undefined) return `it ${invisible}, which cannot be seen: type the address again in your SIS`;
   const position = (i: number): string => `position ${length(v.slice(0, i)) + 1}`;
   const at = v.indexOf('@');
   if (at !== -1 && v.indexOf('@', at + 1) !== -1) {
@@ -268,7 +318,9 @@ function school(schools: readonly SchoolRef[]) {
     if (v === '') return null;
     const found = find(v);
     if (found === undefined) {
-      return new Fail(`School '${v}' does not match any school of this district (by NCES ID, state ID or name)${spreadsheetHint(v, find)}`);
+      const invisible = invisibleCharacter(v);
+      const why = invisible === undefined ? spreadsheetHint(v, find) : `: it ${invisible}, ${RETYPE}`;
+      return new Fail(`School '${v}' does not match any school of this district (by NCES ID, state ID or name)${why}`);
     }
     if (typeof found !== 'string') {
       return new Fail(`School '${v}' matches two schools: it is ${found.ambiguous}. Use an ID that names only one of them`);
