@@ -421,7 +421,9 @@ function warningAdvice(record: ReportImport, attachment: string | null): string[
   const total = Math.max(record.counts.warnings, record.warnings.length);
   if (total === 0) return [];
   const isEncoding = (w: ImportIssue): boolean => w.line === 0 && /Windows-1252/i.test(w.message);
-  const isPassword = (w: ImportIssue): boolean => w.line > 1 && isPasswordColumn(w.column);
+  // The reader's warning of a trimmed password; the database's of a new user without one is another.
+  const isPassword = (w: ImportIssue): boolean => w.line > 1 && isPasswordColumn(w.column) && /starts or ends with spaces/.test(w.message);
+  const isExcel = (w: ImportIssue): boolean => w.line > 1 && w.message.startsWith('Excel changed this');
   const out: string[] = [];
   if (record.warnings.some(isEncoding) || (record.encoding ?? 'utf-8').toLowerCase() !== 'utf-8') {
     out.push('Save the file as UTF-8 ("CSV UTF-8 (Comma delimited)" in Excel) next time, and check that names with accents look right.');
@@ -431,6 +433,12 @@ function warningAdvice(record: ReportImport, attachment: string | null): string[
       `Some passwords started or ended with spaces, which were removed: tell those users to sign in without the spaces (their lines are listed ${
         attachment ? `in ${attachment}` : 'above'
       }).`,
+    );
+  }
+  if (record.warnings.some(isExcel)) {
+    out.push(
+      'Excel changed some values (see the warnings); the passwords it changed were not used. Format those columns as Text in Excel ' +
+        'before typing or pasting the values, or export the file from your SIS directly, without opening and saving it in Excel.',
     );
   }
   const spec = record.file.toLowerCase() === 'groups.csv' ? GROUPS_SPEC : USERS_SPEC;
@@ -443,7 +451,8 @@ function warningAdvice(record: ReportImport, attachment: string | null): string[
     );
   }
   const others =
-    record.warnings.filter((w) => !isEncoding(w) && !isPassword(w) && !isUnknownColumn(w)).length + (total - record.warnings.length);
+    record.warnings.filter((w) => !isEncoding(w) && !isPassword(w) && !isExcel(w) && !isUnknownColumn(w)).length +
+    (total - record.warnings.length);
   if (others > 0) out.push(out.length > 0 ? 'Check the other warnings above.' : 'Check the warnings above.');
   return out;
 }

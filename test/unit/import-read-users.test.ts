@@ -82,6 +82,30 @@ describe('password', () => {
     expect(JSON.stringify(summary)).not.toContain('Secr3t');
     expect(summary.errors.map((e) => e.column)).toEqual(['username', 'email']);
   });
+  it('a value Excel wrote instead of the password is not used, with a warning that does not show it', async () => {
+    const damaged = ['#NAME?', '#VALUE!', '#REF!', '####', '########', '1.23457E+17', '1E+15'];
+    const text = `username,password,sis id\n${damaged.map((p, i) => `user${i},${p},S${i}`).join('\n')}\nfine1,#Secret-1,S9\nfine2,1.2345E17x,S10\n`;
+    const { items, summary } = await readUsersText(text);
+    expect(summary.errors).toEqual([]);
+    expect(items.map((i) => (i.kind === 'valid' ? i.row.password : i.kind))).toEqual([
+      ...damaged.map(() => undefined),
+      '#Secret-1',
+      '1.2345E17x',
+    ]);
+    expect(summary.warnings.map((w) => [w.line, w.column, w.value])).toEqual(damaged.map((_, i) => [i + 2, 'password', '******']));
+    expect(summary.warnings[0]?.message).toBe(
+      'Excel changed this password: the cell holds an Excel error code, which Excel writes when it takes a value for a formula that fails, ' +
+        'not a password. It was not used: the user keeps their current password, and a new user has none yet. Format the column as Text ' +
+        'in Excel before typing or pasting the values, or export the file from your SIS directly, without opening and saving it in Excel',
+    );
+    expect(summary.warnings[3]?.message).toMatch(
+      /^Excel changed this password: the cell holds only # signs, which Excel writes when a column is too narrow/,
+    );
+    expect(summary.warnings[5]?.message).toMatch(
+      /^Excel changed this password: the cell holds a number in scientific notation, which is how Excel shortens/,
+    );
+    for (const p of damaged) expect(JSON.stringify(summary)).not.toContain(p);
+  });
   it('is kept as written (case-sensitive); blank keeps the current password (undefined)', async () => {
     expect((await rowOf({ username: 'jsmith', password: 'PaSsWoRd' })).password).toBe('PaSsWoRd');
     expect((await rowOf({ username: 'jsmith', password: '' })).password).toBeUndefined();
@@ -310,6 +334,28 @@ describe('sis id', () => {
         column: 'sis id',
         message: expect.stringMatching(/^The SIS ID contains a soft hyphen \(U\+00AD\) at position 3/),
       }),
+    ]);
+  });
+  it('a value Excel changed is stored as written, with a warning that says so and how to avoid it', async () => {
+    const { rows, summary } = await readUsersText('username,sis id\nbob1,1.23457E+17\ncy01,#REF!\neve1,1234567890123\nfay1,#12\n');
+    expect(summary.errors).toEqual([]);
+    expect(rows.map((r) => r.sisId)).toEqual(['1.23457E+17', '#REF!', '1234567890123', '#12']);
+    const excel =
+      'It was stored as written. Format the column as Text in Excel before typing or pasting the values, or export the file from ' +
+      'your SIS directly, without opening and saving it in Excel';
+    expect(summary.warnings).toEqual([
+      {
+        line: 2,
+        column: 'sis id',
+        value: '1.23457E+17',
+        message: `Excel changed this SIS ID: the cell holds a number in scientific notation, which is how Excel shortens a long number, losing its last digits. ${excel}`,
+      },
+      {
+        line: 3,
+        column: 'sis id',
+        value: '#REF!',
+        message: `Excel changed this SIS ID: the cell holds an Excel error code, which Excel writes when it takes a value for a formula that fails. ${excel}`,
+      },
     ]);
   });
   it('is free text, also under its alias mis id', async () => {

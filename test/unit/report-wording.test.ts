@@ -302,6 +302,38 @@ describe('what to do next', () => {
     expect(passwords.text).toContain('without the spaces');
   });
 
+  it('values Excel changed: how to keep Excel from doing it; a new user without a password is not a password with spaces', () => {
+    const excel = renderReport(
+      input({
+        counts: { ...emptyCounts(), rows: 5, created: 5, warnings: 2 },
+        warnings: [
+          { line: 3, column: 'password', value: '******', message: 'Excel changed this password: the cell holds only # signs.' },
+          { line: 4, column: 'sis id', value: '1.23457E+17', message: 'Excel changed this SIS ID: the cell holds a number.' },
+        ],
+      }),
+    );
+    expect(excel.text).toContain(
+      'Excel changed some values (see the warnings); the passwords it changed were not used. Format those columns as Text in Excel ' +
+        'before typing or pasting the values, or export the file from your SIS directly, without opening and saving it in Excel.',
+    );
+    expect(excel.text).not.toContain('without the spaces');
+    expect(excel.text).not.toContain('Check the');
+    const unset = renderReport(
+      input({
+        counts: { ...emptyCounts(), rows: 5, created: 5, warnings: 1 },
+        warnings: [
+          {
+            line: 6,
+            column: 'password',
+            message: 'New user "nopass01" has no password, so it cannot sign in with one until a password is set.',
+          },
+        ],
+      }),
+    );
+    expect(unset.text).not.toContain('without the spaces');
+    expect(unset.text).toContain('Check the warnings above.');
+  });
+
   it('"Nothing to do." when there is nothing', () => {
     expect(renderReport(input()).text).toContain('Nothing to do.');
   });

@@ -14,7 +14,7 @@ import type { EncodingChoice } from './decode.js';
 import { USERS_SPEC, type HeaderMatch, type UserColumn } from './headers.js';
 import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult, type ReadSummary } from './summary.js';
 import { openFile, readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
-import { composed, failed, sisIdWarning, userRules, type UserCells } from './users-rules.js';
+import { composed, excelDamage, failed, passwordDamageWarning, sisIdWarning, userRules, type UserCells } from './users-rules.js';
 
 export type { ReadResult, ReadSummary } from './summary.js';
 
@@ -115,7 +115,7 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
     // Only now: a row that fails above is read again by slow(), which warns too.
     if (at.password >= 0) passwordSpaces(line, fields[positions[at.password] as number] ?? '', cells[at.password] as string);
     if (!deleting) {
-      valueWarnings(line, at.sisId < 0 ? '' : (cells[at.sisId] as string), () =>
+      valueWarnings(line, at.password < 0 ? '' : (cells[at.password] as string), at.sisId < 0 ? '' : (cells[at.sisId] as string), () =>
         at.sisId < 0 ? '' : (fields[positions[at.sisId] as number] ?? ''),
       );
     }
@@ -143,7 +143,7 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
    * silently; the report says so, so the district can tell users.
    */
   function passwordSpaces(line: number, raw: string, trimmed: string): void {
-    if (trimmed === '' || trimmed.length === raw.length) return;
+    if (trimmed === '' || trimmed.length === raw.length || excelDamage(trimmed) !== undefined) return;
     log.warning({
       line,
       column: 'password',
@@ -152,8 +152,12 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
     });
   }
 
-  /** Values that pass their rule but are not what the SIS holds: an invisible character in an SIS ID. */
-  function valueWarnings(line: number, sisId: string, rawSisId: () => string): void {
+  /** Values that pass their rule but are not what the SIS holds: a password or SIS ID Excel changed, an invisible character. */
+  function valueWarnings(line: number, password: string, sisId: string, rawSisId: () => string): void {
+    const passwordWarning = password === '' ? undefined : passwordDamageWarning(password);
+    if (passwordWarning !== undefined) {
+      log.warning({ line, column: 'password', value: shownValue('password', password), message: passwordWarning });
+    }
     const sisWarning = sisId === '' ? undefined : sisIdWarning(sisId);
     if (sisWarning !== undefined) log.warning({ line, column: 'sis id', value: shownValue('sis id', rawSisId()), message: sisWarning });
   }
@@ -191,7 +195,12 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
     }
     if (cells.action?.toLowerCase() !== 'delete') {
       const sisIdRefused = tooLong.has('sis id') || (!result.ok && result.issues.some((i) => i.column === 'sis id'));
-      valueWarnings(line, sisIdRefused ? '' : (cells['sis id'] ?? ''), () => fields[header.index.get('sis id') ?? -1] ?? '');
+      valueWarnings(
+        line,
+        tooLong.has('password') ? '' : (cells.password ?? ''),
+        sisIdRefused ? '' : (cells['sis id'] ?? ''),
+        () => fields[header.index.get('sis id') ?? -1] ?? '',
+      );
     }
     if (result.ok && tooLong.size === 0) {
       const v = result.values;

@@ -134,17 +134,61 @@ const username = rule((raw) => {
   return v;
 });
 
-/** The warning of an SIS ID that holds an invisible character; it is stored as written. */
-export function sisIdWarning(v: string): string | undefined {
-  const invisible = invisibleCharacter(v);
-  if (invisible !== undefined)
-    return `The SIS ID ${invisible}, which cannot be seen; it was stored as written. Type the ID again in your SIS`;
+/**
+ * What Excel writes in a cell instead of the value it held: an error code (a value it took for a
+ * formula, `=abc` or `-x1`, becomes #NAME?), # signs (a date or number too wide for its column),
+ * or a long number in scientific notation with its last digits gone (a numeric ID or password).
+ * Worded without the value: a password is never shown.
+ */
+export function excelDamage(v: string): string | undefined {
+  const first = v.charCodeAt(0);
+  if (first === 0x23 /* # */) {
+    if (/^#{3,}$/.test(v)) return 'only # signs, which Excel writes when a column is too narrow for its values';
+    if (EXCEL_ERRORS.test(v)) return 'an Excel error code, which Excel writes when it takes a value for a formula that fails';
+    return undefined;
+  }
+  if (first >= 0x30 && first <= 0x39 && SCIENTIFIC.test(v)) {
+    return 'a number in scientific notation, which is how Excel shortens a long number, losing its last digits';
+  }
   return undefined;
 }
 
-/** Blank keeps the current password: undefined, never null. */
+const EXCEL_ERRORS = /^#(?:NAME\?|VALUE!|REF!|DIV\/0!|N\/A|NUM!|NULL!|SPILL!|CALC!|FIELD!|BLOCKED!|CONNECT!|BUSY!|UNKNOWN!|GETTING_DATA)$/;
+/** As Excel writes a number too long for its General format: 1.23457E+17, 1E+15. */
+const SCIENTIFIC = /^\d(?:\.\d+)?E\+\d{1,3}$/;
+
+const AVOID_EXCEL =
+  'Format the column as Text in Excel before typing or pasting the values, or export the file from your SIS directly, without opening and saving it in Excel';
+
+/** The warning of a password Excel changed (not used: see `password`). */
+export function passwordDamageWarning(v: string): string | undefined {
+  const damage = excelDamage(v);
+  if (damage === undefined) return undefined;
+  return (
+    `Excel changed this password: the cell holds ${damage}, not a password. It was not used: the user keeps their current ` +
+    `password, and a new user has none yet. ${AVOID_EXCEL}`
+  );
+}
+
+/** The warning of an SIS ID Excel changed or that holds an invisible character; it is stored as written. */
+export function sisIdWarning(v: string): string | undefined {
+  const damage = excelDamage(v);
+  if (damage !== undefined) {
+    return `Excel changed this SIS ID: the cell holds ${damage}. It was stored as written. ${AVOID_EXCEL}`;
+  }
+  const invisible = invisibleCharacter(v);
+  if (invisible === undefined) return undefined;
+  return `The SIS ID ${invisible}, which cannot be seen; it was stored as written. Type the ID again in your SIS`;
+}
+
+/**
+ * Blank keeps the current password: undefined, never null. So does a password Excel changed
+ * (#NAME?, or 1.23457E+17 in every row of a column of numeric passwords): setting it would lock
+ * the user out, or give many users the same password. The reader warns of it.
+ */
 const password = rule((v) => {
   if (v === '') return undefined;
+  if (excelDamage(v) !== undefined) return undefined;
   if (length(v) < 6) return new Fail('Password must be at least 6 characters');
   return v;
 });
