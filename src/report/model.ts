@@ -443,7 +443,9 @@ function warningAdvice(record: ReportImport, attachment: string | null): string[
   }
   const spec = record.file.toLowerCase() === 'groups.csv' ? GROUPS_SPEC : USERS_SPEC;
   // A column whose warning explains itself (`status`) needs no advice here.
-  const isUnknownColumn = (w: ImportIssue): boolean => w.line === 1 && spec.unread?.[normalizeHeaderName(w.column)] === undefined;
+  // Columns without a name (column '') have nothing to rename.
+  const isUnknownColumn = (w: ImportIssue): boolean =>
+    w.line === 1 && w.column !== '' && spec.unread?.[normalizeHeaderName(w.column)] === undefined;
   if (record.warnings.some(isUnknownColumn)) {
     out.push(
       'Columns with names rosterd does not know were ignored (see the warnings). If one of them was meant to be read, ' +

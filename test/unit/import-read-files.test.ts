@@ -40,6 +40,16 @@ describe('header row', () => {
     ]);
     expect(summary.warningCount).toBe(2);
   });
+  it('columns without a name (Excel writes thousands of trailing commas) are one warning that counts them and gives the first', async () => {
+    const commas = ','.repeat(16_000);
+    const { rows, summary } = await readUsersText(`username,,Favorite Color,email${commas}\njsmith,x,blue,j@x.org${commas}\n`);
+    expect(rows[0]).toMatchObject({ username: 'jsmith', email: 'j@x.org' });
+    expect(summary.warnings).toEqual([
+      { line: 1, column: '', message: '16,001 columns have no name in the header row (the first is column 2); their values were ignored' },
+      { line: 1, column: 'Favorite Color', message: "Column 'Favorite Color' is not a known column; its values were ignored" },
+    ]);
+    expect(summary.warningCount).toBe(2);
+  });
   it('names the column an unknown one was probably meant to be: an SIS synonym or a misspelling, unless the file has that column', async () => {
     const { summary } = await readUsersText(
       'username,Grad Year,Emial,Student ID,sis id,Surname,Favorite Colour\njsmith,2030,j@x.org,7,7,Smith,blue\n',

@@ -403,6 +403,23 @@ describe('advice for columns that were not read', () => {
     expect(mail.text).not.toContain('Check the warnings above');
   });
 
+  it('columns without a name have nothing to rename', () => {
+    const mail = renderReport(
+      input({
+        counts: { ...emptyCounts(), rows: 5, created: 5, warnings: 1 },
+        warnings: [
+          {
+            line: 1,
+            column: '',
+            message: '16,000 columns have no name in the header row (the first is column 10); their values were ignored',
+          },
+        ],
+      }),
+    );
+    expect(mail.text).not.toContain('Columns with names rosterd does not know');
+    expect(mail.text).toContain('Check the warnings above.');
+  });
+
   it("groups.csv names its own columns; a status column's warning needs no advice of its own", () => {
     const groups = renderReport(
       input({ file: 'groups.csv', counts: { ...emptyCounts(), rows: 5, created: 5, warnings: 1 }, warnings: [COLUMN_WARNING] }),

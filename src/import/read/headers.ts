@@ -215,7 +215,7 @@ export interface HeaderMatch<C extends string> {
   width: number;
   /** the header row's fields as written */
   names: readonly string[];
-  /** one warning per unknown column */
+  /** one warning per unknown column (one for all those without a name) */
   warnings: ImportIssue[];
 }
 
@@ -224,6 +224,33 @@ function lookupTable<C extends string>(spec: ColumnSpec<C>): Map<string, C> {
   for (const c of spec.columns) table.set(normalizeHeaderName(c), c);
   for (const [alias, c] of Object.entries(spec.aliases)) table.set(normalizeHeaderName(alias), c as C);
   return table;
+}
+
+/**
+ * One warning per unknown column, but one for all the columns without a name: Excel writes a
+ * comma for every column it considers used, thousands of them after a stray format or a deleted
+ * column, and the report should not list each.
+ */
+function unknownColumnWarnings<C extends string>(
+  unknown: ReadonlyArray<{ name: string; i: number }>,
+  spec: ColumnSpec<C>,
+  meant: ReadonlyArray<C | undefined>,
+): ImportIssue[] {
+  const unnamed = unknown.filter(({ name }) => name === '');
+  const warnings: ImportIssue[] = [];
+  unknown.forEach(({ name, i }, k) => {
+    if (name !== '' || unnamed.length === 1) {
+      warnings.push({ line: 1, column: name, message: unknownColumnMessage(name, i, spec, meant[k]) });
+    } else if (i === unnamed[0]?.i) {
+      const n = unnamed.length;
+      warnings.push({
+        line: 1,
+        column: '',
+        message: `${n.toLocaleString('en-US')} columns have no name in the header row (the first is column ${(i + 1).toLocaleString('en-US')}); their values were ignored`,
+      });
+    }
+  });
+  return warnings;
 }
 
 /** Matches the header row; throws FileRejectedError when the file cannot be imported at all. */
@@ -253,14 +280,10 @@ export function matchHeader<C extends string>(fields: readonly string[], spec: C
   });
   // A column the file has already is not what another one was meant to be.
   const meant = unknown.map(({ name }) => {
-    const column = meantColumn(name, spec);
+    const column = name === '' ? undefined : meantColumn(name, spec);
     return column === undefined || index.has(column) ? undefined : column;
   });
-  const warnings: ImportIssue[] = unknown.map(({ name, i }, k) => ({
-    line: 1,
-    column: name,
-    message: unknownColumnMessage(name, i, spec, meant[k]),
-  }));
+  const warnings = unknownColumnWarnings(unknown, spec, meant);
 
   // A first line naming no column is a row of data, unless most of its names are columns under
   // other names ("Login,Given Name,Surname"): then it is a header the message can quote.
