@@ -2,6 +2,7 @@
  * Reading users.csv as a file (issue 3, step 1): header matching, encodings, line endings, quoting,
  * line numbers, and every broken-file case with the one message it fails with.
  */
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { readUsersFile } from '../../src/import/read/users-reader.js';
 import { collect, fixture, NOW, readGroupsText, readUsersText, rejection, SCHOOLS, streamOf } from '../fixtures/csv/helpers.js';
@@ -178,6 +179,34 @@ describe('files that are not CSV', () => {
   it('UTF-16 ("Unicode Text") fails', async () => {
     const err = await rejection(readUsersText(Buffer.from('\uFEFFusername\r\njsmith\r\n', 'utf16le')));
     expect(err.message).toBe(`The file is saved as UTF-16 ("Unicode Text"), not as CSV. ${SAVE_AS}`);
+  });
+  it('UTF-16 without a byte order mark is UTF-16, not "binary data"', async () => {
+    const text = 'username,email,first name\r\njsmith,j@x.org,Renée\r\n';
+    const le = Buffer.from(text, 'utf16le');
+    const be = Buffer.from(le).swap16();
+    for (const bytes of [le, be, le.subarray(0, 10)]) {
+      expect((await rejection(readUsersText(bytes))).message).toBe(`The file is saved as UTF-16 ("Unicode Text"), not as CSV. ${SAVE_AS}`);
+    }
+  });
+  it('a compressed file says so: gzip, or a ZIP archive holding the CSV (an .xlsx is a ZIP archive too)', async () => {
+    const csv = 'username,email\njsmith,j@x.org\n';
+    const gzip = await rejection(readUsersText(gzipSync(csv)));
+    expect(gzip.message).toBe(
+      'The file is compressed (gzip, a .gz file) with a .csv name, not a CSV file. Upload the CSV file itself, not the compressed one.',
+    );
+    // A ZIP local file header (stored, not deflated) naming users.csv, as `zip users.zip users.csv` writes it.
+    const name = Buffer.from('users.csv');
+    const header = Buffer.alloc(30);
+    header.writeUInt32LE(0x04034b50, 0);
+    header.writeUInt16LE(name.length, 26);
+    const zip = await rejection(readUsersText(Buffer.concat([header, name, Buffer.from(csv)])));
+    expect(zip.message).toBe(
+      'The file is a ZIP archive (compressed) holding users.csv, not a CSV file. Upload the CSV file itself, not the compressed one.',
+    );
+    const xlsxName = Buffer.from('[Content_Types].xml');
+    header.writeUInt16LE(xlsxName.length, 26);
+    const xlsx = await rejection(readUsersText(Buffer.concat([header, xlsxName, Buffer.alloc(600, 0x41)])));
+    expect(xlsx.message).toBe(`The file is an Excel workbook (.xlsx) saved with a .csv name, not a CSV file. ${SAVE_AS}`);
   });
   it('an HTML page fails', async () => {
     const err = await rejection(fromFile('users-html.csv'));

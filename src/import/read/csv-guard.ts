@@ -14,16 +14,26 @@ export const MAX_RECORD_CHARS = 1_000_000;
 
 const SAVE_AS_CSV = 'Open it in Excel (or your SIS) and save it as "CSV UTF-8 (Comma delimited)", then upload that file.';
 
+const UPLOAD_CSV = 'Upload the CSV file itself, not the compressed one.';
+
 /** Looks at the first bytes of the file (after a UTF-8 BOM) for things that are not CSV text. */
 export function sniffHead(head: Buffer): void {
   const starts = (...bytes: number[]): boolean => bytes.every((b, i) => head[i] === b);
   if (starts(0x50, 0x4b, 0x03, 0x04)) {
+    // A ZIP archive: an .xlsx workbook is one, and so is users.csv compressed as users.zip.
+    const first = zipFirstName(head);
+    if (first !== undefined && /\.(?:csv|txt)$/i.test(first)) {
+      throw new FileRejectedError(`The file is a ZIP archive (compressed) holding ${first}, not a CSV file. ${UPLOAD_CSV}`);
+    }
     throw new FileRejectedError(`The file is an Excel workbook (.xlsx) saved with a .csv name, not a CSV file. ${SAVE_AS_CSV}`);
+  }
+  if (starts(0x1f, 0x8b)) {
+    throw new FileRejectedError(`The file is compressed (gzip, a .gz file) with a .csv name, not a CSV file. ${UPLOAD_CSV}`);
   }
   if (starts(0xd0, 0xcf, 0x11, 0xe0)) {
     throw new FileRejectedError(`The file is an old-format Excel workbook (.xls) saved with a .csv name, not a CSV file. ${SAVE_AS_CSV}`);
   }
-  if (starts(0xff, 0xfe) || starts(0xfe, 0xff)) {
+  if (starts(0xff, 0xfe) || starts(0xfe, 0xff) || looksLikeUtf16(head)) {
     throw new FileRejectedError(`The file is saved as UTF-16 ("Unicode Text"), not as CSV. ${SAVE_AS_CSV}`);
   }
   if (starts(0x25, 0x50, 0x44, 0x46)) {
@@ -39,6 +49,30 @@ export function sniffHead(head: Buffer): void {
         'Export the roster from your SIS as CSV (comma-separated values) and upload it again.',
     );
   }
+}
+
+/** The name of the first file in a ZIP archive (its first local file header), when it is printable. */
+function zipFirstName(head: Buffer): string | undefined {
+  if (head.length < 30) return undefined;
+  const length = head.readUInt16LE(26);
+  const name = head.subarray(30, 30 + length).toString('latin1');
+  return name.length === length && length > 0 && length <= 100 && /^[\x20-\x7e]+$/.test(name) ? name : undefined;
+}
+
+/**
+ * UTF-16 without a byte order mark: the header row is ASCII, and in UTF-16 every ASCII letter is
+ * a NUL byte next to the letter's byte, after it (little-endian, Windows) or before it.
+ */
+function looksLikeUtf16(head: Buffer): boolean {
+  const pairs = Math.floor(Math.min(head.length, 1024) / 2);
+  if (pairs < 4) return false;
+  let even = 0;
+  let odd = 0;
+  for (let i = 0; i < pairs * 2; i += 2) {
+    if (head[i] === 0) even++;
+    if (head[i + 1] === 0) odd++;
+  }
+  return Math.max(even, odd) >= pairs / 2 && Math.min(even, odd) <= pairs / 10;
 }
 
 const SEPARATORS: ReadonlyArray<[string, string]> = [
