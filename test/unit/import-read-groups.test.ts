@@ -75,4 +75,38 @@ describe('groups.csv', () => {
       },
     ]);
   });
+  it('lines that repeat an earlier one (ignoring case) are one warning that counts them and names the first', async () => {
+    const { items, summary } = await readGroupsText(
+      'username,owner,group\njsmith,m1,Chess\njdoe1,m1,Chess\nJSMITH, M1 ,chess\njsmith,m2,Chess\n,m1,Chess\n,m1,Chess\njdoe1,m1,Chess\njsmith,m1,Chess\n',
+    );
+    // All are yielded: the applier adds each membership once.
+    expect(items.filter((i) => i.valid)).toHaveLength(6);
+    expect(summary.warnings).toEqual([
+      {
+        line: 4,
+        column: '',
+        message:
+          '3 lines repeat an earlier line (the same username, owner and group), the first of them line 4, which repeats line 2; each membership is added once',
+      },
+    ]);
+    const one = await readGroupsText('username,group\njsmith,Chess\njdoe1,Chess\njsmith,Chess\n');
+    expect(one.summary.warnings).toEqual([
+      { line: 4, column: '', message: 'Line 4 repeats line 2 (the same username, owner and group); the membership is added once' },
+    ]);
+    expect((await readGroupsText('username,owner,group\njsmith,m1,Chess\njsmith,m1,Chess 2\njsmith,,Chess\n')).summary.warnings).toEqual(
+      [],
+    );
+  });
+  it('finds repeats among 200,000 lines (its table grows as they come)', async () => {
+    const lines = Array.from({ length: 200_000 }, (_, i) => `user${i},,Group ${i % 7}`);
+    const { summary } = await readGroupsText(
+      `username,owner,group\n${lines.join('\n')}\nUSER123456,,group ${123456 % 7}\nuser5,,Group 5\n`,
+    );
+    expect(summary.warnings).toEqual([
+      expect.objectContaining({
+        line: 200_002,
+        message: expect.stringMatching(/^2 lines repeat .* line 200002, which repeats line 123458;/),
+      }),
+    ]);
+  });
 });

@@ -12,6 +12,7 @@ import type { EncodingChoice } from './decode.js';
 import { GROUPS_SPEC, type GroupColumn, type HeaderMatch } from './headers.js';
 import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult } from './summary.js';
 import { openFile, readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
+import { RepeatedLines } from './repeated-lines.js';
 import { composed, length } from './users-rules.js';
 
 export interface GroupsReadOptions {
@@ -82,6 +83,10 @@ function groupRowHandler(header: HeaderMatch<GroupColumn>, log: IssueLog): RowHa
     const i = header.index.get(column);
     return i === undefined ? '' : (fields[i] ?? '');
   };
+  // A line that repeats an earlier one (ignoring case, as the applier compares names) adds the
+  // same membership: it changes nothing, but the file is not what the SIS meant to send.
+  const earlier = new RepeatedLines();
+  let repeats: { count: number; first: number; of: number } | undefined;
   const invalid = (line: number, fields: readonly string[]): GroupRow => {
     const username = at(fields, 'username').trim();
     return { valid: false, line, username: username === '' || username.length > MAX_FIELD_CHARS ? null : username };
@@ -118,7 +123,25 @@ function groupRowHandler(header: HeaderMatch<GroupColumn>, log: IssueLog): RowHa
         return invalid(line, fields);
       }
       const { username, owner, group } = result.data;
+      const of = earlier.seen([username.toLowerCase(), owner.toLowerCase(), group.toLowerCase()], line);
+      if (of !== undefined) {
+        repeats ??= { count: 0, first: line, of };
+        repeats.count++;
+      }
       return { valid: true, line, username, owner: owner === '' ? null : owner, group: group === '' ? null : group };
+    },
+    end: () => {
+      if (repeats === undefined) return;
+      const { count, first, of } = repeats;
+      log.warning({
+        line: first,
+        column: '',
+        message:
+          count === 1
+            ? `Line ${first} repeats line ${of} (the same username, owner and group); the membership is added once`
+            : `${count.toLocaleString('en-US')} lines repeat an earlier line (the same username, owner and group), the first of them line ${first}, ` +
+              `which repeats line ${of}; each membership is added once`,
+      });
     },
   };
 }

@@ -15,6 +15,8 @@ export interface RowHandler<T> {
   row(line: number, fields: readonly string[]): T | undefined;
   /** a ragged row, already reported */
   ragged(line: number, fields: readonly string[]): T | undefined;
+  /** after the last row: what can only be told of the rows together */
+  end?(): void;
 }
 
 export interface TableRead<C extends string, T> {
@@ -205,6 +207,7 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
   }
 
   state.encoding = source.encoding();
+  handler?.end?.();
   if (header === undefined) throw emptyFile();
   if (state.rows === 0) throw headerOnly();
   if (lastShort !== null && !source.endsWithLineBreak()) throw cutOff(lastShort.line, lastShort.values, header.width);
