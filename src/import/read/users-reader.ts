@@ -115,8 +115,12 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
     // Only now: a row that fails above is read again by slow(), which warns too.
     if (at.password >= 0) passwordSpaces(line, fields[positions[at.password] as number] ?? '', cells[at.password] as string);
     if (!deleting) {
-      valueWarnings(line, at.password < 0 ? '' : (cells[at.password] as string), at.sisId < 0 ? '' : (cells[at.sisId] as string), () =>
-        at.sisId < 0 ? '' : (fields[positions[at.sisId] as number] ?? ''),
+      const sisId = at.sisId < 0 ? '' : (cells[at.sisId] as string);
+      valueWarnings(
+        line,
+        at.password < 0 ? '' : (cells[at.password] as string),
+        sisId,
+        sisId === '' ? '' : (fields[positions[at.sisId] as number] ?? ''),
       );
     }
     const username = values[at.username] as string;
@@ -153,13 +157,13 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
   }
 
   /** Values that pass their rule but are not what the SIS holds: a password or SIS ID Excel changed, an invisible character. */
-  function valueWarnings(line: number, password: string, sisId: string, rawSisId: () => string): void {
+  function valueWarnings(line: number, password: string, sisId: string, rawSisId: string): void {
     const passwordWarning = password === '' ? undefined : passwordDamageWarning(password);
     if (passwordWarning !== undefined) {
       log.warning({ line, column: 'password', value: shownValue('password', password), message: passwordWarning });
     }
     const sisWarning = sisId === '' ? undefined : sisIdWarning(sisId);
-    if (sisWarning !== undefined) log.warning({ line, column: 'sis id', value: shownValue('sis id', rawSisId()), message: sisWarning });
+    if (sisWarning !== undefined) log.warning({ line, column: 'sis id', value: shownValue('sis id', rawSisId), message: sisWarning });
   }
 
   return {
@@ -199,7 +203,7 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
         line,
         tooLong.has('password') ? '' : (cells.password ?? ''),
         sisIdRefused ? '' : (cells['sis id'] ?? ''),
-        () => fields[header.index.get('sis id') ?? -1] ?? '',
+        fields[header.index.get('sis id') ?? -1] ?? '',
       );
     }
     if (result.ok && tooLong.size === 0) {
