@@ -167,7 +167,7 @@ it("a user that does not exist because the last users.csv rejected the user's ro
       2,
       'newkid01',
       `User "newkid01" does not exist: the user's row in the users.csv received ${await received(last.id)} was rejected ` +
-        '(line 3: Email address is not valid) — fix that row.',
+        '(line 3: Email address is not valid: it has no @) — fix that row.',
     ],
     [3, 'nobody99', 'User "nobody99" does not exist. Add the user to users.csv first.'],
     [
