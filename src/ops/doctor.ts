@@ -441,13 +441,15 @@ async function checkClock(pool: pg.Pool, timeoutMs: number, clock: Clock): Promi
 
 /**
  * Usernames migration 008 could not compose because the composed spelling is another user of the
- * tenant: a Mac-saved (NFD) file made a second user before usernames were read composed.
+ * tenant: a Mac-saved (NFD) file made a second user before usernames were read composed. Only
+ * active ones: once the next import has deactivated the decomposed twin, nothing is left to do.
  */
 async function decomposedTwins(pool: pg.Pool, timeoutMs: number): Promise<Array<{ subdomain: string; count: number }>> {
   const { rows } = await withTimeout(
     pool.query<{ subdomain: string; count: number }>(
       `SELECT t.subdomain, count(*)::int AS count FROM users u JOIN tenants t ON t.id = u.tenant_id
-        WHERE u.username !~ '^[\\x01-\\x7f]*$' AND u.username IS NOT NFC NORMALIZED
+        WHERE u.active AND u.username !~ '^[\\x01-\\x7f]*$' AND u.username IS NOT NFC NORMALIZED
+          AND EXISTS (SELECT 1 FROM users o WHERE o.tenant_id = u.tenant_id AND lower(o.username) = lower(normalize(u.username, NFC)))
         GROUP BY t.subdomain ORDER BY t.subdomain`,
     ),
     timeoutMs,

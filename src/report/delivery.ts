@@ -26,6 +26,8 @@ export interface DeliveryContext {
 export interface DeliveryOptions {
   /** most messages sent in one call */
   limit?: number;
+  /** no further message is begun once aborted (the one being sent is finished or fails on its own) */
+  signal?: AbortSignal;
 }
 
 /** How long a sender holds a message: longer than the mailer takes at most (SEND_DEADLINE_MS). */
@@ -70,7 +72,7 @@ export interface DeliveryResult {
 export async function deliverDue(ctx: DeliveryContext, mailer: Mailer, opts: DeliveryOptions = {}): Promise<DeliveryResult> {
   const limit = opts.limit ?? 50;
   const result: DeliveryResult = { sent: 0, failed: 0 };
-  while (result.sent + result.failed < limit) {
+  while (result.sent + result.failed < limit && opts.signal?.aborted !== true) {
     const sender = `${os.hostname()}:${process.pid}:${randomUUID()}`;
     const found = await claimNext(ctx, sender);
     if (!found) break;
@@ -135,8 +137,11 @@ async function sendClaimed(
         'the mail server refused the report as too large; sending it again without its attachments',
       );
       const smaller = { ...claimed, message: { ...claimed.message, tooLarge: reply } };
-      await rememberTooLarge(ctx, smaller, sender, reply, log);
-      return sendClaimed(ctx, mailer, smaller, sender, log);
+      if (await rememberTooLarge(ctx, smaller, sender, reply, log)) return sendClaimed(ctx, mailer, smaller, sender, log);
+      // The lock lapsed during the refused send and another sender may have the message now, or
+      // the database failed: no second send under this lock; the next attempt sends it again.
+      await recordFailure(ctx, claimed, sender, toError(caught), log);
+      return 'failed';
     }
     const err = toError(caught);
     if (tooLarge !== undefined && isTooLarge(caught)) {
@@ -161,16 +166,25 @@ async function sendClaimed(
   }
 }
 
-/** Keeps the too-large refusal on the queued message, so that its retries go without attachments. */
-async function rememberTooLarge(ctx: DeliveryContext, claimed: Claimed, sender: string, reply: string, log: Logger): Promise<void> {
+/**
+ * Keeps the too-large refusal on the queued message, so that its retries go without attachments,
+ * and renews the lock for the smaller send. False when the message is no longer this sender's.
+ */
+async function rememberTooLarge(ctx: DeliveryContext, claimed: Claimed, sender: string, reply: string, log: Logger): Promise<boolean> {
   try {
-    await ctx.pool.query(
-      `UPDATE outbox SET message = jsonb_set(message, '{tooLarge}', to_jsonb($3::text)) WHERE id = $1 AND locked_by = $2`,
-      [claimed.id, sender, reply.slice(0, 2000)],
+    const { rowCount } = await ctx.pool.query(
+      // The smaller send gets a lock of its own length: another sender must not take the message
+      // while this one still sends it (the first attempt may have used most of the lock).
+      `UPDATE outbox SET message = jsonb_set(message, '{tooLarge}', to_jsonb($3::text)),
+                         locked_until = $4::timestamptz + make_interval(secs => $5)
+        WHERE id = $1 AND locked_by = $2`,
+      [claimed.id, sender, reply.slice(0, 2000), ctx.clock.now(), LOCK_MS / 1000],
     );
+    return (rowCount ?? 0) > 0;
   } catch (dbErr) {
     // A retry then tries it with its attachments first again, and is told the same.
     log.error({ err: toError(dbErr) }, 'could not record that the mail server refused a report as too large');
+    return false;
   }
 }
 

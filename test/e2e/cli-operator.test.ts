@@ -458,7 +458,7 @@ describe('rosterd migrate', () => {
         '005_uploads_waiting_index',
         '006_uploads_arrival',
         '007_uploads_indexes',
-        '008_usernames_nfc',
+        '008_names_nfc',
       ]);
       const { rows } = await old.pool.query<{ status: string; due: boolean; attempts: number }>(
         'SELECT status, next_attempt_at <= now() AS due, attempts FROM outbox',
@@ -506,7 +506,7 @@ describe('rosterd migrate', () => {
     }
   });
 
-  it('008 composes (NFC) stored usernames, except one whose composed spelling is another user of the tenant', async () => {
+  it('008 composes (NFC) stored usernames and group names, except one whose composed spelling is another of the tenant', async () => {
     const old = await createTestDatabase({ empty: true });
     try {
       await old.pool.query(
@@ -533,8 +533,14 @@ describe('rosterd migrate', () => {
       for (const [tenant, username] of users) {
         await old.pool.query(`INSERT INTO users (tenant_id, username) SELECT id, $2 FROM tenants WHERE subdomain = $1`, [tenant, username]);
       }
+      for (const group of [decomposed('Français 1'), 'Été', decomposed('ÉTÉ')]) {
+        await old.pool.query(`INSERT INTO groups (tenant_id, name) SELECT id, $1 FROM tenants WHERE subdomain = 'nfc-a'`, [group]);
+      }
       const r = await runCli(['migrate', '--json'], { ...env, DATABASE_URL: old.url });
       expect(r.code, r.stderr).toBe(0);
+      const groups = await old.pool.query<{ name: string }>('SELECT name FROM groups ORDER BY id');
+      // the second Été is another group ignoring case: left
+      expect(groups.rows.map((g) => g.name)).toEqual(['Français 1'.normalize('NFC'), 'Été', decomposed('ÉTÉ')]);
       const { rows } = await old.pool.query<{ subdomain: string; username: string }>(
         'SELECT t.subdomain, u.username FROM users u JOIN tenants t ON t.id = u.tenant_id ORDER BY u.id',
       );

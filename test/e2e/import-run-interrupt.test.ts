@@ -12,6 +12,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rosterWriterPids, tenantUserCount } from '../support/db.js';
 import { runCli, startCli, type CliProcess } from '../support/cli.js';
+import { startTestSmtp } from '../support/smtp.js';
 import { writeLargeUsersCsv } from '../support/serve.js';
 import { waitFor } from '../support/wait.js';
 import { csv, importFixture, type ImportFixture } from './import-fixture.js';
@@ -164,6 +165,30 @@ describe('Ctrl-C on import run --now', () => {
     expect(await tenantUserCount(f.db.pool, 'ctrlc2-usd')).toBe(0);
     // Out of the way of the next case's runs over every tenant.
     await f.db.pool.query(`UPDATE tenants SET status = 'suspended' WHERE subdomain = 'ctrlc2-usd'`);
+  }, 90_000);
+
+  it('while reports are being sent: no further report is begun, the rest stay queued, exit 130', async () => {
+    const smtp = await startTestSmtp({ replyDelayMs: 4_000 });
+    try {
+      for (const t of ['ctrlc-mail-a', 'ctrlc-mail-b']) {
+        await f.addTenant(t);
+        await f.receive(t, csv('username', `${t}-user`), 'users.csv', 'pending');
+      }
+      // the first tenant's report is queued without a mail server; the second run sends both
+      expect((await runCli(['import', 'run', '--now', '--tenant', 'ctrlc-mail-a'], env)).code).toBe(0);
+      const run = startCli(['import', 'run', '--now', '--tenant', 'ctrlc-mail-b'], { ...env, SMTP_URL: smtp.url });
+      await waitFor(async () => smtp.received.length > 0, 30_000, 'the first report to reach the mail server');
+      run.child.kill('SIGINT');
+      const r = await run.result;
+      expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(130);
+      expect(r.stdout).toMatch(/^reports: 1 sent, \d+ queued; rosterd serve sends them/m);
+      expect(r.stdout.trimEnd().split('\n').at(-1)).toMatch(/^interrupted \(SIGINT\) while sending reports: the imports above are done/);
+      expect(smtp.received).toHaveLength(1);
+      const { rows } = await f.db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM outbox WHERE status = 'pending'`);
+      expect(rows[0]?.n).toBeGreaterThan(0);
+    } finally {
+      await smtp.close();
+    }
   }, 90_000);
 });
 

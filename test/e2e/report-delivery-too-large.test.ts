@@ -10,8 +10,8 @@ import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import type { ImportIssue } from '../../src/import/types.js';
 import { emptyCounts } from '../../src/import/types.js';
 import { createLogger } from '../../src/log/logger.js';
-import { deliverDue, retryDelayMs } from '../../src/report/delivery.js';
-import { createMailer, isTooLarge } from '../../src/report/mailer.js';
+import { deliverDue, LOCK_MS, retryDelayMs } from '../../src/report/delivery.js';
+import { createMailer, isTooLarge, type Mailer } from '../../src/report/mailer.js';
 import { deliveryStatus, enqueueReport } from '../../src/report/outbox.js';
 import { renderReport } from '../../src/report/render.js';
 import type { MailMessage } from '../../src/report/types.js';
@@ -153,6 +153,49 @@ it('refused even without attachments: kept queued with the reply for the operato
   expect(smtp.received).toHaveLength(1);
   expect(smtp.received[0]?.parsed.attachments).toEqual([]);
   expect(await deliveryStatus(db.pool, q.uploadId)).toEqual([expect.objectContaining({ status: 'sent', attempts: 2, lastError: null })]);
+});
+
+it('the smaller send gets a lock of its own, and is not made at all once another sender has taken the message', async () => {
+  const real = createMailer({ SMTP_URL: smtp.url, DATA_DIR: '/nonexistent' });
+  /** The real mailer, whose refused (first) send takes 4 of the lock's 5 minutes; `during` runs in it. */
+  const slowRefusal = (during: (outboxId: number) => Promise<void>): Mailer & { locks: Date[] } => {
+    const locks: Date[] = [];
+    let calls = 0;
+    return {
+      kind: 'smtp',
+      locks,
+      async send(message, outboxId) {
+        if (++calls === 1) {
+          current = new Date(current.getTime() + 4 * 60_000);
+          await during(outboxId);
+        } else {
+          const { rows } = await db.pool.query<{ locked_until: Date }>('SELECT locked_until FROM outbox WHERE id = $1', [outboxId]);
+          locks.push(rows[0]!.locked_until);
+        }
+        return real.send(message, outboxId);
+      },
+      close: () => undefined,
+    };
+  };
+  try {
+    await queueBigReport();
+    const renewed = slowRefusal(async () => undefined);
+    expect(await deliverDue(ctx(), renewed)).toEqual({ sent: 1, failed: 0 });
+    expect(renewed.locks.map((l) => l.getTime() - current.getTime())).toEqual([LOCK_MS]);
+
+    const taken = await queueBigReport();
+    const lapsed = slowRefusal(async (outboxId) => {
+      await db.pool.query(`UPDATE outbox SET locked_by = 'another-replica' WHERE id = $1`, [outboxId]);
+    });
+    smtp.received.length = 0;
+    expect(await deliverDue(ctx(), lapsed, { limit: 1 })).toEqual({ sent: 0, failed: 1 });
+    expect(smtp.received, 'no second send under a lock that is not ours').toEqual([]);
+    const [status] = await deliveryStatus(db.pool, taken.uploadId);
+    expect(status).toMatchObject({ status: 'pending' });
+  } finally {
+    real.close();
+    await db.pool.query(`UPDATE outbox SET status = 'sent' WHERE status = 'pending'`);
+  }
 });
 
 it('tells a refusal for size from others that a 552 or 5.x.x may carry', () => {

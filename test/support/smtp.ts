@@ -33,7 +33,8 @@ export interface TestSmtp {
   close(): Promise<void>;
 }
 
-export async function startTestSmtp(opts: { maxBytes?: number } = {}): Promise<TestSmtp> {
+/** `replyDelayMs`: how long the server takes to accept each message (a slow mail server). */
+export async function startTestSmtp(opts: { maxBytes?: number; replyDelayMs?: number } = {}): Promise<TestSmtp> {
   const received: ReceivedMail[] = [];
   const dataBytes: number[] = [];
   let maxBytes = opts.maxBytes;
@@ -65,7 +66,8 @@ export async function startTestSmtp(opts: { maxBytes?: number } = {}): Promise<T
                 mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
               });
               for (const w of waiters.splice(0)) w();
-              callback();
+              if (opts.replyDelayMs === undefined) callback();
+              else setTimeout(callback, opts.replyDelayMs);
             })
             .catch((err: unknown) => callback(err as Error));
         });

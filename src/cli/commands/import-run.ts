@@ -38,6 +38,14 @@ export function registerImportRunCommand(imp: Command): void {
         return { json: { ...summary, reports: mail, interruptedBy: interrupted }, text, exitCode: signalExitCode(interrupted) };
       }
       const mail = await sendReports(ctx);
+      const stoppedSending = ctx.interrupted?.aborted ? (ctx.interrupted.reason as NodeJS.Signals) : undefined;
+      if (stoppedSending !== undefined) {
+        const text = [
+          describe(summary, mail),
+          `interrupted (${stoppedSending}) while sending reports: the imports above are done; the reports not sent stay queued for rosterd serve`,
+        ].join('\n');
+        return { json: { ...summary, reports: mail, interruptedBy: stoppedSending }, text, exitCode: signalExitCode(stoppedSending) };
+      }
       // A named tenant that is suspended imports nothing: the operator asked for something not done.
       const suspended = summary.skipped.some(isSuspendedSkip);
       const failed = summary.errors.length > 0 || summary.failed.length > 0 || suspended;

@@ -47,8 +47,12 @@ export interface CliDelivery extends DeliveryResult {
 export async function sendReports(ctx: CliContext): Promise<CliDelivery> {
   if (ctx.config.SMTP_URL === undefined) return queuedReports(ctx);
   const mailer = createMailer(ctx.config);
-  const result = await deliverDue(importContext(ctx), mailer).finally(() => mailer.close());
-  return { ...result, queued: 0 };
+  // Ctrl-C stops before the next message; the ones not begun stay queued for rosterd serve.
+  const result = await deliverDue(importContext(ctx), mailer, ctx.interrupted ? { signal: ctx.interrupted } : {}).finally(() =>
+    mailer.close(),
+  );
+  const queued = ctx.interrupted?.aborted ? (await queuedReports(ctx)).queued : 0;
+  return { ...result, queued };
 }
 
 /** The reports left in the outbox for `rosterd serve` to send, none sent here. */
@@ -60,7 +64,8 @@ export async function queuedReports(ctx: CliContext): Promise<CliDelivery> {
 /** The line that tells the operator where the reports went. */
 export function describeDelivery(mail: CliDelivery): string | null {
   if (mail.queued > 0) {
-    return `reports: ${mail.queued} queued; rosterd serve sends them within seconds (as .eml files in DATA_DIR/outbox without SMTP_URL)`;
+    const sent = mail.sent + mail.failed > 0 ? `${mail.sent} sent, ` : '';
+    return `reports: ${sent}${mail.queued} queued; rosterd serve sends them within seconds (as .eml files in DATA_DIR/outbox without SMTP_URL)`;
   }
   if (mail.sent + mail.failed === 0) return null;
   return `reports: ${mail.sent} sent${mail.failed ? `, ${mail.failed} not sent (retried later)` : ''}`;
