@@ -413,6 +413,17 @@ describe('DATA_DIR for CLI commands', () => {
   });
 });
 
+/** The schema as an older rosterd left it: the migrations up to `last` applied, as rosterd migrate records them. */
+async function migrateUpTo(db: TestDatabase, last: number): Promise<void> {
+  await db.pool.query(
+    'CREATE TABLE schema_migrations (id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
+  );
+  for (const m of (await loadMigrations()).filter((m) => m.id <= last)) {
+    await db.pool.query(m.sql);
+    await db.pool.query('INSERT INTO schema_migrations (id, name) VALUES ($1, $2)', [m.id, m.name]);
+  }
+}
+
 describe('rosterd migrate', () => {
   it('is safe when two processes run it at once on an empty database: each migration is applied once', async () => {
     const empty = await createTestDatabase({ empty: true });
@@ -440,13 +451,7 @@ describe('rosterd migrate', () => {
     const old = await createTestDatabase({ empty: true });
     try {
       // The schema as rosterd left it before 004, with a report it gave up on after 7 days.
-      await old.pool.query(
-        'CREATE TABLE schema_migrations (id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
-      );
-      for (const m of (await loadMigrations()).filter((m) => m.id <= 3)) {
-        await old.pool.query(m.sql);
-        await old.pool.query('INSERT INTO schema_migrations (id, name) VALUES ($1, $2)', [m.id, m.name]);
-      }
+      await migrateUpTo(old, 3);
       await old.pool.query(
         `INSERT INTO outbox (message, status, attempts, last_error, created_at, next_attempt_at)
          VALUES ('{"to": ["it@old.example"], "subject": "old"}', 'failed', 170, '550 no such mailbox', now() - interval '9 days', now() - interval '2 days')`,
@@ -473,13 +478,7 @@ describe('rosterd migrate', () => {
   it('006 numbers the uploads already received in the order they were received; later ones follow', async () => {
     const old = await createTestDatabase({ empty: true });
     try {
-      await old.pool.query(
-        'CREATE TABLE schema_migrations (id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
-      );
-      for (const m of (await loadMigrations()).filter((m) => m.id <= 5)) {
-        await old.pool.query(m.sql);
-        await old.pool.query('INSERT INTO schema_migrations (id, name) VALUES ($1, $2)', [m.id, m.name]);
-      }
+      await migrateUpTo(old, 5);
       await old.pool.query(`INSERT INTO tenants (subdomain, name, admin_emails) VALUES ('old-order', 'Old', '{a@b.org}')`);
       // inserted out of order: received_at decides
       for (const [name, at] of [
@@ -509,13 +508,7 @@ describe('rosterd migrate', () => {
   it('008 composes (NFC) stored usernames and group names, except one whose composed spelling is another of the tenant', async () => {
     const old = await createTestDatabase({ empty: true });
     try {
-      await old.pool.query(
-        'CREATE TABLE schema_migrations (id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
-      );
-      for (const m of (await loadMigrations()).filter((m) => m.id <= 7)) {
-        await old.pool.query(m.sql);
-        await old.pool.query('INSERT INTO schema_migrations (id, name) VALUES ($1, $2)', [m.id, m.name]);
-      }
+      await migrateUpTo(old, 7);
       await old.pool.query(
         `INSERT INTO tenants (subdomain, name, admin_emails) VALUES ('nfc-a', 'A', '{a@b.org}'), ('nfc-b', 'B', '{a@b.org}')`,
       );
