@@ -233,6 +233,17 @@ describe('school', () => {
     expect((await rowOf({ username: 'jsmith', school: ' lincoln HIGH ' })).schoolId).toBe('school-lincoln');
     expect((await rowOf({ username: 'jsmith', school: '' })).schoolId).toBeNull();
   });
+  it('matches a name whatever way its accents are spelled (composed, or e + a combining accent as a Mac saves it)', async () => {
+    for (const [stored, inFile] of [
+      ['NFC', 'NFD'],
+      ['NFD', 'NFC'],
+    ] as const) {
+      const schools = [{ id: 'school-nord', name: 'Lycée Nord'.normalize(stored), ncesId: null, stateId: null }];
+      const { items, summary } = await readUsersText(`username,school\njsmith,${'LYCÉE Nord'.normalize(inFile)}\n`, { schools });
+      expect(summary.errors).toEqual([]);
+      expect(items.map((i) => (i.kind === 'valid' ? i.row.schoolId : i.kind))).toEqual(['school-nord']);
+    }
+  });
   it("a value that is one school's ID and another's name is an error, not a silent pick", async () => {
     const schools = [
       { id: 'school-a', name: 'Lincoln Elementary', ncesId: null, stateId: '100200' },

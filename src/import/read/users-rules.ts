@@ -324,7 +324,8 @@ export interface AmbiguousSchool {
  * is ambiguous: picking one by a rule of precedence would put users in a school silently.
  */
 export function schoolFinder(schools: readonly SchoolRef[]): (value: string) => string | AmbiguousSchool | undefined {
-  const key = (s: string): string => s.trim().toLowerCase();
+  // composed, as the names the operator typed may be, or the file's (a Mac's é is e + an accent)
+  const key = (s: string): string => composed(s.trim()).toLowerCase();
   const byNces = new Map<string, SchoolRef>();
   const byState = new Map<string, SchoolRef>();
   const byName = new Map<string, SchoolRef>();
