@@ -10,7 +10,7 @@
  */
 import type { PoolClient } from 'pg';
 import { copyLine, startCopy } from './copy-stream.js';
-import { insertIssues, MESSAGES } from './issues.js';
+import { insertIssues, MESSAGES, receivedInTenantZone } from './issues.js';
 import type { ImportHook, ImportTarget, ReadOutcome, ReadResult } from './engine-types.js';
 import type { LastUsersRows } from './rejected-rows.js';
 import { emptyCounts, type GroupRow, type ImportCounts } from './types.js';
@@ -132,7 +132,7 @@ export async function applyGroups(
      SELECT $1::uuid, 'warning', p.line, 'username', p.username,
             CASE WHEN d.id IS NULL THEN format($2, p.username)
                  ELSE format($5, p.username,
-                             to_char(d.received_at AT TIME ZONE t.timezone, 'FMMonth FMDD, YYYY, FMHH12:MI AM') || ' (' || t.timezone || ')',
+                             ${receivedInTenantZone('d', 't')},
                              CASE d.mode WHEN 'delta' THEN $6 ELSE $7 END) END
        FROM import_group_plan p JOIN users u ON u.id = p.user_id
        LEFT JOIN uploads d ON d.id = u.last_import_id AND d.file_name = 'users.csv' AND u.deactivated_at IS NOT NULL

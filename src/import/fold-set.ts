@@ -9,52 +9,17 @@
  * "Maybe" must be said for every pair Postgres's lower() folds together, whatever the database's
  * LC_CTYPE or provider; saying it for more pairs costs only speed. Hence the fold: lower case,
  * with compatibility forms and accents taken away (İ and i, Å and å, K and k, José and Jose all
- * agree). It keeps a 64-bit hash of each folded name in an open-addressed table: 16 bytes a name
- * at most, where a Set of strings would hold every name; a hash collision is one more "maybe".
+ * agree). It keeps each folded name as a 64-bit hash (hashed-keys.ts); a hash collision is one
+ * more "maybe".
  */
+import { HashedKeys } from './hashed-keys.js';
+
 export class UsernameFoldSet {
-  private slots = new Uint32Array(2 * 1024);
-  private size = 0;
+  private readonly keys = new HashedKeys();
 
   /** Adds `username`; true if an earlier one might be the same user. */
   addAndCheck(username: string): boolean {
-    const folded = fold(username);
-    let h1 = 0x811c9dc5;
-    let h2 = 0x01000193;
-    for (let i = 0; i < folded.length; i++) {
-      const c = folded.charCodeAt(i);
-      h1 = Math.imul(h1 ^ c, 0x01000193);
-      h2 = Math.imul(h2 ^ c, 0x5bd1e995) ^ (h2 >>> 15);
-    }
-    // 0/0 marks an empty slot.
-    h1 = (h1 | 1) >>> 0;
-    h2 >>>= 0;
-    if ((this.size + 1) * 2 > this.slots.length / 2) this.grow();
-    return this.insert(h1, h2);
-  }
-
-  private insert(h1: number, h2: number): boolean {
-    const mask = this.slots.length / 2 - 1;
-    for (let i = (h1 ^ h2) & mask; ; i = (i + 1) & mask) {
-      const a = this.slots[2 * i];
-      if (a === 0) {
-        this.slots[2 * i] = h1;
-        this.slots[2 * i + 1] = h2;
-        this.size++;
-        return false;
-      }
-      if (a === h1 && this.slots[2 * i + 1] === h2) return true;
-    }
-  }
-
-  private grow(): void {
-    const old = this.slots;
-    this.slots = new Uint32Array(old.length * 2);
-    this.size = 0;
-    for (let i = 0; i < old.length; i += 2) {
-      const a = old[i] ?? 0;
-      if (a !== 0) this.insert(a, old[i + 1] ?? 0);
-    }
+    return this.keys.seenOrAdd(fold(username)) !== undefined;
   }
 }
 

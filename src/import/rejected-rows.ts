@@ -12,6 +12,7 @@
 import path from 'node:path';
 import type { PoolClient } from 'pg';
 import type { Logger } from '../types.js';
+import { receivedInTenantZone } from './issues.js';
 import { readUsersFile } from './read/users-reader.js';
 
 export interface LastUsersRows {
@@ -30,7 +31,7 @@ export async function lastUsersRows(
 ): Promise<LastUsersRows | undefined> {
   const { rows } = await client.query<{ id: string; stored_path: string; received: string; errors: number }>(
     `SELECT u.id, u.stored_path, (u.counts->>'errors')::integer AS errors,
-            to_char(u.received_at AT TIME ZONE t.timezone, 'FMMonth FMDD, YYYY, FMHH12:MI AM') || ' (' || t.timezone || ')' AS received
+            ${receivedInTenantZone('u', 't')} AS received
        FROM uploads u JOIN tenants t ON t.id = u.tenant_id
       WHERE u.tenant_id = $1 AND u.file_name = 'users.csv' AND u.status IN ('succeeded', 'completed_with_errors')
       ORDER BY u.finished_at DESC NULLS LAST LIMIT 1`,

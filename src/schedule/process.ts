@@ -163,7 +163,9 @@ async function processTenant(ctx: ScheduleContext, tenant: TenantRef, opts: Proc
     });
     switch (step.kind) {
       case 'nothing':
-        await noteRunning(ctx, tenant, summary);
+        // The upload an operator asks about may be the one another process imports; the
+        // scheduler's ticks do not pay a query per idle tenant to say so to nobody.
+        if (opts.requestedBy !== undefined) await noteRunning(ctx, tenant, summary);
         return;
       case 'busy':
         // Another process holds the tenant (an import running, or its own decision): it carries on

@@ -30,21 +30,19 @@ export function registerImportRunCommand(imp: Command): void {
           ...(ctx.interrupted ? { signal: ctx.interrupted, interruptRunning: true } : {}),
         },
       );
-      const interrupted = ctx.interrupted?.aborted ? (ctx.interrupted.reason as NodeJS.Signals) : undefined;
-      if (interrupted !== undefined) {
-        // The operator wants out: reports of what was done stay queued for rosterd serve.
-        const mail = await queuedReports(ctx);
-        const text = [describe(summary, mail, true), describeInterruption(interrupted, summary)].join('\n');
-        return { json: { ...summary, reports: mail, interruptedBy: interrupted }, text, exitCode: signalExitCode(interrupted) };
-      }
-      const mail = await sendReports(ctx);
-      const stoppedSending = ctx.interrupted?.aborted ? (ctx.interrupted.reason as NodeJS.Signals) : undefined;
-      if (stoppedSending !== undefined) {
-        const text = [
-          describe(summary, mail),
-          `interrupted (${stoppedSending}) while sending reports: the imports above are done; the reports not sent stay queued for rosterd serve`,
-        ].join('\n');
-        return { json: { ...summary, reports: mail, interruptedBy: stoppedSending }, text, exitCode: signalExitCode(stoppedSending) };
+      const interruptedBy = () => (ctx.interrupted?.aborted ? (ctx.interrupted.reason as NodeJS.Signals) : undefined);
+      // Interrupted while importing, the operator wants out: the reports of what was done stay
+      // queued for rosterd serve. Interrupted while sending them, the ones not sent do.
+      const duringImports = interruptedBy();
+      const mail = duringImports === undefined ? await sendReports(ctx) : await queuedReports(ctx);
+      const signal = duringImports ?? interruptedBy();
+      if (signal !== undefined) {
+        const last =
+          duringImports !== undefined
+            ? describeInterruption(signal, summary)
+            : `interrupted (${signal}) while sending reports: the imports above are done; the reports not sent stay queued for rosterd serve`;
+        const text = [describe(summary, mail, duringImports !== undefined), last].join('\n');
+        return { json: { ...summary, reports: mail, interruptedBy: signal }, text, exitCode: signalExitCode(signal) };
       }
       // A named tenant that is suspended imports nothing: the operator asked for something not done.
       const suspended = summary.skipped.some(isSuspendedSkip);
