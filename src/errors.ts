@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   INVALID_WINDOW: { kind: 'usage', summary: 'an import window is malformed or outside the night' },
   INVALID_THRESHOLD: { kind: 'usage', summary: 'a deactivation threshold is out of range' },
   INVALID_SCHOOL: { kind: 'usage', summary: 'a school name or ID is malformed' },
+  SCHOOLS_FILE_INVALID: { kind: 'failure', summary: 'a schools file cannot be read or has bad lines; nothing was imported' },
   TENANT_EXISTS: { kind: 'failure', summary: 'a tenant with this subdomain already exists' },
   TENANT_NOT_FOUND: { kind: 'failure', summary: 'no tenant has this subdomain' },
   KEY_INVALID: { kind: 'failure', summary: 'an SSH public key cannot be parsed' },

@@ -10,7 +10,8 @@ export interface SchoolInput {
 }
 
 export function validateSchoolInput(input: SchoolInput): SchoolInput {
-  const name = input.name.trim();
+  // Composed (NFC), as users.csv's school column is read: one spelling per name in the unique index.
+  const name = input.name.trim().normalize('NFC');
   if (name === '' || name.length > 200) {
     throw new RosterdError('INVALID_SCHOOL', 'a school needs a name of 1 to 200 characters (--name)');
   }
@@ -18,7 +19,7 @@ export function validateSchoolInput(input: SchoolInput): SchoolInput {
   if (ncesId !== null && !/^\d{12}$/.test(ncesId)) {
     throw new RosterdError('INVALID_SCHOOL', `NCES school ID "${ncesId}" must be exactly 12 digits (e.g. 062271003230)`);
   }
-  const stateId = input.stateId?.trim() || null;
+  const stateId = input.stateId?.trim().normalize('NFC') || null;
   if (stateId !== null && stateId.length > 64) {
     throw new RosterdError('INVALID_SCHOOL', `state school ID "${stateId}" is longer than 64 characters`);
   }

@@ -246,8 +246,52 @@ describe('school import', () => {
     const file = path.join(dir, 'schools-two-names.csv');
     writeFileSync(file, 'name,nces id,School Name\nOak,,Pine\n');
     const r = await runCli(['school', 'import', 'alpha', file], env);
-    expect(r.code).toBe(2);
+    expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/two school name columns: "name" \(column 1\) and "School Name" \(column 3\)/);
+  });
+
+  it('reads a schools file saved as plain "CSV" (Windows-1252) with its accents, and says so', async () => {
+    const file = path.join(dir, 'schools-1252.csv');
+    // "Lycée Nord" and "Escuela Niños" in Windows-1252: é is 0xE9, ñ is 0xF1 (invalid UTF-8 alone).
+    writeFileSync(
+      file,
+      Buffer.concat([
+        Buffer.from('name\r\nLyc'),
+        Buffer.from([0xe9]),
+        Buffer.from('e Nord\r\nEscuela Ni'),
+        Buffer.from([0xf1]),
+        Buffer.from('os\r\n'),
+      ]),
+    );
+    const r = await runCli(['school', 'import', 'alpha', file], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/is not UTF-8 and was read as Windows-1252.*rosterd school list alpha/s);
+    const { rows } = await db.pool.query<{ name: string }>(
+      `SELECT s.name FROM schools s JOIN tenants t ON t.id = s.tenant_id WHERE t.subdomain = 'alpha' AND s.name IN ('Lycée Nord', 'Escuela Niños') ORDER BY 1`,
+    );
+    expect(rows.map((x) => x.name)).toEqual(['Escuela Niños', 'Lycée Nord']);
+  });
+
+  it('stores a name typed with a combining accent composed, so the same school cannot be added twice', async () => {
+    const file = path.join(dir, 'schools-mac.csv');
+    writeFileSync(file, 'name\nE\u0301cole Sud\n'); // É as E + U+0301, as a Mac may save it
+    expect((await runCli(['school', 'import', 'alpha', file], env)).code).toBe(0);
+    const again = await runCli(['school', 'add', 'alpha', '--name', '\u00c9cole Sud'], env);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/already has a school/);
+  });
+
+  it('names a workbook saved with a .csv name (exit 1) instead of reading its bytes', async () => {
+    const file = path.join(dir, 'schools.xlsx.csv');
+    const zipHead = Buffer.alloc(30);
+    zipHead.writeUInt32LE(0x04034b50, 0);
+    zipHead.writeUInt16LE('[Content_Types].xml'.length, 26);
+    writeFileSync(file, Buffer.concat([zipHead, Buffer.from('[Content_Types].xml'), Buffer.alloc(64)]));
+    const r = await runCli(['school', 'import', 'alpha', file, '--json'], env);
+    expect(r.code).toBe(1);
+    const { error } = r.json<{ error: { code: string; message: string } }>();
+    expect(error.code).toBe('SCHOOLS_FILE_INVALID');
+    expect(error.message).toMatch(/schools\.xlsx\.csv: The file is an? .*(workbook|spreadsheet).*not a CSV file\. Save it as "CSV UTF-8/);
   });
 
   it('reports every bad line, a school listed twice with both lines, and imports nothing', async () => {
@@ -256,9 +300,10 @@ describe('school import', () => {
     writeFileSync(file, 'name,nces id\nOak Elementary,\nBirch High,12\nOAK ELEMENTARY,\nLincoln High,\nPine,1234\n');
     const before = await count('schools');
     const r = await runCli(['school', 'import', 'alpha', file, '--json'], env);
-    expect(r.code).toBe(2);
+    // The command line was right; the file was not (exit 1, like a malformed key file).
+    expect(r.code).toBe(1);
     const { error } = r.json<{ error: { code: string; message: string } }>();
-    expect(error.code).toBe('INVALID_SCHOOL');
+    expect(error.code).toBe('SCHOOLS_FILE_INVALID');
     expect(error.message.split('\n')).toEqual([
       `${file} has 4 bad lines; nothing was imported. Fix them and import the file again:`,
       expect.stringMatching(/^line 3: NCES school ID "12" must be exactly 12 digits/),

@@ -353,7 +353,7 @@ describe('rosterd school', () => {
     writeFileSync(bad, 'name,nces id\nPine High,\nBirch High,12\n');
     const before = await count('schools');
     const b = await runCli(['school', 'import', 'oak-isd', bad], env);
-    expect(b.code).toBe(2);
+    expect(b.code).toBe(1);
     expect(b.stderr).toMatch(/has a bad line; nothing was imported/);
     expect(b.stderr).toMatch(/^line 3: .*12 digits/m);
     expect(await count('schools')).toBe(before);

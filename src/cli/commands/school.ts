@@ -1,8 +1,12 @@
+import { isUtf8 } from 'node:buffer';
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { parse } from 'csv-parse/sync';
+import iconv from 'iconv-lite';
 import type { SchoolRef } from '../../import/types.js';
 import { RosterdError } from '../../errors.js';
+import { sniffHead } from '../../import/read/csv-guard.js';
+import { FileRejectedError } from '../../import/types.js';
 import { withTransaction } from '../../store/db.js';
 import { addSchool, listSchools, validateSchoolInput, type SchoolInput } from '../../store/schools.js';
 import { getTenant } from '../../store/tenants.js';
@@ -34,37 +38,61 @@ export interface SchoolProblem {
   code: 'INVALID_SCHOOL' | 'SCHOOL_EXISTS';
 }
 
-/** Reads a schools CSV: its rows as school inputs. A file it cannot read as one fails whole. */
-export async function readSchoolsFile(file: string): Promise<SchoolLine[]> {
-  let text: string;
+/** What a schools file holds: its schools, and how its bytes were read. */
+export interface SchoolsFile {
+  lines: SchoolLine[];
+  /** A file that is not UTF-8 is read as Windows-1252, like users.csv (PRODUCT.md §3). */
+  encoding: 'utf-8' | 'windows-1252';
+}
+
+/**
+ * Reads a schools CSV: its rows as school inputs. A file it cannot read as one fails whole. A
+ * mistake in the file is a failure (exit 1), like a malformed key file, not a usage error: the
+ * command line was right.
+ */
+export async function readSchoolsFile(file: string): Promise<SchoolsFile> {
+  let bytes: Buffer;
   try {
-    text = await readFile(file, 'utf8');
+    bytes = await readFile(file);
   } catch (err) {
     throw new RosterdError('FILE_NOT_FOUND', `cannot read ${file}: ${describeFileError(err)}`, { cause: err });
   }
+  const bom = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf;
+  const body = bom ? bytes.subarray(3) : bytes;
+  try {
+    sniffHead(body.subarray(0, 512));
+  } catch (err) {
+    if (!(err instanceof FileRejectedError)) throw err;
+    // The reader's advice is for a district uploading over SFTP; the operator needs only what the file is.
+    const what = /^.*?\.(?=\s|$)/.exec(err.message)?.[0] ?? err.message;
+    throw invalidFile(`${file}: ${what} Save it as "CSV UTF-8 (Comma delimited)" and import that file.`, err);
+  }
+  // An operator's spreadsheet saved as plain "CSV" is Windows-1252; read as UTF-8, every accented
+  // school name would be stored with U+FFFD in it and match no users.csv row.
+  const encoding = isUtf8(body) ? 'utf-8' : 'windows-1252';
+  const text = (encoding === 'utf-8' ? body.toString('utf8') : iconv.decode(body, 'win1252')).normalize('NFC');
   let records: { record: string[]; info: { lines: number } }[];
   try {
-    records = parse(text, { bom: true, skip_empty_lines: true, relax_column_count: true, info: true }) as unknown as typeof records;
+    records = parse(text, { skip_empty_lines: true, relax_column_count: true, info: true }) as unknown as typeof records;
   } catch (err) {
-    throw new RosterdError('USAGE', `${file} is not a readable CSV file: ${(err as Error).message}`, { cause: err });
+    throw invalidFile(`${file} is not a readable CSV file: ${(err as Error).message}`, err);
   }
   const [header, ...rows] = records;
   const headers = header?.record ?? [];
   const columns = headers.map((h) => SCHOOL_COLUMNS[h.toLowerCase().replace(/[\s_-]/g, '')]);
   if (!columns.includes('name')) {
-    throw new RosterdError('USAGE', `${file} needs a header row with a "name" column (and optionally "nces id" and "state id")`);
+    throw invalidFile(`${file} needs a header row with a "name" column (and optionally "nces id" and "state id")`);
   }
   columns.forEach((col, i) => {
     const first = columns.indexOf(col);
     if (col !== undefined && first !== i) {
-      throw new RosterdError(
-        'USAGE',
+      throw invalidFile(
         `${file} has two ${COLUMN_NAMES[col]} columns: "${headers[first]}" (column ${first + 1}) and "${headers[i]}" (column ${i + 1}); keep one and import again`,
       );
     }
   });
-  if (rows.length === 0) throw new RosterdError('USAGE', `${file} has a header but no schools`);
-  return rows.map(({ record, info }) => {
+  if (rows.length === 0) throw invalidFile(`${file} has a header but no schools`);
+  const lines = rows.map(({ record, info }) => {
     const input: SchoolInput = { name: '' };
     columns.forEach((col, i) => {
       if (col) input[col] = record[i] ?? '';
@@ -73,6 +101,11 @@ export async function readSchoolsFile(file: string): Promise<SchoolLine[]> {
     const spanned = record.join('').split('\n').length - 1;
     return { line: info.lines - spanned, input };
   });
+  return { lines, encoding };
+}
+
+function invalidFile(message: string, cause?: unknown): RosterdError {
+  return new RosterdError('SCHOOLS_FILE_INVALID', message, cause === undefined ? undefined : { cause });
 }
 
 const COLUMN_NAMES: Record<keyof SchoolInput, string> = { name: 'school name', ncesId: 'NCES ID', stateId: 'state ID' };
@@ -119,7 +152,7 @@ function identities(s: SchoolInput): { key: string; label: string }[] {
 }
 
 function schoolsFileError(file: string, problems: SchoolProblem[]): RosterdError {
-  const code = problems.every((p) => p.code === 'SCHOOL_EXISTS') ? 'SCHOOL_EXISTS' : 'INVALID_SCHOOL';
+  const code = problems.every((p) => p.code === 'SCHOOL_EXISTS') ? 'SCHOOL_EXISTS' : 'SCHOOLS_FILE_INVALID';
   const lines = new Set(problems.map((p) => p.line)).size;
   const count = lines === 1 ? 'a bad line' : `${lines} bad lines`;
   return new RosterdError(
@@ -156,7 +189,7 @@ export function registerSchoolCommands(program: Command): void {
     school.command('import <subdomain> <file>').description('add schools from a CSV with columns name, nces id, state id (all or nothing)'),
     async (ctx, [subdomain, file]) => {
       const tenant = await getTenant(ctx.pool, subdomain ?? '');
-      const lines = await readSchoolsFile(file ?? '');
+      const { lines, encoding } = await readSchoolsFile(file ?? '');
       const problems = checkSchools(lines, await listSchools(ctx.pool, tenant.id), tenant.subdomain);
       if (problems.length > 0) throw schoolsFileError(file ?? '', problems);
       // All or nothing; a school added meanwhile by someone else still fails the whole file here.
@@ -172,7 +205,12 @@ export function registerSchoolCommands(program: Command): void {
         }
         return result;
       });
-      return { json: added.map(schoolJson), text: `added ${added.length} school(s) to ${tenant.subdomain}` };
+      const recoded =
+        encoding === 'utf-8'
+          ? ''
+          : `\n${file} is not UTF-8 and was read as Windows-1252 (Excel's plain "CSV"): check that accented names look right in ` +
+            `rosterd school list ${tenant.subdomain}`;
+      return { json: added.map(schoolJson), text: `added ${added.length} school(s) to ${tenant.subdomain}${recoded}` };
     },
   );
 
