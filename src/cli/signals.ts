@@ -1,6 +1,6 @@
 /**
- * SIGINT and SIGTERM for the commands that stop gracefully (`serve`, `import run`): the first one
- * asks for a clean stop, a second one sent later exits at once.
+ * SIGINT and SIGTERM for the commands that stop gracefully (`serve`, `import run`, `import approve`):
+ * the first one asks for a clean stop, a second one sent later exits at once.
  */
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';

@@ -88,34 +88,50 @@ export async function runImport(ctx: ImportContext, uploadId: string, opts: RunI
 export async function approveImport(
   ctx: ImportContext,
   uploadId: string,
-  opts: { approvedBy: string; onOutcome?: OnOutcome; at?: ImportHook },
+  opts: { approvedBy: string; onOutcome?: OnOutcome; at?: ImportHook; signal?: AbortSignal },
 ): Promise<ImportRecord> {
   const startedAt = ctx.clock.now();
-  return withHasher(ctx, undefined, (hasher) =>
+  const { signal } = opts;
+  throwIfInterrupted(signal);
+  // As in runImport: an interrupted approval goes no further than the step it is in, and rolls back.
+  const at: ImportHook = async (point, client) => {
+    throwIfInterrupted(signal);
+    await opts.at?.(point, client);
+  };
+  return withHasher(ctx, signal, (hasher) =>
     withTransaction(ctx.pool, async (client) => {
-      const target = await loadTarget(client, ctx.config.DATA_DIR, uploadId, true);
-      if (target.status !== 'held') throw notHeld(uploadId, target.status);
-      await refuseIfNewerPending(client, target);
+      const stopCancelling = await cancelOnAbort(ctx.pool, client, signal);
       try {
-        await verifyStoredCopy(target);
+        const target = await loadTarget(client, ctx.config.DATA_DIR, uploadId, true);
+        if (target.status !== 'held') throw notHeld(uploadId, target.status);
+        await refuseIfNewerPending(client, target);
+        try {
+          await verifyStoredCopy(target);
+        } catch (err) {
+          if (!(err instanceof FileRejectedError)) throw err;
+          throw new RosterdError(
+            'IMPORT_APPROVAL_STALE',
+            `import ${uploadId} cannot be approved: ${err.message.replace(/ Nothing was changed\..*$/, '')} ` +
+              `Nothing was changed. Reject it ("rosterd import reject ${uploadId}") and ask the district to upload the file again.`,
+          );
+        }
+        throwIfInterrupted(signal);
+        // The held report's issues are replaced by the ones computed now.
+        await client.query('DELETE FROM import_issues WHERE upload_id = $1', [uploadId]);
+        const outcome = await executeImport(client, ctx.config, ctx.clock, target, {
+          dryRun: false,
+          overrideThreshold: true,
+          hasher,
+          at,
+        });
+        throwIfInterrupted(signal);
+        ctx.logger.info({ importId: uploadId, approvedBy: opts.approvedBy }, 'held import approved');
+        return await finish(client, uploadId, 'held', outcome, startedAt, ctx, opts, { by: opts.approvedBy, at: ctx.clock.now() });
       } catch (err) {
-        if (!(err instanceof FileRejectedError)) throw err;
-        throw new RosterdError(
-          'IMPORT_APPROVAL_STALE',
-          `import ${uploadId} cannot be approved: ${err.message.replace(/ Nothing was changed\..*$/, '')} ` +
-            `Nothing was changed. Reject it ("rosterd import reject ${uploadId}") and ask the district to upload the file again.`,
-        );
+        throw signal?.aborted ? interruptedError(err) : err;
+      } finally {
+        await stopCancelling();
       }
-      // The held report's issues are replaced by the ones computed now.
-      await client.query('DELETE FROM import_issues WHERE upload_id = $1', [uploadId]);
-      const outcome = await executeImport(client, ctx.config, ctx.clock, target, {
-        dryRun: false,
-        overrideThreshold: true,
-        hasher,
-        at: opts.at,
-      });
-      ctx.logger.info({ importId: uploadId, approvedBy: opts.approvedBy }, 'held import approved');
-      return finish(client, uploadId, 'held', outcome, startedAt, ctx, opts, { by: opts.approvedBy, at: ctx.clock.now() });
     }),
   );
 }

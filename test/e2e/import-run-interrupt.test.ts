@@ -192,6 +192,42 @@ describe('Ctrl-C on import run --now', () => {
   }, 90_000);
 });
 
+describe('Ctrl-C on import approve', () => {
+  it('rolls the approval back at once: the import is still held, nothing changed, exit 130; approving again applies it', async () => {
+    await f.addTenant('ctrlc-approve');
+    const roster = Array.from({ length: 20 }, (_, i) => `keep${String(i).padStart(2, '0')}`);
+    expect((await f.importCsv('ctrlc-approve', csv('username', ...roster))).status).toBe('succeeded');
+    // Half the roster gone (over the 10 % threshold) and 120 new users whose passwords the approval hashes.
+    const held = await f.importCsv(
+      'ctrlc-approve',
+      csv('username,password', ...roster.slice(0, 10).map((u) => `${u},`), ...withPasswords('newc', 120).split('\n').slice(1, -1)),
+    );
+    expect(held.status).toBe('held');
+    const heldReports = await reports(held.id);
+
+    const run = startCli(['import', 'approve', held.id, '--by', 'ops'], env);
+    await hashing(run);
+    const t0 = Date.now();
+    run.child.kill('SIGINT');
+    const r = await run.result;
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(130);
+    expect(Date.now() - t0, 'the approval stops at once, not after its hashing').toBeLessThan(5_000);
+    expect(r.stdout.trim()).toBe(
+      `interrupted (SIGINT): import ${held.id} was not approved, nothing was changed; it is still held, and "rosterd import approve ${held.id}" applies it`,
+    );
+    expect(await upload(held.id)).toMatchObject({ status: 'held' });
+    expect(await rosterWriterPids(f.db.pool)).toEqual([]);
+    expect(await tenantUserCount(f.db.pool, 'ctrlc-approve')).toBe(20);
+    expect(await reports(held.id)).toBe(heldReports);
+
+    const done = await runCli(['import', 'approve', held.id, '--by', 'ops', '--json'], { ...env, HASH_WORKERS: '2' });
+    expect(done.code, done.stdout + done.stderr).toBe(0);
+    expect(done.json()).toMatchObject({ id: held.id, status: 'succeeded', counts: { created: 120, deactivated: 10 } });
+    expect(await reports(held.id)).toBe((heldReports ?? 0) + 1);
+    await f.db.pool.query(`UPDATE tenants SET status = 'suspended' WHERE subdomain = 'ctrlc-approve'`);
+  }, 90_000);
+});
+
 describe('import run while another process imports the tenant', () => {
   it('says an import is running, by whom and until when its claim lasts, not "nothing pending"', async () => {
     await f.addTenant('busy-usd');

@@ -11,6 +11,7 @@ import { withOperatorView, type ImportView } from '../../schedule/operator-view.
 import { getTenant } from '../../store/tenants.js';
 import { systemClock } from '../../types.js';
 import { intOption, leaf, table, type CliContext } from '../context.js';
+import { signalExitCode } from '../signals.js';
 
 /** Issues shown in text output; --json has them all. */
 const SHOWN_ISSUES = 50;
@@ -111,15 +112,40 @@ export function registerImportCommands(program: Command): Command {
       .description('apply a held import, computed against the roster as it stands now')
       .option('--by <name>', 'who approves (default: the operating system user)'),
     async (ctx, [id], opts) => {
-      const record = await approveImport(importContext(ctx), id ?? '', {
-        approvedBy: operator(opts),
-        onOutcome: queueReport(ctx),
-      });
-      const mail = await sendReports(ctx);
-      const text = [`approved by ${record.approvedBy ?? '?'}`, describeRecord(record), describeDelivery(mail)];
-      return { json: { ...record, reports: mail }, text: text.filter((l) => l !== null).join('\n') };
+      const interruptedBy = () => (ctx.interrupted?.aborted ? (ctx.interrupted.reason as NodeJS.Signals) : undefined);
+      let record: ImportRecord;
+      try {
+        record = await approveImport(importContext(ctx), id ?? '', {
+          approvedBy: operator(opts),
+          onOutcome: queueReport(ctx),
+          ...(ctx.interrupted ? { signal: ctx.interrupted } : {}),
+        });
+      } catch (err) {
+        const signal = interruptedBy();
+        if (!(err instanceof RosterdError && err.code === 'IMPORT_INTERRUPTED') || signal === undefined) throw err;
+        return {
+          json: { id, status: 'held', interruptedBy: signal },
+          text: `interrupted (${signal}): import ${id} was not approved, nothing was changed; it is still held, and "rosterd import approve ${id}" applies it`,
+          exitCode: signalExitCode(signal),
+        };
+      }
+      // Interrupted after the approval committed: it stands; the report not sent stays queued for rosterd serve.
+      const mail = interruptedBy() === undefined ? await sendReports(ctx) : await queuedReports(ctx);
+      const signal = interruptedBy();
+      const text = [
+        `approved by ${record.approvedBy ?? '?'}`,
+        describeRecord(record),
+        describeDelivery(mail),
+        signal === undefined ? null : `interrupted (${signal}) after the approval: the import above is done`,
+      ];
+      return {
+        json: { ...record, reports: mail, ...(signal === undefined ? {} : { interruptedBy: signal }) },
+        text: text.filter((l) => l !== null).join('\n'),
+        ...(signal === undefined ? {} : { exitCode: signalExitCode(signal) }),
+      };
     },
-    { dataDir: 'exist' }, // the received copy is read from it
+    // the received copy is read from DATA_DIR; Ctrl-C rolls the approval back at once (src/import/interrupt.ts)
+    { dataDir: 'exist', interruptible: true },
   );
 
   leaf(
