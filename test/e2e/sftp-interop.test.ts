@@ -1,0 +1,405 @@
+/**
+ * The SIS clients PRODUCT.md §2 promises besides OpenSSH and curl, driven for real against the
+ * real server: paramiko (Python scripts) and lftp (district batch jobs). Each is skipped, with
+ * the reason, on a machine that lacks it (`apt-get install python3-paramiko lftp`).
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fingerprintOfBlob, parsePublicKey } from '../../src/sftp/public-key.js';
+import { addKey } from '../../src/store/keys.js';
+import { createTenant } from '../../src/store/tenants.js';
+import { listUploads, type Upload } from '../../src/store/uploads.js';
+import { createTestDatabase, type TestDatabase } from '../support/db.js';
+import {
+  makeClientKey,
+  run,
+  startSftpServer,
+  type ClientKey,
+  type ClientKeyType,
+  type RunResult,
+  type TestSftpServer,
+} from '../support/ssh.js';
+
+/**
+ * An interpreter that can import paramiko, or null. Debian's python3-paramiko is installed for
+ * /usr/bin/python3, which a pyenv or venv `python3` earlier on PATH does not see.
+ */
+function findParamikoPython(): string | null {
+  for (const python of ['/usr/bin/python3', 'python3']) {
+    try {
+      execFileSync(python, ['-c', 'import paramiko'], { stdio: 'ignore', timeout: 10_000 });
+      return python;
+    } catch {
+      // not there, or no paramiko for it
+    }
+  }
+  return null;
+}
+
+function hasLftp(): boolean {
+  try {
+    execFileSync('lftp', ['--version'], { stdio: 'ignore', timeout: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const PYTHON = findParamikoPython();
+const LFTP = hasLftp();
+
+const PARAMIKO_TENANT = 'paramiko-usd';
+const LFTP_TENANT = 'lftp-usd';
+const KEY_TYPES: ClientKeyType[] = ['ed25519', 'ecdsa', 'rsa'];
+
+let db: TestDatabase;
+let tmp: string;
+let dataDir: string;
+let srv: TestSftpServer;
+const paramikoKeys = {} as Record<ClientKeyType, ClientKey>;
+let lftpKey: ClientKey;
+let strangerKey: ClientKey;
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const fingerprint = (k: ClientKey) => fingerprintOfBlob(parsePublicKey(k.publicLine).blob);
+const uploads = (tenant: string) => listUploads(db.pool, { tenant });
+
+/** A users.csv unlike any other in this file, a few pipelined writes long. */
+async function usersCsv(name: string, rows = 3000): Promise<{ file: string; content: Buffer }> {
+  const lines = ['username,password,email,first name,last name'];
+  for (let i = 0; i < rows; i++) lines.push(`${name}${i},Secret-${i}!,${name}${i}@district.example,First${i},Last${i}`);
+  const content = Buffer.from(lines.join('\r\n') + '\r\n');
+  const file = path.join(tmp, `${name}.csv`);
+  await fs.writeFile(file, content);
+  return { file, content };
+}
+
+/** The upload a client just sent: one new pending row with the file's size and SHA-256, and its immutable copy. */
+async function expectReceived(tenant: string, before: number, content: Buffer, key: ClientKey, fileName = 'users.csv'): Promise<Upload> {
+  const list = await uploads(tenant);
+  expect(list.length, 'one new upload row').toBe(before + 1);
+  const upload = list[0] as Upload;
+  expect(upload).toMatchObject({
+    tenant,
+    fileName,
+    status: 'pending',
+    bytes: content.length,
+    sha256: sha256(content),
+    keyFingerprint: fingerprint(key),
+    remoteAddress: '127.0.0.1',
+    source: 'sftp',
+  });
+  expect(sha256(await fs.readFile(path.join(dataDir, upload.storedPath)))).toBe(sha256(content));
+  return upload;
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'rosterd-sftp-interop-'));
+  dataDir = path.join(tmp, 'data');
+  const made = await Promise.all([
+    ...KEY_TYPES.map((t) => makeClientKey(tmp, t, `paramiko_${t}`)),
+    makeClientKey(tmp, 'ed25519', 'lftp'),
+    makeClientKey(tmp, 'ed25519', 'stranger'),
+  ]);
+  KEY_TYPES.forEach((t, i) => (paramikoKeys[t] = made[i] as ClientKey));
+  lftpKey = made[3] as ClientKey;
+  strangerKey = made[4] as ClientKey;
+  await createTenant(db.pool, PARAMIKO_TENANT, { adminEmails: ['it@paramiko.example'] });
+  await createTenant(db.pool, LFTP_TENANT, { adminEmails: ['it@lftp.example'] });
+  for (const t of KEY_TYPES) await addKey(db.pool, PARAMIKO_TENANT, paramikoKeys[t].publicLine);
+  await addKey(db.pool, LFTP_TENANT, lftpKey.publicLine);
+  srv = await startSftpServer({ pool: db.pool, dataDir, env: { SFTP_MAX_AUTH_FAILURES: '1000' } });
+});
+
+afterAll(async () => {
+  await srv?.close();
+  await db?.drop();
+  if (tmp) await fs.rm(tmp, { recursive: true, force: true });
+});
+
+// --- paramiko ---------------------------------------------------------------------------------
+
+/**
+ * Logs in with paramiko's SSHClient, as a district's Python job does, then runs the operations
+ * given as JSON on stdin, each through paramiko's own SFTPClient method. Prints JSON: the login's
+ * failure, or one result per operation ({ok} or {error, errno} as the IOError paramiko raised).
+ */
+const PARAMIKO_DRIVER = String.raw`
+import json, stat, sys
+import paramiko
+
+port, user, key_path, key_type = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ops = json.load(sys.stdin)
+key = {"ed25519": paramiko.Ed25519Key, "ecdsa": paramiko.ECDSAKey, "rsa": paramiko.RSAKey}[key_type].from_private_key_file(key_path)
+client = paramiko.SSHClient()
+client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # a new test server each run
+try:
+    client.connect("127.0.0.1", port=port, username=user, pkey=key, look_for_keys=False, allow_agent=False,
+                   timeout=10, banner_timeout=10, auth_timeout=10)
+except Exception as e:
+    print(json.dumps({"login": type(e).__name__ + ": " + str(e)}))
+    sys.exit(0)
+sftp = client.open_sftp()
+
+def attrs(a):
+    return {"size": a.st_size, "mode": a.st_mode, "mtime": a.st_mtime, "isFile": stat.S_ISREG(a.st_mode or 0),
+            "isDir": stat.S_ISDIR(a.st_mode or 0)}
+
+def do(op, args):
+    if op == "put": return attrs(sftp.put(args[0], args[1]))
+    if op == "get": return sftp.get(args[0], args[1])
+    if op == "rename": return sftp.rename(args[0], args[1])
+    if op == "posix_rename": return sftp.posix_rename(args[0], args[1])
+    if op == "listdir": return sftp.listdir(args[0])
+    if op == "listdir_attr": return [dict(attrs(a), filename=a.filename, longname=a.longname) for a in sftp.listdir_attr(args[0])]
+    if op == "stat": return attrs(sftp.stat(args[0]))
+    if op == "normalize": return sftp.normalize(args[0])
+    if op == "chdir": sftp.chdir(args[0]); return sftp.getcwd()
+    if op == "remove": return sftp.remove(args[0])
+    raise ValueError("unknown op " + op)
+
+results = []
+for op, *args in ops:
+    try:
+        results.append({"ok": do(op, args)})
+    except IOError as e:
+        results.append({"error": str(e), "errno": e.errno})
+    except Exception as e:
+        results.append({"error": type(e).__name__ + ": " + str(e), "errno": None})
+sftp.close()
+client.close()
+print(json.dumps({"results": results}))
+`;
+
+type Op = [string, ...string[]];
+type OpResult = { ok: unknown; error?: undefined } | { ok?: undefined; error: string; errno: number | null };
+
+async function paramiko(key: ClientKey, ops: Op[]): Promise<{ login?: string; results: OpResult[] }> {
+  const r: RunResult = await run(PYTHON as string, ['-c', PARAMIKO_DRIVER, String(srv.port), PARAMIKO_TENANT, key.privatePath, key.type], {
+    input: JSON.stringify(ops),
+  });
+  expect(r.code, `paramiko driver failed:\n${r.stderr}`).toBe(0);
+  const out = JSON.parse(r.stdout) as { login?: string; results?: OpResult[] };
+  return { ...(out.login === undefined ? {} : { login: out.login }), results: out.results ?? [] };
+}
+
+/** The results of operations that must all succeed. */
+async function paramikoOk(key: ClientKey, ops: Op[]): Promise<unknown[]> {
+  const { login, results } = await paramiko(key, ops);
+  expect(login, 'paramiko logs in').toBeUndefined();
+  results.forEach((res, i) => expect(res.error, `${JSON.stringify(ops[i])} fails`).toBeUndefined());
+  return results.map((res) => res.ok);
+}
+
+describe.skipIf(PYTHON === null)(
+  `paramiko${PYTHON === null ? ' (skipped: no python3 can import paramiko; apt-get install python3-paramiko)' : ''}`,
+  () => {
+    it.each(KEY_TYPES)('logs in with an %s key, puts users.csv, lists, stats and reads it back byte-identical', async (type) => {
+      const key = paramikoKeys[type];
+      const { file, content } = await usersCsv(`pm${type}`);
+      const back = path.join(tmp, `pm-${type}.back`);
+      const before = (await uploads(PARAMIKO_TENANT)).length;
+      const [put, names, listed, st, , cwd] = await paramikoOk(key, [
+        ['put', file, 'users.csv'],
+        ['listdir', '.'],
+        ['listdir_attr', '/'],
+        ['stat', '/users.csv'],
+        ['get', '/users.csv', back],
+        ['chdir', '/'],
+      ]);
+      // put() itself stats the file after CLOSE and fails on a size mismatch.
+      expect(put).toMatchObject({ size: content.length, isFile: true });
+      expect(names).toContain('users.csv');
+      const entry = (listed as Array<Record<string, unknown>>).find((e) => e.filename === 'users.csv');
+      expect(entry).toMatchObject({ size: content.length, isFile: true });
+      expect(entry?.longname).toMatch(
+        new RegExp(`^-r-------- +1 ${PARAMIKO_TENANT} +${PARAMIKO_TENANT} +${content.length} .* users\\.csv$`),
+      );
+      expect(st).toMatchObject({ size: content.length, isFile: true });
+      expect(cwd).toBe('/');
+      expect(sha256(await fs.readFile(back))).toBe(sha256(content));
+      await expectReceived(PARAMIKO_TENANT, before, content, key);
+    });
+
+    it('uploads to a temporary name, then posix_rename and rename onto users.csv: each received once', async () => {
+      const key = paramikoKeys.ed25519;
+      const first = await usersCsv('pmposix');
+      const second = await usersCsv('pmrename');
+      let before = (await uploads(PARAMIKO_TENANT)).length;
+      // put() on a temporary name is not a receipt: only the rename onto users.csv is.
+      await paramikoOk(key, [['put', first.file, 'users.csv.tmp']]);
+      expect((await uploads(PARAMIKO_TENANT)).length).toBe(before);
+      const [, names] = await paramikoOk(key, [
+        ['posix_rename', 'users.csv.tmp', 'users.csv'],
+        ['listdir', '/'],
+      ]);
+      expect(names).not.toContain('users.csv.tmp');
+      await expectReceived(PARAMIKO_TENANT, before, first.content, key);
+
+      before = (await uploads(PARAMIKO_TENANT)).length;
+      const [, , st] = await paramikoOk(key, [
+        ['put', second.file, '/users.csv.part'],
+        ['rename', '/users.csv.part', '/users.csv'],
+        ['stat', 'users.csv'],
+      ]);
+      expect(st).toMatchObject({ size: second.content.length });
+      await expectReceived(PARAMIKO_TENANT, before, second.content, key);
+    });
+
+    it('a refused name: paramiko raises the IOError with the server message, and nothing is received', async () => {
+      const { file } = await usersCsv('pmrefused', 10);
+      const before = (await uploads(PARAMIKO_TENANT)).length;
+      const { results } = await paramiko(paramikoKeys.ed25519, [
+        ['put', file, 'notes.txt'],
+        ['rename', 'users.csv', 'users-old.csv'],
+        ['stat', 'notes.txt'],
+      ]);
+      expect(results[0]).toEqual({
+        errno: 13,
+        error:
+          '[Errno 13] "notes.txt" is not accepted here. Upload users.csv or groups.csv to the root folder (/); ' +
+          'temporary names renamed onto them, such as users.csv.filepart, users.csv.tmp or .users.csv.tmp, also work.',
+      });
+      expect(results[1]).toMatchObject({ errno: 13, error: expect.stringMatching(/users\.csv or groups\.csv/) as unknown });
+      expect(results[2]).toMatchObject({ errno: 2 });
+      expect((await uploads(PARAMIKO_TENANT)).length).toBe(before);
+    });
+
+    it('an unregistered key: paramiko fails to authenticate, and the server logs why', async () => {
+      const { login, results } = await paramiko(strangerKey, [['listdir', '/']]);
+      expect(login).toMatch(/^AuthenticationException: Authentication failed/);
+      expect(results).toEqual([]);
+      expect(srv.logs).toContainEqual(
+        expect.objectContaining({
+          event: 'login.refused',
+          username: PARAMIKO_TENANT,
+          fingerprint: fingerprint(strangerKey),
+          reason: 'key-not-registered',
+        }),
+      );
+    });
+  },
+);
+
+// --- lftp -------------------------------------------------------------------------------------
+
+/**
+ * `lftp -c` over sftp, logging in with `key` through ssh (lftp's own way: its connect-program).
+ * Failures are not retried (lftp retries for ever by default) and end the script with a non-zero
+ * code (cmd:fail-exit), so a refused command shows as the exit and lftp's message.
+ */
+function lftp(commands: string[]): Promise<RunResult> {
+  const ssh = [
+    'ssh -a -x',
+    '-o StrictHostKeyChecking=no',
+    '-o UserKnownHostsFile=/dev/null',
+    '-o IdentitiesOnly=yes',
+    '-o BatchMode=yes',
+    '-o LogLevel=ERROR',
+    `-i ${lftpKey.privatePath}`,
+  ].join(' ');
+  const script = [
+    'set cmd:fail-exit yes',
+    'set net:max-retries 1',
+    'set net:timeout 10',
+    `set sftp:connect-program "${ssh}"`,
+    `open -u ${LFTP_TENANT}, sftp://127.0.0.1:${srv.port}`,
+    ...commands,
+  ].join('; ');
+  return run('lftp', ['--norc', '-c', script], { timeoutMs: 20_000 });
+}
+
+describe.skipIf(!LFTP)(`lftp${LFTP ? '' : ' (skipped: lftp is not installed; apt-get install lftp)'}`, () => {
+  it('puts users.csv, lists it, gets it back byte-identical', async () => {
+    const { file, content } = await usersCsv('lfput');
+    const back = path.join(tmp, 'lf-put.back');
+    const before = (await uploads(LFTP_TENANT)).length;
+    const r = await lftp([`put ${file} -o users.csv`, 'ls', 'cls -l /', `get users.csv -o ${back}`]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^-r-------- +1 ${LFTP_TENANT} +${LFTP_TENANT} +${content.length} .* users\\.csv$`, 'm'));
+    expect(sha256(await fs.readFile(back))).toBe(sha256(content));
+    await expectReceived(LFTP_TENANT, before, content, lftpKey);
+  });
+
+  it('with xfer:use-temp-file, puts to its .in. name and renames it onto users.csv: received once', async () => {
+    const { content, file } = await usersCsv('lftemp');
+    const before = (await uploads(LFTP_TENANT)).length;
+    const r = await lftp(['set xfer:use-temp-file yes', `put ${file} -o users.csv`, 'cls -1']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n')).toEqual(['users.csv']);
+    await expectReceived(LFTP_TENANT, before, content, lftpKey);
+  });
+
+  it('mv of its own temporary upload onto users.csv is a receipt', async () => {
+    const { content, file } = await usersCsv('lfmv');
+    const before = (await uploads(LFTP_TENANT)).length;
+    const r = await lftp([`put ${file} -o users.csv.filepart`, 'mv users.csv.filepart users.csv', 'cls -1']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n')).toEqual(['users.csv']);
+    await expectReceived(LFTP_TENANT, before, content, lftpKey);
+  });
+
+  it('put -c onto the received users.csv is refused with the server message; a temporary file resumes', async () => {
+    // The previous complete file, then tonight's longer one whose start it happens to be: a
+    // resume would join them, and a cut-off transfer is never kept, so there is nothing to resume.
+    const full = await usersCsv('lfresume', 4000);
+    const head = full.content.subarray(0, 50_000);
+    const headFile = path.join(tmp, 'lf-resume-head.csv');
+    await fs.writeFile(headFile, head);
+    let r = await lftp([`put ${headFile} -o users.csv`]);
+    expect(r.code, r.stderr).toBe(0);
+    const before = (await uploads(LFTP_TENANT)).length;
+    r = await lftp([`put -c ${full.file} -o users.csv`]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/this would keep part of the previous file/);
+    expect((await uploads(LFTP_TENANT)).length).toBe(before);
+    expect(await fs.readFile(path.join(dataDir, 'sftp', LFTP_TENANT, 'users.csv'))).toEqual(head);
+
+    // The same resume on a temporary name continues it, and the rename receives the whole file.
+    r = await lftp([`put ${headFile} -o users.csv.part`]);
+    expect(r.code, r.stderr).toBe(0);
+    r = await lftp([`put -c ${full.file} -o users.csv.part`, 'mv users.csv.part users.csv']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    await expectReceived(LFTP_TENANT, before, full.content, lftpKey);
+  });
+
+  it('mirror -R of the export folder uploads users.csv and groups.csv, each received', async () => {
+    const folder = path.join(tmp, 'lf-mirror');
+    await fs.mkdir(folder);
+    const users = (await usersCsv('lfmirror')).content;
+    const groups = Buffer.from('username,owner,group\r\nlfmirror1,,Grade 9\r\n');
+    await fs.writeFile(path.join(folder, 'users.csv'), users);
+    await fs.writeFile(path.join(folder, 'groups.csv'), groups);
+    const before = await uploads(LFTP_TENANT);
+    const r = await lftp([`mirror -R ${folder} /`, 'cls -1']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n')).toEqual(['groups.csv', 'users.csv']);
+    const after = await uploads(LFTP_TENANT);
+    const received = after.slice(0, after.length - before.length); // newest first
+    expect(received.map((u) => [u.fileName, u.sha256, u.status]).sort()).toEqual(
+      [
+        ['groups.csv', sha256(groups), 'pending'],
+        ['users.csv', sha256(users), 'pending'],
+      ].sort(),
+    );
+  });
+
+  it('a refused name: lftp reports the server message, and nothing is received', async () => {
+    const { file } = await usersCsv('lfrefused', 10);
+    const before = (await uploads(LFTP_TENANT)).length;
+    const r = await lftp([`put ${file} -o notes.txt`]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/"notes\.txt" is not accepted here\. Upload users\.csv or groups\.csv/);
+    expect((await uploads(LFTP_TENANT)).length).toBe(before);
+  });
+});
