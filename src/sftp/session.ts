@@ -91,6 +91,8 @@ export class SftpSession {
   private aborted: Promise<void> | null = null;
   /** When checkAccess last found the login good (performance.now()). */
   private accessCheckedAt = -Infinity;
+  /** Settles once the last request that took its turn is done (see inTurn). */
+  private lastTurn: Promise<unknown> = Promise.resolve();
   /** Replies not yet sent, in the order their requests arrived (see inOrder). */
   private readonly replies: Array<{ send: Send | null }> = [];
   private readonly stopFlushing: () => void;
@@ -106,14 +108,21 @@ export class SftpSession {
      * `checked`: the login is checked still good first (checkAccess), so a session whose key was
      * revoked or whose tenant was suspended can no longer list, stat, rename or remove anything.
      * OPEN checks once the path is known; READ, at most once a second (a download is many READs).
+     * `inTurn` (see there): false for READ, whose many requests a download keeps in flight, and
+     * CLOSE, which takes its turn itself.
      */
-    const on = (event: string, fn: (id: number, ...args: never[]) => Promise<Send> | Send, checked = true) =>
+    const on = (
+      event: string,
+      fn: (id: number, ...args: never[]) => Promise<Send> | Send,
+      { checked = true, inTurn = true }: { checked?: boolean; inTurn?: boolean } = {},
+    ) =>
       sftp.on(event, (id: number, ...args: never[]) => {
         ctx.touch();
         const answer = this.inOrder();
+        const run = () => (checked ? this.checkAccess().then(() => fn.call(this, id, ...args)) : fn.call(this, id, ...args));
         let result: Promise<Send> | Send;
         try {
-          result = checked ? this.checkAccess().then(() => fn.call(this, id, ...args)) : fn.call(this, id, ...args);
+          result = inTurn ? this.inTurn(run) : run();
         } catch (err) {
           return answer(this.fail(id, err, event));
         }
@@ -124,20 +133,22 @@ export class SftpSession {
     on('STAT', this.stat);
     on('LSTAT', this.stat);
     on('FSTAT', this.fstat);
-    on('OPEN', this.open, false);
-    on('READ', this.read, false);
-    on('CLOSE', this.close, false); // an upload's CLOSE checks before it is received
+    on('OPEN', this.open, { checked: false });
+    on('READ', this.read, { checked: false, inTurn: false });
+    on('CLOSE', this.close, { checked: false, inTurn: false }); // an upload's CLOSE checks before it is received
     on('SETSTAT', this.setstat);
     on('FSETSTAT', this.fsetstat);
     on('OPENDIR', this.opendir);
     on('READDIR', this.readdir);
     on('REMOVE', this.remove);
     on('RENAME', this.rename);
-    on('MKDIR', (id: number) => () => this.sftp.status(id, STATUS.PERMISSION_DENIED, NO_FOLDERS), false);
-    on('RMDIR', (id: number) => () => this.sftp.status(id, STATUS.PERMISSION_DENIED, NO_FOLDERS), false);
-    on('SYMLINK', (id: number) => () => this.sftp.status(id, STATUS.PERMISSION_DENIED, 'links cannot be created here'), false);
+    on('MKDIR', (id: number) => () => this.sftp.status(id, STATUS.PERMISSION_DENIED, NO_FOLDERS), { checked: false });
+    on('RMDIR', (id: number) => () => this.sftp.status(id, STATUS.PERMISSION_DENIED, NO_FOLDERS), { checked: false });
+    on('SYMLINK', (id: number) => () => this.sftp.status(id, STATUS.PERMISSION_DENIED, 'links cannot be created here'), {
+      checked: false,
+    });
     on('EXTENDED', this.extended);
-    on('READLINK', (id: number) => () => this.sftp.status(id, STATUS.NO_SUCH_FILE, 'there are no links here'), false);
+    on('READLINK', (id: number) => () => this.sftp.status(id, STATUS.NO_SUCH_FILE, 'there are no links here'), { checked: false });
     // The hot path, without promises.
     sftp.on('WRITE', (id: number, handle: Buffer, offset: number, data: Buffer) => {
       ctx.touch();
@@ -170,6 +181,22 @@ export class SftpSession {
         }
       }
     };
+  }
+
+  /**
+   * Runs `work` once every request before it that took its turn has been answered. Requests on
+   * one file must be processed as if the client had waited for each answer (SFTP v3,
+   * draft-ietf-secsh-filexfer-02 §6.1), and most wait for the database (checkAccess) first:
+   * run side by side, a later one overtook an earlier one. lftp removes users.csv and renames its
+   * temporary file onto it without waiting in between, and the removal could come second and
+   * delete the file just received; it sends CLOSE of a folder while a READDIR is in flight, which
+   * was answered "invalid handle". WRITE and READ keep their fast paths: a WRITE is taken in
+   * arrival order as it comes, and READs only read.
+   */
+  private inTurn<T>(work: () => Promise<T> | T): Promise<T> {
+    const turn = this.lastTurn.then(work);
+    this.lastTurn = turn.catch(() => undefined);
+    return turn;
   }
 
   /** Uploads opened and not yet received or discarded. */
@@ -451,22 +478,17 @@ export class SftpSession {
     return chunk.length === 0 ? () => this.sftp.status(id, STATUS.EOF) : () => this.sftp.data(id, chunk);
   }
 
+  /**
+   * Takes its turn (inTurn) like other requests, but an upload is marked closing at once: WRITEs
+   * that come after its CLOSE are refused, and a session ending meanwhile leaves it to finish.
+   */
   private async close(id: number, handle: Buffer): Promise<Send> {
     const key = this.handleKey(handle);
     const h = this.handles.get(key);
-    if (h === undefined) throw refuse.badHandle();
-    if (h.kind === 'read') {
-      this.handles.delete(key);
-      await new Promise<void>((res, rej) => fs.close(h.fd, (e) => (e ? rej(e) : res())));
-      return () => this.sftp.status(id, STATUS.OK);
-    }
-    if (h.kind === 'dir') {
-      this.handles.delete(key);
-      return () => this.sftp.status(id, STATUS.OK);
-    }
+    if (h?.kind !== 'upload') return this.inTurn(() => this.closeHandle(id, key));
     if (h.closing) throw refuse.badHandle();
     h.closing = true;
-    const done = this.finishUpload(h).finally(() => {
+    const done = this.inTurn(() => this.finishUpload(h)).finally(() => {
       h.slot();
       this.handles.delete(key);
       this.finishing.delete(done);
@@ -493,6 +515,15 @@ export class SftpSession {
       return thenNotify(this.fail(id, err, 'CLOSE'));
     }
     return thenNotify(() => this.sftp.status(id, STATUS.OK));
+  }
+
+  /** CLOSE of a file opened for reading, or of a folder. */
+  private async closeHandle(id: number, key: number): Promise<Send> {
+    const h = this.handles.get(key);
+    if (h === undefined || h.kind === 'upload') throw refuse.badHandle();
+    this.handles.delete(key);
+    if (h.kind === 'read') await new Promise<void>((res, rej) => fs.close(h.fd, (e) => (e ? rej(e) : res())));
+    return () => this.sftp.status(id, STATUS.OK);
   }
 
   /** CLOSE of an upload: the accepted name is received; a temporary name becomes visible. */

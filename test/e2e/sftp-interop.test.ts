@@ -17,6 +17,8 @@ import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import {
   makeClientKey,
   run,
+  sftpP,
+  ssh2Sftp,
   startSftpServer,
   type ClientKey,
   type ClientKeyType,
@@ -401,5 +403,75 @@ describe.skipIf(!LFTP)(`lftp${LFTP ? '' : ' (skipped: lftp is not installed; apt
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/"notes\.txt" is not accepted here\. Upload users\.csv or groups\.csv/);
     expect((await uploads(LFTP_TENANT)).length).toBe(before);
+  });
+});
+
+// --- what lftp pipelines ------------------------------------------------------------------------
+
+/** A request's outcome, failure included, for requests sent together. */
+const outcome = <T>(p: Promise<T>): Promise<{ ok: T } | { code: unknown; message: string }> =>
+  p.then(
+    (ok) => ({ ok }),
+    (err: Error & { code?: unknown }) => ({ code: err.code, message: err.message }),
+  );
+
+/**
+ * lftp sends some requests together without waiting for the answers in between, and relies on
+ * the server answering as if they came one at a time, as SFTP requires of requests on one file
+ * (draft-ietf-secsh-filexfer-02 §6.1). They are sent here exactly as lftp sends them (its debug
+ * log shows them) with ssh2, so that an overtaking request shows every time: with lftp itself it
+ * shows now and then, as a users.csv that vanished after `put` or an "invalid handle" in `ls`.
+ */
+describe('requests sent together, as lftp sends them, are answered in order', () => {
+  it('FSETSTAT with CLOSE, then REMOVE of users.csv with RENAME of the .in. file onto it (xfer:use-temp-file), then STAT', async () => {
+    const old = await usersCsv('pipeold', 10);
+    const next = await usersCsv('pipenew', 2000);
+    const s = await ssh2Sftp({ port: srv.port, username: LFTP_TENANT, privateKey: lftpKey.privateKey });
+    try {
+      await sftpP.writeFile(s.sftp, 'users.csv', old.content);
+      const h = await sftpP.open(s.sftp, '.in.users.csv', 'w');
+      await sftpP.write(s.sftp, h, next.content, 0);
+      const now = Math.floor(Date.now() / 1000);
+      const [setstat, close] = await Promise.all([
+        outcome(
+          new Promise<void>((res, rej) =>
+            s.sftp.fsetstat(h, { size: next.content.length, atime: now, mtime: now }, (e) => (e ? rej(e) : res())),
+          ),
+        ),
+        outcome(sftpP.close(s.sftp, h)),
+      ]);
+      expect(setstat).toEqual({ ok: undefined });
+      expect(close).toEqual({ ok: undefined });
+
+      const before = (await uploads(LFTP_TENANT)).length;
+      const [remove, rename, stat] = await Promise.all([
+        outcome(sftpP.unlink(s.sftp, 'users.csv')),
+        outcome(sftpP.rename(s.sftp, '.in.users.csv', 'users.csv')),
+        outcome(sftpP.stat(s.sftp, 'users.csv')),
+      ]);
+      expect(remove).toEqual({ ok: undefined });
+      expect(rename).toEqual({ ok: undefined });
+      expect(stat).toMatchObject({ ok: { size: next.content.length } });
+      expect(await sftpP.readFile(s.sftp, 'users.csv')).toEqual(next.content);
+      await expectReceived(LFTP_TENANT, before, next.content, lftpKey);
+    } finally {
+      s.end();
+    }
+  });
+
+  it('two READDIRs in flight, then CLOSE of the folder after the first EOF', async () => {
+    const s = await ssh2Sftp({ port: srv.port, username: LFTP_TENANT, privateKey: lftpKey.privateKey });
+    try {
+      const dir = await new Promise<Buffer>((res, rej) => s.sftp.opendir('/', (e, h) => (e ? rej(e) : res(h))));
+      const readdir = () =>
+        outcome(new Promise<string[]>((res, rej) => s.sftp.readdir(dir, (e, list) => (e ? rej(e) : res(list.map((l) => l.filename))))));
+      const [first, second, third, close] = await Promise.all([readdir(), readdir(), readdir(), outcome(sftpP.close(s.sftp, dir))]);
+      expect(first).toMatchObject({ ok: expect.arrayContaining(['users.csv']) as unknown });
+      expect(second).toMatchObject({ code: 1 }); // EOF
+      expect(third).toMatchObject({ code: 1 });
+      expect(close).toEqual({ ok: undefined });
+    } finally {
+      s.end();
+    }
   });
 });
