@@ -265,7 +265,8 @@ async function refuseUnreviewed(client: PoolClient, t: StagingTables, target: Im
     'IMPORT_APPROVAL_STALE',
     `import ${target.uploadId} cannot be approved: the roster changed since it was held, and it would now also deactivate ` +
       `${n} user${n === 1 ? '' : 's'} its hold report did not list (${names}). Nothing was changed. ` +
-      `Reject it ("rosterd import reject ${target.uploadId}") and ask the district to upload a current users.csv.`,
+      'Ask the district to upload a current users.csv, which replaces this one when it is imported; ' +
+      `reject this one ("rosterd import reject ${target.uploadId}") only if none is coming.`,
   );
 }
 

@@ -21,8 +21,9 @@ export function holdReason(deactivations: number, active: number, target: Import
   const what = `this file would deactivate ${deactivations} of ${active} active users (${pct}%), more than ${limit}.`;
   if (dryRun) return `An import of this file would be held: ${what} An operator would have to approve it.`;
   return (
-    `${HELD}${what}${NOTHING_APPLIED} If the file is right, approve it with "rosterd import approve ${target.uploadId}"; ` +
-    `otherwise reject it with "rosterd import reject ${target.uploadId}" and send a corrected file.`
+    `${HELD}${what}${NOTHING_APPLIED} If the file is right, approve it with "rosterd import approve ${target.uploadId}". ` +
+    'If not, a corrected file from the district replaces it when that is imported; ' +
+    `reject it with "rosterd import reject ${target.uploadId}" only if none is coming.`
   );
 }
 

@@ -112,7 +112,8 @@ export async function approveImport(
           throw new RosterdError(
             'IMPORT_APPROVAL_STALE',
             `import ${uploadId} cannot be approved: ${err.message.replace(/ Nothing was changed\..*$/, '')} ` +
-              `Nothing was changed. Reject it ("rosterd import reject ${uploadId}") and ask the district to upload the file again.`,
+              `Nothing was changed. Ask the district to upload the file again, which replaces this one when it is imported; ` +
+              `reject this one ("rosterd import reject ${uploadId}") only if none is coming.`,
           );
         }
         throwIfInterrupted(signal);
@@ -177,8 +178,8 @@ async function refuseIfNewerPending(client: PoolClient, target: UploadTarget): P
   throw new RosterdError(
     'IMPORT_APPROVAL_STALE',
     `import ${target.uploadId} cannot be approved: a newer users.csv of ${target.tenant} (import ${newer.id}, received ` +
-      `${newer.received_at.toISOString()}) is waiting to be imported, and replaces it at the next run. Nothing was changed. ` +
-      `Reject this one ("rosterd import reject ${target.uploadId}"); "rosterd import run --tenant ${target.tenant} --now" imports the newer one now.`,
+      `${newer.received_at.toISOString()}) is waiting to be imported, and replaces it at the next run. Nothing was changed, ` +
+      `and this one needs no rejection; "rosterd import run --tenant ${target.tenant} --now" imports the newer one now.`,
   );
 }
 

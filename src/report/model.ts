@@ -310,7 +310,11 @@ function describeOutcome(input: ReportInput, words: Vocabulary, files: Attachmen
             ? `Check the users it would deactivate in ${files.deactivateAttachment}.`
             : 'Check which users are missing from the file.',
           `If they really left, ask your rosterd operator to approve the import: rosterd import approve ${record.id}`,
-          `If not (an export that missed a school is the usual cause), fix the export and upload it again, and ask the operator to reject this one: rosterd import reject ${record.id}`,
+          // A newer users.csv supersedes a held one when it is imported (src/schedule/claims.ts), so
+          // the fix needs no rejection; one only closes a hold that nothing will replace.
+          `If not (an export that missed a school is the usual cause), fix the export and upload the corrected ${file}: ` +
+            `it replaces this one when it is imported, in the next night window, and this one is then never applied. ` +
+            `Only if no corrected file is coming, ask the operator to reject this one: rosterd import reject ${record.id}`,
           ...waitingGroupsNote(input),
         ],
       };
@@ -466,7 +470,8 @@ function waitingGroupsNote(input: ReportInput): string[] {
   const received = waiting.map((g) => formatInstant(g.receivedAt, input.tenant.timezone)).join(', ');
   const files = waiting.length === 1 ? `The groups.csv received ${received} waits` : `The groups.csv files received ${received} wait`;
   return [
-    `${files} for this decision: ${waiting.length === 1 ? 'it is' : 'they are'} imported at the first run after the approval or the rejection, against the users as they are then.`,
+    `${files} until this import is approved, rejected or replaced by a corrected users.csv: ${waiting.length === 1 ? 'it is' : 'they are'} ` +
+      'imported at the first run after that, against the users as they are then.',
   ];
 }
 

@@ -58,7 +58,8 @@ it('approval refuses to deactivate users the hold report did not list, and chang
   expect(err.message).toBe(
     `import ${held.id} cannot be approved: the roster changed since it was held, and it would now also deactivate 10 users ` +
       `its hold report did not list (user021, user022, user023, user024, user025, …). Nothing was changed. ` +
-      `Reject it ("rosterd import reject ${held.id}") and ask the district to upload a current users.csv.`,
+      'Ask the district to upload a current users.csv, which replaces this one when it is imported; ' +
+      `reject this one ("rosterd import reject ${held.id}") only if none is coming.`,
   );
   expect(await f.snapshot()).toBe(before);
   expect((await getImportRecord(f.db.pool, held.id))?.status).toBe('held');
@@ -89,7 +90,7 @@ it('approval refuses a held file whose received copy changed on the server', asy
   expect(err.code).toBe('IMPORT_APPROVAL_STALE');
   expect(err.message).toMatch(/cannot be approved: The received copy of this file was damaged on the server after it arrived/);
   expect(err.message).toMatch(
-    /Nothing was changed\. Reject it \("rosterd import reject .*"\) and ask the district to upload the file again\.$/,
+    /Nothing was changed\. Ask the district to upload the file again, which replaces this one when it is imported; reject this one \("rosterd import reject .*"\) only if none is coming\.$/,
   );
   expect(await f.snapshot()).toBe(before);
 });
@@ -102,6 +103,14 @@ it('a newer users.csv supersedes a held one, which can then no longer be approve
   const first = await run();
   const held = first.imported[0]!;
   expect(held.status).toBe('held');
+  // The hold report tells the district what the next step below shows: a corrected file is enough.
+  const { rows: holdReport } = await f.db.pool.query<{ text: string }>(`SELECT message->>'text' AS text FROM outbox WHERE upload_id = $1`, [
+    held.id,
+  ]);
+  expect(holdReport[0]?.text.replace(/\s+/g, ' ')).toContain(
+    'upload the corrected users.csv: it replaces this one when it is imported, in the next night window, and this one is then never applied. ' +
+      'Only if no corrected file is coming, ask the operator to reject this one',
+  );
 
   const newer = await f.receive('newer', csv('username,email', ...users(1, 20), ...users(21, 25)), 'users.csv', 'pending');
   const second = await run();
@@ -135,6 +144,10 @@ it('approval is refused while a newer users.csv waits to be imported, which repl
     new RegExp(
       `^import ${held.id} cannot be approved: a newer users\\.csv of newer-pending \\(import ${newer}, received [^)]+\\) is waiting`,
     ),
+  );
+  // Rejecting it would be work for nothing: the newer file replaces it anyway.
+  expect(err.message).toMatch(
+    /Nothing was changed, and this one needs no rejection; "rosterd import run --tenant newer-pending --now" imports/,
   );
   expect(await f.snapshot()).toEqual(before);
   expect((await getImportRecord(f.db.pool, held.id))?.status).toBe('held');
@@ -188,7 +201,7 @@ it('a groups.csv waits while the users.csv pushed with it is held, and is import
     heldId,
   ]);
   expect(mail[0]?.text.replace(/\s+/g, ' ')).toMatch(
-    /The groups\.csv received \w+day, \w+ \d+, \d{4}, [\d:]+ [AP]M \w+ \(America\/New_York\) waits for this decision: it is imported at the first run after the approval or the rejection, against the users as they are then\./,
+    /The groups\.csv received \w+day, \w+ \d+, \d{4}, [\d:]+ [AP]M \w+ \(America\/New_York\) waits until this import is approved, rejected or replaced by a corrected users\.csv: it is imported at the first run after that, against the users as they are then\./,
   );
 
   await approveImport(f.ctx, heldId, { approvedBy: 'ops' });

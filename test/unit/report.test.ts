@@ -150,6 +150,14 @@ describe('renderReport', () => {
     expect(mail.text).not.toContain('approve it with');
     expect(mail.html).not.toContain('approve it with');
     expect(mail.text).toContain(`ask your rosterd operator to approve the import: rosterd import approve ${id}`);
+    // A corrected upload supersedes the held one (src/schedule/claims.ts): no rejection is needed for it.
+    const flat = mail.text.replace(/\s+/g, ' ');
+    expect(flat).toContain(
+      'If not (an export that missed a school is the usual cause), fix the export and upload the corrected users.csv: it replaces ' +
+        'this one when it is imported, in the next night window, and this one is then never applied. Only if no corrected file is ' +
+        `coming, ask the operator to reject this one: rosterd import reject ${id}`,
+    );
+    expect(mail.html.replace(/\s+/g, ' ')).toContain('it replaces this one when it is imported');
     expect(mail.attachments.map((a) => a.filename)).toEqual(['users-would-deactivate.csv']);
     expect(mail.attachments[0]?.content).toBe(
       "\uFEFFusername,email,first name,last name,sis id\r\njdoe,jdoe@lincoln.example,Jane,Doe,1001\r\n'@risky,,'+1,'-x,\r\n",
