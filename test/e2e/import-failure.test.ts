@@ -10,6 +10,7 @@ import { runImport } from '../../src/import/run-import.js';
 import { getImportRecord } from '../../src/import/records.js';
 import type { ImportPoint } from '../../src/import/engine-types.js';
 import { csv, importFixture, type ImportFixture } from './import-fixture.js';
+import { xlsxEntries, zipArchive } from '../support/zip.js';
 
 let f: ImportFixture;
 const base = Array.from({ length: 30 }, (_, i) => `member${String(i).padStart(2, '0')},m${i}@x.org,First,Last${i}`);
@@ -59,7 +60,8 @@ describe('broken files fail cleanly and change nothing', () => {
     ['a header only', 'username,email\n', /no data rows|only a header|header row but no/i],
     ['no username column', 'email,first name\na@x.org,A\n', /username/i],
     ['a semicolon-separated file', 'username;email;first name\nmember00;m0@x.org;First\n', /semicolon/i],
-    ['an Excel workbook', Buffer.from([0x50, 0x4b, 0x03, 0x04, 1, 2, 3, 4]), /Excel/i],
+    ['an Excel workbook', zipArchive(xlsxEntries()), /^The file is an Excel workbook \(\.xlsx\)/],
+    ['users.csv compressed', zipArchive([{ name: 'users.csv', content: 'username\nmember00\n' }]), /Unzip it and upload users\.csv itself/],
     ['an HTML page', '<!DOCTYPE html><html><body>Error</body></html>\n', /web page/i],
     ['an unterminated quote', 'username,email\nmember00,"m0@x.org\nmember01,m1@x.org\n', /quote/i],
   ];

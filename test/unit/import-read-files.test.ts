@@ -2,11 +2,15 @@
  * Reading users.csv as a file (issue 3, step 1): header matching, encodings, line endings, quoting,
  * line numbers, and every broken-file case with the one message it fails with.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { readUsersFile } from '../../src/import/read/users-reader.js';
 import { collect, fixture, NOW, readGroupsText, readUsersText, rejection, SCHOOLS, streamOf } from '../fixtures/csv/helpers.js';
 import { readUsers } from '../../src/import/read/users-reader.js';
+import { xlsxEntries, zipArchive } from '../support/zip.js';
 
 const fromFile = (name: string) => collect(readUsersFile(fixture(name), { schools: SCHOOLS, now: NOW }));
 
@@ -168,9 +172,16 @@ describe('files that are not CSV', () => {
     const err = await rejection(readUsersText(`username\n${rows}\nbad\0user\n`, {}));
     expect(err.message).toMatch(/^The file contains binary data \(NUL bytes\)/);
   });
-  it('an .xlsx workbook saved as .csv fails', async () => {
-    const err = await rejection(fromFile('users-xlsx.csv'));
-    expect(err.message).toBe(`The file is an Excel workbook (.xlsx) saved with a .csv name, not a CSV file. ${SAVE_AS}`);
+  it('an .xlsx workbook saved as .csv fails (a file on disk: the reader sees its first 64 KiB)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'rosterd-xlsx-'));
+    try {
+      const file = path.join(dir, 'users.csv');
+      writeFileSync(file, zipArchive(xlsxEntries()));
+      const err = await rejection(collect(readUsersFile(file, { schools: SCHOOLS, now: NOW })));
+      expect(err.message).toBe(`The file is an Excel workbook (.xlsx) saved with a .csv name, not a CSV file. ${SAVE_AS}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
   it('an old .xls workbook saved as .csv fails', async () => {
     const err = await rejection(fromFile('users-xls.csv'));
@@ -188,25 +199,88 @@ describe('files that are not CSV', () => {
       expect((await rejection(readUsersText(bytes))).message).toBe(`The file is saved as UTF-16 ("Unicode Text"), not as CSV. ${SAVE_AS}`);
     }
   });
-  it('a compressed file says so: gzip, or a ZIP archive holding the CSV (an .xlsx is a ZIP archive too)', async () => {
-    const csv = 'username,email\njsmith,j@x.org\n';
-    const gzip = await rejection(readUsersText(gzipSync(csv)));
+  it('a gzip file says it is compressed', async () => {
+    const gzip = await rejection(readUsersText(gzipSync('username,email\njsmith,j@x.org\n')));
     expect(gzip.message).toBe(
       'The file is compressed (gzip, a .gz file) with a .csv name, not a CSV file. Upload the CSV file itself, not the compressed one.',
     );
-    // A ZIP local file header (stored, not deflated) naming users.csv, as `zip users.zip users.csv` writes it.
-    const name = Buffer.from('users.csv');
-    const header = Buffer.alloc(30);
-    header.writeUInt32LE(0x04034b50, 0);
-    header.writeUInt16LE(name.length, 26);
-    const zip = await rejection(readUsersText(Buffer.concat([header, name, Buffer.from(csv)])));
-    expect(zip.message).toBe(
-      'The file is a ZIP archive (compressed) holding users.csv, not a CSV file. Upload the CSV file itself, not the compressed one.',
-    );
-    const xlsxName = Buffer.from('[Content_Types].xml');
-    header.writeUInt16LE(xlsxName.length, 26);
-    const xlsx = await rejection(readUsersText(Buffer.concat([header, xlsxName, Buffer.alloc(600, 0x41)])));
-    expect(xlsx.message).toBe(`The file is an Excel workbook (.xlsx) saved with a .csv name, not a CSV file. ${SAVE_AS}`);
+  });
+  describe('a ZIP archive is named for what it is, each with its own advice', () => {
+    const csv = 'username,email\njsmith,j@x.org\n';
+    const read = async (zip: Buffer): Promise<string> => (await rejection(readUsersText(zip))).message;
+    const EXCEL = `The file is an Excel workbook (.xlsx) saved with a .csv name, not a CSV file. ${SAVE_AS}`;
+    it('an Excel workbook, with sizes in its headers or after its data (streaming writers)', async () => {
+      expect(await read(zipArchive(xlsxEntries()))).toBe(EXCEL);
+      expect(await read(zipArchive(xlsxEntries(), { descriptors: true }))).toBe(EXCEL);
+      // Written by another program, with the parts in another order.
+      expect(await read(zipArchive([...xlsxEntries()].reverse(), { descriptors: true }))).toBe(EXCEL);
+    });
+    it('a LibreOffice (OpenDocument) spreadsheet', async () => {
+      const ods = zipArchive([
+        { name: 'mimetype', content: 'application/vnd.oasis.opendocument.spreadsheet', stored: true },
+        { name: 'Configurations2/', content: '', stored: true },
+        { name: 'manifest.rdf', content: '<rdf:RDF/>' },
+        { name: 'content.xml', content: '<office:document-content><table:table table:name="users"/></office:document-content>' },
+        { name: 'META-INF/manifest.xml', content: '<manifest:manifest/>' },
+      ]);
+      expect(await read(ods)).toBe(
+        'The file is an OpenDocument spreadsheet (.ods, as LibreOffice Calc saves it) with a .csv name, not a CSV file. ' +
+          'Open it in LibreOffice Calc and save it as "Text CSV (.csv)", with the character set UTF-8 and a comma as the field ' +
+          'delimiter, then upload that file.',
+      );
+      // A text document is not a spreadsheet to save as CSV.
+      const odt = zipArchive([
+        { name: 'mimetype', content: 'application/vnd.oasis.opendocument.text', stored: true },
+        { name: 'content.xml', content: '<office:document-content/>' },
+      ]);
+      expect(await read(odt)).toMatch(/^The file is an OpenDocument file \(from LibreOffice or OpenOffice\) but not a spreadsheet/);
+    });
+    it('an Apple Numbers spreadsheet', async () => {
+      const numbers = zipArchive([
+        { name: 'Index/Document.iwa', content: Buffer.from([0x00, 0x8e, 0x01, 0x00, 0x0a, 0x0c, 0x08]) },
+        { name: 'Index/ViewState.iwa', content: Buffer.from([0x00, 0x20, 0x00, 0x00]) },
+        { name: 'Metadata/Properties.plist', content: 'bplist00' },
+        { name: 'preview.jpg', content: Buffer.alloc(64, 0xff) },
+      ]);
+      expect(await read(numbers)).toBe(
+        'The file is an Apple Numbers spreadsheet (.numbers) with a .csv name, not a CSV file. Open it in Numbers and ' +
+          'export it as CSV (File > Export To > CSV, text encoding Unicode (UTF-8)), then upload that file.',
+      );
+    });
+    it('users.csv compressed, alone or with other files, in a folder or not', async () => {
+      expect(await read(zipArchive([{ name: 'users.csv', content: csv }]))).toBe(
+        'The file is a ZIP archive (a compressed file) holding users.csv, not a CSV file. Unzip it and upload users.csv itself.',
+      );
+      expect(await read(zipArchive([{ name: 'users.csv', content: csv, stored: true }]))).toBe(
+        'The file is a ZIP archive (a compressed file) holding users.csv, not a CSV file. Unzip it and upload users.csv itself.',
+      );
+      const exported = zipArchive(
+        [
+          { name: 'export/', content: '', stored: true },
+          { name: 'export/readme.pdf', content: '%PDF-1.4' },
+          { name: 'export/users.csv', content: csv },
+        ],
+        { descriptors: true },
+      );
+      expect(await read(exported)).toBe(
+        'The file is a ZIP archive (a compressed file) holding export/users.csv and other files, not a CSV file. ' +
+          'Unzip it and upload users.csv itself.',
+      );
+    });
+    it('a ZIP archive of anything else, or one whose names cannot be read', async () => {
+      const other = zipArchive([
+        { name: 'roster.pdf', content: '%PDF-1.4 roster' },
+        { name: 'photo.jpg', content: Buffer.alloc(40, 0xff) },
+      ]);
+      expect(await read(other)).toBe(
+        'The file is a ZIP archive (a compressed file) holding roster.pdf and other files, not a CSV file. Unzip it and upload ' +
+          'the roster as a CSV file (a spreadsheet saved as "CSV UTF-8 (Comma delimited)" in Excel).',
+      );
+      expect(await read(Buffer.from([0x50, 0x4b, 0x03, 0x04, 1, 2, 3, 4]))).toBe(
+        'The file is a ZIP archive (a compressed file), not a CSV file. Unzip it and upload the roster as a CSV file ' +
+          '(a spreadsheet saved as "CSV UTF-8 (Comma delimited)" in Excel).',
+      );
+    });
   });
   it('an HTML page fails', async () => {
     const err = await rejection(fromFile('users-html.csv'));

@@ -19,14 +19,7 @@ const UPLOAD_CSV = 'Upload the CSV file itself, not the compressed one.';
 /** Looks at the first bytes of the file (after a UTF-8 BOM) for things that are not CSV text. */
 export function sniffHead(head: Buffer): void {
   const starts = (...bytes: number[]): boolean => bytes.every((b, i) => head[i] === b);
-  if (starts(0x50, 0x4b, 0x03, 0x04)) {
-    // A ZIP archive: an .xlsx workbook is one, and so is users.csv compressed as users.zip.
-    const first = zipFirstName(head);
-    if (first !== undefined && /\.(?:csv|txt)$/i.test(first)) {
-      throw new FileRejectedError(`The file is a ZIP archive (compressed) holding ${first}, not a CSV file. ${UPLOAD_CSV}`);
-    }
-    throw new FileRejectedError(`The file is an Excel workbook (.xlsx) saved with a .csv name, not a CSV file. ${SAVE_AS_CSV}`);
-  }
+  if (starts(0x50, 0x4b, 0x03, 0x04)) throw new FileRejectedError(zipMessage(zipEntries(head)));
   if (starts(0x1f, 0x8b)) {
     throw new FileRejectedError(`The file is compressed (gzip, a .gz file) with a .csv name, not a CSV file. ${UPLOAD_CSV}`);
   }
@@ -51,12 +44,90 @@ export function sniffHead(head: Buffer): void {
   }
 }
 
-/** The name of the first file in a ZIP archive (its first local file header), when it is printable. */
-function zipFirstName(head: Buffer): string | undefined {
-  if (head.length < 30) return undefined;
-  const length = head.readUInt16LE(26);
-  const name = head.subarray(30, 30 + length).toString('latin1');
-  return name.length === length && length > 0 && length <= 100 && /^[\x20-\x7e]+$/.test(name) ? name : undefined;
+/**
+ * A ZIP archive is many things: an Excel workbook (.xlsx), a LibreOffice spreadsheet (.ods), an
+ * Apple Numbers one (.numbers), or users.csv compressed. Each needs different advice, and the
+ * names of the entries at the start of the archive tell them apart.
+ */
+function zipMessage(zip: ZipHead): string {
+  const { names, mimetype } = zip;
+  const odf = 'application/vnd.oasis.opendocument.';
+  if (mimetype === `${odf}spreadsheet`) {
+    return (
+      'The file is an OpenDocument spreadsheet (.ods, as LibreOffice Calc saves it) with a .csv name, not a CSV file. ' +
+      'Open it in LibreOffice Calc and save it as "Text CSV (.csv)", with the character set UTF-8 and a comma as the field ' +
+      'delimiter, then upload that file.'
+    );
+  }
+  if (mimetype?.startsWith(odf)) {
+    return (
+      'The file is an OpenDocument file (from LibreOffice or OpenOffice) but not a spreadsheet, and not a CSV file. ' +
+      'Export the roster from your SIS as CSV (comma-separated values) and upload it again.'
+    );
+  }
+  if (names.some((n) => n.startsWith('Index/') && n.endsWith('.iwa'))) {
+    return (
+      'The file is an Apple Numbers spreadsheet (.numbers) with a .csv name, not a CSV file. Open it in Numbers and ' +
+      'export it as CSV (File > Export To > CSV, text encoding Unicode (UTF-8)), then upload that file.'
+    );
+  }
+  const officeParts = names.some((n) => n === '[Content_Types].xml' || n.startsWith('_rels/') || n.startsWith('docProps/'));
+  if (names.some((n) => n.startsWith('word/')) && !names.some((n) => n.startsWith('xl/'))) {
+    return (
+      'The file is a Word document (.docx) with a .csv name, not a CSV file. ' +
+      'Export the roster from your SIS as CSV (comma-separated values) and upload it again.'
+    );
+  }
+  // An Office file whose part folders start past the head: in a roster's place, a workbook.
+  if (officeParts || names.some((n) => n.startsWith('xl/'))) {
+    return `The file is an Excel workbook (.xlsx) saved with a .csv name, not a CSV file. ${SAVE_AS_CSV}`;
+  }
+  const files = names.filter((n) => !n.endsWith('/'));
+  const csv = files.find((n) => /\.(?:csv|txt)$/i.test(n));
+  const shown = (name: string): string => (files.length > 1 ? `${name} and other files` : name);
+  if (csv !== undefined) {
+    const unzipped = csv.slice(csv.lastIndexOf('/') + 1);
+    return `The file is a ZIP archive (a compressed file) holding ${shown(csv)}, not a CSV file. Unzip it and upload ${unzipped} itself.`;
+  }
+  const holding = files[0] === undefined ? '' : ` holding ${shown(files[0])}`;
+  return (
+    `The file is a ZIP archive (a compressed file)${holding}, not a CSV file. Unzip it and upload the roster as a CSV file ` +
+    '(a spreadsheet saved as "CSV UTF-8 (Comma delimited)" in Excel).'
+  );
+}
+
+interface ZipHead {
+  /** names of the entries whose headers are in the head, in archive order */
+  names: string[];
+  /** an OpenDocument file's first entry, `mimetype`, stored uncompressed: what the file is */
+  mimetype?: string;
+}
+
+const ZIP_ENTRY = Buffer.from([0x50, 0x4b, 0x03, 0x04]);
+
+/**
+ * The entries of a ZIP archive that start in `head`, from their local file headers. An entry whose
+ * size comes after its data (flag bit 3) is skipped by looking for the next header.
+ */
+function zipEntries(head: Buffer): ZipHead {
+  const out: ZipHead = { names: [] };
+  let at = 0;
+  while (out.names.length < 50 && at >= 0 && at + 30 <= head.length && head.readUInt32LE(at) === 0x04034b50) {
+    const flags = head.readUInt16LE(at + 6);
+    const method = head.readUInt16LE(at + 8);
+    const size = head.readUInt32LE(at + 18);
+    const nameLength = head.readUInt16LE(at + 26);
+    const data = at + 30 + nameLength + head.readUInt16LE(at + 28);
+    if (at + 30 + nameLength > head.length) break;
+    const name = head.subarray(at + 30, at + 30 + nameLength).toString(flags & 0x800 ? 'utf8' : 'latin1');
+    if (nameLength === 0 || nameLength > 255 || !/^[^\x00-\x1f\x7f]+$/.test(name)) break;
+    if (out.names.length === 0 && name === 'mimetype' && method === 0 && data + size <= head.length) {
+      out.mimetype = head.subarray(data, data + size).toString('latin1');
+    }
+    out.names.push(name);
+    at = flags & 0x08 ? head.indexOf(ZIP_ENTRY, data + size) : data + size;
+  }
+  return out;
 }
 
 /**
