@@ -6,6 +6,7 @@
 import { DateTime } from 'luxon';
 import { holdFacts } from '../import/hold.js';
 import { GROUPS_SPEC, normalizeHeaderName, USERS_SPEC } from '../import/read/headers.js';
+import { avoidExcel } from '../import/read/users-rules.js';
 import type { ImportCounts, ImportIssue, ImportMode } from '../import/types.js';
 import { assertNever, PASSWORD_MASK } from '../types.js';
 import type { ReportImport, ReportInput } from './types.js';
@@ -440,10 +441,7 @@ function warningAdvice(record: ReportImport, attachment: string | null): string[
     );
   }
   if (record.warnings.some(isExcel)) {
-    out.push(
-      'Excel changed some values (see the warnings); the passwords it changed were not used. Format those columns as Text in Excel ' +
-        'before typing or pasting the values, or export the file from your SIS directly, without opening and saving it in Excel.',
-    );
+    out.push(`Excel changed some values (see the warnings); the passwords it changed were not used. ${avoidExcel('those columns', true)}.`);
   }
   const spec = record.file.toLowerCase() === 'groups.csv' ? GROUPS_SPEC : USERS_SPEC;
   // A column whose warning explains itself (`status`) needs no advice here.

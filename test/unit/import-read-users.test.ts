@@ -209,10 +209,13 @@ describe('school', () => {
     const [dropped] = await errorsOf({ username: 'jsmith', school: '60000100001' });
     expect(dropped?.message).toBe(
       "School '60000100001' does not match any school of this district (by NCES ID, state ID or name). It looks like the ID " +
-        '060000100001 without its leading zero, which a spreadsheet drops: format the column as text in the spreadsheet and export the file again',
+        '060000100001 without its leading zero, which a spreadsheet drops: format the column as Text in Excel before typing or pasting ' +
+        'the values, or export the file from your SIS directly, without opening and saving it in Excel',
     );
     const [scientific] = await errorsOf({ username: 'jsmith', school: '6.00001E+10' });
-    expect(scientific?.message).toMatch(/\. It looks like a number a spreadsheet wrote in scientific notation: format the column as text/);
+    expect(scientific?.message).toMatch(
+      /\. It looks like a number a spreadsheet wrote in scientific notation: format the column as Text in Excel/,
+    );
     const [year] = await errorsOf({ username: 'jsmith', 'graduation year': '2030.0' });
     expect(year?.message).toBe(
       'Graduation year must be a four-digit year, such as 2031, without decimals (a spreadsheet number format adds them)',

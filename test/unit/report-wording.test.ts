@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { emptyCounts, type ImportIssue } from '../../src/import/types.js';
 import { renderReport } from '../../src/report/render.js';
 import type { ReportImport, ReportInput } from '../../src/report/types.js';
+import { readUsersText } from '../fixtures/csv/helpers.js';
 
 const ID = '6f1c0d2e-4b1a-4a57-9a0e-1b2c3d4e5f60';
 
@@ -332,6 +333,24 @@ describe('what to do next', () => {
     );
     expect(unset.text).not.toContain('without the spaces');
     expect(unset.text).toContain('Check the warnings above.');
+  });
+
+  it("the reader's messages and the report's advice keep Excel from changing values in one wording", async () => {
+    const { summary } = await readUsersText('username,school,sis id\nbob1,60000100001,1.23457E+17\n');
+    const mail = renderReport(
+      input({
+        status: 'completed_with_errors',
+        counts: { ...emptyCounts(), rows: 1, errors: summary.errorCount, warnings: summary.warningCount },
+        errors: summary.errors,
+        warnings: summary.warnings,
+      }),
+    );
+    const advice =
+      'as Text in Excel before typing or pasting the values, or export the file from your SIS directly, without opening and saving it in Excel';
+    expect(summary.errors.map((e) => e.message)).toEqual([expect.stringMatching(/without its leading zero, which a spreadsheet drops: /)]);
+    expect(summary.errors[0]?.message).toContain(`: format the column ${advice}`);
+    expect(summary.warnings[0]?.message).toContain(`. Format the column ${advice}`);
+    expect(mail.text.replace(/\s+/g, ' ')).toContain(`the passwords it changed were not used. Format those columns ${advice}.`);
   });
 
   it('"Nothing to do." when there is nothing', () => {

@@ -157,8 +157,19 @@ const EXCEL_ERRORS = /^#(?:NAME\?|VALUE!|REF!|DIV\/0!|N\/A|NUM!|NULL!|SPILL!|CAL
 /** As Excel writes a number too long for its General format: 1.23457E+17, 1E+15. */
 const SCIENTIFIC = /^\d(?:\.\d+)?E\+\d{1,3}$/;
 
-const AVOID_EXCEL =
-  'Format the column as Text in Excel before typing or pasting the values, or export the file from your SIS directly, without opening and saving it in Excel';
+/**
+ * How to keep Excel from changing values (a long ID, a leading zero, a password it takes for a
+ * formula), in one wording: a row's message says it of "the column", the report's advice of
+ * "those columns"; after a colon, or as a sentence of its own.
+ */
+export function avoidExcel(columns: 'the column' | 'those columns', startsSentence = false): string {
+  return (
+    `${startsSentence ? 'Format' : 'format'} ${columns} as Text in Excel before typing or pasting the values, ` +
+    'or export the file from your SIS directly, without opening and saving it in Excel'
+  );
+}
+
+const AVOID_EXCEL = avoidExcel('the column', true);
 
 /** The warning of a password Excel changed (not used: see `password`). */
 export function passwordDamageWarning(v: string): string | undefined {
@@ -379,7 +390,7 @@ function school(schools: readonly SchoolRef[]) {
  * number, dropping its leading zero, or showing it in scientific notation, which also loses digits.
  */
 function spreadsheetHint(v: string, find: (value: string) => unknown): string {
-  const fix = 'format the column as text in the spreadsheet and export the file again';
+  const fix = avoidExcel('the column');
   if (/^\d(?:\.\d+)?e\+?\d+$/i.test(v)) return `. It looks like a number a spreadsheet wrote in scientific notation: ${fix}`;
   if (/^\d+$/.test(v) && typeof find(`0${v}`) === 'string') {
     return `. It looks like the ID 0${v} without its leading zero, which a spreadsheet drops: ${fix}`;
