@@ -13,7 +13,7 @@ import { copyLine, startCopy } from './copy-stream.js';
 import { insertIssues, MESSAGES, receivedInTenantZone } from './issues.js';
 import type { ImportHook, ImportTarget, ReadOutcome, ReadResult } from './engine-types.js';
 import type { LastUsersRows } from './rejected-rows.js';
-import { emptyCounts, type GroupRow, type ImportCounts } from './types.js';
+import { emptyCounts, type GroupRow, type ImportCounts, type WarningCode } from './types.js';
 
 export interface GroupsApplyResult extends ReadOutcome {
   counts: ImportCounts;
@@ -128,18 +128,19 @@ export async function applyGroups(
   // An inactive user's warning names the users.csv import that deactivated the user (the last
   // import to change an inactive user is the one that deactivated it).
   const warned = await client.query(
-    `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message)
+    `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, code)
      SELECT $1::uuid, 'warning', p.line, 'username', p.username,
             CASE WHEN d.id IS NULL THEN format($2, p.username)
                  ELSE format($5, p.username,
                              ${receivedInTenantZone('d', 't')},
-                             CASE d.mode WHEN 'delta' THEN $6 ELSE $7 END) END
+                             CASE d.mode WHEN 'delta' THEN $6 ELSE $7 END) END,
+            $8
        FROM import_group_plan p JOIN users u ON u.id = p.user_id
        LEFT JOIN uploads d ON d.id = u.last_import_id AND d.file_name = 'users.csv' AND u.deactivated_at IS NOT NULL
        LEFT JOIN tenants t ON t.id = d.tenant_id
       WHERE p.op = 'ok' AND NOT u.active
      UNION ALL
-     SELECT $1::uuid, 'warning', p.line, 'owner', p.owner, format($3, gr.name, o.username)
+     SELECT $1::uuid, 'warning', p.line, 'owner', p.owner, format($3, gr.name, o.username), $9
        FROM import_group_plan p
        JOIN groups gr ON gr.tenant_id = $4::bigint AND NOT gr.is_default AND lower(gr.name) = lower(p.group_name)
        JOIN users o ON o.id = gr.owner_id
@@ -152,6 +153,8 @@ export async function applyGroups(
       MESSAGES.groupUserDeactivated,
       MESSAGES.deactivatedByDelete,
       MESSAGES.deactivatedByFullSync,
+      'GROUP_USER_INACTIVE' satisfies WarningCode,
+      'GROUP_OWNER_IGNORED' satisfies WarningCode,
     ],
   );
   await client.query(

@@ -25,7 +25,7 @@ import { DEFAULT_MAX_ERRORS as MAX_KEPT_ISSUES } from './read/summary.js';
 import { passwordCheck, PasswordSealer, type CheckKey } from './password.js';
 import type { PasswordHasher } from './hash-pool.js';
 import type { ImportHook, ImportTarget, ReadOutcome, ReadResult, ReadSummary } from './engine-types.js';
-import { emptyCounts, type ImportCounts, type ReadItem, type UserRow } from './types.js';
+import { emptyCounts, type ImportCounts, type ReadItem, type UserRow, type WarningCode } from './types.js';
 
 /** Optional columns of users.csv; a column absent from the file keeps the stored values. */
 const FIELDS = [
@@ -209,10 +209,10 @@ async function applyStaged(
       : `FROM ${t.changes} c JOIN ${t.rows} s ON s.line = c.line WHERE c.op = 'create'`;
     const { rows } = await client.query<{ total: number }>(
       `WITH unset AS (SELECT s.line, s.username ${from} AND s.pw_check IS NULL),
-            kept AS (INSERT INTO import_issues (upload_id, kind, line, column_name, value, message)
-                     SELECT $1, 'warning', line, 'password', NULL, format($2, username) FROM unset ORDER BY line LIMIT $3)
+            kept AS (INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, code)
+                     SELECT $1, 'warning', line, 'password', NULL, format($2, username), $4 FROM unset ORDER BY line LIMIT $3)
        SELECT count(*)::int AS total FROM unset`,
-      [target.uploadId, MESSAGES.newWithoutPassword, room.warnings],
+      [target.uploadId, MESSAGES.newWithoutPassword, room.warnings, 'NEW_USER_WITHOUT_PASSWORD' satisfies WarningCode],
     );
     unset = rows[0]?.total ?? 0;
   }
@@ -615,12 +615,12 @@ async function insertPlanIssues(
   if (reactivations === 0) return 0;
   if (room.warnings > 0) {
     await client.query(
-      `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message)
-       SELECT $1, 'warning', c.line, 'username', s.username, format($2, s.username)
+      `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, code)
+       SELECT $1, 'warning', c.line, 'username', s.username, format($2, s.username), $4
          FROM ${t.changes} c JOIN ${t.rows} s ON s.line = c.line
         WHERE c.op = 'reactivate' AND s.action = 'add'
         ORDER BY c.line LIMIT $3`,
-      [uploadId, MESSAGES.addReactivated, room.warnings],
+      [uploadId, MESSAGES.addReactivated, room.warnings, 'ADD_REACTIVATED' satisfies WarningCode],
     );
   }
   return reactivations;

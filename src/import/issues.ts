@@ -54,8 +54,8 @@ export async function insertIssues(
   for (let i = 0; i < issues.length; i += CHUNK) {
     const part = issues.slice(i, i + CHUNK);
     await client.query(
-      `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message)
-       SELECT $1, $2, * FROM unnest($3::integer[], $4::text[], $5::text[], $6::text[])`,
+      `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, code)
+       SELECT $1, $2, * FROM unnest($3::integer[], $4::text[], $5::text[], $6::text[], $7::text[])`,
       [
         uploadId,
         kind,
@@ -63,6 +63,7 @@ export async function insertIssues(
         part.map((x) => x.column),
         part.map((x) => (x.value === undefined ? null : /password/i.test(x.column) ? PASSWORD_MASK : x.value)),
         part.map((x) => x.message),
+        part.map((x) => x.code ?? null),
       ],
     );
   }

@@ -5,7 +5,7 @@
 import { DateTime } from 'luxon';
 import type { Queryable } from '../store/db.js';
 import type { UploadStatus } from '../types.js';
-import { emptyCounts, type ImportCounts, type ImportIssue, type ImportMode } from './types.js';
+import { emptyCounts, warningCode, type ImportCounts, type ImportIssue, type ImportMode } from './types.js';
 
 export interface ImportRecord {
   id: string;
@@ -80,6 +80,7 @@ interface IssueRow {
   column_name: string;
   value: string | null;
   message: string;
+  code: string | null;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -97,6 +98,17 @@ const SELECT = `
 export function zonedIso(at: Date | null, zone: string): string | null {
   if (!at) return null;
   return DateTime.fromJSDate(at, { zone }).set({ millisecond: 0 }).toISO({ suppressMilliseconds: true });
+}
+
+/**
+ * A record as --json prints it (PRODUCT.md §7): its issues without their code. The code is what
+ * the report's advice is keyed on, named and grouped as the report needs; printed, scripts would
+ * come to rely on a list that only warnings have, that imports recorded before it lack, and that
+ * is free to change with the advice.
+ */
+export function recordJson<R extends ImportRecord>(record: R): R {
+  const bare = ({ code: _code, ...issue }: ImportIssue): ImportIssue => issue;
+  return { ...record, errors: record.errors.map(bare), warnings: record.warnings.map(bare) };
 }
 
 /** One import with all of its errors and warnings; undefined when no upload has this id. */
@@ -131,7 +143,7 @@ async function withIssues(db: Queryable, rows: RecordRow[], perImport: number | 
     `SELECT x.* FROM unnest($1::uuid[]) AS q(id)
        CROSS JOIN (VALUES ('error'), ('warning')) AS k(kind)
        CROSS JOIN LATERAL (
-         SELECT upload_id, kind, line, column_name, value, message FROM import_issues
+         SELECT upload_id, kind, line, column_name, value, message, code FROM import_issues
           WHERE upload_id = q.id AND kind = k.kind ORDER BY line, id LIMIT $2) x`,
     [ids, perImport],
   );
@@ -141,10 +153,13 @@ async function withIssues(db: Queryable, rows: RecordRow[], perImport: number | 
   );
   return rows.map((r) => {
     const mine = issues.rows.filter((i) => i.upload_id === r.id);
-    const toIssue = (i: IssueRow): ImportIssue =>
-      i.value === null
-        ? { line: i.line, column: i.column_name, message: i.message }
-        : { line: i.line, column: i.column_name, value: i.value, message: i.message };
+    const toIssue = (i: IssueRow): ImportIssue => {
+      const issue: ImportIssue = { line: i.line, column: i.column_name, message: i.message };
+      if (i.value !== null) issue.value = i.value;
+      const code = warningCode(i.code);
+      if (code !== undefined) issue.code = code;
+      return issue;
+    };
     const errors = mine.filter((i) => i.kind === 'error').map(toIssue);
     const warnings = mine.filter((i) => i.kind === 'warning').map(toIssue);
     const counts = { ...emptyCounts(), ...(r.counts ?? {}) };

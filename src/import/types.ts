@@ -11,13 +11,64 @@ export type AccessType = 'administrator' | 'school_administrator' | 'manager';
 export type Role = 'student' | 'teacher' | 'staff' | 'parent' | 'other';
 export type RowAction = 'add' | 'update' | 'delete';
 
+/**
+ * What a warning is about, given where the warning is made. The report's advice is keyed on it
+ * (src/report/model.ts), so that a message can be reworded without the advice being lost. Stored
+ * with the warning (import_issues.code); rosterd's own, left out of --json (records.ts recordJson).
+ */
+export const WARNING_CODES = [
+  /** the file is not UTF-8 and was read as Windows-1252 (line 0) */
+  'ENCODING_WINDOWS_1252',
+  /** some lines are not UTF-8 and were read as Windows-1252, the rest as UTF-8 (line 0) */
+  'ENCODING_MIXED',
+  /** a password's spaces at either end were removed */
+  'PASSWORD_TRIMMED',
+  /** a password Excel replaced (#NAME?, 1.23457E+17): not used */
+  'EXCEL_CHANGED_PASSWORD',
+  /** an SIS ID Excel replaced: stored as written */
+  'EXCEL_CHANGED_SIS_ID',
+  /** an SIS ID holding an invisible character: stored as written */
+  'INVISIBLE_SIS_ID',
+  /** a header name rosterd does not know (line 1): its values were ignored */
+  'UNKNOWN_COLUMN',
+  /** a column rosterd knows of but does not read, such as status (line 1) */
+  'UNREAD_COLUMN',
+  /** columns without a name in the header row (line 1) */
+  'UNNAMED_COLUMNS',
+  /** a data line that repeats the header row: skipped */
+  'HEADER_REPEATED',
+  /** groups.csv lines repeating an earlier line: each membership added once */
+  'LINES_REPEATED',
+  /** a new user whose password cell is blank */
+  'NEW_USER_WITHOUT_PASSWORD',
+  /** a delta's `add` of an inactive user, which reactivates it */
+  'ADD_REACTIVATED',
+  /** groups.csv: a membership of an inactive user */
+  'GROUP_USER_INACTIVE',
+  /** groups.csv: an owner given for a group that has another one */
+  'GROUP_OWNER_IGNORED',
+] as const;
+export type WarningCode = (typeof WARNING_CODES)[number];
+
+const WARNING_CODE_SET: ReadonlySet<string> = new Set(WARNING_CODES);
+
+/** A code as stored; anything else (NULL, or a code of a later version) is no code. */
+export function warningCode(stored: string | null | undefined): WarningCode | undefined {
+  return stored !== null && stored !== undefined && WARNING_CODE_SET.has(stored) ? (stored as WarningCode) : undefined;
+}
+
 /** One problem in a file. `line` is the spreadsheet line (header = 1); 0 for a whole-file problem. */
 export interface ImportIssue {
   line: number;
   column: string;
   value?: string;
   message: string;
+  /** a warning's code (see WARNING_CODES); errors have none */
+  code?: WarningCode;
 }
+
+/** A warning as rosterd makes it: with what it is about. */
+export type CodedWarning = ImportIssue & { code: WarningCode };
 
 export interface SchoolRef {
   id: string;

@@ -7,7 +7,7 @@ import { DateTime } from 'luxon';
 import { holdFacts } from '../import/hold.js';
 import { GROUPS_SPEC, normalizeHeaderName, USERS_SPEC } from '../import/read/headers.js';
 import { avoidExcel } from '../import/read/users-rules.js';
-import type { ImportCounts, ImportIssue, ImportMode } from '../import/types.js';
+import type { ImportCounts, ImportIssue, ImportMode, WarningCode } from '../import/types.js';
 import { assertNever, PASSWORD_MASK } from '../types.js';
 import type { ReportImport, ReportInput } from './types.js';
 
@@ -421,42 +421,54 @@ function fixErrorsAdvice(record: ReportImport, errors: number, attachment: strin
   );
 }
 
-/** What the warnings ask of the administrator; empty when there are none. */
+/**
+ * What the warnings ask of the administrator; empty when there are none. Keyed on each warning's
+ * code, given where the warning is made, never on its wording.
+ *
+ * Warnings stored before codes were (migration 009) have none, and need no fallback: advice is
+ * given only in the report of an import just made or approved, or of a dry run, whose warnings
+ * were all made by this version (an approval reads the held file again and replaces its issues).
+ * The reports of holds, rejections and failures give none, and a report queued before is sent as
+ * it was rendered then. Should a report ever be rendered again from such a record, its warnings
+ * count as others, and the report still says to check them.
+ */
 function warningAdvice(record: ReportImport, attachment: string | null): string[] {
   const total = Math.max(record.counts.warnings, record.warnings.length);
   if (total === 0) return [];
-  const isEncoding = (w: ImportIssue): boolean => w.line === 0 && /Windows-1252/i.test(w.message);
-  // The reader's warning of a trimmed password; the database's of a new user without one is another.
-  const isPassword = (w: ImportIssue): boolean => w.line > 1 && isPasswordColumn(w.column) && /starts or ends with spaces/.test(w.message);
-  const isExcel = (w: ImportIssue): boolean => w.line > 1 && w.message.startsWith('Excel changed this');
+  const has = (...codes: WarningCode[]): boolean => record.warnings.some((w) => w.code !== undefined && codes.includes(w.code));
   const out: string[] = [];
-  if (record.warnings.some(isEncoding) || (record.encoding ?? 'utf-8').toLowerCase() !== 'utf-8') {
+  if (has('ENCODING_WINDOWS_1252', 'ENCODING_MIXED') || (record.encoding ?? 'utf-8').toLowerCase() !== 'utf-8') {
     out.push('Save the file as UTF-8 ("CSV UTF-8 (Comma delimited)" in Excel) next time, and check that names with accents look right.');
   }
-  if (record.warnings.some(isPassword)) {
+  // The reader's warning of a trimmed password; the database's of a new user without one is another.
+  if (has('PASSWORD_TRIMMED')) {
     out.push(
       `Some passwords started or ended with spaces, which were removed: tell those users to sign in without the spaces (their lines are listed ${
         attachment ? `in ${attachment}` : 'above'
       }).`,
     );
   }
-  if (record.warnings.some(isExcel)) {
+  if (has('EXCEL_CHANGED_PASSWORD', 'EXCEL_CHANGED_SIS_ID')) {
     out.push(`Excel changed some values (see the warnings); the passwords it changed were not used. ${avoidExcel('those columns', true)}.`);
   }
-  const spec = record.file.toLowerCase() === 'groups.csv' ? GROUPS_SPEC : USERS_SPEC;
-  // A column whose warning explains itself (`status`) needs no advice here.
-  // Columns without a name (column '') have nothing to rename.
-  const isUnknownColumn = (w: ImportIssue): boolean =>
-    w.line === 1 && w.column !== '' && spec.unread?.[normalizeHeaderName(w.column)] === undefined;
-  if (record.warnings.some(isUnknownColumn)) {
+  // A column whose warning explains itself (`status`, UNREAD_COLUMN) needs no advice here, and
+  // columns without a name (UNNAMED_COLUMNS) have nothing to rename.
+  if (has('UNKNOWN_COLUMN')) {
+    const spec = record.file.toLowerCase() === 'groups.csv' ? GROUPS_SPEC : USERS_SPEC;
     out.push(
       'Columns with names rosterd does not know were ignored (see the warnings). If one of them was meant to be read, ' +
         `rename it as its warning says, or to one of ${spec.columns.join(', ')}, and upload the file again: its values are read then.`,
     );
   }
-  const others =
-    record.warnings.filter((w) => !isEncoding(w) && !isPassword(w) && !isExcel(w) && !isUnknownColumn(w)).length +
-    (total - record.warnings.length);
+  const advised: ReadonlySet<WarningCode | undefined> = new Set<WarningCode>([
+    'ENCODING_WINDOWS_1252',
+    'ENCODING_MIXED',
+    'PASSWORD_TRIMMED',
+    'EXCEL_CHANGED_PASSWORD',
+    'EXCEL_CHANGED_SIS_ID',
+    'UNKNOWN_COLUMN',
+  ]);
+  const others = record.warnings.filter((w) => !advised.has(w.code)).length + (total - record.warnings.length);
   if (others > 0) out.push(out.length > 0 ? 'Check the other warnings above.' : 'Check the warnings above.');
   return out;
 }

@@ -464,6 +464,7 @@ describe('rosterd migrate', () => {
         '006_uploads_arrival',
         '007_uploads_indexes',
         '008_names_nfc',
+        '009_issue_codes',
       ]);
       const { rows } = await old.pool.query<{ status: string; due: boolean; attempts: number }>(
         'SELECT status, next_attempt_at <= now() AS due, attempts FROM outbox',

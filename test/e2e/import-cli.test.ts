@@ -160,6 +160,8 @@ describe('validate', () => {
     writeFileSync(latin, Buffer.from('username,first name\nuser0x,Itô\n', 'latin1'));
     const rec = (await runCli(['validate', latin, '--tenant', 'cli-usd', '--json'], env)).json<ImportRecord>();
     expect(rec.warnings).toEqual([expect.objectContaining({ line: 0, message: expect.stringMatching(/read as Windows-1252/) })]);
+    // The code the report's advice is keyed on is rosterd's own, not part of the §7 shape.
+    expect(Object.keys(rec.warnings[0] ?? {}).sort()).toEqual(['column', 'line', 'message']);
     const text = (await runCli(['validate', latin, '--tenant', 'cli-usd'], env)).stdout;
     expect(text).toMatch(/^file\s+-\s+The file is not valid UTF-8/m);
   });

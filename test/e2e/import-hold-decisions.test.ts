@@ -9,6 +9,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { RosterdError } from '../../src/errors.js';
 import { getImportRecord, type ImportRecord } from '../../src/import/records.js';
 import { approveImport } from '../../src/import/run-import.js';
+import { enqueueImportReport } from '../../src/report/import-report.js';
 import { validateFile } from '../../src/import/validate.js';
 import { withOperatorView } from '../../src/schedule/operator-view.js';
 import { processPending } from '../../src/schedule/process.js';
@@ -128,6 +129,45 @@ it('a newer users.csv supersedes a held one, which can then no longer be approve
   expect(err.code).toBe('IMPORT_NOT_HELD');
   expect(err.message).toMatch(/is superseded, not held: a newer users\.csv of the tenant was imported after it/);
   expect(await active('newer')).toEqual(names(1, 25));
+});
+
+it("an approval's report advises on its warnings, also when the held import was recorded before warnings had codes", async () => {
+  await f.addTenant('coded');
+  await f.importCsv('coded', csv('username,email', ...users(1, 20)));
+  // Five users gone (held); a password with spaces and a column rosterd does not know.
+  const held = await f.importCsv(
+    'coded',
+    csv('username,email,password,Grad Yr', ...users(1, 14).map((u) => `${u},,`), 'user015,u15@x.org, Secret-15 ,2031'),
+  );
+  expect(held.status).toBe('held');
+  const stored = async () =>
+    (
+      await f.db.pool.query<{ code: string | null }>(
+        `SELECT code FROM import_issues WHERE upload_id = $1 AND kind = 'warning' ORDER BY line`,
+        [held.id],
+      )
+    ).rows.map((r) => r.code);
+  expect(await stored()).toEqual(['UNKNOWN_COLUMN', 'PASSWORD_TRIMMED']);
+  // As rosterd before migration 009 left it: no codes, and (for all this version knows) other words.
+  await f.db.pool.query(`UPDATE import_issues SET code = NULL, message = 'worded by an older rosterd' WHERE upload_id = $1`, [held.id]);
+
+  await approveImport(f.ctx, held.id, {
+    approvedBy: 'ops',
+    onOutcome: (client, record) =>
+      enqueueImportReport(client, record, { from: 'rosterd@example.org', now: new Date() }).then(() => undefined),
+  });
+  // The approval read the file again: its warnings are this version's, and so is the advice.
+  expect(await stored()).toEqual(['UNKNOWN_COLUMN', 'PASSWORD_TRIMMED']);
+  const { rows } = await f.db.pool.query<{ text: string }>(`SELECT message->>'text' AS text FROM outbox WHERE upload_id = $1 ORDER BY id`, [
+    held.id,
+  ]);
+  const approval = rows.at(-1)?.text.replace(/\s+/g, ' ') ?? '';
+  expect(approval).toContain('approved by ops');
+  expect(approval).toContain(
+    'Some passwords started or ended with spaces, which were removed: tell those users to sign in without the spaces',
+  );
+  expect(approval).toContain('Columns with names rosterd does not know were ignored (see the warnings).');
+  expect(approval).not.toContain('worded by an older rosterd');
 });
 
 it('approval is refused while a newer users.csv waits to be imported, which replaces the held one', async () => {
@@ -292,7 +332,12 @@ it('lines applied not quite as written are warnings: an inactive user put in a g
   const users = await f.importCsv('warn-usd', csv('username,access type,password', ...people.slice(0, 3), 'new0001,,'));
   expect(users.counts).toMatchObject({ created: 1, deactivated: 1 }); // stu002 gone
   expect(users.warnings).toEqual([
-    { line: 5, column: 'password', message: 'New user "new0001" has no password, so it cannot sign in with one until a password is set.' },
+    {
+      line: 5,
+      column: 'password',
+      code: 'NEW_USER_WITHOUT_PASSWORD',
+      message: 'New user "new0001" has no password, so it cannot sign in with one until a password is set.',
+    },
   ]);
   const g = await f.importCsv('warn-usd', csv('username,owner,group', 'stu001,teach02,Band', 'stu002,,Band'), 'groups.csv');
   expect(g.status).toBe('succeeded');
@@ -301,6 +346,7 @@ it('lines applied not quite as written are warnings: an inactive user put in a g
       line: 2,
       column: 'owner',
       value: 'teach02',
+      code: 'GROUP_OWNER_IGNORED',
       message:
         'Group "Band" already has an owner (teach01); the owner on this line was not applied. A group keeps the owner it was created with.',
     },
@@ -308,6 +354,7 @@ it('lines applied not quite as written are warnings: an inactive user put in a g
       line: 3,
       column: 'username',
       value: 'stu002',
+      code: 'GROUP_USER_INACTIVE',
       message: `User "stu002" was deactivated by the import of the users.csv received ${await receivedAsSaid(f, users.id)}, which no longer listed the user; the membership was recorded, but means nothing until the user is back.`,
     },
   ]);

@@ -40,8 +40,13 @@ describe('header row', () => {
     const { rows, summary } = await readUsersText('username,Favorite Color,,email\njsmith,blue,x,j@x.org\n');
     expect(rows[0]?.email).toBe('j@x.org');
     expect(summary.warnings).toEqual([
-      { line: 1, column: 'Favorite Color', message: "Column 'Favorite Color' is not a known column; its values were ignored" },
-      { line: 1, column: '', message: 'Column 3 has no name in the header row; its values were ignored' },
+      {
+        line: 1,
+        column: 'Favorite Color',
+        code: 'UNKNOWN_COLUMN',
+        message: "Column 'Favorite Color' is not a known column; its values were ignored",
+      },
+      { line: 1, column: '', code: 'UNNAMED_COLUMNS', message: 'Column 3 has no name in the header row; its values were ignored' },
     ]);
     expect(summary.warningCount).toBe(2);
   });
@@ -50,8 +55,18 @@ describe('header row', () => {
     const { rows, summary } = await readUsersText(`username,,Favorite Color,email${commas}\njsmith,x,blue,j@x.org${commas}\n`);
     expect(rows[0]).toMatchObject({ username: 'jsmith', email: 'j@x.org' });
     expect(summary.warnings).toEqual([
-      { line: 1, column: '', message: '16,001 columns have no name in the header row (the first is column 2); their values were ignored' },
-      { line: 1, column: 'Favorite Color', message: "Column 'Favorite Color' is not a known column; its values were ignored" },
+      {
+        line: 1,
+        column: '',
+        code: 'UNNAMED_COLUMNS',
+        message: '16,001 columns have no name in the header row (the first is column 2); their values were ignored',
+      },
+      {
+        line: 1,
+        column: 'Favorite Color',
+        code: 'UNKNOWN_COLUMN',
+        message: "Column 'Favorite Color' is not a known column; its values were ignored",
+      },
     ]);
     expect(summary.warningCount).toBe(2);
   });
@@ -77,7 +92,12 @@ describe('header row', () => {
     ]);
     expect(summary.rows).toBe(2);
     expect(summary.warnings).toEqual([
-      { line: 3, column: '', message: 'This line repeats the header row (files joined together?); it was skipped' },
+      {
+        line: 3,
+        column: '',
+        code: 'HEADER_REPEATED',
+        message: 'This line repeats the header row (files joined together?); it was skipped',
+      },
     ]);
   });
   it('a missing username column names the column that probably holds the usernames', async () => {
@@ -105,6 +125,7 @@ describe('header row', () => {
       {
         line: 1,
         column: 'Status',
+        code: 'UNREAD_COLUMN',
         message:
           "Column 'Status' is not read on import (rosterd export users writes one; users.csv has none): every user this file lists " +
           'is active after the import. To keep a user inactive, leave their row out.',
@@ -572,6 +593,7 @@ describe('encodings', () => {
   const CP1252_WARNING = {
     line: 0,
     column: '',
+    code: 'ENCODING_WINDOWS_1252',
     message:
       'The file is not valid UTF-8, so it was read as Windows-1252 (Western European). If accented names look wrong, ' +
       'save the file as "CSV UTF-8 (Comma delimited)" next time.',
@@ -635,6 +657,7 @@ describe('encodings', () => {
       {
         line: 0,
         column: '',
+        code: 'ENCODING_MIXED',
         message:
           'Line 3 is not valid UTF-8, although the rest of the file is: it was read as Windows-1252 (Western European), the rest ' +
           'as UTF-8. Check the names on those lines, and save the whole file as "CSV UTF-8 (Comma delimited)" next time. ' +

@@ -63,7 +63,7 @@ describe('groups.csv', () => {
       [5, 'kim1', true],
     ]);
     expect(summary.warnings).toEqual([
-      { line: 1, column: 'note', message: "Column 'note' is not a known column; its values were ignored" },
+      { line: 1, column: 'note', code: 'UNKNOWN_COLUMN', message: "Column 'note' is not a known column; its values were ignored" },
     ]);
     expect(summary.errors).toEqual([
       {
@@ -85,13 +85,19 @@ describe('groups.csv', () => {
       {
         line: 4,
         column: '',
+        code: 'LINES_REPEATED',
         message:
           '3 lines repeat an earlier line (the same username, owner and group), the first of them line 4, which repeats line 2; each membership is added once',
       },
     ]);
     const one = await readGroupsText('username,group\njsmith,Chess\njdoe1,Chess\njsmith,Chess\n');
     expect(one.summary.warnings).toEqual([
-      { line: 4, column: '', message: 'Line 4 repeats line 2 (the same username, owner and group); the membership is added once' },
+      {
+        line: 4,
+        column: '',
+        code: 'LINES_REPEATED',
+        message: 'Line 4 repeats line 2 (the same username, owner and group); the membership is added once',
+      },
     ]);
     expect((await readGroupsText('username,owner,group\njsmith,m1,Chess\njsmith,m1,Chess 2\njsmith,,Chess\n')).summary.warnings).toEqual(
       [],

@@ -92,7 +92,9 @@ describe('password', () => {
       '#Secret-1',
       '1.2345E17x',
     ]);
-    expect(summary.warnings.map((w) => [w.line, w.column, w.value])).toEqual(damaged.map((_, i) => [i + 2, 'password', '******']));
+    expect(summary.warnings.map((w) => [w.line, w.column, w.value, w.code])).toEqual(
+      damaged.map((_, i) => [i + 2, 'password', '******', 'EXCEL_CHANGED_PASSWORD']),
+    );
     expect(summary.warnings[0]?.message).toBe(
       'Excel changed this password: the cell holds an Excel error code, which Excel writes when it takes a value for a formula that fails, ' +
         'not a password. It was not used: the user keeps their current password, and a new user has none yet. Format the column as Text ' +
@@ -340,12 +342,14 @@ describe('sis id', () => {
         line: 2,
         column: 'sis id',
         value: 'S-\u200b001',
+        code: 'INVISIBLE_SIS_ID',
         message:
           'The SIS ID contains a zero-width space (U+200B) at position 3, which cannot be seen; it was stored as written. Type the ID again in your SIS',
       },
       expect.objectContaining({
         line: 4,
         column: 'sis id',
+        code: 'INVISIBLE_SIS_ID',
         message: expect.stringMatching(/^The SIS ID contains a soft hyphen \(U\+00AD\) at position 3/),
       }),
     ]);
@@ -362,12 +366,14 @@ describe('sis id', () => {
         line: 2,
         column: 'sis id',
         value: '1.23457E+17',
+        code: 'EXCEL_CHANGED_SIS_ID',
         message: `Excel changed this SIS ID: the cell holds a number in scientific notation, which is how Excel shortens a long number, losing its last digits. ${excel}`,
       },
       {
         line: 3,
         column: 'sis id',
         value: '#REF!',
+        code: 'EXCEL_CHANGED_SIS_ID',
         message: `Excel changed this SIS ID: the cell holds an Excel error code, which Excel writes when it takes a value for a formula that fails. ${excel}`,
       },
     ]);
@@ -460,8 +466,8 @@ describe('rows', () => {
     const warning = 'The password starts or ends with spaces; they were removed, so the user signs in without them';
     // Once per row, also for a row that fails on another column.
     expect(summary.warnings).toEqual([
-      { line: 2, column: 'password', value: '******', message: warning },
-      { line: 3, column: 'password', value: '******', message: warning },
+      { line: 2, column: 'password', value: '******', code: 'PASSWORD_TRIMMED', message: warning },
+      { line: 3, column: 'password', value: '******', code: 'PASSWORD_TRIMMED', message: warning },
     ]);
   });
   it('names are stored composed (NFC) and counted as people see them: 40 decomposed é are 40 characters', async () => {

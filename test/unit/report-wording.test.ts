@@ -38,13 +38,20 @@ const count = (text: string, part: string): number => text.split(part).length - 
 const ENCODING_WARNING: ImportIssue = {
   line: 0,
   column: '',
+  code: 'ENCODING_WINDOWS_1252',
   message: 'The file is not valid UTF-8, so it was read as Windows-1252 (Western European).',
 };
-const COLUMN_WARNING: ImportIssue = { line: 1, column: 'favorite color', message: "Column 'favorite color' is not a known column" };
+const COLUMN_WARNING: ImportIssue = {
+  line: 1,
+  column: 'favorite color',
+  code: 'UNKNOWN_COLUMN',
+  message: "Column 'favorite color' is not a known column",
+};
 const trimmed = (line: number): ImportIssue => ({
   line,
   column: 'password',
   value: '******',
+  code: 'PASSWORD_TRIMMED',
   message: 'The password starts or ends with spaces; they were removed, so the user signs in without them',
 });
 
@@ -308,8 +315,20 @@ describe('what to do next', () => {
       input({
         counts: { ...emptyCounts(), rows: 5, created: 5, warnings: 2 },
         warnings: [
-          { line: 3, column: 'password', value: '******', message: 'Excel changed this password: the cell holds only # signs.' },
-          { line: 4, column: 'sis id', value: '1.23457E+17', message: 'Excel changed this SIS ID: the cell holds a number.' },
+          {
+            line: 3,
+            column: 'password',
+            value: '******',
+            code: 'EXCEL_CHANGED_PASSWORD',
+            message: 'Excel changed this password: the cell holds only # signs.',
+          },
+          {
+            line: 4,
+            column: 'sis id',
+            value: '1.23457E+17',
+            code: 'EXCEL_CHANGED_SIS_ID',
+            message: 'Excel changed this SIS ID: the cell holds a number.',
+          },
         ],
       }),
     );
@@ -326,6 +345,7 @@ describe('what to do next', () => {
           {
             line: 6,
             column: 'password',
+            code: 'NEW_USER_WITHOUT_PASSWORD',
             message: 'New user "nopass01" has no password, so it cannot sign in with one until a password is set.',
           },
         ],
@@ -408,6 +428,7 @@ describe('advice for columns that were not read', () => {
           {
             line: 1,
             column: 'Grad Year',
+            code: 'UNKNOWN_COLUMN',
             message:
               "Column 'Grad Year' is not a known column; its values were ignored. If it holds the graduation year, rename it 'graduation year'",
           },
@@ -430,6 +451,7 @@ describe('advice for columns that were not read', () => {
           {
             line: 1,
             column: '',
+            code: 'UNNAMED_COLUMNS',
             message: '16,000 columns have no name in the header row (the first is column 10); their values were ignored',
           },
         ],
@@ -447,10 +469,47 @@ describe('advice for columns that were not read', () => {
     const status = renderReport(
       input({
         counts: { ...emptyCounts(), rows: 5, created: 5, warnings: 1 },
-        warnings: [{ line: 1, column: 'Status', message: "Column 'Status' is not read on import" }],
+        warnings: [{ line: 1, column: 'Status', code: 'UNREAD_COLUMN', message: "Column 'Status' is not read on import" }],
       }),
     );
     expect(status.text).not.toContain('Columns with names rosterd does not know');
     expect(status.text).toContain('Check the warnings above.');
+  });
+});
+
+describe('advice follows what a warning is about, not how it is worded', () => {
+  const reworded: ImportIssue[] = [
+    { line: 0, column: '', code: 'ENCODING_MIXED', message: 'Some lines were in another encoding.' },
+    { line: 1, column: 'Grad Yr', code: 'UNKNOWN_COLUMN', message: 'Unknown heading' },
+    { line: 2, column: 'password', value: '******', code: 'PASSWORD_TRIMMED', message: 'Blanks around the password were dropped' },
+    { line: 3, column: 'sis id', value: '1E+15', code: 'EXCEL_CHANGED_SIS_ID', message: 'This ID looks mangled' },
+  ];
+  it('a reworded message keeps its advice', () => {
+    const mail = renderReport(input({ counts: { ...emptyCounts(), rows: 5, created: 5, warnings: 4 }, warnings: reworded }));
+    const next = mail.text.slice(mail.text.indexOf('What to do next'));
+    expect(next).toContain('Save the file as UTF-8');
+    expect(next).toContain('Columns with names rosterd does not know were ignored');
+    expect(next).toContain('tell those users to sign in without the spaces');
+    expect(next).toContain('Excel changed some values');
+    expect(next).not.toContain('Check the');
+  });
+  it('a message worded like another warning does not take its advice', () => {
+    // The database's warning about a new user's password, worded to look like the reader's.
+    const mail = renderReport(
+      input({
+        counts: { ...emptyCounts(), rows: 5, created: 5, warnings: 1 },
+        warnings: [
+          {
+            line: 4,
+            column: 'password',
+            code: 'NEW_USER_WITHOUT_PASSWORD',
+            message: 'The password starts or ends with spaces? No: Excel changed this user, who has no password',
+          },
+        ],
+      }),
+    );
+    expect(mail.text).not.toContain('without the spaces');
+    expect(mail.text).not.toContain('Excel changed some values');
+    expect(mail.text).toContain('Check the warnings above.');
   });
 });

@@ -2,7 +2,7 @@ import os from 'node:os';
 import type { Command } from 'commander';
 import { RosterdError } from '../../errors.js';
 import type { ImportContext } from '../../import/execute.js';
-import { getImportRecord, listImportRecords, type ImportRecord } from '../../import/records.js';
+import { getImportRecord, listImportRecords, recordJson, type ImportRecord } from '../../import/records.js';
 import { approveImport, rejectImport, type OnOutcome } from '../../import/run-import.js';
 import { deliverDue, type DeliveryResult } from '../../report/delivery.js';
 import { createMailer } from '../../report/mailer.js';
@@ -93,7 +93,7 @@ export function registerImportCommands(program: Command): Command {
         systemClock.now(),
       );
       return {
-        json: records,
+        json: records.map(recordJson),
         text: records.length === 0 ? 'no imports yet' : listTable(records),
       };
     },
@@ -103,7 +103,7 @@ export function registerImportCommands(program: Command): Command {
     const found = await getImportRecord(ctx.pool, id ?? '');
     if (!found) throw new RosterdError('IMPORT_NOT_FOUND', `no import has the ID "${id}"; "rosterd import list" shows them`);
     const [record] = await withOperatorView(ctx.pool, [found], systemClock.now());
-    return { json: record ?? found, text: describeRecord(record ?? found) };
+    return { json: recordJson(record ?? found), text: describeRecord(record ?? found) };
   });
 
   leaf(
@@ -139,7 +139,7 @@ export function registerImportCommands(program: Command): Command {
         signal === undefined ? null : `interrupted (${signal}) after the approval: the import above is done`,
       ];
       return {
-        json: { ...record, reports: mail, ...(signal === undefined ? {} : { interruptedBy: signal }) },
+        json: { ...recordJson(record), reports: mail, ...(signal === undefined ? {} : { interruptedBy: signal }) },
         text: text.filter((l) => l !== null).join('\n'),
         ...(signal === undefined ? {} : { exitCode: signalExitCode(signal) }),
       };
@@ -160,7 +160,7 @@ export function registerImportCommands(program: Command): Command {
       });
       const mail = await sendReports(ctx);
       const text = [`rejected by ${record.rejectedBy ?? '?'}: nothing was applied`, describeRecord(record), describeDelivery(mail)];
-      return { json: { ...record, reports: mail }, text: text.filter((l) => l !== null).join('\n') };
+      return { json: { ...recordJson(record), reports: mail }, text: text.filter((l) => l !== null).join('\n') };
     },
   );
   return imp;

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { RosterdError } from '../../errors.js';
+import { recordJson } from '../../import/records.js';
 import { validateFile } from '../../import/validate.js';
 import { leaf } from '../context.js';
 import { describeRecord, importContext } from './import.js';
@@ -19,7 +20,7 @@ export function registerValidateCommand(program: Command): void {
       const record = await validateFile(importContext(ctx), { tenant: opts.tenant, file: file ?? '' });
       // The record's id is the dry run's own: nothing is kept, so `import show` would not know it.
       const text = describeRecord(record, 'dry run (nothing applied, nothing kept)');
-      return { json: record, text, exitCode: record.status === 'failed' || record.counts.errors > 0 ? 1 : 0 };
+      return { json: recordJson(record), text, exitCode: record.status === 'failed' || record.counts.errors > 0 ? 1 : 0 };
     },
   );
 }

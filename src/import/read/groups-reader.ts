@@ -136,6 +136,7 @@ function groupRowHandler(header: HeaderMatch<GroupColumn>, log: IssueLog): RowHa
       log.warning({
         line: first,
         column: '',
+        code: 'LINES_REPEATED',
         message:
           count === 1
             ? `Line ${first} repeats line ${of} (the same username, owner and group); the membership is added once`

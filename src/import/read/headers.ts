@@ -2,7 +2,7 @@
  * Header matching (PRODUCT.md §3): case-insensitive, ignoring spaces, `_` and `-`, with aliases.
  * Columns are reported under their canonical names (the names PRODUCT.md uses).
  */
-import type { ImportIssue } from '../types.js';
+import type { CodedWarning } from '../types.js';
 import { FileRejectedError } from '../types.js';
 import { checkSeparator } from './csv-guard.js';
 
@@ -45,12 +45,24 @@ export interface ColumnSpec<C extends string> {
   synonyms: Readonly<Record<string, C>>;
 }
 
-function unknownColumnMessage<C extends string>(name: string, i: number, spec: ColumnSpec<C>, meant: C | undefined): string {
-  if (name === '') return `Column ${i + 1} has no name in the header row; its values were ignored`;
+function unknownColumnWarning<C extends string>(name: string, i: number, spec: ColumnSpec<C>, meant: C | undefined): CodedWarning {
+  if (name === '') {
+    return {
+      line: 1,
+      column: name,
+      code: 'UNNAMED_COLUMNS',
+      message: `Column ${i + 1} has no name in the header row; its values were ignored`,
+    };
+  }
   const unread = spec.unread?.[normalizeHeaderName(name)];
-  if (unread !== undefined) return `Column '${name}' ${unread}`;
+  if (unread !== undefined) return { line: 1, column: name, code: 'UNREAD_COLUMN', message: `Column '${name}' ${unread}` };
   const hint = meant === undefined ? '' : `. If it holds the ${meant}, rename it '${meant}'`;
-  return `Column '${name}' is not a known column; its values were ignored${hint}`;
+  return {
+    line: 1,
+    column: name,
+    code: 'UNKNOWN_COLUMN',
+    message: `Column '${name}' is not a known column; its values were ignored${hint}`,
+  };
 }
 
 /**
@@ -216,7 +228,7 @@ export interface HeaderMatch<C extends string> {
   /** the header row's fields as written */
   names: readonly string[];
   /** one warning per unknown column (one for all those without a name) */
-  warnings: ImportIssue[];
+  warnings: CodedWarning[];
 }
 
 function lookupTable<C extends string>(spec: ColumnSpec<C>): Map<string, C> {
@@ -235,17 +247,18 @@ function unknownColumnWarnings<C extends string>(
   unknown: ReadonlyArray<{ name: string; i: number }>,
   spec: ColumnSpec<C>,
   meant: ReadonlyArray<C | undefined>,
-): ImportIssue[] {
+): CodedWarning[] {
   const unnamed = unknown.filter(({ name }) => name === '');
-  const warnings: ImportIssue[] = [];
+  const warnings: CodedWarning[] = [];
   unknown.forEach(({ name, i }, k) => {
     if (name !== '' || unnamed.length === 1) {
-      warnings.push({ line: 1, column: name, message: unknownColumnMessage(name, i, spec, meant[k]) });
+      warnings.push(unknownColumnWarning(name, i, spec, meant[k]));
     } else if (i === unnamed[0]?.i) {
       const n = unnamed.length;
       warnings.push({
         line: 1,
         column: '',
+        code: 'UNNAMED_COLUMNS',
         message: `${n.toLocaleString('en-US')} columns have no name in the header row (the first is column ${(i + 1).toLocaleString('en-US')}); their values were ignored`,
       });
     }

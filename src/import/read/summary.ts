@@ -1,6 +1,6 @@
 /** What a reader tells about a file besides its rows: mode, encoding, counts, errors, warnings. */
 import { PASSWORD_MASK } from '../../types.js';
-import type { ImportIssue, ImportMode } from '../types.js';
+import type { CodedWarning, ImportIssue, ImportMode } from '../types.js';
 import type { FileEncoding } from './decode.js';
 
 export interface ReadSummary {
@@ -43,7 +43,8 @@ export class IssueLog {
     if (this.errors.length < this.max) this.errors.push(detached(issue));
   }
 
-  warning(issue: ImportIssue, first = false): void {
+  /** Every warning says what it is about: the report's advice is keyed on its code. */
+  warning(issue: CodedWarning, first = false): void {
     this.warningCount++;
     if (first) this.warnings.unshift(detached(issue));
     else if (this.warnings.length < this.max) this.warnings.push(detached(issue));
@@ -62,6 +63,7 @@ function detachedString(s: string): string {
 function detached(issue: ImportIssue): ImportIssue {
   const copy: ImportIssue = { line: issue.line, column: detachedString(issue.column), message: detachedString(issue.message) };
   if (issue.value !== undefined) copy.value = detachedString(issue.value);
+  if (issue.code !== undefined) copy.code = issue.code;
   return copy;
 }
 

@@ -181,7 +181,12 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
       if (checks.repeatsHeader(fields)) {
         // Per-school exports joined into one file: each part brings its header. Read as a row,
         // it would create a user "username" with the password "password".
-        read.log.warning({ line, column: '', message: 'This line repeats the header row (files joined together?); it was skipped' });
+        read.log.warning({
+          line,
+          column: '',
+          code: 'HEADER_REPEATED',
+          message: 'This line repeats the header row (files joined together?); it was skipped',
+        });
         continue;
       }
       // Only a record csv-parse read can hold a quoted line break; the others were split at commas.
@@ -221,6 +226,7 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
       {
         line: 0,
         column: '',
+        code: 'ENCODING_MIXED',
         message:
           `${which} not valid UTF-8, although the rest of the file is${listed}: ${count === 1 ? 'it was' : 'they were'} read as ` +
           'Windows-1252 (Western European), the rest as UTF-8. Check the names on those lines, and save the whole file as ' +
@@ -234,6 +240,7 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
       {
         line: 0,
         column: '',
+        code: 'ENCODING_WINDOWS_1252',
         message:
           'The file is not valid UTF-8, so it was read as Windows-1252 (Western European). If accented names look wrong, ' +
           'save the file as "CSV UTF-8 (Comma delimited)" next time.',

@@ -152,6 +152,7 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
       line,
       column: 'password',
       value: shownValue('password', raw),
+      code: 'PASSWORD_TRIMMED',
       message: 'The password starts or ends with spaces; they were removed, so the user signs in without them',
     });
   }
@@ -159,11 +160,10 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
   /** Values that pass their rule but are not what the SIS holds: a password or SIS ID Excel changed, an invisible character. */
   function valueWarnings(line: number, password: string, sisId: string, rawSisId: string): void {
     const passwordWarning = password === '' ? undefined : passwordDamageWarning(password);
-    if (passwordWarning !== undefined) {
-      log.warning({ line, column: 'password', value: shownValue('password', password), message: passwordWarning });
-    }
+    if (passwordWarning !== undefined)
+      log.warning({ line, column: 'password', value: shownValue('password', password), ...passwordWarning });
     const sisWarning = sisId === '' ? undefined : sisIdWarning(sisId);
-    if (sisWarning !== undefined) log.warning({ line, column: 'sis id', value: shownValue('sis id', rawSisId), message: sisWarning });
+    if (sisWarning !== undefined) log.warning({ line, column: 'sis id', value: shownValue('sis id', rawSisId), ...sisWarning });
   }
 
   return {

@@ -4,7 +4,7 @@
  * with a message a school administrator understands.
  */
 import * as z from 'zod';
-import type { AccessType, Role, RowAction, SchoolRef } from '../types.js';
+import type { AccessType, Role, RowAction, SchoolRef, WarningCode } from '../types.js';
 import type { UserColumn } from './headers.js';
 
 export interface UserRulesContext {
@@ -171,25 +171,39 @@ export function avoidExcel(columns: 'the column' | 'those columns', startsSenten
 
 const AVOID_EXCEL = avoidExcel('the column', true);
 
+/** A cell's warning: what it is about, and its message. */
+export interface CellWarning {
+  code: WarningCode;
+  message: string;
+}
+
 /** The warning of a password Excel changed (not used: see `password`). */
-export function passwordDamageWarning(v: string): string | undefined {
+export function passwordDamageWarning(v: string): CellWarning | undefined {
   const damage = excelDamage(v);
   if (damage === undefined) return undefined;
-  return (
-    `Excel changed this password: the cell holds ${damage}, not a password. It was not used: the user keeps their current ` +
-    `password, and a new user has none yet. ${AVOID_EXCEL}`
-  );
+  return {
+    code: 'EXCEL_CHANGED_PASSWORD',
+    message:
+      `Excel changed this password: the cell holds ${damage}, not a password. It was not used: the user keeps their current ` +
+      `password, and a new user has none yet. ${AVOID_EXCEL}`,
+  };
 }
 
 /** The warning of an SIS ID Excel changed or that holds an invisible character; it is stored as written. */
-export function sisIdWarning(v: string): string | undefined {
+export function sisIdWarning(v: string): CellWarning | undefined {
   const damage = excelDamage(v);
   if (damage !== undefined) {
-    return `Excel changed this SIS ID: the cell holds ${damage}. It was stored as written. ${AVOID_EXCEL}`;
+    return {
+      code: 'EXCEL_CHANGED_SIS_ID',
+      message: `Excel changed this SIS ID: the cell holds ${damage}. It was stored as written. ${AVOID_EXCEL}`,
+    };
   }
   const invisible = invisibleCharacter(v);
   if (invisible === undefined) return undefined;
-  return `The SIS ID ${invisible}, which cannot be seen; it was stored as written. Type the ID again in your SIS`;
+  return {
+    code: 'INVISIBLE_SIS_ID',
+    message: `The SIS ID ${invisible}, which cannot be seen; it was stored as written. Type the ID again in your SIS`,
+  };
 }
 
 /**
