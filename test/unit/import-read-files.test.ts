@@ -11,6 +11,9 @@ import { readUsersFile } from '../../src/import/read/users-reader.js';
 import { collect, fixture, NOW, readGroupsText, readUsersText, rejection, SCHOOLS, streamOf } from '../fixtures/csv/helpers.js';
 import { readUsers } from '../../src/import/read/users-reader.js';
 import { xlsxEntries, zipArchive } from '../support/zip.js';
+import { USERS_SPEC, type UserColumn } from '../../src/import/read/headers.js';
+import { IssueLog } from '../../src/import/read/summary.js';
+import { readTable, type TableState } from '../../src/import/read/table-reader.js';
 
 const fromFile = (name: string) => collect(readUsersFile(fixture(name), { schools: SCHOOLS, now: NOW }));
 
@@ -493,19 +496,105 @@ describe('ragged rows', () => {
       },
     ]);
     expect(JSON.stringify(summary)).not.toContain('Secret');
-    // Columns without a name in the header (Excel's trailing commas): counted, not listed one by one.
+    // A header padded with columns without a name (Excel's trailing commas): a line is measured
+    // against the named columns, which are all a spreadsheet shows.
     const unnamed = await readUsersText(
-      `username,email${','.repeat(16_000)}\nann1,a@x.org${','.repeat(16_000)}\nbob1,b@x.org\ncy01,c@x.org${','.repeat(16_000)}\n`,
+      `username,email${','.repeat(16_000)}\nann1,a@x.org${','.repeat(16_000)}\nbob1\ncy01,c@x.org${','.repeat(16_000)}\n`,
     );
     expect(unnamed.summary.errors).toEqual([
       {
         line: 3,
         column: '',
         message:
-          'This line has 2 values but the header row has 16,002 columns: it has no value for the last 16,000 columns, which have no name in the header row. ' +
-          'If they are empty, end the line with 16,000 commas, one for each: Excel leaves empty values out of some lines when it saves a CSV, so export the file from your SIS again rather than saving it in Excel. If a value is missing elsewhere on the line, add it where it belongs',
+          "This line has 1 value but the header row has 2 columns: it has no value for 'email' (the last column). " +
+          'If it is empty, end the line with a comma: Excel leaves empty values out of some lines when it saves a CSV, so export the file from your SIS again rather than saving it in Excel. If a value is missing elsewhere on the line, add it where it belongs',
       },
     ]);
+  });
+  it('a header padded with thousands of empty columns reads as one without them, however many commas each line ends with', async () => {
+    const pad = ','.repeat(2_000);
+    const text =
+      `username,password,email${pad}\n` +
+      `ann1,Secret-1,a@x.org${pad}\n` + // as many trailing commas as the header
+      'bob1,Secret-2,b@x.org\n' + // none
+      'cy01,Secret-3,c@x.org,,,\n' + // fewer
+      `dee1,Secret-4,d@x.org${pad}${pad}\n` + // more
+      `"eve1","Secret-5","e@x.org"${pad}\n` + // quoted, read by csv-parse
+      'fay1,Secret-6,f@x.org'; // the last line, no line break and no padding: not cut off
+    const { rows, summary } = await readUsersText(text);
+    expect(summary.errors).toEqual([]);
+    expect(rows.map((r) => [r.line, r.username, r.email])).toEqual([
+      [2, 'ann1', 'a@x.org'],
+      [3, 'bob1', 'b@x.org'],
+      [4, 'cy01', 'c@x.org'],
+      [5, 'dee1', 'd@x.org'],
+      [6, 'eve1', 'e@x.org'],
+      [7, 'fay1', 'f@x.org'],
+    ]);
+    // Once for all of them, not once a column.
+    expect(summary.warnings).toEqual([
+      {
+        line: 1,
+        column: '',
+        code: 'UNNAMED_COLUMNS',
+        message: '2,000 columns have no name in the header row (the first is column 4); their values were ignored',
+      },
+    ]);
+    // groups.csv reads the same way.
+    const groups = await readGroupsText(`username,owner,group${pad}\njsmith,m1,Chess\njdoe1,m1,Chess${pad}\n`);
+    expect(groups.summary.errors).toEqual([]);
+    expect(groups.items.map((i) => i.valid)).toEqual([true, true]);
+  });
+  it('in a padded file, a value past the header is still a row error, and a line short of a named column too', async () => {
+    const pad = ','.repeat(2_000);
+    const { items, summary } = await readUsersText(
+      `username,password,email${pad}\nann1,Secret-1,a@x.org\nbob1,Secret-2,b@x.org${pad},Lee Jr\ncy01,Secret-3\ndee1,Secret-4,d@x.org\n`,
+    );
+    expect(items.map((i) => i.kind)).toEqual(['valid', 'invalid', 'invalid', 'valid']);
+    expect(summary.errors).toEqual([
+      {
+        line: 3,
+        column: '',
+        message:
+          'This line has 2,004 values but the header row has 2,003 columns: a value with a comma, such as "Lee, Jr", must be in double quotes',
+      },
+      {
+        line: 4,
+        column: '',
+        message: expect.stringMatching(
+          /^This line has 2 values but the header row has 3 columns: it has no value for 'email' \(the last column\)/,
+        ),
+      },
+    ]);
+    // A file whose lines mostly lack a named column still fails whole, counting the named columns.
+    const err = await rejection(readUsersText(`username,password,email${pad}\nann1,Secret-1\nbob1,Secret-2\ncy01,Secret-3,c@x.org\n`));
+    expect(err.message).toMatch(/^Most lines \(2 of 3\) do not have the same number of values as the header row \(3 columns\)/);
+    // A last line cut off before its named columns end is still a cut-off file.
+    const cut = await rejection(readUsersText(`username,password,email${pad}\nann1,Secret-1,a@x.org\nbob1,Sec`));
+    expect(cut.message).toMatch(/^The file ends in the middle of line 3: it has 2 of the 3 values of the header row/);
+  });
+  it('in a padded file, rows carry no array of its thousands of empty values', async () => {
+    const pad = ','.repeat(5_000);
+    const lines = Array.from({ length: 2_000 }, (_, i) => `user${i},Secret-${i},u${i}@x.org${pad}`);
+    const widths: number[] = [];
+    const log = new IssueLog(100);
+    const state: TableState = { mode: 'full', encoding: 'utf-8', rows: 0, columns: [] };
+    const table = readTable<UserColumn, number>(
+      {
+        spec: USERS_SPEC,
+        log,
+        // In 64 KiB chunks, as a file is read: only the rows split with the header, in its chunk, are whole.
+        open: async () => ({ input: streamOf(`username,password,email${pad}\n${lines.join('\n')}\n`, 1 << 16), encoding: 'utf-8' }),
+        // A consumer that keeps only what it is given: how many values each row came with.
+        onHeader: () => ({ row: (_line, fields) => fields.length, ragged: (_line, fields) => fields.length }),
+      },
+      state,
+    );
+    for await (const batch of table) widths.push(...batch);
+    expect(log.errorCount).toBe(0);
+    expect(widths).toHaveLength(2_000);
+    expect(widths.filter((w) => w === 3).length).toBeGreaterThan(1_980);
+    expect(widths.filter((w) => w !== 3).every((w) => w === 5_003)).toBe(true);
   });
   it('trailing empty values (a,b,,) are not ragged', async () => {
     const { rows, summary } = await readUsersText('username,email\njsmith,j@x.org,,\n');

@@ -45,10 +45,12 @@ async function reference(
   }
 }
 
-async function split(chunks: Buffer[]): Promise<{ records: CsvRecord[]; error?: string }> {
+async function split(chunks: Buffer[], keep?: number): Promise<{ records: CsvRecord[]; error?: string }> {
   const records: CsvRecord[] = [];
   try {
-    for await (const batch of csvRecords(Readable.from(chunks), 'utf-8').records) records.push(...batch);
+    const source = csvRecords(Readable.from(chunks), 'utf-8');
+    if (keep !== undefined) source.dropBlankTails(keep);
+    for await (const batch of source.records) records.push(...batch);
     return { records };
   } catch (err) {
     return { records, error: (err as Error).message };
@@ -98,6 +100,31 @@ describe('record splitter', () => {
       expect({ round, text, ...got }).toEqual({ round, text, ...want, records: want.error ? got.records : want.records });
       if (!want.error) expect(got.error).toBeUndefined();
     }
+  });
+
+  it('told to drop blank tails, reads what csv-parse reads, without the empty fields ending a record past the first N', async () => {
+    // A header padded with commas (`username,email,,,,`) as a spreadsheet writes it: the rows need
+    // no array of thousands of empty strings each.
+    const rnd = random(20261123);
+    const TAIL_PIECES = [...PIECES, ',,,,', ','.repeat(300), ',,"",,', 'v'];
+    for (let round = 0; round < 2000; round++) {
+      const keep = 1 + Math.floor(rnd() * 4);
+      let text = 'h1,h2\n';
+      const n = Math.floor(rnd() * 30);
+      for (let i = 0; i < n; i++) text += TAIL_PIECES[Math.floor(rnd() * TAIL_PIECES.length)];
+      const chunks = chunked(text, rnd);
+      const [{ code: _, ...want }, got] = [await reference(chunks), await split(chunks, keep)];
+      const cut = (fields: string[]): string[] => {
+        let end = fields.length;
+        while (end > keep && fields[end - 1] === '') end--;
+        return fields.slice(0, end);
+      };
+      const expected = (want.error ? got.records : want.records).map((r) => ({ line: r.line, fields: cut(r.fields) }));
+      expect({ round, keep, text, ...got }).toEqual({ round, keep, text, ...want, records: expected });
+      if (!want.error) expect(got.error).toBeUndefined();
+    }
+    const { records } = await split([Buffer.from(`username,email${','.repeat(2000)}\nann1,a@x.org${','.repeat(2000)}\nbob1,,\ncy01\n`)], 2);
+    expect(records.map((r) => r.fields)).toEqual([['username', 'email'], ['ann1', 'a@x.org'], ['bob1', ''], ['cy01']]);
   });
 
   it('applies csv-parse record size limit to long quoted and unquoted records', async () => {

@@ -55,6 +55,12 @@ export interface RecordSource {
   endsWithLineBreak(): boolean;
   /** whether a record's fields were read by csv-parse: only a quoted value can hold a line break */
   parsed(fields: readonly string[]): boolean;
+  /**
+   * From the next record on, empty fields that end a record are not kept past the first `keep`
+   * (a record with fewer fields keeps them all): a header padded with thousands of commas, as a
+   * spreadsheet writes it, would otherwise make each row an array of thousands of empty strings.
+   */
+  dropBlankTails(keep: number): void;
 }
 
 export type ByteSource = NodeJS.ReadableStream | Readable;
@@ -241,6 +247,8 @@ export class RecordSplitter {
   nextLine = 1;
   /** records read by csv-parse (the others hold no quote, so no line break in a value) */
   readonly parsed = new WeakSet<readonly string[]>();
+  /** see RecordSource.dropBlankTails */
+  keepFields = Infinity;
   private carry = '';
   private nextCheck = MAX_RECORD_CHARS;
 
@@ -263,7 +271,7 @@ export class RecordSplitter {
         if (end === -1 && !final) break;
         const dl = delimiterLength(text, lineEnd, final);
         if (dl === MORE) break;
-        out.push({ line: this.nextLine++, fields: text.slice(pos, lineEnd).split(',') });
+        out.push({ line: this.nextLine++, fields: this.split(text, pos, lineEnd) });
         pos = lineEnd + dl;
         continue;
       }
@@ -277,6 +285,25 @@ export class RecordSplitter {
     } else {
       this.nextCheck = MAX_RECORD_CHARS;
     }
+  }
+
+  /** A quote-free record's fields: the line split at commas, without a blank tail past keepFields. */
+  private split(text: string, start: number, end: number): string[] {
+    // A line of n characters has at most n + 1 fields.
+    if (end - start < this.keepFields) return text.slice(start, end).split(',');
+    let last = end;
+    while (last > start && text.charCodeAt(last - 1) === COMMA) last--;
+    if (last === end) return text.slice(start, end).split(',');
+    const fields = text.slice(start, last).split(',');
+    const want = Math.min(fields.length + (end - last), this.keepFields);
+    while (fields.length < want) fields.push('');
+    return fields;
+  }
+
+  /** csv-parse's fields of a record, without a blank tail past keepFields (the same array). */
+  private trimmed(fields: string[]): string[] {
+    while (fields.length > this.keepFields && fields[fields.length - 1] === '') fields.pop();
+    return fields;
   }
 
   /**
@@ -326,7 +353,7 @@ export class RecordSplitter {
     }
     for (const fields of records) {
       this.parsed.add(fields);
-      out.push({ line: this.nextLine++, fields });
+      out.push({ line: this.nextLine++, fields: this.trimmed(fields) });
     }
   }
 
@@ -342,7 +369,7 @@ export class RecordSplitter {
         throw toFileError(err, this.nextLine);
       }
       this.parsed.add(fields);
-      out.push({ line: this.nextLine++, fields });
+      out.push({ line: this.nextLine++, fields: this.trimmed(fields) });
       pos = end + dl;
     }
   }
@@ -404,5 +431,8 @@ export function csvRecords(input: ByteSource, encoding: EncodingChoice): RecordS
     recodedLines: () => decoder.recodedLines(),
     endsWithLineBreak: () => lastChar === '\n' || lastChar === '\r',
     parsed: (fields) => splitter.parsed.has(fields),
+    dropBlankTails: (keep) => {
+      splitter.keepFields = keep;
+    },
   };
 }

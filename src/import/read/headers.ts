@@ -225,6 +225,11 @@ export interface HeaderMatch<C extends string> {
   index: Map<C, number>;
   /** number of fields in the header row */
   width: number;
+  /**
+   * number of fields up to the last one with a name: the columns a row needs values for. Less than
+   * `width` when the header ends in columns without a name, as a spreadsheet pads it with commas.
+   */
+  namedWidth: number;
   /** the header row's fields as written */
   names: readonly string[];
   /** one warning per unknown column (one for all those without a name) */
@@ -321,5 +326,7 @@ export function matchHeader<C extends string>(fields: readonly string[], spec: C
       );
     }
   }
-  return { index, width: fields.length, names: [...fields], warnings };
+  let namedWidth = fields.length;
+  while (namedWidth > 0 && (fields[namedWidth - 1] ?? '').replace(/^\uFEFF/, '').trim() === '') namedWidth--;
+  return { index, width: fields.length, namedWidth, names: [...fields], warnings };
 }

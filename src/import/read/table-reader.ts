@@ -66,10 +66,17 @@ function isBlank(fields: readonly string[]): boolean {
  * was blank (`ann,Ann,Lee, Jr,Secret1,`: every value after the comma one column to the right, the
  * password in the SIS ID). The first data row tells which: extras are accepted only in a file
  * whose first row has them (and checked at the end to be most rows, see extrasNotTheStyle).
+ *
+ * A header padded with columns without a name (`username,email,,,,`: a spreadsheet's used range)
+ * shows the file's style itself, and says nothing of how many of them each row carries: a row
+ * needs values for the named columns only, and blank ones past the header are fine.
  */
-function isRagged(fields: readonly string[], width: number, blankExtrasAllowed: boolean): boolean {
+function isRagged(fields: readonly string[], header: HeaderMatch<string>, blankExtrasAllowed: boolean): boolean {
+  const { width, namedWidth } = header;
   if (fields.length === width) return false;
-  if (fields.length < width || !blankExtrasAllowed) return true;
+  if (fields.length < namedWidth) return true;
+  if (namedWidth < width) return fields.length > width && fields.slice(width).some((f) => f.trim() !== '');
+  if (!blankExtrasAllowed) return true;
   return fields.slice(width).some((f) => f.trim() !== '');
 }
 
@@ -84,10 +91,11 @@ function raggedMessages(header: HeaderMatch<string>): (values: number) => string
 }
 
 function raggedMessage(values: number, header: HeaderMatch<string>): string {
-  const width = header.width;
+  // A short line is measured against the named columns: a spreadsheet shows no others.
+  const width = values < header.namedWidth ? header.namedWidth : header.width;
   const counted = `This line has ${values.toLocaleString('en-US')} value${values === 1 ? '' : 's'} but the header row has ${width.toLocaleString('en-US')} columns`;
   if (values > width) return `${counted}: a value with a comma, such as "Lee, Jr", must be in double quotes`;
-  return `${counted}: ${shortLineAdvice(header.names.slice(values), values)}`;
+  return `${counted}: ${shortLineAdvice(header.names.slice(values, width), values)}`;
 }
 
 /**
@@ -131,7 +139,7 @@ function joinAnd(items: readonly string[]): string {
  * after it up to the next quote: their users would be missing from the roster, deactivated, and
  * their values (passwords) shown in the report as one long value. So the file fails whole,
  * quoting nothing. An unknown column (an address, say) may hold line breaks, unless what follows
- * one looks like a row of this file (as many commas as the header has columns, less one).
+ * one looks like a row of this file (as many commas as the header has named columns, less one).
  */
 function lineChecks<C extends string>(header: HeaderMatch<C>) {
   const named = [...header.index.values()].map((i): [number, string] => [i, normalizeHeaderName(header.names[i] ?? '')]);
@@ -145,7 +153,7 @@ function lineChecks<C extends string>(header: HeaderMatch<C>) {
       fields.forEach((value, i) => {
         if (!LINE_BREAK.test(value)) return;
         const parts = value.split(LINE_BREAK);
-        const looksLikeRows = header.width >= 3 && parts.slice(1).some((p) => p.split(',').length >= header.width);
+        const looksLikeRows = header.namedWidth >= 3 && parts.slice(1).some((p) => p.split(',').length >= header.namedWidth);
         if (known.has(i) || looksLikeRows) throw valueSpansLines(line, i + 1, parts.length);
       });
     },
@@ -172,6 +180,8 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
       if (isBlank(fields)) continue;
       if (header === undefined || handler === undefined || checks === undefined) {
         header = matchHeader(fields, read.spec);
+        // The rows after it need only the named columns (see isRagged); the header's own chunk is split already.
+        if (header.namedWidth < header.width) source.dropBlankTails(header.namedWidth);
         checks = lineChecks(header);
         header.warnings.forEach((w) => read.log.warning(w));
         state.columns = [...header.index.entries()].sort((a, b) => a[1] - b[1]).map(([c]) => c);
@@ -193,10 +203,10 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
       if (source.parsed(fields)) checks.checkLineBreaks(line, fields);
       state.rows++;
       let item: T | undefined;
-      lastShort = fields.length < header.width ? { line, values: fields.length } : null;
+      lastShort = fields.length < header.namedWidth ? { line, values: fields.length } : null;
       blankExtras ??= { allowed: fields.length > header.width, firstLine: line, rows: 0 };
       if (blankExtras.allowed && fields.length > header.width) blankExtras.rows++;
-      if (isRagged(fields, header.width, blankExtras.allowed)) {
+      if (isRagged(fields, header, blankExtras.allowed)) {
         ragged++;
         read.log.error({ line, column: '', message: checks.raggedMessage(fields.length) });
         item = handler.ragged(line, fields);
@@ -215,9 +225,10 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
   handler?.end?.();
   if (header === undefined) throw emptyFile();
   if (state.rows === 0) throw headerOnly();
-  if (lastShort !== null && !source.endsWithLineBreak()) throw cutOff(lastShort.line, lastShort.values, header.width);
-  checkRagged(ragged, state.rows, header.width);
-  if (blankExtras?.allowed && blankExtras.rows * 2 <= state.rows) throw extrasNotTheStyle(blankExtras.firstLine, header.width);
+  if (lastShort !== null && !source.endsWithLineBreak()) throw cutOff(lastShort.line, lastShort.values, header.namedWidth);
+  checkRagged(ragged, state.rows, header.namedWidth);
+  const padded = header.namedWidth < header.width;
+  if (!padded && blankExtras?.allowed && blankExtras.rows * 2 <= state.rows) throw extrasNotTheStyle(blankExtras.firstLine, header.width);
   if (state.encoding === 'mixed') {
     const { first, count } = source.recodedLines();
     const which = count === 1 ? `Line ${first[0]} is` : `${count} lines are`;
