@@ -56,9 +56,11 @@ export async function validateFile(ctx: ImportContext, opts: { tenant: string; f
   }
 }
 
+/** The file's size and SHA-256; a FILE_NOT_FOUND error whose cause is the file system's error. */
 async function describeFile(file: string): Promise<{ bytes: number; sha256: string }> {
   try {
     const info = await stat(file);
+    if (info.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
     if (!info.isFile()) throw new Error('not a regular file');
     const hash = createHash('sha256');
     for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);

@@ -152,7 +152,19 @@ describe('validate', () => {
     expect(r.code).toBe(1);
     expect(r.json<ImportRecord>()).toMatchObject({ status: 'failed', message: expect.stringMatching(/semicolons/) });
     expect((await runCli(['validate', good], env)).code).toBe(2);
-    expect((await runCli(['validate', path.join(f.dataDir, 'nope.csv'), '--tenant', 'cli-usd'], env)).code).toBe(1);
+  });
+
+  it('a file it cannot read is named with what is wrong and what to do (exit 1), in text and --json', async () => {
+    const missing = path.join(f.dataDir, 'nope.csv');
+    const text = await runCli(['validate', missing, '--tenant', 'cli-usd'], env);
+    expect(text.code).toBe(1);
+    expect(text.stdout).toBe('');
+    expect(text.stderr).toBe(`rosterd: cannot read ${missing}: no such file or directory; check the path\n`);
+    const json = await runCli(['validate', f.dataDir, '--tenant', 'cli-usd', '--json'], env);
+    expect(json.code).toBe(1);
+    expect(json.json()).toEqual({
+      error: { code: 'FILE_NOT_FOUND', message: `cannot read ${f.dataDir}: it is a directory, not a file; name the file inside it` },
+    });
   });
 
   it('a warning about the whole file is line 0 in --json and "file" in the table, as in the report', async () => {
