@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { Config } from '../config/config.js';
 import { RosterdError } from '../errors.js';
 import type { Logger } from '../types.js';
-import { createPool } from './db.js';
+import { createPool, endPool } from './db.js';
 import { startEmbeddedPostgres } from './embedded.js';
 
 export interface Database {
@@ -44,7 +44,7 @@ export async function openDatabase(config: Config, logger: Logger, poolSize = 10
     close: async () => {
       if (closed) return;
       closed = true;
-      await pool.end().catch(() => undefined);
+      await endPool(pool).catch(() => undefined);
       await embedded?.release();
     },
     abandon: async () => {

@@ -23,6 +23,30 @@ export function createPool(connectionString: string, logger: Logger, max = 10): 
   return pool;
 }
 
+/** How long endPool waits for connections to close before giving up on them. */
+const END_POOL_WAIT_MS = 5_000;
+
+/**
+ * Ends the pool and resolves once its connections are closed. pool.end() resolves as soon as it
+ * has asked them to close, before Postgres has seen them go; the embedded Postgres, stopped by the
+ * last command out right after, then cut them off, and a command that had succeeded printed
+ * "database connection lost" twice. A connection still checked out is not waited for.
+ */
+export async function endPool(pool: pg.Pool): Promise<void> {
+  const closing = pool.idleCount;
+  const closed = new Promise<void>((resolve) => {
+    if (closing === 0) return resolve();
+    let removed = 0;
+    // pg-pool emits 'remove' once a client it ended has closed its connection.
+    pool.on('remove', () => {
+      if (++removed >= closing) resolve();
+    });
+    setTimeout(resolve, END_POOL_WAIT_MS).unref();
+  });
+  await pool.end();
+  await closed;
+}
+
 export async function withClient<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   try {

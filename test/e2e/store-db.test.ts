@@ -6,7 +6,9 @@
  */
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/config.js';
 import { createLogger } from '../../src/log/logger.js';
+import { openDatabase } from '../../src/store/connect.js';
 import { createPool, withTransaction } from '../../src/store/db.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 
@@ -49,4 +51,18 @@ it('a transaction right after every connection was terminated gets a live connec
       await pool.end().catch(() => undefined);
     }
   }
+});
+
+it("a command's database close returns only once its connections are closed", async () => {
+  // A CLI command's close is followed at once by stopping the embedded Postgres (the last one
+  // out stops it): a connection not yet closed then is cut off, and logged as lost.
+  const database = await openDatabase(loadConfig({ DATABASE_URL: db.url, DATA_DIR: '/nonexistent' }), createLogger('silent'), 4);
+  const clients = await Promise.all([database.pool.connect(), database.pool.connect(), database.pool.connect()]);
+  let ended = 0;
+  for (const c of clients) c.on('end', () => ended++);
+  await Promise.all(clients.map((c) => c.query('SELECT 1')));
+  for (const c of clients) c.release();
+  expect(database.pool.totalCount).toBe(3);
+  await database.close();
+  expect(ended).toBe(3);
 });
