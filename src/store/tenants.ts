@@ -211,8 +211,9 @@ export async function findTenant(db: Queryable, subdomain: string): Promise<Tena
   return rows[0] ? toTenant(rows[0]) : undefined;
 }
 
+/** The tenant named on a command line; a name no tenant can have is a usage error, as in tenant add. */
 export async function getTenant(db: Queryable, subdomain: string): Promise<Tenant> {
-  const tenant = await findTenant(db, subdomain);
+  const tenant = await findTenant(db, validateSubdomain(subdomain));
   if (!tenant) {
     throw new RosterdError('TENANT_NOT_FOUND', `no tenant "${subdomain}"; "rosterd tenant list" shows the registered ones`);
   }

@@ -203,6 +203,51 @@ describe('key add with the wrong file', () => {
   });
 });
 
+describe('a subdomain no tenant can have', () => {
+  it('is a usage error (exit 2) in every command that names a tenant, as in tenant add, not "no tenant"', async () => {
+    const [keys, schools] = [await count('ssh_keys'), await count('schools')];
+    const pub = keygen('ed25519');
+    const users = path.join(dir, 'typo-users.csv');
+    writeFileSync(users, 'username\nsomeone1\n');
+    const commands = [
+      ['tenant', 'show', 'Alpha'],
+      ['tenant', 'update', 'Alpha', '--name', 'Alpha'],
+      ['tenant', 'suspend', 'Alpha'],
+      ['key', 'add', 'Alpha', pub],
+      ['key', 'list', 'Alpha'],
+      ['school', 'add', 'Alpha', '--name', 'Alpha High'],
+      ['school', 'import', 'Alpha', users],
+      ['school', 'list', 'Alpha'],
+      ['import', 'list', '--tenant', 'Alpha'],
+      ['import', 'run', '--now', '--tenant', 'Alpha'],
+      ['validate', users, '--tenant', 'Alpha'],
+      ['export', 'users', '--tenant', 'Alpha'],
+    ];
+    for (const args of commands) {
+      // import run reads received files, so it wants a DATA_DIR that exists.
+      const r = await runCli([...args, '--json'], { ...env, DATA_DIR: dir });
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.json(), args.join(' ')).toEqual({
+        error: {
+          code: 'INVALID_SUBDOMAIN',
+          message: expect.stringMatching(/^"Alpha" is not a valid subdomain: use 1-63 lowercase letters/),
+        },
+      });
+    }
+    expect(await count('ssh_keys')).toBe(keys);
+    expect(await count('schools')).toBe(schools);
+  });
+
+  it('key add with the file first says the tenant comes first (exit 2) instead of reading the tenant as the file', async () => {
+    const before = await count('ssh_keys');
+    const pub = keygen('ed25519');
+    const r = await runCli(['key', 'add', pub, 'alpha'], env);
+    expect(r).toMatchObject({ code: 2, stdout: '' });
+    expect(r.stderr).toBe(`rosterd: the tenant comes first: rosterd key add alpha ${pub}\n`);
+    expect(await count('ssh_keys')).toBe(before);
+  });
+});
+
 describe('key revoke', () => {
   it('says a key was already revoked, takes a lower-case sha256: prefix, and refuses MD5 and empty fingerprints', async () => {
     const pub = keygen('ed25519');

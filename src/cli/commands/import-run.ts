@@ -2,6 +2,7 @@ import os from 'node:os';
 import type { Command } from 'commander';
 import { DateTime } from 'luxon';
 import { isSuspendedSkip, processPending, type ProcessedUpload, type ProcessSummary } from '../../schedule/process.js';
+import { validateSubdomain } from '../../store/tenants.js';
 import { leaf } from '../context.js';
 import { signalExitCode } from '../signals.js';
 import { describeDelivery, importContext, operator, queuedReports, sendReports, type CliDelivery } from './import.js';
@@ -18,6 +19,7 @@ export function registerImportRunCommand(imp: Command): void {
       .option('--tenant <subdomain>', 'only this tenant')
       .option('--now', 'import at once whatever the time (an operator action, logged as such)'),
     async (ctx, _args, opts) => {
+      if (typeof opts.tenant === 'string') validateSubdomain(opts.tenant);
       const requestedBy = operator();
       const summary = await processPending(
         { ...importContext(ctx), claimedBy: `cli:${os.hostname()}:${process.pid}` },

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { RosterdError } from '../../errors.js';
 import { addKey, listKeys, revokeKey, type SshKey } from '../../store/keys.js';
+import { validateSubdomain } from '../../store/tenants.js';
 import { decodeKeyFile } from '../../sftp/public-key.js';
 import { describeFileError, leaf, table } from '../context.js';
 
@@ -20,6 +21,15 @@ export function keyJson(k: SshKey) {
 
 /** An instant to the second, as the key commands show them: 2026-11-21T18:05:11Z. */
 const isoSeconds = (d: Date): string => d.toISOString().replace(/\.\d+Z$/, 'Z');
+
+function isSubdomain(text: string): boolean {
+  try {
+    validateSubdomain(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 async function readKeyText(file: string): Promise<string> {
   if (file === '-') {
@@ -42,6 +52,11 @@ export function registerKeyCommands(program: Command): void {
   leaf(
     key.command('add <subdomain> <file>').description('register a public key (FILE, or - for stdin); prints its fingerprint'),
     async (ctx, [subdomain, file]) => {
+      // Checked before the file is read, so that a key file named first is not read as the tenant's.
+      if (!isSubdomain(subdomain ?? '') && isSubdomain(file ?? '')) {
+        throw new RosterdError('USAGE', `the tenant comes first: rosterd key add ${file ?? ''} ${subdomain ?? ''}`);
+      }
+      validateSubdomain(subdomain ?? '');
       const k = await addKey(ctx.pool, subdomain ?? '', await readKeyText(file ?? '-'));
       const described = `${k.fingerprint} ${k.comment || '(no comment)'} (${k.type.replace(/^ssh-/, '').toUpperCase()} ${k.bits})`;
       return {
