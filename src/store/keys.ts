@@ -113,7 +113,10 @@ export async function listKeys(db: Queryable, subdomain?: string): Promise<SshKe
  * matched: the message says which one to use.
  */
 export function normaliseFingerprint(fingerprint: string): string {
-  const text = fingerprint.trim();
+  // A whole line pasted from ssh-keygen -lf ("256 SHA256:… comment (ED25519)") or from key add's
+  // output: the fingerprint is its one SHA256: word (a fingerprint has no spaces).
+  const trimmed = fingerprint.trim();
+  const text = /(?:^|\s)(sha256:\S+)/i.exec(trimmed)?.[1] ?? trimmed;
   if (text === '') {
     throw new RosterdError('USAGE', 'give the key\'s SHA256: fingerprint, as "rosterd key list" shows it');
   }

@@ -265,6 +265,14 @@ describe('key revoke', () => {
     const againJson = await runCli(['key', 'revoke', fp, '--json'], env);
     expect(againJson.json()).toMatchObject({ alreadyRevoked: true, revokedAt: revokedAt.revokedAt });
 
+    // A whole line pasted from ssh-keygen -lf, or from key add's output, names the same key.
+    const lines = [execFileSync('ssh-keygen', ['-lf', pub]).toString().trim(), `${fp} sis@district (ED25519 256) added to alpha`];
+    for (const line of lines) {
+      const pasted = await runCli(['key', 'revoke', line, '--json'], env);
+      expect(pasted.code, line).toBe(0);
+      expect(pasted.json(), line).toMatchObject({ fingerprint: fp, alreadyRevoked: true });
+    }
+
     const md5 = fingerprintBySshKeygen(pub, 'md5');
     for (const given of [md5, md5.replace(/^MD5:/, '')]) {
       const r = await runCli(['key', 'revoke', given], env);
