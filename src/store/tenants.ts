@@ -94,12 +94,33 @@ export function validateTenantInput(input: TenantInput): TenantInput {
 }
 
 /**
+ * Abbreviations that name a fixed offset where an operator most likely means a region's time: EST
+ * is UTC-5 all year (America/Panama), so a district in New York given EST would have its window,
+ * and every time in its reports, an hour off all summer.
+ */
+const FIXED_OFFSET_ABBREVIATIONS: Readonly<Record<string, string>> = {
+  EST: 'UTC-5 all year, never daylight saving time; for Eastern time use America/New_York',
+  MST: 'UTC-7 all year, never daylight saving time; use America/Denver for Mountain time, or America/Phoenix for Arizona',
+};
+
+/** What is wrong with a zone named like EST (see FIXED_OFFSET_ABBREVIATIONS), or undefined. */
+export function fixedOffsetAbbreviation(zone: string): string | undefined {
+  return FIXED_OFFSET_ABBREVIATIONS[zone.trim().toUpperCase()];
+}
+
+/**
  * The zone as the operator named it, its letter case fixed where Intl knows the name
  * (america/chicago → America/Chicago, utc → UTC). Intl's own name is not taken otherwise: Node's
  * ICU resolves current IANA names to old aliases (Asia/Kolkata → Asia/Calcutta, Europe/Kyiv →
- * Europe/Kiev), which would store and show a name the operator did not type.
+ * Europe/Kiev), which would store and show a name the operator did not type. An abbreviation that
+ * Intl happens to know (CST, PST, EST5EDT) is stored as the region's zone it resolves to
+ * (America/Chicago): it is no IANA zone of its own, and another ICU may not know it.
  */
 function canonicalZone(zone: string): string {
+  const fixed = fixedOffsetAbbreviation(zone);
+  if (fixed !== undefined) {
+    throw new RosterdError('INVALID_TIMEZONE', `"${zone}" is a fixed offset: ${fixed}`);
+  }
   if (!isValidZone(zone)) {
     throw new RosterdError(
       'INVALID_TIMEZONE',
@@ -107,7 +128,8 @@ function canonicalZone(zone: string): string {
     );
   }
   const resolved = new Intl.DateTimeFormat('en-US', { timeZone: zone }).resolvedOptions().timeZone;
-  return resolved.toLowerCase() === zone.toLowerCase() ? resolved : zone;
+  if (resolved.toLowerCase() === zone.toLowerCase()) return resolved;
+  return !zone.includes('/') && resolved.includes('/') ? resolved : zone;
 }
 
 /** Trimmed, each address once (compared ignoring case; the first spelling is kept), all valid. */
