@@ -7,11 +7,13 @@ import ssh2 from 'ssh2';
 import { loadConfig, type Config } from '../config/config.js';
 import { toError } from '../errors.js';
 import { outboxDir } from '../report/mailer.js';
+import { isValidZone } from '../schedule/window.js';
 import { hostKeysDir } from '../sftp/host-keys.js';
 import { parsePublicKey } from '../sftp/public-key.js';
 import { openDatabase } from '../store/connect.js';
 import { describeClockSkew, isClockSkewed, measureClockSkew } from '../store/clock-skew.js';
 import { loadMigrations, pendingMigrations } from '../store/migrate.js';
+import { fixedOffsetAbbreviation } from '../store/tenants.js';
 import { systemClock, type Clock, type Logger } from '../types.js';
 import { unrecordedCopies } from './retention.js';
 import { withTimeout } from './timeout.js';
@@ -65,6 +67,7 @@ const skipAfterDatabase = (why: string): DoctorCheck[] => [
   skip('reports', why),
   skip('usernames', why),
   skip('clock', why),
+  skip('time zones', why),
   skip('received files', why),
 ];
 
@@ -298,6 +301,7 @@ async function checkDatabase(
       migrations.status === 'fail' ? skip('usernames', 'the migrations are not applied') : await checkCaseFolding(pool, timeoutMs),
     );
     checks.push(await checkClock(pool, timeoutMs, clock));
+    checks.push(await checkTenantZones(pool, timeoutMs));
     checks.push(
       migrations.status === 'fail'
         ? skip('received files', 'the migrations are not applied')
@@ -436,6 +440,48 @@ async function checkClock(pool: pg.Pool, timeoutMs: number, clock: Clock): Promi
     );
   } catch (err) {
     return warn(name, `cannot read the database's clock: ${describeError(err)}`, 'check that the database answers');
+  }
+}
+
+/**
+ * Each tenant's zone as this process reads it: a zone this Node's ICU does not know (the tenant
+ * was added under another Node, or the name was stored before it was checked) leaves the tenant's
+ * window unknown, so its uploads are never imported; EST or MST, stored before they were refused,
+ * put an Eastern or Mountain district's window an hour off all summer.
+ */
+async function checkTenantZones(pool: pg.Pool, timeoutMs: number): Promise<DoctorCheck> {
+  const name = 'time zones';
+  try {
+    const { rows } = await withTimeout(
+      pool.query<{ subdomain: string; timezone: string }>(
+        `SELECT subdomain, timezone FROM tenants WHERE status = 'active' ORDER BY subdomain`,
+      ),
+      timeoutMs,
+      'the time zone check',
+    );
+    const unknown = rows.filter((t) => !isValidZone(t.timezone));
+    const fixed = rows.filter((t) => isValidZone(t.timezone) && fixedOffsetAbbreviation(t.timezone) !== undefined);
+    const list = (ts: typeof rows) => ts.map((t) => `${t.subdomain} (${t.timezone})`).join(', ');
+    if (unknown.length > 0) {
+      return fail(
+        name,
+        `${list(unknown)}: not a time zone this Node.js knows, so ${unknown.length === 1 ? 'its' : 'their'} night window cannot be worked out and nothing is imported`,
+        "set an IANA zone: rosterd tenant update SUBDOMAIN --timezone America/Chicago (or the district's own)",
+      );
+    }
+    if (fixed.length > 0) {
+      return warn(
+        name,
+        `${list(fixed)}: a fixed offset with no daylight saving time, so in summer the window and report times are an hour off for a district that keeps it`,
+        "set the district's region: rosterd tenant update SUBDOMAIN --timezone America/New_York (Eastern), America/Denver (Mountain) or America/Phoenix (Arizona)",
+      );
+    }
+    return ok(
+      name,
+      rows.length === 0 ? 'no active tenants' : `${rows.length} active tenant${rows.length === 1 ? '' : 's'}, each in a known zone`,
+    );
+  } catch (err) {
+    return warn(name, `cannot read the tenants' time zones: ${describeError(err)}`, 'check that the database answers');
   }
 }
 

@@ -60,6 +60,7 @@ describe('rosterd doctor', () => {
       'reports',
       'usernames',
       'clock',
+      'time zones',
       'received files',
       'mail',
     ]);
@@ -166,6 +167,32 @@ describe('rosterd doctor', () => {
     }
   });
 
+  it('fails on a tenant zone this Node does not know, and warns of EST or MST stored before they were refused', async () => {
+    const { rows } = await db.pool.query<{ id: number }>(
+      `INSERT INTO tenants (subdomain, name, admin_emails, timezone) VALUES
+         ('zone-gone', 'Gone', '{it@gone.example}', 'Mars/Olympus_Mons'), ('zone-est', 'Est', '{it@est.example}', 'EST')
+       RETURNING id`,
+    );
+    try {
+      const r = await doctor({ DATABASE_URL: db.url, DATA_DIR: tempDir(), SMTP_URL: smtp.url });
+      expect(r.code, r.text).toBe(1);
+      expect(r.check('time zones')).toMatchObject({
+        status: 'fail',
+        detail: expect.stringMatching(/^zone-gone \(Mars\/Olympus_Mons\): not a time zone this Node\.js knows, so its night window/),
+        fix: expect.stringContaining('rosterd tenant update SUBDOMAIN --timezone'),
+      });
+      await db.pool.query(`UPDATE tenants SET status = 'suspended' WHERE subdomain = 'zone-gone'`);
+      const est = await doctor({ DATABASE_URL: db.url, DATA_DIR: tempDir(), SMTP_URL: smtp.url });
+      expect(est.code, est.text).toBe(0);
+      expect(est.check('time zones')).toMatchObject({
+        status: 'warn',
+        detail: expect.stringMatching(/^zone-est \(EST\): a fixed offset with no daylight saving time/),
+      });
+    } finally {
+      await db.pool.query('DELETE FROM tenants WHERE id = ANY($1)', [rows.map((r) => r.id)]);
+    }
+  });
+
   it('warns about received files with no import record (a database restored from an older backup), naming the districts', async () => {
     const dataDir = tempDir();
     const copy = (tenant: string, name: string, ageMs: number) => {
@@ -217,7 +244,7 @@ describe('rosterd doctor', () => {
     const dataDir = path.join(tempDir(), 'not-yet');
     const r = await doctor({ DATABASE_URL: undefined, DATA_DIR: dataDir });
     expect(r.check('data directory')).toMatchObject({ status: 'warn', detail: expect.stringMatching(/does not exist yet/) as unknown });
-    for (const name of ['database', 'migrations', 'reports', 'usernames', 'clock', 'received files']) {
+    for (const name of ['database', 'migrations', 'reports', 'usernames', 'clock', 'time zones', 'received files']) {
       expect(r.check(name)).toMatchObject({
         status: 'skip',
         detail: expect.stringMatching(/embedded Postgres lives in DATA_DIR/) as unknown,
