@@ -93,6 +93,8 @@ export class SftpSession {
   private accessCheckedAt = -Infinity;
   /** Settles once the last request that took its turn is done (see inTurn). */
   private lastTurn: Promise<unknown> = Promise.resolve();
+  /** READs not yet answered, each settling when it is; a CLOSE waits for those sent before it. */
+  private readonly reading = new Set<Promise<void>>();
   /** Replies not yet sent, in the order their requests arrived (see inOrder). */
   private readonly replies: Array<{ send: Send | null }> = [];
   private readonly stopFlushing: () => void;
@@ -461,7 +463,23 @@ export class SftpSession {
     answer(() => this.sftp.status(id, STATUS.OK));
   }
 
-  private async read(id: number, handle: Buffer, offset: number, length: number): Promise<Send> {
+  /**
+   * READ does not take a turn (a download keeps many in flight), but a CLOSE sent after it waits
+   * for it (see close): lftp reads ahead and closes the file once it has the EOF, and a READ still
+   * waiting for the login check would otherwise find its handle gone ("invalid handle").
+   */
+  private read(id: number, handle: Buffer, offset: number, length: number): Promise<Send> {
+    const reply = this.readChunk(id, handle, offset, length);
+    const done = reply.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.reading.add(done);
+    void done.then(() => this.reading.delete(done));
+    return reply;
+  }
+
+  private async readChunk(id: number, handle: Buffer, offset: number, length: number): Promise<Send> {
     if (performance.now() - this.accessCheckedAt > 1000) await this.checkAccess();
     const h = this.handles.get(this.handleKey(handle));
     if (h === undefined || h.kind === 'dir') throw refuse.badHandle();
@@ -481,14 +499,16 @@ export class SftpSession {
   /**
    * Takes its turn (inTurn) like other requests, but an upload is marked closing at once: WRITEs
    * that come after its CLOSE are refused, and a session ending meanwhile leaves it to finish.
+   * READs sent before it are answered first (see read).
    */
   private async close(id: number, handle: Buffer): Promise<Send> {
     const key = this.handleKey(handle);
     const h = this.handles.get(key);
-    if (h?.kind !== 'upload') return this.inTurn(() => this.closeHandle(id, key));
+    const readsBefore = Promise.all(this.reading);
+    if (h?.kind !== 'upload') return this.inTurn(() => readsBefore.then(() => this.closeHandle(id, key)));
     if (h.closing) throw refuse.badHandle();
     h.closing = true;
-    const done = this.inTurn(() => this.finishUpload(h)).finally(() => {
+    const done = this.inTurn(() => readsBefore.then(() => this.finishUpload(h))).finally(() => {
       h.slot();
       this.handles.delete(key);
       this.finishing.delete(done);
