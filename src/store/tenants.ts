@@ -109,6 +109,19 @@ export function fixedOffsetAbbreviation(zone: string): string | undefined {
 }
 
 /**
+ * Abbreviations ICU knows (Java's old three-letter IDs) as a region other than the one an operator
+ * means by them: AST is Alaska there, not Atlantic time (Puerto Rico), SST the Solomon Islands, not
+ * American Samoa. Stored as ICU's zone, a district's window would be hours, or a day, off.
+ */
+const MISREAD_ABBREVIATIONS: Readonly<Record<string, string>> = {
+  AST: 'Alaska time (America/Anchorage), not Atlantic time; for Puerto Rico or the U.S. Virgin Islands use America/Puerto_Rico',
+  SST: 'Solomon Islands time (Pacific/Guadalcanal), not Samoa time; for American Samoa use Pacific/Pago_Pago',
+  NST: 'New Zealand time (Pacific/Auckland), not Newfoundland time; for Newfoundland use America/St_Johns',
+  BST: 'Bangladesh time (Asia/Dhaka), not British Summer Time; for the UK use Europe/London',
+  IST: 'India time (Asia/Kolkata); for Ireland use Europe/Dublin, for Israel Asia/Jerusalem, for India Asia/Kolkata',
+};
+
+/**
  * The zone as the operator named it, its letter case fixed where Intl knows the name
  * (america/chicago → America/Chicago, utc → UTC). Intl's own name is not taken otherwise: Node's
  * ICU resolves current IANA names to old aliases (Asia/Kolkata → Asia/Calcutta, Europe/Kyiv →
@@ -120,6 +133,10 @@ function canonicalZone(zone: string): string {
   const fixed = fixedOffsetAbbreviation(zone);
   if (fixed !== undefined) {
     throw new RosterdError('INVALID_TIMEZONE', `"${zone}" is a fixed offset: ${fixed}`);
+  }
+  const misread = MISREAD_ABBREVIATIONS[zone.trim().toUpperCase()];
+  if (misread !== undefined) {
+    throw new RosterdError('INVALID_TIMEZONE', `"${zone}" would be read as ${misread}`);
   }
   if (!isValidZone(zone)) {
     throw new RosterdError(

@@ -51,6 +51,15 @@ describe('validateTenantInput', () => {
     expect(validateTenantInput({ timezone: 'utc' }).timezone).toBe('UTC');
   });
 
+  it('refuses abbreviations ICU reads as another region than the one meant', () => {
+    // ICU's old three-letter IDs: AST is Alaska, not Atlantic (Puerto Rico); SST the Solomon Islands, not Samoa.
+    expect(thrown(() => validateTenantInput({ timezone: 'AST' })).message).toMatch(/Alaska time.*America\/Puerto_Rico/);
+    expect(thrown(() => validateTenantInput({ timezone: 'sst' })).message).toMatch(/Pacific\/Pago_Pago/);
+    for (const zone of ['NST', 'BST', 'IST'])
+      expect(thrown(() => validateTenantInput({ timezone: zone })).code, zone).toBe('INVALID_TIMEZONE');
+    expect(validateTenantInput({ timezone: 'CST' }).timezone).toBe('America/Chicago');
+  });
+
   it('refuses what the database would round, overflow or ignore', () => {
     expect(thrown(() => validateTenantInput({ thresholdPercent: 10.555 })).code).toBe('INVALID_THRESHOLD');
     expect(validateTenantInput({ thresholdPercent: 2.5 }).thresholdPercent).toBe(2.5);
