@@ -13,7 +13,7 @@ import { parsePublicKey } from '../sftp/public-key.js';
 import { openDatabase } from '../store/connect.js';
 import { describeClockSkew, isClockSkewed, measureClockSkew } from '../store/clock-skew.js';
 import { loadMigrations, pendingMigrations } from '../store/migrate.js';
-import { fixedOffsetAbbreviation } from '../store/tenants.js';
+import { US_ZONE_EXAMPLES, zoneAbbreviation } from '../store/tenants.js';
 import { systemClock, type Clock, type Logger } from '../types.js';
 import { unrecordedCopies } from './retention.js';
 import { withTimeout } from './timeout.js';
@@ -446,8 +446,8 @@ async function checkClock(pool: pg.Pool, timeoutMs: number, clock: Clock): Promi
 /**
  * Each tenant's zone as this process reads it: a zone this Node's ICU does not know (the tenant
  * was added under another Node, or the name was stored before it was checked) leaves the tenant's
- * window unknown, so its uploads are never imported; EST or MST, stored before they were refused,
- * put an Eastern or Mountain district's window an hour off all summer.
+ * window unknown, so its uploads are never imported; an abbreviation, stored before they were
+ * refused, may be read as another region (AST as Alaska) or a fixed offset (EST as UTC-5 all year).
  */
 async function checkTenantZones(pool: pg.Pool, timeoutMs: number): Promise<DoctorCheck> {
   const name = 'time zones';
@@ -460,7 +460,7 @@ async function checkTenantZones(pool: pg.Pool, timeoutMs: number): Promise<Docto
       'the time zone check',
     );
     const unknown = rows.filter((t) => !isValidZone(t.timezone));
-    const fixed = rows.filter((t) => isValidZone(t.timezone) && fixedOffsetAbbreviation(t.timezone) !== undefined);
+    const abbreviated = rows.filter((t) => isValidZone(t.timezone) && zoneAbbreviation(t.timezone) !== undefined);
     const list = (ts: typeof rows) => ts.map((t) => `${t.subdomain} (${t.timezone})`).join(', ');
     if (unknown.length > 0) {
       return fail(
@@ -469,11 +469,11 @@ async function checkTenantZones(pool: pg.Pool, timeoutMs: number): Promise<Docto
         "set an IANA zone: rosterd tenant update SUBDOMAIN --timezone America/Chicago (or the district's own)",
       );
     }
-    if (fixed.length > 0) {
+    if (abbreviated.length > 0) {
       return warn(
         name,
-        `${list(fixed)}: a fixed offset with no daylight saving time, so in summer the window and report times are an hour off for a district that keeps it`,
-        "set the district's region: rosterd tenant update SUBDOMAIN --timezone America/New_York (Eastern), America/Denver (Mountain) or America/Phoenix (Arizona)",
+        `${list(abbreviated)}: an abbreviation, not a region's zone, which this Node reads as one region of several it may mean, or as a fixed offset with no daylight saving time (EST, MST): the window and report times may be hours off`,
+        `set the district's region: rosterd tenant update SUBDOMAIN --timezone ZONE, such as ${US_ZONE_EXAMPLES}`,
       );
     }
     return ok(

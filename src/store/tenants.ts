@@ -94,49 +94,50 @@ export function validateTenantInput(input: TenantInput): TenantInput {
 }
 
 /**
- * Abbreviations that name a fixed offset where an operator most likely means a region's time: EST
- * is UTC-5 all year (America/Panama), so a district in New York given EST would have its window,
- * and every time in its reports, an hour off all summer.
+ * What to use instead of an abbreviation an operator may type. Abbreviations are no IANA zones:
+ * Node's ICU reads some as Java's old three-letter IDs, each one region of several it could mean
+ * (AST is Alaska there, not Atlantic time; CST is Chicago, yet also China Standard Time), and EST
+ * and MST as fixed offsets with no daylight saving time, an hour off all summer for a district in
+ * New York or Denver. Where an abbreviation is listed, its entry says what it would have been.
  */
-const FIXED_OFFSET_ABBREVIATIONS: Readonly<Record<string, string>> = {
-  EST: 'UTC-5 all year, never daylight saving time; for Eastern time use America/New_York',
-  MST: 'UTC-7 all year, never daylight saving time; use America/Denver for Mountain time, or America/Phoenix for Arizona',
+const ABBREVIATION_HINTS: Readonly<Record<string, string>> = {
+  EST: 'it is UTC-5 all year, with no daylight saving time; for Eastern time use America/New_York',
+  MST: 'it is UTC-7 all year, with no daylight saving time; use America/Denver for Mountain time, or America/Phoenix for Arizona',
+  AST: 'it would be read as Alaska time, not Atlantic time; for Puerto Rico or the U.S. Virgin Islands use America/Puerto_Rico',
+  SST: 'it would be read as Solomon Islands time, not Samoa time; for American Samoa use Pacific/Pago_Pago',
+  NST: 'it would be read as New Zealand time, not Newfoundland time; for Newfoundland use America/St_Johns',
+  BST: 'it would be read as Bangladesh time, not British Summer Time; for the UK use Europe/London',
+  IST: 'it means India, Ireland or Israel; use Asia/Kolkata, Europe/Dublin or Asia/Jerusalem',
+  CST: 'it also means China Standard Time; for Central time use America/Chicago',
 };
 
-/** What is wrong with a zone named like EST (see FIXED_OFFSET_ABBREVIATIONS), or undefined. */
-export function fixedOffsetAbbreviation(zone: string): string | undefined {
-  return FIXED_OFFSET_ABBREVIATIONS[zone.trim().toUpperCase()];
+export const US_ZONE_EXAMPLES =
+  'America/New_York (Eastern), America/Chicago (Central), America/Denver (Mountain), America/Phoenix (Arizona), ' +
+  'America/Los_Angeles (Pacific), America/Anchorage (Alaska) or Pacific/Honolulu (Hawaii)';
+
+/** Names without a region that are still one time everywhere. */
+const UNIVERSAL_ZONES = new Set(['UTC', 'GMT', 'UCT', 'UNIVERSAL', 'ZULU', 'GREENWICH']);
+
+/** Why a zone stored before abbreviations were refused is one (EST, CST…), or undefined. */
+export function zoneAbbreviation(zone: string): string | undefined {
+  const name = zone.trim();
+  if (name.includes('/') || UNIVERSAL_ZONES.has(name.toUpperCase())) return undefined;
+  return (
+    ABBREVIATION_HINTS[name.toUpperCase()] ?? `an abbreviation is no time zone; use the district's region, such as ${US_ZONE_EXAMPLES}`
+  );
 }
-
-/**
- * Abbreviations ICU knows (Java's old three-letter IDs) as a region other than the one an operator
- * means by them: AST is Alaska there, not Atlantic time (Puerto Rico), SST the Solomon Islands, not
- * American Samoa. Stored as ICU's zone, a district's window would be hours, or a day, off.
- */
-const MISREAD_ABBREVIATIONS: Readonly<Record<string, string>> = {
-  AST: 'Alaska time (America/Anchorage), not Atlantic time; for Puerto Rico or the U.S. Virgin Islands use America/Puerto_Rico',
-  SST: 'Solomon Islands time (Pacific/Guadalcanal), not Samoa time; for American Samoa use Pacific/Pago_Pago',
-  NST: 'New Zealand time (Pacific/Auckland), not Newfoundland time; for Newfoundland use America/St_Johns',
-  BST: 'Bangladesh time (Asia/Dhaka), not British Summer Time; for the UK use Europe/London',
-  IST: 'India time (Asia/Kolkata); for Ireland use Europe/Dublin, for Israel Asia/Jerusalem, for India Asia/Kolkata',
-};
 
 /**
  * The zone as the operator named it, its letter case fixed where Intl knows the name
  * (america/chicago → America/Chicago, utc → UTC). Intl's own name is not taken otherwise: Node's
  * ICU resolves current IANA names to old aliases (Asia/Kolkata → Asia/Calcutta, Europe/Kyiv →
- * Europe/Kiev), which would store and show a name the operator did not type. An abbreviation that
- * Intl happens to know (CST, PST, EST5EDT) is stored as the region's zone it resolves to
- * (America/Chicago): it is no IANA zone of its own, and another ICU may not know it.
+ * Europe/Kiev), which would store and show a name the operator did not type. A name without a
+ * region (EST, CST, EST5EDT) is refused, UTC aside: see ABBREVIATION_HINTS.
  */
 function canonicalZone(zone: string): string {
-  const fixed = fixedOffsetAbbreviation(zone);
-  if (fixed !== undefined) {
-    throw new RosterdError('INVALID_TIMEZONE', `"${zone}" is a fixed offset: ${fixed}`);
-  }
-  const misread = MISREAD_ABBREVIATIONS[zone.trim().toUpperCase()];
-  if (misread !== undefined) {
-    throw new RosterdError('INVALID_TIMEZONE', `"${zone}" would be read as ${misread}`);
+  const abbreviation = zoneAbbreviation(zone);
+  if (abbreviation !== undefined) {
+    throw new RosterdError('INVALID_TIMEZONE', `"${zone}" is not a region's time zone: ${abbreviation}`);
   }
   if (!isValidZone(zone)) {
     throw new RosterdError(
@@ -145,8 +146,7 @@ function canonicalZone(zone: string): string {
     );
   }
   const resolved = new Intl.DateTimeFormat('en-US', { timeZone: zone }).resolvedOptions().timeZone;
-  if (resolved.toLowerCase() === zone.toLowerCase()) return resolved;
-  return !zone.includes('/') && resolved.includes('/') ? resolved : zone;
+  return resolved.toLowerCase() === zone.toLowerCase() ? resolved : zone;
 }
 
 /** Trimmed, each address once (compared ignoring case; the first spelling is kept), all valid. */

@@ -51,13 +51,20 @@ describe('validateTenantInput', () => {
     expect(validateTenantInput({ timezone: 'utc' }).timezone).toBe('UTC');
   });
 
-  it('refuses abbreviations ICU reads as another region than the one meant', () => {
+  it('refuses abbreviations, saying which region to use: ICU reads them as one region of several, or as a fixed offset', () => {
     // ICU's old three-letter IDs: AST is Alaska, not Atlantic (Puerto Rico); SST the Solomon Islands, not Samoa.
     expect(thrown(() => validateTenantInput({ timezone: 'AST' })).message).toMatch(/Alaska time.*America\/Puerto_Rico/);
     expect(thrown(() => validateTenantInput({ timezone: 'sst' })).message).toMatch(/Pacific\/Pago_Pago/);
-    for (const zone of ['NST', 'BST', 'IST'])
-      expect(thrown(() => validateTenantInput({ timezone: zone })).code, zone).toBe('INVALID_TIMEZONE');
-    expect(validateTenantInput({ timezone: 'CST' }).timezone).toBe('America/Chicago');
+    expect(thrown(() => validateTenantInput({ timezone: 'EST' })).message).toMatch(/UTC-5 all year.*America\/New_York/);
+    expect(thrown(() => validateTenantInput({ timezone: 'CST' })).message).toMatch(/China Standard Time.*America\/Chicago/);
+    for (const zone of ['NST', 'BST', 'IST', 'MST', 'PST', 'EST5EDT', 'JST']) {
+      const err = thrown(() => validateTenantInput({ timezone: zone }));
+      expect(err.code, zone).toBe('INVALID_TIMEZONE');
+      expect(err.message, zone).toMatch(/is not a region's time zone/);
+    }
+    expect(thrown(() => validateTenantInput({ timezone: 'PST' })).message).toMatch(/America\/Los_Angeles \(Pacific\)/);
+    for (const zone of ['UTC', 'gmt', 'Etc/UTC', 'US/Eastern', 'Pacific/Honolulu'])
+      expect(validateTenantInput({ timezone: zone }).timezone, zone).toBeTruthy();
   });
 
   it('refuses what the database would round, overflow or ignore', () => {
