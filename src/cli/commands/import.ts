@@ -123,9 +123,17 @@ export function registerImportCommands(program: Command): Command {
       } catch (err) {
         const signal = interruptedBy();
         if (!(err instanceof RosterdError && err.code === 'IMPORT_INTERRUPTED') || signal === undefined) throw err;
+        // A Ctrl-C before the approval found the import says nothing of its status: read it.
+        const status = (await getImportRecord(ctx.pool, id ?? '').catch(() => undefined))?.status;
+        const now =
+          status === 'held'
+            ? `it is still held, and "rosterd import approve ${id}" applies it`
+            : status === undefined
+              ? 'no import has this ID'
+              : `it is ${status}`;
         return {
-          json: { id, status: 'held', interruptedBy: signal },
-          text: `interrupted (${signal}): import ${id} was not approved, nothing was changed; it is still held, and "rosterd import approve ${id}" applies it`,
+          json: { id, ...(status === undefined ? {} : { status }), interruptedBy: signal },
+          text: `interrupted (${signal}): import ${id} was not approved, nothing was changed; ${now}`,
           exitCode: signalExitCode(signal),
         };
       }
