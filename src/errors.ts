@@ -62,6 +62,26 @@ export const FILE_PROBLEMS: Readonly<Record<string, string>> = {
   ENOSPC: 'the disk is full',
 };
 
+/** Text for a file system error a person understands: what went wrong with the path, in words. */
+export function describeFileError(err: unknown, writing = false): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  switch (code) {
+    case 'ENOENT':
+      return writing ? 'its folder does not exist; create it or choose another path' : 'no such file or directory; check the path';
+    case 'EISDIR':
+      return 'it is a directory, not a file; name the file inside it';
+    case 'ENOTDIR':
+      return 'a part of the path is a file, not a directory; check the path';
+    case 'EACCES':
+    case 'EPERM':
+      return `${FILE_PROBLEMS[code]}; ${writing ? 'choose a folder the user running rosterd may write to' : 'make the file readable by the user running rosterd'}`;
+    case 'EEXIST':
+      return 'the file already exists';
+    default:
+      return (code && FILE_PROBLEMS[code]) ?? code ?? (err instanceof Error ? err.message : String(err));
+  }
+}
+
 /** Normalise anything thrown into an Error, keeping the original as `cause`. */
 export function toError(value: unknown): Error {
   if (value instanceof Error) return value;

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type pg from 'pg';
 import { loadConfig, LOG_LEVELS, type Config } from '../config/config.js';
-import { FILE_PROBLEMS, RosterdError, toError } from '../errors.js';
+import { RosterdError, toError } from '../errors.js';
 import { createLogger } from '../log/logger.js';
 import { openDatabase, type Database } from '../store/connect.js';
 import { migrate } from '../store/migrate.js';
@@ -21,6 +21,11 @@ export interface CliContext {
    * signalExitCode. A second signal exits at once.
    */
   interrupted?: AbortSignal;
+}
+
+/** The signal that interrupted an `interruptible` command (CliContext.interrupted), once one has. */
+export function interruptedBy(ctx: CliContext): NodeJS.Signals | undefined {
+  return ctx.interrupted?.aborted ? (ctx.interrupted.reason as NodeJS.Signals) : undefined;
 }
 
 /** A command's result: the JSON document for --json and the text for a person. */
@@ -163,26 +168,6 @@ export function decimalOption(value: unknown, flag: string, decimals: number): n
     throw new RosterdError('USAGE', `${flag} takes at most ${decimals} decimal places, not "${text}"`);
   }
   return Number(text);
-}
-
-/** Text for a file system error a person understands: what went wrong with the path, in words. */
-export function describeFileError(err: unknown, writing = false): string {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  switch (code) {
-    case 'ENOENT':
-      return writing ? 'its folder does not exist; create it or choose another path' : 'no such file or directory; check the path';
-    case 'EISDIR':
-      return 'it is a directory, not a file; name the file inside it';
-    case 'ENOTDIR':
-      return 'a part of the path is a file, not a directory; check the path';
-    case 'EACCES':
-    case 'EPERM':
-      return `${FILE_PROBLEMS[code]}; ${writing ? 'choose a folder the user running rosterd may write to' : 'make the file readable by the user running rosterd'}`;
-    case 'EEXIST':
-      return 'the file already exists';
-    default:
-      return (code && FILE_PROBLEMS[code]) ?? code ?? (err instanceof Error ? err.message : String(err));
-  }
 }
 
 /** Formats rows as an aligned text table. */

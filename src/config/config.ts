@@ -18,21 +18,18 @@ function isMailbox(value: string): boolean {
  * name is one of this machine's only listening tells; a port or a URL here is caught at start.
  */
 function isListenHost(value: string): boolean {
-  if (isIP(value) !== 0) return true;
-  return (
-    value.length <= 253 &&
-    /^(?=.*[A-Za-z])[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/.test(value)
-  );
+  // A name with no letter (1.2.3) is a mistyped address, not a host name.
+  return isIP(value) !== 0 || (value.length <= 253 && /[A-Za-z]/.test(value) && z.regexes.hostname.test(value));
 }
 const LISTEN_HOST = 'an IP address (0.0.0.0, ::, 127.0.0.1) or a host name of this machine, without a port';
+
+/** pino's levels, and silent. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /**
  * The whole configuration of rosterd, read from the environment (PRODUCT.md §8). Each field says
  * what it is and what its default or 0 means. Validated once at start, frozen after.
  */
-/** pino's levels, and silent. */
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-
 const envSchema = z.object({
   /** Postgres connection string. Unset: an embedded Postgres kept in DATA_DIR/pg. */
   DATABASE_URL: z

@@ -69,12 +69,15 @@ export async function applyGroups(
   // errors, so that the message says which line to fix.
   const missing = await client.query<{ username: string }>(`SELECT DISTINCT username FROM import_group_plan WHERE op = 'user_missing'`);
   const last = missing.rows.length > 0 ? await options.lastUsersRows?.(missing.rows.map((r) => r.username)) : undefined;
+  // One row per user (ignoring case), its first rejected line: the plan joins it by key.
   await client.query(
     `CREATE TEMP TABLE import_group_rejected ON COMMIT DROP AS
-     SELECT r.username, r.line, string_agg(i.message, '; ' ORDER BY i.id) AS why
-       FROM unnest($1::text[], $2::integer[]) AS r(username, line)
-       JOIN import_issues i ON i.upload_id = $3::uuid AND i.kind = 'error' AND i.line = r.line
-      GROUP BY r.username, r.line`,
+     SELECT DISTINCT ON (key) key, line, why
+       FROM (SELECT lower(r.username) AS key, r.line, string_agg(i.message, '; ' ORDER BY i.id) AS why
+               FROM unnest($1::text[], $2::integer[]) AS r(username, line)
+               JOIN import_issues i ON i.upload_id = $3::uuid AND i.kind = 'error' AND i.line = r.line
+              GROUP BY r.username, r.line) rejected
+      ORDER BY key, line`,
     [last?.rows.map((r) => r.username) ?? [], last?.rows.map((r) => r.line) ?? [], last?.uploadId ?? null],
   );
   const planErrors = await client.query(
@@ -82,15 +85,15 @@ export async function applyGroups(
      SELECT $1, 'error', p.line,
             CASE WHEN p.op = 'user_missing' THEN 'username' WHEN p.op = 'empty' THEN 'group' ELSE 'owner' END,
             CASE WHEN p.op = 'user_missing' THEN p.username WHEN p.op = 'empty' THEN NULL ELSE p.owner END,
-            CASE p.op WHEN 'user_missing' THEN coalesce(
-                        (SELECT format($7, p.username, $8::text, r.line, r.why) FROM import_group_rejected r
-                          WHERE lower(r.username) = lower(p.username) ORDER BY r.line LIMIT 1),
-                        format($2, p.username))
+            CASE p.op WHEN 'user_missing' THEN CASE WHEN r.key IS NOT NULL THEN format($7, p.username, $8::text, r.line, r.why)
+                                                    ELSE format($2, p.username) END
                       WHEN 'owner_missing' THEN format($3, p.owner)
                       WHEN 'owner_inactive' THEN format($4, p.owner_name)
                       WHEN 'owner_not_manager' THEN format($5, p.owner_name)
                       ELSE $6 END
-       FROM import_group_plan p WHERE p.op NOT IN ('ok', 'invalid')`,
+       FROM import_group_plan p
+       LEFT JOIN import_group_rejected r ON p.op = 'user_missing' AND r.key = lower(p.username)
+      WHERE p.op NOT IN ('ok', 'invalid')`,
     [
       target.uploadId,
       MESSAGES.groupUserMissing,

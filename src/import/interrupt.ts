@@ -5,6 +5,7 @@
  */
 import type pg from 'pg';
 import { RosterdError } from '../errors.js';
+import type { ImportHook } from './engine-types.js';
 
 /** Between two statements there is nothing to cancel: the cancel is sent again this often. */
 const CANCEL_AGAIN_MS = 200;
@@ -49,4 +50,32 @@ export async function cancelOnAbort(pool: pg.Pool, client: pg.PoolClient, signal
     clearInterval(timer);
     await inFlight;
   };
+}
+
+/** The engine's hook between its steps (`at`), stopping an interrupted import there first. */
+export function stopBetweenSteps(signal: AbortSignal | undefined, at: ImportHook | undefined): ImportHook {
+  return async (point, client) => {
+    throwIfInterrupted(signal);
+    await at?.(point, client);
+  };
+}
+
+/**
+ * Runs `fn`, the work of `client`'s import transaction, with its statements cancelled once
+ * `signal` aborts (cancelOnAbort); whatever it then fails of is IMPORT_INTERRUPTED.
+ */
+export async function interruptible<T>(
+  pool: pg.Pool,
+  client: pg.PoolClient,
+  signal: AbortSignal | undefined,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const stopCancelling = await cancelOnAbort(pool, client, signal);
+  try {
+    return await fn();
+  } catch (err) {
+    throw signal?.aborted ? interruptedError(err) : err;
+  } finally {
+    await stopCancelling();
+  }
 }

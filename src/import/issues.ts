@@ -6,7 +6,6 @@ import type { PoolClient } from 'pg';
 import { PASSWORD_MASK } from '../types.js';
 import type { ImportIssue } from './types.js';
 
-/** Templates for SQL format(): %s is the username, or the list of lines for a duplicate. */
 /**
  * SQL: when upload `upload` was received, in its tenant `tenant`'s zone, as the messages below
  * show it to a school administrator: "November 21, 2026, 2:08 PM (America/Chicago)".
@@ -15,6 +14,7 @@ export function receivedInTenantZone(upload: string, tenant: string): string {
   return `to_char(${upload}.received_at AT TIME ZONE ${tenant}.timezone, 'FMMonth FMDD, YYYY, FMHH12:MI AM') || ' (' || ${tenant}.timezone || ')'`;
 }
 
+/** Templates for SQL format(): %s is the username, or the list of lines for a duplicate. */
 export const MESSAGES = {
   duplicate: 'This username appears more than once in the file (lines %s; usernames are compared ignoring case). List each user once.',
   addExists: 'User "%s" already exists and is active, so it cannot be added. Use action "update" to change it.',

@@ -11,7 +11,7 @@ import { withTransaction } from '../store/db.js';
 import type { ImportHook } from './engine-types.js';
 import { executeImport, loadTarget, recordOutcome, type ImportContext, type Outcome, type UploadTarget } from './execute.js';
 import { createPasswordHasher, type PasswordHasher } from './hash-pool.js';
-import { cancelOnAbort, interruptedError, throwIfInterrupted } from './interrupt.js';
+import { interruptible, stopBetweenSteps, throwIfInterrupted } from './interrupt.js';
 import { insertIssues } from './issues.js';
 import { getImportRecord, type ImportRecord } from './records.js';
 import { verifyStoredCopy } from './stored-copy.js';
@@ -47,30 +47,22 @@ export async function runImport(ctx: ImportContext, uploadId: string, opts: RunI
   const { signal } = opts;
   throwIfInterrupted(signal);
   // Between the engine's steps, an interrupted import goes no further.
-  const at: ImportHook = async (point, client) => {
-    throwIfInterrupted(signal);
-    await opts.at?.(point, client);
-  };
+  const at = stopBetweenSteps(signal, opts.at);
   return withHasher(ctx, signal, async (hasher) => {
     try {
       await verifyStoredCopy(target);
       throwIfInterrupted(signal);
-      const record = await withTransaction(ctx.pool, async (client) => {
-        const stopCancelling = await cancelOnAbort(ctx.pool, client, signal);
-        try {
+      const record = await withTransaction(ctx.pool, (client) =>
+        interruptible(ctx.pool, client, signal, async () => {
           const outcome = await executeImport(client, ctx.config, ctx.clock, target, {
             dryRun: false,
             overrideThreshold: false,
             hasher,
             at,
           });
-          return await finish(client, uploadId, 'running', outcome, startedAt, ctx, opts);
-        } catch (err) {
-          throw signal?.aborted ? interruptedError(err) : err;
-        } finally {
-          await stopCancelling();
-        }
-      });
+          return finish(client, uploadId, 'running', outcome, startedAt, ctx, opts);
+        }),
+      );
       // The outcome is logged by the caller (the scheduler's decision line), once.
       return record;
     } catch (err) {
@@ -94,14 +86,10 @@ export async function approveImport(
   const { signal } = opts;
   throwIfInterrupted(signal);
   // As in runImport: an interrupted approval goes no further than the step it is in, and rolls back.
-  const at: ImportHook = async (point, client) => {
-    throwIfInterrupted(signal);
-    await opts.at?.(point, client);
-  };
+  const at = stopBetweenSteps(signal, opts.at);
   return withHasher(ctx, signal, (hasher) =>
-    withTransaction(ctx.pool, async (client) => {
-      const stopCancelling = await cancelOnAbort(ctx.pool, client, signal);
-      try {
+    withTransaction(ctx.pool, (client) =>
+      interruptible(ctx.pool, client, signal, async () => {
         const target = await loadTarget(client, ctx.config.DATA_DIR, uploadId, true);
         if (target.status !== 'held') throw notHeld(uploadId, target.status);
         await refuseIfNewerPending(client, target);
@@ -127,13 +115,9 @@ export async function approveImport(
         });
         throwIfInterrupted(signal);
         ctx.logger.info({ importId: uploadId, approvedBy: opts.approvedBy }, 'held import approved');
-        return await finish(client, uploadId, 'held', outcome, startedAt, ctx, opts, { by: opts.approvedBy, at: ctx.clock.now() });
-      } catch (err) {
-        throw signal?.aborted ? interruptedError(err) : err;
-      } finally {
-        await stopCancelling();
-      }
-    }),
+        return finish(client, uploadId, 'held', outcome, startedAt, ctx, opts, { by: opts.approvedBy, at: ctx.clock.now() });
+      }),
+    ),
   );
 }
 

@@ -8,7 +8,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { RosterdError } from '../errors.js';
+import { describeFileError, RosterdError } from '../errors.js';
 import { getTenant } from '../store/tenants.js';
 import { executeImport, loadTarget, recordOutcome, type ImportContext, type Outcome } from './execute.js';
 import { insertIssues } from './issues.js';
@@ -66,7 +66,7 @@ async function describeFile(file: string): Promise<{ bytes: number; sha256: stri
     for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
     return { bytes: info.size, sha256: hash.digest('hex') };
   } catch (err) {
-    throw new RosterdError('FILE_NOT_FOUND', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+    throw new RosterdError('FILE_NOT_FOUND', `cannot read ${file}: ${describeFileError(err)}`, {
       cause: err,
     });
   }

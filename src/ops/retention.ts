@@ -66,36 +66,26 @@ export async function applyRetention(deps: RetentionDeps): Promise<RetentionResu
   const cutoff = new Date(clock.now().getTime() - config.RETENTION_DAYS * DAY_MS);
   const result: RetentionResult = { cutoff, removed: [], failed: [], reportsCleared: 0, emlRemoved: [], visibleRemoved: [] };
 
-  const files = await listCopies(config.DATA_DIR);
-  for (let i = 0; i < files.length; i += BATCH) {
-    const batch = files.slice(i, i + BATCH);
-    const { rows } = await pool.query<{ stored_path: string; id: string; received_at: Date; status: string }>(
-      `SELECT stored_path, id, received_at, status FROM uploads WHERE stored_path = ANY($1::text[])`,
-      [batch.map((f) => f.relative)],
-    );
-    const records = new Map(rows.map((r) => [r.stored_path, r]));
-    for (const file of batch) {
-      const record = records.get(file.relative);
-      const due = record ? record.received_at < cutoff && !STILL_NEEDED.includes(record.status) : file.mtime < cutoff;
-      if (!due) continue;
-      try {
-        await fs.rm(path.join(config.DATA_DIR, file.relative), { force: true });
-        result.removed.push({ path: file.relative, uploadId: record?.id ?? null, bytes: file.bytes });
-        logger.info(
-          {
-            event: 'retention.deleted',
-            uploadId: record?.id ?? null,
-            path: file.relative,
-            bytes: file.bytes,
-            retentionDays: config.RETENTION_DAYS,
-          },
-          'upload copy deleted (retention)',
-        );
-      } catch (err) {
-        const error = toError(err).message;
-        result.failed.push({ path: file.relative, error });
-        logger.warn({ event: 'retention.failed', path: file.relative, err }, 'upload copy could not be deleted');
-      }
+  for await (const [file, record] of withRecords(pool, await listCopies(config.DATA_DIR))) {
+    const due = record ? record.received_at < cutoff && !STILL_NEEDED.includes(record.status) : file.mtime < cutoff;
+    if (!due) continue;
+    try {
+      await fs.rm(path.join(config.DATA_DIR, file.relative), { force: true });
+      result.removed.push({ path: file.relative, uploadId: record?.id ?? null, bytes: file.bytes });
+      logger.info(
+        {
+          event: 'retention.deleted',
+          uploadId: record?.id ?? null,
+          path: file.relative,
+          bytes: file.bytes,
+          retentionDays: config.RETENTION_DAYS,
+        },
+        'upload copy deleted (retention)',
+      );
+    } catch (err) {
+      const error = toError(err).message;
+      result.failed.push({ path: file.relative, error });
+      logger.warn({ event: 'retention.failed', path: file.relative, err }, 'upload copy could not be deleted');
     }
   }
   await removeOldVisibleFiles(deps, cutoff, result);
@@ -178,26 +168,43 @@ interface CopyFile {
   mtime: Date;
 }
 
-/** Regular files in DATA_DIR/uploads/<tenant>/ (one level; nothing else lives there). */
 /**
  * Received copies that no upload row refers to and that were written before `before` (a copy is
  * on disk a moment before its row commits). After a database is restored from a backup, these are
  * the files received since the backup: never imported, and removed by retention in due course.
  */
 export async function unrecordedCopies(dataDir: string, pool: pg.Pool, before: Date): Promise<CopyFile[]> {
-  const files = (await listCopies(dataDir)).filter((f) => f.mtime < before);
   const unrecorded: CopyFile[] = [];
-  for (let i = 0; i < files.length; i += BATCH) {
-    const batch = files.slice(i, i + BATCH);
-    const { rows } = await pool.query<{ stored_path: string }>(`SELECT stored_path FROM uploads WHERE stored_path = ANY($1::text[])`, [
-      batch.map((f) => f.relative),
-    ]);
-    const recorded = new Set(rows.map((r) => r.stored_path));
-    unrecorded.push(...batch.filter((f) => !recorded.has(f.relative)));
+  for await (const [file, record] of withRecords(
+    pool,
+    (await listCopies(dataDir)).filter((f) => f.mtime < before),
+  )) {
+    if (record === undefined) unrecorded.push(file);
   }
   return unrecorded;
 }
 
+interface CopyRecord {
+  stored_path: string;
+  id: string;
+  received_at: Date;
+  status: string;
+}
+
+/** Each copy with the upload row that refers to it, if any, looked up BATCH copies at a time. */
+async function* withRecords(pool: pg.Pool, files: CopyFile[]): AsyncGenerator<[CopyFile, CopyRecord | undefined]> {
+  for (let i = 0; i < files.length; i += BATCH) {
+    const batch = files.slice(i, i + BATCH);
+    const { rows } = await pool.query<CopyRecord>(
+      `SELECT stored_path, id, received_at, status FROM uploads WHERE stored_path = ANY($1::text[])`,
+      [batch.map((f) => f.relative)],
+    );
+    const records = new Map(rows.map((r) => [r.stored_path, r]));
+    for (const file of batch) yield [file, records.get(file.relative)];
+  }
+}
+
+/** Regular files in DATA_DIR/uploads/<tenant>/ (one level; nothing else lives there). */
 async function listCopies(dataDir: string): Promise<CopyFile[]> {
   const root = path.join(dataDir, 'uploads');
   const tenants = await readDirIfExists(root);

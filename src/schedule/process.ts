@@ -13,6 +13,7 @@ import type { ImportHook } from '../import/engine-types.js';
 import { getImportRecord, type ImportRecord } from '../import/records.js';
 import { runImport, type ImportContext } from '../import/run-import.js';
 import { enqueueImportReport } from '../report/import-report.js';
+import { validateSubdomain } from '../store/tenants.js';
 import type { Logger } from '../types.js';
 import {
   claimNext,
@@ -93,6 +94,8 @@ export interface ProcessSummary {
 export const defaultClaimant = (): string => `${os.hostname()}:${process.pid}`;
 
 export async function processPending(ctx: ScheduleContext, opts: ProcessOptions = {}): Promise<ProcessSummary> {
+  // A name no tenant can have is the operator's typo: a usage error, as everywhere a tenant is named.
+  if (opts.tenant !== undefined) validateSubdomain(opts.tenant);
   const summary: ProcessSummary = {
     imported: [],
     superseded: [],
@@ -171,7 +174,8 @@ async function processTenant(ctx: ScheduleContext, tenant: TenantRef, opts: Proc
         // Another process holds the tenant (an import running, or its own decision): it carries on
         // with the rest. A running import is always said (who holds it, until when); the other
         // case only when asked for this tenant, where silence would mislead.
-        if (!(await noteRunning(ctx, tenant, summary)) && opts.tenant !== undefined) {
+        // The scheduler's ticks, told nobody, skip the query (as in 'nothing' above).
+        if (!(opts.requestedBy !== undefined && (await noteRunning(ctx, tenant, summary))) && opts.tenant !== undefined) {
           summary.skipped.push({
             tenant: tenant.subdomain,
             reason: 'another process is deciding what this tenant imports next (and imports it); run this again in a moment to see',

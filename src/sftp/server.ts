@@ -56,7 +56,6 @@ export interface SftpServer {
   readonly connectionCount: number;
 }
 
-/** Writes of one connection waiting for the disk before its socket is paused (see Backpressure). */
 /**
  * SFTP_ALGORITHMS=modern: ssh2's defaults (which already leave out SHA-1 key exchange and CBC
  * ciphers) without SHA-1 host key signatures, SHA-1 MACs and compression before login. The RSA
@@ -68,6 +67,7 @@ const MODERN_ALGORITHMS: ssh2.Algorithms = {
   compress: { append: [], prepend: [], remove: ['zlib'] },
 };
 
+/** Writes of one connection waiting for the disk before its socket is paused (see Backpressure). */
 const IN_FLIGHT_CAP_BYTES = 8 * 1024 * 1024;
 /** Failed attempts per connection before it is dropped (OpenSSH's MaxAuthTries). */
 const MAX_ATTEMPTS_PER_CONNECTION = 6;

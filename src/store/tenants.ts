@@ -35,8 +35,12 @@ export interface TenantInput {
 const SUBDOMAIN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const email = z.email();
 
+export function isValidSubdomain(text: string): boolean {
+  return SUBDOMAIN.test(text);
+}
+
 export function validateSubdomain(subdomain: string): string {
-  if (!SUBDOMAIN.test(subdomain)) {
+  if (!isValidSubdomain(subdomain)) {
     throw new RosterdError(
       'INVALID_SUBDOMAIN',
       `"${subdomain}" is not a valid subdomain: use 1-63 lowercase letters, digits and hyphens, not starting or ending with a hyphen (e.g. lincoln-usd)`,

@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { open, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { RosterdError } from '../../errors.js';
+import { describeFileError, RosterdError } from '../../errors.js';
 import { exportUsers, exportUsersJson } from '../../import/export.js';
-import { describeFileError, leaf } from '../context.js';
+import { leaf } from '../context.js';
 
 function cannotWrite(file: string, err: unknown): RosterdError {
   return new RosterdError('FILE_NOT_WRITABLE', `cannot write ${file}: ${describeFileError(err, true)}; nothing was written`, {

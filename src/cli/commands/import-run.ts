@@ -2,10 +2,9 @@ import os from 'node:os';
 import type { Command } from 'commander';
 import { DateTime } from 'luxon';
 import { isSuspendedSkip, processPending, type ProcessedUpload, type ProcessSummary } from '../../schedule/process.js';
-import { validateSubdomain } from '../../store/tenants.js';
-import { leaf } from '../context.js';
+import { interruptedBy, leaf } from '../context.js';
 import { signalExitCode } from '../signals.js';
-import { describeDelivery, importContext, operator, queuedReports, sendReports, type CliDelivery } from './import.js';
+import { describeDelivery, importContext, operator, sendReports, type CliDelivery } from './import.js';
 
 /**
  * `rosterd import run [--tenant T] [--now]`: what one scheduler tick does, on demand: import the
@@ -19,7 +18,6 @@ export function registerImportRunCommand(imp: Command): void {
       .option('--tenant <subdomain>', 'only this tenant')
       .option('--now', 'import at once whatever the time (an operator action, logged as such)'),
     async (ctx, _args, opts) => {
-      if (typeof opts.tenant === 'string') validateSubdomain(opts.tenant);
       const requestedBy = operator();
       const summary = await processPending(
         { ...importContext(ctx), claimedBy: `cli:${os.hostname()}:${process.pid}` },
@@ -32,12 +30,12 @@ export function registerImportRunCommand(imp: Command): void {
           ...(ctx.interrupted ? { signal: ctx.interrupted, interruptRunning: true } : {}),
         },
       );
-      const interruptedBy = () => (ctx.interrupted?.aborted ? (ctx.interrupted.reason as NodeJS.Signals) : undefined);
       // Interrupted while importing, the operator wants out: the reports of what was done stay
-      // queued for rosterd serve. Interrupted while sending them, the ones not sent do.
-      const duringImports = interruptedBy();
-      const mail = duringImports === undefined ? await sendReports(ctx) : await queuedReports(ctx);
-      const signal = duringImports ?? interruptedBy();
+      // queued for rosterd serve (sendReports begins none). Interrupted while sending them, the
+      // ones not sent do.
+      const duringImports = interruptedBy(ctx);
+      const mail = await sendReports(ctx);
+      const signal = duringImports ?? interruptedBy(ctx);
       if (signal !== undefined) {
         const last =
           duringImports !== undefined

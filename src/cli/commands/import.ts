@@ -10,7 +10,7 @@ import { enqueueImportReport } from '../../report/import-report.js';
 import { withOperatorView, type ImportView } from '../../schedule/operator-view.js';
 import { getTenant } from '../../store/tenants.js';
 import { systemClock } from '../../types.js';
-import { intOption, leaf, table, type CliContext } from '../context.js';
+import { interruptedBy, intOption, leaf, table, type CliContext } from '../context.js';
 import { signalExitCode } from '../signals.js';
 
 /** Issues shown in text output; --json has them all. */
@@ -57,7 +57,7 @@ export async function sendReports(ctx: CliContext): Promise<CliDelivery> {
 }
 
 /** The reports left in the outbox for `rosterd serve` to send, none sent here. */
-export async function queuedReports(ctx: CliContext): Promise<CliDelivery> {
+async function queuedReports(ctx: CliContext): Promise<CliDelivery> {
   const { rows } = await ctx.pool.query<{ n: string }>(`SELECT count(*) AS n FROM outbox WHERE status = 'pending'`);
   return { sent: 0, failed: 0, queued: Number(rows[0]?.n ?? 0) };
 }
@@ -112,7 +112,6 @@ export function registerImportCommands(program: Command): Command {
       .description('apply a held import, computed against the roster as it stands now')
       .option('--by <name>', 'who approves (default: the operating system user)'),
     async (ctx, [id], opts) => {
-      const interruptedBy = () => (ctx.interrupted?.aborted ? (ctx.interrupted.reason as NodeJS.Signals) : undefined);
       let record: ImportRecord;
       try {
         record = await approveImport(importContext(ctx), id ?? '', {
@@ -121,7 +120,7 @@ export function registerImportCommands(program: Command): Command {
           ...(ctx.interrupted ? { signal: ctx.interrupted } : {}),
         });
       } catch (err) {
-        const signal = interruptedBy();
+        const signal = interruptedBy(ctx);
         if (!(err instanceof RosterdError && err.code === 'IMPORT_INTERRUPTED') || signal === undefined) throw err;
         // A Ctrl-C before the approval found the import says nothing of its status: read it.
         const status = (await getImportRecord(ctx.pool, id ?? '').catch(() => undefined))?.status;
@@ -138,8 +137,8 @@ export function registerImportCommands(program: Command): Command {
         };
       }
       // Interrupted after the approval committed: it stands; the report not sent stays queued for rosterd serve.
-      const mail = interruptedBy() === undefined ? await sendReports(ctx) : await queuedReports(ctx);
-      const signal = interruptedBy();
+      const mail = await sendReports(ctx);
+      const signal = interruptedBy(ctx);
       const text = [
         `approved by ${record.approvedBy ?? '?'}`,
         describeRecord(record),

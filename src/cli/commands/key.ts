@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { RosterdError } from '../../errors.js';
+import { describeFileError, RosterdError } from '../../errors.js';
 import { addKey, listKeys, revokeKey, type SshKey } from '../../store/keys.js';
-import { validateSubdomain } from '../../store/tenants.js';
+import { isValidSubdomain, validateSubdomain } from '../../store/tenants.js';
 import { decodeKeyFile } from '../../sftp/public-key.js';
-import { describeFileError, leaf, table } from '../context.js';
+import { leaf, table } from '../context.js';
 
 export function keyJson(k: SshKey) {
   return {
@@ -21,15 +21,6 @@ export function keyJson(k: SshKey) {
 
 /** An instant to the second, as the key commands show them: 2026-11-21T18:05:11Z. */
 const isoSeconds = (d: Date): string => d.toISOString().replace(/\.\d+Z$/, 'Z');
-
-function isSubdomain(text: string): boolean {
-  try {
-    validateSubdomain(text);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function readKeyText(file: string): Promise<string> {
   if (file === '-') {
@@ -53,7 +44,7 @@ export function registerKeyCommands(program: Command): void {
     key.command('add <subdomain> <file>').description('register a public key (FILE, or - for stdin); prints its fingerprint'),
     async (ctx, [subdomain, file]) => {
       // Checked before the file is read, so that a key file named first is not read as the tenant's.
-      if (!isSubdomain(subdomain ?? '') && isSubdomain(file ?? '')) {
+      if (!isValidSubdomain(subdomain ?? '') && isValidSubdomain(file ?? '')) {
         throw new RosterdError('USAGE', `the tenant comes first: rosterd key add ${file ?? ''} ${subdomain ?? ''}`);
       }
       validateSubdomain(subdomain ?? '');

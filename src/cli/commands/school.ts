@@ -4,13 +4,13 @@ import type { Command } from 'commander';
 import { parse } from 'csv-parse/sync';
 import iconv from 'iconv-lite';
 import type { SchoolRef } from '../../import/types.js';
-import { RosterdError } from '../../errors.js';
+import { describeFileError, RosterdError } from '../../errors.js';
 import { sniffHead } from '../../import/read/csv-guard.js';
 import { FileRejectedError } from '../../import/types.js';
 import { withTransaction } from '../../store/db.js';
 import { addSchool, listSchools, validateSchoolInput, type SchoolInput } from '../../store/schools.js';
 import { getTenant } from '../../store/tenants.js';
-import { describeFileError, leaf, table } from '../context.js';
+import { leaf, table } from '../context.js';
 
 const schoolJson = (s: SchoolRef) => ({ id: s.id, name: s.name, ncesId: s.ncesId, stateId: s.stateId });
 

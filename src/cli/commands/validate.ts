@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { RosterdError } from '../../errors.js';
 import { recordJson } from '../../import/records.js';
 import { validateFile } from '../../import/validate.js';
-import { describeFileError, leaf } from '../context.js';
+import { leaf } from '../context.js';
 import { describeRecord, importContext } from './import.js';
 
 export function registerValidateCommand(program: Command): void {
@@ -17,13 +17,7 @@ export function registerValidateCommand(program: Command): void {
       if (typeof opts.tenant !== 'string') {
         throw new RosterdError('USAGE', 'give the tenant: rosterd validate FILE --tenant SUBDOMAIN');
       }
-      const record = await validateFile(importContext(ctx), { tenant: opts.tenant, file: file ?? '' }).catch((err: unknown) => {
-        // The file system's code alone (ENOENT) tells an operator neither what is wrong nor what to do.
-        if (err instanceof RosterdError && err.code === 'FILE_NOT_FOUND') {
-          throw new RosterdError('FILE_NOT_FOUND', `cannot read ${file ?? ''}: ${describeFileError(err.cause)}`, { cause: err.cause });
-        }
-        throw err;
-      });
+      const record = await validateFile(importContext(ctx), { tenant: opts.tenant, file: file ?? '' });
       // The record's id is the dry run's own: nothing is kept, so `import show` would not know it.
       const text = describeRecord(record, 'dry run (nothing applied, nothing kept)');
       return { json: recordJson(record), text, exitCode: record.status === 'failed' || record.counts.errors > 0 ? 1 : 0 };
