@@ -123,15 +123,20 @@ export function registerImportCommands(program: Command): Command {
         const signal = interruptedBy(ctx);
         if (!(err instanceof RosterdError && err.code === 'IMPORT_INTERRUPTED') || signal === undefined) throw err;
         // A Ctrl-C before the approval found the import says nothing of its status: read it.
-        const status = (await getImportRecord(ctx.pool, id ?? '').catch(() => undefined))?.status;
+        const status = await getImportRecord(ctx.pool, id ?? '').then(
+          (r) => r?.status ?? null,
+          () => undefined,
+        );
         const now =
           status === 'held'
             ? `it is still held, and "rosterd import approve ${id}" applies it`
-            : status === undefined
+            : status === null
               ? 'no import has this ID'
-              : `it is ${status}`;
+              : status === undefined
+                ? `"rosterd import show ${id}" shows its status`
+                : `it is ${status}`;
         return {
-          json: { id, ...(status === undefined ? {} : { status }), interruptedBy: signal },
+          json: { id, ...(status ? { status } : {}), interruptedBy: signal },
           text: `interrupted (${signal}): import ${id} was not approved, nothing was changed; ${now}`,
           exitCode: signalExitCode(signal),
         };
