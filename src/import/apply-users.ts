@@ -136,7 +136,7 @@ async function applyStaged(
       ? `CREATE UNLOGGED TABLE ${t.dups} (username_key text)`
       : `CREATE UNLOGGED TABLE ${t.dups} AS
          SELECT username_key FROM ${t.rows} WHERE ${keyHash} IN (SELECT h FROM ${t.dupHashes})
-          GROUP BY username_key HAVING count(*) > 1 AND bool_or(valid)`,
+          GROUP BY username_key HAVING count(*) > 1`,
   );
   // A full sync into a tenant without users (its first import) creates every valid row that is
   // not a duplicate: no join with the roster, and the creates are read straight from import_rows.
@@ -169,7 +169,19 @@ async function applyStaged(
       toHash = Number(h.rows[0]?.h ?? 0);
     }
   }
-  const sqlErrors = n('duplicate') + n('exists') + n('missing_update') + n('missing_delete') + n('not_imported');
+  // A rejected row whose username another row repeats is that duplicate's other half (§3: both
+  // rows are errors): told so as well, or fixing its other errors would only meet this one the
+  // next night. It is not in import_changes, which holds what happens to valid rows.
+  const rejectedTwins = plan.duplicates
+    ? Number(
+        (
+          await client.query<{ n: string }>(
+            `SELECT count(*) AS n FROM ${t.rows} s WHERE NOT s.valid AND s.username_key IN (SELECT username_key FROM ${t.dups})`,
+          )
+        ).rows[0]?.n ?? 0,
+      )
+    : 0;
+  const sqlErrors = n('duplicate') + rejectedTwins + n('exists') + n('missing_update') + n('missing_delete') + n('not_imported');
   const counts: ImportCounts = {
     ...emptyCounts(),
     rows: summary.rows,
@@ -587,18 +599,21 @@ async function insertPlanIssues(
       `WITH d AS (
          SELECT username_key, array_agg(line ORDER BY line) AS lines
            FROM ${t.rows} WHERE username_key IN (SELECT username_key FROM ${t.dups})
-          GROUP BY username_key)
+          GROUP BY username_key),
+       c AS (
+         SELECT line, op FROM ${t.changes} WHERE op IN ('duplicate', 'exists', 'missing_update', 'missing_delete', 'not_imported')
+         UNION ALL
+         SELECT line, 'duplicate' FROM ${t.rows} WHERE NOT valid AND username_key IN (SELECT username_key FROM ${t.dups}))
        INSERT INTO import_issues (upload_id, kind, line, column_name, value, message)
-       SELECT $1, 'error', c.line, 'username', s.username,
+       SELECT $1, 'error', c.line, 'username', coalesce(s.username, s.invalid_username),
               CASE c.op
                 WHEN 'duplicate' THEN format($2, array_to_string(d.lines, ', '))
                 WHEN 'exists' THEN format($3, s.username)
                 WHEN 'missing_update' THEN format($4, s.username)
                 WHEN 'missing_delete' THEN format($5, s.username)
                 ELSE format($6, s.username) END
-         FROM ${t.changes} c JOIN ${t.rows} s ON s.line = c.line
+         FROM c JOIN ${t.rows} s ON s.line = c.line
          LEFT JOIN d ON d.username_key = s.username_key
-        WHERE c.op IN ('duplicate', 'exists', 'missing_update', 'missing_delete', 'not_imported')
         ORDER BY c.line LIMIT $7`,
       [
         uploadId,

@@ -73,6 +73,43 @@ describe("a tenant's first import", () => {
     expect((await f.users('first-b')).map((u) => u.username)).toEqual(['dan.roe']);
   });
 
+  it('a duplicate whose rows have other errors is still named on each of them (fixing those alone would not do)', async () => {
+    await f.addTenant('first-e');
+    const file = [
+      'ann.lee,not-an-email,Ann,Lee,student', // line 2: a bad email, and line 4 repeats its username
+      'dan.roe,dan@x.org,Dan,Roe,staff',
+      'Ann.Lee,ann@x.org,Ann,Lee,student',
+      'cy.doe,cy@x,Cy,Doe,student', // lines 5 and 6: both rows rejected for other reasons too
+      'CY.DOE,cy@x.org,Cy,Doe,wizard',
+    ];
+    const r = await f.importCsv('first-e', csv(HEADER, ...file));
+    expect(r.status).toBe('completed_with_errors');
+    expect(r.counts).toMatchObject({ rows: 5, created: 1, errors: 7 });
+    const duplicates = r.errors.filter((e) => /more than once/.test(e.message));
+    expect(duplicates.map((e) => [e.line, e.column, e.value])).toEqual([
+      [2, 'username', 'ann.lee'],
+      [4, 'username', 'Ann.Lee'],
+      [5, 'username', 'cy.doe'],
+      [6, 'username', 'CY.DOE'],
+    ]);
+    expect(duplicates.map((e) => /lines (\S+ \S+);/.exec(e.message)?.[1])).toEqual(['2, 4', '2, 4', '5, 6', '5, 6']);
+    // the rows' own errors stay listed beside it, line by line
+    expect(r.errors.map((e) => [e.line, e.column])).toEqual([
+      [2, 'email'],
+      [2, 'username'],
+      [4, 'username'],
+      [5, 'email'],
+      [5, 'username'],
+      [6, 'role'],
+      [6, 'username'],
+    ]);
+    expect((await f.users('first-e')).map((u) => u.username)).toEqual(['dan.roe']);
+    // the same file again, now against a roster (the planned, not the direct, way): the same errors
+    const again = await f.importCsv('first-e', csv(HEADER, ...file));
+    expect(again.counts).toMatchObject({ created: 0, unchanged: 1, errors: 7 });
+    expect(again.errors.map((e) => [e.line, e.column])).toEqual(r.errors.map((e) => [e.line, e.column]));
+  });
+
   it('with a password column: hashed the ordinary way', async () => {
     const r = await f.importCsv('first-c', csv('username,password,email', 'eve.kim,secret-1,eve@x.org', 'fay.ng,,fay@x.org'));
     expect(r.counts).toMatchObject({ rows: 2, created: 2, errors: 0 });
