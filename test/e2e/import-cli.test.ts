@@ -152,6 +152,10 @@ describe('validate', () => {
     expect(r.code).toBe(1);
     expect(r.json<ImportRecord>()).toMatchObject({ status: 'failed', message: expect.stringMatching(/semicolons/) });
     expect((await runCli(['validate', good], env)).code).toBe(2);
+    // a subdomain no tenant can have is the usage error it is, before the file is looked at
+    const bad = await runCli(['validate', path.join(f.dataDir, 'nope.csv'), '--tenant', 'Cli_USD'], env);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/"Cli_USD" is not a valid subdomain/);
   });
 
   it('a file it cannot read is named with what is wrong and what to do (exit 1), in text and --json', async () => {
