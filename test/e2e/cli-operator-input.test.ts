@@ -2,8 +2,10 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
+import { zipArchive } from '../support/zip.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 
 /**
@@ -360,6 +362,20 @@ describe('school import', () => {
     const { error } = r.json<{ error: { code: string; message: string } }>();
     expect(error.code).toBe('SCHOOLS_FILE_INVALID');
     expect(error.message).toMatch(/schools\.xlsx\.csv: The file is an? .*(workbook|spreadsheet).*not a CSV file\. Save it as "CSV UTF-8/);
+  });
+
+  it('tells a compressed schools file to be unpacked, not saved again as CSV (exit 1)', async () => {
+    const zipped = path.join(dir, 'schools.zip.csv');
+    writeFileSync(zipped, zipArchive([{ name: 'schools.csv', content: 'name\nOak Elementary\n' }]));
+    const gz = path.join(dir, 'schools.csv.gz');
+    writeFileSync(gz, gzipSync('name\nOak Elementary\n'));
+    for (const file of [zipped, gz]) {
+      const r = await runCli(['school', 'import', 'alpha', file, '--json'], env);
+      expect(r.code).toBe(1);
+      const { error } = r.json<{ error: { code: string; message: string } }>();
+      expect(error.code).toBe('SCHOOLS_FILE_INVALID');
+      expect(error.message).toMatch(/compressed.*not a CSV file\. Unpack it and import the CSV file it holds\.$/);
+    }
   });
 
   it('reports every bad line, a school listed twice with both lines, and imports nothing', async () => {

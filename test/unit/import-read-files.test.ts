@@ -290,6 +290,16 @@ describe('files that are not CSV', () => {
         'The file is a ZIP archive (a compressed file) holding export/users.csv and other files, not a CSV file. ' +
           'Unzip it and upload users.csv itself.',
       );
+      // as macOS's Compress makes it: the resource fork under __MACOSX/ is not another file of the district's
+      const finder = zipArchive([
+        { name: 'users.csv', content: csv },
+        { name: '__MACOSX/', content: '', stored: true },
+        { name: '__MACOSX/._users.csv', content: Buffer.alloc(40, 0) },
+        { name: '.DS_Store', content: Buffer.alloc(40, 0) },
+      ]);
+      expect(await read(finder)).toBe(
+        'The file is a ZIP archive (a compressed file) holding users.csv, not a CSV file. Unzip it and upload users.csv itself.',
+      );
     });
     it('a ZIP archive of anything else, or one whose names cannot be read', async () => {
       const other = zipArchive([

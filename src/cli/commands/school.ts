@@ -5,7 +5,7 @@ import { parse } from 'csv-parse/sync';
 import iconv from 'iconv-lite';
 import type { SchoolRef } from '../../import/types.js';
 import { describeFileError, RosterdError } from '../../errors.js';
-import { sniffHead } from '../../import/read/csv-guard.js';
+import { CompressedCsvError, sniffHead } from '../../import/read/csv-guard.js';
 import { FileRejectedError } from '../../import/types.js';
 import { withTransaction } from '../../store/db.js';
 import { addSchool, listSchools, validateSchoolInput, type SchoolInput } from '../../store/schools.js';
@@ -65,7 +65,11 @@ export async function readSchoolsFile(file: string): Promise<SchoolsFile> {
     if (!(err instanceof FileRejectedError)) throw err;
     // The reader's advice is for a district uploading over SFTP; the operator needs only what the file is.
     const what = /^.*?\.(?=\s|$)/.exec(err.message)?.[0] ?? err.message;
-    throw invalidFile(`${file}: ${what} Save it as "CSV UTF-8 (Comma delimited)" and import that file.`, err);
+    const todo =
+      err instanceof CompressedCsvError
+        ? 'Unpack it and import the CSV file it holds.'
+        : 'Save it as "CSV UTF-8 (Comma delimited)" and import that file.';
+    throw invalidFile(`${file}: ${what} ${todo}`, err);
   }
   // An operator's spreadsheet saved as plain "CSV" is Windows-1252; read as UTF-8, every accented
   // school name would be stored with U+FFFD in it and match no users.csv row.

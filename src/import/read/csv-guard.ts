@@ -16,12 +16,18 @@ const SAVE_AS_CSV = 'Open it in Excel (or your SIS) and save it as "CSV UTF-8 (C
 
 const UPLOAD_CSV = 'Upload the CSV file itself, not the compressed one.';
 
+/** A CSV file compressed (gzip, or a ZIP archive holding one): unpacked, it may be just right. */
+export class CompressedCsvError extends FileRejectedError {}
+
 /** Looks at the first bytes of the file (after a UTF-8 BOM) for things that are not CSV text. */
 export function sniffHead(head: Buffer): void {
   const starts = (...bytes: number[]): boolean => bytes.every((b, i) => head[i] === b);
-  if (starts(0x50, 0x4b, 0x03, 0x04)) throw new FileRejectedError(zipMessage(zipEntries(head)));
+  if (starts(0x50, 0x4b, 0x03, 0x04)) {
+    const zip = zipMessage(zipEntries(head));
+    throw zip.csv ? new CompressedCsvError(zip.message) : new FileRejectedError(zip.message);
+  }
   if (starts(0x1f, 0x8b)) {
-    throw new FileRejectedError(`The file is compressed (gzip, a .gz file) with a .csv name, not a CSV file. ${UPLOAD_CSV}`);
+    throw new CompressedCsvError(`The file is compressed (gzip, a .gz file) with a .csv name, not a CSV file. ${UPLOAD_CSV}`);
   }
   if (starts(0xd0, 0xcf, 0x11, 0xe0)) {
     throw new FileRejectedError(`The file is an old-format Excel workbook (.xls) saved with a .csv name, not a CSV file. ${SAVE_AS_CSV}`);
@@ -49,7 +55,28 @@ export function sniffHead(head: Buffer): void {
  * Apple Numbers one (.numbers), or users.csv compressed. Each needs different advice, and the
  * names of the entries at the start of the archive tell them apart.
  */
-function zipMessage(zip: ZipHead): string {
+function zipMessage(zip: ZipHead): { message: string; csv: boolean } {
+  const document = documentMessage(zip);
+  if (document !== undefined) return { message: document, csv: false };
+  // macOS's Compress adds each file's resource fork under __MACOSX/ (as ._NAME), and may add a
+  // .DS_Store: neither is something the district put there.
+  const files = zip.names.filter((n) => !n.endsWith('/') && !n.startsWith('__MACOSX/') && !/(?:^|\/)\.DS_Store$/.test(n));
+  const csv = files.find((n) => /\.(?:csv|txt)$/i.test(n));
+  const shown = (name: string): string => (files.length > 1 ? `${name} and other files` : name);
+  if (csv !== undefined) {
+    const unzipped = csv.slice(csv.lastIndexOf('/') + 1);
+    const message = `The file is a ZIP archive (a compressed file) holding ${shown(csv)}, not a CSV file. Unzip it and upload ${unzipped} itself.`;
+    return { message, csv: true };
+  }
+  const holding = files[0] === undefined ? '' : ` holding ${shown(files[0])}`;
+  const message =
+    `The file is a ZIP archive (a compressed file)${holding}, not a CSV file. Unzip it and upload the roster as a CSV file ` +
+    '(a spreadsheet saved as "CSV UTF-8 (Comma delimited)" in Excel).';
+  return { message, csv: false };
+}
+
+/** What a ZIP archive is when it is a document (a spreadsheet, a Word file), or undefined. */
+function documentMessage(zip: ZipHead): string | undefined {
   const { names, mimetype } = zip;
   const odf = 'application/vnd.oasis.opendocument.';
   if (mimetype === `${odf}spreadsheet`) {
@@ -82,18 +109,7 @@ function zipMessage(zip: ZipHead): string {
   if (officeParts || names.some((n) => n.startsWith('xl/'))) {
     return `The file is an Excel workbook (.xlsx) saved with a .csv name, not a CSV file. ${SAVE_AS_CSV}`;
   }
-  const files = names.filter((n) => !n.endsWith('/'));
-  const csv = files.find((n) => /\.(?:csv|txt)$/i.test(n));
-  const shown = (name: string): string => (files.length > 1 ? `${name} and other files` : name);
-  if (csv !== undefined) {
-    const unzipped = csv.slice(csv.lastIndexOf('/') + 1);
-    return `The file is a ZIP archive (a compressed file) holding ${shown(csv)}, not a CSV file. Unzip it and upload ${unzipped} itself.`;
-  }
-  const holding = files[0] === undefined ? '' : ` holding ${shown(files[0])}`;
-  return (
-    `The file is a ZIP archive (a compressed file)${holding}, not a CSV file. Unzip it and upload the roster as a CSV file ` +
-    '(a spreadsheet saved as "CSV UTF-8 (Comma delimited)" in Excel).'
-  );
+  return undefined;
 }
 
 interface ZipHead {
