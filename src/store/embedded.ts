@@ -200,7 +200,12 @@ export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Pr
   }
   mkdirSync(leaseDir, { recursive: true, mode: 0o700 });
 
+  // One lease per handle (a process may open the database more than once), named by pid. Taken
+  // under the lock: taken after it, a process releasing its own lease in between would find none
+  // and stop the server this one has just found running.
+  const lease = path.join(leaseDir, `${process.pid}-${randomBytes(4).toString('hex')}`);
   const port = await withLock(dataDir, async () => {
+    writeFileSync(lease, '');
     if (!existsSync(path.join(pgDir, 'PG_VERSION'))) {
       await initCluster(bins, pgDir, secretFile, ids, logger);
     }
@@ -209,6 +214,9 @@ export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Pr
     const chosen = await freePort(lastPort(dataDir));
     await startCluster(chosen);
     return chosen;
+  }).catch((err: unknown) => {
+    rmSync(lease, { force: true });
+    throw err;
   });
   async function startCluster(chosen: number): Promise<void> {
     logger.info({ dataDir: pgDir, port: chosen }, 'starting embedded Postgres');
@@ -233,9 +241,6 @@ export async function startEmbeddedPostgres(dataDir: string, logger: Logger): Pr
     );
     writeFileSync(path.join(dataDir, 'pg.port'), `${chosen}\n`, { mode: 0o600 });
   }
-  // One lease per handle (a process may open the database more than once), named by pid.
-  const lease = path.join(leaseDir, `${process.pid}-${randomBytes(4).toString('hex')}`);
-  writeFileSync(lease, '');
   const password = readFileSync(secretFile, 'utf8').trim();
   const url = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
 
