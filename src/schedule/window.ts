@@ -31,7 +31,6 @@ export interface WindowSpan {
   readonly closesAt: Date;
 }
 
-const MINUTES_PER_DAY = 24 * 60;
 /** The night of PRODUCT.md §5: 18:00 (inclusive) to 06:00 (exclusive), wrapping midnight. */
 const NIGHT_START = 18 * 60;
 const NIGHT_END = 6 * 60;

@@ -290,7 +290,7 @@ describe('Backpressure with spool files', () => {
     const stop = bp.addFlusher(() => files.forEach((f) => f.flushPartial()));
     // Four uploads with 100 KB each: no buffer is full, yet the connection holds more than its cap.
     for (const f of files) f.write(0, Buffer.alloc(100 * 1024, 1));
-    for (const f of files) bp.add(100 * 1024);
+    for (let i = 0; i < files.length; i++) bp.add(100 * 1024);
     expect(socket.paused).toBe(true);
     await until(() => !socket.paused);
     await until(() => bp.inFlight === 0);

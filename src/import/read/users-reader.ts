@@ -12,7 +12,7 @@ import type { ReadItem, SchoolRef, UserRow } from '../types.js';
 import { MAX_FIELD_CHARS } from './csv-guard.js';
 import type { EncodingChoice } from './decode.js';
 import { USERS_SPEC, type HeaderMatch, type UserColumn } from './headers.js';
-import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult, type ReadSummary } from './summary.js';
+import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult } from './summary.js';
 import { openFile, readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
 import { composed, excelDamage, failed, passwordDamageWarning, sisIdWarning, userRules, type UserCells } from './users-rules.js';
 
