@@ -438,6 +438,7 @@ async function stageUsers(
   const tenant = String(target.tenantId);
   let valid = 0;
   let passwords = 0;
+  const keptSisIds: number[] = [];
   const copy = startCopy(client, t.rows, STAGING_COLUMNS);
   try {
     for await (const batch of source.items) {
@@ -452,6 +453,7 @@ async function stageUsers(
         valid++;
         const password = row.password === undefined || row.password === '' ? null : row.password;
         if (password !== null) passwords++;
+        if (row.keepSisId) keptSisIds.push(row.line);
         let line = `${row.line}\tt\t${copyField(row.username)}\t\\N\t${copyField(row.action)}\t`;
         line +=
           password === null
@@ -466,6 +468,14 @@ async function stageUsers(
     throw err;
   }
   await copy.end();
+  if (keptSisIds.length > 0) {
+    // Staged as null; each user's own SIS ID takes its place, so the plan sees nothing to change.
+    await client.query(
+      `UPDATE ${t.rows} s SET sis_id = u.sis_id FROM users u
+        WHERE s.line = ANY($1::integer[]) AND u.tenant_id = $2::bigint AND lower(u.username) = s.username_key`,
+      [keptSisIds, target.tenantId],
+    );
+  }
   const present = new Set<string>(FIELDS.filter((_, k) => seen[k]).map(([, column]) => column));
   return { valid, passwords, present, sealer };
 }

@@ -91,6 +91,11 @@ export interface UserRow {
   accessType: AccessType | null | undefined;
   role: Role | null | undefined;
   sisId: string | null | undefined;
+  /**
+   * The SIS ID cell held what Excel left of one (1.23457E+17, #REF!): sisId is null, and the user
+   * keeps the SIS ID it has (a new user gets none), as with a password Excel changed.
+   */
+  keepSisId: boolean;
   /** undefined in full sync (no action column) */
   action: RowAction | undefined;
 }

@@ -449,7 +449,9 @@ function warningAdvice(record: ReportImport, attachment: string | null): string[
     );
   }
   if (has('EXCEL_CHANGED_PASSWORD', 'EXCEL_CHANGED_SIS_ID')) {
-    out.push(`Excel changed some values (see the warnings); the passwords it changed were not used. ${avoidExcel('those columns', true)}.`);
+    out.push(
+      `Excel changed some values (see the warnings); they were not used, and those users keep their current ones. ${avoidExcel('those columns', true)}.`,
+    );
   }
   // A column whose warning explains itself (`status`, UNREAD_COLUMN) needs no advice here, and
   // columns without a name (UNNAMED_COLUMNS) have nothing to rename.

@@ -190,6 +190,40 @@ describe('accents saved decomposed (a Mac spells é as e plus a combining accent
   });
 });
 
+describe('SIS IDs that Excel changed (1.23457E+17, #REF!)', () => {
+  const H = 'username,last name,sis id';
+  const sisIds = async () => Object.fromEntries((await f.users('excel-usd')).map((u) => [u.username, u.sis_id]));
+  beforeAll(async () => f.addTenant('excel-usd'));
+
+  it('are not used: each user keeps the SIS ID it has, a new one gets none, and the rest of the row applies', async () => {
+    // first import (copied straight into users): the damaged ID is not stored
+    const first = await f.importCsv('excel-usd', csv(H, 'ann.lee,Lee,123456789012345', 'bo.li,Li,#REF!', 'cy.doe,Doe,123456789012346'));
+    expect(first.counts).toMatchObject({ created: 3, warnings: 1 });
+    expect(await sisIds()).toEqual({ 'ann.lee': '123456789012345', 'bo.li': null, 'cy.doe': '123456789012346' });
+
+    // the next night's file went through Excel: every long ID is damaged; one name changed, one user is new
+    const r = await f.importCsv(
+      'excel-usd',
+      csv(H, 'ann.lee,Lee,1.23457E+14', 'bo.li,Li,1.23457E+14', 'cy.doe,Doe-Ray,1.23457E+14', 'dee.fox,Fox,1.23457E+14'),
+    );
+    expect(r.status).toBe('succeeded');
+    expect(r.counts).toMatchObject({ created: 1, updated: 1, unchanged: 2, deactivated: 0, errors: 0, warnings: 4 });
+    expect(r.warnings.map((w) => [w.line, w.column])).toEqual([
+      [2, 'sis id'],
+      [3, 'sis id'],
+      [4, 'sis id'],
+      [5, 'sis id'],
+    ]);
+    expect(await sisIds()).toEqual({ 'ann.lee': '123456789012345', 'bo.li': null, 'cy.doe': '123456789012346', 'dee.fox': null });
+    expect((await f.users('excel-usd')).find((u) => u.username === 'cy.doe')?.last_name).toBe('Doe-Ray');
+
+    // a delta's update keeps it too, and a clean ID is then stored as ever
+    const delta = await f.importCsv('excel-usd', csv(`${H},action`, 'ann.lee,Lee-Ng,#VALUE!,update', 'bo.li,Li,S-0002,update'));
+    expect(delta.counts).toMatchObject({ updated: 2, errors: 0, warnings: 1 });
+    expect(await sisIds()).toMatchObject({ 'ann.lee': '123456789012345', 'bo.li': 'S-0002' });
+  });
+});
+
 describe('another tenant', () => {
   it('has its own usernames: the same username in two tenants is two users', async () => {
     await f.addTenant('jefferson');

@@ -354,27 +354,32 @@ describe('sis id', () => {
       }),
     ]);
   });
-  it('a value Excel changed is stored as written, with a warning that says so and how to avoid it', async () => {
+  it('a value Excel changed is not used (the user keeps theirs), with a warning that says so and how to avoid it', async () => {
     const { rows, summary } = await readUsersText('username,sis id\nbob1,1.23457E+17\ncy01,#REF!\neve1,1234567890123\nfay1,#12\n');
     expect(summary.errors).toEqual([]);
-    expect(rows.map((r) => r.sisId)).toEqual(['1.23457E+17', '#REF!', '1234567890123', '#12']);
+    expect(rows.map((r) => [r.sisId, r.keepSisId])).toEqual([
+      [null, true],
+      [null, true],
+      ['1234567890123', false],
+      ['#12', false],
+    ]);
     const excel =
-      'It was stored as written. Format the column as Text in Excel before typing or pasting the values, or export the file from ' +
-      'your SIS directly, without opening and saving it in Excel';
+      'It was not used: the user keeps their current SIS ID, and a new user has none yet. Format the column as Text in Excel ' +
+      'before typing or pasting the values, or export the file from your SIS directly, without opening and saving it in Excel';
     expect(summary.warnings).toEqual([
       {
         line: 2,
         column: 'sis id',
         value: '1.23457E+17',
         code: 'EXCEL_CHANGED_SIS_ID',
-        message: `Excel changed this SIS ID: the cell holds a number in scientific notation, which is how Excel shortens a long number, losing its last digits. ${excel}`,
+        message: `Excel changed this SIS ID: the cell holds a number in scientific notation, which is how Excel shortens a long number, losing its last digits, not the ID. ${excel}`,
       },
       {
         line: 3,
         column: 'sis id',
         value: '#REF!',
         code: 'EXCEL_CHANGED_SIS_ID',
-        message: `Excel changed this SIS ID: the cell holds an Excel error code, which Excel writes when it takes a value for a formula that fails. ${excel}`,
+        message: `Excel changed this SIS ID: the cell holds an Excel error code, which Excel writes when it takes a value for a formula that fails, not the ID. ${excel}`,
       },
     ]);
   });
@@ -437,6 +442,7 @@ describe('rows', () => {
       accessType: undefined,
       role: 'student',
       sisId: undefined,
+      keepSisId: false,
       action: undefined,
     });
   });

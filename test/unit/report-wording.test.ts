@@ -333,7 +333,7 @@ describe('what to do next', () => {
       }),
     );
     expect(excel.text).toContain(
-      'Excel changed some values (see the warnings); the passwords it changed were not used. Format those columns as Text in Excel ' +
+      'Excel changed some values (see the warnings); they were not used, and those users keep their current ones. Format those columns as Text in Excel ' +
         'before typing or pasting the values, or export the file from your SIS directly, without opening and saving it in Excel.',
     );
     expect(excel.text).not.toContain('without the spaces');
@@ -370,7 +370,9 @@ describe('what to do next', () => {
     expect(summary.errors.map((e) => e.message)).toEqual([expect.stringMatching(/without its leading zero, which a spreadsheet drops: /)]);
     expect(summary.errors[0]?.message).toContain(`: format the column ${advice}`);
     expect(summary.warnings[0]?.message).toContain(`. Format the column ${advice}`);
-    expect(mail.text.replace(/\s+/g, ' ')).toContain(`the passwords it changed were not used. Format those columns ${advice}.`);
+    expect(mail.text.replace(/\s+/g, ' ')).toContain(
+      `they were not used, and those users keep their current ones. Format those columns ${advice}.`,
+    );
   });
 
   it('"Nothing to do." when there is nothing', () => {

@@ -114,9 +114,10 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
     }
     // Only now: a row that fails above is read again by slow(), which warns too.
     if (at.password >= 0) passwordSpaces(line, fields[positions[at.password] as number] ?? '', cells[at.password] as string);
+    let keepSisId = false;
     if (!deleting) {
       const sisId = at.sisId < 0 ? '' : (cells[at.sisId] as string);
-      valueWarnings(
+      keepSisId = valueWarnings(
         line,
         at.password < 0 ? '' : (cells[at.password] as string),
         sisId,
@@ -136,7 +137,8 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
       graduationYear: value(at.graduationYear),
       accessType: value(at.accessType),
       role: value(at.role),
-      sisId: value(at.sisId),
+      sisId: keepSisId ? null : value(at.sisId),
+      keepSisId,
       action: value(at.action),
     };
   };
@@ -157,13 +159,17 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
     });
   }
 
-  /** Values that pass their rule but are not what the SIS holds: a password or SIS ID Excel changed, an invisible character. */
-  function valueWarnings(line: number, password: string, sisId: string, rawSisId: string): void {
+  /**
+   * Values that pass their rule but are not what the SIS holds: a password or SIS ID Excel changed,
+   * an invisible character. True if the SIS ID is one Excel changed, which is not used.
+   */
+  function valueWarnings(line: number, password: string, sisId: string, rawSisId: string): boolean {
     const passwordWarning = password === '' ? undefined : passwordDamageWarning(password);
     if (passwordWarning !== undefined)
       log.warning({ line, column: 'password', value: shownValue('password', password), ...passwordWarning });
     const sisWarning = sisId === '' ? undefined : sisIdWarning(sisId);
     if (sisWarning !== undefined) log.warning({ line, column: 'sis id', value: shownValue('sis id', rawSisId), ...sisWarning });
+    return sisWarning?.code === 'EXCEL_CHANGED_SIS_ID';
   }
 
   return {
@@ -197,9 +203,10 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
     if (cells.password !== undefined && !passwordRefused) {
       passwordSpaces(line, fields[header.index.get('password') ?? -1] ?? '', cells.password);
     }
+    let keepSisId = false;
     if (cells.action?.toLowerCase() !== 'delete') {
       const sisIdRefused = tooLong.has('sis id') || (!result.ok && result.issues.some((i) => i.column === 'sis id'));
-      valueWarnings(
+      keepSisId = valueWarnings(
         line,
         tooLong.has('password') ? '' : (cells.password ?? ''),
         sisIdRefused ? '' : (cells['sis id'] ?? ''),
@@ -220,7 +227,8 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
         graduationYear: v['graduation year'],
         accessType: v['access type'],
         role: v.role,
-        sisId: v['sis id'],
+        sisId: keepSisId ? null : v['sis id'],
+        keepSisId,
         action: v.action,
       };
       return { kind: 'valid', row };

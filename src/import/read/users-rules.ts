@@ -189,13 +189,18 @@ export function passwordDamageWarning(v: string): CellWarning | undefined {
   };
 }
 
-/** The warning of an SIS ID Excel changed or that holds an invisible character; it is stored as written. */
+/**
+ * The warning of an SIS ID Excel changed (not used: the user keeps the one it has) or that holds an
+ * invisible character (stored as written: it may be the SIS's own).
+ */
 export function sisIdWarning(v: string): CellWarning | undefined {
   const damage = excelDamage(v);
   if (damage !== undefined) {
     return {
       code: 'EXCEL_CHANGED_SIS_ID',
-      message: `Excel changed this SIS ID: the cell holds ${damage}. It was stored as written. ${AVOID_EXCEL}`,
+      message:
+        `Excel changed this SIS ID: the cell holds ${damage}, not the ID. It was not used: the user keeps their current ` +
+        `SIS ID, and a new user has none yet. ${AVOID_EXCEL}`,
     };
   }
   const invisible = invisibleCharacter(v);
