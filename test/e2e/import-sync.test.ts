@@ -224,6 +224,22 @@ describe('SIS IDs that Excel changed (1.23457E+17, #REF!)', () => {
   });
 });
 
+describe('a username with an invisible character', () => {
+  it('is rejected, and still keeps the user it looks like from being deactivated', async () => {
+    // A zero-width space pasted after an existing username: the row is an error (the username is
+    // not what it looks like), and the user the administrator sees in the cell stays.
+    await f.addTenant('zw', { thresholdPercent: 100 });
+    await f.importCsv('zw', csv('username,email', 'jsmith01,j@zw.example', 'adoe0001,a@zw.example'));
+    const r = await f.importCsv('zw', csv('username,email', 'jsmith01\u200b,j@zw.example', 'adoe0001,a@zw.example'));
+    expect(r.counts).toMatchObject({ errors: 1, deactivated: 0 });
+    expect(r.errors[0]?.message).toMatch(/^Username contains a zero-width space \(U\+200B\) at position 9/);
+    expect((await f.users('zw')).map((u) => [u.username, u.active])).toEqual([
+      ['adoe0001', true],
+      ['jsmith01', true],
+    ]);
+  });
+});
+
 describe('another tenant', () => {
   it('has its own usernames: the same username in two tenants is two users', async () => {
     await f.addTenant('jefferson');

@@ -456,6 +456,15 @@ describe('rows', () => {
       { kind: 'invalid', line: 5, username: 'ÉLODIE' },
     ]);
   });
+  it("an invalid row's username is the one the administrator sees: without zero-width characters", async () => {
+    // Rejected for the zero-width space, the row still names jsmith01, who must not be deactivated.
+    const { items } = await readUsersText('username\njsmith01\u200b\n\u200bjo\u00adhn1\njohn\u00a0smith\n');
+    expect(items).toEqual([
+      { kind: 'invalid', line: 2, username: 'jsmith01' },
+      { kind: 'invalid', line: 3, username: 'john1' },
+      { kind: 'invalid', line: 4, username: 'john\u00a0smith' },
+    ]);
+  });
   it('a password with spaces at its start or end is trimmed, and the report says so (masked)', async () => {
     const { items, summary } = await readUsersText(
       'username,password,email\njsmith,"  secret1  ",bad\njdoe1,"  secret2 ",d@x.org\nkim1,"      ",k@x.org\nlee1,secret4,l@x.org\nmoe1,"  abc  ",m@x.org\n',

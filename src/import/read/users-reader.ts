@@ -14,7 +14,16 @@ import type { EncodingChoice } from './decode.js';
 import { USERS_SPEC, type HeaderMatch, type UserColumn } from './headers.js';
 import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult } from './summary.js';
 import { openFile, readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
-import { composed, excelDamage, failed, passwordDamageWarning, sisIdWarning, userRules, type UserCells } from './users-rules.js';
+import {
+  composed,
+  excelDamage,
+  failed,
+  passwordDamageWarning,
+  sisIdWarning,
+  userRules,
+  withoutInvisible,
+  type UserCells,
+} from './users-rules.js';
 
 export type { ReadResult, ReadSummary } from './summary.js';
 
@@ -69,8 +78,10 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
   const rules = userRules({ columns: new Set(header.index.keys()), schools, now });
   const usernameAt = header.index.get('username') ?? 0;
   const usernameOf = (fields: readonly string[]): string | null => {
-    const u = fields[usernameAt]?.trim() ?? '';
-    // composed as a valid row's is: it keeps the user its rejected row names from being deactivated
+    // As the administrator sees it, composed as a valid row's is: it keeps the user its rejected row
+    // names from being deactivated, also when the row was rejected for an invisible character in
+    // the username (a zero-width space pasted after it: PRODUCT.md §3, an invalid row's user stays).
+    const u = withoutInvisible(fields[usernameAt] ?? '').trim();
     return u === '' ? null : composed(u);
   };
 

@@ -108,6 +108,18 @@ export function invisibleCharacter(v: string): string | undefined {
   return `contains ${INVISIBLE_NAMES[found[0]] ?? 'an invisible character'} at position ${length(v.slice(0, found.index)) + 1}${more}`;
 }
 
+/** The invisible characters that take no room (the no-break spaces look like spaces). */
+const ZERO_WIDTH = /[\u00ad\u200b-\u200d\u2060\ufeff]/g;
+
+/**
+ * The value as the administrator sees it in the cell: without the invisible characters that take
+ * no room. A rejected row's username is read so (see users-reader.ts), so that a zero-width space
+ * pasted after an existing username still keeps that user from being deactivated.
+ */
+export function withoutInvisible(v: string): string {
+  return INVISIBLE.test(v) ? v.replace(ZERO_WIDTH, '') : v;
+}
+
 const RETYPE = 'which cannot be seen: type the value again in your SIS';
 
 const USERNAME_CHARS = /^[\p{L}\p{M}\p{Nd}._@-]+$/u;
