@@ -190,3 +190,22 @@ it("a user that does not exist because the last users.csv rejected the user's ro
     ],
   ]);
 });
+
+it('a username or owner with an invisible character is named as such, and the full sync keeps that user’s memberships', async () => {
+  // A zero-width space pasted after a username: the user exists (the administrator sees it in
+  // users.csv), so "does not exist, add the user to users.csv" would send them the wrong way.
+  await f.addTenant('zw-usd', { thresholdPercent: 100 });
+  await f.importCsv('zw-usd', csv('username,access type', 'teach001,Manager', 'stud0001,', 'stud0002,'));
+  await f.importCsv('zw-usd', csv('username,owner,group', 'stud0001,,Band', 'stud0002,,Band'), 'groups.csv');
+  const g = await f.importCsv('zw-usd', csv('username,owner,group', 'stud0001\u200b,,Band', 'stud0002,teach001\u200b,Band'), 'groups.csv');
+  expect(g.errors.map((e) => [e.line, e.column, e.message])).toEqual([
+    [2, 'username', 'Username contains a zero-width space (U+200B) at position 9, which cannot be seen: type the value again in your SIS'],
+    [3, 'owner', 'Owner contains a zero-width space (U+200B) at position 9, which cannot be seen: type the value again in your SIS'],
+  ]);
+  expect(g.counts).toMatchObject({ deactivated: 0 });
+  const { rows } = await f.db.pool.query<{ username: string }>(
+    `SELECT u.username FROM memberships m JOIN users u ON u.id = m.user_id JOIN tenants t ON t.id = u.tenant_id
+      WHERE t.subdomain = 'zw-usd' ORDER BY 1`,
+  );
+  expect(rows.map((r) => r.username)).toEqual(['stud0001', 'stud0002']);
+});

@@ -13,7 +13,7 @@ import { GROUPS_SPEC, type GroupColumn, type HeaderMatch } from './headers.js';
 import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult } from './summary.js';
 import { openFile, readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
 import { RepeatedLines } from './repeated-lines.js';
-import { composed, length } from './users-rules.js';
+import { composed, invisibleCharacter, length, withoutInvisible } from './users-rules.js';
 
 export interface GroupsReadOptions {
   /** cap on the detailed errors (and warnings) kept; counts stay exact. Default 50,000 */
@@ -64,13 +64,30 @@ function groupsReader(
  */
 const MAX_GROUP_CHARS = 255;
 
+/**
+ * A username or owner holding an invisible character (a zero-width space pasted with it) names no
+ * user: said as such, not as "does not exist" of a user the administrator sees in users.csv.
+ */
+function visible(label: string) {
+  return (v: string, ctx: z.RefinementCtx): void => {
+    const invisible = invisibleCharacter(v);
+    if (invisible !== undefined) {
+      ctx.addIssue({ code: 'custom', message: `${label} ${invisible}, which cannot be seen: type the value again in your SIS` });
+    }
+  };
+}
+
 const groupRow = z
   .object({
     username: z
       .string()
       .min(1, 'Username is required')
-      .refine((v) => length(v) <= 254, 'Username must be at most 254 characters: no user has a longer one'),
-    owner: z.string().refine((v) => length(v) <= 254, 'Owner must be at most 254 characters: no user has a longer username'),
+      .refine((v) => length(v) <= 254, 'Username must be at most 254 characters: no user has a longer one')
+      .superRefine(visible('Username')),
+    owner: z
+      .string()
+      .refine((v) => length(v) <= 254, 'Owner must be at most 254 characters: no user has a longer username')
+      .superRefine(visible('Owner')),
     group: z.string().refine((v) => length(v) <= MAX_GROUP_CHARS, `Group name must be at most ${MAX_GROUP_CHARS} characters`),
   })
   .refine((r) => r.owner !== '' || r.group !== '', {
@@ -87,9 +104,12 @@ function groupRowHandler(header: HeaderMatch<GroupColumn>, log: IssueLog): RowHa
   // same membership: it changes nothing, but the file is not what the SIS meant to send.
   const earlier = new RepeatedLines();
   let repeats: { count: number; first: number; of: number } | undefined;
+  // As the administrator sees it, composed: a full sync keeps this user's memberships.
   const invalid = (line: number, fields: readonly string[]): GroupRow => {
-    const username = at(fields, 'username').trim();
-    return { valid: false, line, username: username === '' || username.length > MAX_FIELD_CHARS ? null : username };
+    const username = at(fields, 'username');
+    if (username.length > MAX_FIELD_CHARS) return { valid: false, line, username: null };
+    const seen = composed(withoutInvisible(username).trim());
+    return { valid: false, line, username: seen === '' ? null : seen };
   };
   return {
     ragged: invalid,
