@@ -337,6 +337,20 @@ describe('files that are not CSV', () => {
         '("CSV UTF-8 (Comma delimited)" in Excel) and upload it again.',
     );
   });
+  it("Excel's separator line sep=, is skipped and not counted, as Excel shows the file; another separator there fails the file", async () => {
+    for (const start of ['sep=,\n', '\ufeffsep=,\r\n', 'SEP=,\r']) {
+      const { rows, summary } = await readUsersText(`${start}username,email\njsmith,j@x.org\nab,\n`);
+      expect(rows.map((r) => [r.line, r.username])).toEqual([[2, 'jsmith']]);
+      expect(summary.errors.map((e) => [e.line, e.column])).toEqual([[3, 'username']]);
+    }
+    expect((await rejection(readUsersText('sep=;\nusername;email\njsmith;j@x.org\n'))).message).toBe(
+      'The file is separated by semicolons, not by commas. Save it as comma-separated CSV ' +
+        '("CSV UTF-8 (Comma delimited)" in Excel) and upload it again.',
+    );
+    expect((await rejection(readUsersText('sep=\t\nusername\temail\n'))).message).toMatch(/^The file is separated by tabs, not by commas/);
+    // Only the first line: later, it is a row like any other.
+    expect((await readUsersText('username\nsep=,\n')).summary.errors.map((e) => [e.line, e.value])).toEqual([[2, 'sep=']]);
+  });
   it('a semicolon inside an unknown column name is not mistaken for a separator', async () => {
     const { summary } = await readUsersText('username,notes;misc\njsmith,x\n');
     expect(summary.warnings[0]?.column).toBe('notes;misc');

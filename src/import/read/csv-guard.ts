@@ -177,15 +177,34 @@ export function checkSeparator(fields: readonly string[], isKnown: (name: string
     for (const field of fields) {
       if (!field.includes(sep)) continue;
       const known = field.split(sep).filter(isKnown).length;
-      if (known >= 2 || (known >= 1 && fields.length === 1)) {
-        throw new FileRejectedError(
-          `The file is separated by ${name}, not by commas. Save it as comma-separated CSV ` +
-            '("CSV UTF-8 (Comma delimited)" in Excel) and upload it again.',
-          1,
-        );
-      }
+      if (known >= 2 || (known >= 1 && fields.length === 1)) throw separatedBy(name);
     }
   }
+}
+
+function separatedBy(name: string): FileRejectedError {
+  return new FileRejectedError(
+    `The file is separated by ${name}, not by commas. Save it as comma-separated CSV ` +
+      '("CSV UTF-8 (Comma delimited)" in Excel) and upload it again.',
+    1,
+  );
+}
+
+const SEPARATOR_LINE = /^sep=(.)$/is;
+
+/**
+ * Whether a file's first record is Excel's separator line, `sep=,`: some exports and hand-made
+ * files start with it so that Excel splits the columns at commas whatever its regional settings.
+ * Excel takes it as an instruction and does not show it, so it is skipped and not counted: the
+ * header is line 1, as in Excel. Read as the header, it made the file fail as having none. A
+ * separator line naming another separator (`sep=;`) says the file is not comma-separated.
+ */
+export function isSeparatorLine(fields: readonly string[]): boolean {
+  const found = SEPARATOR_LINE.exec(fields.join(','));
+  if (found === null) return false;
+  const sep = found[1] as string;
+  if (sep === ',') return true;
+  throw separatedBy(SEPARATORS.find(([s]) => s === sep)?.[1] ?? `'${sep}'`);
 }
 
 export function emptyFile(): FileRejectedError {

@@ -34,7 +34,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { CsvError } from 'csv-parse';
 import { parse as parseSync } from 'csv-parse/sync';
 import { FileRejectedError } from '../types.js';
-import { MAX_RECORD_CHARS, quoteNotClosed, recordTooLong } from './csv-guard.js';
+import { isSeparatorLine, MAX_RECORD_CHARS, quoteNotClosed, recordTooLong } from './csv-guard.js';
 import { DecodeStream, type EncodingChoice, type FileEncoding, type RecodedLines } from './decode.js';
 
 export interface CsvRecord {
@@ -249,6 +249,8 @@ export class RecordSplitter {
   readonly parsed = new WeakSet<readonly string[]>();
   /** see RecordSource.dropBlankTails */
   keepFields = Infinity;
+  /** whether the first record was read (only it may be Excel's separator line) */
+  private firstSeen = false;
   private carry = '';
   private nextCheck = MAX_RECORD_CHARS;
 
@@ -271,8 +273,15 @@ export class RecordSplitter {
         if (end === -1 && !final) break;
         const dl = delimiterLength(text, lineEnd, final);
         if (dl === MORE) break;
-        out.push({ line: this.nextLine++, fields: this.split(text, pos, lineEnd) });
+        const fields = this.split(text, pos, lineEnd);
         pos = lineEnd + dl;
+        // A `sep=,` first line (see isSeparatorLine) is no record; it holds no quote, so it is always split here.
+        if (this.nextLine === 1 && !this.firstSeen && isSeparatorLine(fields)) {
+          this.firstSeen = true;
+          continue;
+        }
+        this.firstSeen = true;
+        out.push({ line: this.nextLine++, fields });
         continue;
       }
       const next = this.hardRegion(text, pos, final, out);
