@@ -39,6 +39,12 @@ describe('header row', () => {
       expect(r[0]?.email, email).toBe('j@x.org');
     }
   });
+  it('ignores invisible characters in a name, as spaces: a zero-width space pasted with it, a byte order mark', async () => {
+    const { rows, summary } = await readUsersText('user\u200bname,e\u00admail,\ufefffirst name\u2060\njsmith,j@x.org,John\n');
+    expect(summary.columns).toEqual(['username', 'email', 'first name']);
+    expect(summary.warnings).toEqual([]);
+    expect(rows[0]).toMatchObject({ username: 'jsmith', email: 'j@x.org', firstName: 'John' });
+  });
   it('lists each unknown column as a warning on line 1, as written, and ignores its values', async () => {
     const { rows, summary } = await readUsersText('username,Favorite Color,,email\njsmith,blue,x,j@x.org\n');
     expect(rows[0]?.email).toBe('j@x.org');

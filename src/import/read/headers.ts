@@ -212,12 +212,14 @@ function synonyms<C extends string>(byColumn: Record<C, readonly string[]>): Rec
   return out;
 }
 
-/** `Email address`, `emailAddress` and `email_address` all become `emailaddress`. */
+/**
+ * `Email address`, `emailAddress` and `email_address` all become `emailaddress`. Invisible
+ * characters that take no room (a zero-width space pasted with a name, a byte order mark of a
+ * joined file) are ignored like spaces: `user\u200bname` looks like `username` and means it, and
+ * refused, its message would ask to rename 'username' to 'username'.
+ */
 export function normalizeHeaderName(name: string): string {
-  return name
-    .replace(/^\uFEFF/, '')
-    .toLowerCase()
-    .replace(/[\s_-]+/g, '');
+  return name.toLowerCase().replace(/[\s_\u00ad\u200b-\u200d\u2060\ufeff-]+/g, '');
 }
 
 export interface HeaderMatch<C extends string> {
