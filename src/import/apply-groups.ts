@@ -65,9 +65,13 @@ export async function applyGroups(
        LEFT JOIN users o ON o.tenant_id = $1::bigint AND lower(o.username) = lower(g.owner)`,
     [target.tenantId],
   );
-  // A user that does not exist because the last users.csv rejected the user's row: that row's
-  // errors, so that the message says which line to fix.
-  const missing = await client.query<{ username: string }>(`SELECT DISTINCT username FROM import_group_plan WHERE op = 'user_missing'`);
+  // A user or owner that does not exist because the last users.csv rejected its row: that row's
+  // errors, so that the message says which line to fix (not that the district should add a user
+  // it did list).
+  const missing = await client.query<{ username: string }>(
+    `SELECT username FROM import_group_plan WHERE op = 'user_missing'
+     UNION SELECT owner FROM import_group_plan WHERE op = 'owner_missing'`,
+  );
   const last = missing.rows.length > 0 ? await options.lastUsersRows?.(missing.rows.map((r) => r.username)) : undefined;
   // One row per user (ignoring case), its first rejected line: the plan joins it by key.
   await client.query(
@@ -87,12 +91,14 @@ export async function applyGroups(
             CASE WHEN p.op = 'user_missing' THEN p.username WHEN p.op = 'empty' THEN NULL ELSE p.owner END,
             CASE p.op WHEN 'user_missing' THEN CASE WHEN r.key IS NOT NULL THEN format($7, p.username, $8::text, r.line, r.why)
                                                     ELSE format($2, p.username) END
-                      WHEN 'owner_missing' THEN format($3, p.owner)
+                      WHEN 'owner_missing' THEN CASE WHEN ro.key IS NOT NULL THEN format($9, p.owner, $8::text, ro.line, ro.why)
+                                                     ELSE format($3, p.owner) END
                       WHEN 'owner_inactive' THEN format($4, p.owner_name)
                       WHEN 'owner_not_manager' THEN format($5, p.owner_name)
                       ELSE $6 END
        FROM import_group_plan p
        LEFT JOIN import_group_rejected r ON p.op = 'user_missing' AND r.key = lower(p.username)
+       LEFT JOIN import_group_rejected ro ON p.op = 'owner_missing' AND ro.key = lower(p.owner)
       WHERE p.op NOT IN ('ok', 'invalid')`,
     [
       target.uploadId,
@@ -103,6 +109,7 @@ export async function applyGroups(
       MESSAGES.groupEmpty,
       MESSAGES.groupUserRejected,
       last?.received ?? null,
+      MESSAGES.groupOwnerRejected,
     ],
   );
   await insertIssues(client, target.uploadId, 'error', summary.errors);

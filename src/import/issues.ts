@@ -26,6 +26,8 @@ export const MESSAGES = {
   /** %s: the username, when the users.csv was received, its line, that line's errors */
   groupUserRejected: 'User "%s" does not exist: the user\'s row in the users.csv received %s was rejected (line %s: %s) — fix that row.',
   groupOwnerMissing: 'Owner "%s" does not exist. The owner must be an active user.',
+  /** %s: the owner, when the users.csv was received, its line, that line's errors */
+  groupOwnerRejected: 'Owner "%s" does not exist: the owner\'s row in the users.csv received %s was rejected (line %s: %s) — fix that row.',
   groupOwnerInactive: 'Owner "%s" is not active. The owner must be an active user.',
   groupOwnerNotManager:
     'Owner "%s" is not a Manager, School Administrator or Administrator. Give the owner one of these access types in users.csv.',

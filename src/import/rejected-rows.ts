@@ -1,5 +1,5 @@
 /**
- * Why a user that groups.csv names does not exist. Often the district did list the user in
+ * Why a user that groups.csv names (as a member or an owner) does not exist. Often the district did list the user in
  * users.csv, but the row was rejected (a row error), so the user was never created; groups.csv's
  * error should then say which line to fix, not "add the user to users.csv" (it is there).
  *

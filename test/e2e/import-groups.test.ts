@@ -209,3 +209,20 @@ it('a username or owner with an invisible character is named as such, and the fu
   );
   expect(rows.map((r) => r.username)).toEqual(['stud0001', 'stud0002']);
 });
+
+it("an owner that does not exist because the last users.csv rejected the owner's row is told which line to fix", async () => {
+  await f.addTenant('owner-usd', { thresholdPercent: 100 });
+  const last = await f.importCsv('owner-usd', csv('username,email,access type', 'stud0001,s@x.org,', 'teach001,not-an-email,Manager'));
+  expect(last.counts).toMatchObject({ created: 1, errors: 1 });
+  const g = await f.importCsv('owner-usd', csv('username,owner,group', 'stud0001,teach001,Band', 'stud0001,nobody99,Chess'), 'groups.csv');
+  expect(g.errors.map((e) => [e.line, e.column, e.value, e.message])).toEqual([
+    [
+      2,
+      'owner',
+      'teach001',
+      `Owner "teach001" does not exist: the owner's row in the users.csv received ${await receivedAsSaid(f, last.id)} was rejected ` +
+        '(line 3: Email address is not valid: it has no @) — fix that row.',
+    ],
+    [3, 'owner', 'nobody99', 'Owner "nobody99" does not exist. The owner must be an active user.'],
+  ]);
+});
