@@ -658,6 +658,24 @@ describe('ragged rows', () => {
     expect(err.message).not.toContain('Secret-123');
     expect(err.line).toBe(2);
   });
+  it('in a file whose lines end in a blank extra value, a line with more of them is a row error, values not shown', async () => {
+    // "Doe, Jr" unquoted with the email blank: every value after it one column right, the
+    // password in the email column, which the email's error would show.
+    const { items, summary } = await readUsersText(
+      'username,last name,first name,password,email\njsmith01,Smith,John,Secret-123,j@x.org,\n' +
+        'adoe0001,Doe, Jr,Ann,Tr0ub4dor&3,,\nbbrown01,Brown,Bob,Secret-789,b@x.org,\n',
+    );
+    expect(items.map((i) => i.kind)).toEqual(['valid', 'invalid', 'valid']);
+    expect(summary.errors).toEqual([
+      {
+        line: 3,
+        column: '',
+        message:
+          'This line has 7 values but the header row has 5 columns: a value with a comma, such as "Lee, Jr", must be in double quotes',
+      },
+    ]);
+    expect(JSON.stringify(summary)).not.toContain('Tr0ub4dor');
+  });
   it('when most rows are ragged, the file fails', async () => {
     const err = await rejection(readUsersText('username,email,role\njsmith,j@x.org\njdoe1,d@x.org\nkim1,k@x.org,student\n'));
     expect(err.message).toBe(

@@ -65,18 +65,21 @@ function isBlank(fields: readonly string[]): boolean {
  * line, and also how a row looks whose unquoted comma split a value in two when its last column
  * was blank (`ann,Ann,Lee, Jr,Secret1,`: every value after the comma one column to the right, the
  * password in the SIS ID). The first data row tells which: extras are accepted only in a file
- * whose first row has them (and checked at the end to be most rows, see extrasNotTheStyle).
+ * whose first row has them (and checked at the end to be most rows, see extrasNotTheStyle), and
+ * no more of them than it has: in such a file, a line split by an unquoted comma ends in one blank
+ * extra more than the others (`ann,Lee, Jr,Secret1,,` where the email is blank), and read as
+ * written its password would be the email, which the report shows as the value in error.
  *
  * A header padded with columns without a name (`username,email,,,,`: a spreadsheet's used range)
  * shows the file's style itself, and says nothing of how many of them each row carries: a row
  * needs values for the named columns only, and blank ones past the header are fine.
  */
-function isRagged(fields: readonly string[], header: HeaderMatch<string>, blankExtrasAllowed: boolean): boolean {
+function isRagged(fields: readonly string[], header: HeaderMatch<string>, maxValues: number): boolean {
   const { width, namedWidth } = header;
   if (fields.length === width) return false;
   if (fields.length < namedWidth) return true;
   if (namedWidth < width) return fields.length > width && fields.slice(width).some((f) => f.trim() !== '');
-  if (!blankExtrasAllowed) return true;
+  if (fields.length > maxValues) return true;
   return fields.slice(width).some((f) => f.trim() !== '');
 }
 
@@ -172,8 +175,8 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
   let batch: T[] = [];
   /** The last data line, when it had too few values. */
   let lastShort: { line: number; values: number } | null = null;
-  /** Whether lines may end in blank extra values, as the first data line does (see isRagged). */
-  let blankExtras: { allowed: boolean; firstLine: number; rows: number } | undefined;
+  /** Whether lines may end in blank extra values, as the first data line does, and how many values a line may have (see isRagged). */
+  let blankExtras: { allowed: boolean; firstLine: number; rows: number; maxValues: number } | undefined;
 
   for await (const records of source.records) {
     for (const { line, fields } of records) {
@@ -204,9 +207,14 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
       state.rows++;
       let item: T | undefined;
       lastShort = fields.length < header.namedWidth ? { line, values: fields.length } : null;
-      blankExtras ??= { allowed: fields.length > header.width, firstLine: line, rows: 0 };
+      blankExtras ??= {
+        allowed: fields.length > header.width,
+        firstLine: line,
+        rows: 0,
+        maxValues: Math.max(fields.length, header.width),
+      };
       if (blankExtras.allowed && fields.length > header.width) blankExtras.rows++;
-      if (isRagged(fields, header, blankExtras.allowed)) {
+      if (isRagged(fields, header, blankExtras.maxValues)) {
         ragged++;
         read.log.error({ line, column: '', message: checks.raggedMessage(fields.length) });
         item = handler.ragged(line, fields);
