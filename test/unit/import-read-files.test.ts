@@ -380,6 +380,27 @@ describe('quoting, line endings and line numbers', () => {
       expect(summary.errors[0]).toMatchObject({ line: 3, message: 'Username must be at least 4 characters' });
     }
   });
+  it('a line break typed in a cell of a column rosterd reads (Alt+Enter) is an error of that row; the other rows are read', async () => {
+    const text = 'username,password,first name,last name\njdoe,Secret1,"John\r\nPaul",Doe\namy1,"Sec\nret2",Amy,Lee\nbob1,Secret3,Bob,Li\n';
+    const { items, summary } = await readUsersText(text);
+    expect(items.map((i) => (i.kind === 'valid' ? i.row.username : `invalid ${i.line} ${i.username}`))).toEqual([
+      'invalid 2 jdoe',
+      'invalid 3 amy1',
+      'bob1',
+    ]);
+    expect(summary.errors.map((e) => [e.line, e.column, e.value])).toEqual([
+      [2, 'first name', 'John↵Paul'],
+      [3, 'password', '******'],
+    ]);
+    expect(summary.errors[0]?.message).toMatch(/^The value holds a line break \(shown as ↵: a new line inside the cell, as Alt\+Enter/);
+  });
+  it('a line break followed by part of a row, or in a file too narrow to tell, is a quote not closed: the file fails', async () => {
+    // amy1's row swallowed up to the quote after her password: she would be missing, the password shown
+    const swallowed = 'username,password,first name,last name\njdoe,Secret1,"John\namy1,Secret2",Amy\nbob1,Secret3,Bob,Li\n';
+    expect((await rejection(readUsersText(swallowed))).message).toMatch(/^The value in column 3 of line 2 runs over 2 lines/);
+    const narrow = 'username,last name\njdoe,"Doe\namy1\nbob1,Li"\n';
+    expect((await rejection(readUsersText(narrow))).message).toMatch(/^The value in column 2 of line 2 runs over 3 lines/);
+  });
   it('a value of a column rosterd reads never holds a line break: a quote not closed in time fails the file, quoting nothing', async () => {
     const rows = Array.from({ length: 20 }, (_, i) => `user${String(i).padStart(3, '0')},Secret-${i},First${i},Last${i}`);
     rows[5] = 'user005,Secret-5,"First5,Last5';

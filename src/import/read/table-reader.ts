@@ -8,7 +8,7 @@ import { checkRagged, cutOff, emptyFile, extrasNotTheStyle, headerOnly, valueSpa
 import { csvRecords, type ByteSource } from './csv-records.js';
 import { detectFileEncoding, type EncodingChoice, type FileEncoding } from './decode.js';
 import { matchHeader, normalizeHeaderName, type ColumnSpec, type HeaderMatch } from './headers.js';
-import { BATCH_SIZE, IssueLog, type ReadSummary } from './summary.js';
+import { BATCH_SIZE, IssueLog, shownValue, type ReadSummary } from './summary.js';
 
 export interface RowHandler<T> {
   /** a data row with as many values as the header (trailing blank extras allowed) */
@@ -138,32 +138,48 @@ function joinAnd(items: readonly string[]): string {
  * joined file aside).
  *
  * `checkLineBreaks`: no column of users.csv or groups.csv holds a line break. One inside a quoted
- * value is almost always a quote that is not closed where it should be, which swallows the lines
- * after it up to the next quote: their users would be missing from the roster, deactivated, and
- * their values (passwords) shown in the report as one long value. So the file fails whole,
- * quoting nothing. An unknown column (an address, say) may hold line breaks, unless what follows
- * one looks like a row of this file (as many commas as the header has named columns, less one).
+ * value may be a quote that is not closed where it should be, which swallows the lines after it up
+ * to the next quote: their users would be missing from the roster, deactivated, and their values
+ * (passwords) shown in the report as one long value. So when what follows a line break looks like
+ * a row of this file (as many commas as the header has named columns, less one), or the header is
+ * too narrow to tell, the file fails whole, quoting nothing; in a column rosterd reads, so does a
+ * line break followed by any comma. Otherwise it is a line break typed in the cell (Alt+Enter in
+ * Excel, a two-line name in the SIS): in a column rosterd reads, the row's error, returned as that
+ * column; an unknown column (an address, say) may hold one.
  */
 function lineChecks<C extends string>(header: HeaderMatch<C>) {
   const named = [...header.index.values()].map((i): [number, string] => [i, normalizeHeaderName(header.names[i] ?? '')]);
-  const known = new Set(header.index.values());
+  const columnAt = new Map([...header.index.entries()].map(([column, i]): [number, C] => [i, column]));
   return {
     raggedMessage: raggedMessages(header),
     repeatsHeader(fields: readonly string[]): boolean {
       return named.length > 0 && named.every(([i, name]) => normalizeHeaderName(fields[i] ?? '') === name);
     },
-    checkLineBreaks(line: number, fields: readonly string[]): void {
+    checkLineBreaks(line: number, fields: readonly string[]): C | undefined {
+      let typed: C | undefined;
       fields.forEach((value, i) => {
         if (!LINE_BREAK.test(value)) return;
         const parts = value.split(LINE_BREAK);
-        const looksLikeRows = header.namedWidth >= 3 && parts.slice(1).some((p) => p.split(',').length >= header.namedWidth);
-        if (known.has(i) || looksLikeRows) throw valueSpansLines(line, i + 1, parts.length);
+        const rest = parts.slice(1);
+        const tellable = header.namedWidth >= 3;
+        const looksLikeRows = tellable && rest.some((p) => p.split(',').length >= header.namedWidth);
+        const column = columnAt.get(i);
+        // In a column rosterd reads, even a part of a row swallowed (`amy1,Secret2"`, its quote
+        // closing the value) is no typed line break: that user would be missing, its password shown.
+        const typedInCell = tellable && !rest.some((p) => p.includes(','));
+        if (looksLikeRows || (column !== undefined && !typedInCell)) throw valueSpansLines(line, i + 1, parts.length);
+        typed ??= column;
       });
+      return typed;
     },
   };
 }
 
 const LINE_BREAK = /\r\n|\r|\n/;
+
+const LINE_BREAK_IN_VALUE =
+  'The value holds a line break (shown as ↵: a new line inside the cell, as Alt+Enter makes in Excel), which this column ' +
+  'cannot have. Remove it in your SIS and upload the file again';
 
 export async function* readTable<C extends string, T>(read: TableRead<C, T>, state: TableState): AsyncGenerator<T[]> {
   const { input, encoding } = await read.open();
@@ -203,7 +219,7 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
         continue;
       }
       // Only a record csv-parse read can hold a quoted line break; the others were split at commas.
-      if (source.parsed(fields)) checks.checkLineBreaks(line, fields);
+      const lineBreakIn = source.parsed(fields) ? checks.checkLineBreaks(line, fields) : undefined;
       state.rows++;
       let item: T | undefined;
       lastShort = fields.length < header.namedWidth ? { line, values: fields.length } : null;
@@ -217,6 +233,12 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
       if (isRagged(fields, header, blankExtras.maxValues)) {
         ragged++;
         read.log.error({ line, column: '', message: checks.raggedMessage(fields.length) });
+        item = handler.ragged(line, fields);
+      } else if (lineBreakIn !== undefined) {
+        const value = fields[header.index.get(lineBreakIn) as number] ?? '';
+        // shown on one line, the break where it is
+        const shown = shownValue(lineBreakIn, value.replace(/\r\n|\r|\n/g, '↵'));
+        read.log.error({ line, column: lineBreakIn, value: shown, message: LINE_BREAK_IN_VALUE });
         item = handler.ragged(line, fields);
       } else {
         item = handler.row(line, fields);
