@@ -80,3 +80,13 @@ it('delete of an already inactive user changes nothing; re-importing a delta cha
   expect(r.counts).toMatchObject({ unchanged: 2, deactivated: 0, updated: 0, errors: 0 });
   expect(await f.snapshot()).toBe(before);
 });
+
+it('a file whose action column has another name fails whole instead of being read as the whole roster', async () => {
+  // Threshold 100 %: no safety hold would stop a full sync deactivating the users this file does not list.
+  const before = await f.snapshot();
+  const r = await f.importCsv('delta', csv('username,email,Operation', 'newc0001,n2@x.org,ADD', 'keep0001,,Update', 'keep0002,,delete'));
+  expect(r.status).toBe('failed');
+  expect(r.message).toMatch(/^Column 'Operation' holds add, update or delete on every line that has a value/);
+  expect(r.message).toMatch(/rename the column 'action'/);
+  expect(await f.snapshot()).toEqual(before);
+});

@@ -389,6 +389,25 @@ describe('sis id', () => {
 });
 
 describe('action (delta files)', () => {
+  it('a column named otherwise that holds actions fails the file: it would be read as the whole roster', async () => {
+    for (const name of ['Operation', 'Change Type', 'actoin']) {
+      const text = `username,${name},email\nann1,add,a@x.org\nbob1,,b@x.org\ncy01,DELETE,\ndee1, update ,d@x.org\n`;
+      await expect(readUsersText(text), name).rejects.toThrow(
+        new RegExp(`^Column '${name}' holds add, update or delete on every line that has a value, as the action column`),
+      );
+    }
+  });
+  it('an unknown column with other values too, or an action on few lines, is only an unknown column', async () => {
+    for (const text of [
+      'username,notes\nann1,add\nbob1,new student\ncy01,delete\n',
+      'username,notes\nann1,update\nbob1,\ncy01,\ndee1,\n',
+    ]) {
+      const { summary } = await readUsersText(text);
+      expect(summary.mode).toBe('full');
+      expect(summary.warnings.map((w) => w.code)).toEqual(['UNKNOWN_COLUMN']);
+    }
+  });
+
   it('blank is an error in a file with an action column', async () => {
     expect(await errorsOf({ username: 'jsmith', action: '' })).toEqual([
       {

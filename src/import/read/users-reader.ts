@@ -9,6 +9,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { ReadItem, SchoolRef, UserRow } from '../types.js';
+import { ActionLookalike } from './action-lookalike.js';
 import { MAX_FIELD_CHARS } from './csv-guard.js';
 import type { EncodingChoice } from './decode.js';
 import { USERS_SPEC, type HeaderMatch, type UserColumn } from './headers.js';
@@ -183,13 +184,16 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
     return sisWarning?.code === 'EXCEL_CHANGED_SIS_ID';
   }
 
+  const lookalike = new ActionLookalike(header);
   return {
     ragged: (line, fields) => ({ kind: 'invalid', line, username: usernameOf(fields) }),
     row: (line, fields) => {
+      lookalike.see(fields);
       const row = fast(line, fields);
       if (row !== undefined) return { kind: 'valid', row };
       return slow(line, fields);
     },
+    end: () => lookalike.check(),
   };
 
   function slow(line: number, fields: readonly string[]): ReadItem {
