@@ -697,6 +697,21 @@ describe('ragged rows', () => {
     ]);
     expect(JSON.stringify(summary)).not.toContain('Tr0ub4dor');
   });
+  it('in a file whose header ends in a column without a name, a longer line shows no values in its errors', async () => {
+    // The same shift, but the header's own padding makes extra blank values fine: the row is read,
+    // and the email's error, which would show the password, shows nothing.
+    const { items, summary } = await readUsersText(
+      'username,last name,first name,password,email,\njsmith01,Smith,John,Secret-123,j@x.org,\n' +
+        'adoe0001,Doe, Jr,Ann,Tr0ub4dor&3,,\nbbrown01,Brown,Bob,Secret-789,b@x.org,\n',
+    );
+    expect(items.map((i) => i.kind)).toEqual(['valid', 'invalid', 'valid']);
+    expect(summary.errors.map((e) => [e.line, e.column, e.value])).toEqual([
+      [3, 'password', ''],
+      [3, 'email', ''],
+    ]);
+    expect(summary.errors[1]?.message).toMatch(/^Email address is not valid: .*\. The value is not shown: this line has more values/);
+    expect(JSON.stringify(summary)).not.toContain('Tr0ub4dor');
+  });
   it('when most rows are ragged, the file fails', async () => {
     const err = await rejection(readUsersText('username,email,role\njsmith,j@x.org\njdoe1,d@x.org\nkim1,k@x.org,student\n'));
     expect(err.message).toBe(

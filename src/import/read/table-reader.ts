@@ -11,8 +11,12 @@ import { matchHeader, normalizeHeaderName, type ColumnSpec, type HeaderMatch } f
 import { BATCH_SIZE, IssueLog, shownValue, type ReadSummary } from './summary.js';
 
 export interface RowHandler<T> {
-  /** a data row with as many values as the header (trailing blank extras allowed) */
-  row(line: number, fields: readonly string[]): T | undefined;
+  /**
+   * a data row with as many values as the header (trailing blank extras allowed); `longer` when it
+   * has more values than the first data row, blank ones: an unquoted comma may have moved its
+   * values one column to the right, so its values are not to be shown
+   */
+  row(line: number, fields: readonly string[], longer: boolean): T | undefined;
   /** a ragged row, already reported */
   ragged(line: number, fields: readonly string[]): T | undefined;
   /** after the last row: what can only be told of the rows together */
@@ -241,7 +245,7 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
         read.log.error({ line, column: lineBreakIn, value: shown, message: LINE_BREAK_IN_VALUE });
         item = handler.ragged(line, fields);
       } else {
-        item = handler.row(line, fields);
+        item = handler.row(line, fields, fields.length > blankExtras.maxValues);
       }
       if (item !== undefined) batch.push(item);
       if (batch.length >= BATCH_SIZE) {

@@ -43,6 +43,11 @@ export interface UsersReadOptions {
   encoding?: EncodingChoice;
 }
 
+/** Said instead of a value that may be out of place (see RowHandler.row). */
+const NOT_SHOWN =
+  'The value is not shown: this line has more values than the first line, so an unquoted comma (in a name, say) may have ' +
+  'moved every value after it one column to the right, a password into this column. Check the line for such a comma';
+
 export function readUsers(input: NodeJS.ReadableStream | Readable, opts: UsersReadOptions): ReadResult<ReadItem> {
   return usersReader(async () => ({ input, encoding: opts.encoding ?? 'auto' }), opts);
 }
@@ -187,16 +192,17 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
   const lookalike = new ActionLookalike(header);
   return {
     ragged: (line, fields) => ({ kind: 'invalid', line, username: usernameOf(fields) }),
-    row: (line, fields) => {
+    row: (line, fields, longer) => {
       lookalike.see(fields);
       const row = fast(line, fields);
       if (row !== undefined) return { kind: 'valid', row };
-      return slow(line, fields);
+      return slow(line, fields, longer && header.index.has('password'));
     },
     end: () => lookalike.check(),
   };
 
-  function slow(line: number, fields: readonly string[]): ReadItem {
+  /** `hide`: the row's values may be out of place, a password among them (see RowHandler.row): none is shown. */
+  function slow(line: number, fields: readonly string[], hide = false): ReadItem {
     const cells: UserCells = {};
     const tooLong = new Set<UserColumn>();
     for (const [column, i] of columns) {
@@ -254,7 +260,8 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
       for (const issue of issues) {
         if (tooLong.has(issue.column)) continue;
         const raw = fields[header.index.get(issue.column) ?? -1] ?? '';
-        log.error({ line, column: issue.column, value: shownValue(issue.column, raw), message: issue.message });
+        if (hide) log.error({ line, column: issue.column, value: '', message: `${issue.message}. ${NOT_SHOWN}` });
+        else log.error({ line, column: issue.column, value: shownValue(issue.column, raw), message: issue.message });
       }
     }
     return { kind: 'invalid', line, username: usernameOf(fields) };
