@@ -414,6 +414,12 @@ describe('quoting, line endings and line numbers', () => {
     const other = await rejection(readUsersText(['username,password,first name,last name,address', ...address, ''].join('\n')));
     expect(other.message).toMatch(/^The value in column 5 of line 7 runs over/);
   });
+  it('after blank lines, the warnings and errors of the header name its own line, as the rows do theirs', async () => {
+    const { rows, summary } = await readUsersText('\n\n\nusername,password,favorite color\njsmith01,Secret-123,red\n');
+    expect(rows.map((r) => r.line)).toEqual([5]);
+    expect(summary.warnings.map((w) => [w.line, w.code])).toEqual([[4, 'UNKNOWN_COLUMN']]);
+    expect((await rejection(readUsersText('\n\nlogin,password\njsmith01,Secret-123\n'))).line).toBe(3);
+  });
   it('reads LF, CRLF, CR and mixed line endings, with or without a final newline, and a DOS end-of-file mark (Ctrl-Z)', async () => {
     for (const text of [
       'username\njsmith\njdoe1',

@@ -14,9 +14,11 @@ export class ActionLookalike {
   /** unknown columns still in the running: position, name, lines holding an action */
   private readonly candidates: Array<{ at: number; name: string; actions: number }> = [];
   private rows = 0;
+  private readonly headerLine: number;
 
   /** Only for a file without an action column: with one, the file is a delta as it should be. */
   constructor(header: HeaderMatch<string>) {
+    this.headerLine = header.line;
     if (header.index.has('action')) return;
     const known = new Set(header.index.values());
     header.names.forEach((name, at) => {
@@ -49,7 +51,7 @@ export class ActionLookalike {
         "changes does, but it is not named 'action'. So the file would be read as the whole roster, and every user it does " +
         "not list would be deactivated. Nothing was changed. If the file lists changes, rename the column 'action'; if it " +
         'is the whole roster, remove the column. Then upload the file again.',
-      1,
+      this.headerLine,
     );
   }
 }

@@ -45,20 +45,26 @@ export interface ColumnSpec<C extends string> {
   synonyms: Readonly<Record<string, C>>;
 }
 
-function unknownColumnWarning<C extends string>(name: string, i: number, spec: ColumnSpec<C>, meant: C | undefined): CodedWarning {
+function unknownColumnWarning<C extends string>(
+  name: string,
+  i: number,
+  spec: ColumnSpec<C>,
+  meant: C | undefined,
+  line: number,
+): CodedWarning {
   if (name === '') {
     return {
-      line: 1,
+      line,
       column: name,
       code: 'UNNAMED_COLUMNS',
       message: `Column ${i + 1} has no name in the header row; its values were ignored`,
     };
   }
   const unread = spec.unread?.[normalizeHeaderName(name)];
-  if (unread !== undefined) return { line: 1, column: name, code: 'UNREAD_COLUMN', message: `Column '${name}' ${unread}` };
+  if (unread !== undefined) return { line, column: name, code: 'UNREAD_COLUMN', message: `Column '${name}' ${unread}` };
   const hint = meant === undefined ? '' : `. If it holds the ${meant}, rename it '${meant}'`;
   return {
-    line: 1,
+    line,
     column: name,
     code: 'UNKNOWN_COLUMN',
     message: `Column '${name}' is not a known column; its values were ignored${hint}`,
@@ -236,6 +242,8 @@ export interface HeaderMatch<C extends string> {
   names: readonly string[];
   /** one warning per unknown column (one for all those without a name) */
   warnings: CodedWarning[];
+  /** the header's line in the file: 1, unless blank lines come first */
+  line: number;
 }
 
 function lookupTable<C extends string>(spec: ColumnSpec<C>): Map<string, C> {
@@ -254,16 +262,17 @@ function unknownColumnWarnings<C extends string>(
   unknown: ReadonlyArray<{ name: string; i: number }>,
   spec: ColumnSpec<C>,
   meant: ReadonlyArray<C | undefined>,
+  line: number,
 ): CodedWarning[] {
   const unnamed = unknown.filter(({ name }) => name === '');
   const warnings: CodedWarning[] = [];
   unknown.forEach(({ name, i }, k) => {
     if (name !== '' || unnamed.length === 1) {
-      warnings.push(unknownColumnWarning(name, i, spec, meant[k]));
+      warnings.push(unknownColumnWarning(name, i, spec, meant[k], line));
     } else if (i === unnamed[0]?.i) {
       const n = unnamed.length;
       warnings.push({
-        line: 1,
+        line,
         column: '',
         code: 'UNNAMED_COLUMNS',
         message: `${n.toLocaleString('en-US')} columns have no name in the header row (the first is column ${(i + 1).toLocaleString('en-US')}); their values were ignored`,
@@ -273,8 +282,11 @@ function unknownColumnWarnings<C extends string>(
   return warnings;
 }
 
-/** Matches the header row; throws FileRejectedError when the file cannot be imported at all. */
-export function matchHeader<C extends string>(fields: readonly string[], spec: ColumnSpec<C>): HeaderMatch<C> {
+/**
+ * Matches the header row, on `line` of the file (after blank lines, not 1); throws
+ * FileRejectedError when the file cannot be imported at all.
+ */
+export function matchHeader<C extends string>(fields: readonly string[], spec: ColumnSpec<C>, line = 1): HeaderMatch<C> {
   const table = lookupTable(spec);
   const known = (name: string): C | undefined => table.get(normalizeHeaderName(name));
   checkSeparator(fields, (name) => known(name) !== undefined);
@@ -293,7 +305,7 @@ export function matchHeader<C extends string>(fields: readonly string[], spec: C
       throw new FileRejectedError(
         `The header row has the ${column} column twice (columns ${earlier + 1} and ${i + 1}: ` +
           `'${(fields[earlier] ?? '').trim()}' and '${name}'). Remove one of them and upload the file again.`,
-        1,
+        line,
       );
     }
     index.set(column, i);
@@ -303,7 +315,7 @@ export function matchHeader<C extends string>(fields: readonly string[], spec: C
     const column = name === '' ? undefined : meantColumn(name, spec);
     return column === undefined || index.has(column) ? undefined : column;
   });
-  const warnings = unknownColumnWarnings(unknown, spec, meant);
+  const warnings = unknownColumnWarnings(unknown, spec, meant, line);
 
   // A first line naming no column is a row of data, unless most of its names are columns under
   // other names ("Login,Given Name,Surname"): then it is a header the message can quote.
@@ -313,7 +325,7 @@ export function matchHeader<C extends string>(fields: readonly string[], spec: C
     throw new FileRejectedError(
       `The file has no header row: its first line names none of the ${spec.file} columns (it looks like a row of data). ` +
         `The first line must name the columns, for example: ${spec.example}`,
-      1,
+      line,
     );
   }
   for (const column of spec.required) {
@@ -324,11 +336,11 @@ export function matchHeader<C extends string>(fields: readonly string[], spec: C
           (candidate
             ? `If column '${candidate.name}' holds the ${column}s, rename it '${column}' and upload the file again.`
             : `Add it (for example: ${spec.example}) and upload the file again.`),
-        1,
+        line,
       );
     }
   }
   let namedWidth = fields.length;
   while (namedWidth > 0 && (fields[namedWidth - 1] ?? '').replace(/^\uFEFF/, '').trim() === '') namedWidth--;
-  return { index, width: fields.length, namedWidth, names: [...fields], warnings };
+  return { index, width: fields.length, namedWidth, names: [...fields], warnings, line };
 }

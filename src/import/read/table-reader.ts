@@ -202,7 +202,7 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
     for (const { line, fields } of records) {
       if (isBlank(fields)) continue;
       if (header === undefined || handler === undefined || checks === undefined) {
-        header = matchHeader(fields, read.spec);
+        header = matchHeader(fields, read.spec, line);
         // The rows after it need only the named columns (see isRagged); the header's own chunk is split already.
         if (header.namedWidth < header.width) source.dropBlankTails(header.namedWidth);
         checks = lineChecks(header);
