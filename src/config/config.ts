@@ -4,7 +4,18 @@ import cron from 'node-cron';
 import { z } from 'zod';
 import { RosterdError } from '../errors.js';
 
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/**
+ * A whole number written in decimal digits, spaces around it ignored. Not z.coerce.number(): it
+ * reads a value of only spaces as 0 (SFTP_PORT=" " listened on a random port, the SIS could not
+ * connect, and nothing said why), and accepts 0x16, 1e3 and 0b1 as numbers nobody meant to write.
+ */
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^-?[0-9]+$/, 'a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
 
 /** `addr@host` or `Display Name <addr@host>`; a host without a dot (localhost) is allowed, as SMTP allows it. */
 function isMailbox(value: string): boolean {

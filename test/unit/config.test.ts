@@ -1,5 +1,5 @@
 /**
- * Values of the listening addresses that loadConfig accepts and refuses (the messages themselves
+ * Values of the listening addresses and whole numbers that loadConfig accepts and refuses (the messages themselves
  * are checked through the CLI in test/e2e/cli-operator.test.ts).
  */
 import { describe, expect, it } from 'vitest';
@@ -27,5 +27,30 @@ describe('SFTP_HOST and HTTP_HOST', () => {
   it.each(['0.0.0.0:2222', '[::]', 'sftp://host', 'two words', '-leading.example', '999.1.1.1', 'host_name'])('refuses %s', (host) => {
     expect(refusal({ SFTP_HOST: host })).toMatch(/^SFTP_HOST=.* is not valid: expected an IP address/);
     expect(refusal({ HTTP_HOST: host })).toMatch(/^HTTP_HOST=.* is not valid/);
+  });
+});
+
+describe('whole-number variables', () => {
+  it.each([' ', '\t', '0x16', '1e3', '0b1', '22.5', '2222abc'])('refuses SFTP_PORT=%j, naming it', (value) => {
+    expect(refusal({ SFTP_PORT: value })).toMatch(/^SFTP_PORT=.* is not valid: expected a whole number\./);
+  });
+
+  it('refuses a port of only spaces instead of listening on a random one', () => {
+    expect(refusal({ HTTP_PORT: '  ' })).toMatch(/^HTTP_PORT=" {2}" is not valid: expected a whole number\./);
+  });
+
+  it('reads decimal digits, with spaces around them, and keeps the range checks', () => {
+    expect(loadConfig({ SFTP_PORT: ' 2222 ', MAX_UPLOAD_BYTES: '1048576', SETTLE_SECONDS: '0' })).toMatchObject({
+      SFTP_PORT: 2222,
+      MAX_UPLOAD_BYTES: 1048576,
+      SETTLE_SECONDS: 0,
+    });
+    expect(refusal({ SFTP_PORT: '70000' })).toMatch(/expected a number of at most 65535/);
+    expect(refusal({ CLAIM_TTL_SECONDS: '5' })).toMatch(/expected a number of at least 10/);
+    expect(refusal({ HTTP_PORT: '-1' })).toMatch(/expected a number of at least 0/);
+  });
+
+  it('keeps the defaults when unset', () => {
+    expect(loadConfig({})).toMatchObject({ SFTP_PORT: 2222, HTTP_PORT: 8080, MAX_UPLOAD_BYTES: 1024 ** 3 });
   });
 });
