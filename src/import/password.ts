@@ -91,8 +91,10 @@ export async function loadCheckKey(dataDir: string): Promise<CheckKey> {
   }
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
   const tmp = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
-  await fs.writeFile(tmp, crypto.randomBytes(32).toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
   try {
+    // Inside the try: a write that fails once the file exists (a full disk) must not leave a
+    // temporary file behind at every import attempt.
+    await fs.writeFile(tmp, crypto.randomBytes(32).toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
     await fs.link(tmp, file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;

@@ -1,7 +1,7 @@
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, promises as fsPromises, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { createPasswordHasher } from '../../src/import/hash-pool.js';
 import { loadCheckKey, parsePasswordHash, passwordCheck, PasswordSealer, verifyPassword } from '../../src/import/password.js';
 
@@ -76,5 +76,26 @@ describe('the hashing pool', () => {
     const outcome = await Promise.race([settled, new Promise((r) => setTimeout(() => r('still pending'), 5_000))]);
     expect(outcome).toBe('the password hasher was closed (rosterd is stopping); the import is rolled back');
     await expect(hasher.hash(['another1'])).rejects.toThrow(/closed/);
+  });
+});
+
+describe('the password-check key on a full disk', () => {
+  it('leaves no temporary file behind when it cannot be written', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'rosterd-checkkey-'));
+    // What ENOSPC does: the file is created, the write into it fails.
+    const spy = vi.spyOn(fsPromises, 'writeFile').mockImplementation(async (file) => {
+      writeFileSync(String(file), '', { flag: 'wx' });
+      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    });
+    try {
+      await expect(loadCheckKey(dir)).rejects.toThrow(/ENOSPC/);
+      await expect(loadCheckKey(dir)).rejects.toThrow(/ENOSPC/);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(readdirSync(path.join(dir, 'secrets'))).toEqual([]);
+    // Once there is space, the key is made as usual.
+    expect((await loadCheckKey(dir)).key).toHaveLength(32);
+    rmSync(dir, { recursive: true, force: true });
   });
 });
