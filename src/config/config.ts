@@ -24,6 +24,17 @@ function isMailbox(value: string): boolean {
   return address !== undefined && /^[^@\s"(),:;<>[\\\]]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(address);
 }
 
+/** A URL that names a mail server: a host, and a port (when given) that a socket can connect to. */
+function isMailServerUrl(value: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(value); // refuses a port above 65535
+  } catch {
+    return false;
+  }
+  return url.hostname !== '' && url.port !== '0';
+}
+
 /**
  * An address to listen on: an IP address or a host name, without port or brackets. Whether the
  * name is one of this machine's only listening tells; a port or a URL here is caught at start.
@@ -59,6 +70,10 @@ const envSchema = z.object({
   SMTP_URL: z
     .string()
     .regex(/^smtps?:\/\//, 'an smtp:// or smtps:// URL')
+    // Checked here, not at the first report: nodemailer takes a URL without a host as localhost
+    // and fails every send of one whose port is out of range, so serve started and each report
+    // waited in the outbox, retried for ever, for a typo.
+    .refine(isMailServerUrl, 'an smtp:// or smtps:// URL with a host and a port from 1 to 65535, e.g. smtp://user:pass@mail.example:587')
     .optional(),
   /** Sender of report emails: an address, with or without a display name. */
   MAIL_FROM: z

@@ -54,3 +54,16 @@ describe('whole-number variables', () => {
     expect(loadConfig({})).toMatchObject({ SFTP_PORT: 2222, HTTP_PORT: 8080, MAX_UPLOAD_BYTES: 1024 ** 3 });
   });
 });
+
+describe('SMTP_URL', () => {
+  it.each(['smtp://', 'smtp://127.0.0.1:99999', 'smtps://mail.example:0', 'smtp://:587'])('refuses %s at start, naming it', (url) => {
+    expect(refusal({ SMTP_URL: url })).toMatch(/^SMTP_URL=\(redacted\) is not valid: expected an smtp:\/\/ or smtps:\/\/ URL with a host/);
+  });
+
+  it.each(['smtp://mail.example', 'smtps://user:pass@mail.example:465', 'smtp://127.0.0.1:3325/?pool=yes', 'smtp://[::1]:25'])(
+    'accepts %s',
+    (url) => {
+      expect(loadConfig({ SMTP_URL: url }).SMTP_URL).toBe(url);
+    },
+  );
+});
