@@ -77,8 +77,10 @@ async function readIfExists(file: string): Promise<Buffer | null> {
 
 async function writeOnce(file: string, content: string): Promise<void> {
   const aside = `${file}.${randomBytes(6).toString('hex')}.new`;
-  await fs.writeFile(aside, content, { mode: 0o600, flag: 'wx' });
   try {
+    // Inside the try: a write that fails once the file exists (a full disk) must not leave part
+    // of a private key lying beside the host keys at every start.
+    await fs.writeFile(aside, content, { mode: 0o600, flag: 'wx' });
     await fs.link(aside, file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
