@@ -16,6 +16,7 @@ import { listUploads, type Upload } from '../../src/store/uploads.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import {
   makeClientKey,
+  outcome,
   run,
   sftpP,
   ssh2Sftp,
@@ -407,13 +408,6 @@ describe.skipIf(!LFTP)(`lftp${LFTP ? '' : ' (skipped: lftp is not installed; apt
 });
 
 // --- what lftp pipelines ------------------------------------------------------------------------
-
-/** A request's outcome, failure included, for requests sent together. */
-const outcome = <T>(p: Promise<T>): Promise<{ ok: T } | { code: unknown; message: string }> =>
-  p.then(
-    (ok) => ({ ok }),
-    (err: Error & { code?: unknown }) => ({ code: err.code, message: err.message }),
-  );
 
 /**
  * lftp sends some requests together without waiting for the answers in between, and relies on

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addKey } from '../../src/store/keys.js';
 import { createTenant } from '../../src/store/tenants.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
-import { makeClientKey, sftpP, ssh2Sftp, startSftpServer, type ClientKey, type TestSftpServer } from '../support/ssh.js';
+import { makeClientKey, outcome, sftpP, ssh2Sftp, startSftpServer, type ClientKey, type TestSftpServer } from '../support/ssh.js';
 
 const TENANT = 'readahead-usd';
 let db: TestDatabase;
@@ -43,12 +43,6 @@ afterAll(async () => {
   await db?.drop();
   await fs.rm(tmp, { recursive: true, force: true });
 });
-
-const outcome = <T>(p: Promise<T>): Promise<{ ok: T } | { code: unknown; message: string }> =>
-  p.then(
-    (ok) => ({ ok }),
-    (err: Error & { code?: unknown }) => ({ code: err.code, message: err.message }),
-  );
 
 describe('READs in flight, then CLOSE of the file', () => {
   it('answers the READs before the file is closed', async () => {

@@ -273,3 +273,10 @@ export function repeatedKeys(json: string): string[] {
   }
   return repeated;
 }
+
+/** A request's outcome, failure included, for requests sent together (ssh2 SFTP calls). */
+export const outcome = <T>(p: Promise<T>): Promise<{ ok: T } | { code: unknown; message: string }> =>
+  p.then(
+    (ok) => ({ ok }),
+    (err: Error & { code?: unknown }) => ({ code: err.code, message: err.message }),
+  );

@@ -5,6 +5,10 @@
 import type { CodedWarning } from '../types.js';
 import { FileRejectedError } from '../types.js';
 import { checkSeparator } from './csv-guard.js';
+import { ZERO_WIDTH_CHARS } from './users-rules.js';
+
+/** What header names ignore: spaces, `_`, `-` and the invisible characters that take no room (see normalizeHeaderName). */
+const IGNORED_IN_NAMES = new RegExp(`[\\s_${ZERO_WIDTH_CHARS}-]+`, 'g');
 
 export const USER_COLUMNS = [
   'username',
@@ -225,7 +229,7 @@ function synonyms<C extends string>(byColumn: Record<C, readonly string[]>): Rec
  * refused, its message would ask to rename 'username' to 'username'.
  */
 export function normalizeHeaderName(name: string): string {
-  return name.toLowerCase().replace(/[\s_\u00ad\u200b-\u200d\u2060\ufeff-]+/g, '');
+  return name.toLowerCase().replace(IGNORED_IN_NAMES, '');
 }
 
 export interface HeaderMatch<C extends string> {

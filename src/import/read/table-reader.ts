@@ -180,6 +180,7 @@ function lineChecks<C extends string>(header: HeaderMatch<C>) {
 }
 
 const LINE_BREAK = /\r\n|\r|\n/;
+const LINE_BREAKS = new RegExp(LINE_BREAK.source, 'g');
 
 const LINE_BREAK_IN_VALUE =
   'The value holds a line break (shown as ↵: a new line inside the cell, as Alt+Enter makes in Excel), which this column ' +
@@ -241,7 +242,7 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
       } else if (lineBreakIn !== undefined) {
         const value = fields[header.index.get(lineBreakIn) as number] ?? '';
         // shown on one line, the break where it is
-        const shown = shownValue(lineBreakIn, value.replace(/\r\n|\r|\n/g, '↵'));
+        const shown = shownValue(lineBreakIn, value.replace(LINE_BREAKS, '↵'));
         read.log.error({ line, column: lineBreakIn, value: shown, message: LINE_BREAK_IN_VALUE });
         item = handler.ragged(line, fields);
       } else {

@@ -109,7 +109,8 @@ export function invisibleCharacter(v: string): string | undefined {
 }
 
 /** The invisible characters that take no room (the no-break spaces look like spaces). */
-const ZERO_WIDTH = /[\u00ad\u200b-\u200d\u2060\ufeff]/g;
+export const ZERO_WIDTH_CHARS = '\u00ad\u200b-\u200d\u2060\ufeff';
+const ZERO_WIDTH = new RegExp(`[${ZERO_WIDTH_CHARS}]`, 'g');
 
 /**
  * The value as the administrator sees it in the cell: without the invisible characters that take
