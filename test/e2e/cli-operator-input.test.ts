@@ -378,6 +378,22 @@ describe('school import', () => {
     }
   });
 
+  it('reads an NCES ID written as an Excel text formula (="0…", to keep its leading zero) as the ID, and a stray quote as written', async () => {
+    const file = path.join(dir, 'schools-excel-text.csv');
+    // Unquoted as an SIS writes it, and quoted as Excel saves such a cell.
+    writeFileSync(file, 'name,nces id,state id\nMaple Elementary,="010000500870",="00-17"\nO"Neil Middle,"=""010000500871""",\n');
+    const r = await runCli(['school', 'import', 'alpha', file], env);
+    expect(r.code, r.stderr).toBe(0);
+    const { rows } = await db.pool.query<{ name: string; nces_id: string; state_id: string | null }>(
+      `SELECT s.name, s.nces_id, s.state_id FROM schools s JOIN tenants t ON t.id = s.tenant_id
+        WHERE t.subdomain = 'alpha' AND s.nces_id LIKE '01000050087_' ORDER BY 2`,
+    );
+    expect(rows).toEqual([
+      { name: 'Maple Elementary', nces_id: '010000500870', state_id: '00-17' },
+      { name: 'O"Neil Middle', nces_id: '010000500871', state_id: null },
+    ]);
+  });
+
   it('reports every bad line, a school listed twice with both lines, and imports nothing', async () => {
     expect((await runCli(['school', 'add', 'alpha', '--name', 'Lincoln High'], env)).code).toBe(0);
     const file = path.join(dir, 'schools-bad.csv');

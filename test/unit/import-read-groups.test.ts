@@ -17,6 +17,10 @@ describe('groups.csv', () => {
     const { items } = await readGroupsText('username,owner,group\n JSmith , MTeacher ,  Period 1 \n');
     expect(items).toEqual([{ valid: true, line: 2, username: 'JSmith', owner: 'MTeacher', group: 'Period 1' }]);
   });
+  it('reads a cell written as an Excel text formula (="0012345") as the text Excel shows', async () => {
+    const { items } = await readGroupsText('username,owner,group\n="0012345",="0000777",="0042"\n');
+    expect(items).toEqual([{ valid: true, line: 2, username: '0012345', owner: '0000777', group: '0042' }]);
+  });
   it('username is required', async () => {
     const { items, summary } = await readGroupsText('username,owner,group\n,mteacher,Chess\n');
     expect(items).toEqual([{ valid: false, line: 2, username: null }]);

@@ -533,3 +533,26 @@ describe('rows', () => {
     expect(summary.errors[9]?.line).toBe(11);
   });
 });
+
+describe('Excel text formulas (="00123", as SIS exports write IDs so that Excel keeps their leading zeros)', () => {
+  it('are read as the text Excel shows, written bare or quoted as Excel saves them', async () => {
+    const bare = 'username,sis id,graduation year,first name\n="0012345",="000789",="2027",="Ann ""Nan"""\n';
+    const quoted = 'username,sis id,graduation year,first name\n"=""0012345""","=""000789""", ="2027" ,"=""Ann """"Nan"""""""\n';
+    for (const text of [bare, quoted]) {
+      const { rows, summary } = await readUsersText(text);
+      expect(summary.errors).toEqual([]);
+      expect(rows).toEqual([
+        expect.objectContaining({ username: '0012345', sisId: '000789', graduationYear: 2027, firstName: 'Ann "Nan"' }),
+      ]);
+    }
+  });
+  it('any other formula is left as written, and checked as such', async () => {
+    const { rows, summary } = await readUsersText('username,first name,sis id\njsmith,"=""a""&""b""",=A1\n');
+    expect(summary.errors).toEqual([]);
+    expect(rows).toEqual([expect.objectContaining({ firstName: '="a"&"b"', sisId: '=A1' })]);
+  });
+  it('a rejected row names its user as Excel shows it, so a full sync does not deactivate that user', async () => {
+    const { items } = await readUsersText('username,email\n="jsmith",not-an-email\n');
+    expect(items).toEqual([{ kind: 'invalid', line: 2, username: 'jsmith' }]);
+  });
+});

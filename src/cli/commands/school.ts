@@ -6,6 +6,7 @@ import iconv from 'iconv-lite';
 import type { SchoolRef } from '../../import/types.js';
 import { describeFileError, RosterdError } from '../../errors.js';
 import { CompressedCsvError, sniffHead } from '../../import/read/csv-guard.js';
+import { unwrapExcelText } from '../../import/read/excel-text.js';
 import { FileRejectedError } from '../../import/types.js';
 import { withTransaction } from '../../store/db.js';
 import { addSchool, listSchools, validateSchoolInput, type SchoolInput } from '../../store/schools.js';
@@ -77,7 +78,15 @@ export async function readSchoolsFile(file: string): Promise<SchoolsFile> {
   const text = (encoding === 'utf-8' ? body.toString('utf8') : iconv.decode(body, 'win1252')).normalize('NFC');
   let records: { record: string[]; info: { lines: number } }[];
   try {
-    records = parse(text, { skip_empty_lines: true, relax_column_count: true, info: true }) as unknown as typeof records;
+    // Read as users.csv is: a stray quote kept as written, and an Excel text formula (an NCES ID
+    // written ="010000500870" to keep its leading zero) as the text it shows.
+    records = parse(text, {
+      skip_empty_lines: true,
+      relax_column_count: true,
+      relax_quotes: true,
+      info: true,
+    }) as unknown as typeof records;
+    for (const { record } of records) unwrapExcelText(record);
   } catch (err) {
     throw invalidFile(`${file} is not a readable CSV file: ${(err as Error).message}`, err);
   }

@@ -7,6 +7,7 @@ import type { ImportMode } from '../types.js';
 import { checkRagged, cutOff, emptyFile, extrasNotTheStyle, headerOnly, valueSpansLines } from './csv-guard.js';
 import { csvRecords, type ByteSource } from './csv-records.js';
 import { detectFileEncoding, type EncodingChoice, type FileEncoding } from './decode.js';
+import { unwrapExcelText } from './excel-text.js';
 import { matchHeader, normalizeHeaderName, type ColumnSpec, type HeaderMatch } from './headers.js';
 import { BATCH_SIZE, IssueLog, shownValue, type ReadSummary } from './summary.js';
 
@@ -223,6 +224,7 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
         });
         continue;
       }
+      unwrapExcelText(fields);
       // Only a record csv-parse read can hold a quoted line break; the others were split at commas.
       const lineBreakIn = source.parsed(fields) ? checks.checkLineBreaks(line, fields) : undefined;
       state.rows++;
