@@ -228,7 +228,8 @@ async function applyStaged(
     );
     unset = rows[0]?.total ?? 0;
   }
-  counts.warnings = summary.warningCount + sqlWarnings + unset;
+  const stayInactive = summary.mode === 'delta' ? await warnUpdatesOfInactive(client, t, target, plan, room.warnings - unset) : 0;
+  counts.warnings = summary.warningCount + sqlWarnings + unset + stayInactive;
 
   const hold = holdReason(counts.deactivated, active, target, options.dryRun);
   if (hold && !options.overrideThreshold) {
@@ -649,6 +650,32 @@ async function insertPlanIssues(
     );
   }
   return reactivations;
+}
+
+/**
+ * A delta's `update` of an inactive user changes it but leaves it inactive (§3: only `add` brings a
+ * user back). A district sending `update` for a returning student expects them back, and nothing
+ * else in the report would show they are not: warned, with what to send instead. Returns how many.
+ */
+async function warnUpdatesOfInactive(
+  client: PoolClient,
+  t: StagingTables,
+  target: ImportTarget,
+  plan: Plan,
+  room: number,
+): Promise<number> {
+  const { rows } = await client.query<{ total: number }>(
+    `WITH inactive AS (
+       SELECT s.line, s.username FROM ${t.rows} s
+         JOIN users u ON u.tenant_id = $1::bigint AND lower(u.username) = s.username_key AND NOT u.active
+        WHERE s.valid AND s.action = 'update'
+          ${plan.duplicates ? `AND s.username_key NOT IN (SELECT username_key FROM ${t.dups})` : ''}),
+     kept AS (INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, code)
+              SELECT $2, 'warning', line, 'username', username, format($3, username), $5 FROM inactive ORDER BY line LIMIT $4)
+     SELECT count(*)::int AS total FROM inactive`,
+    [target.tenantId, target.uploadId, MESSAGES.updateInactive, Math.max(0, room), 'UPDATE_INACTIVE' satisfies WarningCode],
+  );
+  return rows[0]?.total ?? 0;
 }
 
 interface ChangeCounts {

@@ -19,6 +19,8 @@ export const MESSAGES = {
   duplicate: 'This username appears more than once in the file (lines %s; usernames are compared ignoring case). List each user once.',
   addExists: 'User "%s" already exists and is active, so it cannot be added. Use action "update" to change it.',
   addReactivated: 'User "%s" already existed but was inactive; this row reactivates it.',
+  updateInactive:
+    'User "%s" is inactive, and an update does not reactivate a user: it stays inactive. Use action "add" to bring the user back.',
   updateMissing: 'User "%s" does not exist, so it cannot be updated. Use action "add" to create it.',
   deleteMissing: 'User "%s" does not exist, so it cannot be deleted. Check the spelling of the username.',
   deleteNotImported: 'User "%s" was not created by an import, so an import cannot deactivate it. Deactivate it by hand if it should go.',

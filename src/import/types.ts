@@ -43,6 +43,8 @@ export const WARNING_CODES = [
   'NEW_USER_WITHOUT_PASSWORD',
   /** a delta's `add` of an inactive user, which reactivates it */
   'ADD_REACTIVATED',
+  /** a delta's `update` of an inactive user, which stays inactive */
+  'UPDATE_INACTIVE',
   /** groups.csv: a membership of an inactive user */
   'GROUP_USER_INACTIVE',
   /** groups.csv: an owner given for a group that has another one */

@@ -81,6 +81,30 @@ it('delete of an already inactive user changes nothing; re-importing a delta cha
   expect(await f.snapshot()).toBe(before);
 });
 
+it('update of an inactive user applies its changes but keeps it inactive, and says to use add instead', async () => {
+  const file = csv('username,email,action', 'GONE0001,g1-new@x.org,update', 'keep0002,k2@x.org,update');
+  const r = await f.importCsv('delta', file);
+  expect(r.status).toBe('succeeded');
+  expect(r.counts).toMatchObject({ updated: 1, unchanged: 1, reactivated: 0, errors: 0, warnings: 1 });
+  expect(r.warnings).toEqual([
+    {
+      line: 2,
+      column: 'username',
+      value: 'GONE0001',
+      code: 'UPDATE_INACTIVE',
+      message:
+        'User "GONE0001" is inactive, and an update does not reactivate a user: it stays inactive. Use action "add" to bring the user back.',
+    },
+  ]);
+  expect((await f.users('delta')).find((u) => u.username.toLowerCase() === 'gone0001')).toMatchObject({
+    active: false,
+    email: 'g1-new@x.org',
+  });
+  // Sent again, nothing changes, and the user is still not back: still said.
+  const again = await f.importCsv('delta', file);
+  expect(again.counts).toMatchObject({ updated: 0, unchanged: 2, warnings: 1 });
+});
+
 it('a file whose action column has another name fails whole instead of being read as the whole roster', async () => {
   // Threshold 100 %: no safety hold would stop a full sync deactivating the users this file does not list.
   const before = await f.snapshot();
