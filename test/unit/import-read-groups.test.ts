@@ -54,6 +54,15 @@ describe('groups.csv', () => {
         '(for example: username,owner,group). Add it and upload the file again.',
     );
   });
+  it('a class list exported as username,teacher,class fails the file naming the columns to rename, at the header line', async () => {
+    const err = await rejection(readGroupsText('\nusername,Teacher,Class Name,Section\njsmith,mteacher,Algebra,1\n'));
+    expect(err.message).toBe(
+      'The header row has neither an owner nor a group column; groups.csv needs at least one of them. ' +
+        "If column 'Teacher' holds the owners, rename it 'owner'; if column 'Class Name' holds the groups, rename it 'group'; " +
+        'then upload the file again.',
+    );
+    expect(err.line).toBe(2);
+  });
   it('shares the broken-file checks of users.csv', async () => {
     expect((await rejection(readGroupsText(''))).message).toMatch(/^The file is empty/);
     expect((await rejection(readGroupsText('username,owner,group\n'))).message).toMatch(/^The file has a header row but no data rows/);

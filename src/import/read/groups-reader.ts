@@ -9,7 +9,7 @@ import * as z from 'zod';
 import { FileRejectedError, type GroupRow } from '../types.js';
 import { MAX_FIELD_CHARS } from './csv-guard.js';
 import type { EncodingChoice } from './decode.js';
-import { GROUPS_SPEC, type GroupColumn, type HeaderMatch } from './headers.js';
+import { GROUPS_SPEC, meantColumn, type GroupColumn, type HeaderMatch } from './headers.js';
 import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult } from './summary.js';
 import { openFile, readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
 import { RepeatedLines } from './repeated-lines.js';
@@ -42,13 +42,7 @@ function groupsReader(
       log,
       open,
       onHeader: (header) => {
-        if (!header.index.has('owner') && !header.index.has('group')) {
-          throw new FileRejectedError(
-            'The header row has neither an owner nor a group column; groups.csv needs at least one of them ' +
-              '(for example: username,owner,group). Add it and upload the file again.',
-            1,
-          );
-        }
+        if (!header.index.has('owner') && !header.index.has('group')) throw neitherOwnerNorGroup(header);
         return groupRowHandler(header, log);
       },
     },
@@ -94,6 +88,27 @@ const groupRow = z
     message: 'Owner and group are both blank: a line needs an owner, a group or both',
     path: ['group'],
   });
+
+/** A file that exports a class list as `username,teacher,class` is told which columns to rename, not only what is missing. */
+function neitherOwnerNorGroup(header: HeaderMatch<GroupColumn>): FileRejectedError {
+  const renames: string[] = [];
+  for (const written of header.names) {
+    const name = written.replace(/^\uFEFF/, '').trim();
+    const meant = name === '' ? undefined : meantColumn(name, GROUPS_SPEC);
+    if ((meant === 'owner' || meant === 'group') && !renames.some((r) => r.endsWith(`'${meant}'`))) {
+      renames.push(`if column '${name}' holds the ${meant}s, rename it '${meant}'`);
+    }
+  }
+  const missing = 'The header row has neither an owner nor a group column; groups.csv needs at least one of them';
+  return new FileRejectedError(
+    renames.length === 0
+      ? `${missing} (for example: username,owner,group). Add it and upload the file again.`
+      : `${missing}. ${capitalize(renames.join('; '))}; then upload the file again.`,
+    header.line,
+  );
+}
+
+const capitalize = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
 
 function groupRowHandler(header: HeaderMatch<GroupColumn>, log: IssueLog): RowHandler<GroupRow> {
   const at = (fields: readonly string[], column: GroupColumn): string => {
