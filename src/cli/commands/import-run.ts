@@ -4,7 +4,7 @@ import { DateTime } from 'luxon';
 import { isSuspendedSkip, processPending, type ProcessedUpload, type ProcessSummary } from '../../schedule/process.js';
 import { interruptedBy, leaf } from '../context.js';
 import { signalExitCode } from '../signals.js';
-import { describeDelivery, importContext, operator, sendReports, type CliDelivery } from './import.js';
+import { describeDelivery, importContext, operator, outboxMark, sendReports, type CliDelivery } from './import.js';
 
 /**
  * `rosterd import run [--tenant T] [--now]`: what one scheduler tick does, on demand: import the
@@ -19,6 +19,7 @@ export function registerImportRunCommand(imp: Command): void {
       .option('--now', 'import at once whatever the time (an operator action, logged as such)'),
     async (ctx, _args, opts) => {
       const requestedBy = operator();
+      const mark = await outboxMark(ctx);
       const summary = await processPending(
         { ...importContext(ctx), claimedBy: `cli:${os.hostname()}:${process.pid}` },
         {
@@ -34,7 +35,8 @@ export function registerImportRunCommand(imp: Command): void {
       // queued for rosterd serve (sendReports begins none). Interrupted while sending them, the
       // ones not sent do.
       const duringImports = interruptedBy(ctx);
-      const mail = await sendReports(ctx);
+      const handled = [...summary.imported, ...summary.superseded, ...summary.retried, ...summary.failed, ...summary.interrupted];
+      const mail = await sendReports(ctx, { mark, uploadIds: handled.map((u) => u.id) });
       const signal = duringImports ?? interruptedBy(ctx);
       if (signal !== undefined) {
         const last =

@@ -39,27 +39,43 @@ export interface CliDelivery extends DeliveryResult {
 }
 
 /**
+ * The command's own reports: those queued after `mark` (outboxMark, taken before the command's
+ * work) for the uploads it handled. The outbox may hold others, a daemon's or an earlier run's,
+ * which are not this command's to count.
+ */
+export interface OwnReports {
+  mark: string;
+  uploadIds: readonly string[];
+}
+
+/** The outbox's last id now: reports queued later are newer. */
+export async function outboxMark(ctx: CliContext): Promise<string> {
+  const { rows } = await ctx.pool.query<{ id: string }>('SELECT coalesce(max(id), 0)::text AS id FROM outbox');
+  return rows[0]?.id ?? '0';
+}
+
+/**
  * Sends the reports waiting in the outbox as the operator's command finishes, but only through an
  * SMTP_URL given to the command itself. Without one, this shell's settings say nothing about the
  * daemon's: writing the reports as .eml files here would mark them sent while the daemon, which
  * may have a mail server, never mails them. They stay queued, and `rosterd serve` sends them
- * within seconds (DELIVERY_POLL_MS), through its own settings.
+ * within seconds (DELIVERY_POLL_MS), through its own settings. Counts only the command's own.
  */
-export async function sendReports(ctx: CliContext): Promise<CliDelivery> {
-  if (ctx.config.SMTP_URL === undefined) return queuedReports(ctx);
-  const mailer = createMailer(ctx.config);
-  // Ctrl-C stops before the next message; the ones not begun stay queued for rosterd serve.
-  const result = await deliverDue(importContext(ctx), mailer, ctx.interrupted ? { signal: ctx.interrupted } : {}).finally(() =>
-    mailer.close(),
+export async function sendReports(ctx: CliContext, own: OwnReports): Promise<CliDelivery> {
+  if (ctx.config.SMTP_URL !== undefined) {
+    const mailer = createMailer(ctx.config);
+    // Ctrl-C stops before the next message; the ones not begun stay queued for rosterd serve.
+    await deliverDue(importContext(ctx), mailer, ctx.interrupted ? { signal: ctx.interrupted } : {}).finally(() => mailer.close());
+  }
+  // Not tried yet: queued (interrupted, or past deliverDue's batch); tried and refused: retried later.
+  const { rows } = await ctx.pool.query<CliDelivery>(
+    `SELECT count(*) FILTER (WHERE status = 'sent')::int AS sent,
+            count(*) FILTER (WHERE status = 'pending' AND attempts > 0)::int AS failed,
+            count(*) FILTER (WHERE status = 'pending' AND attempts = 0)::int AS queued
+       FROM outbox WHERE id > $1::bigint AND upload_id = ANY($2::uuid[])`,
+    [own.mark, own.uploadIds],
   );
-  const queued = ctx.interrupted?.aborted ? (await queuedReports(ctx)).queued : 0;
-  return { ...result, queued };
-}
-
-/** The reports left in the outbox for `rosterd serve` to send, none sent here. */
-async function queuedReports(ctx: CliContext): Promise<CliDelivery> {
-  const { rows } = await ctx.pool.query<{ n: string }>(`SELECT count(*) AS n FROM outbox WHERE status = 'pending'`);
-  return { sent: 0, failed: 0, queued: Number(rows[0]?.n ?? 0) };
+  return rows[0] ?? { sent: 0, failed: 0, queued: 0 };
 }
 
 /** The line that tells the operator where the reports went. */
@@ -112,6 +128,7 @@ export function registerImportCommands(program: Command): Command {
       .description('apply a held import, computed against the roster as it stands now')
       .option('--by <name>', 'who approves (default: the operating system user)'),
     async (ctx, [id], opts) => {
+      const mark = await outboxMark(ctx);
       let record: ImportRecord;
       try {
         record = await approveImport(importContext(ctx), id ?? '', {
@@ -142,7 +159,7 @@ export function registerImportCommands(program: Command): Command {
         };
       }
       // Interrupted after the approval committed: it stands; the report not sent stays queued for rosterd serve.
-      const mail = await sendReports(ctx);
+      const mail = await sendReports(ctx, { mark, uploadIds: [record.id] });
       const signal = interruptedBy(ctx);
       const text = [
         `approved by ${record.approvedBy ?? '?'}`,
@@ -166,11 +183,12 @@ export function registerImportCommands(program: Command): Command {
       .description('discard a held import; nothing is applied')
       .option('--by <name>', 'who rejects (default: the operating system user)'),
     async (ctx, [id], opts) => {
+      const mark = await outboxMark(ctx);
       const record = await rejectImport(importContext(ctx), id ?? '', {
         by: operator(opts),
         onOutcome: queueReport(ctx),
       });
-      const mail = await sendReports(ctx);
+      const mail = await sendReports(ctx, { mark, uploadIds: [record.id] });
       const text = [`rejected by ${record.rejectedBy ?? '?'}: nothing was applied`, describeRecord(record), describeDelivery(mail)];
       return { json: { ...recordJson(record), reports: mail }, text: text.filter((l) => l !== null).join('\n') };
     },
