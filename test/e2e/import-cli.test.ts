@@ -158,6 +158,11 @@ describe('validate', () => {
     const r = await runCli(['validate', broken, '--tenant', 'cli-usd', '--json'], env);
     expect(r.code).toBe(1);
     expect(r.json<ImportRecord>()).toMatchObject({ status: 'failed', message: expect.stringMatching(/semicolons/) });
+    // In text, the reason is said once, with its line, and no row of zero counts suggests a file without users.
+    const text = await runCli(['validate', broken, '--tenant', 'cli-usd'], env);
+    expect(text.code).toBe(1);
+    expect(text.stdout).toMatch(/^counts: {4}nothing applied\n\nline 1: The file is separated by semicolons, not by commas\. .*\n$/m);
+    expect(text.stdout.match(/semicolons/g)).toHaveLength(1);
     expect((await runCli(['validate', good], env)).code).toBe(2);
     // a subdomain no tenant can have is the usage error it is, before the file is looked at
     const bad = await runCli(['validate', path.join(f.dataDir, 'nope.csv'), '--tenant', 'Cli_USD'], env);

@@ -254,13 +254,17 @@ export function describeRecord(r: ImportRecord | ImportView, title = `import ${r
   if (r.approvedBy) lines.push(`approved:  by ${r.approvedBy} at ${r.approvedAt ?? '?'}`);
   if (r.rejectedBy) lines.push(`rejected:  by ${r.rejectedBy} at ${r.rejectedAt ?? '?'}`);
   if (r.supersededBy) lines.push(`replaced:  by the newer import ${r.supersededBy}`);
-  lines.push(
-    r.counted === 'memberships'
-      ? `counts:    rows ${c.rows}, memberships added ${c.created}, unchanged ${c.unchanged}, removed ${c.deactivated}, ` +
-          `errors ${c.errors}, warnings ${c.warnings} (a groups.csv creates and deactivates no user)`
-      : `counts:    rows ${c.rows}, created ${c.created}, updated ${c.updated}, unchanged ${c.unchanged}, ` +
-          `deactivated ${c.deactivated}, reactivated ${c.reactivated}, errors ${c.errors}, warnings ${c.warnings}`,
-  );
+  // A file refused whole applied nothing: a row of zeros would read as a file of no users.
+  if (r.status === 'failed')
+    lines.push(`counts:    nothing applied${c.rows > 0 ? ` (${c.rows} rows read before the file was refused)` : ''}`);
+  else
+    lines.push(
+      r.counted === 'memberships'
+        ? `counts:    rows ${c.rows}, memberships added ${c.created}, unchanged ${c.unchanged}, removed ${c.deactivated}, ` +
+            `errors ${c.errors}, warnings ${c.warnings} (a groups.csv creates and deactivates no user)`
+        : `counts:    rows ${c.rows}, created ${c.created}, updated ${c.updated}, unchanged ${c.unchanged}, ` +
+            `deactivated ${c.deactivated}, reactivated ${c.reactivated}, errors ${c.errors}, warnings ${c.warnings}`,
+    );
   if ('schedule' in r) {
     lines.push(`window:    ${r.schedule.window} ${r.schedule.timezone} (${r.schedule.windowOpen ? 'open now' : 'closed now'})`);
     if (r.schedule.note) lines.push(`next:      ${r.schedule.note}`);
@@ -275,7 +279,9 @@ export function describeRecord(r: ImportRecord | ImportView, title = `import ${r
     }
   }
   if (r.attempts > 0 && r.lastAttemptError) lines.push(`attempts:  ${r.attempts} failed (last: ${r.lastAttemptError})`);
-  if (r.message) lines.push('', r.message);
+  // The error that refused the file is its message, said once, with its line.
+  const fileError = r.message ? r.errors.find((i) => i.message === r.message) : undefined;
+  if (r.message) lines.push('', fileError !== undefined && fileError.line > 0 ? `line ${fileError.line}: ${r.message}` : r.message);
   if (r.heldDeactivations && r.heldDeactivations.length > 0) {
     const shown = r.heldDeactivations.slice(0, SHOWN_ISSUES);
     lines.push(
@@ -284,7 +290,7 @@ export function describeRecord(r: ImportRecord | ImportView, title = `import ${r
     );
   }
   for (const [title, issues] of [
-    ['errors', r.errors],
+    ['errors', r.errors.filter((i) => i !== fileError)],
     ['warnings', r.warnings],
   ] as const) {
     if (issues.length === 0) continue;
@@ -297,7 +303,7 @@ export function describeRecord(r: ImportRecord | ImportView, title = `import ${r
         issues.slice(0, SHOWN_ISSUES).map((i) => [i.line > 0 ? i.line : 'file', i.column, i.value, i.message]),
       ),
     );
-    const total = title === 'errors' ? c.errors : c.warnings;
+    const total = title === 'errors' ? c.errors - (fileError ? 1 : 0) : c.warnings;
     if (total > SHOWN_ISSUES) lines.push(`… ${total - Math.min(SHOWN_ISSUES, issues.length)} more (--json lists ${issues.length})`);
   }
   return lines.join('\n');
