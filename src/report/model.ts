@@ -153,6 +153,9 @@ export function buildModel(input: ReportInput, attached: AttachedRows = {}): Rep
   if (record.mode) facts.push(['Mode', words.mode(record.mode)]);
   if (record.encoding === 'mixed') {
     facts.push(['Encoding', 'UTF-8, except some lines that are not and were read as Windows-1252 (the warnings name them)']);
+  } else if (isUtf16(record.encoding)) {
+    // Read whole and exactly: said, as the other encodings are, but nothing to do about it.
+    facts.push(['Encoding', `UTF-16 (${record.encoding === 'utf-16be' ? 'big' : 'little'}-endian), read as such`]);
   } else if (record.encoding && record.encoding.toLowerCase() !== 'utf-8') {
     facts.push([
       'Encoding',
@@ -437,7 +440,8 @@ function warningAdvice(record: ReportImport, attachment: string | null): string[
   if (total === 0) return [];
   const has = (...codes: WarningCode[]): boolean => record.warnings.some((w) => w.code !== undefined && codes.includes(w.code));
   const out: string[] = [];
-  if (has('ENCODING_WINDOWS_1252', 'ENCODING_MIXED') || (record.encoding ?? 'utf-8').toLowerCase() !== 'utf-8') {
+  const encoding = (record.encoding ?? 'utf-8').toLowerCase();
+  if (has('ENCODING_WINDOWS_1252', 'ENCODING_MIXED') || (encoding !== 'utf-8' && !isUtf16(encoding))) {
     out.push('Save the file as UTF-8 ("CSV UTF-8 (Comma delimited)" in Excel) next time, and check that names with accents look right.');
   }
   // The reader's warning of a trimmed password; the database's of a new user without one is another.
@@ -473,6 +477,10 @@ function warningAdvice(record: ReportImport, attachment: string | null): string[
   const others = record.warnings.filter((w) => !advised.has(w.code)).length + (total - record.warnings.length);
   if (others > 0) out.push(out.length > 0 ? 'Check the other warnings above.' : 'Check the warnings above.');
   return out;
+}
+
+function isUtf16(encoding: string | null | undefined): boolean {
+  return encoding === 'utf-16le' || encoding === 'utf-16be';
 }
 
 /** A held users.csv keeps the groups.csv pushed with it waiting (src/schedule/claims.ts). */

@@ -394,6 +394,18 @@ describe('school import', () => {
     ]);
   });
 
+  it('reads a schools file written as UTF-16 (PowerShell > or Out-File), accents kept', async () => {
+    const file = path.join(dir, 'schools-utf16.csv');
+    writeFileSync(file, Buffer.from('\uFEFFname,nces id\r\nÉcole Ouest,010000500872\r\n', 'utf16le'));
+    const r = await runCli(['school', 'import', 'alpha', file], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('added 1 school(s) to alpha\n');
+    const { rows } = await db.pool.query<{ name: string }>(
+      `SELECT s.name FROM schools s JOIN tenants t ON t.id = s.tenant_id WHERE t.subdomain = 'alpha' AND s.nces_id = '010000500872'`,
+    );
+    expect(rows).toEqual([{ name: 'École Ouest' }]);
+  });
+
   it('reports every bad line, a school listed twice with both lines, and imports nothing', async () => {
     expect((await runCli(['school', 'add', 'alpha', '--name', 'Lincoln High'], env)).code).toBe(0);
     const file = path.join(dir, 'schools-bad.csv');

@@ -195,6 +195,16 @@ describe('validate', () => {
   });
 });
 
+describe('validate of a UTF-16 file', () => {
+  it('as a PowerShell script writes it (Out-File, >): read as such, accents kept, nothing to warn of', async () => {
+    const file = path.join(f.dataDir, 'powershell.csv');
+    writeFileSync(file, Buffer.from('\uFEFFusername,first name\r\nuser0x,Itô\r\n', 'utf16le'));
+    const r = await runCli(['validate', file, '--tenant', 'cli-usd', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json<ImportRecord>()).toMatchObject({ status: 'validated', encoding: 'utf-16le', errors: [], warnings: [] });
+  });
+});
+
 describe('export users', () => {
   it('writes the canonical header and one quoted CSV row per user, without passwords', async () => {
     const out = path.join(f.dataDir, 'export.csv');

@@ -217,17 +217,50 @@ describe('files that are not CSV', () => {
     const err = await rejection(fromFile('users-xls.csv'));
     expect(err.message).toBe(`The file is an old-format Excel workbook (.xls) saved with a .csv name, not a CSV file. ${SAVE_AS}`);
   });
-  it('UTF-16 ("Unicode Text") fails', async () => {
-    const err = await rejection(readUsersText(Buffer.from('\uFEFFusername\r\njsmith\r\n', 'utf16le')));
-    expect(err.message).toBe(`The file is saved as UTF-16 ("Unicode Text"), not as CSV. ${SAVE_AS}`);
-  });
-  it('UTF-16 without a byte order mark is UTF-16, not "binary data"', async () => {
-    const text = 'username,email,first name\r\njsmith,j@x.org,Renée\r\n';
+  describe("UTF-16, as Windows PowerShell's > and Out-File write a file, is read as such", () => {
+    const text = 'username,email,first name\r\njsmith,j@x.org,Renée\r\nkim.l,k@x.org,Zoë 😀\r\n';
     const le = Buffer.from(text, 'utf16le');
     const be = Buffer.from(le).swap16();
-    for (const bytes of [le, be, le.subarray(0, 10)]) {
-      expect((await rejection(readUsersText(bytes))).message).toBe(`The file is saved as UTF-16 ("Unicode Text"), not as CSV. ${SAVE_AS}`);
-    }
+    const bom = (b: Buffer, order: 'le' | 'be') => Buffer.concat([Buffer.from(order === 'le' ? [0xff, 0xfe] : [0xfe, 0xff]), b]);
+    const expected = [
+      expect.objectContaining({ line: 2, username: 'jsmith', firstName: 'Renée' }),
+      expect.objectContaining({ line: 3, username: 'kim.l', firstName: 'Zoë 😀' }),
+    ];
+    it('with or without a byte order mark, either byte order, streamed in odd-sized pieces', async () => {
+      for (const [bytes, encoding] of [
+        [bom(le, 'le'), 'utf-16le'],
+        [bom(be, 'be'), 'utf-16be'],
+        [le, 'utf-16le'],
+        [be, 'utf-16be'],
+      ] as const) {
+        // streamOf cuts 7-byte pieces: characters (and the emoji's surrogate pair) are split between them.
+        const { rows, summary } = await readUsersText(bytes);
+        expect(rows).toEqual(expected);
+        expect(summary).toMatchObject({ encoding, errorCount: 0, warningCount: 0 });
+      }
+    });
+    it('from a file on disk, without reading it twice', async () => {
+      const dir = mkdtempSync(path.join(tmpdir(), 'rosterd-utf16-'));
+      try {
+        const file = path.join(dir, 'users.csv');
+        writeFileSync(file, bom(le, 'le'));
+        const { items, summary } = await collect(readUsersFile(file, { schools: SCHOOLS, now: NOW }));
+        expect(items.map((i) => (i.kind === 'valid' ? i.row : i))).toEqual(expected);
+        expect(summary.encoding).toBe('utf-16le');
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+    it('Excel\'s "Unicode Text" is UTF-16 with tabs: told to be saved as CSV, as any tab-separated file', async () => {
+      const err = await rejection(readUsersText(Buffer.from('\uFEFFusername\temail\r\njsmith\tj@x.org\r\n', 'utf16le')));
+      expect(err.message).toMatch(/^The file is separated by tabs, not by commas/);
+    });
+    it('a workbook or NUL characters are still refused when the text is UTF-16', async () => {
+      expect((await rejection(readUsersText(Buffer.from('\uFEFF<html><body>Error</body></html>\r\n', 'utf16le')))).message).toMatch(
+        /^The file is a web page/,
+      );
+      expect((await rejection(readUsersText(Buffer.from('\uFEFFusername\r\njs\0mith\r\n', 'utf16le')))).message).toMatch(/NUL bytes/);
+    });
   });
   it('a gzip file says it is compressed', async () => {
     const gzip = await rejection(readUsersText(gzipSync('username,email\njsmith,j@x.org\n')));

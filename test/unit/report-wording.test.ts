@@ -310,6 +310,13 @@ describe('what to do next', () => {
     expect(passwords.text).toContain('without the spaces');
   });
 
+  it('a UTF-16 file (read whole and exactly) is named as such, with nothing to do about it', () => {
+    const mail = renderReport(input({ encoding: 'utf-16le', counts: { ...emptyCounts(), rows: 5, created: 5 } }));
+    expect(mail.text).toMatch(/Encoding: +UTF-16 \(little-endian\), read as such/);
+    expect(mail.text).not.toContain('Windows-1252');
+    expect(mail.text).toContain('Nothing to do.');
+  });
+
   it('values Excel changed: how to keep Excel from doing it; a new user without a password is not a password with spaces', () => {
     const excel = renderReport(
       input({

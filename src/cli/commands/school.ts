@@ -5,7 +5,7 @@ import { parse } from 'csv-parse/sync';
 import iconv from 'iconv-lite';
 import type { SchoolRef } from '../../import/types.js';
 import { describeFileError, RosterdError } from '../../errors.js';
-import { CompressedCsvError, sniffHead } from '../../import/read/csv-guard.js';
+import { CompressedCsvError, sniffHead, utf16Of } from '../../import/read/csv-guard.js';
 import { unwrapExcelText } from '../../import/read/excel-text.js';
 import { FileRejectedError } from '../../import/types.js';
 import { withTransaction } from '../../store/db.js';
@@ -42,8 +42,8 @@ export interface SchoolProblem {
 /** What a schools file holds: its schools, and how its bytes were read. */
 export interface SchoolsFile {
   lines: SchoolLine[];
-  /** A file that is not UTF-8 is read as Windows-1252, like users.csv (PRODUCT.md §3). */
-  encoding: 'utf-8' | 'windows-1252';
+  /** A file that is not UTF-8 (nor UTF-16) is read as Windows-1252, like users.csv (PRODUCT.md §3). */
+  encoding: 'utf-8' | 'utf-16le' | 'utf-16be' | 'windows-1252';
 }
 
 /**
@@ -58,8 +58,10 @@ export async function readSchoolsFile(file: string): Promise<SchoolsFile> {
   } catch (err) {
     throw new RosterdError('FILE_NOT_FOUND', `cannot read ${file}: ${describeFileError(err)}`, { cause: err });
   }
+  // As users.csv is: UTF-16 (a PowerShell script's > or Out-File) read as such.
+  const utf16 = utf16Of(bytes.subarray(0, 1024));
   const bom = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf;
-  const body = bom ? bytes.subarray(3) : bytes;
+  const body = utf16 !== undefined ? Buffer.from(iconv.decode(bytes, utf16), 'utf8') : bom ? bytes.subarray(3) : bytes;
   try {
     sniffHead(body.subarray(0, 512));
   } catch (err) {
@@ -74,8 +76,8 @@ export async function readSchoolsFile(file: string): Promise<SchoolsFile> {
   }
   // An operator's spreadsheet saved as plain "CSV" is Windows-1252; read as UTF-8, every accented
   // school name would be stored with U+FFFD in it and match no users.csv row.
-  const encoding = isUtf8(body) ? 'utf-8' : 'windows-1252';
-  const text = (encoding === 'utf-8' ? body.toString('utf8') : iconv.decode(body, 'win1252')).normalize('NFC');
+  const encoding = utf16 ?? (isUtf8(body) ? 'utf-8' : 'windows-1252');
+  const text = (encoding === 'windows-1252' ? iconv.decode(body, 'win1252') : body.toString('utf8')).normalize('NFC');
   let records: { record: string[]; info: { lines: number } }[];
   try {
     // Read as users.csv is: a stray quote kept as written, and an Excel text formula (an NCES ID
@@ -219,7 +221,7 @@ export function registerSchoolCommands(program: Command): void {
         return result;
       });
       const recoded =
-        encoding === 'utf-8'
+        encoding !== 'windows-1252'
           ? ''
           : `\n${file} is not UTF-8 and was read as Windows-1252 (Excel's plain "CSV"): check that accented names look right in ` +
             `rosterd school list ${tenant.subdomain}`;

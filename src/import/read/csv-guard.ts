@@ -32,7 +32,8 @@ export function sniffHead(head: Buffer): void {
   if (starts(0xd0, 0xcf, 0x11, 0xe0)) {
     throw new FileRejectedError(`The file is an old-format Excel workbook (.xls) saved with a .csv name, not a CSV file. ${SAVE_AS_CSV}`);
   }
-  if (starts(0xff, 0xfe) || starts(0xfe, 0xff) || looksLikeUtf16(head)) {
+  // Read as UTF-16 where it is found first (decode.ts): here only when that was not done.
+  if (utf16Of(head) !== undefined) {
     throw new FileRejectedError(`The file is saved as UTF-16 ("Unicode Text"), not as CSV. ${SAVE_AS_CSV}`);
   }
   if (starts(0x25, 0x50, 0x44, 0x46)) {
@@ -147,19 +148,23 @@ function zipEntries(head: Buffer): ZipHead {
 }
 
 /**
- * UTF-16 without a byte order mark: the header row is ASCII, and in UTF-16 every ASCII letter is
- * a NUL byte next to the letter's byte, after it (little-endian, Windows) or before it.
+ * Whether the file is UTF-16, and which byte order: by its byte order mark, or, without one, by
+ * its header row, which is ASCII: in UTF-16 every ASCII letter is a NUL byte next to the letter's
+ * byte, after it (little-endian, as Windows writes it) or before it.
  */
-function looksLikeUtf16(head: Buffer): boolean {
+export function utf16Of(head: Buffer): 'utf-16le' | 'utf-16be' | undefined {
+  if (head[0] === 0xff && head[1] === 0xfe) return 'utf-16le';
+  if (head[0] === 0xfe && head[1] === 0xff) return 'utf-16be';
   const pairs = Math.floor(Math.min(head.length, 1024) / 2);
-  if (pairs < 4) return false;
+  if (pairs < 4) return undefined;
   let even = 0;
   let odd = 0;
   for (let i = 0; i < pairs * 2; i += 2) {
     if (head[i] === 0) even++;
     if (head[i + 1] === 0) odd++;
   }
-  return Math.max(even, odd) >= pairs / 2 && Math.min(even, odd) <= pairs / 10;
+  if (Math.max(even, odd) < pairs / 2 || Math.min(even, odd) > pairs / 10) return undefined;
+  return odd > even ? 'utf-16le' : 'utf-16be';
 }
 
 const SEPARATORS: ReadonlyArray<[string, string]> = [

@@ -26,9 +26,13 @@ import { Transform, type TransformCallback } from 'node:stream';
 import iconv from 'iconv-lite';
 import { assertNever } from '../../types.js';
 import { FileRejectedError } from '../types.js';
-import { sniffHead } from './csv-guard.js';
+import { sniffHead, utf16Of } from './csv-guard.js';
 
-export type FileEncoding = 'utf-8' | 'windows-1252' | 'mixed';
+/**
+ * What a file was read as. UTF-16 is what Windows PowerShell's `>` and `Out-File` write (and
+ * Notepad's "Unicode"): an IT script's export, whole and lossless, so it is read, not refused.
+ */
+export type FileEncoding = 'utf-8' | 'windows-1252' | 'mixed' | 'utf-16le' | 'utf-16be';
 export type EncodingChoice = FileEncoding | 'auto';
 
 const HEAD_BYTES = 512;
@@ -74,7 +78,13 @@ export async function detectFileEncoding(path: string): Promise<FileEncoding> {
       else invalid = true;
     }
   };
+  let first = true;
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+    if (first) {
+      first = false;
+      const utf16 = utf16Of((chunk as Buffer).subarray(0, HEAD_BYTES * 2));
+      if (utf16 !== undefined) return utf16;
+    }
     const data = carry.length === 0 ? (chunk as Buffer) : Buffer.concat([carry, chunk as Buffer]);
     const end = completeLinesLength(data, false);
     judge(data.subarray(0, end));
@@ -146,6 +156,8 @@ export class DecodeStream extends Transform {
   /** `mixed`: the number of the next line (as a text editor counts them), and the lines recoded. */
   private nextLine = 1;
   private readonly recoded: RecodedLines = { first: [], count: 0 };
+  /** UTF-16: keeps a character split between chunks (and drops the byte order mark). */
+  private utf16: iconv.DecoderStream | undefined;
 
   constructor(choice: EncodingChoice) {
     super();
@@ -202,6 +214,8 @@ export class DecodeStream extends Transform {
     try {
       if (!this.started) this.startWith(Buffer.concat(this.head));
       if (this.mode === 'mixed') this.passLines(Buffer.alloc(0), true); // the last line, without a line break
+      const rest = this.utf16?.end();
+      if (rest) this.pushText(rest); // an odd last byte: U+FFFD
       if (this.carry.length > 0) {
         // The file ends inside a multi-byte sequence: not valid UTF-8.
         const rest = this.carry;
@@ -217,13 +231,28 @@ export class DecodeStream extends Transform {
   private startWith(head: Buffer): void {
     this.started = true;
     this.head = [];
+    if (this.mode === 'auto') this.mode = utf16Of(head) ?? 'auto';
+    if (this.mode === 'utf-16le' || this.mode === 'utf-16be') {
+      this.utf16 = iconv.getDecoder(this.mode);
+      // Judged as text, as any other file: a workbook or web page saved as UTF-16 is still not CSV.
+      const text = this.utf16.write(head);
+      sniffHead(Buffer.from(text, 'utf8'));
+      this.pushText(text);
+      return;
+    }
     const body = head.subarray(0, 3).equals(UTF8_BOM) ? head.subarray(3) : head;
     sniffHead(body);
     this.pass(body);
   }
 
+  private pushText(text: string): void {
+    if (text.includes('\0')) throw binaryData();
+    if (text.length > 0) this.push(Buffer.from(text, 'utf8'));
+  }
+
   private pass(chunk: Buffer): void {
     if (chunk.length === 0) return;
+    if (this.utf16 !== undefined) return this.pushText(this.utf16.write(chunk));
     if (chunk.indexOf(0) !== -1) throw binaryData();
     switch (this.mode) {
       case 'windows-1252':
@@ -239,6 +268,9 @@ export class DecodeStream extends Transform {
       case 'mixed':
         this.passLines(chunk, false);
         return;
+      case 'utf-16le':
+      case 'utf-16be':
+        throw new Error('UTF-16 is decoded from the first chunk on (startWith)');
       default:
         assertNever(this.mode, 'encoding');
     }
