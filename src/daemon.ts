@@ -76,7 +76,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     // Health and metrics first, so /healthz answers while the rest starts (/readyz says 503 until
     // SFTP listens); released last but the database, so it answers until the end.
-    const metrics = createMetrics({ pool, clock, logger: logger.child({ component: 'metrics' }) });
+    const metrics = createMetrics({ pool, clock, dataDir: config.DATA_DIR, logger: logger.child({ component: 'metrics' }) });
     let sftpListening = false;
     const http = createHttpServer({
       config,

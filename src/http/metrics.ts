@@ -1,3 +1,4 @@
+import fs from 'node:fs/promises';
 import type pg from 'pg';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { PG, pgCode } from '../errors.js';
@@ -46,6 +47,8 @@ export interface Metrics {
   readonly clockSkew: Gauge;
   /** 1 if the last scrape could read the database-backed gauges, else 0. */
   readonly databaseUp: Gauge;
+  /** Bytes free to rosterd on DATA_DIR's file system (uploads, and the embedded Postgres, live there). */
+  readonly dataDirFree: Gauge;
 }
 
 export interface MetricsOptions {
@@ -56,6 +59,8 @@ export interface MetricsOptions {
   processMetrics?: boolean;
   /** The process's clock, compared with the database's (default: the system's). */
   clock?: Clock;
+  /** DATA_DIR, whose free space is a gauge; without it the gauge reads NaN. */
+  dataDir?: string;
 }
 
 /** A scrape does not wait longer than this for the database (Prometheus' own timeout is 10 s). */
@@ -139,6 +144,15 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       this.set((await snapshot()).clockSkewSeconds ?? NaN);
     },
   });
+  // A full disk fails every upload (and the embedded database) with nothing else showing it ahead.
+  const dataDirFree = new Gauge({
+    name: 'rosterd_data_dir_free_bytes',
+    help: "Bytes free to rosterd on DATA_DIR's file system, where uploads (and the embedded Postgres) are kept; alert well above MAX_UPLOAD_BYTES (NaN when it cannot be read)",
+    registers,
+    async collect() {
+      this.set(options.dataDir === undefined ? NaN : await freeBytes(options.dataDir, options.logger));
+    },
+  });
   const databaseUp = new Gauge({
     name: 'rosterd_database_up',
     help: '1 if the last scrape could read the outbox and imports from Postgres, else 0',
@@ -203,7 +217,18 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     uploadsOldestWaiting,
     clockSkew,
     databaseUp,
+    dataDirFree,
   });
+}
+
+async function freeBytes(dir: string, logger: Logger | undefined): Promise<number> {
+  try {
+    const stats = await fs.statfs(dir);
+    return stats.bavail * stats.bsize;
+  } catch (err) {
+    logger?.warn({ err, dir }, 'metrics: cannot read the free space of the data directory');
+    return NaN;
+  }
 }
 
 /**

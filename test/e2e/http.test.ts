@@ -1,4 +1,7 @@
 import { EventEmitter } from 'node:events';
+import { mkdtempSync, rmSync, statfsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createMetrics, type Metrics } from '../../src/http/metrics.js';
@@ -314,5 +317,23 @@ describe("metrics moved by the SFTP server's events and by import outcomes", () 
     expect(value(text, 'rosterd_import_rows_bucket{le="5000",file="users.csv"}')).toBe(1);
     // no pool: the database-backed gauges are unknown, not zero
     expect(value(text, 'rosterd_outbox_messages_waiting')).toBeNaN();
+  });
+});
+
+describe('the free space of DATA_DIR', () => {
+  it("is a gauge of the bytes free on DATA_DIR's file system, as statfs tells them; unknown (NaN) when it cannot be read", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'rosterd-free-'));
+    try {
+      const stats = statfsSync(dir);
+      const text = await createMetrics({ processMetrics: false, dataDir: dir }).registry.metrics();
+      const free = value(text, 'rosterd_data_dir_free_bytes');
+      // Others write to the same file system meanwhile: close, not equal.
+      expect(Math.abs(free - stats.bavail * stats.bsize)).toBeLessThan(512 * 1024 ** 2);
+      expect(free).toBeGreaterThan(0);
+      const gone = await createMetrics({ processMetrics: false, dataDir: path.join(dir, 'missing') }).registry.metrics();
+      expect(value(gone, 'rosterd_data_dir_free_bytes')).toBeNaN();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -264,6 +264,7 @@ describe('a new operator’s first night', () => {
     expect(metrics).toMatch(/^rosterd_uploads_received_total\{file="users\.csv"\} 1$/m);
     expect(metrics).toMatch(new RegExp(`^rosterd_uploads_received_bytes_total\\{file="users\\.csv"\\} ${bytes.length}$`, 'm'));
     expect(metrics).toMatch(/^rosterd_imports_total\{outcome="completed_with_errors"\} 1$/m);
+    expect(Number(/^rosterd_data_dir_free_bytes (\S+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
   }, 120_000);
 
   it('the administrator receives the report: subject with the counts, the error list attached as safe CSV, no password', async () => {
