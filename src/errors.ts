@@ -4,7 +4,7 @@
  */
 
 export const ERROR_CODES = {
-  CONFIG_INVALID: { kind: 'usage', summary: 'an environment variable has a bad value' },
+  CONFIG_INVALID: { kind: 'usage', summary: 'one or more environment variables have bad values' },
   USAGE: { kind: 'usage', summary: 'the command line is malformed' },
   INVALID_SUBDOMAIN: { kind: 'usage', summary: 'a subdomain breaks DNS label rules' },
   INVALID_EMAIL: { kind: 'usage', summary: 'an administrator email is not a valid address' },

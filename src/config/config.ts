@@ -135,7 +135,16 @@ export function configDefaults(): Record<string, string | number | undefined> {
   return envSchema.parse({});
 }
 
-/** Parse and freeze the configuration. A bad value throws CONFIG_INVALID naming the variable. */
+/** One bad variable: its name, and the line that says what it holds and what is expected. */
+export interface ConfigProblem {
+  variable: string;
+  message: string;
+}
+
+/**
+ * Parse and freeze the configuration. Bad values throw CONFIG_INVALID naming every one, a line
+ * each (details.errors lists them), so that an operator fixes them all before the next start.
+ */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const picked: Record<string, string> = {};
   for (const key of CONFIG_VARIABLES) {
@@ -144,20 +153,33 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const result = envSchema.safeParse(picked);
   if (!result.success) {
-    const issue = result.error.issues[0];
-    const name = String(issue?.path[0] ?? 'environment');
-    const shown = name === 'DATABASE_URL' || name === 'SMTP_URL' ? '(redacted)' : JSON.stringify(picked[name]);
-    throw new RosterdError(
-      'CONFIG_INVALID',
-      `${name}=${shown} is not valid: expected ${describeIssue(issue)}. Fix the environment variable ${name} and start again.`,
-    );
+    const problems = configProblems(result.error.issues, picked);
+    throw new RosterdError('CONFIG_INVALID', problems.map((p) => p.message).join('\n'), { details: { errors: problems } });
   }
   const config = { ...result.data, DATA_DIR: path.resolve(result.data.DATA_DIR) };
   return Object.freeze(config);
 }
 
-function describeIssue(issue: z.core.$ZodIssue | undefined): string {
-  if (!issue) return 'a valid value';
+/** The first issue of each variable (a value can break several checks: one line says enough), in the schema's order. */
+function configProblems(issues: readonly z.core.$ZodIssue[], picked: Record<string, string>): ConfigProblem[] {
+  const first = new Map<string, z.core.$ZodIssue>();
+  for (const issue of issues) {
+    const name = String(issue.path[0] ?? 'environment');
+    if (!first.has(name)) first.set(name, issue);
+  }
+  const order = (name: string) => (CONFIG_VARIABLES.includes(name) ? CONFIG_VARIABLES.indexOf(name) : CONFIG_VARIABLES.length);
+  return [...first]
+    .sort(([a], [b]) => order(a) - order(b))
+    .map(([name, issue]) => {
+      const shown = name === 'DATABASE_URL' || name === 'SMTP_URL' ? '(redacted)' : JSON.stringify(picked[name]);
+      return {
+        variable: name,
+        message: `${name}=${shown} is not valid: expected ${describeIssue(issue)}. Fix the environment variable ${name} and start again.`,
+      };
+    });
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
     case 'too_small':
       return issue.origin === 'string' ? `at least ${String(issue.minimum)} characters` : `a number of at least ${String(issue.minimum)}`;

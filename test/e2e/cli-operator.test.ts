@@ -382,6 +382,26 @@ describe('configuration', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(message);
   });
+
+  it('names every bad variable, a line each, so that one restart shows them all (exit 2)', async () => {
+    const r = await runCli(['tenant', 'list'], { ...env, SFTP_PORT: 'twenty-two', LOG_LEVEL: 'loud', SMTP_URL: 'http://mail' });
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      'rosterd: SFTP_PORT="twenty-two" is not valid: expected a whole number. Fix the environment variable SFTP_PORT and start again.',
+      expect.stringMatching(
+        /^SMTP_URL=\(redacted\) is not valid: expected an smtp:\/\/ or smtps:\/\/ URL\. Fix the environment variable SMTP_URL/,
+      ),
+      expect.stringMatching(
+        /^LOG_LEVEL="loud" is not valid: expected one of fatal, .*\. Fix the environment variable LOG_LEVEL and start again\.$/,
+      ),
+    ]);
+    const json = await runCli(['tenant', 'list', '--json'], { ...env, SFTP_PORT: 'twenty-two', LOG_LEVEL: 'loud' });
+    expect(json.code).toBe(2);
+    expect(json.json<{ error: { code: string; message: string } }>().error).toMatchObject({
+      code: 'CONFIG_INVALID',
+      message: expect.stringMatching(/^SFTP_PORT=.*\nLOG_LEVEL=.*start again\.$/),
+    });
+  });
 });
 
 describe('DATA_DIR for CLI commands', () => {

@@ -290,6 +290,16 @@ describe('rosterd doctor', () => {
     expect(r.stderr).toBe('');
   });
 
+  it('names every bad variable in the configuration check, a line each under the first in the text form', async () => {
+    const r = await doctor({ DATABASE_URL: db.url, DATA_DIR: tempDir(), SFTP_PORT: 'twenty-two', LOG_LEVEL: 'verbose' });
+    expect(r.code).toBe(1);
+    expect(r.check('configuration').detail.split('\n')).toEqual([
+      expect.stringMatching(/^SFTP_PORT="twenty-two" is not valid: expected a whole number\./),
+      expect.stringMatching(/^LOG_LEVEL="verbose" is not valid: expected one of fatal, /),
+    ]);
+    expect(r.text).toMatch(/^FAIL {2}configuration {2,}SFTP_PORT="twenty-two" .*\n {10,}LOG_LEVEL="verbose" .*\n {10,}→ /m);
+  });
+
   it('shows the socket folder of a DATABASE_URL that connects over a Unix socket', async () => {
     const socketDir = path.join(tempDir(), 'no-postgres-here');
     const r = await doctor({ DATABASE_URL: `postgres://root@/rosterd?host=${socketDir}`, DATA_DIR: tempDir() });

@@ -67,3 +67,34 @@ describe('SMTP_URL', () => {
     },
   );
 });
+
+describe('several bad variables', () => {
+  it('are all named, a line each in the order of the README table, each saying what is expected', () => {
+    let caught: unknown;
+    try {
+      loadConfig({ LOG_LEVEL: 'loud', SFTP_PORT: 'x', MAIL_FROM: 'nobody', SMTP_URL: 'http://user:secret@mail' });
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(RosterdError);
+    const err = caught as RosterdError;
+    expect(err.code).toBe('CONFIG_INVALID');
+    expect(err.message.split('\n')).toEqual([
+      'SFTP_PORT="x" is not valid: expected a whole number. Fix the environment variable SFTP_PORT and start again.',
+      expect.stringMatching(/^SMTP_URL=\(redacted\) is not valid: expected an smtp:\/\/ or smtps:\/\/ URL\. /),
+      expect.stringMatching(/^MAIL_FROM="nobody" is not valid: expected an email address/),
+      expect.stringMatching(/^LOG_LEVEL="loud" is not valid: expected one of fatal, error, warn, info, debug, trace, silent\. /),
+    ]);
+    expect(err.message, 'a URL value is never shown').not.toContain('secret');
+    expect((err.details?.errors as Array<{ variable: string }>).map((e) => e.variable)).toEqual([
+      'SFTP_PORT',
+      'SMTP_URL',
+      'MAIL_FROM',
+      'LOG_LEVEL',
+    ]);
+  });
+
+  it('a value breaking several checks of one variable is one line', () => {
+    expect(refusal({ SMTP_URL: 'http://' }).split('\n')).toHaveLength(1);
+  });
+});

@@ -31,9 +31,11 @@ export function registerDoctorCommand(program: Command): void {
 
 export function formatReport(report: DoctorReport): string {
   const width = Math.max(...report.checks.map((c) => c.name.length));
+  const indent = ' '.repeat(width + 8);
   const lines = report.checks.map((c) => {
-    const line = `${LABEL[c.status].padEnd(4)}  ${c.name.padEnd(width)}  ${c.detail}`;
-    return c.fix ? `${line}\n${' '.repeat(width + 8)}→ ${c.fix}` : line;
+    // A detail of several lines (each bad variable of the configuration) keeps them under its first.
+    const line = `${LABEL[c.status].padEnd(4)}  ${c.name.padEnd(width)}  ${c.detail.split('\n').join(`\n${indent}`)}`;
+    return c.fix ? `${line}\n${indent}→ ${c.fix}` : line;
   });
   const failed = report.checks.filter((c) => c.status === 'fail').length;
   lines.push('', failed === 0 ? 'all checks passed' : `${failed} check${failed === 1 ? '' : 's'} failed`);
