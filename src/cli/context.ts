@@ -124,7 +124,7 @@ function watchInterruption(database: () => Database | undefined): { signal: Abor
  * its logger must not die of it first.
  */
 export function cliLogLevel(env: NodeJS.ProcessEnv = process.env): string {
-  const level = env.LOG_LEVEL;
+  const level = env.LOG_LEVEL?.trim(); // as loadConfig reads it
   return level !== undefined && (LOG_LEVELS as readonly string[]).includes(level) ? level : 'warn';
 }
 

@@ -59,9 +59,9 @@ const envSchema = z.object({
     .regex(/^postgres(ql)?:\/\//, 'a postgres:// or postgresql:// URL')
     .optional(),
   /** Where host keys, tenants' SFTP folders, upload copies, the embedded Postgres and the .eml outbox live. */
-  DATA_DIR: z.string().min(1).default('./data'),
+  DATA_DIR: z.string().regex(/\S/, 'a path to a folder, such as /var/lib/rosterd').default('./data'),
   /** Address the SFTP server binds to. */
-  SFTP_HOST: z.string().min(1).default('0.0.0.0').refine(isListenHost, LISTEN_HOST),
+  SFTP_HOST: z.string().default('0.0.0.0').refine(isListenHost, LISTEN_HOST),
   /** SFTP port; 0 picks a free port (tests). */
   SFTP_PORT: int(0, 65535).default(2222),
   /** Largest accepted upload in bytes (default 1 GiB). */
@@ -86,7 +86,7 @@ const envSchema = z.object({
     .default('*/5 * * * *')
     .refine((v) => cron.validate(v), 'a valid cron expression such as "*/5 * * * *"'),
   /** Address the health and metrics endpoint binds to. */
-  HTTP_HOST: z.string().min(1).default('0.0.0.0').refine(isListenHost, LISTEN_HOST),
+  HTTP_HOST: z.string().default('0.0.0.0').refine(isListenHost, LISTEN_HOST),
   /** Port of /healthz, /readyz, /metrics; 0 picks a free port (tests). */
   HTTP_PORT: int(0, 65535).default(8080),
   /** pino level. */
@@ -144,16 +144,24 @@ export interface ConfigProblem {
 /**
  * Parse and freeze the configuration. Bad values throw CONFIG_INVALID naming every one, a line
  * each (details.errors lists them), so that an operator fixes them all before the next start.
+ *
+ * An empty value is unset (`SMTP_URL=` in an env file, `SMTP_URL: ""` in compose). Whitespace
+ * around a value is dropped: a space pasted with it, or the CR of an env file saved with CRLF line
+ * ends, made DATA_DIR a folder named "data\r" and LOG_LEVEL "info " a bad level. A value of only
+ * whitespace is refused, as one that holds nothing rosterd can use and was not meant as unset.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const given: Record<string, string> = {};
   const picked: Record<string, string> = {};
   for (const key of CONFIG_VARIABLES) {
     const value = env[key];
-    if (value !== undefined && value !== '') picked[key] = value;
+    if (value === undefined || value === '') continue;
+    given[key] = value;
+    picked[key] = value.trim();
   }
   const result = envSchema.safeParse(picked);
   if (!result.success) {
-    const problems = configProblems(result.error.issues, picked);
+    const problems = configProblems(result.error.issues, given);
     throw new RosterdError('CONFIG_INVALID', problems.map((p) => p.message).join('\n'), { details: { errors: problems } });
   }
   const config = { ...result.data, DATA_DIR: path.resolve(result.data.DATA_DIR) };
@@ -161,7 +169,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 }
 
 /** The first issue of each variable (a value can break several checks: one line says enough), in the schema's order. */
-function configProblems(issues: readonly z.core.$ZodIssue[], picked: Record<string, string>): ConfigProblem[] {
+function configProblems(issues: readonly z.core.$ZodIssue[], given: Record<string, string>): ConfigProblem[] {
   const first = new Map<string, z.core.$ZodIssue>();
   for (const issue of issues) {
     const name = String(issue.path[0] ?? 'environment');
@@ -171,7 +179,10 @@ function configProblems(issues: readonly z.core.$ZodIssue[], picked: Record<stri
   return [...first]
     .sort(([a], [b]) => order(a) - order(b))
     .map(([name, issue]) => {
-      const shown = name === 'DATABASE_URL' || name === 'SMTP_URL' ? '(redacted)' : JSON.stringify(picked[name]);
+      const value = given[name];
+      // A URL may hold a password; one of only whitespace holds none, and showing it says what is wrong.
+      const secret = (name === 'DATABASE_URL' || name === 'SMTP_URL') && value?.trim() !== '';
+      const shown = secret ? '(redacted)' : JSON.stringify(value);
       return {
         variable: name,
         message: `${name}=${shown} is not valid: expected ${describeIssue(issue)}. Fix the environment variable ${name} and start again.`,

@@ -376,6 +376,7 @@ describe('configuration', () => {
     ['SETTLE_SECONDS', '1.5', /SETTLE_SECONDS="1.5" is not valid: expected a whole number/],
     ['SFTP_HOST', '0.0.0.0:2222', /SFTP_HOST="0\.0\.0\.0:2222" is not valid: expected an IP address .* without a port/],
     ['HTTP_HOST', 'http://localhost', /HTTP_HOST="http:\/\/localhost" is not valid: expected an IP address/],
+    ['DATA_DIR', '  ', /DATA_DIR=" {2}" is not valid: expected a path to a folder, such as \/var\/lib\/rosterd\./],
   ])('a bad %s stops with one line naming it (exit 2)', async (name, value, message) => {
     const r = await runCli(['tenant', 'list'], { ...env, [name]: value });
     expect(r.code).toBe(2);

@@ -2,6 +2,7 @@
  * Values of the listening addresses and whole numbers that loadConfig accepts and refuses (the messages themselves
  * are checked through the CLI in test/e2e/cli-operator.test.ts).
  */
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
 import { RosterdError } from '../../src/errors.js';
@@ -96,5 +97,61 @@ describe('several bad variables', () => {
 
   it('a value breaking several checks of one variable is one line', () => {
     expect(refusal({ SMTP_URL: 'http://' }).split('\n')).toHaveLength(1);
+  });
+});
+
+describe('whitespace in values', () => {
+  it.each([' ', '  ', '\t', '\r', '\u00a0'])('refuses DATA_DIR=%j, naming it, instead of making a folder of that name', (value) => {
+    expect(refusal({ DATA_DIR: value })).toBe(
+      `DATA_DIR=${JSON.stringify(value)} is not valid: expected a path to a folder, such as /var/lib/rosterd. ` +
+        'Fix the environment variable DATA_DIR and start again.',
+    );
+  });
+
+  it.each([
+    ['SFTP_HOST', /expected an IP address/],
+    ['HTTP_HOST', /expected an IP address/],
+    ['MAIL_FROM', /expected an email address/],
+    ['SCHEDULE_CRON', /expected a valid cron expression/],
+    ['LOG_LEVEL', /expected one of fatal, /],
+    ['SFTP_ALGORITHMS', /expected one of compatible, modern/],
+    ['DATABASE_URL', /expected a postgres:\/\/ or postgresql:\/\/ URL/],
+    ['SMTP_URL', /expected an smtp:\/\/ or smtps:\/\/ URL/],
+  ])('refuses %s of only spaces, showing them (there is no secret to hide)', (name, expected) => {
+    const message = refusal({ [name]: '   ' });
+    expect(message).toMatch(new RegExp(`^${name}=" {3}" is not valid: `));
+    expect(message).toMatch(expected);
+  });
+
+  it('drops spaces around a value, and the CR an env file saved with CRLF line ends leaves', () => {
+    const config = loadConfig({
+      DATA_DIR: ' /srv/rosterd/data\r',
+      SFTP_HOST: ' 127.0.0.1 ',
+      HTTP_HOST: 'localhost\r',
+      MAIL_FROM: '  rosterd <rosterd@district.example>\r',
+      SCHEDULE_CRON: ' */10 * * * * ',
+      LOG_LEVEL: 'debug\r',
+      SFTP_ALGORITHMS: 'modern ',
+      DATABASE_URL: ' postgres://rosterd:pw@db.example/rosterd\r',
+      SMTP_URL: 'smtp://mail.example:25 ',
+    });
+    expect(config).toMatchObject({
+      DATA_DIR: '/srv/rosterd/data',
+      SFTP_HOST: '127.0.0.1',
+      HTTP_HOST: 'localhost',
+      MAIL_FROM: 'rosterd <rosterd@district.example>',
+      SCHEDULE_CRON: '*/10 * * * *',
+      LOG_LEVEL: 'debug',
+      SFTP_ALGORITHMS: 'modern',
+      DATABASE_URL: 'postgres://rosterd:pw@db.example/rosterd',
+      SMTP_URL: 'smtp://mail.example:25',
+    });
+  });
+
+  it('keeps an empty value as unset, its default applying', () => {
+    const config = loadConfig({ DATA_DIR: '', SMTP_URL: '', DATABASE_URL: '', SFTP_PORT: '', LOG_LEVEL: '' });
+    expect(config).toMatchObject({ DATA_DIR: path.resolve('./data'), SFTP_PORT: 2222, LOG_LEVEL: 'info' });
+    expect(config.SMTP_URL).toBeUndefined();
+    expect(config.DATABASE_URL).toBeUndefined();
   });
 });
