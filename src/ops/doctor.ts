@@ -5,6 +5,7 @@ import nodemailer from 'nodemailer';
 import pg from 'pg';
 import ssh2 from 'ssh2';
 import { loadConfig, type Config } from '../config/config.js';
+import { findLookalikes } from '../config/lookalikes.js';
 import { toError } from '../errors.js';
 import { outboxDir } from '../report/mailer.js';
 import { isValidZone } from '../schedule/window.js';
@@ -77,9 +78,12 @@ export async function runDoctor(deps: DoctorDeps): Promise<DoctorReport> {
   let config: Config;
   try {
     config = loadConfig(deps.env);
-    checks.push(ok('configuration', describeConfig(config)));
+    checks.push(ok('configuration', describeConfig(config)), checkVariableNames(deps.env));
   } catch (err) {
-    checks.push(fail('configuration', toError(err).message, 'the variables and their defaults are listed in the README (Configuration)'));
+    checks.push(
+      fail('configuration', toError(err).message, 'the variables and their defaults are listed in the README (Configuration)'),
+      checkVariableNames(deps.env),
+    );
     const why = 'the configuration is invalid';
     for (const name of ['data directory', 'data directory permissions', 'free space', 'host keys', 'database']) {
       checks.push(skip(name, why));
@@ -106,6 +110,18 @@ export async function runDoctor(deps: DoctorDeps): Promise<DoctorReport> {
   }
   checks.push(await checkMail(config, timeoutMs));
   return { ok: checks.every((c) => c.status !== 'fail'), checks };
+}
+
+/** A misspelt variable (SMTP_URI, SFTPPORT) is not read, and rosterd runs on the default instead without a word. */
+function checkVariableNames(env: NodeJS.ProcessEnv): DoctorCheck {
+  const name = 'variable names';
+  const lookalikes = findLookalikes(env);
+  if (lookalikes.length === 0) return ok(name, 'no variable looks like a misspelling of one rosterd reads');
+  return warn(
+    name,
+    lookalikes.map((l) => l.found).join('\n'),
+    `${lookalikes.map((l) => l.fix).join('; ')} (the names rosterd reads are listed in the README, Configuration)`,
+  );
 }
 
 function describeConfig(config: Config): string {

@@ -51,6 +51,7 @@ describe('rosterd doctor', () => {
     expect(r.report.ok).toBe(true);
     expect(r.report.checks.map((c) => c.name)).toEqual([
       'configuration',
+      'variable names',
       'data directory',
       'data directory permissions',
       'free space',
@@ -288,6 +289,42 @@ describe('rosterd doctor', () => {
     expect(r.check('database').status).toBe('skip');
     expect(r.text).toMatch(/^FAIL {2}configuration {2,}LOG_LEVEL="verbose"/m);
     expect(r.stderr).toBe('');
+  });
+
+  it('warns of a variable that looks like a misspelling of one rosterd reads, naming both and what rosterd does instead (exit 0)', async () => {
+    const dataDir = tempDir();
+    const r = await doctor({
+      DATABASE_URL: db.url,
+      DATA_DIR: dataDir,
+      SMTP_URI: 'smtp://rosterd:hunter2@mail.example:25',
+      SFTPPORT: '2022',
+    });
+    expect(r.code, r.text).toBe(0); // a warning
+    expect(r.check('variable names')).toEqual({
+      name: 'variable names',
+      status: 'warn',
+      detail:
+        'SFTPPORT is set but rosterd reads SFTP_PORT, so it uses the default SFTP_PORT=2222\n' +
+        'SMTP_URI is set but rosterd reads SMTP_URL, so reports are written as .eml files to DATA_DIR/outbox',
+      fix: 'rename SFTPPORT to SFTP_PORT; rename SMTP_URI to SMTP_URL (the names rosterd reads are listed in the README, Configuration)',
+    });
+    expect(r.text).toMatch(
+      /^WARN {2}variable names {2,}SFTPPORT is set but rosterd reads SFTP_PORT, .*\n {10,}SMTP_URI is set .*\n {10,}→ rename SFTPPORT/m,
+    );
+    expect(r.check('mail').detail, 'what the warning says is so').toContain(path.join(dataDir, 'outbox'));
+    expect(r.text + r.stderr + JSON.stringify(r.report)).not.toContain('hunter2');
+    // also beside a configuration that fails, where it may be the reason
+    const bad = await doctor({ DATABASE_URL: db.url, DATA_DIR: tempDir(), LOG_LEVEL: 'loud', SFTPPORT: '2022' });
+    expect(bad.check('variable names')).toMatchObject({ status: 'warn', detail: expect.stringMatching(/^SFTPPORT is set/) });
+  });
+
+  it('does not warn of variable names in a clean environment', async () => {
+    const r = await doctor({ DATABASE_URL: db.url, DATA_DIR: tempDir(), SMTP_URL: smtp.url });
+    expect(r.check('variable names')).toEqual({
+      name: 'variable names',
+      status: 'ok',
+      detail: 'no variable looks like a misspelling of one rosterd reads',
+    });
   });
 
   it('names every bad variable in the configuration check, a line each under the first in the text form', async () => {

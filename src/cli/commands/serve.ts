@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/config.js';
+import { describeLookalike, findLookalikes } from '../../config/lookalikes.js';
 import { startDaemon } from '../../daemon.js';
 import { toError } from '../../errors.js';
 import { createLogger } from '../../log/logger.js';
@@ -18,6 +19,13 @@ export function registerServeCommand(program: Command): void {
       try {
         const config = loadConfig();
         logger = createLogger(config.LOG_LEVEL);
+        // Names only: a misspelt SMTP_URL's value holds the mail password as much as the real one's.
+        for (const lookalike of findLookalikes(process.env)) {
+          logger.warn(
+            { event: 'config.lookalike', variable: lookalike.variable, resembles: lookalike.resembles },
+            describeLookalike(lookalike),
+          );
+        }
         const daemon = await startDaemon({ config, logger });
         watchSignals(
           (signal) =>
