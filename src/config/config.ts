@@ -183,10 +183,14 @@ function configProblems(issues: readonly z.core.$ZodIssue[], given: Record<strin
       // A URL may hold a password; one of only whitespace holds none, and showing it says what is wrong.
       const secret = (name === 'DATABASE_URL' || name === 'SMTP_URL') && value?.trim() !== '';
       const shown = secret ? '(redacted)' : JSON.stringify(value);
-      return {
-        variable: name,
-        message: `${name}=${shown} is not valid: expected ${describeIssue(issue)}. Fix the environment variable ${name} and start again.`,
-      };
+      // Kubernetes sets <SERVICE>_PORT=tcp://10.0.0.7:22 for every Service of the namespace: one
+      // named sftp or http takes rosterd's name, and nobody in the pod spec wrote that value.
+      const serviceLink = name.endsWith('_PORT') && /^tcp:\/\/\S+:\d+$/.test(value?.trim() ?? '');
+      const fix = serviceLink
+        ? `This is a Kubernetes service link (a Service named ${name.slice(0, -'_PORT'.length).toLowerCase()} in the namespace): ` +
+          `set ${name} in the pod spec, or enableServiceLinks: false, and start again.`
+        : `Fix the environment variable ${name} and start again.`;
+      return { variable: name, message: `${name}=${shown} is not valid: expected ${describeIssue(issue)}. ${fix}` };
     });
 }
 

@@ -95,6 +95,14 @@ describe('several bad variables', () => {
     ]);
   });
 
+  it("a Kubernetes service link in rosterd's place (a Service named sftp or http) is named as one, with what to do", () => {
+    expect(refusal({ SFTP_PORT: 'tcp://10.96.0.12:22', HTTP_PORT: 'tcp://10.96.3.4:80' }).split('\n')).toEqual([
+      'SFTP_PORT="tcp://10.96.0.12:22" is not valid: expected a whole number. This is a Kubernetes service link (a Service named sftp ' +
+        'in the namespace): set SFTP_PORT in the pod spec, or enableServiceLinks: false, and start again.',
+      expect.stringMatching(/^HTTP_PORT="tcp:\/\/10\.96\.3\.4:80" is not valid: .*\(a Service named http in the namespace\)/),
+    ]);
+  });
+
   it('a value breaking several checks of one variable is one line', () => {
     expect(refusal({ SMTP_URL: 'http://' }).split('\n')).toHaveLength(1);
   });
