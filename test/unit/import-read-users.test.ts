@@ -51,6 +51,33 @@ describe('username', () => {
     ]);
     expect(await errorsOf({ username: 'john+smith' })).toHaveLength(1);
   });
+  it('letters that look like others are an error naming the first: fullwidth ones, or Cyrillic or Greek among Latin', async () => {
+    const message = async (username: string) => (await errorsOf({ username }))[0]?.message;
+    expect(await message('ｊｓｍｉｔｈ')).toBe(
+      'Username contains fullwidth characters, as an East Asian keyboard types them (the first, "ｊ" (U+FF4A) at position 1): ' +
+        'type the username again in your SIS with ordinary (half-width) letters and digits',
+    );
+    expect(await message('john.smith\u0430')).toBe(
+      'Username mixes Latin and Cyrillic letters (the first Cyrillic one, "а" (U+0430) at position 11), which look alike: one was ' +
+        'probably typed on another keyboard layout or pasted. Type the username again in your SIS with the letters of one alphabet',
+    );
+    expect(await message('nik\u03bfs99')).toMatch(
+      /^Username mixes Latin and Greek letters \(the first Greek one, "ο" \(U\+03BF\) at position 4\)/,
+    );
+  });
+  it('such a rejected row names the user it looks like, so that a full sync does not deactivate that user', async () => {
+    const { items } = await readUsersText('username\nｊｓｍｉｔｈ\njohn.smith\u0430\n\u0410nn\u0430.Lee\n');
+    expect(items).toEqual([
+      { kind: 'invalid', line: 2, username: 'jsmith' },
+      { kind: 'invalid', line: 3, username: 'john.smitha' },
+      { kind: 'invalid', line: 4, username: 'Anna.Lee' },
+    ]);
+  });
+  it('a username of one alphabet, or one per part (a Cyrillic name at a Latin mail domain), is fine', async () => {
+    for (const username of ['иван.петров', 'иван@school.org', 'νίκος_π', 'José.Müller', 'zoë-2031']) {
+      expect((await rowOf({ username })).username).toBe(username);
+    }
+  });
   it('an invisible character inside is named, with its position; at either end, a no-break space is trimmed like a space', async () => {
     const invisible = async (username: string) => (await errorsOf({ username }))[0]?.message;
     const rest = 'which cannot be seen: type the value again in your SIS. A username may contain only letters, digits and . _ - @';

@@ -16,6 +16,7 @@ import { USERS_SPEC, type HeaderMatch, type UserColumn } from './headers.js';
 import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult } from './summary.js';
 import { openFile, readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
 import {
+  asSeen,
   composed,
   excelDamage,
   failed,
@@ -88,7 +89,7 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
     // names from being deactivated, also when the row was rejected for an invisible character in
     // the username (a zero-width space pasted after it: PRODUCT.md §3, an invalid row's user stays).
     const u = withoutInvisible(fields[usernameAt] ?? '').trim();
-    return u === '' ? null : composed(u);
+    return u === '' ? null : asSeen(composed(u));
   };
 
   // The common case, a valid row, runs the column checks directly; any doubt (a cell too long, a

@@ -144,8 +144,70 @@ const username = rule((raw) => {
         : `Username ${invisible}, ${RETYPE}. A username may contain only letters, digits and . _ - @`,
     );
   }
-  return v;
+  const lookalike = NON_ASCII.test(v) ? lookalikeLetters(v) : undefined;
+  return lookalike === undefined ? v : new Fail(`Username ${lookalike}`);
 });
+
+/**
+ * A username as the administrator reads it: fullwidth letters as the ordinary ones, and the
+ * Cyrillic and Greek letters that look Latin as those Latin letters (only where lookalikeLetters
+ * refuses it). A rejected row's username is read so (see users-reader.ts): `jsmіth`, with a
+ * Cyrillic і, keeps jsmith from being deactivated, as the file seems to list them.
+ */
+export function asSeen(v: string): string {
+  if (!NON_ASCII.test(v) || lookalikeLetters(v) === undefined) return v;
+  return v.normalize('NFKC').replace(LOOKALIKES, (c) => LATIN_OF[c] ?? c);
+}
+
+const LATIN_OF: Readonly<Record<string, string>> = Object.fromEntries(
+  [
+    ['аАВеЕКМНоОрРсСТуХхіІјЈѕЅԁӏ', 'aABeEKMHoOpPcCTyXxiIjJsSdl'],
+    ['αΑΒεΕΗιΙκΚΜνΝοΟρΡτΤυΥχΧ', 'aABeEHiIkKMvNoOpPtTuYxX'],
+  ].flatMap(([from, to]) => [...(from as string)].map((c, i) => [c, (to as string)[i] as string])),
+);
+const LOOKALIKES = new RegExp(`[${Object.keys(LATIN_OF).join('')}]`, 'g');
+
+const NON_ASCII = /[^\x00-\x7f]/;
+const FULLWIDTH = /[\uff01-\uff5e]/;
+const LATIN = /\p{Script=Latin}/u;
+const CYRILLIC_OR_GREEK = /[\p{Script=Cyrillic}\p{Script=Greek}]/u;
+
+/** `"а" (U+0430) at position 4`: a character as the messages show it. */
+function located(v: string, found: RegExpExecArray): string {
+  const code = (found[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0');
+  return `"${found[0]}" (U+${code}) at position ${length(v.slice(0, found.index)) + 1}`;
+}
+
+/**
+ * Letters that look like others and are not: a username typed with an East Asian keyboard's
+ * fullwidth letters (ｊｓｍｉｔｈ), or a Latin name with a Cyrillic or Greek letter in it (an а or
+ * о typed on another keyboard layout, or pasted). The user could never type it, and the file's
+ * "jsmith" would be another user. Judged per part between . _ - @, so that a Cyrillic name
+ * with a Latin mail domain (иван@school.org) is fine.
+ */
+function lookalikeLetters(v: string): string | undefined {
+  const full = FULLWIDTH.exec(v);
+  if (full !== null) {
+    return (
+      `contains fullwidth characters, as an East Asian keyboard types them (the first, ${located(v, full)}): ` +
+      'type the username again in your SIS with ordinary (half-width) letters and digits'
+    );
+  }
+  let at = 0;
+  for (const part of v.split(/[._@-]/)) {
+    const other = LATIN.test(part) ? CYRILLIC_OR_GREEK.exec(part) : null;
+    if (other !== null) {
+      const script = /\p{Script=Greek}/u.test(other[0]) ? 'Greek' : 'Cyrillic';
+      other.index += at;
+      return (
+        `mixes Latin and ${script} letters (the first ${script} one, ${located(v, other)}), which look alike: one was ` +
+        'probably typed on another keyboard layout or pasted. Type the username again in your SIS with the letters of one alphabet'
+      );
+    }
+    at += part.length + 1;
+  }
+  return undefined;
+}
 
 /**
  * What Excel writes in a cell instead of the value it held: an error code (a value it took for a
