@@ -8,13 +8,21 @@
  * expiry. A tenant with an upload running claims nothing more, so users.csv is always applied
  * before a groups.csv pushed with it.
  *
+ * A claim lives while its claimer does: the claimer holds the claim's lock (claim-lock.ts) from
+ * before the claim commits until its end has committed. A claim whose lock is free has lost its
+ * holder (killed, its connection closed), and is taken back at the next tick; one whose lock is
+ * still held is taken back only once it has expired (a host gone without closing its connections,
+ * or a claimer stalled past the expiry), as is a claim made without a lock (a rosterd before
+ * migration 010).
+ *
  * The importer checks, inside the transaction that records the outcome, that the claim token is
- * still its own (fenceClaim); a process whose claim was taken back after it stalled therefore
- * rolls back instead of applying the upload a second time.
+ * still its own (fenceClaim); a process whose claim was taken back after it stalled (or lost its
+ * lock's connection) therefore rolls back instead of applying the upload a second time.
  */
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { withTransaction } from '../store/db.js';
+import { withTransaction, type Queryable } from '../store/db.js';
+import { ClaimLock, locksFree } from './claim-lock.js';
 
 export interface TenantRef {
   id: number;
@@ -36,6 +44,8 @@ export interface Claim {
   receivedAt: Date;
   token: string;
   expiresAt: Date;
+  /** held until the claim has ended; the caller releases it then (ClaimLock.release) */
+  lock: ClaimLock;
 }
 
 /** Why a tenant's turn ended without a claim. */
@@ -73,7 +83,22 @@ export class ClaimLostError extends Error {
   }
 }
 
+/**
+ * Decides what the tenant imports next, and claims it. A claimed step's lock is the caller's to
+ * release once the claim has ended.
+ */
 export async function claimNext(pool: pg.Pool, req: ClaimRequest): Promise<ClaimStep> {
+  // Taken before the claim commits, so that no committed claim is ever without its lock held.
+  const taken: { lock?: ClaimLock } = {};
+  try {
+    return await decideAndClaim(pool, req, taken);
+  } catch (err) {
+    await taken.lock?.release();
+    throw err;
+  }
+}
+
+async function decideAndClaim(pool: pg.Pool, req: ClaimRequest, taken: { lock?: ClaimLock }): Promise<ClaimStep> {
   return withTransaction(pool, async (client): Promise<ClaimStep> => {
     const locked = await client.query(`SELECT 1 FROM tenants WHERE id = $1 AND status = 'active' FOR NO KEY UPDATE SKIP LOCKED`, [
       req.tenantId,
@@ -139,15 +164,16 @@ export async function claimNext(pool: pg.Pool, req: ClaimRequest): Promise<Claim
     }
     const token = randomUUID();
     const expiresAt = new Date(req.now.getTime() + req.ttlMs);
+    const lock = (taken.lock = await ClaimLock.take(pool));
     await client.query(
       `UPDATE uploads SET status = 'running', status_changed_at = $2, claimed_by = $3, claim_token = $4, claimed_at = $2,
-              claim_expires_at = $5
+              claim_expires_at = $5, claim_lock = $6
         WHERE id = $1 AND status = 'pending'`,
-      [next.id, req.now, req.claimedBy, token, expiresAt],
+      [next.id, req.now, req.claimedBy, token, expiresAt, lock.key],
     );
     return {
       kind: 'claimed',
-      claim: { uploadId: next.id, fileName: next.fileName, receivedAt: next.receivedAt, token, expiresAt },
+      claim: { uploadId: next.id, fileName: next.fileName, receivedAt: next.receivedAt, token, expiresAt, lock },
       superseded,
     };
   });
@@ -162,12 +188,15 @@ export async function fenceClaim(client: pg.PoolClient, uploadId: string, token:
     uploadId,
   ]);
   if (rows[0]?.claim_token !== token) throw new ClaimLostError(uploadId);
-  await client.query('UPDATE uploads SET claim_token = NULL, claim_expires_at = NULL, last_attempt_error = NULL WHERE id = $1', [uploadId]);
+  await client.query(
+    'UPDATE uploads SET claim_token = NULL, claim_expires_at = NULL, claim_lock = NULL, last_attempt_error = NULL WHERE id = $1',
+    [uploadId],
+  );
 }
 
 /** Keep a live claim from lapsing during a long import. False when the claim is no longer ours. */
-export async function extendClaim(pool: pg.Pool, uploadId: string, token: string, expiresAt: Date): Promise<boolean> {
-  const { rowCount } = await pool.query(
+export async function extendClaim(db: Queryable, uploadId: string, token: string, expiresAt: Date): Promise<boolean> {
+  const { rowCount } = await db.query(
     `UPDATE uploads SET claim_expires_at = $3 WHERE id = $1 AND claim_token = $2 AND status = 'running'`,
     [uploadId, token, expiresAt],
   );
@@ -181,49 +210,123 @@ export interface EndedAttempt {
   attempts: number;
 }
 
+type OnFailed = (client: pg.PoolClient, ended: EndedAttempt) => Promise<void>;
+
 /**
  * An attempt ended without an outcome: count it, and put the upload back to pending, or mark it
- * failed after maxAttempts. Runs `onFailed` for failed uploads in the same transaction (the report).
- * With `token`, ends that claim; without, takes back every claim that expired before `now`.
+ * failed after maxAttempts. Runs `onFailed` for a failed upload in the same transaction (the report).
+ * Empty when the claim `token` is no longer on the upload (taken back meanwhile).
  */
 export async function endAttempts(
   pool: pg.Pool,
-  args: { token?: string; uploadId?: string; now: Date; maxAttempts: number; error: string },
-  onFailed: (client: pg.PoolClient, ended: EndedAttempt) => Promise<void>,
+  args: { token: string; uploadId: string; now: Date; maxAttempts: number; error: string },
+  onFailed: OnFailed,
 ): Promise<EndedAttempt[]> {
   return withTransaction(pool, async (client) => {
-    const target =
-      args.token !== undefined
-        ? { sql: `SELECT id FROM uploads WHERE id = $5 AND claim_token = $6 FOR UPDATE`, params: [args.uploadId, args.token] }
-        : {
-            sql: `SELECT id FROM uploads WHERE status = 'running' AND claim_expires_at < $2 FOR UPDATE SKIP LOCKED`,
-            params: [],
-          };
-    const { rows } = await client.query<{ id: string; tenant_id: number; status: 'pending' | 'failed'; attempts: number }>(
-      `UPDATE uploads SET
-         attempts = attempts + 1,
-         status = CASE WHEN attempts + 1 >= $1 THEN 'failed' ELSE 'pending' END,
-         status_changed_at = $2,
-         last_attempt_error = $3,
-         message = CASE WHEN attempts + 1 >= $1 THEN $4 ELSE message END,
-         finished_at = CASE WHEN attempts + 1 >= $1 THEN $2 ELSE finished_at END,
-         claim_token = NULL,
-         claim_expires_at = NULL
-       WHERE id IN (${target.sql})
-       RETURNING id, tenant_id, status, attempts`,
-      [
-        args.maxAttempts,
-        args.now,
-        args.error.slice(0, 2000),
-        `rosterd could not finish importing this file after ${args.maxAttempts} attempts (last: ${args.error.slice(0, 500)}). ` +
-          'Nothing was changed. Upload the file again, or ask your rosterd operator to look at the logs.',
-        ...target.params,
-      ],
+    const ended = await endWhere(
+      client,
+      `SELECT id FROM uploads WHERE id = $5 AND claim_token = $6 FOR UPDATE`,
+      [args.uploadId, args.token],
+      args,
     );
-    const ended = rows.map((r) => ({ uploadId: r.id, tenantId: r.tenant_id, status: r.status, attempts: r.attempts }));
     for (const e of ended) if (e.status === 'failed') await onFailed(client, e);
     return ended;
   });
+}
+
+/** Why a claim was taken back: it expired, or its lock was free (its holder gone). */
+export type Lapse = 'expired' | 'holder_gone';
+
+export interface TakenBack extends EndedAttempt {
+  lapsed: Lapse;
+  claimedBy: string | null;
+}
+
+/** What `import show` (and the failed report) says of an attempt whose claim was taken back. */
+export const LAPSE_ERRORS: Readonly<Record<Lapse, string>> = {
+  expired: 'the importing process stopped before it finished (its claim expired)',
+  holder_gone: 'the importing process stopped before it finished (its connection to the database closed)',
+};
+
+/**
+ * Takes back the claims whose importer is gone, each counted as an attempt as endAttempts does:
+ * those that expired before `now`, and those whose lock nobody holds any more (claim-lock.ts).
+ * A claim being recorded (its row locked) is left to its importer.
+ */
+export async function takeBackLapsedClaims(
+  pool: pg.Pool,
+  args: { now: Date; maxAttempts: number },
+  onFailed: OnFailed,
+): Promise<TakenBack[]> {
+  return withTransaction(pool, async (client) => {
+    const { rows: live } = await client.query<{ token: string; key: number }>(
+      `SELECT claim_token AS token, claim_lock AS key FROM uploads
+        WHERE status = 'running' AND claim_expires_at >= $1 AND claim_token IS NOT NULL AND claim_lock IS NOT NULL`,
+      [args.now],
+    );
+    // Transaction-level probes: a lock found free is let go when this transaction ends, by
+    // Postgres, so the pooled session that probed never keeps one.
+    const gone = await locksFree(client, live);
+    const expired = await endWhere(
+      client,
+      `SELECT id FROM uploads WHERE status = 'running' AND claim_expires_at < $2 FOR UPDATE SKIP LOCKED`,
+      [],
+      { ...args, error: LAPSE_ERRORS.expired },
+    );
+    const holderGone =
+      gone.length === 0
+        ? []
+        : await endWhere(
+            client,
+            `SELECT id FROM uploads WHERE status = 'running' AND claim_token = ANY($5::uuid[]) FOR UPDATE SKIP LOCKED`,
+            [gone],
+            { ...args, error: LAPSE_ERRORS.holder_gone },
+          );
+    const taken = [
+      ...expired.map((e) => ({ ...e, lapsed: 'expired' as const })),
+      ...holderGone.map((e) => ({ ...e, lapsed: 'holder_gone' as const })),
+    ];
+    for (const e of taken) if (e.status === 'failed') await onFailed(client, e);
+    return taken;
+  });
+}
+
+/** Ends the attempts of the uploads `target` selects ($5 on: `params`); the counting both kinds share. */
+async function endWhere(
+  client: pg.PoolClient,
+  target: string,
+  params: unknown[],
+  args: { now: Date; maxAttempts: number; error: string },
+): Promise<Array<EndedAttempt & { claimedBy: string | null }>> {
+  const { rows } = await client.query<{
+    id: string;
+    tenant_id: number;
+    status: 'pending' | 'failed';
+    attempts: number;
+    claimed_by: string | null;
+  }>(
+    `UPDATE uploads SET
+       attempts = attempts + 1,
+       status = CASE WHEN attempts + 1 >= $1 THEN 'failed' ELSE 'pending' END,
+       status_changed_at = $2,
+       last_attempt_error = $3,
+       message = CASE WHEN attempts + 1 >= $1 THEN $4 ELSE message END,
+       finished_at = CASE WHEN attempts + 1 >= $1 THEN $2 ELSE finished_at END,
+       claim_token = NULL,
+       claim_expires_at = NULL,
+       claim_lock = NULL
+     WHERE id IN (${target})
+     RETURNING id, tenant_id, status, attempts, claimed_by`,
+    [
+      args.maxAttempts,
+      args.now,
+      args.error.slice(0, 2000),
+      `rosterd could not finish importing this file after ${args.maxAttempts} attempts (last: ${args.error.slice(0, 500)}). ` +
+        'Nothing was changed. Upload the file again, or ask your rosterd operator to look at the logs.',
+      ...params,
+    ],
+  );
+  return rows.map((r) => ({ uploadId: r.id, tenantId: r.tenant_id, status: r.status, attempts: r.attempts, claimedBy: r.claimed_by }));
 }
 
 /**
@@ -243,7 +346,7 @@ export async function releaseClaims(
     // The import may hold the row while it commits; then it is about to finish anyway.
     await client.query(`SET LOCAL lock_timeout = '2s'`);
     const { rows } = await client.query<{ id: string }>(
-      `UPDATE uploads SET status = 'pending', status_changed_at = $2, claim_token = NULL, claim_expires_at = NULL,
+      `UPDATE uploads SET status = 'pending', status_changed_at = $2, claim_token = NULL, claim_expires_at = NULL, claim_lock = NULL,
               last_attempt_error = $3
         WHERE claim_token = ANY($1::uuid[]) AND status = 'running'
         RETURNING id`,
@@ -265,7 +368,8 @@ export interface RunningClaim {
 /**
  * The tenant's uploads being imported right now, so that an operator whose `import run` claimed
  * nothing learns that an import is running, by whom, and until when its claim lasts (a process
- * killed outright keeps it until then).
+ * killed outright has its claim taken back at the next run; one on a host that vanished keeps it
+ * until then).
  */
 export async function runningClaims(db: pg.Pool | pg.PoolClient, tenantId: number): Promise<RunningClaim[]> {
   const { rows } = await db.query<RunningClaim>(

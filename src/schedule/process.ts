@@ -23,7 +23,9 @@ import {
   fenceClaim,
   releaseClaims,
   runningClaims,
+  takeBackLapsedClaims,
   type Claim,
+  type Lapse,
   type TenantRef,
 } from './claims.js';
 import { isInsideWindow, nextWindowStart, windowFromParts } from './window.js';
@@ -85,7 +87,7 @@ export interface ProcessSummary {
   errors: Array<{ tenant: string; message: string }>;
   /** tenants passed over: suspended (when named), or another process deciding for the tenant */
   skipped: Array<{ tenant: string; reason: string }>;
-  /** uploads being imported by another process (or a killed one whose claim has not expired yet) */
+  /** uploads being imported by another process (or by one on a vanished host, whose claim has not expired yet) */
   running: Array<{ tenant: string; id: string; file: string; claimedBy: string | null; claimExpiresAt: Date | null }>;
   /** imports interrupted (interruptRunning): rolled back, their uploads pending again */
   interrupted: ProcessedUpload[];
@@ -109,7 +111,7 @@ export async function processPending(ctx: ScheduleContext, opts: ProcessOptions 
     running: [],
     interrupted: [],
   };
-  await takeBackExpiredClaims(ctx, summary);
+  await takeBackClaimsOfTheGone(ctx, summary);
   const tenants = await loadTenants(ctx.pool, opts.tenant, ctx.logger, summary);
   if (opts.now) {
     ctx.logger.warn(
@@ -212,21 +214,26 @@ async function processTenant(ctx: ScheduleContext, tenant: TenantRef, opts: Proc
         );
         return;
       case 'claimed':
-        for (const s of step.superseded) {
-          summary.superseded.push({ id: s.id, tenant: tenant.subdomain, file: s.fileName, status: 'superseded' });
-          await noteOutcome(ctx, s.id);
-          const fields = {
-            event: 'import.superseded',
-            uploadId: s.id,
-            supersededBy: s.by,
-            receivedAt: s.receivedAt.toISOString(),
-          };
-          if (s.wasHeld)
-            log.warn({ ...fields, wasHeld: true }, 'held import superseded by a newer users.csv: it can no longer be approved');
-          else log.info(fields, 'superseded');
+        try {
+          for (const s of step.superseded) {
+            summary.superseded.push({ id: s.id, tenant: tenant.subdomain, file: s.fileName, status: 'superseded' });
+            await noteOutcome(ctx, s.id);
+            const fields = {
+              event: 'import.superseded',
+              uploadId: s.id,
+              supersededBy: s.by,
+              receivedAt: s.receivedAt.toISOString(),
+            };
+            if (s.wasHeld)
+              log.warn({ ...fields, wasHeld: true }, 'held import superseded by a newer users.csv: it can no longer be approved');
+            else log.info(fields, 'superseded');
+          }
+          // After an attempt without an outcome, the tenant waits for the next tick (no retry storm).
+          if (!(await importClaimed(ctx, tenant, step.claim, summary, log, opts))) return;
+        } finally {
+          // Only now has the claim ended (importClaimed recorded it, or gave it back): let go of its lock.
+          await step.claim.lock.release();
         }
-        // After an attempt without an outcome, the tenant waits for the next tick (no retry storm).
-        if (!(await importClaimed(ctx, tenant, step.claim, summary, log, opts))) return;
         break;
     }
   }
@@ -319,12 +326,22 @@ async function noteRunning(ctx: ScheduleContext, tenant: TenantRef, summary: Pro
   return running.length > 0;
 }
 
-/** Extends the claim every third of its lifetime while the import runs. */
+/**
+ * Extends the claim every third of its lifetime while the import runs. It does so on the
+ * connection that holds the claim's lock, which it thus keeps from idling out (idle_session_timeout)
+ * and finds lost if it was.
+ */
 function heartbeat(ctx: ScheduleContext, claim: Claim, log: Logger): () => void {
   const ttlMs = ctx.config.CLAIM_TTL_SECONDS * 1000;
+  claim.lock.onLost(() =>
+    log.warn(
+      { event: 'import.claim_lock_lost' },
+      "the connection holding the claim's lock closed: another process takes the upload back at its next tick, and this attempt then rolls back",
+    ),
+  );
   const timer = setInterval(() => {
     if (ctx.activeClaims !== undefined && !ctx.activeClaims.has(claim.token)) return; // given back at shutdown
-    extendClaim(ctx.pool, claim.uploadId, claim.token, new Date(ctx.clock.now().getTime() + ttlMs)).catch((err: unknown) =>
+    extendClaim(claim.lock.client, claim.uploadId, claim.token, new Date(ctx.clock.now().getTime() + ttlMs)).catch((err: unknown) =>
       log.warn({ err: toError(err) }, 'could not extend the claim; it lapses if this goes on'),
     );
   }, ttlMs / 3);
@@ -369,32 +386,47 @@ async function endAttempt(
       );
     }
   } catch (recordErr) {
-    // The database is gone too: the claim lapses and a later tick takes the upload back.
+    // The database is gone too: the claim lapses (its lock goes with its connection, or its
+    // expiry comes) and a later tick, of this process or another, takes the upload back.
     summary.retried.push({ ...ref, status: 'running' });
     log.error(
       { err, recordErr: toError(recordErr), claimExpiresAt: claim.expiresAt.toISOString() },
-      'import attempt failed and could not be recorded; retried after its claim expires',
+      'import attempt failed and could not be recorded; a later tick takes the upload back',
     );
   }
 }
 
-/** Takes back uploads whose importer died (their claim expired): a failed attempt each. */
-async function takeBackExpiredClaims(ctx: ScheduleContext, summary: ProcessSummary): Promise<void> {
-  const ended = await endAttempts(
-    ctx.pool,
-    {
-      now: ctx.clock.now(),
-      maxAttempts: ctx.config.IMPORT_MAX_ATTEMPTS,
-      error: 'the importing process stopped before it finished (its claim expired)',
-    },
-    (client, e) => reportFailed(ctx, client, e.uploadId),
+/** What the log says of a claim taken back, by why it lapsed. */
+const TAKEN_BACK: Readonly<Record<Lapse, string>> = {
+  expired: 'expired claim taken back',
+  holder_gone: 'claim of a stopped importer taken back',
+};
+
+/**
+ * Takes back uploads whose importer died (its claim's lock is free: at once; or its claim
+ * expired): a failed attempt each.
+ */
+async function takeBackClaimsOfTheGone(ctx: ScheduleContext, summary: ProcessSummary): Promise<void> {
+  const ended = await takeBackLapsedClaims(ctx.pool, { now: ctx.clock.now(), maxAttempts: ctx.config.IMPORT_MAX_ATTEMPTS }, (client, e) =>
+    reportFailed(ctx, client, e.uploadId),
   );
   for (const e of ended) {
     const record = await getImportRecord(ctx.pool, e.uploadId);
     if (record && e.status === 'failed') ctx.onImported?.(record);
     const ref = { id: e.uploadId, tenant: record?.tenant ?? '', file: record?.file ?? '', status: e.status };
     (e.status === 'failed' ? summary.failed : summary.retried).push(ref);
-    ctx.logger.warn({ uploadId: e.uploadId, tenant: ref.tenant, attempts: e.attempts, status: e.status }, 'expired claim taken back');
+    ctx.logger.warn(
+      {
+        event: 'import.claim_taken_back',
+        uploadId: e.uploadId,
+        tenant: ref.tenant,
+        attempts: e.attempts,
+        status: e.status,
+        lapsed: e.lapsed,
+        claimedBy: e.claimedBy,
+      },
+      TAKEN_BACK[e.lapsed],
+    );
   }
 }
 

@@ -486,6 +486,7 @@ describe('rosterd migrate', () => {
         '007_uploads_indexes',
         '008_names_nfc',
         '009_issue_codes',
+        '010_claim_lock',
       ]);
       const { rows } = await old.pool.query<{ status: string; due: boolean; attempts: number }>(
         'SELECT status, next_attempt_at <= now() AS due, attempts FROM outbox',

@@ -6,6 +6,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig, type Config } from '../../src/config/config.js';
 import type { ImportHook } from '../../src/import/engine-types.js';
@@ -14,12 +15,14 @@ import { createLogger } from '../../src/log/logger.js';
 import { deliverDue } from '../../src/report/delivery.js';
 import { createMailer } from '../../src/report/mailer.js';
 import { deliveryStatus } from '../../src/report/outbox.js';
+import { CLAIM_LOCK_CLASS } from '../../src/schedule/claim-lock.js';
 import { processPending, type ScheduleContext } from '../../src/schedule/process.js';
 import { createTenant, updateTenant } from '../../src/store/tenants.js';
 import { insertUpload } from '../../src/store/uploads.js';
 import type { AcceptedFileName } from '../../src/types.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { startTestSmtp, type TestSmtp } from '../support/smtp.js';
+import { waitFor } from '../support/wait.js';
 
 const SECRET = 'S3cret-Passw0rd';
 let db: TestDatabase;
@@ -325,6 +328,151 @@ describe('failures', () => {
     expect(run.retried.map((r) => r.id)).toEqual([id]);
     expect(run.imported.map((i) => i.id)).toEqual([id]);
     expect(await upload(id)).toMatchObject({ status: 'succeeded', attempts: 1, claimed_by: 'test:1' });
+  });
+
+  /** What a process on another connection leaves behind when it claims `id`: a claim backed by its session's lock. */
+  async function claimedElsewhere(id: string, by: string, expiresAt: Date): Promise<pg.Client> {
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    const key = 4242 + ++tenantSeq;
+    await holder.query('SELECT pg_advisory_lock($1, $2)', [CLAIM_LOCK_CLASS, key]);
+    await db.pool.query(
+      `UPDATE uploads SET status = 'running', claimed_by = $2, claim_token = $3, claimed_at = $4, claim_expires_at = $5, claim_lock = $6
+        WHERE id = $1`,
+      [id, by, randomUUID(), new Date(expiresAt.getTime() - 600_000), expiresAt, key],
+    );
+    return holder;
+  }
+
+  /** Claim locks held by any session of this database (none once every claim has ended). */
+  async function claimLocksHeld(): Promise<number> {
+    const { rows } = await db.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::bigint::oid
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+      [CLAIM_LOCK_CLASS],
+    );
+    return rows[0]?.n ?? -1;
+  }
+
+  it('a claim whose holder’s connection closed (a process killed) is taken back at the next pass, long before it expires', async () => {
+    const t = await tenant('America/Chicago');
+    const id = await receive(t, users('gone0001'), '2026-11-26T01:00:00Z');
+    current = new Date('2026-11-26T02:00:00Z');
+    const holder = await claimedElsewhere(id, 'killed:77', new Date(current.getTime() + 600_000));
+    // Alive, it keeps its claim: nothing taken back, nothing imported.
+    let run = await processPending(ctx(), { tenant: t });
+    expect(run.retried.map((r) => r.id)).not.toContain(id);
+    expect(run.imported).toEqual([]);
+    expect(await upload(id)).toMatchObject({ status: 'running', claimed_by: 'killed:77', attempts: 0 });
+
+    // Killed: its connection closes (and Postgres, seeing it, drops the session's locks). A minute
+    // on, nine before its claim would expire, the claim is taken back.
+    await holder.end();
+    await waitFor(async () => (await claimLocksHeld()) === 0, 5_000, 'Postgres to end the holder’s session');
+    current = new Date(current.getTime() + 60_000);
+    const lines: Array<Record<string, unknown>> = [];
+    const capture = createLogger('warn', { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    run = await processPending(ctx({ logger: capture }), { tenant: t });
+    expect(run.retried.map((r) => r.id)).toEqual([id]);
+    expect(run.imported).toEqual([{ id, tenant: t, file: 'users.csv', status: 'succeeded' }]);
+    expect(await upload(id)).toMatchObject({ status: 'succeeded', attempts: 1, claimed_by: 'test:1', claim_token: null });
+    expect(await activeUsers(t)).toEqual(['gone0001']);
+    expect(lines.filter((l) => l.uploadId === id && l.event === 'import.claim_taken_back')).toMatchObject([
+      { msg: 'claim of a stopped importer taken back', lapsed: 'holder_gone', claimedBy: 'killed:77', attempts: 1, status: 'pending' },
+    ]);
+    expect(await outboxFor(id)).toHaveLength(1);
+    expect(await claimLocksHeld()).toBe(0);
+  });
+
+  it('a claim whose holder still holds its lock (a host gone without closing its connection) is taken back once it expires', async () => {
+    const t = await tenant('America/Chicago');
+    const id = await receive(t, users('zomb0001'), '2026-11-26T01:00:00Z');
+    current = new Date('2026-11-26T02:00:00Z');
+    const holder = await claimedElsewhere(id, 'vanished:5', new Date(current.getTime() + 600_000));
+    try {
+      current = new Date(current.getTime() + 599_000);
+      expect((await processPending(ctx(), { tenant: t })).retried).toEqual([]);
+      expect((await upload(id))?.status).toBe('running');
+      // Expired: taken back whatever its lock, and the lock it may hold for hours yet is no obstacle.
+      current = new Date(current.getTime() + 2_000);
+      const run = await processPending(ctx(), { tenant: t });
+      expect(run.retried.map((r) => r.id)).toEqual([id]);
+      expect(run.imported.map((i) => i.id)).toEqual([id]);
+      expect(await upload(id)).toMatchObject({ status: 'succeeded', attempts: 1, claimed_by: 'test:1' });
+      expect(await claimLocksHeld()).toBe(1); // the vanished holder's, until Postgres notices it gone
+    } finally {
+      await holder.end();
+    }
+    expect(await claimLocksHeld()).toBe(0);
+  });
+
+  it('a live importer stalled in its import keeps its claim until it expires; taken back then, its import rolls back and the upload is imported once', async () => {
+    const t = await tenant('America/Chicago');
+    const id = await receive(t, users('stall001', 'stall002'), '2026-11-26T01:00:00Z');
+    current = new Date('2026-11-26T04:00:00Z');
+    let stalled!: () => void;
+    const stalling = new Promise<void>((resolve) => (stalled = resolve));
+    let resume!: () => void;
+    const resumed = new Promise<void>((resolve) => (resume = resolve));
+    const stall: ImportHook = async (p) => {
+      if (p !== 'planned') return;
+      stalled();
+      await resumed;
+    };
+    const first = processPending(ctx({ claimedBy: 'stalled:1', importHook: stall }), { tenant: t });
+    await stalling;
+    try {
+      // Another process, nine minutes on: the claim has not expired and its holder lives; left alone.
+      current = new Date('2026-11-26T04:09:00Z');
+      const other = await processPending(ctx({ claimedBy: 'other:2' }), { tenant: t });
+      expect([...other.retried, ...other.failed].map((r) => r.id)).not.toContain(id);
+      expect(other.imported).toEqual([]);
+      expect(await upload(id)).toMatchObject({ status: 'running', claimed_by: 'stalled:1', attempts: 0 });
+      expect(await claimLocksHeld()).toBe(1);
+
+      // Past its expiry (it was not renewed): taken back and claimed anew; the new import waits for
+      // the tenant's roster, which the stalled import's transaction holds.
+      current = new Date('2026-11-26T04:11:00Z');
+      const second = processPending(ctx({ claimedBy: 'other:2' }), { tenant: t });
+      await waitFor(async () => (await upload(id))?.claimed_by === 'other:2', 10_000, 'the expired claim to be claimed anew');
+      resume();
+      const [a, b] = await Promise.all([first, second]);
+      expect(a.imported).toEqual([]);
+      expect(b.retried.map((r) => r.id)).toEqual([id]);
+      expect(b.imported).toEqual([{ id, tenant: t, file: 'users.csv', status: 'succeeded' }]);
+    } finally {
+      resume();
+      await first.catch(() => undefined);
+    }
+    expect(await upload(id)).toMatchObject({ status: 'succeeded', attempts: 1, claimed_by: 'other:2', claim_token: null });
+    expect(await activeUsers(t)).toEqual(['stall001', 'stall002']);
+    expect(await outboxFor(id)).toHaveLength(1);
+    expect(await claimLocksHeld()).toBe(0);
+  });
+
+  it('every way a claim ends lets go of its lock and gives its connection back to the pool', async () => {
+    const t = await tenant('America/Chicago');
+    current = new Date('2026-11-27T01:00:00Z');
+    // A failed attempt, then a success, a file rejected, and a claim lost.
+    const id = await receive(t, users('ends0001'), '2026-11-27T00:00:00Z');
+    await processPending(ctx({ importHook: killConnectionAt('created') }), { tenant: t });
+    expect(await upload(id)).toMatchObject({ status: 'pending', attempts: 1 });
+    expect(await claimLocksHeld()).toBe(0);
+    current = new Date('2026-11-27T01:05:00Z');
+    expect((await processPending(ctx(), { tenant: t })).imported.map((i) => i.status)).toEqual(['succeeded']);
+    await receive(t, 'no header here\n', '2026-11-27T01:06:00Z');
+    current = new Date('2026-11-27T01:10:00Z');
+    expect((await processPending(ctx(), { tenant: t })).imported.map((i) => i.status)).toEqual(['failed']);
+    const lost = await receive(t, users('ends0002'), '2026-11-27T01:11:00Z');
+    const steal: ImportHook = async (p) => {
+      if (p === 'planned') await db.pool.query(`UPDATE uploads SET claim_token = $2 WHERE id = $1`, [lost, randomUUID()]);
+    };
+    current = new Date('2026-11-27T01:15:00Z');
+    expect((await processPending(ctx({ importHook: steal }), { tenant: t })).imported).toEqual([]);
+    expect(await claimLocksHeld()).toBe(0);
+    expect(db.pool.totalCount - db.pool.idleCount, 'connections still checked out').toBe(0);
+    // The stolen claim has no real holder: out of the way of the next tests' passes.
+    await db.pool.query(`UPDATE uploads SET status = 'superseded', claim_token = NULL, claim_lock = NULL WHERE id = $1`, [lost]);
   });
 
   it('an importer whose claim was taken back meanwhile rolls back instead of importing twice', async () => {

@@ -1,8 +1,8 @@
 /**
  * kill -9 of `rosterd serve` in the middle of an import (PRODUCT.md §5, issue 4): the import's
- * transaction dies with the process, so nothing of it is in the roster; its claim stays until it
- * expires (CLAIM_TTL_SECONDS), then another serve takes the upload back on a later tick and
- * imports it, exactly once.
+ * transaction dies with the process, so nothing of it is in the roster; so does the session that
+ * held its claim's lock, so another serve takes the upload back at its first tick, long before the
+ * claim expires (CLAIM_TTL_SECONDS, ten minutes here), and imports it, exactly once.
  */
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -20,7 +20,7 @@ const ROWS = 200_000;
 
 const fx = useServeFixture('crash');
 
-const start = () => fx.start({ CLAIM_TTL_SECONDS: '10' });
+const start = () => fx.start({ CLAIM_TTL_SECONDS: '600' });
 
 async function tenantUsers(): Promise<{ n: number; distinct: number }> {
   const { rows } = await fx.db.pool.query<{ n: number; distinct: number }>(
@@ -43,7 +43,7 @@ async function uploadRow(id: string) {
   return rows[0];
 }
 
-it('kill -9 during an import leaves nothing partial; after the claim expires another serve imports it once', async () => {
+it('kill -9 during an import leaves nothing partial; another serve takes the upload back at once, long before its claim expires, and imports it once', async () => {
   await createTenant(fx.db.pool, TENANT, { adminEmails: ['it@crash.example'], timezone: zoneWhereItIsNight() });
   const key = await makeClientKey(fx.tmp, 'ed25519');
   await addKey(fx.db.pool, TENANT, key.publicLine);
@@ -70,6 +70,7 @@ it('kill -9 during an import leaves nothing partial; after the claim expires ano
     'the import to write users',
   );
   const before = await uploadRow(id);
+  const killedAt = Date.now();
   await first.kill();
   expect(before?.status, 'the import finished before the kill: this run proves nothing; make the file larger').toBe('running');
   expect(first.exit?.signal).toBe('SIGKILL');
@@ -84,9 +85,15 @@ it('kill -9 during an import leaves nothing partial; after the claim expires ano
   const { rows: noReport } = await fx.db.pool.query(`SELECT 1 FROM outbox WHERE upload_id = $1`, [id]);
   expect(noReport).toHaveLength(0);
 
-  // Another serve: once the claim has expired (10 s), a tick takes it back and imports it.
+  // Another serve: its first tick finds the claim's lock free, takes the upload back and imports it.
   const second = await start();
-  await second.waitForLog((l) => l.msg === 'expired claim taken back' && l.uploadId === id, 60_000, 'the expired claim to be taken back');
+  const takenBack = await second.waitForLog(
+    (l) => l.event === 'import.claim_taken_back' && l.uploadId === id,
+    60_000,
+    'the dead importer’s claim to be taken back',
+  );
+  expect(takenBack).toMatchObject({ lapsed: 'holder_gone', claimedBy: `${os.hostname()}:${first.pid}`, attempts: 1, status: 'pending' });
+  expect(Date.now() - killedAt, 'taken back long before its claim would expire').toBeLessThan(300_000);
   const done = await waitFor(
     async () => {
       const r = await uploadRow(id);

@@ -301,7 +301,8 @@ describe('SIGTERM during an import', () => {
     expect(await userCount(subdomain)).toBe(0);
     expect(await reportsOf(id)).toBe(0);
 
-    // Like a crash: the claim (if still held) expires, and the next start imports the upload.
+    // Like a crash: the claim (if still held) is taken back at the next start's first tick (its
+    // lock went with the process), and the upload imported.
     const next = await start(30);
     const done = await waitForOutcome(subdomain, id, 90_000);
     expect(done).toMatchObject({ status: 'succeeded', claim_token: null, counts: expect.objectContaining({ created: 150 }) as unknown });

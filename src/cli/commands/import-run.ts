@@ -89,10 +89,13 @@ function describe(s: ProcessSummary, mail: CliDelivery, interrupted = false): st
   return lines.join('\n');
 }
 
-/** An import another process runs: by whom, and until when its claim lasts (a killed process keeps it until then). */
+/**
+ * An import another process runs: by whom, and until when its claim lasts. A killed process's claim
+ * was taken back by this run already; one whose host vanished keeps it until then.
+ */
 function describeRunning(r: ProcessSummary['running'][number]): string {
   const until = r.claimExpiresAt
-    ? `; its claim lasts until ${r.claimExpiresAt.toISOString()} (renewed while it runs; if that process was killed, ` +
+    ? `; its claim lasts until ${r.claimExpiresAt.toISOString()} (renewed while it runs; if that process's machine is gone, ` +
       'the upload is retried after then)'
     : '';
   return `an import is running: ${r.file} ${r.id}, claimed by ${r.claimedBy ?? 'an unknown process'}${until}`;
