@@ -95,7 +95,10 @@ const envSchema = z.object({
   SETTLE_SECONDS: int(0, 86_400).default(120),
   /** Failed attempts after which an upload is marked failed and reported. */
   IMPORT_MAX_ATTEMPTS: int(1, 100).default(3),
-  /** How long a claim on an upload lasts before another process may retry it (a crashed importer's claim expires). */
+  /**
+   * How long a claim on an upload lasts before another process may retry it. A killed importer's
+   * upload is taken back at once (claim-lock.ts); this is for one whose host vanished.
+   */
   CLAIM_TTL_SECONDS: int(10, 86_400).default(600),
   /** How long shutdown lets transfers and imports in flight finish before ending them. */
   SHUTDOWN_GRACE_SECONDS: int(0, 3_600).default(30),
