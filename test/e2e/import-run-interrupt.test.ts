@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rosterWriterPids, tenantUserCount } from '../support/db.js';
-import { runCli, startCli, type CliProcess } from '../support/cli.js';
+import { importHashing, runCli, startCli, type CliProcess } from '../support/cli.js';
 import { startTestSmtp } from '../support/smtp.js';
 import { writeLargeUsersCsv } from '../support/serve.js';
 import { waitFor } from '../support/wait.js';
@@ -43,20 +43,7 @@ async function upload(id: string) {
 const reports = async (id: string) =>
   (await f.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox WHERE upload_id = $1', [id])).rows[0]?.n;
 
-/** The CLI's import is hashing passwords: staged and planned, its transaction open. */
-async function hashing(run: CliProcess): Promise<void> {
-  await waitFor(
-    async () => {
-      if (run.child.exitCode !== null) throw new Error(`rosterd exited before hashing: ${JSON.stringify(run.output())}`);
-      const { rowCount } = await f.db.pool.query(
-        `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'FETCH % FROM import_passwords'`,
-      );
-      return (rowCount ?? 0) > 0;
-    },
-    30_000,
-    'the import to hash passwords',
-  );
-}
+const hashing = (run: CliProcess): Promise<void> => importHashing(f.db.pool, run);
 
 describe('Ctrl-C on import run --now', () => {
   it('rolls the import back and puts the upload back to pending, not counted: three Ctrl-Cs leave it importable', async () => {

@@ -8,7 +8,7 @@
 import os from 'node:os';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { CLAIM_LOCK_CLASS } from '../../src/schedule/claim-lock.js';
-import { runCli, startCli, type CliProcess } from '../support/cli.js';
+import { importHashing, runCli, startCli, type CliProcess } from '../support/cli.js';
 import { tenantUserCount } from '../support/db.js';
 import { waitFor } from '../support/wait.js';
 import { csv, importFixture, type ImportFixture } from './import-fixture.js';
@@ -49,20 +49,7 @@ async function claimLockHolders(): Promise<number[]> {
   return rows.map((r) => r.pid);
 }
 
-/** The CLI's import is hashing passwords: claimed, its transaction open. */
-async function hashing(run: CliProcess): Promise<void> {
-  await waitFor(
-    async () => {
-      if (run.child.exitCode !== null) throw new Error(`rosterd exited before hashing: ${JSON.stringify(run.output())}`);
-      const { rowCount } = await f.db.pool.query(
-        `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'FETCH % FROM import_passwords'`,
-      );
-      return (rowCount ?? 0) > 0;
-    },
-    30_000,
-    'the import to hash passwords',
-  );
-}
+const hashing = (run: CliProcess): Promise<void> => importHashing(f.db.pool, run);
 
 it('kill -9 of import run mid-import: the next run takes the upload back at once, long before its claim expires, and imports it once', async () => {
   await f.addTenant(TENANT);

@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type pg from 'pg';
+import { waitFor } from './wait.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
@@ -93,4 +95,22 @@ export function startCli(args: string[], env: Record<string, string | undefined>
   });
   child.stdin.end(stdin ?? '');
   return { child, output: () => ({ stdout, stderr }), result };
+}
+
+/**
+ * Resolves once the CLI process `run` is hashing passwords in its import (claimed, staged and
+ * planned, its transaction open): the moment to interrupt or kill it. Fails if it exits first.
+ */
+export async function importHashing(pool: pg.Pool, run: CliProcess): Promise<void> {
+  await waitFor(
+    async () => {
+      if (run.child.exitCode !== null) throw new Error(`rosterd exited before hashing: ${JSON.stringify(run.output())}`);
+      const { rowCount } = await pool.query(
+        `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'FETCH % FROM import_passwords'`,
+      );
+      return (rowCount ?? 0) > 0;
+    },
+    30_000,
+    'the import to hash passwords',
+  );
 }
