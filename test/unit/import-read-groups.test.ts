@@ -21,6 +21,13 @@ describe('groups.csv', () => {
     const { items } = await readGroupsText('username,owner,group\n="0012345",="0000777",="0042"\n');
     expect(items).toEqual([{ valid: true, line: 2, username: '0012345', owner: '0000777', group: '0042' }]);
   });
+  it('a group name is read as people read it: invisible characters dropped, no-break spaces made spaces', async () => {
+    const { items, summary } = await readGroupsText(
+      'username,group\njsmith,Chess\u200b Club\njdoe,\ufeffChess Club\u200b\nkim.l,Chess\u00a0Club\nann.b,Chess\u00adClub\n',
+    );
+    expect(summary.errorCount).toBe(0);
+    expect(items.map((i) => (i.valid ? i.group : null))).toEqual(['Chess Club', 'Chess Club', 'Chess Club', 'ChessClub']);
+  });
   it('username is required', async () => {
     const { items, summary } = await readGroupsText('username,owner,group\n,mteacher,Chess\n');
     expect(items).toEqual([{ valid: false, line: 2, username: null }]);

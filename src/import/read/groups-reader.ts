@@ -110,6 +110,17 @@ function neitherOwnerNorGroup(header: HeaderMatch<GroupColumn>): FileRejectedErr
 
 const capitalize = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
 
+/**
+ * A group name as people read it: the invisible characters that take no room dropped, no-break
+ * spaces made spaces. A group name is a label nobody types to sign in: "Chess Club" with a
+ * zero-width space pasted into it would be a second group that looks the same in every list.
+ */
+function groupName(raw: string): string {
+  return withoutInvisible(raw)
+    .replace(/[\u00a0\u202f]/g, ' ')
+    .trim();
+}
+
 function groupRowHandler(header: HeaderMatch<GroupColumn>, log: IssueLog): RowHandler<GroupRow> {
   const at = (fields: readonly string[], column: GroupColumn): string => {
     const i = header.index.get(column);
@@ -147,7 +158,7 @@ function groupRowHandler(header: HeaderMatch<GroupColumn>, log: IssueLog): RowHa
       const cells = {
         username: composed(at(fields, 'username').trim()),
         owner: composed(at(fields, 'owner').trim()),
-        group: composed(at(fields, 'group').trim()),
+        group: composed(groupName(at(fields, 'group'))),
       };
       const result = groupRow.safeParse(cells);
       if (!result.success) {
