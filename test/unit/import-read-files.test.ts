@@ -141,6 +141,23 @@ describe('header row', () => {
       },
     ]);
   });
+  it('an Active or Enrollment Status column is told the same; a Grade column is told to become the graduation year', async () => {
+    const { summary } = await readUsersText('username,Active,Enrollment_Status,Grade Level\njsmith,N,Withdrawn,9\n');
+    expect(summary.warnings.map((w) => [w.column, w.code, w.message.split(':')[0]])).toEqual([
+      ['Active', 'UNREAD_COLUMN', "Column 'Active' is not read on import (rosterd export users writes one; users.csv has none)"],
+      [
+        'Enrollment_Status',
+        'UNREAD_COLUMN',
+        "Column 'Enrollment_Status' is not read on import (rosterd export users writes one; users.csv has none)",
+      ],
+      ['Grade Level', 'UNREAD_COLUMN', "Column 'Grade Level' is not read"],
+    ]);
+    expect(summary.warnings[2]?.message).toBe(
+      "Column 'Grade Level' is not read: rosterd reads the graduation year (the year a student finishes grade 12), not the grade. " +
+        "Add a 'graduation year' column: the year the current school year ends, plus 12, minus the grade (for a 9th grader, that " +
+        'year plus 3).',
+    );
+  });
   it('a known column twice fails the file', async () => {
     const err = await rejection(readUsersText('username,Email,password,email address\njsmith,a@b.org,secret1,c@d.org\n'));
     expect(err.message).toBe(

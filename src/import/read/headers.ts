@@ -119,6 +119,13 @@ function editDistance(a: string, b: string, limit: number): number {
   return (rows[a.length] as number[])[b.length] as number;
 }
 
+const NOT_A_STATUS =
+  'is not read on import (rosterd export users writes one; users.csv has none): every user this file lists is active ' +
+  'after the import. To keep a user inactive, leave their row out.';
+const NOT_A_GRADE =
+  "is not read: rosterd reads the graduation year (the year a student finishes grade 12), not the grade. Add a 'graduation year' " +
+  'column: the year the current school year ends, plus 12, minus the grade (for a 9th grader, that year plus 3).';
+
 export const USERS_SPEC: ColumnSpec<UserColumn> = {
   file: 'users.csv',
   columns: USER_COLUMNS,
@@ -128,9 +135,15 @@ export const USERS_SPEC: ColumnSpec<UserColumn> = {
   unread: {
     // The column `rosterd export users` adds (PRODUCT.md §7), and many SIS exports have one
     // (Enrolled/Withdrawn); users.csv has none (§3), so a withdrawn student listed is active.
-    status:
-      'is not read on import (rosterd export users writes one; users.csv has none): every user this file lists is active ' +
-      'after the import. To keep a user inactive, leave their row out.',
+    status: NOT_A_STATUS,
+    // Other names SIS exports give the same thing (keys normalized: no spaces, _ or -).
+    active: NOT_A_STATUS,
+    enrollmentstatus: NOT_A_STATUS,
+    // Most SIS exports give the grade; users.csv has the graduation year, which stays right as
+    // years pass. Without this, "Grade" is only "not a known column" and nobody learns why.
+    grade: NOT_A_GRADE,
+    gradelevel: NOT_A_GRADE,
+    currentgrade: NOT_A_GRADE,
   },
   synonyms: synonyms<UserColumn>({
     username: [
