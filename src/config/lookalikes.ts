@@ -1,3 +1,4 @@
+import { editDistance } from '../edit-distance.js';
 import { CONFIG_VARIABLES, configDefaults } from './config.js';
 
 /**
@@ -135,26 +136,6 @@ function squeezed(name: string): string {
 
 const KNOWN = CONFIG_VARIABLES.map((name) => ({ name, canonical: canonical(words(name)), squeezed: squeezed(name) }));
 
-/**
- * Optimal string alignment distance: insertions, deletions, substitutions and swaps of two
- * neighbours (SFTPPOTR) each count one.
- */
-function distance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
-    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
-  );
-  const at = (i: number, j: number) => d[i]?.[j] ?? Infinity;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let best = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) best = Math.min(best, at(i - 2, j - 2) + 1);
-      (d[i] as number[])[j] = best;
-    }
-  }
-  return at(a.length, b.length);
-}
-
 /** One letter off in a short name, two in a long one: more would reach other programs' names. */
 const maxDistance = (known: string) => (known.length >= 10 ? 2 : 1);
 
@@ -177,8 +158,9 @@ function resemblance(name: string): Resemblance | undefined {
   const letters = squeezed(name);
   let closest: { name: string; distance: number } | undefined;
   for (const k of KNOWN) {
-    const d = distance(letters, k.squeezed);
-    if (d <= maxDistance(k.squeezed) && (closest === undefined || d < closest.distance)) closest = { name: k.name, distance: d };
+    const max = maxDistance(k.squeezed);
+    const d = editDistance(letters, k.squeezed, max);
+    if (d <= max && (closest === undefined || d < closest.distance)) closest = { name: k.name, distance: d };
   }
   return closest && { known: closest.name, as: 'spelling' };
 }

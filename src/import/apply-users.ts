@@ -227,8 +227,9 @@ async function applyStaged(
       [target.uploadId, MESSAGES.newWithoutPassword, room.warnings, 'NEW_USER_WITHOUT_PASSWORD' satisfies WarningCode],
     );
     unset = rows[0]?.total ?? 0;
+    room.warnings -= Math.min(room.warnings, unset);
   }
-  const stayInactive = summary.mode === 'delta' ? await warnUpdatesOfInactive(client, t, target, plan, room.warnings - unset) : 0;
+  const stayInactive = summary.mode === 'delta' ? await warnUpdatesOfInactive(client, t, target, plan, room.warnings) : 0;
   counts.warnings = summary.warningCount + sqlWarnings + unset + stayInactive;
 
   const hold = holdReason(counts.deactivated, active, target, options.dryRun);
@@ -673,7 +674,7 @@ async function warnUpdatesOfInactive(
      kept AS (INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, code)
               SELECT $2, 'warning', line, 'username', username, format($3, username), $5 FROM inactive ORDER BY line LIMIT $4)
      SELECT count(*)::int AS total FROM inactive`,
-    [target.tenantId, target.uploadId, MESSAGES.updateInactive, Math.max(0, room), 'UPDATE_INACTIVE' satisfies WarningCode],
+    [target.tenantId, target.uploadId, MESSAGES.updateInactive, room, 'UPDATE_INACTIVE' satisfies WarningCode],
   );
   return rows[0]?.total ?? 0;
 }

@@ -18,15 +18,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
+import { connectWith } from '../store/db.js';
 
 /** First key of every claim's lock: 'rocl'. Other first keys: execute.ts (the tenant's import), migrate.ts (one-key form). */
 export const CLAIM_LOCK_CLASS = 0x726f636c;
 
 /** Random second keys tried before giving up: each is found held with a chance of n in 2^32 (n claims running). */
 const KEY_TRIES = 8;
-
-/** Pooled connections tried (a failover leaves dead ones in the pool; see begin in store/db.ts). */
-const CONNECT_TRIES = 5;
 
 /** How long release() waits for the unlock before it closes the connection instead. */
 const UNLOCK_WAIT_MS = 5_000;
@@ -70,24 +68,13 @@ export class ClaimLock {
 
   /** Takes a free lock of the claims' class on a connection of its own. */
   static async take(pool: pg.Pool): Promise<ClaimLock> {
-    for (let attempt = 1; ; attempt++) {
-      const client = await pool.connect();
-      let key: number | undefined;
-      try {
-        key = await tryFreeKey(client);
-      } catch (err) {
-        // A failed statement took no lock worth keeping: the session goes with the connection.
-        client.release(true);
-        if (attempt >= CONNECT_TRIES) throw err;
-        await new Promise((resolve) => setImmediate(resolve));
-        continue;
-      }
-      if (key === undefined) {
-        client.release();
-        throw new ClaimLockUnavailableError(KEY_TRIES);
-      }
-      return new ClaimLock(client, key);
+    // A failed statement took no lock worth keeping: connectWith closes that session and tries another.
+    const { client, value: key } = await connectWith(pool, tryFreeKey);
+    if (key === undefined) {
+      client.release();
+      throw new ClaimLockUnavailableError(KEY_TRIES);
     }
+    return new ClaimLock(client, key);
   }
 
   /** Told once if the connection holding the lock closes while the claim lives (the claim may then be taken back). */

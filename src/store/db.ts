@@ -76,26 +76,34 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClie
   }
 }
 
-/** Tries at BEGIN before its error is the caller's (see begin). */
-const BEGIN_TRIES = 5;
+/** Pooled clients tried before the first statement's error is the caller's (see connectWith). */
+const CONNECT_TRIES = 5;
 
 /**
- * A client with a transaction begun. When Postgres drops every connection (a failover, a
- * restart), the pool learns of its idle clients' deaths only as their sockets are read, and the
- * first work after a failure (recording it) may well be handed one of them: about one time in
- * four here. A failed BEGIN did nothing, so another client is tried, once the event loop has had
- * a turn to let the pool drop the dead ones.
+ * A pooled client on which `first` (its first statement) worked, and what it returned. When
+ * Postgres drops every connection (a failover, a restart), the pool learns of its idle clients'
+ * deaths only as their sockets are read, and the first work after a failure (recording it) may
+ * well be handed one of them: about one time in four here. A failed first statement did nothing
+ * worth keeping, so the client is closed and another is tried, once the event loop has had a turn
+ * to let the pool drop the dead ones.
  */
-async function begin(pool: pg.Pool): Promise<pg.PoolClient> {
+export async function connectWith<T>(
+  pool: pg.Pool,
+  first: (client: pg.PoolClient) => Promise<T>,
+): Promise<{ client: pg.PoolClient; value: T }> {
   for (let attempt = 1; ; attempt++) {
     const client = await pool.connect();
     try {
-      await client.query('BEGIN');
-      return client;
+      return { client, value: await first(client) };
     } catch (err) {
       client.release(true);
-      if (attempt >= BEGIN_TRIES) throw err;
+      if (attempt >= CONNECT_TRIES) throw err;
       await new Promise((resolve) => setImmediate(resolve));
     }
   }
+}
+
+/** A client with a transaction begun (see connectWith). */
+async function begin(pool: pg.Pool): Promise<pg.PoolClient> {
+  return (await connectWith(pool, (client) => client.query('BEGIN'))).client;
 }

@@ -59,11 +59,12 @@ export async function readSchoolsFile(file: string): Promise<SchoolsFile> {
     throw new RosterdError('FILE_NOT_FOUND', `cannot read ${file}: ${describeFileError(err)}`, { cause: err });
   }
   // As users.csv is: UTF-16 (a PowerShell script's > or Out-File) read as such.
-  const utf16 = utf16Of(bytes.subarray(0, 1024));
+  const utf16 = utf16Of(bytes);
+  const decoded = utf16 === undefined ? undefined : iconv.decode(bytes, utf16);
   const bom = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf;
-  const body = utf16 !== undefined ? Buffer.from(iconv.decode(bytes, utf16), 'utf8') : bom ? bytes.subarray(3) : bytes;
+  const body = bom ? bytes.subarray(3) : bytes;
   try {
-    sniffHead(body.subarray(0, 512));
+    sniffHead((decoded === undefined ? body : Buffer.from(decoded.slice(0, 512), 'utf8')).subarray(0, 512));
   } catch (err) {
     if (!(err instanceof FileRejectedError)) throw err;
     // The reader's advice is for a district uploading over SFTP; the operator needs only what the file is.
@@ -77,7 +78,7 @@ export async function readSchoolsFile(file: string): Promise<SchoolsFile> {
   // An operator's spreadsheet saved as plain "CSV" is Windows-1252; read as UTF-8, every accented
   // school name would be stored with U+FFFD in it and match no users.csv row.
   const encoding = utf16 ?? (isUtf8(body) ? 'utf-8' : 'windows-1252');
-  const text = (encoding === 'windows-1252' ? iconv.decode(body, 'win1252') : body.toString('utf8')).normalize('NFC');
+  const text = (decoded ?? (encoding === 'windows-1252' ? iconv.decode(body, 'win1252') : body.toString('utf8'))).normalize('NFC');
   let records: { record: string[]; info: { lines: number } }[];
   try {
     // Read as users.csv is: a stray quote kept as written, and an Excel text formula (an NCES ID

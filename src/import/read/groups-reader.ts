@@ -9,7 +9,7 @@ import * as z from 'zod';
 import { FileRejectedError, type GroupRow } from '../types.js';
 import { MAX_FIELD_CHARS } from './csv-guard.js';
 import type { EncodingChoice } from './decode.js';
-import { GROUPS_SPEC, meantColumn, type GroupColumn, type HeaderMatch } from './headers.js';
+import { GROUPS_SPEC, type GroupColumn, type HeaderMatch } from './headers.js';
 import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult } from './summary.js';
 import { openFile, readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
 import { RepeatedLines } from './repeated-lines.js';
@@ -91,14 +91,10 @@ const groupRow = z
 
 /** A file that exports a class list as `username,teacher,class` is told which columns to rename, not only what is missing. */
 function neitherOwnerNorGroup(header: HeaderMatch<GroupColumn>): FileRejectedError {
-  const renames: string[] = [];
-  for (const written of header.names) {
-    const name = written.replace(/^\uFEFF/, '').trim();
-    const meant = name === '' ? undefined : meantColumn(name, GROUPS_SPEC);
-    if ((meant === 'owner' || meant === 'group') && !renames.some((r) => r.endsWith(`'${meant}'`))) {
-      renames.push(`if column '${name}' holds the ${meant}s, rename it '${meant}'`);
-    }
-  }
+  // The first candidate for each, in header order.
+  const renames = header.renames
+    .filter((r, k, all) => (r.column === 'owner' || r.column === 'group') && all.findIndex((o) => o.column === r.column) === k)
+    .map((r) => `if column '${r.name}' holds the ${r.column}s, rename it '${r.column}'`);
   const missing = 'The header row has neither an owner nor a group column; groups.csv needs at least one of them';
   return new FileRejectedError(
     renames.length === 0

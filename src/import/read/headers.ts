@@ -4,6 +4,7 @@
  */
 import type { CodedWarning } from '../types.js';
 import { FileRejectedError } from '../types.js';
+import { editDistance } from '../../edit-distance.js';
 import { checkSeparator } from './csv-guard.js';
 import { ZERO_WIDTH_CHARS } from './users-rules.js';
 
@@ -79,7 +80,7 @@ function unknownColumnWarning<C extends string>(
  * The column an unknown header name was probably meant to be: a synonym, or a misspelling (one
  * letter wrong, missing, extra or swapped; two in a long name) of a column or alias.
  */
-export function meantColumn<C extends string>(name: string, spec: ColumnSpec<C>): C | undefined {
+function meantColumn<C extends string>(name: string, spec: ColumnSpec<C>): C | undefined {
   const normal = normalizeHeaderName(name);
   const synonym = spec.synonyms[normal];
   if (synonym !== undefined) return synonym;
@@ -94,29 +95,6 @@ export function meantColumn<C extends string>(name: string, spec: ColumnSpec<C>)
     if (distance <= allowed && (best === undefined || distance < best.distance)) best = { column, distance };
   }
   return best?.column;
-}
-
-/** Optimal string alignment distance (a swap of two neighbours is one edit), or limit + 1 when above it. */
-function editDistance(a: string, b: string, limit: number): number {
-  if (Math.abs(a.length - b.length) > limit) return limit + 1;
-  const rows: number[][] = [];
-  for (let i = 0; i <= a.length; i++) {
-    const row: number[] = [i];
-    for (let j = 1; j <= b.length; j++) {
-      if (i === 0) {
-        row.push(j);
-        continue;
-      }
-      const up = rows[i - 1] as number[];
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let d = Math.min((up[j] as number) + 1, (row[j - 1] as number) + 1, (up[j - 1] as number) + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
-        d = Math.min(d, ((rows[i - 2] as number[])[j - 2] as number) + 1);
-      row.push(d);
-    }
-    rows.push(row);
-  }
-  return (rows[a.length] as number[])[b.length] as number;
 }
 
 const NOT_A_STATUS =
@@ -261,6 +239,8 @@ export interface HeaderMatch<C extends string> {
   warnings: CodedWarning[];
   /** the header's line in the file: 1, unless blank lines come first */
   line: number;
+  /** unknown columns that are probably a column the file lacks (a synonym or a misspelling), in header order */
+  renames: ReadonlyArray<{ name: string; column: C }>;
 }
 
 function lookupTable<C extends string>(spec: ColumnSpec<C>): Map<string, C> {
@@ -333,6 +313,10 @@ export function matchHeader<C extends string>(fields: readonly string[], spec: C
     return column === undefined || index.has(column) ? undefined : column;
   });
   const warnings = unknownColumnWarnings(unknown, spec, meant, line);
+  const renames = unknown.flatMap(({ name }, k) => {
+    const column = meant[k];
+    return column === undefined ? [] : [{ name, column }];
+  });
 
   // A first line naming no column is a row of data, unless most of its names are columns under
   // other names ("Login,Given Name,Surname"): then it is a header the message can quote.
@@ -347,7 +331,7 @@ export function matchHeader<C extends string>(fields: readonly string[], spec: C
   }
   for (const column of spec.required) {
     if (!index.has(column)) {
-      const candidate = unknown.find((_, k) => meant[k] === column);
+      const candidate = renames.find((r) => r.column === column);
       throw new FileRejectedError(
         `The header row has no ${column} column, which ${spec.file} requires. ` +
           (candidate
@@ -359,5 +343,5 @@ export function matchHeader<C extends string>(fields: readonly string[], spec: C
   }
   let namedWidth = fields.length;
   while (namedWidth > 0 && (fields[namedWidth - 1] ?? '').replace(/^\uFEFF/, '').trim() === '') namedWidth--;
-  return { index, width: fields.length, namedWidth, names: [...fields], warnings, line };
+  return { index, width: fields.length, namedWidth, names: [...fields], warnings, line, renames };
 }
