@@ -469,3 +469,146 @@ describe('requests sent together, as lftp sends them, are answered in order', ()
     }
   });
 });
+
+// --- PuTTY: psftp and pscp --------------------------------------------------------------------
+
+/**
+ * WinSCP, the Windows client districts use most, cannot run here; its SSH and SFTP core is
+ * PuTTY's, which can: psftp and pscp (Debian's putty-tools) log in with the same .ppk keys and
+ * send what that core sends, including `reput`, the resume WinSCP uses on its own .filepart.
+ */
+function hasPutty(): boolean {
+  try {
+    for (const cmd of ['psftp', 'pscp', 'puttygen']) execFileSync(cmd, ['-V'], { stdio: 'ignore', timeout: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const PUTTY = hasPutty();
+const PUTTY_TENANT = 'putty-usd';
+
+describe.skipIf(!PUTTY)(
+  `PuTTY psftp and pscp${PUTTY ? '' : ' (skipped: putty-tools is not installed; apt-get install putty-tools)'}`,
+  () => {
+    const ppk = {} as Record<ClientKeyType | 'stranger', { key: ClientKey; path: string }>;
+
+    /** The ed25519 host key's fingerprint, as `rosterd host-key` prints it: PuTTY pins it with -hostkey. */
+    const hostKey = () => {
+      const ed = srv.server.hostKeys.find((k) => k.type === 'ssh-ed25519');
+      expect(ed, 'an ed25519 host key').toBeDefined();
+      return ed?.fingerprint as string;
+    };
+
+    const common = (which: ClientKeyType | 'stranger') => ['-batch', '-P', String(srv.port), '-i', ppk[which].path, '-hostkey', hostKey()];
+
+    /** psftp running a batch script; it stops at the first command that fails. */
+    async function psftp(which: ClientKeyType | 'stranger', commands: string[]): Promise<RunResult> {
+      const script = path.join(tmp, `psftp-${commands.length}-${Date.now()}.txt`);
+      await fs.writeFile(script, commands.join('\n') + '\n');
+      return run('psftp', [...common(which), '-b', script, `${PUTTY_TENANT}@127.0.0.1`], { timeoutMs: 30_000 });
+    }
+
+    const pscp = (which: ClientKeyType, from: string, to: string) => run('pscp', [...common(which), from, to], { timeoutMs: 30_000 });
+    const remote = (p: string) => `${PUTTY_TENANT}@127.0.0.1:${p}`;
+
+    beforeAll(async () => {
+      await createTenant(db.pool, PUTTY_TENANT, { adminEmails: ['it@putty.example'] });
+      for (const which of [...KEY_TYPES, 'stranger'] as const) {
+        const key = await makeClientKey(tmp, which === 'stranger' ? 'ed25519' : which, `putty_${which}`);
+        const ppkPath = `${key.privatePath}.ppk`;
+        const made = await run('puttygen', [key.privatePath, '-O', 'private', '-o', ppkPath]);
+        expect(made.code, made.stderr).toBe(0);
+        ppk[which] = { key, path: ppkPath };
+        if (which !== 'stranger') await addKey(db.pool, PUTTY_TENANT, key.publicLine);
+      }
+    });
+
+    it.each(KEY_TYPES)(
+      'psftp logs in with an %s key against the pinned host key fingerprint, puts users.csv, lists it, gets it back byte-identical',
+      async (type) => {
+        const { file, content } = await usersCsv(`pt${type}`);
+        const back = path.join(tmp, `pt-${type}.back`);
+        const before = (await uploads(PUTTY_TENANT)).length;
+        const r = await psftp(type, [`put ${file} users.csv`, 'ls', `get users.csv ${back}`]);
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stdout).toMatch(new RegExp(`^-r-------- +1 ${PUTTY_TENANT} +${PUTTY_TENANT} +${content.length} .* users\\.csv$`, 'm'));
+        expect(sha256(await fs.readFile(back))).toBe(sha256(content));
+        await expectReceived(PUTTY_TENANT, before, content, ppk[type].key);
+      },
+    );
+
+    it("WinSCP's way: a .filepart, continued by reput after a break, renamed onto users.csv: the whole file received once", async () => {
+      const full = await usersCsv('ptresume', 4000);
+      const headFile = path.join(tmp, 'pt-resume-head.csv');
+      await fs.writeFile(headFile, full.content.subarray(0, 60_000));
+      const before = (await uploads(PUTTY_TENANT)).length;
+      let r = await psftp('ed25519', [`put ${headFile} users.csv.filepart`]);
+      expect(r.code, r.stderr).toBe(0);
+      expect((await uploads(PUTTY_TENANT)).length, 'a temporary name is not received').toBe(before);
+      r = await psftp('ed25519', [`reput ${full.file} users.csv.filepart`, 'mv users.csv.filepart users.csv', 'ls']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/reput: restarting at file position 60000/);
+      expect(r.stdout, 'ls shows no .filepart').not.toMatch(/^-.* users\.csv\.filepart$/m);
+      await expectReceived(PUTTY_TENANT, before, full.content, ppk.ed25519.key);
+    });
+
+    it('reput onto the received users.csv fails, and neither the file nor the queue changes', async () => {
+      const first = await usersCsv('ptkeep', 10);
+      let r = await psftp('ecdsa', [`put ${first.file} users.csv`]);
+      expect(r.code, r.stderr).toBe(0);
+      const longer = Buffer.concat([first.content, Buffer.from('ptkeep-extra1,Secret-x!,x@district.example,X,Y\r\n')]);
+      const longerFile = path.join(tmp, 'pt-keep-longer.csv');
+      await fs.writeFile(longerFile, longer);
+      const before = await uploads(PUTTY_TENANT);
+      r = await psftp('ecdsa', [`reput ${longerFile} users.csv`]);
+      expect(r.code).not.toBe(0);
+      expect(r.stdout + r.stderr).toMatch(/error while closing: failure/);
+      expect(await uploads(PUTTY_TENANT)).toEqual(before);
+      expect(await fs.readFile(path.join(dataDir, 'sftp', PUTTY_TENANT, 'users.csv'))).toEqual(first.content);
+      // PuTTY shows only the status code; WinSCP shows the message, and the log keeps it.
+      expect(srv.logs).toContainEqual(
+        expect.objectContaining({
+          tenant: PUTTY_TENANT,
+          reason: expect.stringMatching(/^this would keep part of the previous file/) as unknown,
+        }),
+      );
+    });
+
+    it('pscp copies users.csv up and down byte-identical; a path out of the jail is refused and nothing is received', async () => {
+      const { file, content } = await usersCsv('ptscp');
+      const back = path.join(tmp, 'pt-scp.back');
+      const before = (await uploads(PUTTY_TENANT)).length;
+      let r = await pscp('rsa', file, remote('users.csv'));
+      expect(r.code, r.stderr).toBe(0);
+      const received = await expectReceived(PUTTY_TENANT, before, content, ppk.rsa.key);
+      r = await pscp('rsa', remote('users.csv'), back);
+      expect(r.code, r.stderr).toBe(0);
+      expect(sha256(await fs.readFile(back))).toBe(sha256(content));
+
+      for (const escape of ['/../users.csv', '../paramiko-usd/users.csv', '/etc/passwd']) {
+        r = await pscp('rsa', file, remote(escape));
+        expect(r.code, escape).not.toBe(0);
+        expect(r.stderr, escape).toMatch(/unable to open .*: permission denied/);
+      }
+      expect((await uploads(PUTTY_TENANT))[0]).toEqual(received);
+      expect((await uploads(PUTTY_TENANT)).length).toBe(before + 1);
+    });
+
+    it('an unregistered key: refused with publickey as the only method, so batch mode never reaches a password prompt', async () => {
+      const r = await psftp('stranger', ['ls']);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/Server refused our key/);
+      expect(r.stderr).toMatch(/No supported authentication methods available \(server sent: publickey\)/);
+      expect(srv.logs).toContainEqual(
+        expect.objectContaining({
+          event: 'login.refused',
+          username: PUTTY_TENANT,
+          fingerprint: fingerprint(ppk.stranger.key),
+          reason: 'key-not-registered',
+        }),
+      );
+    });
+  },
+);
