@@ -8,13 +8,14 @@ import { loadConfig, type Config } from '../config/config.js';
 import { findLookalikes } from '../config/lookalikes.js';
 import { toError } from '../errors.js';
 import { outboxDir } from '../report/mailer.js';
-import { isValidZone } from '../schedule/window.js';
+import { firstTickInWindow, LOOKAHEAD_NIGHTS, withNextTick } from '../schedule/next-tick.js';
+import { isValidZone, windowFromParts } from '../schedule/window.js';
 import { hostKeysDir } from '../sftp/host-keys.js';
 import { parsePublicKey } from '../sftp/public-key.js';
 import { openDatabase } from '../store/connect.js';
 import { describeClockSkew, isClockSkewed, measureClockSkew } from '../store/clock-skew.js';
 import { loadMigrations, pendingMigrations } from '../store/migrate.js';
-import { US_ZONE_EXAMPLES, zoneAbbreviation } from '../store/tenants.js';
+import { listTenants, US_ZONE_EXAMPLES, zoneAbbreviation } from '../store/tenants.js';
 import { systemClock, type Clock, type Logger } from '../types.js';
 import { unrecordedCopies } from './retention.js';
 import { withTimeout } from './timeout.js';
@@ -69,6 +70,7 @@ const skipAfterDatabase = (why: string): DoctorCheck[] => [
   skip('usernames', why),
   skip('clock', why),
   skip('time zones', why),
+  skip('schedule', why),
   skip('received files', why),
 ];
 
@@ -318,6 +320,7 @@ async function checkDatabase(
     );
     checks.push(await checkClock(pool, timeoutMs, clock));
     checks.push(await checkTenantZones(pool, timeoutMs));
+    checks.push(await checkSchedule(pool, timeoutMs, config.SCHEDULE_CRON, clock));
     checks.push(
       migrations.status === 'fail'
         ? skip('received files', 'the migrations are not applied')
@@ -498,6 +501,39 @@ async function checkTenantZones(pool: pg.Pool, timeoutMs: number): Promise<Docto
     );
   } catch (err) {
     return warn(name, `cannot read the tenants' time zones: ${describeError(err)}`, 'check that the database answers');
+  }
+}
+
+/**
+ * A SCHEDULE_CRON that fires only while a tenant's window is shut (say "0 12 * * *" for a
+ * district on the default night window) imports nothing for it, night after night, and nothing
+ * else says why.
+ */
+async function checkSchedule(pool: pg.Pool, timeoutMs: number, expression: string, clock: Clock): Promise<DoctorCheck> {
+  const name = 'schedule';
+  try {
+    const tenants = (await withTimeout(listTenants(pool), timeoutMs, 'the schedule check')).filter(
+      (t) => t.status === 'active' && isValidZone(t.timezone),
+    );
+    const now = clock.now();
+    const never = await withNextTick(expression, (next) =>
+      tenants.filter((t) => firstTickInWindow(next, windowFromParts(t.windowStart, t.windowEnd), t.timezone, now) === null),
+    );
+    if (never.length > 0) {
+      const list = never.map((t) => `${t.subdomain} (${t.window} ${t.timezone})`).join(', ');
+      return fail(
+        name,
+        `SCHEDULE_CRON "${expression}" does not fire while the import window of ${list} is open, in the next ${LOOKAHEAD_NIGHTS} nights: ${never.length === 1 ? 'its' : 'their'} uploads are not imported`,
+        'set SCHEDULE_CRON to fire during the night, such as the default "*/5 * * * *" (the server\'s own time zone), or change the window: rosterd tenant update SUBDOMAIN --window HH:MM-HH:MM',
+      );
+    }
+    const each =
+      tenants.length === 0
+        ? 'no active tenants yet'
+        : `fires inside the window of ${tenants.length === 1 ? 'the active tenant' : `each of the ${tenants.length} active tenants`}`;
+    return ok(name, `SCHEDULE_CRON "${expression}": ${each}`);
+  } catch (err) {
+    return warn(name, `cannot check the schedule against the tenants' windows: ${describeError(err)}`, 'check that the database answers');
   }
 }
 

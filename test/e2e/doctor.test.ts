@@ -62,6 +62,7 @@ describe('rosterd doctor', () => {
       'usernames',
       'clock',
       'time zones',
+      'schedule',
       'received files',
       'mail',
     ]);
@@ -194,6 +195,34 @@ describe('rosterd doctor', () => {
     }
   });
 
+  it('fails when SCHEDULE_CRON fires only while a tenant window is shut, naming the tenant', async () => {
+    const { rows } = await db.pool.query<{ id: number }>(
+      `INSERT INTO tenants (subdomain, name, admin_emails, timezone) VALUES ('sched-night', 'Night', '{it@night.example}', 'America/Chicago')
+       RETURNING id`,
+    );
+    try {
+      // node-cron reads the expression in the server's zone (TZ): noon in Chicago is outside 18:00-06:00.
+      const env = { DATABASE_URL: db.url, DATA_DIR: tempDir(), SMTP_URL: smtp.url, TZ: 'America/Chicago' };
+      const noon = await doctor({ ...env, SCHEDULE_CRON: '0 12 * * *' });
+      expect(noon.code, noon.text).toBe(1);
+      expect(noon.check('schedule')).toMatchObject({
+        status: 'fail',
+        detail:
+          'SCHEDULE_CRON "0 12 * * *" does not fire while the import window of sched-night (18:00-06:00 America/Chicago) is open, ' +
+          'in the next 14 nights: its uploads are not imported',
+        fix: expect.stringMatching(/^set SCHEDULE_CRON to fire during the night/) as unknown,
+      });
+      const late = await doctor({ ...env, SCHEDULE_CRON: '0 23 * * *' });
+      expect(late.check('schedule')).toEqual({
+        name: 'schedule',
+        status: 'ok',
+        detail: 'SCHEDULE_CRON "0 23 * * *": fires inside the window of the active tenant',
+      });
+    } finally {
+      await db.pool.query('DELETE FROM tenants WHERE id = ANY($1)', [rows.map((r) => r.id)]);
+    }
+  });
+
   it('warns about received files with no import record (a database restored from an older backup), naming the districts', async () => {
     const dataDir = tempDir();
     const copy = (tenant: string, name: string, ageMs: number) => {
@@ -245,7 +274,7 @@ describe('rosterd doctor', () => {
     const dataDir = path.join(tempDir(), 'not-yet');
     const r = await doctor({ DATABASE_URL: undefined, DATA_DIR: dataDir });
     expect(r.check('data directory')).toMatchObject({ status: 'warn', detail: expect.stringMatching(/does not exist yet/) as unknown });
-    for (const name of ['database', 'migrations', 'reports', 'usernames', 'clock', 'time zones', 'received files']) {
+    for (const name of ['database', 'migrations', 'reports', 'usernames', 'clock', 'time zones', 'schedule', 'received files']) {
       expect(r.check(name)).toMatchObject({
         status: 'skip',
         detail: expect.stringMatching(/embedded Postgres lives in DATA_DIR/) as unknown,

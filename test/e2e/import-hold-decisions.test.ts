@@ -11,6 +11,7 @@ import { getImportRecord, type ImportRecord } from '../../src/import/records.js'
 import { approveImport } from '../../src/import/run-import.js';
 import { enqueueImportReport } from '../../src/report/import-report.js';
 import { validateFile } from '../../src/import/validate.js';
+import { withNextTick } from '../../src/schedule/next-tick.js';
 import { withOperatorView } from '../../src/schedule/operator-view.js';
 import { processPending } from '../../src/schedule/process.js';
 import { csv, importFixture, names, receivedAsSaid, users, type ImportFixture } from './import-fixture.js';
@@ -231,7 +232,10 @@ it('a groups.csv waits while the users.csv pushed with it is held, and is import
   const heldId = night.imported[0]!.id;
   expect(night.onHold).toEqual([{ tenant: 'groups-wait', pending: 1, heldId }]);
   expect((await getImportRecord(f.db.pool, groups))?.status).toBe('pending');
-  const [view] = await withOperatorView(f.db.pool, [(await getImportRecord(f.db.pool, groups))!], new Date());
+  const record = (await getImportRecord(f.db.pool, groups))!;
+  const [view] = await withNextTick('*/5 * * * *', (nextTick) =>
+    withOperatorView(f.db.pool, [record], new Date(), { nextTick, settleMs: 0 }),
+  );
   expect(view?.schedule).toMatchObject({
     nextRunAt: null,
     note: `waiting until the held users.csv is decided: "rosterd import approve ${heldId}" or "rosterd import reject ${heldId}"`,

@@ -7,6 +7,7 @@ import { approveImport, rejectImport, type OnOutcome } from '../../import/run-im
 import { deliverDue, type DeliveryResult } from '../../report/delivery.js';
 import { createMailer } from '../../report/mailer.js';
 import { enqueueImportReport } from '../../report/import-report.js';
+import { withNextTick } from '../../schedule/next-tick.js';
 import { withOperatorView, type ImportView } from '../../schedule/operator-view.js';
 import { getTenant } from '../../store/tenants.js';
 import { systemClock } from '../../types.js';
@@ -88,6 +89,13 @@ export function describeDelivery(mail: CliDelivery): string | null {
   return `reports: ${mail.sent} sent${mail.failed ? `, ${mail.failed} not sent (retried later)` : ''}`;
 }
 
+/** Import records with when the scheduler of `rosterd serve`, on this configuration, takes them. */
+function operatorView(ctx: CliContext, records: ImportRecord[]): Promise<ImportView[]> {
+  return withNextTick(ctx.config.SCHEDULE_CRON, (nextTick) =>
+    withOperatorView(ctx.pool, records, systemClock.now(), { nextTick, settleMs: ctx.config.SETTLE_SECONDS * 1000 }),
+  );
+}
+
 /** `import list | show | approve | reject`; returns the `import` command so `import run` can join it. */
 export function registerImportCommands(program: Command): Command {
   const imp = program.command('import').description('imports: list, show, approve or reject held ones');
@@ -100,14 +108,11 @@ export function registerImportCommands(program: Command): Command {
       .option('--limit <n>', 'at most this many (default 50)'),
     async (ctx, _args, opts) => {
       if (typeof opts.tenant === 'string') await getTenant(ctx.pool, opts.tenant);
-      const records = await withOperatorView(
-        ctx.pool,
-        await listImportRecords(ctx.pool, {
-          ...(typeof opts.tenant === 'string' ? { tenant: opts.tenant } : {}),
-          limit: intOption(opts.limit, '--limit', 1) ?? 50,
-        }),
-        systemClock.now(),
-      );
+      const found = await listImportRecords(ctx.pool, {
+        ...(typeof opts.tenant === 'string' ? { tenant: opts.tenant } : {}),
+        limit: intOption(opts.limit, '--limit', 1) ?? 50,
+      });
+      const records = await operatorView(ctx, found);
       return {
         json: records.map(recordJson),
         text: records.length === 0 ? 'no imports yet' : listTable(records),
@@ -118,7 +123,7 @@ export function registerImportCommands(program: Command): Command {
   leaf(imp.command('show <id>').description('one import: counts, errors and warnings'), async (ctx, [id]) => {
     const found = await getImportRecord(ctx.pool, id ?? '');
     if (!found) throw new RosterdError('IMPORT_NOT_FOUND', `no import has the ID "${id}"; "rosterd import list" shows them`);
-    const [record] = await withOperatorView(ctx.pool, [found], systemClock.now());
+    const [record] = await operatorView(ctx, [found]);
     return { json: recordJson(record ?? found), text: describeRecord(record ?? found) };
   });
 
