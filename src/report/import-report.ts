@@ -7,7 +7,7 @@ import type { ImportRecord } from '../import/records.js';
 import type { UploadStatus } from '../types.js';
 import { enqueueReport } from './outbox.js';
 import { renderReport } from './render.js';
-import type { DeactivationCandidate, ReportTenant } from './types.js';
+import type { DeactivationCandidate, ReplacedUpload, ReportTenant } from './types.js';
 
 /** Outcomes the administrators hear about (PRODUCT.md §6). */
 export function isReportable(status: UploadStatus): boolean {
@@ -26,10 +26,10 @@ export async function enqueueImportReport(
   if (!isReportable(record.status)) return null;
   const tenant = await loadReportTenant(client, record.tenant);
   const wouldDeactivate = record.status === 'held' ? await loadHeldDeactivations(client, record.id) : undefined;
-  const replacesHeld = record.file === 'users.csv' ? await loadReplacedHolds(client, record.id) : undefined;
+  const replaced = await loadReplaced(client, record.id);
   const waitingGroups =
     record.status === 'held' && record.file === 'users.csv' ? await loadWaitingGroups(client, record.tenant) : undefined;
-  const message = renderReport({ import: record, tenant, from: opts.from, wouldDeactivate, replacesHeld, waitingGroups });
+  const message = renderReport({ import: record, tenant, from: opts.from, wouldDeactivate, replaced, waitingGroups });
   return enqueueReport(client, message, { uploadId: record.id, now: opts.now });
 }
 
@@ -60,15 +60,17 @@ async function loadHeldDeactivations(client: pg.PoolClient, uploadId: string): P
   return rows.map((r) => ({ username: r.username, email: r.email, firstName: r.first_name, lastName: r.last_name, sisId: r.sis_id }));
 }
 
-/** Held users.csv uploads this one superseded (held ones keep their would-deactivate list). */
-async function loadReplacedHolds(client: pg.PoolClient, uploadId: string): Promise<Array<{ id: string; receivedAt: Date }>> {
-  const { rows } = await client.query<{ id: string; received_at: Date }>(
-    `SELECT u.id, u.received_at FROM uploads u
-      WHERE u.superseded_by = $1 AND EXISTS (SELECT 1 FROM import_hold_deactivations h WHERE h.upload_id = u.id)
+/** The uploads this one superseded; held ones keep their would-deactivate list. */
+async function loadReplaced(client: pg.PoolClient, uploadId: string): Promise<ReplacedUpload[]> {
+  const { rows } = await client.query<{ id: string; received_at: Date; bytes: string; sha256: string; was_held: boolean }>(
+    `SELECT u.id, u.received_at, u.bytes, u.sha256,
+            EXISTS (SELECT 1 FROM import_hold_deactivations h WHERE h.upload_id = u.id) AS was_held
+       FROM uploads u
+      WHERE u.superseded_by = $1
       ORDER BY u.arrival`,
     [uploadId],
   );
-  return rows.map((r) => ({ id: r.id, receivedAt: r.received_at }));
+  return rows.map((r) => ({ id: r.id, receivedAt: r.received_at, bytes: Number(r.bytes), sha256: r.sha256, wasHeld: r.was_held }));
 }
 
 /** The tenant's pending groups.csv uploads: the scheduler keeps them until the held users.csv is decided. */

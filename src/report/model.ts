@@ -163,12 +163,8 @@ export function buildModel(input: ReportInput, attached: AttachedRows = {}): Rep
     ]);
   }
   if (record.durationMs !== undefined && record.durationMs !== null) facts.push(['Duration', formatDuration(record.durationMs)]);
-  for (const held of input.replacesHeld ?? []) {
-    facts.push([
-      'Replaces',
-      `the held import ${held.id} received ${formatInstant(held.receivedAt, tenant.timezone)}: it needs no decision any more`,
-    ]);
-  }
+  const replaced = replacedFacts(input);
+  facts.push(...replaced.facts);
 
   const applied = !['held', 'rejected', 'validated'].includes(record.status);
   return {
@@ -179,11 +175,51 @@ export function buildModel(input: ReportInput, attached: AttachedRows = {}): Rep
     counts: words.countLabels(applied).map(([key, label]) => [label, key === 'errors' ? totalErrors : counts[key]]),
     errors: errorsInBody(record.errors, totalErrors, errorsAttachment, attached.errors),
     warnings: warnings.list,
-    next: outcome.next,
+    next: replaced.advice === null ? outcome.next : [...outcome.next.filter((n) => n !== NOTHING_TO_DO), replaced.advice],
     errorsAttachment,
     warningsAttachment: warnings.attachment,
     deactivateAttachment,
   };
+}
+
+const NOTHING_TO_DO = 'Nothing to do.';
+
+/** Replaced uploads listed one by one; more are counted. */
+const REPLACED_LISTED = 5;
+
+/**
+ * The earlier uploads this one replaced. A pending one was never imported, and this report is the
+ * only word of it, so it is named; if its content differed, the district is told to send what it
+ * held again: a delta's changes, or the staff sent apart from the students, are not in this file.
+ */
+function replacedFacts(input: ReportInput): { facts: Array<[string, string]>; advice: string | null } {
+  const { import: record, tenant } = input;
+  const all = input.replaced ?? [];
+  const facts: Array<[string, string]> = all
+    .filter((r) => r.wasHeld)
+    .map((held) => [
+      'Replaces',
+      `the held import ${held.id} received ${formatInstant(held.receivedAt, tenant.timezone)}: it needs no decision any more`,
+    ]);
+  const pending = all.filter((r) => !r.wasHeld);
+  for (const r of pending.slice(-REPLACED_LISTED).reverse()) {
+    const same = r.sha256 === record.sha256 ? ', the same content as this one' : '';
+    facts.push([
+      'Replaces',
+      `${record.file} received ${formatInstant(r.receivedAt, tenant.timezone)} (${formatBytes(r.bytes)}${same}): not imported`,
+    ]);
+  }
+  if (pending.length > REPLACED_LISTED) facts.push(['Replaces', `${pending.length - REPLACED_LISTED} earlier ones, not imported`]);
+  const differing = pending.filter((r) => r.sha256 !== record.sha256).length;
+  const one = differing === 1;
+  const advice =
+    differing === 0
+      ? null
+      : `This ${record.file} replaced ${one ? 'an earlier one' : `${differing} earlier ones`} that arrived before the import ran; ` +
+        `${one ? 'it was' : 'they were'} not imported, as only the newest ${record.file} waiting is. If ${one ? 'it' : 'they'} held ` +
+        `anything this one does not (people sent in a separate file, or the changes of a file with an action column), upload ` +
+        `${one ? 'it' : 'them'} again combined with this one into one file.`;
+  return { facts, advice };
 }
 
 function countsTitle(status: ReportImport['status']): string {
@@ -293,7 +329,7 @@ function describeOutcome(input: ReportInput, words: Vocabulary, files: Attachmen
       return {
         subject: `${file} imported — ${changes}`,
         headline: `${file} was imported: ${changes}.${approval}`,
-        next: advice.length > 0 ? advice : ['Nothing to do.'],
+        next: advice.length > 0 ? advice : [NOTHING_TO_DO],
       };
     case 'completed_with_errors':
       return {
@@ -342,7 +378,7 @@ function describeOutcome(input: ReportInput, words: Vocabulary, files: Attachmen
       return {
         subject: `${file} superseded — not imported`,
         headline: `${file} was not imported because a newer ${file} arrived before it was imported; the newer one is imported instead.`,
-        next: ['Nothing to do.'],
+        next: [NOTHING_TO_DO],
       };
     case 'pending':
     case 'running':

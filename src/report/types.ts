@@ -52,6 +52,15 @@ export interface DeactivationCandidate {
   sisId?: string | null | undefined;
 }
 
+export interface ReplacedUpload {
+  id: string;
+  receivedAt: Date;
+  bytes: number;
+  sha256: string;
+  /** held (its report asked for approval), rather than pending */
+  wasHeld: boolean;
+}
+
 export interface ReportInput {
   import: ReportImport;
   tenant: ReportTenant;
@@ -59,8 +68,11 @@ export interface ReportInput {
   from: string;
   /** for a held import: the users it would deactivate */
   wouldDeactivate?: readonly DeactivationCandidate[] | undefined;
-  /** held imports this one replaced (superseded): their report asked for a decision that is no longer needed */
-  replacesHeld?: ReadonlyArray<{ id: string; receivedAt: Date }> | undefined;
+  /**
+   * Earlier uploads of the same file that this one replaced (superseded), oldest first: pending
+   * ones were never imported, and held ones asked for a decision that is no longer needed
+   */
+  replaced?: readonly ReplacedUpload[] | undefined;
   /** a held users.csv's report: the groups.csv uploads that wait for its approval or rejection */
   waitingGroups?: ReadonlyArray<{ id: string; receivedAt: Date }> | undefined;
 }

@@ -239,7 +239,7 @@ describe('settling and order', () => {
   it('of several pending users.csv the newest is imported and the older ones superseded', async () => {
     const t = await tenant('America/Chicago');
     const a = await receive(t, users('old00001'), '2026-11-24T15:00:00Z');
-    const b = await receive(t, users('mid00001'), '2026-11-24T16:00:00Z');
+    const b = await receive(t, users('new00001'), '2026-11-24T16:00:00Z'); // the SIS sent tonight's file twice
     const c = await receive(t, users('new00001'), '2026-11-24T17:00:00Z');
     current = new Date('2026-11-25T00:00:00Z');
     const run = await processPending(ctx(), { tenant: t });
@@ -249,6 +249,22 @@ describe('settling and order', () => {
     expect(await upload(b)).toMatchObject({ status: 'superseded', superseded_by: c });
     expect(await activeUsers(t)).toEqual(['new00001']);
     expect(await outboxFor(a)).toEqual([]); // not an import: no report
+    // The report of the import names them, newest first, and says what to do about the one that differs.
+    const { rows } = await db.pool.query<{ text: string }>(`SELECT message->>'text' AS text FROM outbox WHERE upload_id = $1`, [c]);
+    const text = rows[0]?.text ?? '';
+    expect(text).toMatch(
+      /Replaces: +users\.csv received Tuesday, November 24, 2026, 10:00:00 AM CST \(America\/Chicago\) \(\d+ bytes, the same content as this one\): not imported\n/,
+    );
+    expect(text).toMatch(
+      /Replaces: +users\.csv received Tuesday, November 24, 2026, 9:00:00 AM CST \(America\/Chicago\) \(\d+ bytes\): not imported\n/,
+    );
+    expect(text.indexOf('10:00:00 AM CST')).toBeLessThan(text.indexOf('9:00:00 AM CST'));
+    expect(text.replace(/\s+/g, ' ')).toContain(
+      'This users.csv replaced an earlier one that arrived before the import ran; it was not imported, as only the newest users.csv waiting is. ' +
+        'If it held anything this one does not (people sent in a separate file, or the changes of a file with an action column), ' +
+        'upload it again combined with this one into one file.',
+    );
+    expect(text).not.toContain('Nothing to do.');
   });
 
   it('newest is the upload the database recorded last, even when a replica with a slow clock received it', async () => {
