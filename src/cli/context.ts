@@ -128,7 +128,13 @@ export function cliLogLevel(env: NodeJS.ProcessEnv = process.env): string {
   return level !== undefined && (LOG_LEVELS as readonly string[]).includes(level) ? level : 'warn';
 }
 
+/** The reader of stdout went away (`| head`): nothing more can be said there, and nothing went wrong. */
+export function isClosedPipe(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === 'EPIPE';
+}
+
 export function reportError(caught: unknown, json: boolean): void {
+  if (isClosedPipe(caught)) return;
   const err = toError(caught);
   const rosterd = err instanceof RosterdError ? err : undefined;
   const code = rosterd?.code ?? 'INTERNAL';

@@ -15,7 +15,7 @@ import { registerTenantCommands } from './commands/tenant.js';
 import { registerValidateCommand } from './commands/validate.js';
 import { packageRoot } from '../store/paths.js';
 import { RosterdError } from '../errors.js';
-import { reportError } from './context.js';
+import { isClosedPipe, reportError } from './context.js';
 
 /** `json`: the command line asks for --json, so commander's own errors must not go out as text. */
 export function buildProgram(options: { json?: boolean } = {}): Command {
@@ -88,5 +88,12 @@ function commanderMessage(err: CommanderError, program: Command, words: string[]
   }
   return `${err.message.replace(/^error: /, '').replace(/\.$/, '')}; ${usage} shows the usage`;
 }
+
+// A reader that stops early (`rosterd export users | head`) closes the pipe. Like other command-line
+// tools, rosterd then stops writing without a word instead of dying of an unhandled EPIPE; the
+// command still ends normally, so its database connections close.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (!isClosedPipe(err) && err.code !== 'ERR_STREAM_DESTROYED') throw err;
+});
 
 await main(process.argv);

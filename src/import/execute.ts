@@ -18,7 +18,7 @@ import { isImportId } from './records.js';
 import { readGroupsFile } from './read/groups-reader.js';
 import { lastUsersRows } from './rejected-rows.js';
 import { readUsersFile } from './read/users-reader.js';
-import type { ImportCounts, ImportMode } from './types.js';
+import { isGroupsFile, type ImportCounts, type ImportMode } from './types.js';
 
 /** What the engine needs; `hasher` is optional (one is made per import when absent). */
 export interface ImportContext {
@@ -144,10 +144,6 @@ export async function executeImport(
         ? 'completed_with_errors'
         : 'succeeded';
   return { status, mode: result.mode, encoding: result.encoding, counts: result.counts, message: result.message };
-}
-
-export function isGroupsFile(fileName: string): boolean {
-  return /^groups/i.test(fileName);
 }
 
 /**

@@ -5,7 +5,8 @@
 import { DateTime } from 'luxon';
 import type { Queryable } from '../store/db.js';
 import type { UploadStatus } from '../types.js';
-import { emptyCounts, warningCode, type ImportCounts, type ImportIssue, type ImportMode } from './types.js';
+import { holdFacts } from './hold.js';
+import { emptyCounts, isGroupsFile, warningCode, type ImportCounts, type ImportIssue, type ImportMode } from './types.js';
 
 export interface ImportRecord {
   id: string;
@@ -174,11 +175,10 @@ async function withIssues(db: Queryable, rows: RecordRow[], perImport: number | 
       status: r.status,
       mode: r.mode,
       counts,
-      counted: r.file_name === 'groups.csv' ? 'memberships' : 'users',
+      counted: isGroupsFile(r.file_name) ? 'memberships' : 'users',
       errors,
       warnings,
-      // an upload that failed after repeated attempts has no file-level message: say why instead
-      message: r.message ?? (r.status === 'failed' ? r.last_attempt_error : null),
+      message: messageNow(r.status, r.message, r.last_attempt_error),
       source: r.source,
       encoding: r.encoding,
       startedAt: zonedIso(r.started_at, r.timezone),
@@ -196,4 +196,19 @@ async function withIssues(db: Queryable, rows: RecordRow[], perImport: number | 
     if (r.status === 'held' || r.status === 'rejected' || heldNames.length > 0) record.heldDeactivations = heldNames;
     return record;
   });
+}
+
+/**
+ * The record's message as it reads now. A held import's message tells the operator to approve or
+ * reject it; once it has been rejected or replaced, those commands only fail, so what is left is
+ * why it was held and what became of it.
+ */
+function messageNow(status: UploadStatus, message: string | null, lastAttemptError: string | null): string | null {
+  // an upload that failed after repeated attempts has no file-level message: say why instead
+  if (message === null) return status === 'failed' ? lastAttemptError : null;
+  const facts = status === 'rejected' || status === 'superseded' ? holdFacts(message) : null;
+  if (facts === null) return message;
+  return status === 'rejected'
+    ? `Was held: ${facts} It was rejected, so nothing was applied.`
+    : `Was held: ${facts} A newer users.csv replaced it before it was decided, so nothing was applied.`;
 }

@@ -7,6 +7,11 @@
  */
 
 export type ImportMode = 'full' | 'delta';
+
+/** Whether a file is read as groups.csv: its name starts with "groups" (also `rosterd validate groups-fall.csv`). */
+export function isGroupsFile(fileName: string): boolean {
+  return /^groups/i.test(fileName);
+}
 export type AccessType = 'administrator' | 'school_administrator' | 'manager';
 export type Role = 'student' | 'teacher' | 'staff' | 'parent' | 'other';
 export type RowAction = 'add' | 'update' | 'delete';

@@ -7,7 +7,7 @@ import { DateTime } from 'luxon';
 import { holdFacts } from '../import/hold.js';
 import { GROUPS_SPEC, normalizeHeaderName, USERS_SPEC } from '../import/read/headers.js';
 import { avoidExcel } from '../import/read/users-rules.js';
-import type { ImportCounts, ImportIssue, ImportMode, WarningCode } from '../import/types.js';
+import { isGroupsFile, type ImportCounts, type ImportIssue, type ImportMode, type WarningCode } from '../import/types.js';
 import { assertNever, PASSWORD_MASK } from '../types.js';
 import type { ReportImport, ReportInput } from './types.js';
 
@@ -121,7 +121,7 @@ export interface AttachedRows {
 export function buildModel(input: ReportInput, attached: AttachedRows = {}): ReportModel {
   const { import: record, tenant } = input;
   const counts = record.counts;
-  const words = record.file.toLowerCase() === 'groups.csv' ? GROUPS : USERS;
+  const words = isGroupsFile(record.file) ? GROUPS : USERS;
   const base = record.file.replace(/\.csv$/i, '');
   const totalErrors = Math.max(counts.errors, record.errors.length);
   const errorsAttachment = record.errors.length > 0 ? `${base}-errors.csv` : null;
@@ -143,7 +143,7 @@ export function buildModel(input: ReportInput, attached: AttachedRows = {}): Rep
   );
 
   const facts: Array<[string, string]> = [
-    ['District', `${tenant.name} (${tenant.subdomain})`],
+    ['District', `${oneLine(tenant.name)} (${tenant.subdomain})`], // a name stored before line breaks were refused
     ['File', record.file],
     ['Size', formatBytes(record.bytes)],
     ['SHA-256', record.sha256],
@@ -496,7 +496,7 @@ function warningAdvice(record: ReportImport, attachment: string | null): string[
   // A column whose warning explains itself (`status`, UNREAD_COLUMN) needs no advice here, and
   // columns without a name (UNNAMED_COLUMNS) have nothing to rename.
   if (has('UNKNOWN_COLUMN')) {
-    const spec = record.file.toLowerCase() === 'groups.csv' ? GROUPS_SPEC : USERS_SPEC;
+    const spec = isGroupsFile(record.file) ? GROUPS_SPEC : USERS_SPEC;
     out.push(
       'Columns with names rosterd does not know were ignored (see the warnings). If one of them was meant to be read, ' +
         `rename it as its warning says, or to one of ${spec.columns.join(', ')}, and upload the file again: its values are read then.`,

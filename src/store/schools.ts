@@ -15,6 +15,13 @@ export function validateSchoolInput(input: SchoolInput): SchoolInput {
   if (name === '' || name.length > 200) {
     throw new RosterdError('INVALID_SCHOOL', 'a school needs a name of 1 to 200 characters (--name)');
   }
+  if (/\p{Cc}/u.test(name)) {
+    // users.csv names it on one line; a line break pasted in would match no row.
+    throw new RosterdError(
+      'INVALID_SCHOOL',
+      `the school name "${JSON.stringify(name).slice(1, -1)}" holds a line break, tab or other control character; give it on one line (--name)`,
+    );
+  }
   const ncesId = input.ncesId?.trim() || null;
   if (ncesId !== null && !/^\d{12}$/.test(ncesId)) {
     throw new RosterdError('INVALID_SCHOOL', `NCES school ID "${ncesId}" must be exactly 12 digits (e.g. 062271003230)`);

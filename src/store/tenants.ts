@@ -66,6 +66,10 @@ export function validateTenantInput(input: TenantInput): TenantInput {
     if (name.length > MAX_TENANT_NAME) {
       throw new RosterdError('USAGE', `the tenant name has ${name.length} characters; use at most ${MAX_TENANT_NAME} (--name)`);
     }
+    // The name heads every report: a line break in it would make lines of the email's body.
+    if (/\p{Cc}/u.test(name)) {
+      throw new RosterdError('USAGE', 'the tenant name holds a line break, tab or other control character; give it on one line (--name)');
+    }
     out.name = name;
   }
   if (input.timezone !== undefined) out.timezone = canonicalZone(input.timezone.trim());

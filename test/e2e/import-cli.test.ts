@@ -102,6 +102,20 @@ describe('approve and reject', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/rejected by jane@district/);
     expect(await f.snapshot()).toBe(before);
+    // Once rejected, show no longer tells anyone to approve or reject it: why it was held, and what became of it.
+    const shown = await runCli(['import', 'show', h2.id, '--json'], env);
+    expect(shown.json<ImportRecord>().message).toMatch(
+      /^Was held: this file would deactivate 2 of 3 active users \(66\.7%\), more than the district's threshold of 10% of active users\. It was rejected, so nothing was applied\.$/,
+    );
+    const text = await runCli(['import', 'show', h2.id], env);
+    expect(text.stdout).not.toMatch(/rosterd import (approve|reject)/);
+    expect(text.stdout).toMatch(/^would have deactivated \(2\): user1x, user2x$/m);
+  });
+
+  it('show of an approved import lists no "would deactivate": its counts say what was done', async () => {
+    const r = await runCli(['import', 'show', held.id], env);
+    expect(r.stdout).toMatch(/^status: {4}succeeded/m);
+    expect(r.stdout).not.toMatch(/would (have )?deactivate/);
   });
 });
 
@@ -146,6 +160,15 @@ describe('validate', () => {
     expect(text.stdout).toContain('status:    validated (full sync)');
     // No id that `import show` would then call unknown: a dry run keeps nothing.
     expect(text.stdout.split('\n')[0]).toBe('dry run (nothing applied, nothing kept)  cli-usd  roster.csv');
+  });
+
+  it('a groups*.csv file is counted in memberships, in text and --json', async () => {
+    const file = path.join(f.dataDir, 'groups-fall.csv');
+    writeFileSync(file, csv('username,owner,group', 'user0x,,Chess Club'));
+    const r = await runCli(['validate', file, '--tenant', 'cli-usd', '--json'], env);
+    expect(r.json<ImportRecord>()).toMatchObject({ file: 'groups-fall.csv', counted: 'memberships', counts: { created: 1 } });
+    const text = await runCli(['validate', file, '--tenant', 'cli-usd'], env);
+    expect(text.stdout).toMatch(/^counts: {4}rows 1, memberships added 1, /m);
   });
 
   it('a clean file exits 0; a broken file is reported failed; a missing --tenant is a usage error', async () => {

@@ -5,6 +5,7 @@ import { RosterdError } from '../../src/errors.js';
 import { hostOf } from '../../src/ops/doctor.js';
 import { decodeKeyFile, parsePublicKey } from '../../src/sftp/public-key.js';
 import { normaliseFingerprint } from '../../src/store/keys.js';
+import { validateSchoolInput } from '../../src/store/schools.js';
 import { validateTenantInput } from '../../src/store/tenants.js';
 
 /** The RosterdError `fn` throws (fails the test if it throws nothing or something else). */
@@ -73,6 +74,19 @@ describe('validateTenantInput', () => {
     expect(thrown(() => validateTenantInput({ thresholdCount: 2 ** 31 })).message).toMatch(/from 0 to 2147483647/);
     expect(thrown(() => validateTenantInput({ allowDaytime: true })).message).toMatch(/--allow-daytime only applies with --window/);
     expect(thrown(() => validateTenantInput({ name: 'x'.repeat(201) })).message).toMatch(/at most 200/);
+  });
+
+  it('refuses a name with a line break or another control character: it heads every report', () => {
+    for (const name of ['Lincoln USD\r\nBcc: x@evil.example', 'Lincoln\nUSD', 'Lincoln\tUSD', 'Lincoln\u0007USD']) {
+      expect(thrown(() => validateTenantInput({ name })).message, JSON.stringify(name)).toBe(
+        'the tenant name holds a line break, tab or other control character; give it on one line (--name)',
+      );
+      expect(thrown(() => validateSchoolInput({ name })).code, JSON.stringify(name)).toBe('INVALID_SCHOOL');
+    }
+    expect(thrown(() => validateSchoolInput({ name: 'Lincoln\nHigh' })).message).toBe(
+      'the school name "Lincoln\\nHigh" holds a line break, tab or other control character; give it on one line (--name)',
+    );
+    expect(validateTenantInput({ name: '  Escuela Peña Blanca  ' }).name).toBe('Escuela Peña Blanca');
   });
 });
 

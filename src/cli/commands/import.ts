@@ -287,11 +287,14 @@ export function describeRecord(r: ImportRecord | ImportView, title = `import ${r
   // The error that refused the file is its message, said once, with its line.
   const fileError = r.message ? r.errors.find((i) => i.message === r.message) : undefined;
   if (r.message) lines.push('', fileError !== undefined && fileError.line > 0 ? `line ${fileError.line}: ${r.message}` : r.message);
-  if (r.heldDeactivations && r.heldDeactivations.length > 0) {
+  // Once approved, the counts say what was done: the list was what the file would have done then.
+  const undecided =
+    r.status === 'held' ? 'would deactivate' : r.status === 'rejected' || r.status === 'superseded' ? 'would have deactivated' : null;
+  if (undecided !== null && r.heldDeactivations && r.heldDeactivations.length > 0) {
     const shown = r.heldDeactivations.slice(0, SHOWN_ISSUES);
     lines.push(
       '',
-      `would deactivate (${r.heldDeactivations.length}): ${shown.join(', ')}${shown.length < r.heldDeactivations.length ? ', …' : ''}`,
+      `${undecided} (${r.heldDeactivations.length}): ${shown.join(', ')}${shown.length < r.heldDeactivations.length ? ', …' : ''}`,
     );
   }
   for (const [title, issues] of [
