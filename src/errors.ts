@@ -20,6 +20,10 @@ export const ERROR_CODES = {
   KEY_EXISTS: { kind: 'failure', summary: 'this SSH key is already registered' },
   KEY_NOT_FOUND: { kind: 'failure', summary: 'no key has this fingerprint' },
   SCHOOL_EXISTS: { kind: 'failure', summary: 'a school with this name or ID already exists' },
+  SCHOOL_AMBIGUOUS: {
+    kind: 'failure',
+    summary: "a school's name or ID is another school's ID or name, which users.csv could not tell apart",
+  },
   IMPORT_NOT_FOUND: { kind: 'failure', summary: 'no import has this ID' },
   IMPORT_NOT_HELD: { kind: 'failure', summary: 'only a held import can be approved or rejected' },
   IMPORT_APPROVAL_STALE: {

@@ -33,9 +33,43 @@ export function validateSchoolInput(input: SchoolInput): SchoolInput {
   return { name, ncesId, stateId };
 }
 
+type SchoolKeys = Pick<SchoolInput, 'name' | 'ncesId' | 'stateId'>;
+
+/** A school's name and IDs, as users.csv's school column is compared with them (case-insensitive). */
+function keysOf(s: SchoolKeys): Array<{ kind: string; value: string }> {
+  const out = [{ kind: 'name', value: s.name.toLowerCase() }];
+  if (s.ncesId) out.push({ kind: 'NCES ID', value: s.ncesId });
+  if (s.stateId) out.push({ kind: 'state ID', value: s.stateId.toLowerCase() });
+  return out;
+}
+
+/**
+ * Why `school` cannot join `others`: one of its name and IDs is another school's name or ID of
+ * another kind (a name that is another school's NCES ID), so a users.csv school value would name
+ * both, and every user given it would be an error. Null if none is. The same kind twice is left
+ * to the unique indexes.
+ */
+export function schoolClash(school: SchoolKeys, others: readonly SchoolKeys[]): string | null {
+  for (const mine of keysOf(school)) {
+    for (const other of others) {
+      const theirs = keysOf(other).find((k) => k.kind !== mine.kind && k.value === mine.value);
+      if (theirs !== undefined) {
+        const value = mine.kind === 'name' ? school.name : mine.value;
+        return (
+          `the ${mine.kind} "${value}" is the ${theirs.kind} of the school "${other.name}", so a users.csv school value "${value}" ` +
+          `would match both schools; give a ${mine.kind} that no other school has as a name or ID`
+        );
+      }
+    }
+  }
+  return null;
+}
+
 export async function addSchool(db: Queryable, subdomain: string, input: SchoolInput): Promise<SchoolRef> {
   const school = validateSchoolInput(input);
   const tenant = await getTenant(db, subdomain);
+  const clash = schoolClash(school, await listSchools(db, tenant.id));
+  if (clash !== null) throw new RosterdError('SCHOOL_AMBIGUOUS', `${subdomain} cannot take this school: ${clash}`);
   try {
     const { rows } = await db.query<{ id: number; name: string; nces_id: string | null; state_id: string | null }>(
       `INSERT INTO schools (tenant_id, name, nces_id, state_id) VALUES ($1, $2, $3, $4)

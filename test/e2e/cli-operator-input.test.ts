@@ -351,6 +351,20 @@ describe('school import', () => {
     expect(again.stderr).toMatch(/already has a school/);
   });
 
+  it("refuses a school whose name is another school's NCES ID, which users.csv could not tell apart; nothing written", async () => {
+    expect((await runCli(['school', 'add', 'alpha', '--name', 'Ridge', '--nces', '999999999999'], env)).code).toBe(0);
+    const r = await runCli(['school', 'add', 'alpha', '--name', '999999999999', '--nces', '444444444444', '--json'], env);
+    expect(r.code).toBe(1);
+    expect(r.json<{ error: { code: string; message: string } }>().error).toEqual({
+      code: 'SCHOOL_AMBIGUOUS',
+      message:
+        'alpha cannot take this school: the name "999999999999" is the NCES ID of the school "Ridge", so a users.csv school value ' +
+        '"999999999999" would match both schools; give a name that no other school has as a name or ID',
+    });
+    const { rows } = await db.pool.query(`SELECT 1 FROM schools WHERE nces_id = '444444444444'`);
+    expect(rows).toEqual([]);
+  });
+
   it('names a workbook saved with a .csv name (exit 1) instead of reading its bytes', async () => {
     const file = path.join(dir, 'schools.xlsx.csv');
     const zipHead = Buffer.alloc(30);

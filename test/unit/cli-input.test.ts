@@ -169,4 +169,37 @@ describe('checkSchools', () => {
       { line: 7, code: 'SCHOOL_EXISTS', message: 'alpha already has a school with name "Lincoln"' },
     ]);
   });
+
+  it("refuses a name or ID that is another school's ID or name of another kind: a users.csv value would match both", () => {
+    const existing = [{ id: '1', name: 'R', ncesId: '999999999999', stateId: 'CA-7' }];
+    const problems = checkSchools(
+      [
+        at(2, '999999999999', '444444444444'),
+        at(3, 'Oak', '', 'r'),
+        at(4, 'Pine', '123456789012'),
+        at(5, 'ca-7'),
+        at(6, 'Elm', '', '123456789012'),
+      ],
+      existing,
+      'alpha',
+    );
+    expect(problems).toEqual([
+      {
+        line: 2,
+        code: 'INVALID_SCHOOL',
+        message:
+          'the name "999999999999" is the NCES ID of the school "R", so a users.csv school value "999999999999" would match both schools; ' +
+          'give a name that no other school has as a name or ID',
+      },
+      { line: 3, code: 'INVALID_SCHOOL', message: expect.stringMatching(/^the state ID "r" is the name of the school "R"/) },
+      { line: 5, code: 'INVALID_SCHOOL', message: expect.stringMatching(/^the name "ca-7" is the state ID of the school "R"/) },
+      {
+        line: 6,
+        code: 'INVALID_SCHOOL',
+        message: expect.stringMatching(/^the state ID "123456789012" is the NCES ID of the school "Pine"/),
+      },
+    ]);
+    // A school's name may be its own ID.
+    expect(checkSchools([at(2, 'LHS', '', 'LHS')], existing, 'alpha')).toEqual([]);
+  });
 });

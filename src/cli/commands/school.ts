@@ -9,7 +9,7 @@ import { CompressedCsvError, sniffHead, utf16Of } from '../../import/read/csv-gu
 import { unwrapExcelText } from '../../import/read/excel-text.js';
 import { FileRejectedError } from '../../import/types.js';
 import { withTransaction } from '../../store/db.js';
-import { addSchool, listSchools, validateSchoolInput, type SchoolInput } from '../../store/schools.js';
+import { addSchool, listSchools, schoolClash, validateSchoolInput, type SchoolInput } from '../../store/schools.js';
 import { getTenant } from '../../store/tenants.js';
 import { leaf, table } from '../context.js';
 
@@ -137,6 +137,7 @@ export function checkSchools(lines: SchoolLine[], existing: SchoolRef[], subdoma
   for (const s of existing) {
     for (const key of identities({ name: s.name, ncesId: s.ncesId, stateId: s.stateId })) seen.set(key.key, 0);
   }
+  const accepted: SchoolInput[] = [...existing];
   for (const { line, input } of lines) {
     let school: SchoolInput;
     try {
@@ -146,6 +147,9 @@ export function checkSchools(lines: SchoolLine[], existing: SchoolRef[], subdoma
       problems.push({ line, message: err.message, code: 'INVALID_SCHOOL' });
       continue;
     }
+    const clash = schoolClash(school, accepted);
+    if (clash !== null) problems.push({ line, message: clash, code: 'INVALID_SCHOOL' });
+    accepted.push(school);
     for (const { key, label } of identities(school)) {
       const earlier = seen.get(key);
       if (earlier === undefined) seen.set(key, line);
