@@ -45,6 +45,7 @@ const STAGING_COLUMNS = [
   'username',
   'invalid_username',
   'action',
+  'inactive',
   'pw_check',
   'pw_sealed',
   ...FIELDS.map(([, column]) => column),
@@ -148,13 +149,15 @@ async function applyStaged(
   await at('planned', client);
 
   // n: rows per operation; v: of them, rows of the file (a full sync's deactivations have no
-  // line); h: passwords to hash.
-  const tally = await client.query<{ op: string; n: string; v: string; h: string }>(
+  // line); h: passwords to hash; l: rows whose status is inactive (applied like updates).
+  const tally = await client.query<{ op: string; n: string; v: string; h: string; l: string }>(
     `SELECT op, count(*) AS n, count(line) AS v,
-            count(*) FILTER (WHERE needs_hash AND op IN ('create', 'update', 'reactivate')) AS h
+            count(*) FILTER (WHERE needs_hash AND op IN (${WRITTEN_ROWS})) AS h,
+            count(*) FILTER (WHERE listed_inactive) AS l
        FROM ${t.changes} GROUP BY op`,
   );
   const n = (op: string) => Number(tally.rows.find((r) => r.op === op)?.n ?? 0);
+  const listedInactive = Number(tally.rows.find((r) => r.op === 'deactivate')?.l ?? 0);
   let toHash = tally.rows.reduce((sum, r) => sum + Number(r.h), 0);
   let changed = tally.rows.reduce((sum, r) => sum + Number(r.v), 0);
   let created = n('create');
@@ -250,8 +253,8 @@ async function applyStaged(
   await at('hashed', client);
   await writeChanges(client, t, target, staged.present, at, plan, {
     creates: counts.created,
-    updates: counts.updated + counts.reactivated,
-    deactivations: counts.deactivated,
+    updates: counts.updated + counts.reactivated + listedInactive,
+    deactivations: counts.deactivated - listedInactive,
     hashes: toHash,
   });
   return { ...outcomeOf(summary), counts, held: false, message: null };
@@ -315,6 +318,8 @@ const FRESH_COLUMNS = [
   'tenant_id',
   'username',
   ...FIELDS.map(([, column]) => column),
+  'active',
+  'deactivated_at',
   'created_by_import',
   'created_import_id',
   'last_import_id',
@@ -352,6 +357,10 @@ async function copyFresh(client: PoolClient, target: ImportTarget, source: ReadR
   if (summary.mode !== 'full' || summary.columns.includes('password') || first.done === true) return { kind: 'declined', source: rest };
 
   await client.query('SAVEPOINT import_fresh');
+  // A row whose status is inactive creates an inactive user, deactivated as of this transaction.
+  const { rows: started } = await client.query<{ now: string }>('SELECT now()::text AS now');
+  const active = '\tt\t\\N';
+  const inactive = `\tf\t${copyField(started[0]?.now)}`;
   const prefix = `${copyField(target.tenantId)}\t`;
   const suffix = `\tt\t${copyField(target.uploadId)}\t${copyField(target.uploadId)}\n`;
   const copy = startCopy(client, 'users', FRESH_COLUMNS);
@@ -370,7 +379,7 @@ async function copyFresh(client: PoolClient, target: ImportTarget, source: ReadR
         const row = item.row;
         if (row.password !== undefined && row.password !== '') throw new Error('a password reached a direct import');
         if (seen.addAndCheck(row.username)) throw new MaybeDuplicate();
-        chunk += prefix + copyField(row.username) + fieldsText(row, undefined) + suffix;
+        chunk += prefix + copyField(row.username) + fieldsText(row, undefined) + (row.inactive ? inactive : active) + suffix;
         created++;
       }
       await copy.write(chunk);
@@ -433,7 +442,7 @@ async function stageUsers(
       username_key text GENERATED ALWAYS AS (lower(coalesce(username, invalid_username))) STORED,
       username text, email text, first_name text, last_name text, school_id bigint,
       graduation_year integer, access_type text, role text, sis_id text,
-      action text, pw_check text, pw_sealed bytea, invalid_username text
+      action text, inactive boolean, pw_check text, pw_sealed bytea, invalid_username text
     )`);
   const sealer = new PasswordSealer();
   const seen = FIELDS.map(() => false);
@@ -456,7 +465,7 @@ async function stageUsers(
         const password = row.password === undefined || row.password === '' ? null : row.password;
         if (password !== null) passwords++;
         if (row.keepSisId) keptSisIds.push(row.line);
-        let line = `${row.line}\tt\t${copyField(row.username)}\t\\N\t${copyField(row.action)}\t`;
+        let line = `${row.line}\tt\t${copyField(row.username)}\t\\N\t${copyField(row.action)}\t${row.inactive ? 't' : 'f'}\t`;
         line +=
           password === null
             ? '\\N\t\\N'
@@ -505,18 +514,27 @@ function freshCreates(t: StagingTables, plan: Plan): string {
   return plan.duplicates ? `s.valid AND NOT (s.username_key IN (SELECT username_key FROM ${t.dups}))` : 's.valid';
 }
 
+/**
+ * The operations that write a row's values: a deactivation only when the row's status is inactive
+ * (its needs_hash is false otherwise: a delete row has no password, an unlisted user no row).
+ */
+const WRITTEN_ROWS = `'create', 'update', 'reactivate', 'deactivate'`;
+
 /** The passwords to hash (line, sealed password), for hashChangedPasswords. */
 const changedHashes = (t: StagingTables): string => `SELECT c.line, s.pw_sealed FROM ${t.changes} c JOIN ${t.rows} s ON s.line = c.line
-  WHERE c.needs_hash AND c.op IN ('create', 'update', 'reactivate')`;
+  WHERE c.needs_hash AND c.op IN (${WRITTEN_ROWS})`;
 const freshHashes = (t: StagingTables, plan: Plan): string =>
   `SELECT s.line, s.pw_sealed FROM ${t.rows} s WHERE ${freshCreates(t, plan)} AND s.pw_sealed IS NOT NULL`;
 
 /**
  * import_changes: every valid row whose outcome is not "unchanged", with its operation, and (full
  * sync) every import-made active user the file does not list, as a 'deactivate' row without a
- * line (a delta's `delete` rows of import-made users are 'deactivate' rows too). One join over the
- * file and the roster decides everything; later statements read this table, which is small on a
- * quiet night, and find a row's values in import_rows by its line.
+ * line (a delta's `delete` rows of import-made users are 'deactivate' rows too). A row whose
+ * status is inactive (`listed_inactive`) makes its active import-made user a 'deactivate' row as
+ * well, whose other values are applied like an update's: counted, held and listed for a hold like
+ * any deactivation. One join over the file and the roster decides everything; later statements
+ * read this table, which is small on a quiet night, and find a row's values in import_rows by its
+ * line.
  *
  * It holds only what the join decides (line, user, operation): narrow rows, so that a first
  * import's million creates cost little to write and to read back. The roster side of the join is
@@ -536,7 +554,8 @@ async function planChanges(
   if (plan.fresh) {
     await client.query(
       `CREATE UNLOGGED TABLE ${t.changes} AS
-       SELECT s.line, NULL::bigint AS user_id, NULL::text AS stored_username, 'duplicate'::text AS op, false AS needs_hash
+       SELECT s.line, NULL::bigint AS user_id, NULL::text AS stored_username, 'duplicate'::text AS op, false AS needs_hash,
+              false AS listed_inactive
          FROM ${t.rows} s WHERE ${plan.duplicates ? `s.valid AND s.username_key IN (SELECT username_key FROM ${t.dups})` : 'false'}`,
     );
     return;
@@ -556,10 +575,12 @@ async function planChanges(
                      WHEN NOT s.valid THEN 'unchanged'
                      WHEN ${duplicate} THEN 'duplicate'
                      WHEN u.id IS NULL THEN 'create'
-                     WHEN NOT u.active THEN 'reactivate'
+                     WHEN s.inactive AND u.active AND NOT u.created_by_import THEN 'not_imported'
+                     WHEN s.inactive AND u.active THEN 'deactivate'
+                     WHEN NOT u.active AND NOT s.inactive THEN 'reactivate'
                      WHEN ${changed} THEN 'update'
                      ELSE 'unchanged' END AS op,
-                ${needsHash} AS needs_hash
+                ${needsHash} AS needs_hash, coalesce(s.inactive, false) AS listed_inactive
            FROM ${t.rows} s
            FULL JOIN (${roster}) u ON lower(u.username) = s.username_key
        ) planned
@@ -575,15 +596,16 @@ async function planChanges(
               CASE WHEN ${duplicate} THEN 'duplicate'
                    WHEN s.action = 'add' AND u.id IS NULL THEN 'create'
                    WHEN s.action = 'add' AND u.active THEN 'exists'
-                   WHEN s.action = 'add' THEN 'reactivate'
+                   WHEN s.action = 'add' AND NOT s.inactive THEN 'reactivate'
                    WHEN s.action = 'update' AND u.id IS NULL THEN 'missing_update'
-                   WHEN s.action = 'update' AND (${changed}) THEN 'update'
-                   WHEN s.action = 'update' THEN 'unchanged'
-                   WHEN u.id IS NULL THEN 'missing_delete'
-                   WHEN NOT u.active THEN 'unchanged'
+                   WHEN s.action = 'delete' AND u.id IS NULL THEN 'missing_delete'
+                   WHEN s.action = 'delete' AND NOT u.active THEN 'unchanged'
+                   WHEN s.action <> 'delete' AND NOT (s.inactive AND u.active) THEN
+                        CASE WHEN ${changed} THEN 'update' ELSE 'unchanged' END
+                   -- What is left deactivates an active user: a delete, or an add or update whose status is inactive.
                    WHEN NOT u.created_by_import THEN 'not_imported'
                    ELSE 'deactivate' END AS op,
-              ${needsHash} AS needs_hash
+              ${needsHash} AS needs_hash, s.inactive AS listed_inactive
          FROM ${t.rows} s
          LEFT JOIN (${roster}) u ON lower(u.username) = s.username_key
         WHERE s.valid
@@ -656,7 +678,8 @@ async function insertPlanIssues(
 /**
  * A delta's `update` of an inactive user changes it but leaves it inactive (§3: only `add` brings a
  * user back). A district sending `update` for a returning student expects them back, and nothing
- * else in the report would show they are not: warned, with what to send instead. Returns how many.
+ * else in the report would show they are not: warned, with what to send instead. Not when the
+ * row's own status is inactive: it stays as the row says. Returns how many.
  */
 async function warnUpdatesOfInactive(
   client: PoolClient,
@@ -669,7 +692,7 @@ async function warnUpdatesOfInactive(
     `WITH inactive AS (
        SELECT s.line, s.username FROM ${t.rows} s
          JOIN users u ON u.tenant_id = $1::bigint AND lower(u.username) = s.username_key AND NOT u.active
-        WHERE s.valid AND s.action = 'update'
+        WHERE s.valid AND s.action = 'update' AND NOT s.inactive
           ${plan.duplicates ? `AND s.username_key NOT IN (SELECT username_key FROM ${t.dups})` : ''}),
      kept AS (INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, code)
               SELECT $2, 'warning', line, 'username', username, format($3, username), $5 FROM inactive ORDER BY line LIMIT $4)
@@ -708,33 +731,36 @@ async function writeChanges(
       : `${t.rows} s JOIN ${t.changes} c ON c.line = s.line ${hashJoin} WHERE c.op = 'create'`;
     await client.query(
       `INSERT INTO users (tenant_id, username, ${columns.join(', ')}, password_hash, password_check,
-                          created_by_import, created_import_id, last_import_id)
+                          active, deactivated_at, created_by_import, created_import_id, last_import_id)
        SELECT $1::bigint, s.username, ${columns.map((c) => `s.${c}`).join(', ')}, ${hash},
-              CASE WHEN ${hash} IS NULL THEN NULL ELSE s.pw_check END, true, $2::uuid, $2::uuid
+              CASE WHEN ${hash} IS NULL THEN NULL ELSE s.pw_check END,
+              NOT s.inactive, CASE WHEN s.inactive THEN now() END, true, $2::uuid, $2::uuid
          FROM ${from}`,
       [target.tenantId, target.uploadId],
     );
   }
   await at('created', client);
   if (planned.updates > 0) {
+    // Updates, reactivations, and the deactivations of rows whose status is inactive (their values apply too).
     const sets = columns.filter((c) => present.has(c)).map((c) => `${c} = s.${c}`);
     await client.query(
       `UPDATE users u SET username = s.username, ${sets.map((x) => x + ', ').join('')}
               password_hash = COALESCE(${hash}, u.password_hash),
               password_check = CASE WHEN ${hash} IS NULL THEN u.password_check ELSE s.pw_check END,
-              active = u.active OR c.op = 'reactivate',
-              deactivated_at = CASE WHEN c.op = 'reactivate' THEN NULL ELSE u.deactivated_at END,
+              active = CASE c.op WHEN 'reactivate' THEN true WHEN 'deactivate' THEN false ELSE u.active END,
+              deactivated_at = CASE c.op WHEN 'reactivate' THEN NULL WHEN 'deactivate' THEN now() ELSE u.deactivated_at END,
               last_import_id = $1::uuid, updated_at = now()
          FROM ${t.changes} c JOIN ${t.rows} s ON s.line = c.line ${hashJoin}
-        WHERE u.id = c.user_id AND c.op IN ('update', 'reactivate')`,
+        WHERE u.id = c.user_id AND (c.op IN ('update', 'reactivate') OR (c.op = 'deactivate' AND c.listed_inactive))`,
       [target.uploadId],
     );
   }
   await at('updated', client);
   if (planned.deactivations > 0) {
+    // Users the file does not list (full sync), and delete rows.
     await client.query(
       `UPDATE users u SET active = false, deactivated_at = now(), updated_at = now(), last_import_id = $1::uuid
-         FROM ${t.changes} c WHERE u.id = c.user_id AND c.op = 'deactivate'`,
+         FROM ${t.changes} c WHERE u.id = c.user_id AND c.op = 'deactivate' AND NOT c.listed_inactive`,
       [target.uploadId],
     );
   }

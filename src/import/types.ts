@@ -36,8 +36,10 @@ export const WARNING_CODES = [
   'INVISIBLE_SIS_ID',
   /** a header name rosterd does not know (line 1): its values were ignored */
   'UNKNOWN_COLUMN',
-  /** a column rosterd knows of but does not read, such as status (line 1) */
+  /** a column rosterd knows of but does not read, such as Enrollment Status (line 1) */
   'UNREAD_COLUMN',
+  /** status values other than active and inactive (Enrolled, Withdrawn): read as blank (line 1, one for the file) */
+  'STATUS_NOT_READ',
   /** columns without a name in the header row (line 1) */
   'UNNAMED_COLUMNS',
   /** a data line that repeats the header row: skipped */
@@ -103,6 +105,12 @@ export interface UserRow {
    * keeps the SIS ID it has (a new user gets none), as with a password Excel changed.
    */
   keepSisId: boolean;
+  /**
+   * The `status` cell says `inactive` (PRODUCT.md §7: the export's column): the user is listed but
+   * ends up inactive. False for a blank, `active` or any other status, for a file without the
+   * column, and for a `delete` row, whose status is not read.
+   */
+  inactive: boolean;
   /** undefined in full sync (no action column) */
   action: RowAction | undefined;
 }

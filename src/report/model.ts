@@ -493,7 +493,7 @@ function warningAdvice(record: ReportImport, attachment: string | null): string[
       `Excel changed some values (see the warnings); they were not used, and those users keep their current ones. ${avoidExcel('those columns', true)}.`,
     );
   }
-  // A column whose warning explains itself (`status`, UNREAD_COLUMN) needs no advice here, and
+  // A column whose warning explains itself (`Active`, UNREAD_COLUMN) needs no advice here, and
   // columns without a name (UNNAMED_COLUMNS) have nothing to rename.
   if (has('UNKNOWN_COLUMN')) {
     const spec = isGroupsFile(record.file) ? GROUPS_SPEC : USERS_SPEC;

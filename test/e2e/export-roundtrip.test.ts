@@ -4,9 +4,10 @@
  * schools, graduation years, access types, roles and SIS ids is exported; the export holds no
  * password in clear and no hash of one; imported again as is (`import run --now`), it changes
  * nothing (§3: importing the same roster twice changes nothing), and every password still
- * verifies against the very hash stored before.
+ * verifies against the very hash stored before. Its inactive users, listed with status inactive,
+ * stay inactive: an export imported unchanged reactivates nobody.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXPORT_HEADER } from '../../src/import/export.js';
@@ -133,8 +134,8 @@ describe('export users', () => {
       counts: { rows: 6, created: 0, updated: 0, unchanged: 6, deactivated: 0, reactivated: 0, errors: 0 },
       errors: [],
     });
-    // Every column of the export but `status` is one the importer knows.
-    expect(again.warnings.map((w) => w.column)).toEqual(again.warnings.length ? ['status'] : []);
+    // Every column of the export is one the importer reads, `status` too.
+    expect(again.warnings).toEqual([]);
     expect(await f.snapshot()).toBe(before);
     const { rows: after } = await f.db.pool.query<{ password_hash: string | null }>(`SELECT password_hash FROM users ORDER BY id`);
     expect(after).toEqual(hashed.rows);
@@ -154,7 +155,15 @@ describe('export users', () => {
 });
 
 describe('export of a roster with an inactive user', () => {
-  let reimport: ImportRecord;
+  /** `rosterd validate` of `content`: what importing it would do, nothing applied. */
+  async function validateWithCli(name: string, content: string): Promise<ImportRecord> {
+    const file = path.join(f.dataDir, name);
+    writeFileSync(file, content);
+    const r = await runCli(['validate', file, '--tenant', TENANT, '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    return r.json<ImportRecord>();
+  }
+  const NOTHING = { created: 0, updated: 0, unchanged: 6, deactivated: 0, reactivated: 0, errors: 0, warnings: 0 };
 
   it('lists the deactivated user with status inactive', async () => {
     const without = await importWithCli(csv(H, ...ROWS.filter((r) => !r.startsWith('leaver01,'))));
@@ -165,39 +174,74 @@ describe('export of a roster with an inactive user', () => {
     ]);
     expect(exported.split('\n').filter((l) => l.endsWith(',active'))).toHaveLength(5);
     expect(exported).not.toContain(PASSWORDS.leaver01);
-
-    reimport = await importWithCli(exported);
-    expect(reimport).toMatchObject({ status: 'succeeded', counts: { rows: 6, created: 0, updated: 0, deactivated: 0, errors: 0 } });
   });
 
-  // users.csv has no status column (PRODUCT.md §3) while the export has one (§7): imported as
-  // is, the export lists every user, so every one of them is active after it. The warning says so
-  // and what to do instead.
-  it('imported again as is, warns that status is not read: the inactive user it lists is active again', async () => {
-    expect(reimport.warnings).toEqual([
-      expect.objectContaining({ line: 1, column: 'status', message: expect.stringMatching(/not read on import.*leave their row out/) }),
-    ]);
-    expect(reimport.counts.reactivated).toBe(1);
-    expect((await f.users(TENANT)).find((u) => u.username === 'leaver01')?.active).toBe(true);
-  });
-
-  it('imported again without its inactive rows, changes nothing', async () => {
-    const deactivate = await importWithCli(
-      exported
-        .split('\n')
-        .filter((l) => !l.startsWith('leaver01,'))
-        .join('\n'),
-    );
-    expect(deactivate).toMatchObject({ status: 'succeeded', counts: { deactivated: 1, errors: 0 } });
-    const again = await exportWithCli('export-4.csv');
+  // The export lists every user, the inactive ones with status inactive (§7); imported unchanged,
+  // it must change nothing: reactivating a user who left would give them access again.
+  it('imported again as is (or without its inactive rows), changes nothing: the inactive user stays inactive; validate says the same', async () => {
     const before = await f.snapshot();
-    const r = await importWithCli(
-      again
+    const dryRun = await validateWithCli('export-3-validate.csv', exported);
+    expect(dryRun).toMatchObject({ status: 'validated', mode: 'full', counts: { rows: 6, ...NOTHING }, warnings: [] });
+    const reimport = await importWithCli(exported);
+    expect(reimport).toMatchObject({ status: 'succeeded', mode: 'full', counts: { rows: 6, ...NOTHING }, errors: [], warnings: [] });
+    expect(reimport.counts).toEqual(dryRun.counts);
+    expect(await f.snapshot()).toBe(before);
+    expect((await f.users(TENANT)).find((u) => u.username === 'leaver01')).toMatchObject({
+      active: false,
+      password_hash: original.find((u) => u.username === 'leaver01')?.password_hash,
+    });
+    // Twice: still nothing.
+    expect((await importWithCli(exported)).counts).toMatchObject(NOTHING);
+    expect(await f.snapshot()).toBe(before);
+    expect(await exportWithCli('export-4.csv')).toBe(exported);
+
+    // Nor does it without its inactive rows: those users are already inactive.
+    const withoutInactive = await importWithCli(
+      exported
         .split('\n')
         .filter((l) => !l.endsWith(',inactive'))
         .join('\n'),
     );
-    expect(r).toMatchObject({ status: 'succeeded', counts: { created: 0, updated: 0, deactivated: 0, reactivated: 0, errors: 0 } });
+    expect(withoutInactive).toMatchObject({ status: 'succeeded', counts: { rows: 5, ...NOTHING, unchanged: 5 } });
     expect(await f.snapshot()).toBe(before);
+  });
+
+  it('edited, applies what was edited: a changed inactive user stays inactive, an active one set inactive is deactivated', async () => {
+    const edited = exported
+      .replace('leaver@export-usd.example', 'lea.ver@export-usd.example')
+      .replace(/^(jgarcia01,.*),active$/m, '$1,inactive');
+    const dryRun = await validateWithCli('export-edited.csv', edited);
+    const r = await importWithCli(edited);
+    expect(r).toMatchObject({
+      status: 'succeeded',
+      counts: { rows: 6, created: 0, updated: 1, unchanged: 4, deactivated: 1, reactivated: 0, errors: 0, warnings: 0 },
+    });
+    expect(r.counts).toEqual(dryRun.counts);
+    const users = await f.users(TENANT);
+    expect(users.find((u) => u.username === 'leaver01')).toMatchObject({ active: false, email: 'lea.ver@export-usd.example' });
+    expect(users.find((u) => u.username === 'jgarcia01')?.active).toBe(false);
+    // Set active again in the export, jgarcia01 comes back with the password it had.
+    const back = await importWithCli((await exportWithCli('export-5.csv')).replace(/^(jgarcia01,.*),inactive$/m, '$1,active'));
+    expect(back.counts).toMatchObject({ reactivated: 1, deactivated: 0, updated: 0, errors: 0 });
+    const jgarcia = (await f.users(TENANT)).find((u) => u.username === 'jgarcia01');
+    expect(jgarcia?.active).toBe(true);
+    expect(await verifyPassword(PASSWORDS.jgarcia01!, jgarcia!.password_hash!)).toBe(true);
+  });
+
+  it('imported into a district without users (another rosterd, say), creates its inactive users inactive', async () => {
+    await f.addTenant('export-copy');
+    await f.db.pool.query(
+      `INSERT INTO schools (tenant_id, name) SELECT id, s.name FROM tenants, (VALUES ('Escuela Peña Blanca'), ('Lincoln High')) AS s(name)
+        WHERE subdomain = 'export-copy'`,
+    );
+    const r = await f.importCsv('export-copy', exported);
+    expect(r).toMatchObject({ status: 'succeeded', counts: { rows: 6, created: 6, deactivated: 0, errors: 0, warnings: 0 } });
+    const copied = await f.users('export-copy');
+    expect(copied.filter((u) => !u.active).map((u) => u.username)).toEqual(['leaver01']);
+    const again = await f.importCsv('export-copy', exported);
+    expect(again.counts).toMatchObject({ rows: 6, created: 0, updated: 0, unchanged: 6, deactivated: 0, reactivated: 0 });
+    const out = await runCli(['export', 'users', '--tenant', 'export-copy'], env);
+    expect(out.code, out.stderr).toBe(0);
+    expect(out.stdout).toBe(exported);
   });
 });

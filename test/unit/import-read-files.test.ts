@@ -127,30 +127,23 @@ describe('header row', () => {
     expect(err.message).toMatch(/^The file has no header row/);
     expect(err.message).not.toContain('usernam3');
   });
-  it("warns that a status column (the export's, or a SIS's Enrolled/Withdrawn) is not read: listed users end up active", async () => {
-    const { rows, summary } = await readUsersText('username,Status\njsmith,Withdrawn\n');
-    expect(rows).toHaveLength(1);
-    expect(summary.warnings).toEqual([
-      {
-        line: 1,
-        column: 'Status',
-        code: 'UNREAD_COLUMN',
-        message:
-          "Column 'Status' is not read on import (rosterd export users writes one; users.csv has none): every user this file lists " +
-          'is active after the import. To keep a user inactive, leave their row out.',
-      },
-    ]);
+  it('reads a status column, however written, and warns of none of its values it reads', async () => {
+    const { rows, summary } = await readUsersText('username,Status\njsmith,Inactive\njdoe1,active\n');
+    expect(rows.map((r) => r.inactive)).toEqual([true, false]);
+    expect(summary.columns).toEqual(['username', 'status']);
+    expect(summary.warnings).toEqual([]);
   });
-  it('an Active or Enrollment Status column is told the same; a Grade column is told to become the graduation year', async () => {
-    const { summary } = await readUsersText('username,Active,Enrollment_Status,Grade Level\njsmith,N,Withdrawn,9\n');
-    expect(summary.warnings.map((w) => [w.column, w.code, w.message.split(':')[0]])).toEqual([
-      ['Active', 'UNREAD_COLUMN', "Column 'Active' is not read on import (rosterd export users writes one; users.csv has none)"],
-      [
-        'Enrollment_Status',
-        'UNREAD_COLUMN',
-        "Column 'Enrollment_Status' is not read on import (rosterd export users writes one; users.csv has none)",
-      ],
-      ['Grade Level', 'UNREAD_COLUMN', "Column 'Grade Level' is not read"],
+  it('an Active or Enrollment Status column is not read, and says which is; a Grade column is told to become the graduation year', async () => {
+    const { rows, summary } = await readUsersText('username,Active,Enrollment_Status,Grade Level\njsmith,N,Withdrawn,9\n');
+    expect(rows.map((r) => r.inactive)).toEqual([false]);
+    const notStatus =
+      "is not read: rosterd reads whether a user is active only from a column named 'status' (active or inactive; blank is " +
+      "active). To deactivate users, give them status inactive in a 'status' column, or leave their rows out of the file " +
+      '(in a file with an action column, send them with action delete).';
+    expect(summary.warnings.map((w) => [w.column, w.code, w.message])).toEqual([
+      ['Active', 'UNREAD_COLUMN', `Column 'Active' ${notStatus}`],
+      ['Enrollment_Status', 'UNREAD_COLUMN', `Column 'Enrollment_Status' ${notStatus}`],
+      ['Grade Level', 'UNREAD_COLUMN', expect.stringMatching(/^Column 'Grade Level' is not read/)],
     ]);
     expect(summary.warnings[2]?.message).toBe(
       "Column 'Grade Level' is not read: rosterd reads the graduation year (the year a student finishes grade 12), not the grade. " +

@@ -415,6 +415,104 @@ describe('sis id', () => {
   });
 });
 
+describe('status (the column rosterd export users writes)', () => {
+  it('inactive, in any case and with spaces around it, lists an inactive user; blank and active a user who ends up active', async () => {
+    const { rows, summary } = await readUsersText(
+      'username,email,Status\nann1,a@x.org,inactive\nbob1,b@x.org, INACTIVE \ncy01,c@x.org,Inactive\ndee1,d@x.org,\neve1,e@x.org,Active\n',
+    );
+    expect(summary.errors).toEqual([]);
+    expect(summary.warnings).toEqual([]);
+    expect(rows.map((r) => [r.username, r.inactive])).toEqual([
+      ['ann1', true],
+      ['bob1', true],
+      ['cy01', true],
+      ['dee1', false],
+      ['eve1', false],
+    ]);
+  });
+  it('is matched as other columns are: ignoring case, spaces, _ and -', async () => {
+    for (const name of ['STATUS', ' status ', 'Stat_us', 'sta-tus']) {
+      const { rows, summary } = await readUsersText(`username,${name}\nann1,inactive\n`);
+      expect(summary.warnings, name).toEqual([]);
+      expect(summary.columns, name).toEqual(['username', 'status']);
+      expect(rows[0]?.inactive, name).toBe(true);
+    }
+  });
+  it('is read in a delta too, except on a delete row, which only deactivates', async () => {
+    const { rows, summary } = await readUsersText(
+      'username,status,action\nann1,inactive,add\nbob1,inactive,update\ncy01,inactive,delete\ndee1,Withdrawn,delete\n',
+    );
+    expect(summary.mode).toBe('delta');
+    expect(rows.map((r) => [r.username, r.action, r.inactive])).toEqual([
+      ['ann1', 'add', true],
+      ['bob1', 'update', true],
+      ['cy01', 'delete', false],
+      ['dee1', 'delete', false],
+    ]);
+    // A delete row's status is not read, so it is not a value rosterd fails to read either.
+    expect(summary.warnings).toEqual([]);
+  });
+  it("any other value (an SIS's Enrolled or Withdrawn) is read as blank: no row error, one warning naming the values", async () => {
+    const { rows, summary } = await readUsersText(
+      'username,email,Status\nann1,a@x.org,Enrolled\nbob1,b@x.org,Withdrawn\ncy01,c@x.org,enrolled\ndee1,d@x.org,inactive\neve1,bad,Withdrawn\n',
+    );
+    expect(rows.map((r) => [r.username, r.inactive])).toEqual([
+      ['ann1', false],
+      ['bob1', false],
+      ['cy01', false],
+      ['dee1', true],
+    ]);
+    expect(summary.errors.map((e) => [e.line, e.column])).toEqual([[6, 'email']]); // the bad email, not the status
+    expect(summary.warnings).toEqual([
+      {
+        line: 1,
+        column: 'status',
+        code: 'STATUS_NOT_READ',
+        message:
+          "Column 'Status' has values other than active and inactive on 3 lines: 'Enrolled' (2 lines), 'Withdrawn' (1 line). " +
+          'Only active and inactive are read in it: those lines were imported as if their status were blank, so the users they ' +
+          'list are active after the import. To deactivate a user, give them status inactive, or leave their row out of the file.',
+      },
+    ]);
+    expect(summary.warningCount).toBe(1);
+  });
+  it('names a few values, the most frequent first, then says how many more; comes before the row warnings', async () => {
+    const values = [
+      'Pre-registered',
+      'Withdrawn',
+      'Withdrawn',
+      'Enrolled',
+      'Enrolled',
+      'Enrolled',
+      'Graduated',
+      'Transferred',
+      'Summer',
+      'Y',
+    ];
+    const lines = values.map((v, i) => `user${String(i).padStart(2, '0')},${i === 0 ? '" secret1"' : 'secret22'},${v}`);
+    const { summary } = await readUsersText(`username,password,status\n${lines.join('\n')}\n`);
+    expect(summary.warnings.map((w) => w.code)).toEqual(['STATUS_NOT_READ', 'PASSWORD_TRIMMED']);
+    expect(summary.warnings[0]?.message).toMatch(
+      /^Column 'status' has values other than active and inactive on 10 lines: 'Enrolled' \(3 lines\), 'Withdrawn' \(2 lines\), 'Pre-registered' \(1 line\), 'Graduated' \(1 line\), 'Transferred' \(1 line\) and 2 more\. /,
+    );
+  });
+  it('in a delta, says to delete the users to deactivate', async () => {
+    const { summary } = await readUsersText('username,status,action\nann1,Withdrawn,update\n');
+    expect(summary.warnings).toEqual([
+      expect.objectContaining({
+        code: 'STATUS_NOT_READ',
+        message:
+          "Column 'status' has values other than active and inactive on 1 line: 'Withdrawn' (1 line). Only active and inactive " +
+          'are read in it: those lines were imported as if their status were blank. To deactivate a user, send their row with ' +
+          'action delete, or give them status inactive.',
+      }),
+    ]);
+  });
+  it('a file without the column lists every user active', async () => {
+    expect((await rowOf({ username: 'jsmith' })).inactive).toBe(false);
+  });
+});
+
 describe('action (delta files)', () => {
   it('a column named otherwise that holds actions fails the file: it would be read as the whole roster', async () => {
     for (const name of ['Operation', 'Change Type', 'actoin']) {
@@ -489,6 +587,7 @@ describe('rows', () => {
       role: 'student',
       sisId: undefined,
       keepSisId: false,
+      inactive: false,
       action: undefined,
     });
   });

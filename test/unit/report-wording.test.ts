@@ -446,7 +446,7 @@ describe('advice for columns that were not read', () => {
     );
     expect(mail.text).toContain(
       'Columns with names rosterd does not know were ignored (see the warnings). If one of them was meant to be read, rename it as its warning ' +
-        'says, or to one of username, password, email, first name, last name, school, graduation year, access type, role, sis id, action, ' +
+        'says, or to one of username, password, email, first name, last name, school, graduation year, access type, role, sis id, status, action, ' +
         'and upload the file again: its values are read then.',
     );
     expect(mail.text).not.toContain('Check the warnings above');
@@ -470,7 +470,7 @@ describe('advice for columns that were not read', () => {
     expect(mail.text).toContain('Check the warnings above.');
   });
 
-  it("groups.csv names its own columns; a status column's warning needs no advice of its own", () => {
+  it("groups.csv names its own columns; an unread column's warning needs no advice of its own", () => {
     const groups = renderReport(
       input({ file: 'groups.csv', counts: { ...emptyCounts(), rows: 5, created: 5, warnings: 1 }, warnings: [COLUMN_WARNING] }),
     );
@@ -478,7 +478,7 @@ describe('advice for columns that were not read', () => {
     const status = renderReport(
       input({
         counts: { ...emptyCounts(), rows: 5, created: 5, warnings: 1 },
-        warnings: [{ line: 1, column: 'Status', code: 'UNREAD_COLUMN', message: "Column 'Status' is not read on import" }],
+        warnings: [{ line: 1, column: 'Active', code: 'UNREAD_COLUMN', message: "Column 'Active' is not read" }],
       }),
     );
     expect(status.text).not.toContain('Columns with names rosterd does not know');

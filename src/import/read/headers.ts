@@ -22,6 +22,7 @@ export const USER_COLUMNS = [
   'access type',
   'role',
   'sis id',
+  'status',
   'action',
 ] as const;
 export type UserColumn = (typeof USER_COLUMNS)[number];
@@ -98,8 +99,9 @@ function meantColumn<C extends string>(name: string, spec: ColumnSpec<C>): C | u
 }
 
 const NOT_A_STATUS =
-  'is not read on import (rosterd export users writes one; users.csv has none): every user this file lists is active ' +
-  'after the import. To keep a user inactive, leave their row out.';
+  "is not read: rosterd reads whether a user is active only from a column named 'status' (active or inactive; blank is " +
+  "active). To deactivate users, give them status inactive in a 'status' column, or leave their rows out of the file " +
+  '(in a file with an action column, send them with action delete).';
 const NOT_A_GRADE =
   "is not read: rosterd reads the graduation year (the year a student finishes grade 12), not the grade. Add a 'graduation year' " +
   'column: the year the current school year ends, plus 12, minus the grade (for a 9th grader, that year plus 3).';
@@ -111,10 +113,9 @@ export const USERS_SPEC: ColumnSpec<UserColumn> = {
   required: ['username'],
   example: 'username,password,email,first name,last name',
   unread: {
-    // The column `rosterd export users` adds (PRODUCT.md §7), and many SIS exports have one
-    // (Enrolled/Withdrawn); users.csv has none (§3), so a withdrawn student listed is active.
-    status: NOT_A_STATUS,
-    // Other names SIS exports give the same thing (keys normalized: no spaces, _ or -).
+    // What SIS exports call a user's status besides `status`, which is read (users-rules.ts).
+    // Keys normalized: no spaces, _ or -. Not aliases of it: they hold Y/N or Enrolled/Withdrawn,
+    // never active/inactive, so read as `status` they would change nothing either; this says which is read.
     active: NOT_A_STATUS,
     enrollmentstatus: NOT_A_STATUS,
     // Most SIS exports give the grade; users.csv has the graduation year, which stays right as
@@ -187,6 +188,7 @@ export const USERS_SPEC: ColumnSpec<UserColumn> = {
       'sis user id',
       'id',
     ],
+    status: ['user status', 'account status'],
     action: ['operation', 'change', 'change type', 'op'],
   }),
 };

@@ -56,7 +56,7 @@ export class IssueLog {
  * Cells are slices of the decoded file chunk they came from, and V8 keeps the whole chunk alive as
  * long as a slice of it lives. Kept issues outlive their chunk, so their strings are copied.
  */
-function detachedString(s: string): string {
+export function detachedString(s: string): string {
   return s.length < 13 ? s : (JSON.parse(JSON.stringify(s)) as string);
 }
 

@@ -13,6 +13,7 @@ import { ActionLookalike } from './action-lookalike.js';
 import { MAX_FIELD_CHARS } from './csv-guard.js';
 import type { EncodingChoice } from './decode.js';
 import { USERS_SPEC, type HeaderMatch, type UserColumn } from './headers.js';
+import { StatusValues } from './status-values.js';
 import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult } from './summary.js';
 import { openFile, readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
 import {
@@ -72,7 +73,7 @@ function usersReader(
       open,
       onHeader: (header) => {
         state.mode = header.index.has('action') ? 'delta' : 'full';
-        return userRowHandler(header, log, opts.schools, now);
+        return userRowHandler(header, log, opts.schools, now, new StatusValues(header, state.mode));
       },
     },
     state,
@@ -80,7 +81,13 @@ function usersReader(
   return { items, summary: () => summaryOf(state, log) };
 }
 
-function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools: readonly SchoolRef[], now: Date): RowHandler<ReadItem> {
+function userRowHandler(
+  header: HeaderMatch<UserColumn>,
+  log: IssueLog,
+  schools: readonly SchoolRef[],
+  now: Date,
+  statuses: StatusValues,
+): RowHandler<ReadItem> {
   const columns = [...header.index.entries()];
   const rules = userRules({ columns: new Set(header.index.keys()), schools, now });
   const usernameAt = header.index.get('username') ?? 0;
@@ -108,6 +115,7 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
     accessType: slot('access type'),
     role: slot('role'),
     sisId: slot('sis id'),
+    status: slot('status'),
     action: slot('action'),
   };
   const n = columns.length;
@@ -157,6 +165,7 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
       role: value(at.role),
       sisId: keepSisId ? null : value(at.sisId),
       keepSisId,
+      inactive: value(at.status) === 'inactive',
       action: value(at.action),
     };
   };
@@ -196,10 +205,16 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
     row: (line, fields, longer) => {
       lookalike.see(fields);
       const row = fast(line, fields);
-      if (row !== undefined) return { kind: 'valid', row };
-      return slow(line, fields, longer && header.index.has('password'));
+      const item = row !== undefined ? { kind: 'valid' as const, row } : slow(line, fields, longer && header.index.has('password'));
+      if (item.kind === 'valid' && item.row.action !== 'delete') statuses.see(fields);
+      return item;
     },
-    end: () => lookalike.check(),
+    end: () => {
+      lookalike.check();
+      // First: a warning about the whole file, kept however many row warnings fill the list.
+      const unread = statuses.warning();
+      if (unread !== undefined) log.warning(unread, true);
+    },
   };
 
   /** `hide`: the row's values may be out of place, a password among them (see RowHandler.row): none is shown. */
@@ -251,6 +266,7 @@ function userRowHandler(header: HeaderMatch<UserColumn>, log: IssueLog, schools:
         role: v.role,
         sisId: keepSisId ? null : v['sis id'],
         keepSisId,
+        inactive: v.status === 'inactive',
         action: v.action,
       };
       return { kind: 'valid', row };

@@ -28,8 +28,12 @@ export interface UserValues {
   'access type'?: AccessType | null;
   role?: Role | null;
   'sis id'?: string | null;
+  status?: UserStatus;
   action?: RowAction;
 }
+
+/** What a `status` cell means: only `inactive` keeps a listed user inactive. */
+export type UserStatus = 'active' | 'inactive';
 
 export interface RuleIssue {
   column: UserColumn;
@@ -394,6 +398,22 @@ const sisId = rule((v) => {
   return v;
 });
 
+/**
+ * `status`, as `rosterd export users` writes it (PRODUCT.md §7): `inactive` lists a user who is
+ * inactive after the import, so that an export imported unchanged changes nothing. Blank and
+ * `active` are a listed user's usual state. Any other value (an SIS's Enrolled, Withdrawn) is read
+ * as blank and told once for the file (status-values.ts), never as a row error: files with such a
+ * column imported before rosterd read it, and must go on importing.
+ */
+const status = rule((v): UserStatus => (v.length === 8 && v.toLowerCase() === 'inactive' ? 'inactive' : 'active'));
+
+/** Whether a trimmed `status` cell is one rosterd reads: blank, active or inactive (any case). */
+export function isReadStatus(v: string): boolean {
+  if (v === '') return true;
+  const lower = v.toLowerCase();
+  return lower === 'active' || lower === 'inactive';
+}
+
 const ACTIONS: Readonly<Record<string, RowAction>> = lookup({ add: 'add', update: 'update', delete: 'delete' });
 const action = rule((v) => {
   if (v === '') return new Fail('Action is required in a file with an action column: add, update or delete');
@@ -518,6 +538,7 @@ export function userRules(ctx: UserRulesContext): UserRules {
     'access type': accessType,
     role,
     'sis id': sisId,
+    status,
     action,
   } satisfies Record<UserColumn, Rule<unknown>>;
   const schemas = (entries: [string, Rule<unknown>][]) => Object.fromEntries(entries.map(([c, r]) => [c, r.schema]));
