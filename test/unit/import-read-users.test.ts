@@ -513,6 +513,22 @@ describe('status (the column rosterd export users writes)', () => {
   });
 });
 
+describe('a groups.csv sent as users.csv', () => {
+  it('fails the file, naming groups.csv: read as the whole roster, it would deactivate everyone else', async () => {
+    for (const header of ['username,owner,group', 'Username,Group Name', 'username,Owner Name']) {
+      await expect(readUsersText(`${header}\nann1,teach01,Band\n`), header).rejects.toThrow(
+        new RegExp(
+          `^This is not a users\\.csv: its header names 'username', .*the columns of groups\\.csv, and no other users\\.csv column\\. Upload it as groups\\.csv; nothing was changed\\.`,
+        ),
+      );
+    }
+  });
+  it('a users.csv with a group column besides its own columns is read, the group column an unknown one', async () => {
+    const { summary } = await readUsersText('username,email,group\nann1,a@x.org,Band\n');
+    expect(summary.warnings.map((w) => w.column)).toContain('group');
+  });
+});
+
 describe('action (delta files)', () => {
   it('a column named otherwise that holds actions fails the file: it would be read as the whole roster', async () => {
     for (const name of ['Operation', 'Change Type', 'actoin']) {

@@ -49,6 +49,11 @@ export interface ColumnSpec<C extends string> {
    * in the warning, so the administrator knows which column to rename.
    */
   synonyms: Readonly<Record<string, C>>;
+  /**
+   * The other file's own columns, by normalized name: a header whose only known columns are the
+   * ones both files share (username), next to one of these, is the other file under this name.
+   */
+  otherFile?: { file: string; columns: readonly string[]; shared: readonly C[] };
 }
 
 function unknownColumnWarning<C extends string>(
@@ -111,6 +116,7 @@ export const USERS_SPEC: ColumnSpec<UserColumn> = {
   columns: USER_COLUMNS,
   aliases: { 'email address': 'email', 'mis id': 'sis id' },
   required: ['username'],
+  otherFile: { file: 'groups.csv', columns: ['owner', 'ownername', 'group', 'groupname'], shared: ['username'] },
   example: 'username,password,email,first name,last name',
   unread: {
     // What SIS exports call a user's status besides `status`, which is read (users-rules.ts).
@@ -342,6 +348,16 @@ export function matchHeader<C extends string>(fields: readonly string[], spec: C
         line,
       );
     }
+  }
+  const other = spec.otherFile;
+  const othersOwn = other ? unknown.filter(({ name }) => other.columns.includes(normalizeHeaderName(name))) : [];
+  if (other && othersOwn.length > 0 && [...index.keys()].every((c) => other.shared.includes(c))) {
+    throw new FileRejectedError(
+      `This is not a ${spec.file}: its header names ${[...index.keys(), ...othersOwn.map((o) => o.name)].map((n) => `'${n}'`).join(', ')}, ` +
+        `the columns of ${other.file}, and no other ${spec.file} column. Upload it as ${other.file}; nothing was changed. ` +
+        `(Read as ${spec.file}, it would have been the whole roster, and deactivated every user it does not list.)`,
+      line,
+    );
   }
   let namedWidth = fields.length;
   while (namedWidth > 0 && (fields[namedWidth - 1] ?? '').replace(/^\uFEFF/, '').trim() === '') namedWidth--;
