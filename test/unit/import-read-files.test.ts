@@ -631,8 +631,12 @@ describe('ragged rows', () => {
       [6, 'eve1', 'e@x.org'],
       [7, 'fay1', 'f@x.org'],
     ]);
-    // Once for all of them, not once a column.
-    expect(summary.warnings).toEqual([
+    // No row has a value in them: nothing to tell, night after night.
+    expect(summary.warnings).toEqual([]);
+    // A value in one of them is told of, once for all of them, not once a column.
+    const valued = await readUsersText(`username,password,email${pad}\nann1,Secret-1,a@x.org,,,note\nbob1,Secret-2,b@x.org${pad}\n`);
+    expect(valued.summary.errors).toEqual([]);
+    expect(valued.summary.warnings).toEqual([
       {
         line: 1,
         column: '',
@@ -640,6 +644,10 @@ describe('ragged rows', () => {
         message: '2,000 columns have no name in the header row (the first is column 4); their values were ignored',
       },
     ]);
+    // So is one between named columns, and only then.
+    const between = 'username,,email\nann1,,a@x.org\n';
+    expect((await readUsersText(between)).summary.warnings).toEqual([]);
+    expect((await readUsersText(between + 'bob1,x,b@x.org\n')).summary.warnings.map((w) => w.code)).toEqual(['UNNAMED_COLUMNS']);
     // groups.csv reads the same way.
     const groups = await readGroupsText(`username,owner,group${pad}\njsmith,m1,Chess\njdoe1,m1,Chess${pad}\n`);
     expect(groups.summary.errors).toEqual([]);

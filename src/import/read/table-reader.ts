@@ -3,7 +3,7 @@
  * whole-file checks that can only be made at the end (empty, header only, mostly ragged).
  */
 import { createReadStream } from 'node:fs';
-import type { ImportMode } from '../types.js';
+import type { CodedWarning, ImportMode } from '../types.js';
 import { checkRagged, cutOff, emptyFile, extrasNotTheStyle, headerOnly, valueSpansLines } from './csv-guard.js';
 import { csvRecords, type ByteSource } from './csv-records.js';
 import { detectFileEncoding, type EncodingChoice, type FileEncoding } from './decode.js';
@@ -187,6 +187,13 @@ const LINE_BREAK_IN_VALUE =
   'The value holds a line break (shown as ↵: a new line inside the cell, as Alt+Enter makes in Excel), which this column ' +
   'cannot have. Remove it in your SIS and upload the file again';
 
+/** Whether a row has a value in a column without a name: one among the named ones, or after the last. */
+function hasUnnamedValue(fields: readonly string[], inside: readonly number[], namedWidth: number): boolean {
+  for (const i of inside) if ((fields[i] ?? '').trim() !== '') return true;
+  for (let i = namedWidth; i < fields.length; i++) if ((fields[i] ?? '').trim() !== '') return true;
+  return false;
+}
+
 export async function* readTable<C extends string, T>(read: TableRead<C, T>, state: TableState): AsyncGenerator<T[]> {
   const { input, encoding } = await read.open();
   const source = csvRecords(input, encoding);
@@ -199,6 +206,8 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
   let lastShort: { line: number; values: number } | null = null;
   /** Whether lines may end in blank extra values, as the first data line does, and how many values a line may have (see isRagged). */
   let blankExtras: { allowed: boolean; firstLine: number; rows: number; maxValues: number } | undefined;
+  /** the header's warnings, held until the rows are read; whether a row has a value in a column without a name */
+  let unnamed: { warnings: CodedWarning[]; inside: number[]; used: boolean } = { warnings: [], inside: [], used: false };
 
   for await (const records of source.records) {
     for (const { line, fields } of records) {
@@ -208,7 +217,15 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
         // The rows after it need only the named columns (see isRagged); the header's own chunk is split already.
         if (header.namedWidth < header.width) source.dropBlankTails(header.namedWidth);
         checks = lineChecks(header);
-        header.warnings.forEach((w) => read.log.warning(w));
+        // The header's warnings are logged once the rows are read (at the top, where they were):
+        // columns without a name are told of only if a row has a value in one. Excel pads a header
+        // with them, and a warning every night about columns that hold nothing teaches the
+        // district to skip the warnings.
+        unnamed = {
+          warnings: header.warnings,
+          inside: header.names.flatMap((n, i) => (i < (header?.namedWidth ?? 0) && n.replace(/^\uFEFF/, '').trim() === '' ? [i] : [])),
+          used: false,
+        };
         state.columns = [...header.index.entries()].sort((a, b) => a[1] - b[1]).map(([c]) => c);
         handler = read.onHeader(header);
         continue;
@@ -224,6 +241,7 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
         });
         continue;
       }
+      if (!unnamed.used) unnamed.used = hasUnnamedValue(fields, unnamed.inside, header.namedWidth);
       unwrapExcelText(fields);
       // Only a record csv-parse read can hold a quoted line break; the others were split at commas.
       const lineBreakIn = source.parsed(fields) ? checks.checkLineBreaks(line, fields) : undefined;
@@ -259,6 +277,8 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
   }
 
   state.encoding = source.encoding();
+  const told = unnamed.warnings.filter((w) => unnamed.used || w.code !== 'UNNAMED_COLUMNS');
+  [...told].reverse().forEach((w) => read.log.warning(w, true));
   handler?.end?.();
   if (header === undefined) throw emptyFile();
   if (state.rows === 0) throw headerOnly();
