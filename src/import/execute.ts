@@ -19,6 +19,7 @@ import { readGroupsFile } from './read/groups-reader.js';
 import { lastUsersRows } from './rejected-rows.js';
 import { readUsersFile } from './read/users-reader.js';
 import { isGroupsFile, type ImportCounts, type ImportMode } from './types.js';
+import { refuseUnusableFile } from './unusable-file.js';
 
 /** What the engine needs; `hasher` is optional (one is made per import when absent). */
 export interface ImportContext {
@@ -101,7 +102,10 @@ export async function lockTenantRoster(client: PoolClient, tenantId: number): Pr
 /** First key of the two-key advisory lock; the second is the tenant id. */
 const IMPORT_LOCK_CLASS = 0x726f7374; // 'rost'
 
-/** Reads and applies the file in the caller's transaction. FileRejectedError propagates. */
+/**
+ * Reads and applies the file in the caller's transaction. FileRejectedError propagates, also for a
+ * full sync none of whose rows could be used (unusable-file.ts): the caller rolls back.
+ */
 export async function executeImport(
   client: PoolClient,
   config: Config,
@@ -116,13 +120,15 @@ export async function executeImport(
       lastUsersRows: (usernames) =>
         lastUsersRows(client, { dataDir: config.DATA_DIR, now: clock.now(), tenantId: target.tenantId }, usernames),
     });
-    return {
+    const outcome: Outcome = {
       status: options.dryRun ? 'validated' : result.counts.errors > 0 ? 'completed_with_errors' : 'succeeded',
       mode: result.mode,
       encoding: result.encoding,
       counts: result.counts,
       message: null,
     };
+    await refuseUnusableFile(client, target, true, outcome);
+    return outcome;
   }
   const schools = await listSchools(client, target.tenantId);
   const checkKey = await loadCheckKey(config.DATA_DIR);
@@ -143,7 +149,9 @@ export async function executeImport(
       : result.counts.errors > 0
         ? 'completed_with_errors'
         : 'succeeded';
-  return { status, mode: result.mode, encoding: result.encoding, counts: result.counts, message: result.message };
+  const outcome: Outcome = { status, mode: result.mode, encoding: result.encoding, counts: result.counts, message: result.message };
+  await refuseUnusableFile(client, target, false, outcome);
+  return outcome;
 }
 
 /**

@@ -112,6 +112,16 @@ export async function approveImport(
           overrideThreshold: true,
           hasher,
           at,
+        }).catch((err: unknown) => {
+          // Read against the roster and schools as they stand now, the file may no longer be
+          // usable at all (unusable-file.ts): the approval changes nothing, the hold stays.
+          if (!(err instanceof FileRejectedError)) throw err;
+          throw new RosterdError(
+            'IMPORT_APPROVAL_STALE',
+            `import ${uploadId} cannot be approved: ${err.message.replace(/ Fix the errors and upload it again\.$/, '')} ` +
+              `Ask the district to upload a corrected ${target.fileName}, which replaces this one when it is imported; ` +
+              `reject this one ("rosterd import reject ${uploadId}") only if none is coming.`,
+          );
         });
         throwIfInterrupted(signal);
         ctx.logger.info({ importId: uploadId, approvedBy: opts.approvedBy }, 'held import approved');

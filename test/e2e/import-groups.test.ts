@@ -7,7 +7,9 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeRecord } from '../../src/cli/commands/import.js';
+import { getImportRecord } from '../../src/import/records.js';
 import { validateFile } from '../../src/import/validate.js';
+import { processPending } from '../../src/schedule/process.js';
 import { csv, importFixture, receivedAsSaid, type ImportFixture } from './import-fixture.js';
 
 let f: ImportFixture;
@@ -225,4 +227,59 @@ it("an owner that does not exist because the last users.csv rejected the owner's
     ],
     [3, 'owner', 'nobody99', 'Owner "nobody99" does not exist. The owner must be an active user.'],
   ]);
+});
+
+it('a groups.csv none of whose rows could be used fails whole instead of removing the memberships, and validate says so too', async () => {
+  await f.addTenant('sis-usd', { thresholdPercent: 100 });
+  await f.importCsv('sis-usd', csv('username,sis id,access type', 'teach001,T1,Manager', 'stud0001,S1,', 'stud0002,S2,', 'stud0003,S3,'));
+  const good = csv(
+    'username,owner,group',
+    'stud0001,,Band',
+    'stud0002,,Band',
+    'stud0003,,Band',
+    'stud0001,teach001,',
+    'stud0002,teach001,',
+  );
+  expect((await f.importCsv('sis-usd', good, 'groups.csv')).counts).toMatchObject({ created: 5, errors: 0 });
+  const before = await f.snapshot();
+  const message =
+    'None of the 2 rows of groups.csv could be used (the first error, on line 2: User "S1" does not exist. Add the user to users.csv first), ' +
+    'so nothing was changed: applying it would have removed all 5 group memberships. Fix the errors and upload it again.';
+
+  // The SIS exported its own IDs as usernames: every row is an error, and every membership would go.
+  const sisIds = csv('username,owner,group', 'S1,,Band', 'S2,teach001,');
+  const file = path.join(f.dataDir, 'groups-sis-ids.csv');
+  writeFileSync(file, sisIds);
+  const dry = await validateFile(f.ctx, { tenant: 'sis-usd', file });
+  expect(dry).toMatchObject({ status: 'failed', message, counts: { rows: 0, created: 0, deactivated: 0, errors: 1 } });
+  expect(dry.errors).toEqual([{ line: 0, column: '', message }]);
+
+  const id = await f.receive('sis-usd', sisIds, 'groups.csv', 'pending');
+  const run = await processPending({ ...f.ctx, claimedBy: 'test:1' }, { now: true, tenant: 'sis-usd' });
+  expect(run.imported).toEqual([{ id, tenant: 'sis-usd', file: 'groups.csv', status: 'failed' }]);
+  expect(await f.snapshot()).toBe(before);
+  const r = await getImportRecord(f.db.pool, id);
+  expect(r).toMatchObject({ status: 'failed', message, counts: { created: 0, deactivated: 0, errors: 1 } });
+  expect(r?.errors).toEqual([{ line: 0, column: '', message }]);
+  expect(describeRecord(r!)).toContain(`\n\n${message}`);
+  const { rows: report } = await f.db.pool.query<{ subject: string; text: string }>(
+    `SELECT message->>'subject' AS subject, message->>'text' AS text FROM outbox WHERE upload_id = $1`,
+    [id],
+  );
+  expect(report[0]?.subject).toBe('[rosterd] sis-usd: groups.csv failed — nothing imported, 1 error');
+  expect(report[0]?.text.replace(/\s+/g, ' ')).toContain(`groups.csv was not imported. ${message}`);
+
+  // A row in error keeps its user's memberships: said as the part of them the file would remove.
+  const some = await f.importCsv('sis-usd', csv('username,owner,group', 'S1,,Band', 'stud0001,nobody99,Band'), 'groups.csv');
+  expect(some.message).toMatch(/^None of the 2 rows .*: applying it would have removed 3 of the 5 group memberships\./);
+  expect(await f.snapshot()).toBe(before);
+
+  // A file whose valid rows are few still applies (the rows in error are skipped), and so does one
+  // that is all errors but takes nothing away.
+  const one = await f.importCsv('sis-usd', csv('username,owner,group', 'S1,,Band', 'stud0001,,Band'), 'groups.csv');
+  expect(one).toMatchObject({ status: 'completed_with_errors', counts: { unchanged: 1, deactivated: 4, errors: 1 } });
+  await f.addTenant('sis-new', { thresholdPercent: 100 });
+  await f.importCsv('sis-new', csv('username,access type', 'teach001,Manager'));
+  const first = await f.importCsv('sis-new', sisIds, 'groups.csv');
+  expect(first).toMatchObject({ status: 'completed_with_errors', counts: { rows: 2, created: 0, deactivated: 0, errors: 2 } });
 });

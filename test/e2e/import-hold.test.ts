@@ -3,10 +3,14 @@
  * changes nothing and is held; approval applies it against the roster as it stands then;
  * rejection discards it; neither works on an import that is not held.
  */
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { RosterdError } from '../../src/errors.js';
 import { approveImport, rejectImport } from '../../src/import/run-import.js';
 import { getImportRecord, listImportRecords } from '../../src/import/records.js';
+import { validateFile } from '../../src/import/validate.js';
+import { addSchool } from '../../src/store/schools.js';
 import { csv, importFixture, users, type ImportFixture } from './import-fixture.js';
 
 let f: ImportFixture;
@@ -81,4 +85,62 @@ it('the absolute threshold count holds too', async () => {
   expect(r.message).toMatch(/limit of 2 deactivations/);
   const ok = await f.importCsv('hold-count', csv('username,email', ...users(1, 18)));
   expect(ok).toMatchObject({ status: 'succeeded', counts: { deactivated: 2 } });
+});
+
+it('a full sync none of whose rows could be used fails whole, whatever the threshold, rather than deactivating everyone or asking to', async () => {
+  await f.addTenant('unusable-default'); // 10 %: such a file used to be held, and approving it would deactivate everyone
+  await f.addTenant('unusable-never', { thresholdPercent: 100 }); // no hold: such a file used to deactivate everyone
+  // SIS IDs where usernames belong: every username is too short, and none names a user.
+  const sisIds = csv('username,email', 'S1,s1@district.example.org', 'S2,s2@district.example.org');
+  const file = path.join(f.dataDir, 'users-sis-ids.csv');
+  writeFileSync(file, sisIds);
+  for (const tenant of ['unusable-default', 'unusable-never']) {
+    await f.importCsv(tenant, csv('username,email', ...users(1, 6)));
+    const before = await f.snapshot();
+    const r = await f.importCsv(tenant, sisIds);
+    const message =
+      'None of the 2 rows of users.csv could be used (the first error, on line 2: Username must be at least 4 characters), ' +
+      'so nothing was changed: applying it would have deactivated all 6 active users. Fix the errors and upload it again.';
+    expect(r).toMatchObject({ status: 'failed', message, counts: { created: 0, deactivated: 0, errors: 1 } });
+    expect(r.errors).toEqual([{ line: 0, column: '', message }]);
+    expect(r.heldDeactivations ?? []).toEqual([]);
+    expect(await f.snapshot()).toBe(before);
+    expect(await validateFile(f.ctx, { tenant, file })).toMatchObject({ status: 'failed', message });
+    // A row in error keeps its user: the message says how many of the active users would go.
+    const some = await f.importCsv(tenant, csv('username,email', 'user001,not-an-email', 'S1,s1@district.example.org'));
+    expect(some).toMatchObject({ status: 'failed', message: expect.stringMatching(/would have deactivated 5 of the 6 active users\./) });
+    expect(await f.snapshot()).toBe(before);
+  }
+  // One usable row is a roster (held above the threshold, applied below it), and a delta of errors deactivates nobody.
+  expect((await f.importCsv('unusable-default', csv('username,email', 'S1,s1@x.org', ...users(1, 1)))).status).toBe('held');
+  expect(await f.importCsv('unusable-never', csv('username,email', 'S1,s1@x.org', ...users(1, 1)))).toMatchObject({
+    status: 'completed_with_errors',
+    counts: { unchanged: 1, deactivated: 5 },
+  });
+  expect(await f.importCsv('unusable-never', csv('username,action', 'S1,delete', 'user001,remove'))).toMatchObject({
+    status: 'completed_with_errors',
+    counts: { deactivated: 0, errors: 2 },
+  });
+});
+
+it('approval of a held file none of whose rows can be used any more is refused, and the hold stays', async () => {
+  await f.addTenant('unusable-later');
+  await addSchool(f.db.pool, 'unusable-later', { name: 'Lincoln High' });
+  await f.importCsv('unusable-later', csv('username,email', ...users(1, 20)));
+  const held = await f.importCsv('unusable-later', csv('username,email,school', ...users(1, 10).map((u) => `${u},Lincoln High`)));
+  expect(held.status).toBe('held');
+  // The school its rows name is removed before the operator approves: read again, every row is an error.
+  await f.db.pool.query(`DELETE FROM schools WHERE name = 'Lincoln High'`);
+  const before = await f.snapshot();
+  const err = await approveImport(f.ctx, held.id, { approvedBy: 'ops' }).catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(RosterdError);
+  expect(err).toMatchObject({ code: 'IMPORT_APPROVAL_STALE' });
+  expect((err as Error).message).toMatch(
+    new RegExp(
+      `^import ${held.id} cannot be approved: None of the 10 rows of users\\.csv could be used \\(the first error, on line 2: .*\\), ` +
+        'so nothing was changed: applying it would have deactivated 10 of the 20 active users\\. Ask the district to upload a corrected users\\.csv',
+    ),
+  );
+  expect(await f.snapshot()).toBe(before);
+  expect((await getImportRecord(f.db.pool, held.id))?.status).toBe('held');
 });
