@@ -9,7 +9,15 @@ import type { PoolClient } from 'pg';
 import { RosterdError } from '../errors.js';
 import { withTransaction } from '../store/db.js';
 import type { ImportHook } from './engine-types.js';
-import { executeImport, loadTarget, recordOutcome, type ImportContext, type Outcome, type UploadTarget } from './execute.js';
+import {
+  executeImport,
+  loadTarget,
+  lockTenantRoster,
+  recordOutcome,
+  type ImportContext,
+  type Outcome,
+  type UploadTarget,
+} from './execute.js';
 import { createPasswordHasher, type PasswordHasher } from './hash-pool.js';
 import { interruptible, stopBetweenSteps, throwIfInterrupted } from './interrupt.js';
 import { insertIssues } from './issues.js';
@@ -33,6 +41,14 @@ export interface RunImportOptions {
    * hashing stops, and the import rolls back whole and throws IMPORT_INTERRUPTED.
    */
   signal?: AbortSignal;
+  /** told, once the outcome is committed, of the held users.csv uploads this import superseded */
+  onSupersededHeld?: (held: SupersededHeld[]) => void;
+}
+
+/** A held users.csv that a newer whole roster replaced: it can no longer be approved. */
+export interface SupersededHeld {
+  id: string;
+  receivedAt: Date;
 }
 
 /** Imports an upload that the caller has claimed (status `running`). */
@@ -52,6 +68,7 @@ export async function runImport(ctx: ImportContext, uploadId: string, opts: RunI
     try {
       await verifyStoredCopy(target);
       throwIfInterrupted(signal);
+      let superseded: SupersededHeld[] = [];
       const record = await withTransaction(ctx.pool, (client) =>
         interruptible(ctx.pool, client, signal, async () => {
           const outcome = await executeImport(client, ctx.config, ctx.clock, target, {
@@ -60,10 +77,12 @@ export async function runImport(ctx: ImportContext, uploadId: string, opts: RunI
             hasher,
             at,
           });
+          superseded = await supersedeHeld(client, target, outcome, ctx.clock.now());
           return finish(client, uploadId, 'running', outcome, startedAt, ctx, opts);
         }),
       );
       // The outcome is logged by the caller (the scheduler's decision line), once.
+      if (superseded.length > 0) opts.onSupersededHeld?.(superseded);
       return record;
     } catch (err) {
       if (!(err instanceof FileRejectedError)) throw err;
@@ -90,6 +109,10 @@ export async function approveImport(
   return withHasher(ctx, signal, (hasher) =>
     withTransaction(ctx.pool, (client) =>
       interruptible(ctx.pool, client, signal, async () => {
+        // The tenant's roster lock first, then the held row, in the order an import of a newer
+        // users.csv takes them (supersedeHeld, inside the import): the other way round, the two
+        // could deadlock. An import of the tenant running meanwhile is waited for.
+        await lockTenantRoster(client, (await loadTarget(client, ctx.config.DATA_DIR, uploadId)).tenantId);
         const target = await loadTarget(client, ctx.config.DATA_DIR, uploadId, true);
         if (target.status !== 'held') throw notHeld(uploadId, target.status);
         await refuseIfNewerPending(client, target);
@@ -154,9 +177,31 @@ export async function rejectImport(
 }
 
 /**
- * A newer users.csv of the tenant waiting to be imported replaces a held one at the next run
- * (src/schedule/claims.ts); approving the held one first would apply the roster the district has
- * already corrected, deactivations included.
+ * A newer whole roster replaces the tenant's held users.csv when it is imported: approving a held
+ * one after it would apply an older roster over the newer one (deactivating whoever it added).
+ * Decided here, in the transaction that records the import's outcome, because only a full sync is
+ * a roster, and which one a file is is known once it is read (the claim, src/schedule/claims.ts,
+ * comes before): a delta (an action column) changes the users it lists and leaves a held file to
+ * its decision; a file that failed replaces nothing. Rolled back with the import, so a crash or a
+ * lost claim leaves the held one held.
+ */
+async function supersedeHeld(client: PoolClient, target: UploadTarget, outcome: Outcome, now: Date): Promise<SupersededHeld[]> {
+  if (target.fileName !== 'users.csv' || outcome.mode !== 'full') return [];
+  const { rows } = await client.query<SupersededHeld>(
+    `UPDATE uploads h SET status = 'superseded', superseded_by = n.id, status_changed_at = $2
+       FROM uploads n
+      WHERE n.id = $1 AND h.tenant_id = n.tenant_id AND h.file_name = 'users.csv' AND h.status = 'held' AND h.arrival < n.arrival
+      RETURNING h.id, h.received_at AS "receivedAt"`,
+    [target.uploadId, now],
+  );
+  return rows;
+}
+
+/**
+ * A newer users.csv of the tenant waiting to be imported replaces a held one when it is imported,
+ * if it is a whole roster; approving the held one first would apply the roster the district has
+ * already corrected, deactivations included. Whether it is, is known once it is read, so the
+ * approval is refused until it has been imported, whichever it is.
  */
 async function refuseIfNewerPending(client: PoolClient, target: UploadTarget): Promise<void> {
   if (target.fileName !== 'users.csv') return;
@@ -172,8 +217,9 @@ async function refuseIfNewerPending(client: PoolClient, target: UploadTarget): P
   throw new RosterdError(
     'IMPORT_APPROVAL_STALE',
     `import ${target.uploadId} cannot be approved: a newer users.csv of ${target.tenant} (import ${newer.id}, received ` +
-      `${newer.received_at.toISOString()}) is waiting to be imported, and replaces it at the next run. Nothing was changed, ` +
-      `and this one needs no rejection; "rosterd import run --tenant ${target.tenant} --now" imports the newer one now.`,
+      `${newer.received_at.toISOString()}) is waiting to be imported, and replaces it at the next run if it is a whole roster. ` +
+      `Nothing was changed. "rosterd import run --tenant ${target.tenant} --now" imports the newer one now; if it has an ` +
+      `action column (a delta), this one stays held, to approve or reject after it.`,
   );
 }
 
@@ -181,7 +227,7 @@ function notHeld(uploadId: string, status: string): RosterdError {
   if (status === 'superseded') {
     return new RosterdError(
       'IMPORT_NOT_HELD',
-      `import ${uploadId} is superseded, not held: a newer users.csv of the tenant was imported after it, so it can no longer be approved ("rosterd import show ${uploadId}" names the newer one)`,
+      `import ${uploadId} is superseded, not held: a newer users.csv of the tenant was imported after it (a whole roster), so it can no longer be approved ("rosterd import show ${uploadId}" names the newer one)`,
     );
   }
   return new RosterdError(

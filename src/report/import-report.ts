@@ -29,7 +29,9 @@ export async function enqueueImportReport(
   const replaced = await loadReplaced(client, record.id);
   const waitingGroups =
     record.status === 'held' && record.file === 'users.csv' ? await loadWaitingGroups(client, record.tenant) : undefined;
-  const message = renderReport({ import: record, tenant, from: opts.from, wouldDeactivate, replaced, waitingGroups });
+  const applied = record.status === 'succeeded' || record.status === 'completed_with_errors';
+  const stillHeld = applied && record.file === 'users.csv' && record.mode === 'delta' ? await loadStillHeld(client, record) : undefined;
+  const message = renderReport({ import: record, tenant, from: opts.from, wouldDeactivate, replaced, waitingGroups, stillHeld });
   return enqueueReport(client, message, { uploadId: record.id, now: opts.now });
 }
 
@@ -80,6 +82,20 @@ async function loadWaitingGroups(client: pg.PoolClient, subdomain: string): Prom
       WHERE t.subdomain = $1 AND u.file_name = 'groups.csv' AND u.status = 'pending'
       ORDER BY u.arrival`,
     [subdomain],
+  );
+  return rows.map((r) => ({ id: r.id, receivedAt: r.received_at }));
+}
+
+/**
+ * The tenant's held users.csv uploads besides this one: a delta leaves them held (only a whole
+ * roster replaces them, src/import/run-import.ts), so its report says they still wait.
+ */
+async function loadStillHeld(client: pg.PoolClient, record: ImportRecord): Promise<Array<{ id: string; receivedAt: Date }>> {
+  const { rows } = await client.query<{ id: string; received_at: Date }>(
+    `SELECT u.id, u.received_at FROM uploads u JOIN tenants t ON t.id = u.tenant_id
+      WHERE t.subdomain = $1 AND u.file_name = 'users.csv' AND u.status = 'held' AND u.id <> $2
+      ORDER BY u.arrival`,
+    [record.tenant, record.id],
   );
   return rows.map((r) => ({ id: r.id, receivedAt: r.received_at }));
 }

@@ -167,6 +167,7 @@ export function buildModel(input: ReportInput, attached: AttachedRows = {}): Rep
   facts.push(...replaced.facts);
 
   const applied = !['held', 'rejected', 'validated'].includes(record.status);
+  const extra = [...(replaced.advice === null ? [] : [replaced.advice]), ...stillHeldNote(input)];
   return {
     subject: oneLine(`[rosterd] ${tenant.subdomain}: ${outcome.subject}`),
     headline: outcome.headline,
@@ -175,7 +176,7 @@ export function buildModel(input: ReportInput, attached: AttachedRows = {}): Rep
     counts: words.countLabels(applied).map(([key, label]) => [label, key === 'errors' ? totalErrors : counts[key]]),
     errors: errorsInBody(record.errors, totalErrors, errorsAttachment, attached.errors),
     warnings: warnings.list,
-    next: replaced.advice === null ? outcome.next : [...outcome.next.filter((n) => n !== NOTHING_TO_DO), replaced.advice],
+    next: extra.length === 0 ? outcome.next : [...outcome.next.filter((n) => n !== NOTHING_TO_DO), ...extra],
     errorsAttachment,
     warningsAttachment: warnings.attachment,
     deactivateAttachment,
@@ -350,11 +351,18 @@ function describeOutcome(input: ReportInput, words: Vocabulary, files: Attachmen
             ? `Check the users it would deactivate in ${files.deactivateAttachment}.`
             : 'Check which users are missing from the file.',
           `If they really left, ask your rosterd operator to approve the import: rosterd import approve ${record.id}`,
-          // A newer users.csv supersedes a held one when it is imported (src/schedule/claims.ts), so
-          // the fix needs no rejection; one only closes a hold that nothing will replace.
-          `If not (an export that missed a school is the usual cause), fix the export and upload the corrected ${file}: ` +
-            `it replaces this one when it is imported, in the next night window, and this one is then never applied. ` +
-            `Only if no corrected file is coming, ask the operator to reject this one: rosterd import reject ${record.id}`,
+          // A newer whole roster supersedes a held one when it is imported (src/import/run-import.ts),
+          // so the fix needs no rejection; one only closes a hold that nothing will replace. A delta
+          // (an action column) replaces nothing: a held delta's fix is its rejection and the
+          // corrected changes.
+          record.mode === 'delta'
+            ? `If not, ask the operator to reject this one (rosterd import reject ${record.id}) and upload the corrected changes: ` +
+              `a ${file} with an action column does not replace a held one. A whole ${file} without an action column does, ` +
+              'when it is imported, and this one is then never applied.'
+            : `If not (an export that missed a school is the usual cause), fix the export and upload the corrected ${file}, ` +
+              `the whole roster without an action column: it replaces this one when it is imported, in the next night window, ` +
+              `and this one is then never applied. Only if no corrected file is coming, ask the operator to reject this one: ` +
+              `rosterd import reject ${record.id}`,
           ...waitingGroupsNote(input),
         ],
       };
@@ -529,6 +537,16 @@ function waitingGroupsNote(input: ReportInput): string[] {
     `${files} until this import is approved, rejected or replaced by a corrected users.csv: ${waiting.length === 1 ? 'it is' : 'they are'} ` +
       'imported at the first run after that, against the users as they are then.',
   ];
+}
+
+/** An applied delta left the tenant's held users.csv held (only a whole roster replaces one). */
+function stillHeldNote(input: ReportInput): string[] {
+  return (input.stillHeld ?? []).map(
+    (held) =>
+      `The users.csv received ${formatInstant(held.receivedAt, input.tenant.timezone)} (import ${held.id}) is still held for approval: ` +
+      'this file has an action column, so it changed only the users it lists and did not replace that one. It is applied only if ' +
+      'your rosterd operator approves it; a corrected users.csv without an action column (the whole roster) replaces it.',
+  );
 }
 
 function approvalSentence(record: ReportImport, zone: string): string {

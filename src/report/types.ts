@@ -75,6 +75,8 @@ export interface ReportInput {
   replaced?: readonly ReplacedUpload[] | undefined;
   /** a held users.csv's report: the groups.csv uploads that wait for its approval or rejection */
   waitingGroups?: ReadonlyArray<{ id: string; receivedAt: Date }> | undefined;
+  /** an applied delta users.csv's report: the tenant's held users.csv uploads, which a delta does not replace */
+  stillHeld?: ReadonlyArray<{ id: string; receivedAt: Date }> | undefined;
 }
 
 export interface MailAttachment {

@@ -58,9 +58,8 @@ export type NoClaim =
 
 export type ClaimStep = { kind: 'claimed'; claim: Claim; superseded: SupersededUpload[] } | NoClaim;
 
-/** An upload a newer users.csv replaced: a pending one, or a held one that can no longer be approved. */
+/** A pending upload a newer one of the same name replaced before either was imported. */
 export interface SupersededUpload extends PendingUpload {
-  wasHeld: boolean;
   /** the newer upload that replaced it */
   by: string;
 }
@@ -132,24 +131,15 @@ async function decideAndClaim(pool: pg.Pool, req: ClaimRequest, taken: { lock?: 
             WHERE id = ANY($1::uuid[]) AND status = 'pending'`,
           [older.map((o) => o.id), kept.id, req.now],
         );
-        superseded.push(...older.map((o) => ({ ...o, wasHeld: false, by: kept.id })));
+        superseded.push(...older.map((o) => ({ ...o, by: kept.id })));
       }
       return kept;
     };
     const keep = await newestOf('users.csv');
     const groups = await newestOf('groups.csv');
-    if (keep) {
-      // A held users.csv is replaced like a pending one: approving it after a newer file was
-      // imported would apply the old roster over the new one (deactivating whoever the newer
-      // file added).
-      const held = await client.query<PendingUpload>(
-        `UPDATE uploads SET status = 'superseded', superseded_by = $2, status_changed_at = $3
-          WHERE tenant_id = $1 AND status = 'held' AND file_name = 'users.csv'
-          RETURNING id, file_name AS "fileName", received_at AS "receivedAt"`,
-        [req.tenantId, keep.id, req.now],
-      );
-      superseded.push(...held.rows.map((p) => ({ ...p, wasHeld: true, by: keep.id })));
-    }
+    // A held users.csv is not replaced here: only a whole roster replaces it, not a delta (an
+    // action column), and which one this is is known once the file is read. The import decides
+    // it in its own transaction (src/import/run-import.ts supersedeHeld).
     const next = keep ?? groups ?? pending[0];
     if (!next) return { kind: 'nothing' };
     if (next.fileName !== 'users.csv') {

@@ -1,8 +1,9 @@
 /**
  * One pass over the pending uploads (PRODUCT.md §5): for each active tenant whose night window is
  * open (or every tenant with `now`), import its settled pending uploads, newest users.csv first
- * (older ones superseded, a held one too), then groups.csv (unless a users.csv is held), each claimed so that it is imported exactly once
- * across replicas, and queue the report in the outcome's transaction. An attempt that ends
+ * (older pending ones superseded; a held one too, once that newest one is read and is a whole
+ * roster), then groups.csv (unless a users.csv is held), each claimed so that it is imported
+ * exactly once across replicas, and queue the report in the outcome's transaction. An attempt that ends
  * without an outcome (crash, lost connection) is retried; after IMPORT_MAX_ATTEMPTS it fails and
  * is reported. Logs one line per decision.
  */
@@ -11,7 +12,7 @@ import type pg from 'pg';
 import { RosterdError, toError } from '../errors.js';
 import type { ImportHook } from '../import/engine-types.js';
 import { getImportRecord, type ImportRecord } from '../import/records.js';
-import { runImport, type ImportContext } from '../import/run-import.js';
+import { runImport, type ImportContext, type SupersededHeld } from '../import/run-import.js';
 import { enqueueImportReport } from '../report/import-report.js';
 import { validateSubdomain } from '../store/tenants.js';
 import type { Logger } from '../types.js';
@@ -215,19 +216,7 @@ async function processTenant(ctx: ScheduleContext, tenant: TenantRef, opts: Proc
         return;
       case 'claimed':
         try {
-          for (const s of step.superseded) {
-            summary.superseded.push({ id: s.id, tenant: tenant.subdomain, file: s.fileName, status: 'superseded' });
-            await noteOutcome(ctx, s.id);
-            const fields = {
-              event: 'import.superseded',
-              uploadId: s.id,
-              supersededBy: s.by,
-              receivedAt: s.receivedAt.toISOString(),
-            };
-            if (s.wasHeld)
-              log.warn({ ...fields, wasHeld: true }, 'held import superseded by a newer users.csv: it can no longer be approved');
-            else log.info(fields, 'superseded');
-          }
+          for (const s of step.superseded) await noteSuperseded(ctx, tenant, summary, log, { ...s, wasHeld: false });
           // After an attempt without an outcome, the tenant waits for the next tick (no retry storm).
           if (!(await importClaimed(ctx, tenant, step.claim, summary, log, opts))) return;
         } finally {
@@ -268,14 +257,19 @@ async function importClaimed(
   if (interrupt?.aborted) giveBack();
   else interrupt?.addEventListener('abort', giveBack, { once: true });
   try {
+    let supersededHeld: SupersededHeld[] = [];
     const record = await runImport(ctx, claim.uploadId, {
       onOutcome: async (client, rec) => {
         await fenceClaim(client, claim.uploadId, claim.token);
         await enqueueImportReport(client, rec, { from: ctx.config.MAIL_FROM, now: ctx.clock.now() });
       },
+      onSupersededHeld: (held) => (supersededHeld = held),
       ...(ctx.importHook ? { at: ctx.importHook } : {}),
       ...(interrupt ? { signal: interrupt } : {}),
     });
+    for (const s of supersededHeld) {
+      await noteSuperseded(ctx, tenant, summary, tenantLog, { ...s, fileName: 'users.csv', by: claim.uploadId, wasHeld: true });
+    }
     summary.imported.push({ ...ref, status: record.status });
     ctx.onImported?.(record);
     const fields = {
@@ -306,6 +300,21 @@ async function importClaimed(
     stopHeartbeat();
     ctx.activeClaims?.delete(claim.token);
   }
+}
+
+/** Notes an upload a newer one superseded: a pending one (at the claim), or a held one (by the import of a whole roster). */
+async function noteSuperseded(
+  ctx: ScheduleContext,
+  tenant: TenantRef,
+  summary: ProcessSummary,
+  log: Logger,
+  s: { id: string; fileName: string; receivedAt: Date; by: string; wasHeld: boolean },
+): Promise<void> {
+  summary.superseded.push({ id: s.id, tenant: tenant.subdomain, file: s.fileName, status: 'superseded' });
+  await noteOutcome(ctx, s.id);
+  const fields = { event: 'import.superseded', uploadId: s.id, supersededBy: s.by, receivedAt: s.receivedAt.toISOString() };
+  if (s.wasHeld) log.warn({ ...fields, wasHeld: true }, 'held import superseded by a newer users.csv: it can no longer be approved');
+  else log.info(fields, 'superseded');
 }
 
 /** What `import show` says of an upload whose import the operator interrupted. */

@@ -110,7 +110,8 @@ it('a newer users.csv supersedes a held one, which can then no longer be approve
     held.id,
   ]);
   expect(holdReport[0]?.text.replace(/\s+/g, ' ')).toContain(
-    'upload the corrected users.csv: it replaces this one when it is imported, in the next night window, and this one is then never applied. ' +
+    'upload the corrected users.csv, the whole roster without an action column: it replaces this one when it is imported, ' +
+      'in the next night window, and this one is then never applied. ' +
       'Only if no corrected file is coming, ask the operator to reject this one',
   );
 
@@ -130,6 +131,116 @@ it('a newer users.csv supersedes a held one, which can then no longer be approve
   expect(err.code).toBe('IMPORT_NOT_HELD');
   expect(err.message).toMatch(/is superseded, not held: a newer users\.csv of the tenant was imported after it/);
   expect(await active('newer')).toEqual(names(1, 25));
+});
+
+it('a delta users.csv imported while a full sync is held leaves it held, to approve against the roster with the delta applied', async () => {
+  const t = 'delta-held';
+  await f.addTenant(t);
+  await f.importCsv(t, csv('username,email,access type', 'teach01,t@x.org,Manager', ...users(1, 20).map((u) => `${u},`)));
+  const held = await f.importCsv(t, csv('username,email,access type', 'teach01,t@x.org,Manager', ...users(1, 17).map((u) => `${u},`)));
+  expect(held).toMatchObject({ status: 'held', heldDeactivations: names(18, 20) });
+  // The SIS's next push: one user's email changed, as a delta, with a groups.csv.
+  const delta = await f.receive(t, csv('username,email,action', 'user019,new19@district.example.org,update'), 'users.csv', 'pending');
+  const groups = await f.receive(t, csv('username,owner,group', 'user001,teach01,Band'), 'groups.csv', 'pending');
+  const night = await processPending({ ...f.ctx, claimedBy: 'test:1' }, { now: true, tenant: t });
+  expect(night.superseded).toEqual([]);
+  expect(night.imported).toEqual([{ id: delta, tenant: t, file: 'users.csv', status: 'succeeded' }]);
+  expect(await getImportRecord(f.db.pool, held.id)).toMatchObject({ status: 'held', supersededBy: null });
+  // The groups.csv still waits for the decision on the held roster.
+  expect(night.onHold).toEqual([{ tenant: t, pending: 1, heldId: held.id }]);
+  expect((await getImportRecord(f.db.pool, groups))?.status).toBe('pending');
+  // The delta's report does not say it replaced the held file; it says that one still waits.
+  const { rows: mail } = await f.db.pool.query<{ text: string }>(`SELECT message->>'text' AS text FROM outbox WHERE upload_id = $1`, [
+    delta,
+  ]);
+  const text = mail[0]?.text.replace(/\s+/g, ' ') ?? '';
+  expect(text).not.toMatch(/Replaces|needs no decision/);
+  expect(text).toMatch(
+    new RegExp(
+      `The users\\.csv received [^.]+ \\(import ${held.id}\\) is still held for approval: this file has an action column, ` +
+        'so it changed only the users it lists and did not replace that one\\.',
+    ),
+  );
+
+  // Approved, the held roster is applied to the roster as it stands now: the delta's change stays.
+  const approved = await approveImport(f.ctx, held.id, { approvedBy: 'ops' });
+  expect(approved).toMatchObject({ status: 'succeeded', counts: { deactivated: 3 } });
+  expect(await active(t)).toEqual(['teach01', ...names(1, 17)]);
+  expect((await f.users(t)).find((u) => u.username === 'user019')).toMatchObject({ email: 'new19@district.example.org', active: false });
+  const after = await processPending({ ...f.ctx, claimedBy: 'test:1' }, { now: true, tenant: t });
+  expect(after.imported).toEqual([{ id: groups, tenant: t, file: 'groups.csv', status: 'succeeded' }]);
+});
+
+it('an approval given while a delta users.csv is being imported waits for it, then applies the held roster', async () => {
+  const t = 'approve-during-delta';
+  await f.addTenant(t);
+  await f.importCsv(t, csv('username,email', ...users(1, 20)));
+  const held = await f.importCsv(t, csv('username,email', ...users(1, 17)));
+  expect(held.status).toBe('held');
+  const delta = await f.receive(t, csv('username,email,action', 'user002,new2@district.example.org,update'), 'users.csv', 'pending');
+  let open = () => {};
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  let reached = () => {};
+  const staged = new Promise<void>((resolve) => (reached = resolve));
+  const importHook = async (point: string) => {
+    if (point !== 'staged') return;
+    reached();
+    await gate;
+  };
+  const importing = processPending({ ...f.ctx, claimedBy: 'test:1', importHook }, { now: true, tenant: t });
+  try {
+    await staged;
+    let settled = false;
+    const approval = approveImport(f.ctx, held.id, { approvedBy: 'ops' }).then(
+      (r) => ((settled = true), r),
+      (err: unknown) => ((settled = true), err),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // The import holds the tenant's roster: the approval waits for it rather than racing it.
+    expect(settled).toBe(false);
+    open();
+    expect((await importing).imported).toEqual([{ id: delta, tenant: t, file: 'users.csv', status: 'succeeded' }]);
+    expect(await approval).toMatchObject({ status: 'succeeded', counts: { deactivated: 3 } });
+  } finally {
+    open();
+    await importing;
+  }
+  expect(await active(t)).toEqual(names(1, 17));
+});
+
+it('only a whole roster that is imported supersedes a held users.csv: not one that fails, nor one whose import crashed', async () => {
+  const t = 'held-kept';
+  await f.addTenant(t);
+  await f.importCsv(t, csv('username,email', ...users(1, 20)));
+  const held = await f.importCsv(t, csv('username,email', ...users(1, 17)));
+  expect(held.status).toBe('held');
+  const nightly = (ctx = f.ctx) => processPending({ ...ctx, claimedBy: 'test:1' }, { now: true, tenant: t });
+
+  // A file that cannot be read fails, and the held one still waits for its decision.
+  const broken = await f.receive(t, 'username,email\n', 'users.csv', 'pending');
+  const first = await nightly();
+  expect(first).toMatchObject({ superseded: [], imported: [{ id: broken, status: 'failed' }] });
+  expect((await getImportRecord(f.db.pool, held.id))?.status).toBe('held');
+
+  // An import that crashes (every attempt) changes nothing, the hold included.
+  const crashing = await f.receive(t, csv('username,email', ...users(1, 20)), 'users.csv', 'pending');
+  const failing = {
+    ...f.ctx,
+    config: { ...f.ctx.config, IMPORT_MAX_ATTEMPTS: 1 },
+    importHook: async (point: string) => {
+      if (point === 'deactivated') throw new Error('the database went away');
+    },
+  };
+  const second = await nightly(failing);
+  expect(second).toMatchObject({ superseded: [], failed: [{ id: crashing, status: 'failed' }] });
+  expect((await getImportRecord(f.db.pool, held.id))?.status).toBe('held');
+
+  // A whole roster held in its turn replaces the older held one.
+  const newer = await f.receive(t, csv('username,email', ...users(1, 16)), 'users.csv', 'pending');
+  const third = await nightly();
+  expect(third.superseded).toEqual([{ id: held.id, tenant: t, file: 'users.csv', status: 'superseded' }]);
+  expect(third.imported).toEqual([{ id: newer, tenant: t, file: 'users.csv', status: 'held' }]);
+  expect(await getImportRecord(f.db.pool, held.id)).toMatchObject({ status: 'superseded', supersededBy: newer });
 });
 
 it("an approval's report advises on its warnings, also when the held import was recorded before warnings had codes", async () => {
@@ -186,9 +297,9 @@ it('approval is refused while a newer users.csv waits to be imported, which repl
       `^import ${held.id} cannot be approved: a newer users\\.csv of newer-pending \\(import ${newer}, received [^)]+\\) is waiting`,
     ),
   );
-  // Rejecting it would be work for nothing: the newer file replaces it anyway.
+  // Rejecting it could be work for nothing: the newer file replaces it if it is a whole roster.
   expect(err.message).toMatch(
-    /Nothing was changed, and this one needs no rejection; "rosterd import run --tenant newer-pending --now" imports/,
+    /and replaces it at the next run if it is a whole roster\. Nothing was changed\. "rosterd import run --tenant newer-pending --now" imports the newer one now; if it has an action column \(a delta\), this one stays held, to approve or reject after it\.$/,
   );
   expect(await f.snapshot()).toEqual(before);
   expect((await getImportRecord(f.db.pool, held.id))?.status).toBe('held');

@@ -150,18 +150,37 @@ describe('renderReport', () => {
     expect(mail.text).not.toContain('approve it with');
     expect(mail.html).not.toContain('approve it with');
     expect(mail.text).toContain(`ask your rosterd operator to approve the import: rosterd import approve ${id}`);
-    // A corrected upload supersedes the held one (src/schedule/claims.ts): no rejection is needed for it.
+    // A corrected whole roster supersedes the held one (src/import/run-import.ts): no rejection is needed for it.
     const flat = mail.text.replace(/\s+/g, ' ');
     expect(flat).toContain(
-      'If not (an export that missed a school is the usual cause), fix the export and upload the corrected users.csv: it replaces ' +
-        'this one when it is imported, in the next night window, and this one is then never applied. Only if no corrected file is ' +
-        `coming, ask the operator to reject this one: rosterd import reject ${id}`,
+      'If not (an export that missed a school is the usual cause), fix the export and upload the corrected users.csv, the whole ' +
+        'roster without an action column: it replaces this one when it is imported, in the next night window, and this one is then ' +
+        `never applied. Only if no corrected file is coming, ask the operator to reject this one: rosterd import reject ${id}`,
     );
     expect(mail.html.replace(/\s+/g, ' ')).toContain('it replaces this one when it is imported');
     expect(mail.attachments.map((a) => a.filename)).toEqual(['users-would-deactivate.csv']);
     expect(mail.attachments[0]?.content).toBe(
       "\uFEFFusername,email,first name,last name,sis id\r\njdoe,jdoe@lincoln.example,Jane,Doe,1001\r\n'@risky,,'+1,'-x,\r\n",
     );
+  });
+
+  it('a held delta is fixed by its rejection and the corrected changes: a file with an action column replaces no held one', () => {
+    const id = '6f1c0d2e-4b1a-4a57-9a0e-1b2c3d4e5f60';
+    const mail = renderReport(
+      input({
+        status: 'held',
+        mode: 'delta',
+        message: holdReason(57, 400, { uploadId: id, tenantId: 1, thresholdPercent: 10, thresholdCount: null }),
+        counts: { ...emptyCounts(), rows: 57, deactivated: 57 },
+      }),
+    );
+    const flat = mail.text.replace(/\s+/g, ' ');
+    expect(flat).toContain(
+      `If not, ask the operator to reject this one (rosterd import reject ${id}) and upload the corrected changes: a users.csv ` +
+        'with an action column does not replace a held one. A whole users.csv without an action column does, when it is imported, ' +
+        'and this one is then never applied.',
+    );
+    expect(flat).not.toContain('fix the export');
   });
 
   it('shows the first 20 errors in the body and attaches all of them', () => {
