@@ -22,7 +22,7 @@ export function holdReason(deactivations: number, active: number, target: Import
   if (dryRun) return `An import of this file would be held: ${what} An operator would have to approve it.`;
   return (
     `${HELD}${what}${NOTHING_APPLIED} If the file is right, approve it with "rosterd import approve ${target.uploadId}". ` +
-    'If not, a corrected file from the district replaces it when that is imported; ' +
+    'If not, a corrected users.csv from the district (the whole roster, without an action column) replaces it when that is imported; ' +
     `reject it with "rosterd import reject ${target.uploadId}" only if none is coming.`
   );
 }

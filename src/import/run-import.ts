@@ -21,7 +21,7 @@ import {
 import { createPasswordHasher, type PasswordHasher } from './hash-pool.js';
 import { interruptible, stopBetweenSteps, throwIfInterrupted } from './interrupt.js';
 import { insertIssues } from './issues.js';
-import { getImportRecord, type ImportRecord } from './records.js';
+import { getImportRecord, zonedIso, type ImportRecord } from './records.js';
 import { verifyStoredCopy } from './stored-copy.js';
 import { emptyCounts, FileRejectedError } from './types.js';
 
@@ -205,8 +205,8 @@ async function supersedeHeld(client: PoolClient, target: UploadTarget, outcome: 
  */
 async function refuseIfNewerPending(client: PoolClient, target: UploadTarget): Promise<void> {
   if (target.fileName !== 'users.csv') return;
-  const { rows } = await client.query<{ id: string; received_at: Date }>(
-    `SELECT n.id, n.received_at FROM uploads n JOIN uploads h ON h.id = $1
+  const { rows } = await client.query<{ id: string; received_at: Date; timezone: string }>(
+    `SELECT n.id, n.received_at, t.timezone FROM uploads n JOIN uploads h ON h.id = $1 JOIN tenants t ON t.id = n.tenant_id
       WHERE n.tenant_id = h.tenant_id AND n.file_name = 'users.csv' AND n.status IN ('pending', 'running')
         AND n.arrival > h.arrival
       ORDER BY n.arrival DESC LIMIT 1`,
@@ -217,7 +217,7 @@ async function refuseIfNewerPending(client: PoolClient, target: UploadTarget): P
   throw new RosterdError(
     'IMPORT_APPROVAL_STALE',
     `import ${target.uploadId} cannot be approved: a newer users.csv of ${target.tenant} (import ${newer.id}, received ` +
-      `${newer.received_at.toISOString()}) is waiting to be imported, and replaces it at the next run if it is a whole roster. ` +
+      `${zonedIso(newer.received_at, newer.timezone) ?? ''}) is waiting to be imported, and replaces it at the next run if it is a whole roster. ` +
       `Nothing was changed. "rosterd import run --tenant ${target.tenant} --now" imports the newer one now; if it has an ` +
       `action column (a delta), this one stays held, to approve or reject after it.`,
   );

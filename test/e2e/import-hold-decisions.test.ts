@@ -294,7 +294,7 @@ it('approval is refused while a newer users.csv waits to be imported, which repl
   expect(err.code).toBe('IMPORT_APPROVAL_STALE');
   expect(err.message).toMatch(
     new RegExp(
-      `^import ${held.id} cannot be approved: a newer users\\.csv of newer-pending \\(import ${newer}, received [^)]+\\) is waiting`,
+      `^import ${held.id} cannot be approved: a newer users\\.csv of newer-pending \\(import ${newer}, received \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d[-+]\\d\\d:\\d\\d\\) is waiting`,
     ),
   );
   // Rejecting it could be work for nothing: the newer file replaces it if it is a whole roster.

@@ -34,6 +34,17 @@ async function validate(tenant: string, content: string): Promise<Record<string,
 const withStatus = (from: number, to: number, status: (name: string) => string = () => ''): string[] =>
   users(from, to).map((u) => `${u},${status(u.split(',')[0] as string)}`);
 
+describe('a full sync listing only users it deactivates', () => {
+  it('is applied (above no threshold), not refused as a file none of whose rows could be used', async () => {
+    const T = 'status-only';
+    await f.addTenant(T, { thresholdPercent: 100 });
+    await f.importCsv(T, csv('username,email', ...users(1, 4)));
+    const r = await f.importCsv(T, csv('username,email,status', ...withStatus(1, 2, () => 'inactive')));
+    expect(r).toMatchObject({ status: 'succeeded', message: null, counts: { rows: 2, deactivated: 4, errors: 0 } });
+    expect(Object.values(await activeOf(T))).toEqual([false, false, false, false]);
+  });
+});
+
 describe('full sync', () => {
   const T = 'status-full';
   beforeAll(async () => {

@@ -29,7 +29,7 @@ describe('the safety hold threshold', () => {
     expect(holdReason(50, 100, target(10, null))).toMatch(/Nothing was applied.*rosterd import approve x".*rosterd import reject x"/);
     // A corrected file supersedes the held one; rejecting is for when none is coming.
     expect(holdReason(50, 100, target(10, null))).toMatch(
-      /If not, a corrected file from the district replaces it when that is imported; reject it with "rosterd import reject x" only if none is coming\.$/,
+      /If not, a corrected users.csv from the district \(the whole roster, without an action column\) replaces it when that is imported; reject it with "rosterd import reject x" only if none is coming\.$/,
     );
     expect(holdReason(50, 100, target(10, null), true)).toMatch(/^An import of this file would be held: .*50 of 100/);
   });
