@@ -120,6 +120,10 @@ it('a newer users.csv supersedes a held one, which can then no longer be approve
   expect(second.superseded).toEqual([{ id: held.id, tenant: 'newer', file: 'users.csv', status: 'superseded' }]);
   expect(second.imported).toEqual([{ id: newer, tenant: 'newer', file: 'users.csv', status: 'succeeded' }]);
   expect(await getImportRecord(f.db.pool, held.id)).toMatchObject({ status: 'superseded', supersededBy: newer });
+  // Its record no longer tells anyone to approve or reject it.
+  expect((await getImportRecord(f.db.pool, held.id))?.message).toMatch(
+    /^Was held: this file would deactivate 3 of 20 active users \(15%\), .*\. A newer users\.csv replaced it before it was decided, so nothing was applied\.$/,
+  );
   // The district was last asked to decide on the held file: the newer file's report says it need not.
   const { rows: reports } = await f.db.pool.query<{ text: string }>(`SELECT message->>'text' AS text FROM outbox WHERE upload_id = $1`, [
     newer,
