@@ -24,6 +24,7 @@ import { insertIssues } from './issues.js';
 import { getImportRecord, zonedIso, type ImportRecord } from './records.js';
 import { verifyStoredCopy } from './stored-copy.js';
 import { emptyCounts, FileRejectedError } from './types.js';
+import { FIX_AND_UPLOAD } from './unusable-file.js';
 
 export type { ImportContext } from './execute.js';
 
@@ -141,7 +142,7 @@ export async function approveImport(
           if (!(err instanceof FileRejectedError)) throw err;
           throw new RosterdError(
             'IMPORT_APPROVAL_STALE',
-            `import ${uploadId} cannot be approved: ${err.message.replace(/ Fix the errors and upload it again\.$/, '')} ` +
+            `import ${uploadId} cannot be approved: ${err.message.replace(` ${FIX_AND_UPLOAD}`, '')} ` +
               `Ask the district to upload a corrected ${target.fileName}, which replaces this one when it is imported; ` +
               `reject this one ("rosterd import reject ${uploadId}") only if none is coming.`,
           );

@@ -59,6 +59,9 @@ async function firstError(client: PoolClient, uploadId: string): Promise<{ line:
   return rows[0];
 }
 
+/** What the district is told to do, at the end of the message (an approval says otherwise). */
+export const FIX_AND_UPLOAD = 'Fix the errors and upload it again.';
+
 export function unusableFileMessage(
   groups: boolean,
   c: ImportCounts,
@@ -75,5 +78,5 @@ export function unusableFileMessage(
   const what = groups
     ? `removed ${of} group membership${before === 1 ? '' : 's'}`
     : `deactivated ${of} active user${before === 1 ? '' : 's'}`;
-  return `${none}, so nothing was changed: applying it would have ${what}. Fix the errors and upload it again.`;
+  return `${none}, so nothing was changed: applying it would have ${what}. ${FIX_AND_UPLOAD}`;
 }

@@ -1,7 +1,7 @@
 import type { SchoolRef } from '../import/types.js';
 import { RosterdError, pgCode, pgConstraint, PG } from '../errors.js';
 import type { Queryable } from './db.js';
-import { getTenant } from './tenants.js';
+import { getTenant, type Tenant } from './tenants.js';
 
 export interface SchoolInput {
   name: string;
@@ -35,41 +35,76 @@ export function validateSchoolInput(input: SchoolInput): SchoolInput {
 
 type SchoolKeys = Pick<SchoolInput, 'name' | 'ncesId' | 'stateId'>;
 
-/** A school's name and IDs, as users.csv's school column is compared with them (case-insensitive). */
-function keysOf(s: SchoolKeys): Array<{ kind: string; value: string }> {
-  const out = [{ kind: 'name', value: s.name.toLowerCase() }];
-  if (s.ncesId) out.push({ kind: 'NCES ID', value: s.ncesId });
-  if (s.stateId) out.push({ kind: 'state ID', value: s.stateId.toLowerCase() });
+/** One of a school's name and IDs, as users.csv's school column is compared with it (case-insensitive). */
+export interface SchoolKey {
+  kind: 'name' | 'NCES ID' | 'state ID';
+  value: string;
+  /** for messages: `name "Lincoln High"`, `NCES ID 062271003230` */
+  label: string;
+}
+
+export function schoolKeys(s: SchoolKeys): SchoolKey[] {
+  const out: SchoolKey[] = [{ kind: 'name', value: s.name.toLowerCase(), label: `name "${s.name}"` }];
+  if (s.ncesId) out.push({ kind: 'NCES ID', value: s.ncesId, label: `NCES ID ${s.ncesId}` });
+  if (s.stateId) out.push({ kind: 'state ID', value: s.stateId.toLowerCase(), label: `state ID ${s.stateId}` });
   return out;
 }
 
 /**
- * Why `school` cannot join `others`: one of its name and IDs is another school's name or ID of
- * another kind (a name that is another school's NCES ID), so a users.csv school value would name
- * both, and every user given it would be an error. Null if none is. The same kind twice is left
- * to the unique indexes.
+ * The names and IDs of a tenant's schools (and of a schools file's lines, as they are checked),
+ * each with the schools that have it, in the order they were added.
  */
-export function schoolClash(school: SchoolKeys, others: readonly SchoolKeys[]): string | null {
-  for (const mine of keysOf(school)) {
-    for (const other of others) {
-      const theirs = keysOf(other).find((k) => k.kind !== mine.kind && k.value === mine.value);
+export class SchoolKeyIndex {
+  private readonly holders = new Map<string, Array<{ kind: SchoolKey['kind']; school: string; line: number }>>();
+
+  /** `line`: the schools file's line that gives the school; 0 for a school the tenant has. */
+  add(school: SchoolKeys, line = 0): void {
+    for (const { kind, value } of schoolKeys(school)) {
+      const list = this.holders.get(value);
+      if (list === undefined) this.holders.set(value, [{ kind, school: school.name, line }]);
+      else list.push({ kind, school: school.name, line });
+    }
+  }
+
+  /** The line that first gave `key` as the same kind of name or ID (0: a school the tenant has), if one did. */
+  earlier(key: SchoolKey): number | undefined {
+    return this.holders.get(key.value)?.find((h) => h.kind === key.kind)?.line;
+  }
+
+  /**
+   * Why `school` cannot join: one of its name and IDs is another school's name or ID of another
+   * kind (a name that is another school's NCES ID), so a users.csv school value would name both,
+   * and every user given it would be an error. Null if none is. The same kind twice is left to
+   * `earlier` and the unique indexes.
+   */
+  clash(school: SchoolKeys): string | null {
+    for (const mine of schoolKeys(school)) {
+      const theirs = this.holders.get(mine.value)?.find((h) => h.kind !== mine.kind);
       if (theirs !== undefined) {
         const value = mine.kind === 'name' ? school.name : mine.value;
         return (
-          `the ${mine.kind} "${value}" is the ${theirs.kind} of the school "${other.name}", so a users.csv school value "${value}" ` +
+          `the ${mine.kind} "${value}" is the ${theirs.kind} of the school "${theirs.school}", so a users.csv school value "${value}" ` +
           `would match both schools; give a ${mine.kind} that no other school has as a name or ID`
         );
       }
     }
+    return null;
   }
-  return null;
 }
 
 export async function addSchool(db: Queryable, subdomain: string, input: SchoolInput): Promise<SchoolRef> {
   const school = validateSchoolInput(input);
   const tenant = await getTenant(db, subdomain);
-  const clash = schoolClash(school, await listSchools(db, tenant.id));
+  const index = new SchoolKeyIndex();
+  for (const other of await listSchools(db, tenant.id)) index.add(other);
+  const clash = index.clash(school);
   if (clash !== null) throw new RosterdError('SCHOOL_AMBIGUOUS', `${subdomain} cannot take this school: ${clash}`);
+  return insertSchool(db, tenant, school);
+}
+
+/** Inserts a school validated (validateSchoolInput) and checked against the tenant's others (SchoolKeyIndex). */
+export async function insertSchool(db: Queryable, tenant: Pick<Tenant, 'id' | 'subdomain'>, school: SchoolInput): Promise<SchoolRef> {
+  const subdomain = tenant.subdomain;
   try {
     const { rows } = await db.query<{ id: number; name: string; nces_id: string | null; state_id: string | null }>(
       `INSERT INTO schools (tenant_id, name, nces_id, state_id) VALUES ($1, $2, $3, $4)

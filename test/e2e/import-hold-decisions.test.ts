@@ -45,10 +45,15 @@ async function members(tenant: string, group: string): Promise<string[]> {
 const run = () => processPending({ ...f.ctx, claimedBy: 'test:1' }, { now: true });
 const active = async (tenant: string) => (await f.users(tenant)).filter((u) => u.active).map((u) => u.username);
 
+/** A new tenant of 20 users, and its users.csv of 17 of them, held (3 deactivations, above the default 10%). */
+async function heldRoster(tenant: string) {
+  await f.addTenant(tenant);
+  await f.importCsv(tenant, csv('username,email', ...users(1, 20)));
+  return f.importCsv(tenant, csv('username,email', ...users(1, 17)));
+}
+
 it('approval refuses to deactivate users the hold report did not list, and changes nothing', async () => {
-  await f.addTenant('stale-roster');
-  await f.importCsv('stale-roster', csv('username,email', ...users(1, 20)));
-  const held = await f.importCsv('stale-roster', csv('username,email', ...users(1, 17)));
+  const held = await heldRoster('stale-roster');
   expect(held.status).toBe('held');
   expect(held.heldDeactivations).toEqual(names(18, 20));
   // Meanwhile a delta adds ten users (imported directly, as an approval racing the scheduler might see it).
@@ -68,9 +73,7 @@ it('approval refuses to deactivate users the hold report did not list, and chang
 });
 
 it('approval of fewer deactivations than were held (someone left meanwhile) goes ahead', async () => {
-  await f.addTenant('fewer');
-  await f.importCsv('fewer', csv('username,email', ...users(1, 20)));
-  const held = await f.importCsv('fewer', csv('username,email', ...users(1, 17)));
+  const held = await heldRoster('fewer');
   await f.importCsv('fewer', csv('username,email,action', 'user020,u20@district.example.org,delete'));
   const r = await approveImport(f.ctx, held.id, { approvedBy: 'ops' });
   expect(r.status).toBe('succeeded');
@@ -79,9 +82,7 @@ it('approval of fewer deactivations than were held (someone left meanwhile) goes
 });
 
 it('approval refuses a held file whose received copy changed on the server', async () => {
-  await f.addTenant('copy-changed');
-  await f.importCsv('copy-changed', csv('username,email', ...users(1, 20)));
-  const held = await f.importCsv('copy-changed', csv('username,email', ...users(1, 17)));
+  const held = await heldRoster('copy-changed');
   const { rows } = await f.db.pool.query<{ stored_path: string }>('SELECT stored_path FROM uploads WHERE id = $1', [held.id]);
   const copy = `${f.dataDir}/${rows[0]!.stored_path}`;
   chmodSync(copy, 0o600);
@@ -177,9 +178,7 @@ it('a delta users.csv imported while a full sync is held leaves it held, to appr
 
 it('an approval given while a delta users.csv is being imported waits for it, then applies the held roster', async () => {
   const t = 'approve-during-delta';
-  await f.addTenant(t);
-  await f.importCsv(t, csv('username,email', ...users(1, 20)));
-  const held = await f.importCsv(t, csv('username,email', ...users(1, 17)));
+  const held = await heldRoster(t);
   expect(held.status).toBe('held');
   const delta = await f.receive(t, csv('username,email,action', 'user002,new2@district.example.org,update'), 'users.csv', 'pending');
   let open = () => {};
@@ -214,9 +213,7 @@ it('an approval given while a delta users.csv is being imported waits for it, th
 
 it('only a whole roster that is imported supersedes a held users.csv: not one that fails, nor one whose import crashed', async () => {
   const t = 'held-kept';
-  await f.addTenant(t);
-  await f.importCsv(t, csv('username,email', ...users(1, 20)));
-  const held = await f.importCsv(t, csv('username,email', ...users(1, 17)));
+  const held = await heldRoster(t);
   expect(held.status).toBe('held');
   const nightly = (ctx = f.ctx) => processPending({ ...ctx, claimedBy: 'test:1' }, { now: true, tenant: t });
 

@@ -9,7 +9,15 @@ import { CompressedCsvError, sniffHead, utf16Of } from '../../import/read/csv-gu
 import { unwrapExcelText } from '../../import/read/excel-text.js';
 import { FileRejectedError } from '../../import/types.js';
 import { withTransaction } from '../../store/db.js';
-import { addSchool, listSchools, schoolClash, validateSchoolInput, type SchoolInput } from '../../store/schools.js';
+import {
+  addSchool,
+  insertSchool,
+  listSchools,
+  SchoolKeyIndex,
+  schoolKeys,
+  validateSchoolInput,
+  type SchoolInput,
+} from '../../store/schools.js';
 import { getTenant } from '../../store/tenants.js';
 import { leaf, table } from '../context.js';
 
@@ -132,12 +140,8 @@ const COLUMN_NAMES: Record<keyof SchoolInput, string> = { name: 'school name', n
  */
 export function checkSchools(lines: SchoolLine[], existing: SchoolRef[], subdomain: string): SchoolProblem[] {
   const problems: SchoolProblem[] = [];
-  // what each identifier is, lower-cased, to the line that first gave it (0: an existing school)
-  const seen = new Map<string, number>();
-  for (const s of existing) {
-    for (const key of identities({ name: s.name, ncesId: s.ncesId, stateId: s.stateId })) seen.set(key.key, 0);
-  }
-  const accepted: SchoolInput[] = [...existing];
+  const index = new SchoolKeyIndex();
+  for (const s of existing) index.add(s);
   for (const { line, input } of lines) {
     let school: SchoolInput;
     try {
@@ -147,28 +151,19 @@ export function checkSchools(lines: SchoolLine[], existing: SchoolRef[], subdoma
       problems.push({ line, message: err.message, code: 'INVALID_SCHOOL' });
       continue;
     }
-    const clash = schoolClash(school, accepted);
+    const clash = index.clash(school);
     if (clash !== null) problems.push({ line, message: clash, code: 'INVALID_SCHOOL' });
-    accepted.push(school);
-    for (const { key, label } of identities(school)) {
-      const earlier = seen.get(key);
-      if (earlier === undefined) seen.set(key, line);
-      else if (earlier === 0) {
-        problems.push({ line, message: `${subdomain} already has a school with ${label}`, code: 'SCHOOL_EXISTS' });
-      } else {
-        problems.push({ line, message: `the file lists ${label} twice (lines ${earlier} and ${line})`, code: 'INVALID_SCHOOL' });
+    for (const key of schoolKeys(school)) {
+      const earlier = index.earlier(key);
+      if (earlier === 0) {
+        problems.push({ line, message: `${subdomain} already has a school with ${key.label}`, code: 'SCHOOL_EXISTS' });
+      } else if (earlier !== undefined) {
+        problems.push({ line, message: `the file lists ${key.label} twice (lines ${earlier} and ${line})`, code: 'INVALID_SCHOOL' });
       }
     }
+    index.add(school, line);
   }
   return problems.sort((a, b) => a.line - b.line);
-}
-
-/** The identifiers that must be unique within a tenant, as the unique indexes compare them. */
-function identities(s: SchoolInput): { key: string; label: string }[] {
-  const out = [{ key: `name:${s.name.toLowerCase()}`, label: `name "${s.name}"` }];
-  if (s.ncesId) out.push({ key: `nces:${s.ncesId}`, label: `NCES ID ${s.ncesId}` });
-  if (s.stateId) out.push({ key: `state:${s.stateId.toLowerCase()}`, label: `state ID ${s.stateId}` });
-  return out;
 }
 
 function schoolsFileError(file: string, problems: SchoolProblem[]): RosterdError {
@@ -217,7 +212,9 @@ export function registerSchoolCommands(program: Command): void {
         const result: SchoolRef[] = [];
         for (const { line, input } of lines) {
           try {
-            result.push(await addSchool(client, tenant.subdomain, input));
+            // checkSchools has validated and compared every line; the unique indexes still catch a
+            // school added by someone else meanwhile.
+            result.push(await insertSchool(client, tenant, validateSchoolInput(input)));
           } catch (err) {
             if (err instanceof RosterdError) throw schoolsFileError(file ?? '', [{ line, message: err.message, code: 'SCHOOL_EXISTS' }]);
             throw err;

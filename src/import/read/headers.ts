@@ -50,10 +50,10 @@ export interface ColumnSpec<C extends string> {
    */
   synonyms: Readonly<Record<string, C>>;
   /**
-   * The other file's own columns, by normalized name: a header whose only known columns are the
-   * ones both files share (username), next to one of these, is the other file under this name.
+   * The other file: a header whose only known columns are the ones both files share (username),
+   * next to a column of the other's own, is the other file under this name.
    */
-  otherFile?: { file: string; columns: readonly string[]; shared: readonly C[] };
+  readonly otherFile?: { spec: ColumnSpec<string>; shared: readonly C[] };
 }
 
 function unknownColumnWarning<C extends string>(
@@ -116,7 +116,10 @@ export const USERS_SPEC: ColumnSpec<UserColumn> = {
   columns: USER_COLUMNS,
   aliases: { 'email address': 'email', 'mis id': 'sis id' },
   required: ['username'],
-  otherFile: { file: 'groups.csv', columns: ['owner', 'ownername', 'group', 'groupname'], shared: ['username'] },
+  // A getter: GROUPS_SPEC is declared below.
+  get otherFile() {
+    return { spec: GROUPS_SPEC, shared: ['username'] as const };
+  },
   example: 'username,password,email,first name,last name',
   unread: {
     // What SIS exports call a user's status besides `status`, which is read (users-rules.ts).
@@ -350,14 +353,22 @@ export function matchHeader<C extends string>(fields: readonly string[], spec: C
     }
   }
   const other = spec.otherFile;
-  const othersOwn = other ? unknown.filter(({ name }) => other.columns.includes(normalizeHeaderName(name))) : [];
-  if (other && othersOwn.length > 0 && [...index.keys()].every((c) => other.shared.includes(c))) {
-    throw new FileRejectedError(
-      `This is not a ${spec.file}: its header names ${[...index.keys(), ...othersOwn.map((o) => o.name)].map((n) => `'${n}'`).join(', ')}, ` +
-        `the columns of ${other.file}, and no other ${spec.file} column. Upload it as ${other.file}; nothing was changed. ` +
-        `(Read as ${spec.file}, it would have been the whole roster, and deactivated every user it does not list.)`,
-      line,
-    );
+  if (other !== undefined && [...index.keys()].every((c) => other.shared.includes(c))) {
+    const theirs = lookupTable(other.spec);
+    const shared: readonly string[] = other.shared;
+    const own = unknown.filter(({ name }) => {
+      const column = theirs.get(normalizeHeaderName(name));
+      return column !== undefined && !shared.includes(column);
+    });
+    if (own.length > 0) {
+      const file = other.spec.file;
+      throw new FileRejectedError(
+        `This is not a ${spec.file}: its header names ${[...index.keys(), ...own.map((o) => o.name)].map((n) => `'${n}'`).join(', ')}, ` +
+          `the columns of ${file}, and no other ${spec.file} column. Upload it as ${file}; nothing was changed. ` +
+          `(Read as ${spec.file}, it would have been the whole roster, and deactivated every user it does not list.)`,
+        line,
+      );
+    }
   }
   let namedWidth = fields.length;
   while (namedWidth > 0 && (fields[namedWidth - 1] ?? '').replace(/^\uFEFF/, '').trim() === '') namedWidth--;

@@ -224,7 +224,8 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
         unnamed = {
           warnings: header.warnings,
           inside: header.names.flatMap((n, i) => (i < (header?.namedWidth ?? 0) && n.replace(/^\uFEFF/, '').trim() === '' ? [i] : [])),
-          used: false,
+          // Nothing to look for in the rows when every column has a name.
+          used: !header.warnings.some((w) => w.code === 'UNNAMED_COLUMNS'),
         };
         state.columns = [...header.index.entries()].sort((a, b) => a[1] - b[1]).map(([c]) => c);
         handler = read.onHeader(header);

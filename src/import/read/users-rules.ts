@@ -405,13 +405,12 @@ const sisId = rule((v) => {
  * as blank and told once for the file (status-values.ts), never as a row error: files with such a
  * column imported before rosterd read it, and must go on importing.
  */
-const status = rule((v): UserStatus => (v.length === 8 && v.toLowerCase() === 'inactive' ? 'inactive' : 'active'));
+const STATUSES: Readonly<Record<string, UserStatus>> = lookup({ active: 'active', inactive: 'inactive' });
+const status = rule((v): UserStatus => STATUSES[v.toLowerCase()] ?? 'active');
 
 /** Whether a trimmed `status` cell is one rosterd reads: blank, active or inactive (any case). */
 export function isReadStatus(v: string): boolean {
-  if (v === '') return true;
-  const lower = v.toLowerCase();
-  return lower === 'active' || lower === 'inactive';
+  return v === '' || STATUSES[v.toLowerCase()] !== undefined;
 }
 
 const ACTIONS: Readonly<Record<string, RowAction>> = lookup({ add: 'add', update: 'update', delete: 'delete' });
