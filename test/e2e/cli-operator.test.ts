@@ -487,6 +487,7 @@ describe('rosterd migrate', () => {
         '008_names_nfc',
         '009_issue_codes',
         '010_claim_lock',
+        '011_import_requested_by',
       ]);
       const { rows } = await old.pool.query<{ status: string; due: boolean; attempts: number }>(
         'SELECT status, next_attempt_at <= now() AS due, attempts FROM outbox',
