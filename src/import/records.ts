@@ -36,6 +36,8 @@ export interface ImportRecord {
   durationMs: number | null;
   /** held (and rejected) imports: usernames the file would have deactivated */
   heldDeactivations?: string[];
+  /** the operator who imported it at once with `import run --now`; null when the schedule did */
+  requestedBy: string | null;
   approvedBy: string | null;
   approvedAt: string | null;
   rejectedBy: string | null;
@@ -65,6 +67,7 @@ interface RecordRow {
   encoding: string | null;
   started_at: Date | null;
   finished_at: Date | null;
+  requested_by: string | null;
   approved_by: string | null;
   approved_at: Date | null;
   rejected_by: string | null;
@@ -92,7 +95,7 @@ export const isImportId = (id: string): boolean => UUID.test(id);
 const SELECT = `
   SELECT u.id, t.subdomain, t.timezone, u.file_name, u.sha256, u.bytes, u.received_at, u.status, u.mode,
          u.counts, u.message, u.source, u.encoding, u.started_at, u.finished_at,
-         u.approved_by, u.approved_at, u.rejected_by, u.rejected_at, u.attempts, u.last_attempt_error,
+         u.requested_by, u.approved_by, u.approved_at, u.rejected_by, u.rejected_at, u.attempts, u.last_attempt_error,
          u.superseded_by
     FROM uploads u JOIN tenants t ON t.id = u.tenant_id`;
 
@@ -184,6 +187,7 @@ async function withIssues(db: Queryable, rows: RecordRow[], perImport: number | 
       startedAt: zonedIso(r.started_at, r.timezone),
       finishedAt: zonedIso(r.finished_at, r.timezone),
       durationMs: r.started_at && r.finished_at ? r.finished_at.getTime() - r.started_at.getTime() : null,
+      requestedBy: r.requested_by,
       approvedBy: r.approved_by,
       approvedAt: zonedIso(r.approved_at, r.timezone),
       rejectedBy: r.rejected_by,

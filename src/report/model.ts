@@ -150,6 +150,8 @@ export function buildModel(input: ReportInput, attached: AttachedRows = {}): Rep
     ['Received', formatInstant(record.receivedAt, tenant.timezone)],
     ['Import ID', record.id],
   ];
+  // A file imported in the day, or at once after its upload: the district's administrator sees why.
+  if (record.requestedBy) facts.push(['Run', "at once, at your rosterd operator's request, not by the nightly schedule"]);
   if (record.mode) facts.push(['Mode', words.mode(record.mode)]);
   if (record.encoding === 'mixed') {
     facts.push(['Encoding', 'UTF-8, except some lines that are not and were read as Windows-1252 (the warnings name them)']);

@@ -29,6 +29,8 @@ export interface ReportImport {
   /** attempts that ended without an outcome (crash, lost connection), and why the last one did: for the operator only */
   attempts?: number | undefined;
   lastAttemptError?: string | null | undefined;
+  /** the operator who had it imported at once (`import run --now`), not the schedule */
+  requestedBy?: string | null | undefined;
   /** a held import that an operator approved (then applied) or rejected; times as `receivedAt` */
   approvedBy?: string | null | undefined;
   approvedAt?: Date | string | null | undefined;

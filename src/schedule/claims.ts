@@ -69,6 +69,8 @@ export interface ClaimRequest {
   now: Date;
   /** who claims (host:pid), shown to operators */
   claimedBy: string;
+  /** the operator whose `import run --now` claims it, recorded with the import; the schedule's claims have none */
+  requestedBy?: string;
   settleMs: number;
   ttlMs: number;
   /** decides, from the pending uploads, whether the tenant may import now (the window) */
@@ -157,9 +159,9 @@ async function decideAndClaim(pool: pg.Pool, req: ClaimRequest, taken: { lock?: 
     const lock = (taken.lock = await ClaimLock.take(pool));
     await client.query(
       `UPDATE uploads SET status = 'running', status_changed_at = $2, claimed_by = $3, claim_token = $4, claimed_at = $2,
-              claim_expires_at = $5, claim_lock = $6
+              claim_expires_at = $5, claim_lock = $6, requested_by = $7
         WHERE id = $1 AND status = 'pending'`,
-      [next.id, req.now, req.claimedBy, token, expiresAt, lock.key],
+      [next.id, req.now, req.claimedBy, token, expiresAt, lock.key, req.requestedBy ?? null],
     );
     return {
       kind: 'claimed',

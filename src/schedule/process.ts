@@ -54,7 +54,7 @@ export interface ProcessOptions {
    * given back, pending again and not counted as a failed attempt (Ctrl-C on `import run`).
    */
   interruptRunning?: boolean;
-  /** who asked (for `--now`, logged as an operator's action) */
+  /** the operator who asked; with `now`, recorded on each import it runs, as an operator's action */
   requestedBy?: string;
 }
 
@@ -115,7 +115,9 @@ export async function processPending(ctx: ScheduleContext, opts: ProcessOptions 
   await takeBackClaimsOfTheGone(ctx, summary);
   const tenants = await loadTenants(ctx.pool, opts.tenant, ctx.logger, summary);
   if (opts.now) {
-    ctx.logger.warn(
+    // Recorded on each import it runs (uploads.requested_by) for import show and the report; the
+    // log line is for an operator who asked for it (LOG_LEVEL=info), not a warning on every run.
+    ctx.logger.info(
       { tenant: opts.tenant ?? 'all', by: opts.requestedBy },
       'import run --now: importing pending uploads whatever the window, by operator request',
     );
@@ -163,6 +165,7 @@ async function processTenant(ctx: ScheduleContext, tenant: TenantRef, opts: Proc
       tenantId: tenant.id,
       now,
       claimedBy: ctx.claimedBy ?? defaultClaimant(),
+      ...(opts.now && opts.requestedBy !== undefined ? { requestedBy: opts.requestedBy } : {}),
       settleMs: opts.now ? 0 : ctx.config.SETTLE_SECONDS * 1000,
       ttlMs: ctx.config.CLAIM_TTL_SECONDS * 1000,
       gate: () => opts.now === true || isInsideWindow(window, tenant.timezone, now),

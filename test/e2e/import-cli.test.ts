@@ -137,6 +137,31 @@ describe('import run', () => {
   });
 });
 
+describe('import run --now', () => {
+  it('records who ran each import at once (import show, --json); a file refused whole exits 1; no log line on stderr', async () => {
+    await f.addTenant('now-usd', { window: '18:00-06:00', timezone: 'Pacific/Kiritimati' });
+    await f.receive('now-usd', csv('username', 'nowuser1'), 'users.csv', 'pending');
+    const { LOG_LEVEL: _quiet, ...loud } = env; // the default CLI log level
+    const ok = await runCli(['import', 'run', '--now', '--tenant', 'now-usd', '--by', 'ops@example.org'], loud);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stderr).toBe('');
+    const id = /^succeeded\s+(\S+)\s+now-usd\s+users\.csv$/m.exec(ok.stdout)?.[1];
+    expect(id, ok.stdout).toBeDefined();
+    const shown = await runCli(['import', 'show', id!, '--json'], env);
+    expect(shown.json<ImportRecord>().requestedBy).toBe('ops@example.org');
+    expect((await runCli(['import', 'show', id!], env)).stdout).toContain(
+      'run now:   by ops@example.org (rosterd import run --now, whatever the window)',
+    );
+    // An import the schedule (or import run without --now) ran has no requester.
+    expect(first.requestedBy).toBeNull();
+
+    await f.receive('now-usd', '', 'users.csv', 'pending');
+    const refused = await runCli(['import', 'run', '--now', '--tenant', 'now-usd'], env);
+    expect(refused.code, refused.stdout).toBe(1);
+    expect(refused.stdout).toMatch(/^failed\s+\S+\s+now-usd\s+users\.csv$/m);
+  });
+});
+
 describe('validate', () => {
   it('prints the report of a dry run with status validated and applies nothing', async () => {
     const file = path.join(f.dataDir, 'roster.csv');

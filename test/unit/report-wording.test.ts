@@ -401,6 +401,14 @@ describe('approvals and numbers', () => {
     expect(mail.html).toContain('approved by ops@nyc.example');
   });
 
+  it('an import an operator ran at once says so, without naming the operator; a scheduled one says nothing of it', () => {
+    const mail = renderReport(input({ counts: { ...emptyCounts(), rows: 1, created: 1 }, requestedBy: 'root@ops-host' }));
+    expect(mail.text).toMatch(/Run:\s+at once, at your rosterd operator's request, not by the nightly schedule/);
+    expect(mail.html).toContain("at once, at your rosterd operator&#39;s request");
+    expect(mail.text + mail.html).not.toContain('root@ops-host');
+    expect(renderReport(input({ counts: { ...emptyCounts(), rows: 1, created: 1 } })).text).not.toContain('at once');
+  });
+
   it('formats every number with thousands separators', () => {
     const mail = renderReport(
       input({ counts: { ...emptyCounts(), rows: 3005, created: 3000, updated: 1234, deactivated: 12_000, reactivated: 1500 } }),

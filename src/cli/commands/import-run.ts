@@ -16,9 +16,10 @@ export function registerImportRunCommand(imp: Command): void {
       .command('run')
       .description('import pending uploads of tenants whose night window is open, then send the reports')
       .option('--tenant <subdomain>', 'only this tenant')
-      .option('--now', 'import at once whatever the time (an operator action, logged as such)'),
+      .option('--now', 'import at once whatever the time (an operator action, recorded with each import as such)')
+      .option('--by <name>', 'who runs it, recorded with each import --now runs (default: the operating system user)'),
     async (ctx, _args, opts) => {
-      const requestedBy = operator();
+      const requestedBy = operator(opts);
       const mark = await outboxMark(ctx);
       const summary = await processPending(
         { ...importContext(ctx), claimedBy: `cli:${os.hostname()}:${process.pid}` },
@@ -48,7 +49,10 @@ export function registerImportRunCommand(imp: Command): void {
       }
       // A named tenant that is suspended imports nothing: the operator asked for something not done.
       const suspended = summary.skipped.some(isSuspendedSkip);
-      const failed = summary.errors.length > 0 || summary.failed.length > 0 || suspended;
+      // An import whose file was refused whole changed nothing, as a script calling this must see.
+      // (Held, or completed with row errors, it did what an import does: the report says the rest.)
+      const refused = summary.imported.some((i) => i.status === 'failed');
+      const failed = summary.errors.length > 0 || summary.failed.length > 0 || suspended || refused;
       return { json: { ...summary, reports: mail }, text: describe(summary, mail), exitCode: failed ? 1 : 0 };
     },
     { dataDir: 'exist', interruptible: true }, // the received copies are read from DATA_DIR

@@ -256,6 +256,7 @@ export function describeRecord(r: ImportRecord | ImportView, title = `import ${r
     `received:  ${r.receivedAt}`,
   ];
   if (r.finishedAt) lines.push(`finished:  ${r.finishedAt}${r.durationMs !== null ? ` (${r.durationMs} ms)` : ''}`);
+  if (r.requestedBy) lines.push(`run now:   by ${r.requestedBy} (rosterd import run --now, whatever the window)`);
   if (r.approvedBy) lines.push(`approved:  by ${r.approvedBy} at ${r.approvedAt ?? '?'}`);
   if (r.rejectedBy) lines.push(`rejected:  by ${r.rejectedBy} at ${r.rejectedAt ?? '?'}`);
   if (r.supersededBy) lines.push(`replaced:  by the newer import ${r.supersededBy}`);
