@@ -404,7 +404,7 @@ describe('approvals and numbers', () => {
   it('an import an operator ran at once says so, without naming the operator; a scheduled one says nothing of it', () => {
     const mail = renderReport(input({ counts: { ...emptyCounts(), rows: 1, created: 1 }, requestedBy: 'root@ops-host' }));
     expect(mail.text).toMatch(/Run:\s+at once, at your rosterd operator's request, not by the nightly schedule/);
-    expect(mail.html).toContain("at once, at your rosterd operator&#39;s request");
+    expect(mail.html).toContain('at once, at your rosterd operator&#39;s request');
     expect(mail.text + mail.html).not.toContain('root@ops-host');
     expect(renderReport(input({ counts: { ...emptyCounts(), rows: 1, created: 1 } })).text).not.toContain('at once');
   });
