@@ -9,9 +9,21 @@ export type Queryable = pg.Pool | pg.PoolClient;
 // bigint (int8) columns come back as strings by default; ours (ids, counts, bytes) fit in a JS number.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 
+/** Idle time before the first keepalive probe on a database connection. */
+const KEEPALIVE_IDLE_MS = 30_000;
+
 export function createPool(connectionString: string, logger: Logger, max = 10): pg.Pool {
-  // A Postgres that silently drops packets must not hang a connect for minutes.
-  const pool = new pg.Pool({ connectionString, max, application_name: 'rosterd', connectionTimeoutMillis: 10_000 });
+  // A Postgres that silently drops packets must not hang a connect for minutes. TCP keepalive: a
+  // connection whose server vanished without a word (a failover, a NAT or firewall that forgot it)
+  // would otherwise wait for a query's answer forever, an import with it, and the replica with that.
+  const pool = new pg.Pool({
+    connectionString,
+    max,
+    application_name: 'rosterd',
+    connectionTimeoutMillis: 10_000,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_IDLE_MS,
+  });
   // An idle client whose connection drops emits 'error' on the pool; unhandled, that would crash
   // the daemon. The next query gets a fresh connection.
   pool.on('error', (err) => logger.warn({ error: err.message, code: (err as { code?: string }).code }, 'idle database connection lost'));

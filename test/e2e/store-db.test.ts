@@ -4,6 +4,7 @@
  * records a cut import as a failed attempt (schedule/process.ts); failing there left the upload
  * claimed until its claim expired (CLAIM_TTL_SECONDS) instead of retried on the next tick.
  */
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
@@ -20,6 +21,27 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await db?.drop();
+});
+
+it('database connections have TCP keepalive on, so a server that vanished without a word is noticed, not waited for forever', async (ctx) => {
+  const pool = createPool(db.url, createLogger('silent'), 1);
+  try {
+    // The client's own port, as the server sees it; then its socket in the kernel's table.
+    const { rows } = await pool.query<{ port: number | null }>('SELECT inet_client_port() AS port');
+    const port = rows[0]?.port;
+    // A DATABASE_URL through a Unix socket has no TCP connection to look at (nor to lose).
+    if (port === null || port === undefined) return ctx.skip('the test database is reached through a Unix socket, not TCP');
+    const hex = port.toString(16).toUpperCase().padStart(4, '0');
+    const sockets = ['/proc/net/tcp', '/proc/net/tcp6']
+      .flatMap((table) => readFileSync(table, 'utf8').split('\n').slice(1))
+      .map((line) => line.trim().split(/\s+/))
+      .filter((f) => f[1]?.endsWith(`:${hex}`) && f[3] === '01'); // local address, ESTABLISHED
+    expect(sockets.length).toBe(1);
+    // timer_active (before the colon in the "tr:tm->when" field): 2 is the keepalive timer.
+    expect(sockets[0]?.[5]?.split(':')[0]).toBe('02');
+  } finally {
+    await pool.end();
+  }
 });
 
 it('a transaction right after every connection was terminated gets a live connection', async () => {
