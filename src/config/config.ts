@@ -1,8 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import cron from 'node-cron';
 import { z } from 'zod';
-import { RosterdError } from '../errors.js';
+import { describeFileError, RosterdError } from '../errors.js';
 
 /**
  * A whole number written in decimal digits, spaces around it ignored. Not z.coerce.number(): it
@@ -131,6 +132,14 @@ export type Config = Readonly<z.output<typeof envSchema> & { DATA_DIR: string }>
 export const CONFIG_VARIABLES: readonly string[] = Object.freeze(Object.keys(envSchema.shape));
 
 /**
+ * The variables that hold a password, each of which may instead be read from a file named by
+ * NAME_FILE: a Docker or Kubernetes secret (/run/secrets/…), kept out of the environment, which
+ * `docker inspect`, /proc/PID/environ and crash reports show.
+ */
+const SECRET_VARIABLES = ['DATABASE_URL', 'SMTP_URL'] as const;
+export const CONFIG_FILE_VARIABLES: readonly string[] = Object.freeze(SECRET_VARIABLES.map((name) => `${name}_FILE`));
+
+/**
  * Each variable's default as the schema has it (undefined: unset by default), DATA_DIR as written
  * (not resolved against the working directory), so documentation can be compared with the code.
  */
@@ -162,39 +171,94 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     given[key] = value;
     picked[key] = value.trim();
   }
+  const fromFiles = readSecretFiles(env, given, picked);
   const result = envSchema.safeParse(picked);
-  if (!result.success) {
-    const problems = configProblems(result.error.issues, given);
+  if (!result.success || fromFiles.problems.length > 0) {
+    const problems = [...fromFiles.problems, ...(result.success ? [] : configProblems(result.error.issues, given, fromFiles.read))].sort(
+      (a, b) => schemaOrder(a.variable.replace(/_FILE$/, '')) - schemaOrder(b.variable.replace(/_FILE$/, '')),
+    );
     throw new RosterdError('CONFIG_INVALID', problems.map((p) => p.message).join('\n'), { details: { errors: problems } });
   }
   const config = { ...result.data, DATA_DIR: path.resolve(result.data.DATA_DIR) };
   return Object.freeze(config);
 }
 
-/** The first issue of each variable (a value can break several checks: one line says enough), in the schema's order. */
-function configProblems(issues: readonly z.core.$ZodIssue[], given: Record<string, string>): ConfigProblem[] {
+/**
+ * SECRET_VARIABLES given as NAME_FILE: the file's content (surrounding whitespace dropped, as a
+ * secret file usually ends in a newline) goes into `given` and `picked` as if set directly. `read`
+ * maps each variable so set to its file, for messages about the value.
+ */
+function readSecretFiles(
+  env: NodeJS.ProcessEnv,
+  given: Record<string, string>,
+  picked: Record<string, string>,
+): { problems: ConfigProblem[]; read: Map<string, string> } {
+  const problems: ConfigProblem[] = [];
+  const read = new Map<string, string>();
+  for (const name of SECRET_VARIABLES) {
+    const fileVariable = `${name}_FILE`;
+    const file = env[fileVariable]?.trim();
+    if (file === undefined || file === '') continue;
+    const problem = (message: string) => problems.push({ variable: fileVariable, message });
+    if (given[name] !== undefined) {
+      problem(`${name} and ${fileVariable} are both set: rosterd would not know which to use. Unset one of them and start again.`);
+      continue;
+    }
+    let content: string;
+    try {
+      content = readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      problem(
+        `${fileVariable}=${JSON.stringify(file)} cannot be read: ${describeFileError(err)}. Fix ${fileVariable} or the file, and start again.`,
+      );
+      continue;
+    }
+    if (content === '') {
+      problem(`${fileVariable}=${JSON.stringify(file)} names an empty file: it should hold ${name}. Fix the file and start again.`);
+      continue;
+    }
+    given[name] = picked[name] = content;
+    read.set(name, file);
+  }
+  return { problems, read };
+}
+
+/** Where a variable's problems are told: in the schema's order, which is the README table's. */
+const schemaOrder = (name: string) => (CONFIG_VARIABLES.includes(name) ? CONFIG_VARIABLES.indexOf(name) : CONFIG_VARIABLES.length);
+
+/** The first issue of each variable (a value can break several checks: one line says enough). */
+function configProblems(
+  issues: readonly z.core.$ZodIssue[],
+  given: Record<string, string>,
+  fromFiles: Map<string, string>,
+): ConfigProblem[] {
   const first = new Map<string, z.core.$ZodIssue>();
   for (const issue of issues) {
     const name = String(issue.path[0] ?? 'environment');
     if (!first.has(name)) first.set(name, issue);
   }
-  const order = (name: string) => (CONFIG_VARIABLES.includes(name) ? CONFIG_VARIABLES.indexOf(name) : CONFIG_VARIABLES.length);
-  return [...first]
-    .sort(([a], [b]) => order(a) - order(b))
-    .map(([name, issue]) => {
-      const value = given[name];
-      // A URL may hold a password; one of only whitespace holds none, and showing it says what is wrong.
-      const secret = (name === 'DATABASE_URL' || name === 'SMTP_URL') && value?.trim() !== '';
-      const shown = secret ? '(redacted)' : JSON.stringify(value);
-      // Kubernetes sets <SERVICE>_PORT=tcp://10.0.0.7:22 for every Service of the namespace: one
-      // named sftp or http takes rosterd's name, and nobody in the pod spec wrote that value.
-      const serviceLink = name.endsWith('_PORT') && /^tcp:\/\/\S+:\d+$/.test(value?.trim() ?? '');
-      const fix = serviceLink
-        ? `This is a Kubernetes service link (a Service named ${name.slice(0, -'_PORT'.length).toLowerCase()} in the namespace): ` +
-          `set ${name} in the pod spec, or enableServiceLinks: false, and start again.`
-        : `Fix the environment variable ${name} and start again.`;
-      return { variable: name, message: `${name}=${shown} is not valid: expected ${describeIssue(issue)}. ${fix}` };
-    });
+  return [...first].map(([name, issue]) => {
+    const value = given[name];
+    // A URL may hold a password; one of only whitespace holds none, and showing it says what is wrong.
+    const secret = (name === 'DATABASE_URL' || name === 'SMTP_URL') && value?.trim() !== '';
+    const shown = secret ? '(redacted)' : JSON.stringify(value);
+    // Kubernetes sets <SERVICE>_PORT=tcp://10.0.0.7:22 for every Service of the namespace: one
+    // named sftp or http takes rosterd's name, and nobody in the pod spec wrote that value.
+    const serviceLink = name.endsWith('_PORT') && /^tcp:\/\/\S+:\d+$/.test(value?.trim() ?? '');
+    const fix = serviceLink
+      ? `This is a Kubernetes service link (a Service named ${name.slice(0, -'_PORT'.length).toLowerCase()} in the namespace): ` +
+        `set ${name} in the pod spec, or enableServiceLinks: false, and start again.`
+      : `Fix the environment variable ${name} and start again.`;
+    const file = fromFiles.get(name);
+    if (file !== undefined) {
+      const where = `${name}_FILE=${JSON.stringify(file)}`;
+      return {
+        variable: `${name}_FILE`,
+        message: `${name} read from ${where} is not valid: expected ${describeIssue(issue)}. Fix the file and start again.`,
+      };
+    }
+    return { variable: name, message: `${name}=${shown} is not valid: expected ${describeIssue(issue)}. ${fix}` };
+  });
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {

@@ -405,6 +405,20 @@ describe('configuration', () => {
   });
 });
 
+describe('DATABASE_URL_FILE', () => {
+  it('reads the database URL from a secret file, as Docker and Kubernetes mount one; a file that cannot be read stops the command (exit 2)', async () => {
+    const file = path.join(dir, 'database_url');
+    writeFileSync(file, `${db.url}\n`, { mode: 0o600 });
+    const { DATABASE_URL: _inFile, ...rest } = env;
+    const r = await runCli(['tenant', 'list', '--json'], { ...rest, DATABASE_URL_FILE: file });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json<Array<{ subdomain: string }>>().map((t) => t.subdomain)).toContain('lincoln-usd');
+    const missing = await runCli(['tenant', 'list'], { ...rest, DATABASE_URL_FILE: `${file}.gone` });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain(`DATABASE_URL_FILE="${file}.gone" cannot be read: no such file or directory`);
+  });
+});
+
 describe('DATA_DIR for CLI commands', () => {
   it('a DATA_DIR that does not exist is refused, not made anew with an empty database and new host keys', async () => {
     const missing = path.join(dir, 'no-data');

@@ -4,7 +4,7 @@
  * serve-lookalikes.test.ts), and above all which ones it leaves alone.
  */
 import { describe, expect, it } from 'vitest';
-import { CONFIG_VARIABLES } from '../../src/config/config.js';
+import { CONFIG_FILE_VARIABLES, CONFIG_VARIABLES } from '../../src/config/config.js';
 import { describeLookalike, findLookalikes } from '../../src/config/lookalikes.js';
 
 const hints = (env: Record<string, string>) => findLookalikes(env).map((l) => [l.variable, l.resembles]);
@@ -300,7 +300,7 @@ describe('no hint for other programs’ variables', () => {
   });
 
   it("says nothing of rosterd's own names, all set", () => {
-    expect(hints(Object.fromEntries(CONFIG_VARIABLES.map((name) => [name, 'x'])))).toEqual([]);
+    expect(hints(Object.fromEntries([...CONFIG_VARIABLES, ...CONFIG_FILE_VARIABLES].map((name) => [name, 'x'])))).toEqual([]);
   });
 
   it('still finds the misspelling among them', () => {

@@ -2,8 +2,10 @@
  * Values of the listening addresses and whole numbers that loadConfig accepts and refuses (the messages themselves
  * are checked through the CLI in test/e2e/cli-operator.test.ts).
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
 import { RosterdError } from '../../src/errors.js';
 
@@ -161,5 +163,50 @@ describe('whitespace in values', () => {
     expect(config).toMatchObject({ DATA_DIR: path.resolve('./data'), SFTP_PORT: 2222, LOG_LEVEL: 'info' });
     expect(config.SMTP_URL).toBeUndefined();
     expect(config.DATABASE_URL).toBeUndefined();
+  });
+});
+
+describe('DATABASE_URL_FILE and SMTP_URL_FILE (Docker and Kubernetes secrets)', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'rosterd-secrets-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const secret = (name: string, content: string) => {
+    const file = path.join(dir, name);
+    writeFileSync(file, content);
+    return file;
+  };
+
+  it('read the URL from the file, without the newline a secret file ends in', () => {
+    const config = loadConfig({
+      DATABASE_URL_FILE: secret('db', 'postgres://rosterd:s3cret@db.example/rosterd\n'),
+      SMTP_URL_FILE: ` ${secret('smtp', 'smtps://mailer:pw@mail.example:465\r\n')} `,
+    });
+    expect(config.DATABASE_URL).toBe('postgres://rosterd:s3cret@db.example/rosterd');
+    expect(config.SMTP_URL).toBe('smtps://mailer:pw@mail.example:465');
+  });
+
+  it('refuse a file that is missing, empty, or a folder, and the variable set both ways, naming each, with what to do', () => {
+    const missing = path.join(dir, 'nope');
+    const message = refusal({
+      DATABASE_URL: 'postgres://a@b/c',
+      DATABASE_URL_FILE: secret('db2', 'postgres://x@y/z'),
+      SMTP_URL_FILE: missing,
+    });
+    expect(message.split('\n')).toEqual([
+      'DATABASE_URL and DATABASE_URL_FILE are both set: rosterd would not know which to use. Unset one of them and start again.',
+      `SMTP_URL_FILE="${missing}" cannot be read: no such file or directory; check the path. Fix SMTP_URL_FILE or the file, and start again.`,
+    ]);
+    expect(refusal({ SMTP_URL_FILE: secret('empty', ' \n') })).toMatch(
+      /^SMTP_URL_FILE=".*empty" names an empty file: it should hold SMTP_URL\./,
+    );
+    expect(refusal({ SMTP_URL_FILE: dir })).toMatch(/^SMTP_URL_FILE=".*" cannot be read: it is a directory, not a file/);
+  });
+
+  it('a bad URL in the file is named by the file, and its content is never shown (it holds a password)', () => {
+    const file = secret('bad', 'mysql://root:hunter2@db/rosterd');
+    const message = refusal({ DATABASE_URL_FILE: file });
+    expect(message).toBe(
+      `DATABASE_URL read from DATABASE_URL_FILE="${file}" is not valid: expected a postgres:// or postgresql:// URL. Fix the file and start again.`,
+    );
+    expect(message).not.toContain('hunter2');
   });
 });
