@@ -115,9 +115,9 @@ export async function processPending(ctx: ScheduleContext, opts: ProcessOptions 
   await takeBackClaimsOfTheGone(ctx, summary);
   const tenants = await loadTenants(ctx.pool, opts.tenant, ctx.logger, summary);
   if (opts.now) {
-    // Recorded on each import it runs (uploads.requested_by) for import show and the report; the
-    // log line is for an operator who asked for it (LOG_LEVEL=info), not a warning on every run.
-    ctx.logger.info(
+    // PRODUCT §5: an operator's action, logged as such (on stderr for the CLI, where cron and
+    // systemd keep it); each import it runs records it too (uploads.requested_by).
+    ctx.logger.warn(
       { tenant: opts.tenant ?? 'all', by: opts.requestedBy },
       'import run --now: importing pending uploads whatever the window, by operator request',
     );

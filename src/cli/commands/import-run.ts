@@ -49,10 +49,13 @@ export function registerImportRunCommand(imp: Command): void {
       }
       // A named tenant that is suspended imports nothing: the operator asked for something not done.
       const suspended = summary.skipped.some(isSuspendedSkip);
-      // An import whose file was refused whole changed nothing, as a script calling this must see.
-      // (Held, or completed with row errors, it did what an import does: the report says the rest.)
+      // An import whose file was refused whole changed nothing, nor did an attempt that ended
+      // without an outcome and is left for a later run, as a script calling this must see. (A
+      // killed process's attempt taken back and then imported by this run is not.) Held, or
+      // completed with row errors, an import did what an import does: its report says the rest.
       const refused = summary.imported.some((i) => i.status === 'failed');
-      const failed = summary.errors.length > 0 || summary.failed.length > 0 || suspended || refused;
+      const left = summary.retried.some((r) => !summary.imported.some((i) => i.id === r.id));
+      const failed = summary.errors.length > 0 || summary.failed.length > 0 || suspended || refused || left;
       return { json: { ...summary, reports: mail }, text: describe(summary, mail), exitCode: failed ? 1 : 0 };
     },
     { dataDir: 'exist', interruptible: true }, // the received copies are read from DATA_DIR
