@@ -216,3 +216,15 @@ function messageNow(status: UploadStatus, message: string | null, lastAttemptErr
     ? `Was held: ${facts} It was rejected, so nothing was applied.`
     : `Was held: ${facts} A newer users.csv replaced it before it was decided, so nothing was applied.`;
 }
+
+/** The counts and message of each of these imports, without their issues (a line per import). */
+export async function importOutcomes(
+  db: Queryable,
+  ids: readonly string[],
+): Promise<Map<string, { counts: ImportCounts | null; message: string | null }>> {
+  const { rows } = await db.query<{ id: string; counts: ImportCounts | null; message: string | null }>(
+    'SELECT id, counts, message FROM uploads WHERE id = ANY($1::uuid[])',
+    [ids],
+  );
+  return new Map(rows.map((r) => [r.id, { counts: r.counts, message: r.message }]));
+}

@@ -148,7 +148,8 @@ describe('import run --now', () => {
     expect(ok.stderr).toMatch(
       /"by":"ops@example\.org".*"msg":"import run --now: importing pending uploads whatever the window, by operator request"/,
     );
-    const id = /^succeeded\s+(\S+)\s+now-usd\s+users\.csv$/m.exec(ok.stdout)?.[1];
+    // Each import's line says what it did; import show has the rest.
+    const id = /^succeeded\s+(\S+)\s+now-usd\s+users\.csv {2}rows 1: 1 created$/m.exec(ok.stdout)?.[1];
     expect(id, ok.stdout).toBeDefined();
     const shown = await runCli(['import', 'show', id!, '--json'], env);
     expect(shown.json<ImportRecord>().requestedBy).toBe('ops@example.org');
@@ -161,7 +162,14 @@ describe('import run --now', () => {
     await f.receive('now-usd', '', 'users.csv', 'pending');
     const refused = await runCli(['import', 'run', '--now', '--tenant', 'now-usd'], env);
     expect(refused.code, refused.stdout).toBe(1);
-    expect(refused.stdout).toMatch(/^failed\s+\S+\s+now-usd\s+users\.csv$/m);
+    expect(refused.stdout).toMatch(/^failed\s+\S+\s+now-usd\s+users\.csv {2}The file is empty.*$/m);
+
+    await f.receive('now-usd', csv('username', 'nowuser2', 'x'), 'users.csv', 'pending');
+    const held = await runCli(['import', 'run', '--now', '--tenant', 'now-usd'], env);
+    expect(held.code, held.stdout).toBe(0);
+    expect(held.stdout).toMatch(
+      /^held\s+\S+\s+now-usd\s+users\.csv {2}this file would deactivate 1 of 1 active users \(100%\), more than the district's threshold of 10% of active users\.$/m,
+    );
   });
 });
 

@@ -1,6 +1,9 @@
 import os from 'node:os';
 import type { Command } from 'commander';
 import { DateTime } from 'luxon';
+import { holdFacts } from '../../import/hold.js';
+import { importOutcomes } from '../../import/records.js';
+import { isGroupsFile, type ImportCounts } from '../../import/types.js';
 import { isSuspendedSkip, processPending, type ProcessedUpload, type ProcessSummary } from '../../schedule/process.js';
 import { interruptedBy, leaf } from '../context.js';
 import { signalExitCode } from '../signals.js';
@@ -38,13 +41,18 @@ export function registerImportRunCommand(imp: Command): void {
       const duringImports = interruptedBy(ctx);
       const handled = [...summary.imported, ...summary.superseded, ...summary.retried, ...summary.failed, ...summary.interrupted];
       const mail = await sendReports(ctx, { mark, uploadIds: handled.map((u) => u.id) });
+      // What each import did, for its line; the lines without it if the database went away meanwhile.
+      const outcomes = await importOutcomes(
+        ctx.pool,
+        summary.imported.map((i) => i.id),
+      ).catch(() => new Map<string, Outcome>());
       const signal = duringImports ?? interruptedBy(ctx);
       if (signal !== undefined) {
         const last =
           duringImports !== undefined
             ? describeInterruption(signal, summary)
             : `interrupted (${signal}) while sending reports: the imports above are done; the reports not sent stay queued for rosterd serve`;
-        const text = [describe(summary, mail, duringImports !== undefined), last].join('\n');
+        const text = [describe(summary, mail, outcomes, duringImports !== undefined), last].join('\n');
         return { json: { ...summary, reports: mail, interruptedBy: signal }, text, exitCode: signalExitCode(signal) };
       }
       // A named tenant that is suspended imports nothing: the operator asked for something not done.
@@ -56,7 +64,7 @@ export function registerImportRunCommand(imp: Command): void {
       const refused = summary.imported.some((i) => i.status === 'failed');
       const left = summary.retried.some((r) => !summary.imported.some((i) => i.id === r.id));
       const failed = summary.errors.length > 0 || summary.failed.length > 0 || suspended || refused || left;
-      return { json: { ...summary, reports: mail }, text: describe(summary, mail), exitCode: failed ? 1 : 0 };
+      return { json: { ...summary, reports: mail }, text: describe(summary, mail, outcomes), exitCode: failed ? 1 : 0 };
     },
     { dataDir: 'exist', interruptible: true }, // the received copies are read from DATA_DIR
   );
@@ -71,9 +79,11 @@ function describeInterruption(signal: NodeJS.Signals, s: ProcessSummary): string
     : `interrupted (${signal}): stopped before the next upload; the uploads not imported stay pending and will be imported at the next run`;
 }
 
-function describe(s: ProcessSummary, mail: CliDelivery, interrupted = false): string {
+function describe(s: ProcessSummary, mail: CliDelivery, outcomes: Outcomes, interrupted = false): string {
   const lines: string[] = [];
-  for (const i of s.imported) lines.push(`${i.status.padEnd(21)} ${i.id}  ${i.tenant}  ${i.file}`);
+  for (const i of s.imported) {
+    lines.push(`${i.status.padEnd(21)} ${i.id}  ${i.tenant}  ${i.file}  ${outcomeInBrief(i, outcomes.get(i.id))}`.trimEnd());
+  }
   for (const i of s.superseded) lines.push(`${'superseded'.padEnd(21)} ${i.id}  ${i.tenant}  ${i.file}`);
   const why = (i: ProcessedUpload) => (i.reason === undefined ? '' : `  (${i.reason})`);
   for (const i of s.retried) lines.push(`${'will retry'.padEnd(21)} ${i.id}  ${i.tenant}  ${i.file}${why(i)}`);
@@ -95,6 +105,45 @@ function describe(s: ProcessSummary, mail: CliDelivery, interrupted = false): st
   if (reports !== null) lines.push(reports);
   return lines.join('\n');
 }
+
+/**
+ * What an import did, on its line: its counts, or why it was refused or held (without the
+ * commands of the hold message: import show and the report give those). `import show ID` has the rest.
+ */
+function outcomeInBrief(i: ProcessedUpload, outcome: Outcome | undefined): string {
+  const message = outcome?.message ?? null;
+  const c = outcome?.counts ?? null;
+  if (i.status === 'failed' || c === null) return message ? oneLine(message) : '';
+  if (i.status === 'held') return message ? oneLine(holdFacts(message) ?? message) : '';
+  const kept = (parts: Array<[number, string]>) =>
+    parts
+      .filter(([n]) => n > 0)
+      .map(([n, what]) => `${n} ${what}`)
+      .join(', ');
+  const changes = isGroupsFile(i.file)
+    ? kept([
+        [c.created, 'memberships added'],
+        [c.unchanged, 'unchanged'],
+        [c.deactivated, 'removed'],
+      ])
+    : kept([
+        [c.created, 'created'],
+        [c.updated, 'updated'],
+        [c.unchanged, 'unchanged'],
+        [c.deactivated, 'deactivated'],
+        [c.reactivated, 'reactivated'],
+      ]);
+  const issues = kept([
+    [c.errors, c.errors === 1 ? 'error' : 'errors'],
+    [c.warnings, c.warnings === 1 ? 'warning' : 'warnings'],
+  ]);
+  return [`rows ${c.rows}${changes ? `: ${changes}` : ''}`, issues].filter(Boolean).join('; ');
+}
+
+type Outcome = { counts: ImportCounts | null; message: string | null };
+type Outcomes = Map<string, Outcome>;
+
+const oneLine = (text: string): string => text.replace(/\s+/g, ' ').trim();
 
 /**
  * An import another process runs: by whom, and until when its claim lasts. A killed process's claim
