@@ -595,7 +595,17 @@ export class SftpSession {
       remoteAddress: this.ctx.remoteAddress,
     });
     this.ctx.hashes.forget(source);
-    await fs.promises.rename(source, visible);
+    // The upload's row is committed: it is received and will be imported, whatever comes next.
+    // Told that it failed, the client would send it again and queue it twice; so a file that
+    // cannot be shown under its name (a full disk that cannot grow the folder for a first upload)
+    // is logged, and the client still told OK. The stored copy is its own link to the data.
+    await fs.promises.rename(source, visible).catch(async (err: unknown) => {
+      this.ctx.logger.warn(
+        { err: toError(err), file: fileName, uploadId: receipt.uploadId },
+        'upload received, but it cannot be shown in the folder under its name; listing shows the previous one, if any',
+      );
+      await fs.promises.rm(source, { force: true }).catch(() => undefined);
+    });
     this.ctx.logger.info(
       { event: 'upload.received', file: fileName, bytes, sha256, uploadId: receipt.uploadId, keyFingerprint: this.ctx.keyFingerprint },
       'upload received',

@@ -28,7 +28,7 @@ import {
   type TestSftpServer,
 } from '../support/ssh.js';
 
-const TENANTS = ['revoked-usd', 'revoked2-usd', 'suspended-usd', 'resume-usd', 'race-usd', 'ext-usd', 'agent-usd'] as const;
+const TENANTS = ['revoked-usd', 'revoked2-usd', 'suspended-usd', 'resume-usd', 'race-usd', 'ext-usd', 'agent-usd', 'shown-usd'] as const;
 type Tenant = (typeof TENANTS)[number];
 
 let db: TestDatabase;
@@ -227,6 +227,30 @@ it('posix-rename@openssh.com (paramiko posix_rename) receives like a rename; ano
   expect(list).toHaveLength(before + 1);
   expect(list[0]?.sha256).toBe(sha256(content));
   s.end();
+});
+
+it('a file received that cannot be shown under its name is still received once, and the client is told OK (not to send it again)', async () => {
+  // What a full disk that cannot grow the folder does to the last step, made here by a folder in
+  // the file's place: the row is committed by then, so a failure said to the client was a lie
+  // that queued the file twice when it was sent again.
+  const root = path.join(dataDir, 'sftp', 'shown-usd');
+  const s = await connect('shown-usd');
+  try {
+    const content = csvOf(3, 'shown');
+    const h = await sftpP.open(s.sftp, '/users.csv', 'w');
+    await sftpP.write(s.sftp, h, content, 0);
+    await fs.mkdir(path.join(root, 'users.csv', 'in-the-way'), { recursive: true });
+    await sftpP.close(s.sftp, h);
+    const received = await uploads('shown-usd');
+    expect(received).toHaveLength(1);
+    expect(received[0]).toMatchObject({ status: 'pending', sha256: sha256(content), bytes: content.length });
+    expect(sha256(await fs.readFile(path.join(dataDir, received[0]!.storedPath)))).toBe(sha256(content));
+    expect(srv.logs.some((l) => String(l.msg).startsWith('upload received, but it cannot be shown'))).toBe(true);
+    expect((await fs.readdir(path.join(dataDir, 'spool'))).filter((n) => n.startsWith('shown-usd'))).toEqual([]);
+  } finally {
+    s.end();
+    await fs.rm(path.join(root, 'users.csv'), { recursive: true, force: true });
+  }
 });
 
 it('a client that offers another key before the right one logs in night after night without the address being blocked', async () => {
