@@ -85,7 +85,7 @@ export async function applyGroups(
     [last?.rows.map((r) => r.username) ?? [], last?.rows.map((r) => r.line) ?? [], last?.uploadId ?? null],
   );
   const planErrors = await client.query(
-    `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message)
+    `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, username)
      SELECT $1, 'error', p.line,
             CASE WHEN p.op = 'user_missing' THEN 'username' WHEN p.op = 'empty' THEN 'group' ELSE 'owner' END,
             CASE WHEN p.op = 'user_missing' THEN p.username WHEN p.op = 'empty' THEN NULL ELSE p.owner END,
@@ -95,7 +95,8 @@ export async function applyGroups(
                                                      ELSE format($3, p.owner) END
                       WHEN 'owner_inactive' THEN format($4, p.owner_name)
                       WHEN 'owner_not_manager' THEN format($5, p.owner_name)
-                      ELSE $6 END
+                      ELSE $6 END,
+            p.username
        FROM import_group_plan p
        LEFT JOIN import_group_rejected r ON p.op = 'user_missing' AND r.key = lower(p.username)
        LEFT JOIN import_group_rejected ro ON p.op = 'owner_missing' AND ro.key = lower(p.owner)
@@ -138,19 +139,19 @@ export async function applyGroups(
   // An inactive user's warning names the users.csv import that deactivated the user (the last
   // import to change an inactive user is the one that deactivated it).
   const warned = await client.query(
-    `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, code)
+    `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, code, username)
      SELECT $1::uuid, 'warning', p.line, 'username', p.username,
             CASE WHEN d.id IS NULL THEN format($2, p.username)
                  ELSE format($5, p.username,
                              ${receivedInTenantZone('d', 't')},
                              CASE d.mode WHEN 'delta' THEN $6 ELSE $7 END) END,
-            $8
+            $8, p.username
        FROM import_group_plan p JOIN users u ON u.id = p.user_id
        LEFT JOIN uploads d ON d.id = u.last_import_id AND d.file_name = 'users.csv' AND u.deactivated_at IS NOT NULL
        LEFT JOIN tenants t ON t.id = d.tenant_id
       WHERE p.op = 'ok' AND NOT u.active
      UNION ALL
-     SELECT $1::uuid, 'warning', p.line, 'owner', p.owner, format($3, gr.name, o.username), $9
+     SELECT $1::uuid, 'warning', p.line, 'owner', p.owner, format($3, gr.name, o.username), $9, p.username
        FROM import_group_plan p
        JOIN groups gr ON gr.tenant_id = $4::bigint AND NOT gr.is_default AND lower(gr.name) = lower(p.group_name)
        JOIN users o ON o.id = gr.owner_id

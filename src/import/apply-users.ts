@@ -224,8 +224,8 @@ async function applyStaged(
       : `FROM ${t.changes} c JOIN ${t.rows} s ON s.line = c.line WHERE c.op = 'create'`;
     const { rows } = await client.query<{ total: number }>(
       `WITH unset AS (SELECT s.line, s.username ${from} AND s.pw_check IS NULL),
-            kept AS (INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, code)
-                     SELECT $1, 'warning', line, 'password', NULL, format($2, username), $4 FROM unset ORDER BY line LIMIT $3)
+            kept AS (INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, code, username)
+                     SELECT $1, 'warning', line, 'password', NULL, format($2, username), $4, username FROM unset ORDER BY line LIMIT $3)
        SELECT count(*)::int AS total FROM unset`,
       [target.uploadId, MESSAGES.newWithoutPassword, room.warnings, 'NEW_USER_WITHOUT_PASSWORD' satisfies WarningCode],
     );
@@ -638,14 +638,15 @@ async function insertPlanIssues(
          SELECT line, op FROM ${t.changes} WHERE op IN ('duplicate', 'exists', 'missing_update', 'missing_delete', 'not_imported')
          UNION ALL
          SELECT line, 'duplicate' FROM ${t.rows} WHERE NOT valid AND username_key IN (SELECT username_key FROM ${t.dups}))
-       INSERT INTO import_issues (upload_id, kind, line, column_name, value, message)
+       INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, username)
        SELECT $1, 'error', c.line, 'username', coalesce(s.username, s.invalid_username),
               CASE c.op
                 WHEN 'duplicate' THEN format($2, array_to_string(d.lines, ', '))
                 WHEN 'exists' THEN format($3, s.username)
                 WHEN 'missing_update' THEN format($4, s.username)
                 WHEN 'missing_delete' THEN format($5, s.username)
-                ELSE format($6, s.username) END
+                ELSE format($6, s.username) END,
+              coalesce(s.username, s.invalid_username)
          FROM c JOIN ${t.rows} s ON s.line = c.line
          LEFT JOIN d ON d.username_key = s.username_key
         ORDER BY c.line LIMIT $7`,
@@ -664,8 +665,8 @@ async function insertPlanIssues(
   if (reactivations === 0) return 0;
   if (room.warnings > 0) {
     await client.query(
-      `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, code)
-       SELECT $1, 'warning', c.line, 'username', s.username, format($2, s.username), $4
+      `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, code, username)
+       SELECT $1, 'warning', c.line, 'username', s.username, format($2, s.username), $4, s.username
          FROM ${t.changes} c JOIN ${t.rows} s ON s.line = c.line
         WHERE c.op = 'reactivate' AND s.action = 'add'
         ORDER BY c.line LIMIT $3`,
@@ -694,8 +695,8 @@ async function warnUpdatesOfInactive(
          JOIN users u ON u.tenant_id = $1::bigint AND lower(u.username) = s.username_key AND NOT u.active
         WHERE s.valid AND s.action = 'update' AND NOT s.inactive
           ${plan.duplicates ? `AND s.username_key NOT IN (SELECT username_key FROM ${t.dups})` : ''}),
-     kept AS (INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, code)
-              SELECT $2, 'warning', line, 'username', username, format($3, username), $5 FROM inactive ORDER BY line LIMIT $4)
+     kept AS (INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, code, username)
+              SELECT $2, 'warning', line, 'username', username, format($3, username), $5, username FROM inactive ORDER BY line LIMIT $4)
      SELECT count(*)::int AS total FROM inactive`,
     [target.tenantId, target.uploadId, MESSAGES.updateInactive, room, 'UPDATE_INACTIVE' satisfies WarningCode],
   );

@@ -48,7 +48,10 @@ export const MESSAGES = {
 
 const CHUNK = 5000;
 
-/** Store issues (values of a password column are masked, whatever the reader sent). */
+/**
+ * Store issues (values of a password column are masked, whatever the reader sent), with the
+ * username of the row each is about when it has one.
+ */
 export async function insertIssues(
   client: PoolClient,
   uploadId: string,
@@ -58,8 +61,8 @@ export async function insertIssues(
   for (let i = 0; i < issues.length; i += CHUNK) {
     const part = issues.slice(i, i + CHUNK);
     await client.query(
-      `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, code)
-       SELECT $1, $2, * FROM unnest($3::integer[], $4::text[], $5::text[], $6::text[], $7::text[])`,
+      `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, code, username)
+       SELECT $1, $2, * FROM unnest($3::integer[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])`,
       [
         uploadId,
         kind,
@@ -68,6 +71,7 @@ export async function insertIssues(
         part.map((x) => (x.value === undefined ? null : /password/i.test(x.column) ? PASSWORD_MASK : x.value)),
         part.map((x) => x.message),
         part.map((x) => x.code ?? null),
+        part.map((x) => x.username ?? null),
       ],
     );
   }

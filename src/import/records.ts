@@ -77,7 +77,8 @@ interface RecordRow {
   superseded_by: string | null;
 }
 
-interface IssueRow {
+/** An import_issues row, as ISSUE_COLUMNS selects it. */
+export interface IssueRow {
   upload_id: string;
   kind: 'error' | 'warning';
   line: number;
@@ -85,6 +86,19 @@ interface IssueRow {
   value: string | null;
   message: string;
   code: string | null;
+  username: string | null;
+}
+
+export const ISSUE_COLUMNS = 'upload_id, kind, line, column_name, value, message, code, username';
+
+/** An issue as stored: its fields in the order --json prints them (a username, when the row has one, last). */
+export function issueOf(i: IssueRow): ImportIssue {
+  const issue: ImportIssue = { line: i.line, column: i.column_name, message: i.message };
+  if (i.value !== null) issue.value = i.value;
+  if (i.username !== null) issue.username = i.username;
+  const code = warningCode(i.code);
+  if (code !== undefined) issue.code = code;
+  return issue;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -147,7 +161,7 @@ async function withIssues(db: Queryable, rows: RecordRow[], perImport: number | 
     `SELECT x.* FROM unnest($1::uuid[]) AS q(id)
        CROSS JOIN (VALUES ('error'), ('warning')) AS k(kind)
        CROSS JOIN LATERAL (
-         SELECT upload_id, kind, line, column_name, value, message, code FROM import_issues
+         SELECT ${ISSUE_COLUMNS} FROM import_issues
           WHERE upload_id = q.id AND kind = k.kind ORDER BY line, id LIMIT $2) x`,
     [ids, perImport],
   );
@@ -157,15 +171,8 @@ async function withIssues(db: Queryable, rows: RecordRow[], perImport: number | 
   );
   return rows.map((r) => {
     const mine = issues.rows.filter((i) => i.upload_id === r.id);
-    const toIssue = (i: IssueRow): ImportIssue => {
-      const issue: ImportIssue = { line: i.line, column: i.column_name, message: i.message };
-      if (i.value !== null) issue.value = i.value;
-      const code = warningCode(i.code);
-      if (code !== undefined) issue.code = code;
-      return issue;
-    };
-    const errors = mine.filter((i) => i.kind === 'error').map(toIssue);
-    const warnings = mine.filter((i) => i.kind === 'warning').map(toIssue);
+    const errors = mine.filter((i) => i.kind === 'error').map(issueOf);
+    const warnings = mine.filter((i) => i.kind === 'warning').map(issueOf);
     const counts = { ...emptyCounts(), ...(r.counts ?? {}) };
     const heldNames = held.rows.filter((h) => h.upload_id === r.id).map((h) => h.username);
     const record: ImportRecord = {

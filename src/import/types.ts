@@ -72,6 +72,12 @@ export interface ImportIssue {
   column: string;
   value?: string;
   message: string;
+  /**
+   * The username of the row the issue is about, as written in the file (trimmed), by which an
+   * administrator finds the row in the SIS; none for an issue about the whole file, a row whose
+   * username is blank, or one whose values may be out of place with a password among them.
+   */
+  username?: string;
   /** a warning's code (see WARNING_CODES); errors have none */
   code?: WarningCode;
 }

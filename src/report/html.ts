@@ -27,10 +27,11 @@ export function renderHtml(model: ReportModel): string {
   if (model.errors) {
     parts.push(
       `<h3>${e(model.errors.title)}</h3>`,
-      `<table><tr><th ${TH}>Line</th><th ${TH}>Column</th><th ${TH}>Value</th><th ${TH}>Message</th></tr>`,
+      `<table><tr><th ${TH}>Line</th><th ${TH}>Username</th><th ${TH}>Column</th><th ${TH}>Value</th><th ${TH}>Message</th></tr>`,
       ...model.errors.shown.map(
         (x) =>
-          `<tr><td ${TD}>${x.line > 0 ? e(String(x.line)) : 'file'}</td><td ${TD}>${e(x.column)}</td><td ${TD}>${e(x.value ?? '')}</td><td ${TD}>${e(x.message)}</td></tr>`,
+          `<tr><td ${TD}>${x.line > 0 ? e(String(x.line)) : 'file'}</td><td ${TD}>${e(x.username ?? '')}</td><td ${TD}>${e(x.column)}</td>` +
+          `<td ${TD}>${e(x.value ?? '')}</td><td ${TD}>${e(x.message)}</td></tr>`,
       ),
       '</table>',
     );
@@ -41,7 +42,9 @@ export function renderHtml(model: ReportModel): string {
       `<h3>${e(model.warnings.title)}</h3>`,
       '<ul>',
       ...model.warnings.shown.map(
-        (w) => `<li>${w.line > 0 ? `line ${e(String(w.line))}, ` : ''}${w.column ? `${e(w.column)}: ` : ''}${e(w.message)}</li>`,
+        (w) =>
+          `<li>${w.line > 0 ? `line ${e(String(w.line))}${w.username === undefined ? '' : ` (${e(w.username)})`}, ` : ''}` +
+          `${w.column ? `${e(w.column)}: ` : ''}${e(w.message)}</li>`,
       ),
       '</ul>',
     );

@@ -579,11 +579,14 @@ export function maskIssue(issue: ImportIssue): ImportIssue {
 
 function shorten(issue: ImportIssue): ImportIssue {
   const out: ImportIssue = { line: issue.line, column: oneLine(issue.column), message: oneLine(issue.message) };
-  if (issue.value !== undefined) {
-    const value = oneLine(issue.value);
-    out.value = value.length > VALUE_IN_BODY ? `${value.slice(0, VALUE_IN_BODY - 1)}…` : value;
-  }
+  if (issue.value !== undefined) out.value = shortened(issue.value);
+  if (issue.username !== undefined) out.username = shortened(issue.username);
   return out;
+}
+
+function shortened(text: string): string {
+  const line = oneLine(text);
+  return line.length > VALUE_IN_BODY ? `${line.slice(0, VALUE_IN_BODY - 1)}…` : line;
 }
 
 /** Control characters (CR, LF, tab, …) from a file must not break a line or a header. */

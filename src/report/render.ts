@@ -12,10 +12,12 @@ import { renderText } from './text.js';
 import type { MailAttachment, MailMessage, ReportInput } from './types.js';
 
 export function renderReport(input: ReportInput): MailMessage {
+  // The username next to the line: what the administrator looks the row up by in the SIS.
+  const header = ['line', 'username', 'column', 'value', 'message'];
   const issueRows = (list: readonly ImportIssue[]): Array<readonly CsvValue[]> =>
-    list.map(maskIssue).map((i) => [i.line, i.column, i.value, i.message]);
-  const errors = boundedCsv(['line', 'column', 'value', 'message'], issueRows(input.import.errors));
-  const warnings = boundedCsv(['line', 'column', 'value', 'message'], issueRows(input.import.warnings));
+    list.map(maskIssue).map((i) => [i.line, i.username, i.column, i.value, i.message]);
+  const errors = boundedCsv(header, issueRows(input.import.errors));
+  const warnings = boundedCsv(header, issueRows(input.import.warnings));
   const model = buildModel(input, { errors: errors.rows, warnings: warnings.rows });
   const attachments: MailAttachment[] = [];
   const attach = (name: string | null, content: string): void => {

@@ -77,7 +77,12 @@ beforeAll(async () => {
   expect(first).toMatchObject({ status: 'succeeded', counts: { rows: 6, created: 6, errors: 0, warnings: 1 } });
   // nopass01 is new and its password blank: it cannot sign in with one, and the report says so.
   expect(first.warnings).toEqual([
-    { line: 6, column: 'password', message: 'New user "nopass01" has no password, so it cannot sign in with one until a password is set.' },
+    {
+      line: 6,
+      column: 'password',
+      message: 'New user "nopass01" has no password, so it cannot sign in with one until a password is set.',
+      username: 'nopass01',
+    },
   ]);
   original = await f.users(TENANT);
 }, 120_000);

@@ -250,7 +250,8 @@ describe('validate', () => {
     // The code the report's advice is keyed on is rosterd's own, not part of the §7 shape.
     expect(Object.keys(rec.warnings[0] ?? {}).sort()).toEqual(['column', 'line', 'message']);
     const text = (await runCli(['validate', latin, '--tenant', 'cli-usd'], env)).stdout;
-    expect(text).toMatch(/^file\s+-\s+The file is not valid UTF-8/m);
+    // No username, column or value: the whole file.
+    expect(text).toMatch(/^file\s+-\s+-\s+The file is not valid UTF-8/m);
   });
 });
 

@@ -91,6 +91,7 @@ it('update of an inactive user applies its changes but keeps it inactive, and sa
       line: 2,
       column: 'username',
       value: 'GONE0001',
+      username: 'GONE0001',
       code: 'UPDATE_INACTIVE',
       message:
         'User "GONE0001" is inactive, and an update does not reactivate a user: it stays inactive. Use action "add" to bring the user back.',

@@ -455,6 +455,7 @@ it('lines applied not quite as written are warnings: an inactive user put in a g
       column: 'password',
       code: 'NEW_USER_WITHOUT_PASSWORD',
       message: 'New user "new0001" has no password, so it cannot sign in with one until a password is set.',
+      username: 'new0001',
     },
   ]);
   const g = await f.importCsv('warn-usd', csv('username,owner,group', 'stu001,teach02,Band', 'stu002,,Band'), 'groups.csv');
@@ -464,6 +465,7 @@ it('lines applied not quite as written are warnings: an inactive user put in a g
       line: 2,
       column: 'owner',
       value: 'teach02',
+      username: 'stu001', // the row's user; the owner is the value
       code: 'GROUP_OWNER_IGNORED',
       message:
         'Group "Band" already has an owner (teach01); the owner on this line was not applied. A group keeps the owner it was created with.',
@@ -472,6 +474,7 @@ it('lines applied not quite as written are warnings: an inactive user put in a g
       line: 3,
       column: 'username',
       value: 'stu002',
+      username: 'stu002',
       code: 'GROUP_USER_INACTIVE',
       message: `User "stu002" was deactivated by the import of the users.csv received ${await receivedAsSaid(f, users.id)}, which no longer listed the user; the membership was recorded, but means nothing until the user is back.`,
     },

@@ -34,7 +34,7 @@ interface Roster {
   /** data lines as written (each a full roster row) */
   rows: string[];
   validUsernames: string[];
-  expectedErrors: Array<{ line: number; column: string; value?: string }>;
+  expectedErrors: Array<{ line: number; username: string; column: string; value?: string }>;
 }
 
 /** 30 rows: 23 valid (schools by name, NCES ID and state ID), 7 that each break one rule. */
@@ -92,7 +92,10 @@ function makeRoster(): Roster {
   bad.forEach((b, k) => rows.splice((at[k] ?? 1) - 1, 0, b.row));
   for (const b of bad) {
     const line = rows.indexOf(b.row) + 2; // header is line 1
-    expectedErrors.push(b.value === undefined ? { line, column: b.column } : { line, column: b.column, value: b.value });
+    const username = b.row.split(',')[0] ?? '';
+    expectedErrors.push(
+      b.value === undefined ? { line, username, column: b.column } : { line, username, column: b.column, value: b.value },
+    );
   }
   expectedErrors.sort((a, b) => a.line - b.line);
   return { text: [HEADER, ...rows].join('\r\n') + '\r\n', passwords, rows, validUsernames, expectedErrors };
@@ -239,10 +242,15 @@ describe('a new operator’s first night', () => {
     const received = DateTime.fromISO(shown.receivedAt, { setZone: true });
     expect(received.offset).toBe(DateTime.now().setZone(zone).offset);
     expect(Math.abs(received.toMillis() - Date.now())).toBeLessThan(120_000);
-    // errors: where, which column, the value (password masked) and a message a person understands
-    expect(shown.errors.map((e) => ({ line: e.line, column: e.column, ...(e.column === 'password' ? {} : { value: e.value }) }))).toEqual(
-      roster.expectedErrors,
-    );
+    // errors: where, whose row, which column, the value (password masked) and a message a person understands
+    expect(
+      shown.errors.map((e) => ({
+        line: e.line,
+        username: e.username,
+        column: e.column,
+        ...(e.column === 'password' ? {} : { value: e.value }),
+      })),
+    ).toEqual(roster.expectedErrors);
     for (const e of shown.errors) expect(e.message, JSON.stringify(e)).toMatch(/\w{3,}/);
     const pwError = shown.errors.find((e) => e.column === 'password');
     expect(pwError?.value ?? '').not.toContain('Zq9');
@@ -286,10 +294,11 @@ describe('a new operator’s first night', () => {
     expect(attachment, `attachments: ${mail.parsed.attachments.map((a) => a.filename).join(', ')}`).toBeDefined();
     const csvText = contentText(attachment?.content ?? '');
     const cells = parseCsv(csvText, { bom: true }) as string[][];
-    expect(cells[0]).toEqual(['line', 'column', 'value', 'message']);
-    expect(cells.slice(1).map((r) => [Number(r[0]), r[1]])).toEqual(roster.expectedErrors.map((e) => [e.line, e.column]));
+    expect(cells[0]).toEqual(['line', 'username', 'column', 'value', 'message']);
+    // Each row's username beside its line: what the administrator looks it up by in the SIS.
+    expect(cells.slice(1).map((r) => [Number(r[0]), r[1], r[2]])).toEqual(roster.expectedErrors.map((e) => [e.line, e.username, e.column]));
     for (const row of cells) for (const cell of row) expect(cell, `a cell a spreadsheet would run: ${cell}`).not.toMatch(/^\s*[=+\-@\t\r]/);
-    expect(cells.some((r) => r[2] === "'=cmd|' /C calc'!A0")).toBe(true);
+    expect(cells.some((r) => r[3] === "'=cmd|' /C calc'!A0")).toBe(true);
 
     for (const part of mailTexts(mail))
       for (const pw of roster.passwords) expect(part.includes(pw), `password ${pw} in the report`).toBe(false);

@@ -75,8 +75,8 @@ function report(upload: Upload): MailMessage {
       mode: 'full',
       counts: { ...emptyCounts(), rows: 127, created: 120, updated: 4, deactivated: 2, errors: 2 },
       errors: [
-        { line: 5, column: 'password', value: SECRET, message: 'a password needs at least 6 characters' },
-        { line: 9, column: 'email', value: '=cmd|calc', message: 'not a valid email address' },
+        { line: 5, column: 'password', value: SECRET, message: 'a password needs at least 6 characters', username: 'jdoe0005' },
+        { line: 9, column: 'email', value: '=cmd|calc', message: 'not a valid email address', username: 'jdoe0009' },
       ],
       warnings: [],
       durationMs: 1500,
@@ -123,7 +123,7 @@ describe('delivery over SMTP', () => {
     const csv = parsed.attachments[0]!;
     expect(csv.filename).toBe('users-errors.csv');
     expect(csv.mimeType).toBe('text/csv');
-    expect(String(csv.content)).toContain(`9,email,'=cmd|calc,not a valid email address`);
+    expect(String(csv.content)).toContain(`9,jdoe0009,email,'=cmd|calc,not a valid email address`);
     expect(mail!.raw.toString('utf8')).not.toContain(SECRET);
 
     const [status] = await deliveryStatus(db.pool, upload.id);

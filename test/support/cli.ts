@@ -34,8 +34,8 @@ export interface ImportJson {
   status: string;
   mode: string | null;
   counts: Record<string, number>;
-  errors: Array<{ line: number; column: string; value?: string; message: string }>;
-  warnings: Array<{ line: number; column: string; message: string }>;
+  errors: Array<{ line: number; column: string; value?: string; message: string; username?: string }>;
+  warnings: Array<{ line: number; column: string; message: string; username?: string }>;
   message: string | null;
 }
 

@@ -538,6 +538,7 @@ describe('a file cut off mid-line', () => {
         line: 3,
         column: '',
         message: expect.stringMatching(/^This line has 2 values but the header row has 3 columns: it has no value for 'first name'/),
+        username: 'jdoe1',
       },
     ]);
     const complete = await readUsersText('username,email,first name\njsmith,j@x.org,John\njdoe1,jd@x.org,Jane');
@@ -562,6 +563,7 @@ describe('ragged rows', () => {
         column: '',
         message:
           'This line has 3 values but the header row has 2 columns: a value with a comma, such as "Lee, Jr", must be in double quotes',
+        username: 'jdoe1',
       },
       {
         line: 4,
@@ -569,6 +571,7 @@ describe('ragged rows', () => {
         message:
           "This line has 1 value but the header row has 2 columns: it has no value for 'email' (the last column). If it is empty, " +
           'end the line with a comma: Excel leaves empty values out of some lines when it saves a CSV, so export the file from your SIS again rather than saving it in Excel. If a value is missing elsewhere on the line, add it where it belongs',
+        username: 'kim1',
       },
     ]);
   });
@@ -608,6 +611,7 @@ describe('ragged rows', () => {
         message:
           "This line has 1 value but the header row has 2 columns: it has no value for 'email' (the last column). " +
           'If it is empty, end the line with a comma: Excel leaves empty values out of some lines when it saves a CSV, so export the file from your SIS again rather than saving it in Excel. If a value is missing elsewhere on the line, add it where it belongs',
+        username: 'bob1',
       },
     ]);
   });
@@ -665,6 +669,8 @@ describe('ragged rows', () => {
         column: '',
         message:
           'This line has 2,004 values but the header row has 2,003 columns: a value with a comma, such as "Lee, Jr", must be in double quotes',
+        // Values moved right cannot have brought the password, in a later column, into the username's.
+        username: 'bob1',
       },
       {
         line: 4,
@@ -672,6 +678,7 @@ describe('ragged rows', () => {
         message: expect.stringMatching(
           /^This line has 2 values but the header row has 3 columns: it has no value for 'email' \(the last column\)/,
         ),
+        // No username: a value missing before it would have moved the password into its column.
       },
     ]);
     // A file whose lines mostly lack a named column still fails whole, counting the named columns.
@@ -720,6 +727,7 @@ describe('ragged rows', () => {
         column: '',
         message:
           'This line has 6 values but the header row has 5 columns: a value with a comma, such as "Lee, Jr", must be in double quotes',
+        username: 'ab.cd',
       },
     ]);
     expect(JSON.stringify(summary)).not.toContain('Tr0ub4dor');
@@ -750,6 +758,7 @@ describe('ragged rows', () => {
         column: '',
         message:
           'This line has 7 values but the header row has 5 columns: a value with a comma, such as "Lee, Jr", must be in double quotes',
+        username: 'adoe0001',
       },
     ]);
     expect(JSON.stringify(summary)).not.toContain('Tr0ub4dor');
@@ -769,6 +778,23 @@ describe('ragged rows', () => {
     expect(summary.errors[1]?.message).toMatch(/^Email address is not valid: .*\. The value is not shown: this line has more values/);
     expect(JSON.stringify(summary)).not.toContain('Tr0ub4dor');
   });
+  it("a ragged row's errors name its username, unless its values may have moved the password into the username's column", async () => {
+    // A username cut from the line (Excel's "delete cells, shift left") moves the password left into
+    // its place; an unquoted comma before the username moves an earlier password right into it.
+    const left = await readUsersText('username,password,email\nann1,Secret-1,a@x.org\nSecret-92,b@x.org\ncy01,Secret-3,c@x.org\n');
+    const right = await readUsersText(
+      'last name,password,username\nLee,Secret-1,ann1\nRay, Jr,Secret-92,bob1\nPo,Secret-3,cy01\nWu,Secret-4,dee1\n',
+    );
+    for (const { summary } of [left, right]) {
+      expect(summary.errors.map((e) => [e.line, e.username])).toEqual([[3, undefined]]);
+      expect(JSON.stringify(summary)).not.toContain('Secret-92');
+    }
+    // Values moved the other way cannot bring the password into it: the username is given.
+    const safe = await readUsersText('password,username,email\nSecret-1,ann1,a@x.org\nSecret-2,bob1\n');
+    expect(safe.summary.errors.map((e) => [e.line, e.username])).toEqual([[3, 'bob1']]);
+    const safeRight = await readUsersText('username,password,last name\nann1,Secret-1,Lee\nbob1,Secret-2,Ray, Jr\ncy01,Secret-3,Po\n');
+    expect(safeRight.summary.errors.map((e) => [e.line, e.username])).toEqual([[3, 'bob1']]);
+  });
   it('when most rows are ragged, the file fails', async () => {
     const err = await rejection(readUsersText('username,email,role\njsmith,j@x.org\njdoe1,d@x.org\nkim1,k@x.org,student\n'));
     expect(err.message).toBe(
@@ -785,13 +811,19 @@ describe('absurdly long values', () => {
     const { items, summary } = await readUsersText(`username,sis id\njsmith,${long}\njdoe1,ok\n`);
     expect(items.map((i) => i.kind)).toEqual(['invalid', 'valid']);
     expect(summary.errors).toEqual([
-      { line: 2, column: 'sis id', value: `${'x'.repeat(300)}…`, message: 'The value is longer than 10,000 characters' },
+      {
+        line: 2,
+        column: 'sis id',
+        value: `${'x'.repeat(300)}…`,
+        message: 'The value is longer than 10,000 characters',
+        username: 'jsmith',
+      },
     ]);
   });
   it('a long password is masked too', async () => {
     const { summary } = await readUsersText(`username,password\njsmith,${'p'.repeat(20_000)}\n`);
     expect(summary.errors).toEqual([
-      { line: 2, column: 'password', value: '******', message: 'The value is longer than 10,000 characters' },
+      { line: 2, column: 'password', value: '******', message: 'The value is longer than 10,000 characters', username: 'jsmith' },
     ]);
   });
   it('a line over 1,000,000 characters fails the file (memory stays bounded)', async () => {

@@ -41,7 +41,13 @@ describe('groups.csv', () => {
       { valid: true, line: 3, username: 'jdoe', owner: null, group: 'Chess' },
     ]);
     expect(summary.errors).toEqual([
-      { line: 2, column: 'group', value: '', message: 'Owner and group are both blank: a line needs an owner, a group or both' },
+      {
+        line: 2,
+        column: 'group',
+        value: '',
+        message: 'Owner and group are both blank: a line needs an owner, a group or both',
+        username: 'jsmith',
+      },
     ]);
   });
   it('a file with only an owner column (or only a group column) is fine', async () => {
@@ -92,6 +98,7 @@ describe('groups.csv', () => {
         message: expect.stringMatching(
           /^This line has 2 values but the header row has 4 columns: it has no value for 'group' and 'note' \(the last 2 columns\)/,
         ),
+        username: 'jdoe', // groups.csv has no password to move into its place
       },
     ]);
   });

@@ -36,18 +36,24 @@ describe('username', () => {
   });
   it('has at least 4 characters', async () => {
     expect(await errorsOf({ username: 'abc' })).toEqual([
-      { line: 2, column: 'username', value: 'abc', message: 'Username must be at least 4 characters' },
+      { line: 2, column: 'username', value: 'abc', message: 'Username must be at least 4 characters', username: 'abc' },
     ]);
   });
   it('has at most 254 characters', async () => {
     const long = 'a'.repeat(255);
     expect(await errorsOf({ username: long })).toEqual([
-      { line: 2, column: 'username', value: long, message: 'Username must be at most 254 characters' },
+      { line: 2, column: 'username', value: long, message: 'Username must be at most 254 characters', username: long },
     ]);
   });
   it('holds only letters, digits and . _ - @', async () => {
     expect(await errorsOf({ username: 'john smith' })).toEqual([
-      { line: 2, column: 'username', value: 'john smith', message: 'Username may contain only letters, digits and . _ - @' },
+      {
+        line: 2,
+        column: 'username',
+        value: 'john smith',
+        message: 'Username may contain only letters, digits and . _ - @',
+        username: 'john smith',
+      },
     ]);
     expect(await errorsOf({ username: 'john+smith' })).toHaveLength(1);
   });
@@ -101,7 +107,7 @@ describe('username', () => {
 describe('password', () => {
   it('has at least 6 characters, and its value is masked', async () => {
     expect(await errorsOf({ username: 'jsmith', password: 'abc12' })).toEqual([
-      { line: 2, column: 'password', value: '******', message: 'Password must be at least 6 characters' },
+      { line: 2, column: 'password', value: '******', message: 'Password must be at least 6 characters', username: 'jsmith' },
     ]);
   });
   it('never appears in any issue, whatever else is wrong', async () => {
@@ -144,7 +150,7 @@ describe('password', () => {
 describe('email', () => {
   it('is a valid address', async () => {
     expect(await errorsOf({ username: 'jsmith', email: 'john@' })).toEqual([
-      { line: 2, column: 'email', value: 'john@', message: 'Email address is not valid: it has no domain after the @' },
+      { line: 2, column: 'email', value: 'john@', message: 'Email address is not valid: it has no domain after the @', username: 'jsmith' },
     ]);
   });
   it('the message says what is wrong with the address', async () => {
@@ -183,7 +189,7 @@ describe('email', () => {
     ];
     for (const [email, problem] of cases) {
       expect(await errorsOf({ username: 'jsmith', email }), email).toEqual([
-        { line: 2, column: 'email', value: email, message: `Email address is not valid: ${problem}` },
+        { line: 2, column: 'email', value: email, message: `Email address is not valid: ${problem}`, username: 'jsmith' },
       ]);
     }
     // What was accepted still is.
@@ -194,7 +200,7 @@ describe('email', () => {
   it('has at most 254 characters', async () => {
     const long = `${'a'.repeat(250)}@example.org`;
     expect(await errorsOf({ username: 'jsmith', email: long })).toEqual([
-      { line: 2, column: 'email', value: long, message: 'Email address must be at most 254 characters' },
+      { line: 2, column: 'email', value: long, message: 'Email address must be at most 254 characters', username: 'jsmith' },
     ]);
   });
   it('blank clears it (null)', async () => {
@@ -207,13 +213,13 @@ describe('first name and last name', () => {
   it('first name has at most 64 characters', async () => {
     const long = 'Ä'.repeat(65);
     expect(await errorsOf({ username: 'jsmith', 'first name': long })).toEqual([
-      { line: 2, column: 'first name', value: long, message: 'First name must be at most 64 characters' },
+      { line: 2, column: 'first name', value: long, message: 'First name must be at most 64 characters', username: 'jsmith' },
     ]);
   });
   it('last name has at most 64 characters', async () => {
     const long = 'x'.repeat(65);
     expect(await errorsOf({ username: 'jsmith', 'last name': long })).toEqual([
-      { line: 2, column: 'last name', value: long, message: 'Last name must be at most 64 characters' },
+      { line: 2, column: 'last name', value: long, message: 'Last name must be at most 64 characters', username: 'jsmith' },
     ]);
   });
   it('64 characters (counted as characters, not UTF-16 units) are fine', async () => {
@@ -231,6 +237,7 @@ describe('school', () => {
         column: 'school',
         value: 'Lincoln Hgh',
         message: "School 'Lincoln Hgh' does not match any school of this district (by NCES ID, state ID or name)",
+        username: 'jsmith',
       },
     ]);
   });
@@ -290,6 +297,7 @@ describe('school', () => {
         column: 'school',
         value: '100200',
         message: `School '100200' matches two schools: it is the state ID of "Lincoln Elementary" and the name of "100200". Use an ID that names only one of them`,
+        username: 'jsmith',
       },
     ]);
   });
@@ -298,12 +306,18 @@ describe('school', () => {
 describe('graduation year', () => {
   it('has four digits', async () => {
     expect(await errorsOf({ username: 'jsmith', 'graduation year': '31' })).toEqual([
-      { line: 2, column: 'graduation year', value: '31', message: 'Graduation year must be a four-digit year, such as 2031' },
+      {
+        line: 2,
+        column: 'graduation year',
+        value: '31',
+        message: 'Graduation year must be a four-digit year, such as 2031',
+        username: 'jsmith',
+      },
     ]);
   });
   it('is plausible (1900 to 20 years after now)', async () => {
     expect(await errorsOf({ username: 'jsmith', 'graduation year': '2047' })).toEqual([
-      { line: 2, column: 'graduation year', value: '2047', message: 'Graduation year must be between 1900 and 2046' },
+      { line: 2, column: 'graduation year', value: '2047', message: 'Graduation year must be between 1900 and 2046', username: 'jsmith' },
     ]);
     expect(await errorsOf({ username: 'jsmith', 'graduation year': '1899' })).toHaveLength(1);
   });
@@ -321,6 +335,7 @@ describe('access type', () => {
         column: 'access type',
         value: 'Teacher',
         message: 'Access type must be blank, Administrator, School Administrator or Manager',
+        username: 'jsmith',
       },
     ]);
   });
@@ -335,7 +350,7 @@ describe('access type', () => {
 describe('role', () => {
   it('is student, teacher, staff, parent or other', async () => {
     expect(await errorsOf({ username: 'jsmith', role: 'principal' })).toEqual([
-      { line: 2, column: 'role', value: 'principal', message: 'Role must be student, teacher, staff, parent or other' },
+      { line: 2, column: 'role', value: 'principal', message: 'Role must be student, teacher, staff, parent or other', username: 'jsmith' },
     ]);
   });
   it('is matched case-insensitively', async () => {
@@ -348,7 +363,7 @@ describe('sis id', () => {
   it('has at most 255 characters', async () => {
     const long = '9'.repeat(256);
     expect(await errorsOf({ username: 'jsmith', 'sis id': long })).toEqual([
-      { line: 2, column: 'sis id', value: long, message: 'SIS ID must be at most 255 characters' },
+      { line: 2, column: 'sis id', value: long, message: 'SIS ID must be at most 255 characters', username: 'jsmith' },
     ]);
   });
   it('an invisible character is stored as written, with a warning that names it', async () => {
@@ -369,6 +384,7 @@ describe('sis id', () => {
         line: 2,
         column: 'sis id',
         value: 'S-\u200b001',
+        username: 'ann1',
         code: 'INVISIBLE_SIS_ID',
         message:
           'The SIS ID contains a zero-width space (U+200B) at position 3, which cannot be seen; it was stored as written. Type the ID again in your SIS',
@@ -398,6 +414,7 @@ describe('sis id', () => {
         line: 2,
         column: 'sis id',
         value: '1.23457E+17',
+        username: 'bob1',
         code: 'EXCEL_CHANGED_SIS_ID',
         message: `Excel changed this SIS ID: the cell holds a number in scientific notation, which is how Excel shortens a long number, losing its last digits, not the ID. ${excel}`,
       },
@@ -405,6 +422,7 @@ describe('sis id', () => {
         line: 3,
         column: 'sis id',
         value: '#REF!',
+        username: 'cy01',
         code: 'EXCEL_CHANGED_SIS_ID',
         message: `Excel changed this SIS ID: the cell holds an Excel error code, which Excel writes when it takes a value for a formula that fails, not the ID. ${excel}`,
       },
@@ -556,12 +574,13 @@ describe('action (delta files)', () => {
         column: 'action',
         value: '',
         message: 'Action is required in a file with an action column: add, update or delete',
+        username: 'jsmith',
       },
     ]);
   });
   it('is add, update or delete', async () => {
     expect(await errorsOf({ username: 'jsmith', action: 'remove' })).toEqual([
-      { line: 2, column: 'action', value: 'remove', message: 'Action must be add, update or delete' },
+      { line: 2, column: 'action', value: 'remove', message: 'Action must be add, update or delete', username: 'jsmith' },
     ]);
   });
   it('makes the file a delta; matched case-insensitively', async () => {
@@ -642,8 +661,8 @@ describe('rows', () => {
     const warning = 'The password starts or ends with spaces; they were removed, so the user signs in without them';
     // Once per row, also for a row that fails on another column.
     expect(summary.warnings).toEqual([
-      { line: 2, column: 'password', value: '******', code: 'PASSWORD_TRIMMED', message: warning },
-      { line: 3, column: 'password', value: '******', code: 'PASSWORD_TRIMMED', message: warning },
+      { line: 2, column: 'password', value: '******', code: 'PASSWORD_TRIMMED', message: warning, username: 'jsmith' },
+      { line: 3, column: 'password', value: '******', code: 'PASSWORD_TRIMMED', message: warning, username: 'jdoe1' },
     ]);
   });
   it('names are stored composed (NFC) and counted as people see them: 40 decomposed é are 40 characters', async () => {

@@ -87,10 +87,11 @@ describe('warnings in the body are capped; all of them are attached', () => {
     const csv = mail.attachments.find((a) => a.filename === 'users-warnings.csv');
     expect(csv?.contentType).toBe('text/csv; charset=utf-8');
     const lines = csv?.content.split('\r\n') ?? [];
-    expect(lines[0]).toBe('\uFEFFline,column,value,message');
+    expect(lines[0]).toBe('\uFEFFline,username,column,value,message');
     expect(lines).toHaveLength(3002 + 2); // header + warnings + trailing empty
+    // A warning without a username (recorded before usernames were) leaves its cell empty.
     expect(lines[3]).toBe(
-      '2,password,******,"The password starts or ends with spaces; they were removed, so the user signs in without them"',
+      '2,,password,******,"The password starts or ends with spaces; they were removed, so the user signs in without them"',
     );
   });
 

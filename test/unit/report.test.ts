@@ -37,9 +37,10 @@ function input(over: Partial<ReportImport> = {}, extra: Partial<ReportInput> = {
 }
 
 const threeErrors: ImportIssue[] = [
-  { line: 7, column: 'username', value: 'DUPuser01', message: 'username DUPuser01 appears twice (also line 9)' },
-  { line: 8, column: 'password', value: SECRET, message: 'password must be at least 6 characters' },
-  { line: 12, column: 'email', value: '=HYPERLINK("http://evil","click")', message: 'not a valid email <address>' },
+  { line: 7, column: 'username', value: 'DUPuser01', message: 'username DUPuser01 appears twice (also line 9)', username: 'DUPuser01' },
+  { line: 8, column: 'password', value: SECRET, message: 'password must be at least 6 characters', username: 'jsmith01' },
+  // A username may start with @, which a spreadsheet would read as a formula.
+  { line: 12, column: 'email', value: '=HYPERLINK("http://evil","click")', message: 'not a valid email <address>', username: '@jdoe' },
 ];
 
 describe('renderReport', () => {
@@ -80,17 +81,25 @@ describe('renderReport', () => {
       }),
     );
     expect(mail.subject).toBe('[rosterd] lincoln-usd: users.csv imported with 3 errors — 120 created, 4 updated, 2 deactivated');
+    // The row's username beside its line, by which the administrator finds the row in the SIS; not
+    // twice when the value shown is the username.
     expect(mail.text).toContain('line 7, username "DUPuser01": username DUPuser01 appears twice');
+    expect(mail.text).toContain('line 8 (jsmith01), password "******": password must be at least 6 characters');
+    expect(mail.text).toContain('line 12 (@jdoe), email "=HYPERLINK');
     expect(mail.html).toContain('<td style="padding:2px 12px 2px 0;vertical-align:top">DUPuser01</td>');
+    expect(mail.html).toContain('<th style="padding:2px 12px 2px 0;text-align:left;border-bottom:1px solid #ccc">Username</th>');
+    expect(mail.html).toContain(
+      '<td style="padding:2px 12px 2px 0;vertical-align:top">8</td><td style="padding:2px 12px 2px 0;vertical-align:top">jsmith01</td>',
+    );
     expect(mail.attachments).toHaveLength(1);
     const csv = mail.attachments[0];
     expect(csv?.filename).toBe('users-errors.csv');
     expect(csv?.contentType).toBe('text/csv; charset=utf-8');
     expect(csv?.content).toBe(
-      '\uFEFFline,column,value,message\r\n' +
-        '7,username,DUPuser01,username DUPuser01 appears twice (also line 9)\r\n' +
-        '8,password,******,password must be at least 6 characters\r\n' +
-        `12,email,"'=HYPERLINK(""http://evil"",""click"")",not a valid email <address>\r\n`,
+      '\uFEFFline,username,column,value,message\r\n' +
+        '7,DUPuser01,username,DUPuser01,username DUPuser01 appears twice (also line 9)\r\n' +
+        '8,jsmith01,password,******,password must be at least 6 characters\r\n' +
+        `12,'@jdoe,email,"'=HYPERLINK(""http://evil"",""click"")",not a valid email <address>\r\n`,
     );
     expect(JSON.stringify(mail)).not.toContain(SECRET);
   });

@@ -307,9 +307,9 @@ export function describeRecord(r: ImportRecord | ImportView, title = `import ${r
       '',
       `${title}:`,
       table(
-        ['LINE', 'COLUMN', 'VALUE', 'MESSAGE'],
+        ['LINE', 'USERNAME', 'COLUMN', 'VALUE', 'MESSAGE'],
         // Line 0 is the whole file, as the report email shows it.
-        issues.slice(0, SHOWN_ISSUES).map((i) => [i.line > 0 ? i.line : 'file', i.column, i.value, i.message]),
+        issues.slice(0, SHOWN_ISSUES).map((i) => [i.line > 0 ? i.line : 'file', i.username, i.column, i.value, i.message]),
       ),
     );
     const total = title === 'errors' ? c.errors - (fileError ? 1 : 0) : c.warnings;

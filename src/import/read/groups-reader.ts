@@ -11,7 +11,7 @@ import { MAX_FIELD_CHARS } from './csv-guard.js';
 import type { EncodingChoice } from './decode.js';
 import { GROUPS_SPEC, type GroupColumn, type HeaderMatch } from './headers.js';
 import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult } from './summary.js';
-import { openFile, readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
+import { openFile, readTable, rowPlaces, summaryOf, type RowHandler, type TableState } from './table-reader.js';
 import { RepeatedLines } from './repeated-lines.js';
 import { composed, invisibleCharacter, length, withoutInvisible } from './users-rules.js';
 
@@ -133,6 +133,8 @@ function groupRowHandler(header: HeaderMatch<GroupColumn>, log: IssueLog): RowHa
     const seen = composed(withoutInvisible(username).trim());
     return { valid: false, line, username: seen === '' ? null : seen };
   };
+  // groups.csv has no password: a line's username is shown however its values may have moved.
+  const place = rowPlaces(header);
   return {
     ragged: invalid,
     row: (line, fields) => {
@@ -142,7 +144,7 @@ function groupRowHandler(header: HeaderMatch<GroupColumn>, log: IssueLog): RowHa
         if (raw.length > MAX_FIELD_CHARS) {
           bad = true;
           log.error({
-            line,
+            ...place(line, fields),
             column,
             value: shownValue(column, raw),
             message: `The value is longer than ${MAX_FIELD_CHARS.toLocaleString('en-US')} characters`,
@@ -160,7 +162,7 @@ function groupRowHandler(header: HeaderMatch<GroupColumn>, log: IssueLog): RowHa
       if (!result.success) {
         for (const issue of result.error.issues) {
           const column = String(issue.path[0]) as GroupColumn;
-          log.error({ line, column, value: shownValue(column, at(fields, column)), message: issue.message });
+          log.error({ ...place(line, fields), column, value: shownValue(column, at(fields, column)), message: issue.message });
         }
         return invalid(line, fields);
       }

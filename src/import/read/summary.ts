@@ -63,6 +63,7 @@ export function detachedString(s: string): string {
 function detached(issue: ImportIssue): ImportIssue {
   const copy: ImportIssue = { line: issue.line, column: detachedString(issue.column), message: detachedString(issue.message) };
   if (issue.value !== undefined) copy.value = detachedString(issue.value);
+  if (issue.username !== undefined) copy.username = detachedString(issue.username);
   if (issue.code !== undefined) copy.code = issue.code;
   return copy;
 }

@@ -24,6 +24,37 @@ export interface RowHandler<T> {
   end?(): void;
 }
 
+/** Where a row's issue is: its line, and the username its row gives (see rowPlaces). */
+export interface RowAt {
+  line: number;
+  username?: string;
+}
+
+/** How a line's values may be out of place (see rowPlaces). */
+export type Moved = 'left' | 'right' | undefined;
+
+/**
+ * Where a line's issues are: its line, and its username cell as written (trimmed, shortened as
+ * values are, a line break shown as ↵), by which the administrator finds the row in the SIS; none
+ * when the cell is blank. `moved`: a line with too few values may lack one before the username,
+ * which moves the later values to the left; one with too many may hold an unquoted comma before
+ * it, which moves them to the right. Then the username is not given if the password's column is
+ * one its value could have come from: the password would be shown as the username.
+ */
+export function rowPlaces<C extends string>(header: HeaderMatch<C>): (line: number, fields: readonly string[], moved?: Moved) => RowAt {
+  const columns: ReadonlyMap<string, number> = header.index;
+  const username = columns.get('username');
+  const password = columns.get('password');
+  return (line, fields, moved) => {
+    if (username === undefined) return { line };
+    if (password !== undefined && ((moved === 'left' && password > username) || (moved === 'right' && password < username))) {
+      return { line };
+    }
+    const written = (fields[username] ?? '').trim();
+    return written === '' ? { line } : { line, username: shownValue('username', written.replace(LINE_BREAKS, '↵')) };
+  };
+}
+
 export interface TableRead<C extends string, T> {
   spec: ColumnSpec<C>;
   log: IssueLog;
@@ -200,6 +231,7 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
   let header: HeaderMatch<C> | undefined;
   let handler: RowHandler<T> | undefined;
   let checks: ReturnType<typeof lineChecks<C>> | undefined;
+  let place: ReturnType<typeof rowPlaces<C>> = (line) => ({ line });
   let ragged = 0;
   let batch: T[] = [];
   /** The last data line, when it had too few values. */
@@ -217,6 +249,7 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
         // The rows after it need only the named columns (see isRagged); the header's own chunk is split already.
         if (header.namedWidth < header.width) source.dropBlankTails(header.namedWidth);
         checks = lineChecks(header);
+        place = rowPlaces(header);
         // The header's warnings are logged once the rows are read (at the top, where they were):
         // columns without a name are told of only if a row has a value in one. Excel pads a header
         // with them, and a warning every night about columns that hold nothing teaches the
@@ -258,13 +291,14 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
       if (blankExtras.allowed && fields.length > header.width) blankExtras.rows++;
       if (isRagged(fields, header, blankExtras.maxValues)) {
         ragged++;
-        read.log.error({ line, column: '', message: checks.raggedMessage(fields.length) });
+        const moved = fields.length < header.namedWidth ? 'left' : 'right';
+        read.log.error({ ...place(line, fields, moved), column: '', message: checks.raggedMessage(fields.length) });
         item = handler.ragged(line, fields);
       } else if (lineBreakIn !== undefined) {
         const value = fields[header.index.get(lineBreakIn) as number] ?? '';
         // shown on one line, the break where it is
         const shown = shownValue(lineBreakIn, value.replace(LINE_BREAKS, '↵'));
-        read.log.error({ line, column: lineBreakIn, value: shown, message: LINE_BREAK_IN_VALUE });
+        read.log.error({ ...place(line, fields), column: lineBreakIn, value: shown, message: LINE_BREAK_IN_VALUE });
         item = handler.ragged(line, fields);
       } else {
         item = handler.row(line, fields, fields.length > blankExtras.maxValues);

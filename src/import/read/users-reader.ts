@@ -15,7 +15,7 @@ import type { EncodingChoice } from './decode.js';
 import { USERS_SPEC, type HeaderMatch, type UserColumn } from './headers.js';
 import { StatusValues } from './status-values.js';
 import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult } from './summary.js';
-import { openFile, readTable, summaryOf, type RowHandler, type TableState } from './table-reader.js';
+import { openFile, readTable, rowPlaces, summaryOf, type Moved, type RowAt, type RowHandler, type TableState } from './table-reader.js';
 import {
   asSeen,
   composed,
@@ -90,6 +90,11 @@ function userRowHandler(
 ): RowHandler<ReadItem> {
   const columns = [...header.index.entries()];
   const rules = userRules({ columns: new Set(header.index.keys()), schools, now });
+  // The line being read: its issues' place (with its username) is found only when it has one,
+  // which most lines do not.
+  const place = rowPlaces(header);
+  const reading: { line: number; fields: readonly string[]; moved: Moved } = { line: 0, fields: [], moved: undefined };
+  const where = (): RowAt => place(reading.line, reading.fields, reading.moved);
   const usernameAt = header.index.get('username') ?? 0;
   const usernameOf = (fields: readonly string[]): string | null => {
     // As the administrator sees it, composed as a valid row's is: it keeps the user its rejected row
@@ -139,12 +144,11 @@ function userRowHandler(
       values[k] = v;
     }
     // Only now: a row that fails above is read again by slow(), which warns too.
-    if (at.password >= 0) passwordSpaces(line, fields[positions[at.password] as number] ?? '', cells[at.password] as string);
+    if (at.password >= 0) passwordSpaces(fields[positions[at.password] as number] ?? '', cells[at.password] as string);
     let keepSisId = false;
     if (!deleting) {
       const sisId = at.sisId < 0 ? '' : (cells[at.sisId] as string);
       keepSisId = valueWarnings(
-        line,
         at.password < 0 ? '' : (cells[at.password] as string),
         sisId,
         sisId === '' ? '' : (fields[positions[at.sisId] as number] ?? ''),
@@ -175,10 +179,10 @@ function userRowHandler(
    * common than a password meant to start or end with one. But a password is not ours to change
    * silently; the report says so, so the district can tell users.
    */
-  function passwordSpaces(line: number, raw: string, trimmed: string): void {
+  function passwordSpaces(raw: string, trimmed: string): void {
     if (trimmed === '' || trimmed.length === raw.length || excelDamage(trimmed) !== undefined) return;
     log.warning({
-      line,
+      ...where(),
       column: 'password',
       value: shownValue('password', raw),
       code: 'PASSWORD_TRIMMED',
@@ -190,12 +194,12 @@ function userRowHandler(
    * Values that pass their rule but are not what the SIS holds: a password or SIS ID Excel changed,
    * an invisible character. True if the SIS ID is one Excel changed, which is not used.
    */
-  function valueWarnings(line: number, password: string, sisId: string, rawSisId: string): boolean {
+  function valueWarnings(password: string, sisId: string, rawSisId: string): boolean {
     const passwordWarning = password === '' ? undefined : passwordDamageWarning(password);
     if (passwordWarning !== undefined)
-      log.warning({ line, column: 'password', value: shownValue('password', password), ...passwordWarning });
+      log.warning({ ...where(), column: 'password', value: shownValue('password', password), ...passwordWarning });
     const sisWarning = sisId === '' ? undefined : sisIdWarning(sisId);
-    if (sisWarning !== undefined) log.warning({ line, column: 'sis id', value: shownValue('sis id', rawSisId), ...sisWarning });
+    if (sisWarning !== undefined) log.warning({ ...where(), column: 'sis id', value: shownValue('sis id', rawSisId), ...sisWarning });
     return sisWarning?.code === 'EXCEL_CHANGED_SIS_ID';
   }
 
@@ -203,6 +207,9 @@ function userRowHandler(
   return {
     ragged: (line, fields) => ({ kind: 'invalid', line, username: usernameOf(fields) }),
     row: (line, fields, longer) => {
+      reading.line = line;
+      reading.fields = fields;
+      reading.moved = longer ? 'right' : undefined;
       lookalike.see(fields);
       const row = fast(line, fields);
       const item = row !== undefined ? { kind: 'valid' as const, row } : slow(line, fields, longer && header.index.has('password'));
@@ -219,6 +226,7 @@ function userRowHandler(
 
   /** `hide`: the row's values may be out of place, a password among them (see RowHandler.row): none is shown. */
   function slow(line: number, fields: readonly string[], hide = false): ReadItem {
+    const rowAt = where();
     const cells: UserCells = {};
     const tooLong = new Set<UserColumn>();
     for (const [column, i] of columns) {
@@ -226,7 +234,7 @@ function userRowHandler(
       if (raw.length > MAX_FIELD_CHARS) {
         tooLong.add(column);
         log.error({
-          line,
+          ...rowAt,
           column,
           value: shownValue(column, raw),
           message: `The value is longer than ${MAX_FIELD_CHARS.toLocaleString('en-US')} characters`,
@@ -238,13 +246,12 @@ function userRowHandler(
     // Not when the password itself is refused (too short once trimmed): nobody signs in with it.
     const passwordRefused = tooLong.has('password') || (!result.ok && result.issues.some((i) => i.column === 'password'));
     if (cells.password !== undefined && !passwordRefused) {
-      passwordSpaces(line, fields[header.index.get('password') ?? -1] ?? '', cells.password);
+      passwordSpaces(fields[header.index.get('password') ?? -1] ?? '', cells.password);
     }
     let keepSisId = false;
     if (cells.action?.toLowerCase() !== 'delete') {
       const sisIdRefused = tooLong.has('sis id') || (!result.ok && result.issues.some((i) => i.column === 'sis id'));
       keepSisId = valueWarnings(
-        line,
         tooLong.has('password') ? '' : (cells.password ?? ''),
         sisIdRefused ? '' : (cells['sis id'] ?? ''),
         fields[header.index.get('sis id') ?? -1] ?? '',
@@ -277,8 +284,8 @@ function userRowHandler(
       for (const issue of issues) {
         if (tooLong.has(issue.column)) continue;
         const raw = fields[header.index.get(issue.column) ?? -1] ?? '';
-        if (hide) log.error({ line, column: issue.column, value: '', message: `${issue.message}. ${NOT_SHOWN}` });
-        else log.error({ line, column: issue.column, value: shownValue(issue.column, raw), message: issue.message });
+        if (hide) log.error({ ...rowAt, column: issue.column, value: '', message: `${issue.message}. ${NOT_SHOWN}` });
+        else log.error({ ...rowAt, column: issue.column, value: shownValue(issue.column, raw), message: issue.message });
       }
     }
     return { kind: 'invalid', line, username: usernameOf(fields) };
