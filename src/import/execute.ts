@@ -13,13 +13,14 @@ import { applyGroups } from './apply-groups.js';
 import { applyUsers } from './apply-users.js';
 import type { ImportHook, ImportTarget } from './engine-types.js';
 import type { PasswordHasher } from './hash-pool.js';
+import { insertIssues } from './issues.js';
 import { loadCheckKey } from './password.js';
 import { isImportId } from './records.js';
 import { readGroupsFile } from './read/groups-reader.js';
 import { lastUsersRows } from './rejected-rows.js';
 import { readUsersFile } from './read/users-reader.js';
-import { isGroupsFile, type ImportCounts, type ImportMode } from './types.js';
-import { refuseUnusableFile } from './unusable-file.js';
+import { emptyCounts, isGroupsFile, type FileRejectedError, type ImportCounts, type ImportMode } from './types.js';
+import { refuseUnusableFile, UnusableFileError } from './unusable-file.js';
 
 /** What the engine needs; `hasher` is optional (one is made per import when absent). */
 export interface ImportContext {
@@ -152,6 +153,22 @@ export async function executeImport(
   const outcome: Outcome = { status, mode: result.mode, encoding: result.encoding, counts: result.counts, message: result.message };
   await refuseUnusableFile(client, target, false, outcome);
   return outcome;
+}
+
+/**
+ * Stores the issues of a file refused whole, once the caller has rolled back what the engine did,
+ * and returns the outcome to record: failed, the refusal its one error; or, for a full sync none of
+ * whose rows could be used (UnusableFileError), the refusal its message and the rows' errors and
+ * warnings its issues, as an import lists them, so that every row to fix is listed.
+ */
+export async function storeRejection(client: PoolClient, uploadId: string, err: FileRejectedError): Promise<Outcome> {
+  if (err instanceof UnusableFileError) {
+    await insertIssues(client, uploadId, 'error', err.issues.errors);
+    await insertIssues(client, uploadId, 'warning', err.issues.warnings);
+    return err.outcome;
+  }
+  await insertIssues(client, uploadId, 'error', [{ line: err.line, column: '', message: err.message }]);
+  return { status: 'failed', mode: null, encoding: null, counts: { ...emptyCounts(), errors: 1 }, message: err.message };
 }
 
 /**

@@ -14,16 +14,16 @@ import {
   loadTarget,
   lockTenantRoster,
   recordOutcome,
+  storeRejection,
   type ImportContext,
   type Outcome,
   type UploadTarget,
 } from './execute.js';
 import { createPasswordHasher, type PasswordHasher } from './hash-pool.js';
 import { interruptible, stopBetweenSteps, throwIfInterrupted } from './interrupt.js';
-import { insertIssues } from './issues.js';
 import { getImportRecord, zonedIso, type ImportRecord } from './records.js';
 import { verifyStoredCopy } from './stored-copy.js';
-import { emptyCounts, FileRejectedError } from './types.js';
+import { FileRejectedError } from './types.js';
 import { FIX_AND_UPLOAD } from './unusable-file.js';
 
 export type { ImportContext } from './execute.js';
@@ -266,8 +266,7 @@ async function recordRejectedFile(
 ): Promise<ImportRecord> {
   // Earlier attempts' issues (there are none after a rollback, but a retried claim may differ).
   await client.query('DELETE FROM import_issues WHERE upload_id = $1', [uploadId]);
-  await insertIssues(client, uploadId, 'error', [{ line: err.line, column: '', message: err.message }]);
-  const outcome: Outcome = { status: 'failed', mode: null, encoding: null, counts: { ...emptyCounts(), errors: 1 }, message: err.message };
+  const outcome = await storeRejection(client, uploadId, err);
   return finish(client, uploadId, expected, outcome, startedAt, ctx, opts);
 }
 

@@ -4,11 +4,31 @@
  * Applied, it would only take away: remove every membership, or deactivate every user, that it
  * does not list. So it fails as a whole, like an empty file, whatever the tenant's threshold: the
  * caller's FileRejectedError path rolls back what the engine did in the transaction and records
- * this one message (the report, `import show`, `validate` and --json show it).
+ * the failure with this message, and with the rows' errors and warnings (UnusableFileError), so
+ * that the report, `import show`, `validate` and --json list every row to fix, not only the first.
  */
 import type { PoolClient } from 'pg';
 import type { Outcome, UploadTarget } from './execute.js';
-import { FileRejectedError, type ImportCounts } from './types.js';
+import { DEFAULT_MAX_ERRORS as MAX_KEPT_ISSUES } from './read/summary.js';
+import { ISSUE_COLUMNS, issueOf, type IssueRow } from './records.js';
+import { emptyCounts, FileRejectedError, type ImportCounts, type ImportIssue } from './types.js';
+
+/**
+ * The refusal, with what the engine found in the file's rows. They are rolled back with the rest
+ * of the engine's work, so they travel with the error for the caller to record again.
+ */
+export class UnusableFileError extends FileRejectedError {
+  constructor(
+    message: string,
+    /** failed, with this message; counts of the rows read and of their issues, nothing applied */
+    readonly outcome: Outcome,
+    /** the errors and warnings the engine kept (at most MAX_KEPT_ISSUES of each), in file order */
+    readonly issues: { errors: ImportIssue[]; warnings: ImportIssue[] },
+  ) {
+    super(message);
+    this.name = 'UnusableFileError';
+  }
+}
 
 /** Throws FileRejectedError for a full sync with data rows, none of them used, that takes something away. */
 export async function refuseUnusableFile(client: PoolClient, target: UploadTarget, groups: boolean, outcome: Outcome): Promise<void> {
@@ -31,7 +51,29 @@ export async function refuseUnusableFile(client: PoolClient, target: UploadTarge
           WHERE tenant_id = $1::bigint AND (active OR (NOT active AND last_import_id = $2::uuid))`,
         [target.tenantId, target.uploadId],
       );
-  throw new FileRejectedError(unusableFileMessage(groups, c, Number(before.rows[0]?.n ?? c.deactivated), first));
+  const message = unusableFileMessage(groups, c, Number(before.rows[0]?.n ?? c.deactivated), first);
+  // Nothing is applied, so nothing is counted as done: what the file had, and what is wrong with it.
+  const counts: ImportCounts = { ...emptyCounts(), rows: c.rows, errors: c.errors, warnings: c.warnings };
+  const refused: Outcome = { status: 'failed', mode: outcome.mode, encoding: outcome.encoding, counts, message };
+  throw new UnusableFileError(message, refused, await keptIssues(client, target.uploadId));
+}
+
+/**
+ * The issues the engine stored, as many of each kind as an import keeps (a groups.csv's errors
+ * found against the database are not capped as they are stored; here they are, as they are held
+ * in memory until the rollback is over).
+ */
+async function keptIssues(client: PoolClient, uploadId: string): Promise<UnusableFileError['issues']> {
+  const { rows } = await client.query<IssueRow>(
+    `SELECT x.* FROM (VALUES ('error'), ('warning')) AS k(kind)
+       CROSS JOIN LATERAL (
+         SELECT ${ISSUE_COLUMNS} FROM import_issues WHERE upload_id = $1 AND kind = k.kind ORDER BY line, id LIMIT $2) x`,
+    [uploadId, MAX_KEPT_ISSUES],
+  );
+  return {
+    errors: rows.filter((i) => i.kind === 'error').map(issueOf),
+    warnings: rows.filter((i) => i.kind === 'warning').map(issueOf),
+  };
 }
 
 /**

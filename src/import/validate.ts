@@ -10,10 +10,9 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { describeFileError, RosterdError } from '../errors.js';
 import { getTenant } from '../store/tenants.js';
-import { executeImport, loadTarget, recordOutcome, type ImportContext, type Outcome } from './execute.js';
-import { insertIssues } from './issues.js';
+import { executeImport, loadTarget, recordOutcome, storeRejection, type ImportContext, type Outcome } from './execute.js';
 import { getImportRecord, type ImportRecord } from './records.js';
-import { emptyCounts, FileRejectedError } from './types.js';
+import { FileRejectedError } from './types.js';
 
 export async function validateFile(ctx: ImportContext, opts: { tenant: string; file: string }): Promise<ImportRecord> {
   const file = path.resolve(opts.file);
@@ -38,8 +37,7 @@ export async function validateFile(ctx: ImportContext, opts: { tenant: string; f
     } catch (err) {
       if (!(err instanceof FileRejectedError)) throw err;
       await client.query('ROLLBACK TO SAVEPOINT read_file');
-      await insertIssues(client, id, 'error', [{ line: err.line, column: '', message: err.message }]);
-      outcome = { status: 'failed', mode: null, encoding: null, counts: { ...emptyCounts(), errors: 1 }, message: err.message };
+      outcome = await storeRejection(client, id, err);
     }
     await recordOutcome(client, id, 'running', outcome, { startedAt, finishedAt: ctx.clock.now() });
     const record = await getImportRecord(client, id);

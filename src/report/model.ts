@@ -341,7 +341,7 @@ function describeOutcome(input: ReportInput, words: Vocabulary, files: Attachmen
         next: [fixErrors, ...advice],
       };
     case 'failed':
-      return failed(record, errors, reason);
+      return failed(record, errors, reason, listedErrors(record, errors, files.errorsAttachment, attached.errors));
     case 'held':
       return {
         subject: `${file} held for approval — ${words.wouldRemove(c.deactivated)}`,
@@ -404,7 +404,7 @@ function describeOutcome(input: ReportInput, words: Vocabulary, files: Attachmen
  * (src/schedule/claims.ts endAttempts) was rosterd's problem: its message carries the internal
  * error, which is the operator's to read (`rosterd import show`), so the report says it plainly.
  */
-function failed(record: ReportImport, errors: number, reason: string): Outcome {
+function failed(record: ReportImport, errors: number, reason: string, listed: string): Outcome {
   const file = record.file;
   const subject = `${file} failed — nothing imported${errors > 0 ? `, ${plural(errors, 'error')}` : ''}`;
   if (isAttemptsFailure(record)) {
@@ -420,11 +420,16 @@ function failed(record: ReportImport, errors: number, reason: string): Outcome {
     };
   }
   const message = reason ? ` ${asSentence(reason)}` : '';
+  // A full sync none of whose rows could be used (src/import/unusable-file.ts) keeps its rows'
+  // errors: the message says why the file was refused, the list which rows to fix.
+  const rows = record.errors.some((e) => e.message !== record.message);
   return {
     subject,
     headline: `${file} was not imported.${message}${NOTHING_CHANGED.test(reason) ? '' : ' Nothing was changed.'}`,
     next: [
-      `${reason ? 'Do what the message above says and upload' : 'Upload'} the file again; it will be imported in the next night window.`,
+      rows
+        ? `Correct the rows in your student information system (${listed}) and upload the file again; it will be imported in the next night window.`
+        : `${reason ? 'Do what the message above says and upload' : 'Upload'} the file again; it will be imported in the next night window.`,
     ],
   };
 }
@@ -448,9 +453,14 @@ function asSentence(text: string): string {
   return /[.!?]$/.test(capital) ? capital : `${capital}.`;
 }
 
-function fixErrorsAdvice(record: ReportImport, errors: number, attachment: string | null, attached: number | undefined): string {
+/** Where the errors are: "the first ones are listed above; users-errors.csv has all of them". */
+function listedErrors(record: ReportImport, errors: number, attachment: string | null, attached: number | undefined): string {
   const partial = keptOnly(record.errors.length, attached, errors, 'error');
-  const where = attachment ? `the first ones are listed above; ${attachment} has ${partial ?? 'all of them'}` : 'see the list above';
+  return attachment ? `the first ones are listed above; ${attachment} has ${partial ?? 'all of them'}` : 'see the list above';
+}
+
+function fixErrorsAdvice(record: ReportImport, errors: number, attachment: string | null, attached: number | undefined): string {
+  const where = listedErrors(record, errors, attachment, attached);
   // A delta file's rows that worked were applied: sent again, each `add` would be an error
   // ("already exists"), so only the corrected rows go back.
   const c = record.counts;

@@ -251,22 +251,27 @@ it('a groups.csv none of whose rows could be used fails whole instead of removin
   const file = path.join(f.dataDir, 'groups-sis-ids.csv');
   writeFileSync(file, sisIds);
   const dry = await validateFile(f.ctx, { tenant: 'sis-usd', file });
-  expect(dry).toMatchObject({ status: 'failed', message, counts: { rows: 0, created: 0, deactivated: 0, errors: 1 } });
-  expect(dry.errors).toEqual([{ line: 0, column: '', message }]);
+  // The message says why the file was refused; the errors, which rows to fix.
+  const errors = [
+    { line: 2, column: 'username', value: 'S1', message: 'User "S1" does not exist. Add the user to users.csv first.', username: 'S1' },
+    { line: 3, column: 'username', value: 'S2', message: 'User "S2" does not exist. Add the user to users.csv first.', username: 'S2' },
+  ];
+  expect(dry).toMatchObject({ status: 'failed', message, counts: { rows: 2, created: 0, deactivated: 0, errors: 2 } });
+  expect(dry.errors).toEqual(errors);
 
   const id = await f.receive('sis-usd', sisIds, 'groups.csv', 'pending');
   const run = await processPending({ ...f.ctx, claimedBy: 'test:1' }, { now: true, tenant: 'sis-usd' });
   expect(run.imported).toEqual([{ id, tenant: 'sis-usd', file: 'groups.csv', status: 'failed' }]);
   expect(await f.snapshot()).toBe(before);
   const r = await getImportRecord(f.db.pool, id);
-  expect(r).toMatchObject({ status: 'failed', message, counts: { created: 0, deactivated: 0, errors: 1 } });
-  expect(r?.errors).toEqual([{ line: 0, column: '', message }]);
+  expect(r).toMatchObject({ status: 'failed', message, counts: { rows: 2, created: 0, deactivated: 0, errors: 2 } });
+  expect(r?.errors).toEqual(errors);
   expect(describeRecord(r!)).toContain(`\n\n${message}`);
   const { rows: report } = await f.db.pool.query<{ subject: string; text: string }>(
     `SELECT message->>'subject' AS subject, message->>'text' AS text FROM outbox WHERE upload_id = $1`,
     [id],
   );
-  expect(report[0]?.subject).toBe('[rosterd] sis-usd: groups.csv failed — nothing imported, 1 error');
+  expect(report[0]?.subject).toBe('[rosterd] sis-usd: groups.csv failed — nothing imported, 2 errors');
   expect(report[0]?.text.replace(/\s+/g, ' ')).toContain(`groups.csv was not imported. ${message}`);
 
   // A row in error keeps its user's memberships: said as the part of them the file would remove.

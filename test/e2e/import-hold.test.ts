@@ -102,8 +102,17 @@ it('a full sync none of whose rows could be used fails whole, whatever the thres
     const message =
       'None of the 2 rows of users.csv could be used (the first error, on line 2: Username must be at least 4 characters), ' +
       'so nothing was changed: applying it would have deactivated all 6 active users. Fix the errors and upload it again.';
-    expect(r).toMatchObject({ status: 'failed', message, counts: { created: 0, deactivated: 0, errors: 1 } });
-    expect(r.errors).toEqual([{ line: 0, column: '', message }]);
+    // The message says why the file was refused; the errors, which rows to fix.
+    expect(r).toMatchObject({ status: 'failed', message, mode: 'full', counts: { rows: 2, created: 0, deactivated: 0, errors: 2 } });
+    expect(r.errors).toEqual(
+      ['S1', 'S2'].map((u, k) => ({
+        line: k + 2,
+        column: 'username',
+        value: u,
+        message: 'Username must be at least 4 characters',
+        username: u,
+      })),
+    );
     expect(r.heldDeactivations ?? []).toEqual([]);
     expect(await f.snapshot()).toBe(before);
     expect(await validateFile(f.ctx, { tenant, file })).toMatchObject({ status: 'failed', message });
@@ -133,6 +142,7 @@ it('approval of a held file none of whose rows can be used any more is refused, 
   // The school its rows name is removed before the operator approves: read again, every row is an error.
   await f.db.pool.query(`DELETE FROM schools WHERE name = 'Lincoln High'`);
   const before = await f.snapshot();
+  const record = await getImportRecord(f.db.pool, held.id);
   const err = await approveImport(f.ctx, held.id, { approvedBy: 'ops' }).catch((e: unknown) => e);
   expect(err).toBeInstanceOf(RosterdError);
   expect(err).toMatchObject({ code: 'IMPORT_APPROVAL_STALE' });
@@ -143,5 +153,7 @@ it('approval of a held file none of whose rows can be used any more is refused, 
     ),
   );
   expect(await f.snapshot()).toBe(before);
-  expect((await getImportRecord(f.db.pool, held.id))?.status).toBe('held');
+  // The hold stays as it was reported: its counts, message and issues, not the refused file's rows.
+  expect(await getImportRecord(f.db.pool, held.id)).toEqual(record);
+  expect(record?.status).toBe('held');
 });
