@@ -136,18 +136,22 @@ export async function applyGroups(
   // Lines applied, but not quite as written: an inactive user's membership, and an owner given
   // for a group that has another one (groups keep the owner they were created with: an earlier
   // import's, or this file's first line for the group).
-  // An inactive user's warning names the users.csv import that deactivated the user (the last
-  // import to change an inactive user is the one that deactivated it).
+  // An inactive user's warning names the users.csv import that deactivated the user, and how, as
+  // that import recorded it (users.deactivated_import_id, deactivated_how): the user's last import
+  // may have changed it without deactivating it, and a full sync deactivates a user it no longer
+  // lists or one its row gives status inactive. A user deactivated otherwise, or before rosterd
+  // kept how, is only said to be inactive.
   const warned = await client.query(
     `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, code, username)
      SELECT $1::uuid, 'warning', p.line, 'username', p.username,
             CASE WHEN d.id IS NULL THEN format($2, p.username)
                  ELSE format($5, p.username,
                              ${receivedInTenantZone('d', 't')},
-                             CASE d.mode WHEN 'delta' THEN $6 ELSE $7 END) END,
+                             CASE u.deactivated_how WHEN 'deleted' THEN $6 WHEN 'status' THEN $10 ELSE $7 END) END,
             $8, p.username
        FROM import_group_plan p JOIN users u ON u.id = p.user_id
-       LEFT JOIN uploads d ON d.id = u.last_import_id AND d.file_name = 'users.csv' AND u.deactivated_at IS NOT NULL
+       LEFT JOIN uploads d ON d.id = u.deactivated_import_id AND d.file_name = 'users.csv'
+                          AND u.deactivated_how IN ('unlisted', 'deleted', 'status')
        LEFT JOIN tenants t ON t.id = d.tenant_id
       WHERE p.op = 'ok' AND NOT u.active
      UNION ALL
@@ -166,6 +170,7 @@ export async function applyGroups(
       MESSAGES.deactivatedByFullSync,
       'GROUP_USER_INACTIVE' satisfies WarningCode,
       'GROUP_OWNER_IGNORED' satisfies WarningCode,
+      MESSAGES.deactivatedByStatus,
     ],
   );
   await client.query(

@@ -323,6 +323,8 @@ const FRESH_COLUMNS = [
   'created_by_import',
   'created_import_id',
   'last_import_id',
+  'deactivated_import_id',
+  'deactivated_how',
 ];
 
 type Fresh = { kind: 'done'; result: UsersApplyResult } | { kind: 'duplicate' } | { kind: 'declined'; source: ReadResult<ReadItem> };
@@ -357,12 +359,13 @@ async function copyFresh(client: PoolClient, target: ImportTarget, source: ReadR
   if (summary.mode !== 'full' || summary.columns.includes('password') || first.done === true) return { kind: 'declined', source: rest };
 
   await client.query('SAVEPOINT import_fresh');
-  // A row whose status is inactive creates an inactive user, deactivated as of this transaction.
+  // A row whose status is inactive creates an inactive user, deactivated as of this transaction,
+  // by this import, by its status.
   const { rows: started } = await client.query<{ now: string }>('SELECT now()::text AS now');
-  const active = '\tt\t\\N';
-  const inactive = `\tf\t${copyField(started[0]?.now)}`;
+  const imported = `\tt\t${copyField(target.uploadId)}\t${copyField(target.uploadId)}`;
+  const active = `\tt\t\\N${imported}\t\\N\t\\N\n`;
+  const inactive = `\tf\t${copyField(started[0]?.now)}${imported}\t${copyField(target.uploadId)}\tstatus\n`;
   const prefix = `${copyField(target.tenantId)}\t`;
-  const suffix = `\tt\t${copyField(target.uploadId)}\t${copyField(target.uploadId)}\n`;
   const copy = startCopy(client, 'users', FRESH_COLUMNS);
   let created = 0;
   // Invalid rows' usernames are in it too: a valid row with the same one is a duplicate as well
@@ -379,7 +382,7 @@ async function copyFresh(client: PoolClient, target: ImportTarget, source: ReadR
         const row = item.row;
         if (row.password !== undefined && row.password !== '') throw new Error('a password reached a direct import');
         if (seen.addAndCheck(row.username)) throw new MaybeDuplicate();
-        chunk += prefix + copyField(row.username) + fieldsText(row, undefined) + (row.inactive ? inactive : active) + suffix;
+        chunk += prefix + copyField(row.username) + fieldsText(row, undefined) + (row.inactive ? inactive : active);
         created++;
       }
       await copy.write(chunk);
@@ -732,17 +735,21 @@ async function writeChanges(
       : `${t.rows} s JOIN ${t.changes} c ON c.line = s.line ${hashJoin} WHERE c.op = 'create'`;
     await client.query(
       `INSERT INTO users (tenant_id, username, ${columns.join(', ')}, password_hash, password_check,
-                          active, deactivated_at, created_by_import, created_import_id, last_import_id)
+                          active, deactivated_at, created_by_import, created_import_id, last_import_id,
+                          deactivated_import_id, deactivated_how)
        SELECT $1::bigint, s.username, ${columns.map((c) => `s.${c}`).join(', ')}, ${hash},
               CASE WHEN ${hash} IS NULL THEN NULL ELSE s.pw_check END,
-              NOT s.inactive, CASE WHEN s.inactive THEN now() END, true, $2::uuid, $2::uuid
+              NOT s.inactive, CASE WHEN s.inactive THEN now() END, true, $2::uuid, $2::uuid,
+              CASE WHEN s.inactive THEN $2::uuid END, CASE WHEN s.inactive THEN 'status' END
          FROM ${from}`,
       [target.tenantId, target.uploadId],
     );
   }
   await at('created', client);
   if (planned.updates > 0) {
-    // Updates, reactivations, and the deactivations of rows whose status is inactive (their values apply too).
+    // Updates, reactivations, and the deactivations of rows whose status is inactive (their values
+    // apply too). Which import deactivated a user, and how, is kept until it is reactivated: a later
+    // update of the inactive user did not deactivate it.
     const sets = columns.filter((c) => present.has(c)).map((c) => `${c} = s.${c}`);
     await client.query(
       `UPDATE users u SET username = s.username, ${sets.map((x) => x + ', ').join('')}
@@ -750,6 +757,9 @@ async function writeChanges(
               password_check = CASE WHEN ${hash} IS NULL THEN u.password_check ELSE s.pw_check END,
               active = CASE c.op WHEN 'reactivate' THEN true WHEN 'deactivate' THEN false ELSE u.active END,
               deactivated_at = CASE c.op WHEN 'reactivate' THEN NULL WHEN 'deactivate' THEN now() ELSE u.deactivated_at END,
+              deactivated_import_id = CASE c.op WHEN 'reactivate' THEN NULL WHEN 'deactivate' THEN $1::uuid
+                                             ELSE u.deactivated_import_id END,
+              deactivated_how = CASE c.op WHEN 'reactivate' THEN NULL WHEN 'deactivate' THEN 'status' ELSE u.deactivated_how END,
               last_import_id = $1::uuid, updated_at = now()
          FROM ${t.changes} c JOIN ${t.rows} s ON s.line = c.line ${hashJoin}
         WHERE u.id = c.user_id AND (c.op IN ('update', 'reactivate') OR (c.op = 'deactivate' AND c.listed_inactive))`,
@@ -758,9 +768,10 @@ async function writeChanges(
   }
   await at('updated', client);
   if (planned.deactivations > 0) {
-    // Users the file does not list (full sync), and delete rows.
+    // Users the file does not list (full sync: no line), and delete rows (a delta's, with a line).
     await client.query(
-      `UPDATE users u SET active = false, deactivated_at = now(), updated_at = now(), last_import_id = $1::uuid
+      `UPDATE users u SET active = false, deactivated_at = now(), updated_at = now(), last_import_id = $1::uuid,
+              deactivated_import_id = $1::uuid, deactivated_how = CASE WHEN c.line IS NULL THEN 'unlisted' ELSE 'deleted' END
          FROM ${t.changes} c WHERE u.id = c.user_id AND c.op = 'deactivate' AND NOT c.listed_inactive`,
       [target.uploadId],
     );

@@ -34,13 +34,15 @@ export const MESSAGES = {
   groupOwnerNotManager:
     'Owner "%s" is not a Manager, School Administrator or Administrator. Give the owner one of these access types in users.csv.',
   groupEmpty: 'This row has neither an owner nor a group. Give a group name, an owner, or both.',
-  groupUserInactive:
-    'User "%s" is inactive (not in the latest users.csv); the membership was recorded, but means nothing until the user is back.',
+  /** a user whose deactivation is not known (by hand, or before rosterd kept how: migration 012) */
+  groupUserInactive: 'User "%s" is inactive in the roster; the membership was recorded, but means nothing until the user is active again.',
   /** %s: the username, when the users.csv that deactivated the user was received, what it did */
   groupUserDeactivated:
-    'User "%s" was deactivated by the import of the users.csv received %s, %s; the membership was recorded, but means nothing until the user is back.',
+    'User "%s" was deactivated by the import of the users.csv received %s, %s; the membership was recorded, but means nothing until the user is active again.',
+  /** what that users.csv did, by users.deactivated_how: unlisted, deleted, status */
   deactivatedByFullSync: 'which no longer listed the user',
   deactivatedByDelete: 'whose row deleted the user (action delete)',
+  deactivatedByStatus: 'whose row gave the user status inactive',
   groupOwnerIgnored:
     'Group "%s" already has an owner (%s); the owner on this line was not applied. A group keeps the owner it was created with.',
   newWithoutPassword: 'New user "%s" has no password, so it cannot sign in with one until a password is set.',

@@ -183,13 +183,77 @@ it("a user that does not exist because the last users.csv rejected the user's ro
     [
       5,
       `User "gone0001" was deactivated by the import of the users.csv received ${await received(last.id)}, which no longer listed the user; ` +
-        'the membership was recorded, but means nothing until the user is back.',
+        'the membership was recorded, but means nothing until the user is active again.',
     ],
     [
       6,
       `User "deleted1" was deactivated by the import of the users.csv received ${await received(deletion.id)}, whose row deleted the user ` +
-        '(action delete); the membership was recorded, but means nothing until the user is back.',
+        '(action delete); the membership was recorded, but means nothing until the user is active again.',
     ],
+  ]);
+});
+
+it("an inactive user's warning says which import deactivated the user and how: left out of a full sync, deleted, or given status inactive", async () => {
+  await f.addTenant('how-usd', { thresholdPercent: 100 });
+  const received = (id: string) => receivedAsSaid(f, id);
+  const H = 'username,email,access type,status';
+  await f.importCsv(
+    'how-usd',
+    csv(
+      H,
+      'teach001,t@x.org,Manager,',
+      ...['keep0001', 'stfull01', 'stdel001', 'ststat01', 'stdupd01', 'stlater1', 'stold001'].map((u) => `${u},,,`),
+    ),
+  );
+  // A delta: a delete, and an update whose status makes an active user inactive.
+  const delta = await f.importCsv('how-usd', csv('username,action,status', 'stdel001,delete,', 'stdupd01,update,inactive'));
+  expect(delta.counts).toMatchObject({ deactivated: 2, errors: 0 });
+  // A full sync: users it no longer lists, a listed user given status inactive, a new user created inactive.
+  const listed = ['teach001,t@x.org,Manager,', 'keep0001,,,', 'ststat01,,,inactive', 'stnew001,,,inactive'];
+  const full = await f.importCsv('how-usd', csv(H, ...listed));
+  expect(full.counts).toMatchObject({ created: 1, deactivated: 4, errors: 0 }); // stfull01, stlater1, stold001 and ststat01
+  // A later full sync lists stlater1 again, still inactive but changed: it did not deactivate the user.
+  const later = await f.importCsv('how-usd', csv(H, ...listed, 'stlater1,new@x.org,,inactive'));
+  expect(later.counts).toMatchObject({ updated: 1, deactivated: 0, reactivated: 0 });
+  // A user deactivated before rosterd kept how (migration 012): not known, and not guessed.
+  await f.db.pool.query(`UPDATE users SET deactivated_import_id = NULL, deactivated_how = NULL WHERE username = 'stold001'`);
+
+  const names = ['stfull01', 'stdel001', 'ststat01', 'stdupd01', 'stnew001', 'stlater1', 'stold001'];
+  const g = await f.importCsv('how-usd', csv('username,owner,group', ...names.map((u) => `${u},teach001,Band`)), 'groups.csv');
+  expect(g).toMatchObject({ status: 'succeeded', counts: { created: 7, errors: 0, warnings: 7 } });
+  const tail = 'the membership was recorded, but means nothing until the user is active again.';
+  const by = async (id: string, how: string) =>
+    `was deactivated by the import of the users.csv received ${await received(id)}, ${how}; ${tail}`;
+  expect(g.warnings.map((w) => [w.line, w.username, w.message])).toEqual([
+    [2, 'stfull01', `User "stfull01" ${await by(full.id, 'which no longer listed the user')}`],
+    [3, 'stdel001', `User "stdel001" ${await by(delta.id, 'whose row deleted the user (action delete)')}`],
+    [4, 'ststat01', `User "ststat01" ${await by(full.id, 'whose row gave the user status inactive')}`],
+    [5, 'stdupd01', `User "stdupd01" ${await by(delta.id, 'whose row gave the user status inactive')}`],
+    [6, 'stnew001', `User "stnew001" ${await by(full.id, 'whose row gave the user status inactive')}`],
+    [7, 'stlater1', `User "stlater1" ${await by(full.id, 'which no longer listed the user')}`],
+    [8, 'stold001', `User "stold001" is inactive in the roster; ${tail}`],
+  ]);
+  // One code for all of them: the report's advice does not depend on the wording.
+  expect(g.warnings.map((w) => w.code)).toEqual(names.map(() => 'GROUP_USER_INACTIVE'));
+
+  // A user reactivated and deactivated again is told of by its latest deactivation.
+  const back = await f.importCsv('how-usd', csv(H, ...listed, 'stlater1,new@x.org,,'));
+  expect(back.counts).toMatchObject({ reactivated: 1 });
+  const again = await f.importCsv('how-usd', csv('username,action', 'stlater1,delete'));
+  const g2 = await f.importCsv('how-usd', csv('username,owner,group', 'stlater1,teach001,Band'), 'groups.csv');
+  expect(g2.warnings.map((w) => w.message)).toEqual([
+    `User "stlater1" ${await by(again.id, 'whose row deleted the user (action delete)')}`,
+  ]);
+});
+
+it("a tenant's first users.csv, copied straight into users, records a row's status inactive as how the user was deactivated", async () => {
+  await f.addTenant('fresh-how-usd');
+  const first = await f.importCsv('fresh-how-usd', csv('username,status', 'fresh001,inactive', 'fresh002,'));
+  expect(first.counts).toMatchObject({ created: 2, deactivated: 0 });
+  const g = await f.importCsv('fresh-how-usd', csv('username,owner,group', 'fresh001,,Band'), 'groups.csv');
+  expect(g.warnings.map((w) => w.message)).toEqual([
+    `User "fresh001" was deactivated by the import of the users.csv received ${await receivedAsSaid(f, first.id)}, ` +
+      'whose row gave the user status inactive; the membership was recorded, but means nothing until the user is active again.',
   ]);
 });
 

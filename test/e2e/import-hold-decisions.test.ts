@@ -476,7 +476,7 @@ it('lines applied not quite as written are warnings: an inactive user put in a g
       value: 'stu002',
       username: 'stu002',
       code: 'GROUP_USER_INACTIVE',
-      message: `User "stu002" was deactivated by the import of the users.csv received ${await receivedAsSaid(f, users.id)}, which no longer listed the user; the membership was recorded, but means nothing until the user is back.`,
+      message: `User "stu002" was deactivated by the import of the users.csv received ${await receivedAsSaid(f, users.id)}, which no longer listed the user; the membership was recorded, but means nothing until the user is active again.`,
     },
   ]);
   expect(g.counts.warnings).toBe(2);
