@@ -3,11 +3,12 @@
  * users.csv, but the row was rejected (a row error), so the user was never created; groups.csv's
  * error should then say which line to fix, not "add the user to users.csv" (it is there).
  *
- * The row errors of the tenant's last users.csv import are kept in import_issues by line, without
- * the username (an error names the cell in error, an email or a school). The lines of the users
- * asked about are found by reading the stored copy of that file again: only when groups.csv names
- * users that do not exist and that import had errors, and never failing the groups.csv for it
- * (a copy removed by RETENTION_DAYS leaves the plain message).
+ * The row errors of the tenant's last users.csv import are kept in import_issues by line; with
+ * their username only since migration 012, and never for a ragged line whose password may have
+ * moved into the username's column. The lines of the users asked about are found by reading the
+ * stored copy of that file again: only when groups.csv names users that do not exist and that
+ * import had errors, and never failing the groups.csv for it (a copy removed by RETENTION_DAYS
+ * leaves the plain message).
  */
 import path from 'node:path';
 import type { PoolClient } from 'pg';
