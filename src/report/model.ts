@@ -233,6 +233,10 @@ function countsTitle(status: ReportImport['status']): string {
       return 'Counts (what the file would have done; nothing was applied)';
     case 'validated':
       return 'Counts (what the file would do; nothing was applied)';
+    case 'failed':
+      // A file refused whole may have rows read and errors counted (one none of whose rows could
+      // be used): zeros for created and the rest are what happened, not what the file holds.
+      return 'Counts (the file was not applied)';
     default:
       return 'Counts';
   }

@@ -266,6 +266,18 @@ describe('failed imports', () => {
     expect(mail.text).toContain('users.csv was not imported. The file is separated by semicolons, not by commas. Nothing was changed.');
     expect(mail.text).not.toContain('imported: The');
   });
+
+  it('titles its counts as not applied: a file refused whole may have rows and errors counted, and no change', () => {
+    const mail = renderReport(
+      input({
+        status: 'failed',
+        counts: { ...emptyCounts(), rows: 3, errors: 3 },
+        message: 'None of the 3 rows of users.csv could be used, so nothing was changed.',
+      }),
+    );
+    expect(mail.text).toMatch(/^Counts \(the file was not applied\)\n {2}Rows read {4}3$/m);
+    expect(mail.html).toContain('Counts (the file was not applied)');
+  });
 });
 
 describe('what to do next', () => {
