@@ -306,7 +306,9 @@ async function endWhere(
        finished_at = CASE WHEN attempts + 1 >= $1 THEN $2 ELSE finished_at END,
        claim_token = NULL,
        claim_expires_at = NULL,
-       claim_lock = NULL
+       claim_lock = NULL,
+       -- pending again: whoever claims it next imports it (an operator's --now, or the schedule)
+       requested_by = CASE WHEN attempts + 1 >= $1 THEN requested_by END
      WHERE id IN (${target})
      RETURNING id, tenant_id, status, attempts, claimed_by`,
     [
@@ -339,7 +341,7 @@ export async function releaseClaims(
     await client.query(`SET LOCAL lock_timeout = '2s'`);
     const { rows } = await client.query<{ id: string }>(
       `UPDATE uploads SET status = 'pending', status_changed_at = $2, claim_token = NULL, claim_expires_at = NULL, claim_lock = NULL,
-              last_attempt_error = $3
+              last_attempt_error = $3, requested_by = NULL
         WHERE claim_token = ANY($1::uuid[]) AND status = 'running'
         RETURNING id`,
       [tokens, now, why],

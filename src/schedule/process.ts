@@ -408,11 +408,17 @@ async function endAttempt(
   }
 }
 
-/** What the log says of a claim taken back, by why it lapsed. */
+/** What the log (and the upload's line in import run) says of a claim taken back, by why it lapsed. */
 const TAKEN_BACK: Readonly<Record<Lapse, string>> = {
   expired: 'expired claim taken back',
   holder_gone: 'claim of a stopped importer taken back',
 };
+
+/**
+ * An attempt of another process, found ended (takeBackClaimsOfTheGone) at the start of a pass,
+ * whatever tenant the pass is for: not one this pass made.
+ */
+export const isTakenBack = (u: ProcessedUpload): boolean => Object.values(TAKEN_BACK).includes(u.reason ?? '');
 
 /**
  * Takes back uploads whose importer died (its claim's lock is free: at once; or its claim
@@ -425,7 +431,7 @@ async function takeBackClaimsOfTheGone(ctx: ScheduleContext, summary: ProcessSum
   for (const e of ended) {
     const record = await getImportRecord(ctx.pool, e.uploadId);
     if (record && e.status === 'failed') ctx.onImported?.(record);
-    const ref = { id: e.uploadId, tenant: record?.tenant ?? '', file: record?.file ?? '', status: e.status };
+    const ref = { id: e.uploadId, tenant: record?.tenant ?? '', file: record?.file ?? '', status: e.status, reason: TAKEN_BACK[e.lapsed] };
     (e.status === 'failed' ? summary.failed : summary.retried).push(ref);
     ctx.logger.warn(
       {

@@ -163,6 +163,10 @@ describe('import run --now', () => {
     const refused = await runCli(['import', 'run', '--now', '--tenant', 'now-usd'], env);
     expect(refused.code, refused.stdout).toBe(1);
     expect(refused.stdout).toMatch(/^failed\s+\S+\s+now-usd\s+users\.csv {2}The file is empty.*$/m);
+    // --by names who runs --now; without it, there is no one to record.
+    const usage = await runCli(['import', 'run', '--tenant', 'now-usd', '--by', 'ops@example.org'], env);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain('--by names who runs import run --now');
 
     await f.receive('now-usd', csv('username', 'nowuser2', 'x'), 'users.csv', 'pending');
     const held = await runCli(['import', 'run', '--now', '--tenant', 'now-usd'], env);
@@ -170,6 +174,25 @@ describe('import run --now', () => {
     expect(held.stdout).toMatch(
       /^held\s+\S+\s+now-usd\s+users\.csv {2}this file would deactivate 1 of 1 active users \(100%\), more than the district's threshold of 10% of active users\.$/m,
     );
+  });
+});
+
+describe('import run exit code and another process', () => {
+  it("exits 0 when all it finds of another tenant is a dead process's claim, taken back and said on its line", async () => {
+    await f.addTenant('dead-usd');
+    const dead = await f.receive('dead-usd', csv('username', 'deaduser1'), 'users.csv', 'running');
+    await f.db.pool.query(
+      `UPDATE uploads SET claimed_by = 'vanished-host:1', claim_token = gen_random_uuid(), claimed_at = now() - interval '1 hour',
+              claim_expires_at = now() - interval '1 minute'
+        WHERE id = $1`,
+      [dead],
+    );
+    await f.addTenant('live-usd');
+    await f.receive('live-usd', csv('username', 'liveuser1'), 'users.csv', 'pending');
+    const r = await runCli(['import', 'run', '--now', '--tenant', 'live-usd'], env);
+    expect(r.code, r.stdout).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^will retry\\s+${dead}\\s+dead-usd\\s+users\\.csv {2}\\(expired claim taken back\\)$`, 'm'));
+    expect(r.stdout).toMatch(/^succeeded\s+\S+\s+live-usd\s+users\.csv {2}rows 1: 1 created$/m);
   });
 });
 

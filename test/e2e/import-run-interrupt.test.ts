@@ -36,7 +36,8 @@ async function upload(id: string) {
     attempts: number;
     claim_token: string | null;
     last_attempt_error: string | null;
-  }>('SELECT status, attempts, claim_token, last_attempt_error FROM uploads WHERE id = $1', [id]);
+    requested_by: string | null;
+  }>('SELECT status, attempts, claim_token, last_attempt_error, requested_by FROM uploads WHERE id = $1', [id]);
   return rows[0];
 }
 
@@ -78,6 +79,8 @@ describe('Ctrl-C on import run --now', () => {
         attempts: 0,
         claim_token: null,
         last_attempt_error: expect.stringMatching(/interrupted by the operator/) as unknown,
+        // Given back, not imported by that run: whoever runs it next is recorded, or no one.
+        requested_by: null,
       });
       expect(await rosterWriterPids(f.db.pool)).toEqual([]);
       expect(await tenantUserCount(f.db.pool, 'ctrlc-usd')).toBe(0);
@@ -88,7 +91,7 @@ describe('Ctrl-C on import run --now', () => {
     const done = await runCli(['import', 'run', '--now', '--tenant', 'ctrlc-usd'], { ...env, HASH_WORKERS: '2' });
     expect(done.code, done.stdout + done.stderr).toBe(0);
     expect(done.stdout).toMatch(new RegExp(`^succeeded\\s+${id}`, 'm'));
-    expect(await upload(id)).toMatchObject({ status: 'succeeded', attempts: 0, claim_token: null });
+    expect(await upload(id)).toMatchObject({ status: 'succeeded', attempts: 0, claim_token: null, requested_by: expect.any(String) });
     expect(await tenantUserCount(f.db.pool, 'ctrlc-usd')).toBe(120);
     expect(await reports(id)).toBe(1);
   }, 180_000);

@@ -1,10 +1,11 @@
 import os from 'node:os';
 import type { Command } from 'commander';
 import { DateTime } from 'luxon';
+import { RosterdError } from '../../errors.js';
 import { holdFacts } from '../../import/hold.js';
 import { importOutcomes } from '../../import/records.js';
 import { isGroupsFile, type ImportCounts } from '../../import/types.js';
-import { isSuspendedSkip, processPending, type ProcessedUpload, type ProcessSummary } from '../../schedule/process.js';
+import { isSuspendedSkip, isTakenBack, processPending, type ProcessedUpload, type ProcessSummary } from '../../schedule/process.js';
 import { interruptedBy, leaf } from '../context.js';
 import { signalExitCode } from '../signals.js';
 import { describeDelivery, importContext, operator, outboxMark, sendReports, type CliDelivery } from './import.js';
@@ -22,6 +23,12 @@ export function registerImportRunCommand(imp: Command): void {
       .option('--now', 'import at once whatever the time (an operator action, recorded with each import as such)')
       .option('--by <name>', 'who runs it, recorded with each import --now runs (default: the operating system user)'),
     async (ctx, _args, opts) => {
+      if (opts.by !== undefined && opts.now !== true) {
+        throw new RosterdError(
+          'USAGE',
+          "--by names who runs import run --now, recorded with each import it runs; without --now the imports are the schedule's and record no one",
+        );
+      }
       const requestedBy = operator(opts);
       const mark = await outboxMark(ctx);
       const summary = await processPending(
@@ -57,13 +64,14 @@ export function registerImportRunCommand(imp: Command): void {
       }
       // A named tenant that is suspended imports nothing: the operator asked for something not done.
       const suspended = summary.skipped.some(isSuspendedSkip);
-      // An import whose file was refused whole changed nothing, nor did an attempt that ended
-      // without an outcome and is left for a later run, as a script calling this must see. (A
-      // killed process's attempt taken back and then imported by this run is not.) Held, or
-      // completed with row errors, an import did what an import does: its report says the rest.
+      // An import whose file was refused whole changed nothing, nor did an attempt of this run
+      // that ended without an outcome, or failed for good, as a script calling this must see.
+      // Another process's attempts this run found ended (a killed importer's, of any tenant) are
+      // said, not counted. Held, or completed with row errors, an import did what an import does:
+      // its report says the rest.
       const refused = summary.imported.some((i) => i.status === 'failed');
-      const left = summary.retried.some((r) => !summary.imported.some((i) => i.id === r.id));
-      const failed = summary.errors.length > 0 || summary.failed.length > 0 || suspended || refused || left;
+      const ended = [...summary.retried, ...summary.failed].some((u) => !isTakenBack(u));
+      const failed = summary.errors.length > 0 || suspended || refused || ended;
       return { json: { ...summary, reports: mail }, text: describe(summary, mail, outcomes), exitCode: failed ? 1 : 0 };
     },
     { dataDir: 'exist', interruptible: true }, // the received copies are read from DATA_DIR
