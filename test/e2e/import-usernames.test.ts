@@ -150,6 +150,23 @@ describe('users.csv', () => {
   });
 });
 
+describe('a line whose values moved', () => {
+  it("does not give the password that moved into the username's column as anyone's username, nor make a duplicate of it", async () => {
+    // Line 3 lacks its email: its password is read where the username is. Line 4's user is named
+    // like that password, ignoring case.
+    const file = path.join(f.dataDir, 'users-moved.csv');
+    writeFileSync(
+      file,
+      csv('email,username,password', 'a@x.org,alpha001,Pw-alpha-1', 'beta0001,Zq-Pass-9', 'b@x.org,zq-pass-9,Pw-gamma-1'),
+    );
+    const dry = await runCli(['validate', file, '--tenant', 'names-usd', '--json'], env);
+    const json = dry.json<ImportRecord>();
+    expect(JSON.stringify(json)).not.toMatch(/zq-pass-9/i);
+    expect(json.errors.map((e) => [e.line, e.column, e.username ?? null])).toEqual([[3, '', null]]);
+    expect(json.counts).toMatchObject({ rows: 3, created: 2, errors: 1 });
+  });
+});
+
 describe('groups.csv', () => {
   it("each error and warning names the row's username, also when the owner is what the issue is about", async () => {
     const g = await importReported(

@@ -18,8 +18,8 @@ export interface RowHandler<T> {
    * values one column to the right, so its values are not to be shown
    */
   row(line: number, fields: readonly string[], longer: boolean): T | undefined;
-  /** a ragged row, already reported */
-  ragged(line: number, fields: readonly string[]): T | undefined;
+  /** a ragged row, already reported; `moved` as for rowPlaces, when its values may be out of place */
+  ragged(line: number, fields: readonly string[], moved?: Moved): T | undefined;
   /** after the last row: what can only be told of the rows together */
   end?(): void;
 }
@@ -42,17 +42,24 @@ export type Moved = 'left' | 'right' | undefined;
  * one its value could have come from: the password would be shown as the username.
  */
 export function rowPlaces<C extends string>(header: HeaderMatch<C>): (line: number, fields: readonly string[], moved?: Moved) => RowAt {
-  const columns: ReadonlyMap<string, number> = header.index;
-  const username = columns.get('username');
-  const password = columns.get('password');
+  const username = (header.index as ReadonlyMap<string, number>).get('username');
+  const mayHoldPassword = passwordMayMove(header);
   return (line, fields, moved) => {
-    if (username === undefined) return { line };
-    if (password !== undefined && ((moved === 'left' && password > username) || (moved === 'right' && password < username))) {
-      return { line };
-    }
+    if (username === undefined || mayHoldPassword(moved)) return { line };
     const written = (fields[username] ?? '').trim();
     return written === '' ? { line } : { line, username: shownValue('username', written.replace(LINE_BREAKS, '↵')) };
   };
+}
+
+/** Whether a line whose values moved this way may hold the password in the username's column. */
+export function passwordMayMove<C extends string>(header: HeaderMatch<C>): (moved: Moved) => boolean {
+  const columns: ReadonlyMap<string, number> = header.index;
+  const username = columns.get('username');
+  const password = columns.get('password');
+  return (moved) =>
+    username !== undefined &&
+    password !== undefined &&
+    ((moved === 'left' && password > username) || (moved === 'right' && password < username));
 }
 
 export interface TableRead<C extends string, T> {
@@ -293,7 +300,7 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
         ragged++;
         const moved = fields.length < header.namedWidth ? 'left' : 'right';
         read.log.error({ ...place(line, fields, moved), column: '', message: checks.raggedMessage(fields.length) });
-        item = handler.ragged(line, fields);
+        item = handler.ragged(line, fields, moved);
       } else if (lineBreakIn !== undefined) {
         const value = fields[header.index.get(lineBreakIn) as number] ?? '';
         // shown on one line, the break where it is

@@ -15,7 +15,17 @@ import type { EncodingChoice } from './decode.js';
 import { USERS_SPEC, type HeaderMatch, type UserColumn } from './headers.js';
 import { StatusValues } from './status-values.js';
 import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult } from './summary.js';
-import { openFile, readTable, rowPlaces, summaryOf, type Moved, type RowAt, type RowHandler, type TableState } from './table-reader.js';
+import {
+  openFile,
+  passwordMayMove,
+  readTable,
+  rowPlaces,
+  summaryOf,
+  type Moved,
+  type RowAt,
+  type RowHandler,
+  type TableState,
+} from './table-reader.js';
 import {
   asSeen,
   composed,
@@ -93,6 +103,7 @@ function userRowHandler(
   // The line being read: its issues' place (with its username) is found only when it has one,
   // which most lines do not.
   const place = rowPlaces(header);
+  const mayHoldPassword = passwordMayMove(header);
   const reading: { line: number; fields: readonly string[]; moved: Moved } = { line: 0, fields: [], moved: undefined };
   const where = (): RowAt => place(reading.line, reading.fields, reading.moved);
   const usernameAt = header.index.get('username') ?? 0;
@@ -205,7 +216,10 @@ function userRowHandler(
 
   const lookalike = new ActionLookalike(header);
   return {
-    ragged: (line, fields) => ({ kind: 'invalid', line, username: usernameOf(fields) }),
+    // A line whose values may have moved the password into the username's column stages no
+    // username: staged, it would be shown (a duplicate's value) and could protect a "user" named
+    // like the password. Its row's user then has no protection from deactivation (the hold has).
+    ragged: (line, fields, moved) => ({ kind: 'invalid', line, username: mayHoldPassword(moved) ? null : usernameOf(fields) }),
     row: (line, fields, longer) => {
       reading.line = line;
       reading.fields = fields;
