@@ -1,5 +1,5 @@
 import { editDistance } from '../edit-distance.js';
-import { CONFIG_VARIABLES, configDefaults } from './config.js';
+import { CONFIG_FILE_VARIABLES, CONFIG_VARIABLES, configDefaults } from './config.js';
 
 /**
  * Environment variables that look like a misspelling of one rosterd reads (SMTP_URI, DATABSE_URL,
@@ -82,8 +82,11 @@ const SERVER: Readonly<Record<UrlVariable, string>> = { SMTP_URL: 'mail server',
  */
 const OTHER_WORDS = ['HTTPS', 'SSH', 'FTP', 'PROXY', 'ROSTERD'];
 
+/** rosterd's names: its variables, and the secret-file forms of some (DATABASE_URL_FILE). */
+const NAMES: readonly string[] = [...CONFIG_VARIABLES, ...CONFIG_FILE_VARIABLES];
+
 const WORDS: ReadonlySet<string> = new Set([
-  ...CONFIG_VARIABLES.flatMap((name) => name.split('_')),
+  ...NAMES.flatMap((name) => name.split('_')),
   ...Object.keys(SYNONYMS),
   ...URL_PARTS,
   ...OTHER_WORDS,
@@ -134,7 +137,7 @@ function squeezed(name: string): string {
     .replace(/^ROSTERD(?=.)/, '');
 }
 
-const KNOWN = CONFIG_VARIABLES.map((name) => ({ name, canonical: canonical(words(name)), squeezed: squeezed(name) }));
+const KNOWN = NAMES.map((name) => ({ name, canonical: canonical(words(name)), squeezed: squeezed(name) }));
 
 /** One letter off in a short name, two in a long one: more would reach other programs' names. */
 const maxDistance = (known: string) => (known.length >= 10 ? 2 : 1);
@@ -143,7 +146,7 @@ type Resemblance = { as: 'spelling'; known: string } | { as: 'part'; known: UrlV
 
 /** The rosterd name `name` resembles, and whether as a spelling of it or as a part of its URL. */
 function resemblance(name: string): Resemblance | undefined {
-  if (CONFIG_VARIABLES.includes(name)) return undefined;
+  if (NAMES.includes(name)) return undefined;
   const ws = words(name);
   const key = canonical(ws);
   // The same words, in another spelling (log_level, SFTPPORT), with a synonym (SMTP_URI, DATA_PATH),
@@ -165,8 +168,9 @@ function resemblance(name: string): Resemblance | undefined {
   return closest && { known: closest.name, as: 'spelling' };
 }
 
-/** What rosterd does while `known` is unset. */
-function whenUnset(known: string): string {
+/** What rosterd does while `known` is unset (a NAME_FILE: while NAME is unset too). */
+function whenUnset(name: string): string {
+  const known = name.replace(/_FILE$/, '');
   if (known === 'DATABASE_URL') return 'it uses its embedded Postgres in DATA_DIR/pg';
   if (known === 'SMTP_URL') return 'reports are written as .eml files to DATA_DIR/outbox';
   return `it uses the default ${known}=${String(configDefaults()[known])}`;
@@ -195,6 +199,14 @@ export function findLookalikes(env: NodeJS.ProcessEnv): Lookalike[] {
         variable,
         resembles: known,
         found: `${variable} is set but rosterd reads ${known}, which is set too and is the one used`,
+        fix: `remove ${variable}`,
+      });
+    } else if (known.endsWith('_FILE') && isSet(known.slice(0, -'_FILE'.length))) {
+      const base = known.slice(0, -'_FILE'.length);
+      found.push({
+        variable,
+        resembles: known,
+        found: `${variable} is set but rosterd reads ${known} or ${base}, and ${base} is set and is the one used`,
         fix: `remove ${variable}`,
       });
     } else {

@@ -40,8 +40,20 @@ describe('a misspelt rosterd variable', () => {
     ['HASH_THREADS', 'HASH_WORKERS'],
     ['SFTP_ALGORITHM', 'SFTP_ALGORITHMS'],
     ['IMPORT_MAX_ATEMPTS', 'IMPORT_MAX_ATTEMPTS'],
+    ['DATABSE_URL_FILE', 'DATABASE_URL_FILE'], // the secret-file forms too
+    ['DATABASE_URL_FLE', 'DATABASE_URL_FILE'],
+    ['SMTP_URL_FIEL', 'SMTP_URL_FILE'],
   ])('%s is read as %s', (variable, known) => {
     expect(hints({ [variable]: 'x' })).toEqual([[variable, known]]);
+  });
+
+  it('a misspelt NAME_FILE says what rosterd does without NAME, or that NAME is set and used', () => {
+    const [alone] = findLookalikes({ DATABSE_URL_FILE: '/run/secrets/db' });
+    expect(describeLookalike(alone!)).toBe(
+      'DATABSE_URL_FILE is set but rosterd reads DATABASE_URL_FILE, so it uses its embedded Postgres in DATA_DIR/pg; rename DATABSE_URL_FILE to DATABASE_URL_FILE',
+    );
+    const [beside] = findLookalikes({ SMTP_URL_FIEL: '/run/secrets/smtp', SMTP_URL: 'smtp://mail:25' });
+    expect(beside?.found).toBe('SMTP_URL_FIEL is set but rosterd reads SMTP_URL_FILE or SMTP_URL, and SMTP_URL is set and is the one used');
   });
 
   it('says what rosterd does instead, and what to do, never with the value', () => {
