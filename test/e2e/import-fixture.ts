@@ -10,8 +10,9 @@ import { DateTime } from 'luxon';
 import { loadConfig } from '../../src/config/config.js';
 import { createPasswordHasher, type PasswordHasher } from '../../src/import/hash-pool.js';
 import { runImport, type ImportContext, type RunImportOptions } from '../../src/import/run-import.js';
-import type { ImportRecord } from '../../src/import/records.js';
+import { getImportRecord, type ImportRecord } from '../../src/import/records.js';
 import { createLogger } from '../../src/log/logger.js';
+import { processPending } from '../../src/schedule/process.js';
 import { insertUpload } from '../../src/store/uploads.js';
 import { createTenant, type TenantInput } from '../../src/store/tenants.js';
 import type { AcceptedFileName } from '../../src/types.js';
@@ -33,6 +34,13 @@ export interface UserState {
   password_check: string | null;
 }
 
+export interface QueuedReport {
+  subject: string;
+  text: string;
+  html: string;
+  attachments: Array<{ filename: string; content: string }>;
+}
+
 export interface ImportFixture {
   db: TestDatabase;
   ctx: ImportContext;
@@ -43,6 +51,10 @@ export interface ImportFixture {
   receive(subdomain: string, csv: string | Buffer, fileName?: AcceptedFileName, status?: 'running' | 'pending'): Promise<string>;
   /** receive + runImport */
   importCsv(subdomain: string, csv: string | Buffer, fileName?: AcceptedFileName, opts?: RunImportOptions): Promise<ImportRecord>;
+  /** receive (pending), then one scheduler pass for the tenant, so that its report is queued in the outbox */
+  importReported(subdomain: string, csv: string | Buffer, fileName?: AcceptedFileName): Promise<ImportRecord>;
+  /** The report of an upload as the outbox holds it. */
+  report(uploadId: string): Promise<QueuedReport>;
   users(subdomain: string): Promise<UserState[]>;
   /** A snapshot of everything an import may change, to compare before and after. */
   snapshot(): Promise<string>;
@@ -87,6 +99,18 @@ export async function importFixture(): Promise<ImportFixture> {
     },
     async importCsv(subdomain, csv, fileName = 'users.csv', opts = {}) {
       return runImport(ctx, await fixture.receive(subdomain, csv, fileName), opts);
+    },
+    async importReported(subdomain, csv, fileName = 'users.csv') {
+      const id = await fixture.receive(subdomain, csv, fileName, 'pending');
+      await processPending({ ...ctx, claimedBy: 'test:1' }, { now: true, tenant: subdomain });
+      const record = await getImportRecord(db.pool, id);
+      if (!record) throw new Error(`import ${id} vanished`);
+      return record;
+    },
+    async report(uploadId) {
+      const { rows } = await db.pool.query<{ message: QueuedReport }>('SELECT message FROM outbox WHERE upload_id = $1', [uploadId]);
+      if (!rows[0]) throw new Error(`no report of ${uploadId}`);
+      return rows[0].message;
     },
     async users(subdomain) {
       const { rows } = await db.pool.query<UserState>(

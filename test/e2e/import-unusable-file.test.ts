@@ -9,10 +9,9 @@ import path from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeRecord } from '../../src/cli/commands/import.js';
-import { getImportRecord, type ImportRecord } from '../../src/import/records.js';
-import { processPending } from '../../src/schedule/process.js';
+import type { ImportRecord } from '../../src/import/records.js';
 import { runCli } from '../support/cli.js';
-import { csv, importFixture, users, type ImportFixture } from './import-fixture.js';
+import { csv, importFixture, users, type ImportFixture, type QueuedReport } from './import-fixture.js';
 
 let f: ImportFixture;
 let env: Record<string, string>;
@@ -27,28 +26,10 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(async () => f?.close());
 
-/** Imports `text` as the scheduler does, its report written to the outbox. */
-async function importReported(text: string): Promise<ImportRecord> {
-  const id = await f.receive(T, text, 'users.csv', 'pending');
-  await processPending({ ...f.ctx, claimedBy: 'test:1' }, { now: true, tenant: T });
-  const record = await getImportRecord(f.db.pool, id);
-  if (!record) throw new Error(`import ${id} vanished`);
-  return record;
-}
+const importReported = (text: string) => f.importReported(T, text);
+const report = (uploadId: string) => f.report(uploadId);
 
-interface Mail {
-  subject: string;
-  text: string;
-  attachments: Array<{ filename: string; content: string }>;
-}
-
-async function report(uploadId: string): Promise<Mail> {
-  const { rows } = await f.db.pool.query<{ message: Mail }>('SELECT message FROM outbox WHERE upload_id = $1', [uploadId]);
-  if (!rows[0]) throw new Error(`no report of ${uploadId}`);
-  return rows[0].message;
-}
-
-const attached = (mail: Mail): string[][] =>
+const attached = (mail: QueuedReport): string[][] =>
   parseCsv(mail.attachments.find((a) => a.filename === 'users-errors.csv')?.content ?? '', { bom: true }) as string[][];
 
 describe('a users.csv none of whose rows could be used', () => {

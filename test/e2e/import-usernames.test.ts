@@ -8,8 +8,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getImportRecord, type ImportRecord } from '../../src/import/records.js';
-import { processPending } from '../../src/schedule/process.js';
+import type { ImportRecord } from '../../src/import/records.js';
 import { runCli } from '../support/cli.js';
 import { csv, importFixture, type ImportFixture } from './import-fixture.js';
 
@@ -27,25 +26,8 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(async () => f?.close());
 
-/** Imports `text` as the scheduler does, so that its report is written to the outbox. */
-async function importReported(tenant: string, text: string, file: 'users.csv' | 'groups.csv'): Promise<ImportRecord> {
-  const id = await f.receive(tenant, text, file, 'pending');
-  await processPending({ ...f.ctx, claimedBy: 'test:1' }, { now: true, tenant });
-  const record = await getImportRecord(f.db.pool, id);
-  if (!record) throw new Error(`import ${id} vanished`);
-  return record;
-}
-
-async function report(
-  uploadId: string,
-): Promise<{ subject: string; text: string; html: string; attachments: Array<{ filename: string; content: string }> }> {
-  const { rows } = await f.db.pool.query<{
-    message: { subject: string; text: string; html: string; attachments: Array<{ filename: string; content: string }> };
-  }>('SELECT message FROM outbox WHERE upload_id = $1', [uploadId]);
-  const message = rows[0]?.message;
-  if (!message) throw new Error(`no report of ${uploadId}`);
-  return message;
-}
+const importReported = (tenant: string, text: string, file: 'users.csv' | 'groups.csv') => f.importReported(tenant, text, file);
+const report = (uploadId: string) => f.report(uploadId);
 
 const USERS = csv(
   'username,password,email,school',
