@@ -193,6 +193,10 @@ describe('import run exit code and another process', () => {
     expect(r.code, r.stdout).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`^will retry\\s+${dead}\\s+dead-usd\\s+users\\.csv {2}\\(expired claim taken back\\)$`, 'm'));
     expect(r.stdout).toMatch(/^succeeded\s+\S+\s+live-usd\s+users\.csv {2}rows 1: 1 created$/m);
+
+    await f.receive('live-usd', csv('username,owner,group', 'liveuser1,,Class A'), 'groups.csv', 'pending');
+    const groups = await runCli(['import', 'run', '--now', '--tenant', 'live-usd'], env);
+    expect(groups.stdout).toMatch(/^succeeded\s+\S+\s+live-usd\s+groups\.csv {2}rows 1: 1 membership added$/m);
   });
 });
 

@@ -4,6 +4,7 @@ import { DateTime } from 'luxon';
 import { RosterdError } from '../../errors.js';
 import { holdFacts } from '../../import/hold.js';
 import { importOutcomes } from '../../import/records.js';
+import { formatCount, plural } from '../../report/model.js';
 import { isGroupsFile, type ImportCounts } from '../../import/types.js';
 import { isSuspendedSkip, isTakenBack, processPending, type ProcessedUpload, type ProcessSummary } from '../../schedule/process.js';
 import { interruptedBy, leaf } from '../context.js';
@@ -123,14 +124,15 @@ function outcomeInBrief(i: ProcessedUpload, outcome: Outcome | undefined): strin
   const c = outcome?.counts ?? null;
   if (i.status === 'failed' || c === null) return message ? oneLine(message) : '';
   if (i.status === 'held') return message ? oneLine(holdFacts(message) ?? message) : '';
+  // The counts that are not zero, as the report words them (plural: 1 membership, 2 memberships).
   const kept = (parts: Array<[number, string]>) =>
     parts
       .filter(([n]) => n > 0)
-      .map(([n, what]) => `${n} ${what}`)
+      .map(([n, what]) => `${formatCount(n)} ${what}`)
       .join(', ');
   const changes = isGroupsFile(i.file)
     ? kept([
-        [c.created, 'memberships added'],
+        [c.created, `${c.created === 1 ? 'membership' : 'memberships'} added`],
         [c.unchanged, 'unchanged'],
         [c.deactivated, 'removed'],
       ])
@@ -141,11 +143,10 @@ function outcomeInBrief(i: ProcessedUpload, outcome: Outcome | undefined): strin
         [c.deactivated, 'deactivated'],
         [c.reactivated, 'reactivated'],
       ]);
-  const issues = kept([
-    [c.errors, c.errors === 1 ? 'error' : 'errors'],
-    [c.warnings, c.warnings === 1 ? 'warning' : 'warnings'],
-  ]);
-  return [`rows ${c.rows}${changes ? `: ${changes}` : ''}`, issues].filter(Boolean).join('; ');
+  const issues = [c.errors > 0 ? plural(c.errors, 'error') : '', c.warnings > 0 ? plural(c.warnings, 'warning') : '']
+    .filter(Boolean)
+    .join(', ');
+  return [`rows ${formatCount(c.rows)}${changes ? `: ${changes}` : ''}`, issues].filter(Boolean).join('; ');
 }
 
 type Outcome = { counts: ImportCounts | null; message: string | null };
