@@ -78,7 +78,7 @@ interface RecordRow {
 }
 
 /** An import_issues row, as ISSUE_COLUMNS selects it. */
-export interface IssueRow {
+interface IssueRow {
   upload_id: string;
   kind: 'error' | 'warning';
   line: number;
@@ -89,10 +89,10 @@ export interface IssueRow {
   username: string | null;
 }
 
-export const ISSUE_COLUMNS = 'upload_id, kind, line, column_name, value, message, code, username';
+const ISSUE_COLUMNS = 'upload_id, kind, line, column_name, value, message, code, username';
 
 /** An issue as stored: its fields in the order --json prints them (a username, when the row has one, last). */
-export function issueOf(i: IssueRow): ImportIssue {
+function issueOf(i: IssueRow): ImportIssue {
   const issue: ImportIssue = { line: i.line, column: i.column_name, message: i.message };
   if (i.value !== null) issue.value = i.value;
   if (i.username !== null) issue.username = i.username;
@@ -154,10 +154,13 @@ export async function listImportRecords(
   return withIssues(db, rows, opts.issuesPerImport ?? 100);
 }
 
-async function withIssues(db: Queryable, rows: RecordRow[], perImport: number | null): Promise<ImportRecord[]> {
-  if (rows.length === 0) return [];
-  const ids = rows.map((r) => r.id);
-  const issues = await db.query<IssueRow>(
+/** Each import's errors and warnings in file order, at most `perImport` of each kind (null: all). */
+export async function storedIssues(
+  db: Queryable,
+  ids: readonly string[],
+  perImport: number | null,
+): Promise<Map<string, { errors: ImportIssue[]; warnings: ImportIssue[] }>> {
+  const { rows } = await db.query<IssueRow>(
     `SELECT x.* FROM unnest($1::uuid[]) AS q(id)
        CROSS JOIN (VALUES ('error'), ('warning')) AS k(kind)
        CROSS JOIN LATERAL (
@@ -165,14 +168,27 @@ async function withIssues(db: Queryable, rows: RecordRow[], perImport: number | 
           WHERE upload_id = q.id AND kind = k.kind ORDER BY line, id LIMIT $2) x`,
     [ids, perImport],
   );
+  return new Map(
+    ids.map((id) => {
+      const mine = rows.filter((i) => i.upload_id === id);
+      return [
+        id,
+        { errors: mine.filter((i) => i.kind === 'error').map(issueOf), warnings: mine.filter((i) => i.kind === 'warning').map(issueOf) },
+      ];
+    }),
+  );
+}
+
+async function withIssues(db: Queryable, rows: RecordRow[], perImport: number | null): Promise<ImportRecord[]> {
+  if (rows.length === 0) return [];
+  const ids = rows.map((r) => r.id);
+  const issues = await storedIssues(db, ids, perImport);
   const held = await db.query<{ upload_id: string; username: string }>(
     `SELECT upload_id, username FROM import_hold_deactivations WHERE upload_id = ANY($1::uuid[]) ORDER BY lower(username)`,
     [ids],
   );
   return rows.map((r) => {
-    const mine = issues.rows.filter((i) => i.upload_id === r.id);
-    const errors = mine.filter((i) => i.kind === 'error').map(issueOf);
-    const warnings = mine.filter((i) => i.kind === 'warning').map(issueOf);
+    const { errors, warnings } = issues.get(r.id) ?? { errors: [], warnings: [] };
     const counts = { ...emptyCounts(), ...(r.counts ?? {}) };
     const heldNames = held.rows.filter((h) => h.upload_id === r.id).map((h) => h.username);
     const record: ImportRecord = {
@@ -222,16 +238,4 @@ function messageNow(status: UploadStatus, message: string | null, lastAttemptErr
   return status === 'rejected'
     ? `Was held: ${facts} It was rejected, so nothing was applied.`
     : `Was held: ${facts} A newer users.csv replaced it before it was decided, so nothing was applied.`;
-}
-
-/** The counts and message of each of these imports, without their issues (a line per import). */
-export async function importOutcomes(
-  db: Queryable,
-  ids: readonly string[],
-): Promise<Map<string, { counts: ImportCounts | null; message: string | null }>> {
-  const { rows } = await db.query<{ id: string; counts: ImportCounts | null; message: string | null }>(
-    'SELECT id, counts, message FROM uploads WHERE id = ANY($1::uuid[])',
-    [ids],
-  );
-  return new Map(rows.map((r) => [r.id, { counts: r.counts, message: r.message }]));
 }

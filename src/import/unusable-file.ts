@@ -10,7 +10,7 @@
 import type { PoolClient } from 'pg';
 import type { Outcome, UploadTarget } from './execute.js';
 import { DEFAULT_MAX_ERRORS as MAX_KEPT_ISSUES } from './read/summary.js';
-import { ISSUE_COLUMNS, issueOf, type IssueRow } from './records.js';
+import { storedIssues } from './records.js';
 import { emptyCounts, FileRejectedError, type ImportCounts, type ImportIssue } from './types.js';
 
 /**
@@ -38,7 +38,8 @@ export async function refuseUnusableFile(client: PoolClient, target: UploadTarge
   // an error is what tells it apart. (Kept errors are capped; a file past the cap is judged as
   // usable, and the safety hold judges it.)
   if (!groups && (await linesWithErrors(client, target.uploadId)) < c.rows) return;
-  const first = await firstError(client, target.uploadId);
+  // In file order: the first of them is the message's example.
+  const issues = await keptIssues(client, target.uploadId);
   // Everything the file would take away, out of what there was before it: the engine may already
   // have taken it away in this transaction (rolled back by the caller), and added nothing.
   const before = groups
@@ -51,11 +52,11 @@ export async function refuseUnusableFile(client: PoolClient, target: UploadTarge
           WHERE tenant_id = $1::bigint AND (active OR (NOT active AND last_import_id = $2::uuid))`,
         [target.tenantId, target.uploadId],
       );
-  const message = unusableFileMessage(groups, c, Number(before.rows[0]?.n ?? c.deactivated), first);
+  const message = unusableFileMessage(groups, c, Number(before.rows[0]?.n ?? c.deactivated), issues.errors[0]);
   // Nothing is applied, so nothing is counted as done: what the file had, and what is wrong with it.
   const counts: ImportCounts = { ...emptyCounts(), rows: c.rows, errors: c.errors, warnings: c.warnings };
   const refused: Outcome = { status: 'failed', mode: outcome.mode, encoding: outcome.encoding, counts, message };
-  throw new UnusableFileError(message, refused, await keptIssues(client, target.uploadId));
+  throw new UnusableFileError(message, refused, issues);
 }
 
 /**
@@ -64,16 +65,7 @@ export async function refuseUnusableFile(client: PoolClient, target: UploadTarge
  * in memory until the rollback is over).
  */
 async function keptIssues(client: PoolClient, uploadId: string): Promise<UnusableFileError['issues']> {
-  const { rows } = await client.query<IssueRow>(
-    `SELECT x.* FROM (VALUES ('error'), ('warning')) AS k(kind)
-       CROSS JOIN LATERAL (
-         SELECT ${ISSUE_COLUMNS} FROM import_issues WHERE upload_id = $1 AND kind = k.kind ORDER BY line, id LIMIT $2) x`,
-    [uploadId, MAX_KEPT_ISSUES],
-  );
-  return {
-    errors: rows.filter((i) => i.kind === 'error').map(issueOf),
-    warnings: rows.filter((i) => i.kind === 'warning').map(issueOf),
-  };
+  return (await storedIssues(client, [uploadId], MAX_KEPT_ISSUES)).get(uploadId) ?? { errors: [], warnings: [] };
 }
 
 /**
@@ -91,14 +83,6 @@ async function linesWithErrors(client: PoolClient, uploadId: string): Promise<nu
     [uploadId],
   );
   return Number(rows[0]?.n ?? 0);
-}
-
-async function firstError(client: PoolClient, uploadId: string): Promise<{ line: number; message: string } | undefined> {
-  const { rows } = await client.query<{ line: number; message: string }>(
-    `SELECT line, message FROM import_issues WHERE upload_id = $1 AND kind = 'error' ORDER BY line, id LIMIT 1`,
-    [uploadId],
-  );
-  return rows[0];
 }
 
 /** What the district is told to do, at the end of the message (an approval says otherwise). */

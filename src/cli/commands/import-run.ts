@@ -3,9 +3,9 @@ import type { Command } from 'commander';
 import { DateTime } from 'luxon';
 import { RosterdError } from '../../errors.js';
 import { holdFacts } from '../../import/hold.js';
-import { importOutcomes } from '../../import/records.js';
+import type { ImportRecord } from '../../import/records.js';
+import { isGroupsFile } from '../../import/types.js';
 import { formatCount, plural } from '../../report/model.js';
-import { isGroupsFile, type ImportCounts } from '../../import/types.js';
 import { isSuspendedSkip, isTakenBack, processPending, type ProcessedUpload, type ProcessSummary } from '../../schedule/process.js';
 import { interruptedBy, leaf } from '../context.js';
 import { signalExitCode } from '../signals.js';
@@ -32,8 +32,14 @@ export function registerImportRunCommand(imp: Command): void {
       }
       const requestedBy = operator(opts);
       const mark = await outboxMark(ctx);
+      // What each import did, for its line: told by the scheduler as each outcome is recorded.
+      const outcomes: Outcomes = new Map();
       const summary = await processPending(
-        { ...importContext(ctx), claimedBy: `cli:${os.hostname()}:${process.pid}` },
+        {
+          ...importContext(ctx),
+          claimedBy: `cli:${os.hostname()}:${process.pid}`,
+          onImported: (record) => outcomes.set(record.id, { counts: record.counts, message: record.message }),
+        },
         {
           ...(typeof opts.tenant === 'string' ? { tenant: opts.tenant } : {}),
           now: opts.now === true,
@@ -49,11 +55,6 @@ export function registerImportRunCommand(imp: Command): void {
       const duringImports = interruptedBy(ctx);
       const handled = [...summary.imported, ...summary.superseded, ...summary.retried, ...summary.failed, ...summary.interrupted];
       const mail = await sendReports(ctx, { mark, uploadIds: handled.map((u) => u.id) });
-      // What each import did, for its line; the lines without it if the database went away meanwhile.
-      const outcomes = await importOutcomes(
-        ctx.pool,
-        summary.imported.map((i) => i.id),
-      ).catch(() => new Map<string, Outcome>());
       const signal = duringImports ?? interruptedBy(ctx);
       if (signal !== undefined) {
         const last =
@@ -149,7 +150,7 @@ function outcomeInBrief(i: ProcessedUpload, outcome: Outcome | undefined): strin
   return [`rows ${formatCount(c.rows)}${changes ? `: ${changes}` : ''}`, issues].filter(Boolean).join('; ');
 }
 
-type Outcome = { counts: ImportCounts | null; message: string | null };
+type Outcome = Pick<ImportRecord, 'counts' | 'message'>;
 type Outcomes = Map<string, Outcome>;
 
 const oneLine = (text: string): string => text.replace(/\s+/g, ' ').trim();
