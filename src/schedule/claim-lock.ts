@@ -66,10 +66,13 @@ export class ClaimLock {
     client.once('end', this.onEnd);
   }
 
-  /** Takes a free lock of the claims' class on a connection of its own. */
-  static async take(pool: pg.Pool): Promise<ClaimLock> {
+  /**
+   * Takes a free lock of the claims' class on a connection of its own. `nextKey` gives the second
+   * keys to try (random ones; a test hands in its own to meet keys it holds).
+   */
+  static async take(pool: pg.Pool, nextKey: () => number = randomKey): Promise<ClaimLock> {
     // A failed statement took no lock worth keeping: connectWith closes that session and tries another.
-    const { client, value: key } = await connectWith(pool, tryFreeKey);
+    const { client, value: key } = await connectWith(pool, (c) => tryFreeKey(c, nextKey));
     if (key === undefined) {
       client.release();
       throw new ClaimLockUnavailableError(KEY_TRIES);
@@ -107,9 +110,13 @@ export class ClaimLock {
   }
 }
 
-async function tryFreeKey(client: pg.PoolClient): Promise<number | undefined> {
+function randomKey(): number {
+  return randomBytes(4).readInt32BE(0);
+}
+
+async function tryFreeKey(client: pg.PoolClient, nextKey: () => number): Promise<number | undefined> {
   for (let i = 0; i < KEY_TRIES; i++) {
-    const key = randomBytes(4).readInt32BE(0);
+    const key = nextKey();
     const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS locked', [CLAIM_LOCK_CLASS, key]);
     if (rows[0]?.locked === true) return key;
   }
