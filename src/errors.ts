@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   KEY_EXISTS: { kind: 'failure', summary: 'this SSH key is already registered' },
   KEY_NOT_FOUND: { kind: 'failure', summary: 'no key has this fingerprint' },
   SCHOOL_EXISTS: { kind: 'failure', summary: 'a school with this name or ID already exists' },
+  SCHOOL_NOT_FOUND: { kind: 'failure', summary: 'no school of the tenant has this name or ID' },
   SCHOOL_AMBIGUOUS: {
     kind: 'failure',
     summary: "a school's name or ID is another school's ID or name, which users.csv could not tell apart",

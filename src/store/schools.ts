@@ -102,6 +102,56 @@ export async function addSchool(db: Queryable, subdomain: string, input: SchoolI
   return insertSchool(db, tenant, school);
 }
 
+/** What `school update` changes: a field left out keeps its value; null removes an ID. */
+export interface SchoolChange {
+  name?: string;
+  ncesId?: string | null;
+  stateId?: string | null;
+}
+
+/**
+ * Changes one of a tenant's schools (a typo in its name, an NCES ID added or corrected). The
+ * school keeps its id, so the users an import put in it stay there; users.csv must name it by
+ * what it now has. `others` are the tenant's other schools, read in the caller's transaction.
+ */
+export async function updateSchool(
+  db: Queryable,
+  tenant: Pick<Tenant, 'id' | 'subdomain'>,
+  school: SchoolRef,
+  others: readonly SchoolRef[],
+  change: SchoolChange,
+): Promise<SchoolRef> {
+  const after = validateSchoolInput({
+    name: change.name ?? school.name,
+    ncesId: change.ncesId === undefined ? school.ncesId : change.ncesId,
+    stateId: change.stateId === undefined ? school.stateId : change.stateId,
+  });
+  const index = new SchoolKeyIndex();
+  for (const other of others) index.add(other);
+  const clash = index.clash(after);
+  if (clash !== null) throw new RosterdError('SCHOOL_AMBIGUOUS', `${tenant.subdomain} cannot take this change: ${clash}`);
+  const taken = schoolKeys(after).find((key) => index.earlier(key) === 0);
+  if (taken !== undefined) {
+    throw new RosterdError(
+      'SCHOOL_EXISTS',
+      `${tenant.subdomain} already has another school with ${taken.label}; "rosterd school list ${tenant.subdomain}" shows them`,
+    );
+  }
+  let r: { id: number; name: string; nces_id: string | null; state_id: string | null } | undefined;
+  try {
+    const { rows } = await db.query<NonNullable<typeof r>>(
+      `UPDATE schools SET name = $3, nces_id = $4, state_id = $5 WHERE tenant_id = $1 AND id = $2
+       RETURNING id, name, nces_id, state_id`,
+      [tenant.id, school.id, after.name, after.ncesId ?? null, after.stateId ?? null],
+    );
+    r = rows[0];
+  } catch (err) {
+    throw schoolExists(err, tenant.subdomain, after);
+  }
+  if (!r) throw new Error(`school ${school.id} of ${tenant.subdomain} is gone`);
+  return { id: String(r.id), name: r.name, ncesId: r.nces_id, stateId: r.state_id };
+}
+
 /** Inserts a school validated (validateSchoolInput) and checked against the tenant's others (SchoolKeyIndex). */
 export async function insertSchool(db: Queryable, tenant: Pick<Tenant, 'id' | 'subdomain'>, school: SchoolInput): Promise<SchoolRef> {
   const subdomain = tenant.subdomain;
@@ -115,25 +165,29 @@ export async function insertSchool(db: Queryable, tenant: Pick<Tenant, 'id' | 's
     if (!r) throw new Error('insert returned no row');
     return { id: String(r.id), name: r.name, ncesId: r.nces_id, stateId: r.state_id };
   } catch (err) {
-    if (pgCode(err) === PG.UNIQUE_VIOLATION) {
-      const which =
-        pgConstraint(err) === 'schools_nces_uq'
-          ? `NCES ID ${school.ncesId}`
-          : pgConstraint(err) === 'schools_state_uq'
-            ? `state ID ${school.stateId}`
-            : `name "${school.name}"`;
-      throw new RosterdError(
-        'SCHOOL_EXISTS',
-        `${subdomain} already has a school with ${which}; "rosterd school list ${subdomain}" shows them`,
-      );
-    }
-    throw err;
+    throw schoolExists(err, subdomain, school);
   }
 }
 
-export async function listSchools(db: Queryable, tenantId: number): Promise<SchoolRef[]> {
+/** A unique index's violation as the school it met (a school added meanwhile by someone else); other errors as they are. */
+function schoolExists(err: unknown, subdomain: string, school: SchoolInput): unknown {
+  if (pgCode(err) !== PG.UNIQUE_VIOLATION) return err;
+  const which =
+    pgConstraint(err) === 'schools_nces_uq'
+      ? `NCES ID ${school.ncesId}`
+      : pgConstraint(err) === 'schools_state_uq'
+        ? `state ID ${school.stateId}`
+        : `name "${school.name}"`;
+  return new RosterdError(
+    'SCHOOL_EXISTS',
+    `${subdomain} already has a school with ${which}; "rosterd school list ${subdomain}" shows them`,
+  );
+}
+
+/** `forUpdate`: inside a transaction, locks the schools against a concurrent change until it ends. */
+export async function listSchools(db: Queryable, tenantId: number, opts: { forUpdate?: boolean } = {}): Promise<SchoolRef[]> {
   const { rows } = await db.query<{ id: number; name: string; nces_id: string | null; state_id: string | null }>(
-    'SELECT id, name, nces_id, state_id FROM schools WHERE tenant_id = $1 ORDER BY lower(name)',
+    `SELECT id, name, nces_id, state_id FROM schools WHERE tenant_id = $1 ORDER BY lower(name)${opts.forUpdate ? ' FOR UPDATE' : ''}`,
     [tenantId],
   );
   return rows.map((r) => ({ id: String(r.id), name: r.name, ncesId: r.nces_id, stateId: r.state_id }));

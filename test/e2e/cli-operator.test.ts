@@ -343,6 +343,63 @@ describe('rosterd school', () => {
     expect(dup.stderr).toMatch(/already has a school/);
   });
 
+  it('updates a school named as users.csv would name it: a typo in its name, an NCES ID corrected or removed; users.csv must then give the new values', async () => {
+    await runCli(['tenant', 'add', 'elm-usd', '--admin-email', 'it@elm.k12.us'], env);
+    const added = await runCli(['school', 'add', 'elm-usd', '--name', 'Elm Hgh', '--nces', '062271009991'], env);
+    expect(added.code, added.stderr).toBe(0);
+    await runCli(['school', 'add', 'elm-usd', '--name', 'Birch Middle', '--state-id', 'EL-2'], env);
+    const users = path.join(dir, 'elm-users.csv');
+    const validate = async (school: string) => {
+      writeFileSync(users, `username,email,school\nann.lee,ann@elm.k12.us,${school}\n`);
+      return runCli(['validate', users, '--tenant', 'elm-usd', '--json'], env);
+    };
+
+    const r = await runCli(['school', 'update', 'elm-usd', 'ELM HGH', '--name', 'Elm High', '--nces', '062271009990', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json()).toMatchObject({
+      name: 'Elm High',
+      ncesId: '062271009990',
+      stateId: null,
+      previous: { name: 'Elm Hgh', ncesId: '062271009991' },
+    });
+    const text = await runCli(['school', 'update', 'elm-usd', '062271009990', '--state-id', 'EL-1'], env);
+    expect(text.stdout).toContain('updated school "Elm High" of elm-usd: state ID none -> EL-1');
+    expect((await validate('Elm High')).code).toBe(0);
+    expect((await validate('el-1')).code).toBe(0);
+    const old = await validate('Elm Hgh');
+    expect(old.code).toBe(1);
+    expect(old.json<{ errors: Array<{ column: string; value: string }> }>().errors).toEqual([
+      expect.objectContaining({ column: 'school', value: 'Elm Hgh' }),
+    ]);
+
+    const removed = await runCli(['school', 'update', 'elm-usd', 'Elm High', '--no-nces'], env);
+    expect(removed.code, removed.stderr).toBe(0);
+    expect(removed.stdout).toContain('NCES ID 062271009990 -> none');
+    expect(removed.stdout).toContain('users.csv rows that give the NCES ID 062271009990 no longer match this school');
+    expect((await validate('062271009990')).code).toBe(1);
+
+    // Refused, nothing written: another school's name or ID, an unknown school, a malformed ID, nothing to change.
+    const before = await runCli(['school', 'list', 'elm-usd', '--json'], env);
+    const taken = await runCli(['school', 'update', 'elm-usd', 'Birch Middle', '--name', 'elm high'], env);
+    expect(taken.code).toBe(1);
+    expect(taken.stderr).toContain('elm-usd already has another school with name "elm high"');
+    const clash = await runCli(['school', 'update', 'elm-usd', 'Birch Middle', '--name', 'EL-1'], env);
+    expect(clash.code).toBe(1);
+    expect(clash.stderr).toContain('the name "EL-1" is the state ID of the school "Elm High"');
+    const unknown = await runCli(['school', 'update', 'elm-usd', 'Pine High', '--name', 'Pine'], env);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain(
+      'elm-usd has no school with the name, NCES ID or state ID "Pine High"; "rosterd school list elm-usd" shows them',
+    );
+    const malformed = await runCli(['school', 'update', 'elm-usd', 'Birch Middle', '--nces', '123'], env);
+    expect(malformed.code).toBe(2);
+    expect(malformed.stderr).toMatch(/exactly 12 digits/);
+    const nothing = await runCli(['school', 'update', 'elm-usd', 'Birch Middle'], env);
+    expect(nothing.code).toBe(2);
+    expect(nothing.stderr).toMatch(/nothing to change: give at least one of --name/);
+    expect((await runCli(['school', 'list', 'elm-usd', '--json'], env)).stdout).toBe(before.stdout);
+  });
+
   it('imports a schools CSV all or nothing', async () => {
     const good = path.join(dir, 'schools.csv');
     writeFileSync(good, '\uFEFFName,NCES ID,State_ID\r\nOak Elementary,062271003231,\r\n"Maple Middle, East",,ST-9\r\n');

@@ -7,6 +7,7 @@ import type { SchoolRef } from '../../import/types.js';
 import { describeFileError, RosterdError } from '../../errors.js';
 import { CompressedCsvError, sniffHead, utf16Of } from '../../import/read/csv-guard.js';
 import { unwrapExcelText } from '../../import/read/excel-text.js';
+import { schoolFinder } from '../../import/read/users-rules.js';
 import { FileRejectedError } from '../../import/types.js';
 import { withTransaction } from '../../store/db.js';
 import {
@@ -15,7 +16,9 @@ import {
   listSchools,
   SchoolKeyIndex,
   schoolKeys,
+  updateSchool,
   validateSchoolInput,
+  type SchoolChange,
   type SchoolInput,
 } from '../../store/schools.js';
 import { getTenant } from '../../store/tenants.js';
@@ -231,6 +234,35 @@ export function registerSchoolCommands(program: Command): void {
     },
   );
 
+  leaf(
+    school
+      .command('update <subdomain> <school>')
+      .description('change a school, named by its name, NCES ID or state ID as users.csv may give it')
+      .option('--name <name>', 'its new name')
+      .option('--nces <id>', 'its NCES school ID (12 digits)')
+      .option('--no-nces', 'remove its NCES school ID')
+      .option('--state-id <id>', 'its state-assigned school ID')
+      .option('--no-state-id', 'remove its state-assigned school ID'),
+    async (ctx, [subdomain, which], opts) => {
+      const change = schoolChangeFrom(opts);
+      if (Object.keys(change).length === 0) {
+        throw new RosterdError(
+          'USAGE',
+          `nothing to change: give at least one of --name, --nces, --no-nces, --state-id, --no-state-id, ` +
+            `e.g. rosterd school update ${subdomain ?? 'SUBDOMAIN'} "${which ?? 'SCHOOL'}" --nces 062271003230`,
+        );
+      }
+      const { before, after, tenant } = await withTransaction(ctx.pool, async (client) => {
+        const tenant = await getTenant(client, subdomain ?? '');
+        const schools = await listSchools(client, tenant.id, { forUpdate: true });
+        const before = findSchool(schools, which ?? '', tenant.subdomain);
+        const others = schools.filter((s) => s.id !== before.id);
+        return { before, after: await updateSchool(client, tenant, before, others, change), tenant };
+      });
+      return { json: { ...schoolJson(after), previous: schoolJson(before) }, text: describeSchoolChange(tenant.subdomain, before, after) };
+    },
+  );
+
   leaf(school.command('list <subdomain>').description("list a tenant's schools"), async (ctx, [subdomain]) => {
     const tenant = await getTenant(ctx.pool, subdomain ?? '');
     const schools = await listSchools(ctx.pool, tenant.id);
@@ -245,4 +277,58 @@ export function registerSchoolCommands(program: Command): void {
             ),
     };
   });
+}
+
+/** The options of `school update` as a change; commander gives false for --no-nces and --no-state-id. */
+function schoolChangeFrom(opts: Record<string, unknown>): SchoolChange {
+  const change: SchoolChange = {};
+  if (typeof opts.name === 'string') change.name = opts.name;
+  if (typeof opts.nces === 'string' || opts.nces === false) change.ncesId = opts.nces || null;
+  if (typeof opts.stateId === 'string' || opts.stateId === false) change.stateId = opts.stateId || null;
+  return change;
+}
+
+/** The school `which` names, as users.csv's school column would find it. */
+function findSchool(schools: readonly SchoolRef[], which: string, subdomain: string): SchoolRef {
+  const found = schoolFinder(schools)(which);
+  if (found === undefined) {
+    throw new RosterdError(
+      'SCHOOL_NOT_FOUND',
+      `${subdomain} has no school with the name, NCES ID or state ID "${which}"; "rosterd school list ${subdomain}" shows them`,
+    );
+  }
+  if (typeof found !== 'string') {
+    throw new RosterdError(
+      'SCHOOL_AMBIGUOUS',
+      `"${which}" names two schools of ${subdomain}: it is ${found.ambiguous}; name the school by another ID`,
+    );
+  }
+  const school = schools.find((s) => s.id === found);
+  if (school === undefined) throw new Error(`school ${found} is not among the schools searched`);
+  return school;
+}
+
+/** What changed, and what it means for the district's next users.csv. */
+function describeSchoolChange(subdomain: string, before: SchoolRef, after: SchoolRef): string {
+  const fields: Array<[string, string | null, string | null]> = [
+    ['name', before.name, after.name],
+    ['NCES ID', before.ncesId, after.ncesId],
+    ['state ID', before.stateId, after.stateId],
+  ];
+  const changed = fields.filter(([, was, now]) => was !== now);
+  if (changed.length === 0) return `school "${after.name}" of ${subdomain} already had these values; nothing changed`;
+  const shown = (v: string | null, field: string) => (v === null ? 'none' : field === 'name' ? `"${v}"` : v);
+  const lines = [
+    `updated school "${after.name}" of ${subdomain}: ` +
+      changed.map(([field, was, now]) => `${field} ${shown(was, field)} -> ${shown(now, field)}`).join(', '),
+  ];
+  // A value users.csv may have used is gone (matching ignores case): rows that still give it become errors.
+  const gone = changed.filter(([, was, now]) => was !== null && was.toLowerCase() !== now?.toLowerCase());
+  if (gone.length > 0) {
+    lines.push(
+      `users.csv rows that give ${gone.map(([field, was]) => `the ${field} ${shown(was, field)}`).join(' or ')} no longer match this school and ` +
+        `will be errors; the users already in it stay there`,
+    );
+  }
+  return lines.join('\n');
 }
