@@ -400,6 +400,23 @@ describe('files that are not CSV', () => {
     // Only the first line: later, it is a row like any other.
     expect((await readUsersText('username\nsep=,\n')).summary.errors.map((e) => [e.line, e.value])).toEqual([[2, 'sep=']]);
   });
+  it("Windows PowerShell's #TYPE line (Export-Csv without -NoTypeInformation) is skipped but counted, as a spreadsheet shows it", async () => {
+    const type = '#TYPE Selected.System.Management.Automation.PSCustomObject';
+    for (const start of [`${type}\r\n`, `\ufeff${type}\r\n`, '#TYPE System.Data.DataRow,,\n', `\n${type}\n`]) {
+      const { rows, summary } = await readUsersText(`${start}"username","email"\r\n"jsmith","j@x.org"\r\n"ab",""\r\n`);
+      const at = start.startsWith('\n') ? 1 : 0;
+      expect(rows.map((r) => [r.line, r.username])).toEqual([[3 + at, 'jsmith']]);
+      expect(summary.errors.map((e) => [e.line, e.column])).toEqual([[4 + at, 'username']]);
+      expect(summary.warnings).toEqual([]);
+    }
+    const utf16 = Buffer.concat([
+      Buffer.from([0xff, 0xfe]),
+      Buffer.from(`${type}\r\n"username","owner","group"\r\n"jsmith","","Chess"\r\n`, 'utf16le'),
+    ]);
+    expect((await readGroupsText(utf16)).items).toMatchObject([{ line: 3, username: 'jsmith', group: 'Chess' }]);
+    // Only before the header: later, it is a row like any other.
+    expect((await readUsersText(`username\n${type}\n`)).summary.errors.map((e) => e.line)).toEqual([2]);
+  });
   it('a semicolon inside an unknown column name is not mistaken for a separator', async () => {
     const { summary } = await readUsersText('username,notes;misc\njsmith,x\n');
     expect(summary.warnings[0]?.column).toBe('notes;misc');

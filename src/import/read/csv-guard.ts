@@ -212,6 +212,20 @@ export function isSeparatorLine(fields: readonly string[]): boolean {
   throw separatedBy(SEPARATORS.find(([s]) => s === sep)?.[1] ?? `'${sep}'`);
 }
 
+const POWERSHELL_TYPE_LINE = /^#TYPE\s+\S/i;
+
+/**
+ * Whether a record is the type line Windows PowerShell's `Export-Csv` and `ConvertTo-Csv` write
+ * before the header unless told `-NoTypeInformation` (`#TYPE System.Data.DataRow`): an IT script's
+ * export starts with it, and the rest is a well-formed CSV. A spreadsheet shows it as its first row,
+ * so it is skipped before the header but keeps its line: the header is then line 2, as shown. Read
+ * as the header, it failed the file as having none, a message that sent the district looking for a
+ * missing header row. No header row begins with `#TYPE `.
+ */
+export function isPowerShellTypeLine(fields: readonly string[]): boolean {
+  return POWERSHELL_TYPE_LINE.test(fields[0] ?? '');
+}
+
 export function emptyFile(): FileRejectedError {
   return new FileRejectedError(
     'The file is empty: it has no header row. The first line must name the columns ' +

@@ -4,7 +4,7 @@
  */
 import { createReadStream } from 'node:fs';
 import type { CodedWarning, ImportMode } from '../types.js';
-import { checkRagged, cutOff, emptyFile, extrasNotTheStyle, headerOnly, valueSpansLines } from './csv-guard.js';
+import { checkRagged, cutOff, emptyFile, extrasNotTheStyle, headerOnly, isPowerShellTypeLine, valueSpansLines } from './csv-guard.js';
 import { csvRecords, type ByteSource } from './csv-records.js';
 import { detectFileEncoding, type EncodingChoice, type FileEncoding } from './decode.js';
 import { unwrapExcelText } from './excel-text.js';
@@ -252,6 +252,7 @@ export async function* readTable<C extends string, T>(read: TableRead<C, T>, sta
     for (const { line, fields } of records) {
       if (isBlank(fields)) continue;
       if (header === undefined || handler === undefined || checks === undefined) {
+        if (isPowerShellTypeLine(fields)) continue; // see isPowerShellTypeLine: its line still counts
         header = matchHeader(fields, read.spec, line);
         // The rows after it need only the named columns (see isRagged); the header's own chunk is split already.
         if (header.namedWidth < header.width) source.dropBlankTails(header.namedWidth);
