@@ -417,6 +417,23 @@ describe('files that are not CSV', () => {
     // Only before the header: later, it is a row like any other.
     expect((await readUsersText(`username\n${type}\n`)).summary.errors.map((e) => e.line)).toEqual([2]);
   });
+  it('a file separated by semicolons or tabs with every value quoted (PowerShell -UseCulture, LibreOffice) fails as such too', async () => {
+    const cases: Array<[string, string]> = [
+      ['"username";"password";"email"\r\n"jsmith";"Secret123";"j@x.org"\r\n', 'semicolons'],
+      ['"Benutzername";"Kennwort";"E-Mail"\r\n"jsmith";"Secret123";"j@x.org"\r\n', 'semicolons'],
+      ['"username"\t"email"\n"jsmith"\t"j@x.org"\n', 'tabs'],
+      ['"username"|"email"\n"jsmith"|"j@x.org"\n', 'vertical bars (|)'],
+    ];
+    for (const [text, name] of cases) {
+      expect((await rejection(readUsersText(text))).message, text).toBe(
+        `The file is separated by ${name}, not by commas. Save it as comma-separated CSV ` +
+          '("CSV UTF-8 (Comma delimited)" in Excel) and upload it again.',
+      );
+    }
+    expect((await rejection(readGroupsText('"username";"owner";"group"\n"jsmith";"teach01";"Chess"\n'))).message).toMatch(
+      /^The file is separated by semicolons, not by commas/,
+    );
+  });
   it('a semicolon inside an unknown column name is not mistaken for a separator', async () => {
     const { summary } = await readUsersText('username,notes;misc\njsmith,x\n');
     expect(summary.warnings[0]?.column).toBe('notes;misc');

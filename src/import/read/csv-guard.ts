@@ -175,16 +175,25 @@ const SEPARATORS: ReadonlyArray<[string, string]> = [
 
 /**
  * A header read with commas whose fields hide known column names behind another separator
- * (`username;email;password` is one field) is a file saved with the wrong separator.
+ * (`username;email;password` is one field) is a file saved with the wrong separator. Each name may
+ * be quoted: PowerShell's `Export-Csv -UseCulture` in a European locale, and LibreOffice, write
+ * `"username";"email"`, which csv-parse reads as one field, quotes and all (a quote that closes
+ * before a character other than a comma is kept, as with `"Lee" Jr`).
  */
 export function checkSeparator(fields: readonly string[], isKnown: (name: string) => boolean): void {
   for (const [sep, name] of SEPARATORS) {
     for (const field of fields) {
       if (!field.includes(sep)) continue;
-      const known = field.split(sep).filter(isKnown).length;
+      const known = field.split(sep).map(unquoted).filter(isKnown).length;
       if (known >= 2 || (known >= 1 && fields.length === 1)) throw separatedBy(name);
     }
   }
+}
+
+/** `"username"` as `username`: a name between double quotes, spaces around them aside. */
+function unquoted(name: string): string {
+  const quoted = /^\s*"(.*)"\s*$/s.exec(name);
+  return quoted === null ? name : (quoted[1] as string).replace(/""/g, '"');
 }
 
 function separatedBy(name: string): FileRejectedError {
