@@ -33,6 +33,19 @@ describe('groups.csv', () => {
     expect(items).toEqual([{ valid: false, line: 2, username: null }]);
     expect(summary.errors).toEqual([{ line: 2, column: 'username', value: '', message: 'Username is required' }]);
   });
+  it('a username or owner Excel changed (scientific notation) says so, not that no such user exists', async () => {
+    const { items, summary } = await readGroupsText('username,owner,group\n1.23457E+11,mteacher,Chess\njsmith,1.23457E+11,Chess\n');
+    expect(items).toEqual([
+      { valid: false, line: 2, username: '1.23457E+11' },
+      { valid: false, line: 3, username: 'jsmith' },
+    ]);
+    expect(summary.errors.map((e) => [e.line, e.column])).toEqual([
+      [2, 'username'],
+      [3, 'owner'],
+    ]);
+    expect(summary.errors[0]?.message).toMatch(/^Excel changed this username: the cell holds a number in scientific notation/);
+    expect(summary.errors[1]?.message).toMatch(/^Excel changed this owner's username: the cell holds a number in scientific notation/);
+  });
   it('a row with neither owner nor group is an error', async () => {
     const { items, summary } = await readGroupsText('username,owner,group\njsmith,,\njdoe,,Chess\n');
     // The invalid row still names its user: a full sync keeps that user's memberships.

@@ -57,6 +57,18 @@ describe('username', () => {
     ]);
     expect(await errorsOf({ username: 'john+smith' })).toHaveLength(1);
   });
+  it('a username Excel changed (a long numeric ID in scientific notation, #NAME?, ####) says so and how to avoid it', async () => {
+    const message = async (username: string) => (await errorsOf({ username }))[0]?.message;
+    expect(await message('1.23457E+11')).toBe(
+      'Excel changed this username: the cell holds a number in scientific notation, which is how Excel shortens a long number, ' +
+        'losing its last digits, not the username. Format the column as Text in Excel before typing or pasting the values, ' +
+        'or export the file from your SIS directly, without opening and saving it in Excel',
+    );
+    expect(await message('#NAME?')).toMatch(/^Excel changed this username: the cell holds an Excel error code/);
+    expect(await message('########')).toMatch(/^Excel changed this username: the cell holds only # signs/);
+    // An ordinary username with a + is not Excel's doing.
+    expect(await message('1E+15x')).toBe('Username may contain only letters, digits and . _ - @');
+  });
   it('letters that look like others are an error naming the first: fullwidth ones, or Cyrillic or Greek among Latin', async () => {
     const message = async (username: string) => (await errorsOf({ username }))[0]?.message;
     expect(await message('ｊｓｍｉｔｈ')).toBe(

@@ -13,7 +13,7 @@ import { GROUPS_SPEC, type GroupColumn, type HeaderMatch } from './headers.js';
 import { DEFAULT_MAX_ERRORS, IssueLog, shownValue, type ReadResult } from './summary.js';
 import { openFile, readTable, rowPlaces, summaryOf, type RowHandler, type TableState } from './table-reader.js';
 import { RepeatedLines } from './repeated-lines.js';
-import { composed, invisibleCharacter, length, withoutInvisible } from './users-rules.js';
+import { composed, excelChangedUsername, invisibleCharacter, length, withoutInvisible } from './users-rules.js';
 
 export interface GroupsReadOptions {
   /** cap on the detailed errors (and warnings) kept; counts stay exact. Default 50,000 */
@@ -59,11 +59,18 @@ function groupsReader(
 const MAX_GROUP_CHARS = 255;
 
 /**
- * A username or owner holding an invisible character (a zero-width space pasted with it) names no
- * user: said as such, not as "does not exist" of a user the administrator sees in users.csv.
+ * A username or owner holding an invisible character (a zero-width space pasted with it), or changed
+ * by Excel (1.23457E+11), names no user: said as such, not as "does not exist" of a user the
+ * administrator sees in users.csv.
  */
-function visible(label: string) {
+function visible(label: string, whose: string) {
   return (v: string, ctx: z.RefinementCtx): void => {
+    // Excel's scientific notation of a numeric username names no user either: said as such.
+    const changed = excelChangedUsername(whose, v);
+    if (changed !== undefined) {
+      ctx.addIssue({ code: 'custom', message: changed });
+      return;
+    }
     const invisible = invisibleCharacter(v);
     if (invisible !== undefined) {
       ctx.addIssue({ code: 'custom', message: `${label} ${invisible}, which cannot be seen: type the value again in your SIS` });
@@ -77,11 +84,11 @@ const groupRow = z
       .string()
       .min(1, 'Username is required')
       .refine((v) => length(v) <= 254, 'Username must be at most 254 characters: no user has a longer one')
-      .superRefine(visible('Username')),
+      .superRefine(visible('Username', 'this username')),
     owner: z
       .string()
       .refine((v) => length(v) <= 254, 'Owner must be at most 254 characters: no user has a longer username')
-      .superRefine(visible('Owner')),
+      .superRefine(visible('Owner', "this owner's username")),
     group: z.string().refine((v) => length(v) <= MAX_GROUP_CHARS, `Group name must be at most ${MAX_GROUP_CHARS} characters`),
   })
   .refine((r) => r.owner !== '' || r.group !== '', {

@@ -141,6 +141,8 @@ const username = rule((raw) => {
   if (length(v) < 4) return new Fail('Username must be at least 4 characters');
   if (length(v) > 254) return new Fail('Username must be at most 254 characters');
   if (!USERNAME_CHARS.test(v)) {
+    const changed = excelChangedUsername('this username', v);
+    if (changed !== undefined) return new Fail(changed);
     const invisible = invisibleCharacter(v);
     return new Fail(
       invisible === undefined
@@ -249,6 +251,18 @@ export function avoidExcel(columns: 'the column' | 'those columns', startsSenten
 }
 
 const AVOID_EXCEL = avoidExcel('the column', true);
+
+/**
+ * The message of a username cell Excel changed (`whose`: "this username", "this owner's username"),
+ * or undefined. Numeric student IDs used as usernames are common, and Excel writes a 12-digit one
+ * as 1.23457E+11: said only as not "letters, digits and . _ - @", the administrator looks for a
+ * typing mistake in a value nobody typed.
+ */
+export function excelChangedUsername(whose: string, v: string): string | undefined {
+  const damage = excelDamage(v);
+  if (damage === undefined) return undefined;
+  return `Excel changed ${whose}: the cell holds ${damage}, not the username. ${AVOID_EXCEL}`;
+}
 
 /** A cell's warning: what it is about, and its message. */
 export interface CellWarning {
