@@ -30,6 +30,8 @@ export const WARNING_CODES = [
   'PASSWORD_TRIMMED',
   /** a password Excel replaced (#NAME?, 1.23457E+17): not used */
   'EXCEL_CHANGED_PASSWORD',
+  /** a password holding an invisible character (a zero-width or no-break space): not used */
+  'INVISIBLE_PASSWORD',
   /** an SIS ID Excel replaced: stored as written */
   'EXCEL_CHANGED_SIS_ID',
   /** an SIS ID holding an invisible character: stored as written */

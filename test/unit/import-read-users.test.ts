@@ -153,6 +153,26 @@ describe('password', () => {
     );
     for (const p of damaged) expect(JSON.stringify(summary)).not.toContain(p);
   });
+  it('a password holding an invisible character (pasted with it) is not used, with a warning naming the character, not where', async () => {
+    const held = ['Secret\u200b123', 'Sec\u00a0ret99', '\u200bSecret99', 'Secret99\u2060', 'Se\u00adcret99'];
+    const text = `username,password\n${held.map((p, i) => `user${i},${p}`).join('\n')}\nfine1,Secret 99\n`;
+    const { items, summary } = await readUsersText(text);
+    expect(summary.errors).toEqual([]);
+    expect(items.map((i) => (i.kind === 'valid' ? i.row.password : i.kind))).toEqual([...held.map(() => undefined), 'Secret 99']);
+    expect(summary.warnings.map((w) => [w.line, w.column, w.value, w.code])).toEqual(
+      held.map((_, i) => [i + 2, 'password', '******', 'INVISIBLE_PASSWORD']),
+    );
+    expect(summary.warnings[0]?.message).toBe(
+      'The password contains a zero-width space (U+200B), which cannot be seen, and which users do not type when they sign in. ' +
+        'It was not used: the user keeps their current password, and a new user has none yet. Type the password again in your SIS',
+    );
+    expect(summary.warnings[1]?.message).toMatch(/^The password contains a no-break space \(U\+00A0\), which/);
+    for (const p of held) expect(JSON.stringify(summary)).not.toContain(p);
+    // Refused for its length, it is that row's error alone.
+    const short = await readUsersText('username,password\njsmith,ab\u200bc\n');
+    expect(short.summary.errors.map((e) => e.message)).toEqual(['Password must be at least 6 characters']);
+    expect(short.summary.warnings).toEqual([]);
+  });
   it('is kept as written (case-sensitive); blank keeps the current password (undefined)', async () => {
     expect((await rowOf({ username: 'jsmith', password: 'PaSsWoRd' })).password).toBe('PaSsWoRd');
     expect((await rowOf({ username: 'jsmith', password: '' })).password).toBeUndefined();

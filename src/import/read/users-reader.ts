@@ -266,7 +266,7 @@ function userRowHandler(
     if (cells.action?.toLowerCase() !== 'delete') {
       const sisIdRefused = tooLong.has('sis id') || (!result.ok && result.issues.some((i) => i.column === 'sis id'));
       keepSisId = valueWarnings(
-        tooLong.has('password') ? '' : (cells.password ?? ''),
+        passwordRefused ? '' : (cells.password ?? ''),
         sisIdRefused ? '' : (cells['sis id'] ?? ''),
         fields[header.index.get('sis id') ?? -1] ?? '',
       );

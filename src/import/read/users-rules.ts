@@ -270,10 +270,21 @@ export interface CellWarning {
   message: string;
 }
 
-/** The warning of a password Excel changed (not used: see `password`). */
+/** The warning of a password Excel changed, or holding an invisible character (not used: see `password`). */
 export function passwordDamageWarning(v: string): CellWarning | undefined {
   const damage = excelDamage(v);
-  if (damage === undefined) return undefined;
+  if (damage === undefined) {
+    // Named, not placed: where it is would tell something of the password.
+    const invisible = INVISIBLE.exec(v)?.[0];
+    if (invisible === undefined) return undefined;
+    return {
+      code: 'INVISIBLE_PASSWORD',
+      message:
+        `The password contains ${INVISIBLE_NAMES[invisible] ?? 'an invisible character'}, which cannot be seen, and which users do not ` +
+        'type when they sign in. It was not used: the user keeps their current password, and a new user has none yet. Type the ' +
+        'password again in your SIS',
+    };
+  }
   return {
     code: 'EXCEL_CHANGED_PASSWORD',
     message:
@@ -307,12 +318,15 @@ export function sisIdWarning(v: string): CellWarning | undefined {
 /**
  * Blank keeps the current password: undefined, never null. So does a password Excel changed
  * (#NAME?, or 1.23457E+17 in every row of a column of numeric passwords): setting it would lock
- * the user out, or give many users the same password. The reader warns of it.
+ * the user out, or give many users the same password. And so does one holding an invisible
+ * character (a zero-width space pasted with it, a no-break space that Option+Space types on a
+ * Mac): the user types what they see, never it, and could not sign in. The reader warns of both.
  */
 const password = rule((v) => {
   if (v === '') return undefined;
   if (excelDamage(v) !== undefined) return undefined;
   if (length(v) < 6) return new Fail('Password must be at least 6 characters');
+  if (INVISIBLE.test(v)) return undefined;
   return v;
 });
 
