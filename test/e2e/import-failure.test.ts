@@ -69,8 +69,12 @@ describe('broken files fail cleanly and change nothing', () => {
   const many = Array.from({ length: 3000 }, (_, i) => `late${String(i).padStart(5, '0')},l${i}@x.org`);
   cases.push(['an unterminated quote after 3,000 good rows', csv('username,email', ...many) + 'late99999,"oops\n', /quote/i]);
   cases.push(
-    ['binary data (NUL bytes)', Buffer.from('username,email\nmember00,m0@x.org\0\0\x01\n', 'latin1'), /binary data \(NUL bytes\)/],
-    ['NUL bytes after 3,000 good rows', csv('username,email', ...many) + 'late99999,bad\0x.org\n', /binary data \(NUL bytes\)/],
+    [
+      'binary data (NUL bytes)',
+      Buffer.from('username,email\nmember00,m0@x.org\0\0\x01\n', 'latin1'),
+      /binary data \(NUL bytes\), the first on line 2 \(as a text editor counts lines\)/,
+    ],
+    ['NUL bytes after 3,000 good rows', csv('username,email', ...many) + 'late99999,bad\0x.org\n', /NUL bytes\), the first on line 3,002 /],
     ['a tab-separated file', 'username\temail\tfirst name\nmember00\tm0@x.org\tFirst\nmember01\tm1@x.org\tSecond\n', /separated by tabs/],
     [
       'most lines ragged',

@@ -212,6 +212,32 @@ describe('files that are not CSV', () => {
     const err = await rejection(readUsersText(`username\n${rows}\nbad\0user\n`, {}));
     expect(err.message).toMatch(/^The file contains binary data \(NUL bytes\)/);
   });
+  it('a file on disk with NUL bytes names the line of the first, as a text editor counts lines (one NUL in a cell, or padding)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'rosterd-nul-'));
+    try {
+      const file = path.join(dir, 'users.csv');
+      const rows = Array.from({ length: 60_000 }, (_, i) => `user${i},u${i}@x.org`).join('\r\n');
+      writeFileSync(file, `username,email\r\n${rows}\r\njsm\0ith,j@x.org\r\n`);
+      const err = await rejection(collect(readUsersFile(file, { schools: SCHOOLS, now: NOW })));
+      expect(err.message).toBe(
+        'The file contains binary data (NUL bytes), the first on line 60,002 (as a text editor counts lines), so it is not a ' +
+          'CSV text file. Export the roster as CSV (comma-separated values) and upload it again.',
+      );
+      expect(err.line).toBe(0);
+      writeFileSync(file, Buffer.concat([Buffer.from('username\njsmith\n'), Buffer.alloc(4096)]));
+      expect((await rejection(collect(readUsersFile(file, { schools: SCHOOLS, now: NOW })))).message).toMatch(
+        /^The file contains binary data \(NUL bytes\), the first on line 3 \(as a text editor counts lines\)/,
+      );
+      // A workbook has NUL bytes too, and is told as a workbook; UTF-16 is read.
+      writeFileSync(file, Buffer.concat([Buffer.from([0xd0, 0xcf, 0x11, 0xe0]), Buffer.alloc(600)]));
+      expect((await rejection(collect(readUsersFile(file, { schools: SCHOOLS, now: NOW })))).message).toMatch(/old-format Excel/);
+      writeFileSync(file, Buffer.from('\ufeffusername\r\njsmith\r\n', 'utf16le'));
+      const { items } = await collect(readUsersFile(file, { schools: SCHOOLS, now: NOW }));
+      expect(items.map((i) => (i.kind === 'valid' ? i.row.username : null))).toEqual(['jsmith']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
   it('an .xlsx workbook saved as .csv fails (a file on disk: the reader sees its first 64 KiB)', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'rosterd-xlsx-'));
     try {

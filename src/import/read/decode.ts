@@ -79,12 +79,22 @@ export async function detectFileEncoding(path: string): Promise<FileEncoding> {
     }
   };
   let first = true;
+  let offset = 0;
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
     if (first) {
       first = false;
       const utf16 = utf16Of((chunk as Buffer).subarray(0, HEAD_BYTES * 2));
       if (utf16 !== undefined) return utf16;
     }
+    // NUL bytes fail the file (DecodeStream), whose message names the first one's line: found here
+    // at the cost of a memchr per chunk, and its line counted only then. A workbook or an archive
+    // (full of NUL bytes) is first told as what it is, from the head DecodeStream sniffs.
+    const nul = (chunk as Buffer).indexOf(0);
+    if (nul !== -1) {
+      if (offset === 0) sniffHead(withoutBom((chunk as Buffer).subarray(0, FILE_HEAD_BYTES)));
+      throw binaryData(await lineOfByte(path, offset + nul));
+    }
+    offset += (chunk as Buffer).length;
     const data = carry.length === 0 ? (chunk as Buffer) : Buffer.concat([carry, chunk as Buffer]);
     const end = completeLinesLength(data, false);
     judge(data.subarray(0, end));
@@ -93,6 +103,38 @@ export async function detectFileEncoding(path: string): Promise<FileEncoding> {
   }
   judge(carry);
   return invalid ? (multiByte ? 'mixed' : 'windows-1252') : 'utf-8';
+}
+
+/** The head DecodeStream sniffs of a file on disk: the first chunk of its read stream (openFile). */
+const FILE_HEAD_BYTES = 1 << 16;
+
+function withoutBom(head: Buffer): Buffer {
+  return head.subarray(0, 3).equals(UTF8_BOM) ? head.subarray(3) : head;
+}
+
+/** The line (as a text editor counts them: LF, CRLF or a lone CR) holding the byte at `at`. */
+async function lineOfByte(path: string, at: number): Promise<number> {
+  let line = 1;
+  let afterCr = false;
+  for await (const chunk of createReadStream(path, { end: at, highWaterMark: 1 << 20 })) {
+    const buf = chunk as Buffer;
+    // The LF of a CRLF split between chunks was counted with its CR.
+    let i: number = afterCr && buf[0] === 0x0a ? 1 : 0;
+    afterCr = false;
+    for (;;) {
+      const lf = buf.indexOf(0x0a, i);
+      const cr = buf.indexOf(0x0d, i);
+      if (lf === -1 && cr === -1) break;
+      line++;
+      if (cr !== -1 && (lf === -1 || cr < lf)) {
+        afterCr = cr + 1 === buf.length;
+        i = buf[cr + 1] === 0x0a ? cr + 2 : cr + 1;
+      } else {
+        i = lf + 1;
+      }
+    }
+  }
+  return line;
 }
 
 /**
@@ -240,7 +282,7 @@ export class DecodeStream extends Transform {
       this.pushText(text);
       return;
     }
-    const body = head.subarray(0, 3).equals(UTF8_BOM) ? head.subarray(3) : head;
+    const body = withoutBom(head);
     sniffHead(body);
     this.pass(body);
   }
@@ -338,9 +380,11 @@ export class DecodeStream extends Transform {
   }
 }
 
-function binaryData(): FileRejectedError {
+/** `line`: where the first NUL byte is, when known (a file on disk: see detectFileEncoding). */
+function binaryData(line?: number): FileRejectedError {
+  const where = line === undefined ? '' : `, the first on line ${line.toLocaleString('en-US')} (as a text editor counts lines)`;
   return new FileRejectedError(
-    'The file contains binary data (NUL bytes), so it is not a CSV text file. ' +
+    `The file contains binary data (NUL bytes)${where}, so it is not a CSV text file. ` +
       'Export the roster as CSV (comma-separated values) and upload it again.',
   );
 }
