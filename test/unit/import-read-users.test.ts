@@ -262,6 +262,15 @@ describe('first name and last name', () => {
 });
 
 describe('school', () => {
+  it('a school or username after an apostrophe says to remove it', async () => {
+    const errors = await errorsOf({ username: "'jsmith", school: "'Lincoln High" });
+    expect(errors.map((e) => e.message)).toEqual([
+      "Username may contain only letters, digits and . _ - @: remove the apostrophe (') at its start, which some SIS exports and " +
+        'spreadsheets add to keep a value as text',
+      "School ''Lincoln High' does not match any school of this district (by NCES ID, state ID or name): remove the apostrophe (') " +
+        'at its start, which some SIS exports and spreadsheets add to keep a value as text',
+    ]);
+  });
   it('that matches no school is an error', async () => {
     expect(await errorsOf({ username: 'jsmith', school: 'Lincoln Hgh' })).toEqual([
       {
@@ -346,6 +355,17 @@ describe('graduation year', () => {
         username: 'jsmith',
       },
     ]);
+  });
+  it('a year written as a date, or after an apostrophe, says what to remove', async () => {
+    const message = async (year: string) => (await errorsOf({ username: 'jsmith', 'graduation year': year }))[0]?.message;
+    const asDate =
+      'Graduation year must be a four-digit year, such as 2031, not a date (a spreadsheet shows a year as a date when its column ' +
+      'is formatted as a date: format it as a number or as text)';
+    for (const year of ['7/19/1905', '2027-06-01', '01.06.2027', '6/1/27']) expect(await message(year), year).toBe(asDate);
+    expect(await message("'2027")).toBe(
+      "Graduation year must be a four-digit year, such as 2031: remove the apostrophe (') at its start, which some SIS exports " +
+        'and spreadsheets add to keep a value as text',
+    );
   });
   it('is plausible (1900 to 20 years after now)', async () => {
     expect(await errorsOf({ username: 'jsmith', 'graduation year': '2047' })).toEqual([

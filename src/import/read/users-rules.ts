@@ -127,6 +127,17 @@ export function withoutInvisible(v: string): string {
 
 const RETYPE = 'which cannot be seen: type the value again in your SIS';
 
+/**
+ * A leading apostrophe is how Excel is told to keep a value as text when it is typed, and some SIS
+ * exports write one before IDs and years for the same reason; in a CSV file it is part of the
+ * value, and a spreadsheet shows it. Said where the value without it would have been valid.
+ */
+const REMOVE_APOSTROPHE = ": remove the apostrophe (') at its start, which some SIS exports and spreadsheets add to keep a value as text";
+
+function hasTextApostrophe(v: string, validWithout: (rest: string) => boolean): boolean {
+  return v.length > 1 && v.charCodeAt(0) === 0x27 /* ' */ && validWithout(v.slice(1));
+}
+
 const USERNAME_CHARS = /^[\p{L}\p{M}\p{Nd}._@-]+$/u;
 /** The pattern z.email() checks with, compiled once rather than run through a zod parse per row. */
 const EMAIL_PATTERN: RegExp = z.regexes.email;
@@ -144,6 +155,9 @@ const username = rule((raw) => {
     const changed = excelChangedUsername('this username', v);
     if (changed !== undefined) return new Fail(changed);
     const invisible = invisibleCharacter(v);
+    if (invisible === undefined && hasTextApostrophe(v, (rest) => USERNAME_CHARS.test(rest))) {
+      return new Fail(`Username may contain only letters, digits and . _ - @${REMOVE_APOSTROPHE}`);
+    }
     return new Fail(
       invisible === undefined
         ? 'Username may contain only letters, digits and . _ - @'
@@ -447,17 +461,23 @@ const action = rule((v) => {
   return ACTIONS[v.toLowerCase()] ?? new Fail('Action must be add, update or delete');
 });
 
+/** A date as spreadsheets write one: 7/19/1905 (a year typed in a column formatted as a date), 2027-06-01, 01.06.2027. */
+const AS_DATE = /^(?:\d{1,2}[/.-]\d{1,2}[/.-](?:\d{2}|\d{4})|\d{4}-\d{1,2}-\d{1,2})$/;
+
 function graduationYear(now: Date) {
   const min = 1900;
   const max = now.getUTCFullYear() + 20;
   return rule((v) => {
     if (v === '') return null;
     if (!/^\d{4}$/.test(v)) {
-      return new Fail(
-        /^\d{4}\.0+$/.test(v)
-          ? 'Graduation year must be a four-digit year, such as 2031, without decimals (a spreadsheet number format adds them)'
-          : 'Graduation year must be a four-digit year, such as 2031',
-      );
+      const why = /^\d{4}\.0+$/.test(v)
+        ? ', without decimals (a spreadsheet number format adds them)'
+        : AS_DATE.test(v)
+          ? ', not a date (a spreadsheet shows a year as a date when its column is formatted as a date: format it as a number or as text)'
+          : hasTextApostrophe(v, (rest) => /^\d{4}$/.test(rest))
+            ? REMOVE_APOSTROPHE
+            : '';
+      return new Fail(`Graduation year must be a four-digit year, such as 2031${why}`);
     }
     const year = Number(v);
     if (year < min || year > max) return new Fail(`Graduation year must be between ${min} and ${max}`);
@@ -516,7 +536,12 @@ function school(schools: readonly SchoolRef[]) {
     const found = find(v);
     if (found === undefined) {
       const invisible = invisibleCharacter(v);
-      const why = invisible === undefined ? spreadsheetHint(v, find) : `: it ${invisible}, ${RETYPE}`;
+      const why =
+        invisible !== undefined
+          ? `: it ${invisible}, ${RETYPE}`
+          : hasTextApostrophe(v, (rest) => typeof find(rest) === 'string')
+            ? REMOVE_APOSTROPHE
+            : spreadsheetHint(v, find);
       return new Fail(`School '${v}' does not match any school of this district (by NCES ID, state ID or name)${why}`);
     }
     if (typeof found !== 'string') {
