@@ -86,10 +86,13 @@ describe('renderReport', () => {
     expect(mail.text).toContain('line 7, username "DUPuser01": username DUPuser01 appears twice');
     expect(mail.text).toContain('line 8 (jsmith01), password "******": password must be at least 6 characters');
     expect(mail.text).toContain('line 12 (@jdoe), email "=HYPERLINK');
-    expect(mail.html).toContain('<td style="padding:2px 12px 2px 0;vertical-align:top">DUPuser01</td>');
+    expect(mail.html).toContain(
+      '<td style="padding:2px 12px 2px 0;vertical-align:top;overflow-wrap:anywhere;word-break:break-word">DUPuser01</td>',
+    );
     expect(mail.html).toContain('<th style="padding:2px 12px 2px 0;text-align:left;border-bottom:1px solid #ccc">Username</th>');
     expect(mail.html).toContain(
-      '<td style="padding:2px 12px 2px 0;vertical-align:top">8</td><td style="padding:2px 12px 2px 0;vertical-align:top">jsmith01</td>',
+      '<td style="padding:2px 12px 2px 0;vertical-align:top">8</td>' +
+        '<td style="padding:2px 12px 2px 0;vertical-align:top;overflow-wrap:anywhere;word-break:break-word">jsmith01</td>',
     );
     expect(mail.attachments).toHaveLength(1);
     const csv = mail.attachments[0];
