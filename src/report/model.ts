@@ -592,7 +592,7 @@ export function maskIssue(issue: ImportIssue): ImportIssue {
 }
 
 function shorten(issue: ImportIssue): ImportIssue {
-  const out: ImportIssue = { line: issue.line, column: oneLine(issue.column), message: oneLine(issue.message) };
+  const out: ImportIssue = { line: issue.line, column: oneLine(issue.column), message: shortenedWords(oneLine(issue.message)) };
   if (issue.value !== undefined) out.value = shortened(issue.value);
   if (issue.username !== undefined) out.username = shortened(issue.username);
   return out;
@@ -601,6 +601,16 @@ function shorten(issue: ImportIssue): ImportIssue {
 function shortened(text: string): string {
   const line = oneLine(text);
   return line.length > VALUE_IN_BODY ? `${line.slice(0, VALUE_IN_BODY - 1)}…` : line;
+}
+
+/**
+ * A message that quotes a value (the school rule quotes the whole cell, up to 10,000 characters)
+ * showed in the body, after the value shortened in its own column, all of it again: a screenful of
+ * one word before the next error. A word longer than a value may be (words run between spaces and
+ * quotes, so the quotes around a value stay) is shortened like the value; the attachment keeps it.
+ */
+function shortenedWords(message: string): string {
+  return message.replace(new RegExp(`[^\\s'"]{${VALUE_IN_BODY + 1},}`, 'g'), (word) => `${word.slice(0, VALUE_IN_BODY - 1)}…`);
 }
 
 /** Control characters (CR, LF, tab, …) from a file must not break a line or a header. */

@@ -1,0 +1,66 @@
+/**
+ * The report as the district's administrator reads it: what they see of long values, and how the
+ * body says where the rest of the errors are.
+ */
+import { describe, expect, it } from 'vitest';
+import { emptyCounts, type ImportIssue } from '../../src/import/types.js';
+import { renderReport } from '../../src/report/render.js';
+import type { ReportImport, ReportInput } from '../../src/report/types.js';
+
+const ID = '6f1c0d2e-4b1a-4a57-9a0e-1b2c3d4e5f60';
+
+function input(over: Partial<ReportImport> = {}): ReportInput {
+  return {
+    from: 'rosterd <rosterd@example.com>',
+    tenant: { subdomain: 'nyc-usd', name: 'NYC', timezone: 'America/New_York', adminEmails: ['it@nyc.example'] },
+    import: {
+      id: ID,
+      file: 'users.csv',
+      sha256: 'a'.repeat(64),
+      bytes: 1000,
+      receivedAt: '2026-11-21T19:02:11-05:00',
+      status: 'completed_with_errors',
+      mode: 'full',
+      counts: { ...emptyCounts(), rows: 5, created: 4, errors: 1 },
+      errors: [],
+      warnings: [],
+      durationMs: 100,
+      ...over,
+    },
+  };
+}
+
+describe('a message that quotes a long value', () => {
+  // The school rule quotes the whole cell (up to 10,000 characters): the body showed the value
+  // shortened in its own column and then all of it again in the message, a screenful of one word
+  // before the next error.
+  const school = `S${'x'.repeat(1999)}`;
+  const error: ImportIssue = {
+    line: 4,
+    column: 'school',
+    value: `${school.slice(0, 300)}…`,
+    username: 'ann.lee',
+    message: `School '${school}' does not match any school of this district (by NCES ID, state ID or name)`,
+  };
+  const mail = renderReport(input({ errors: [error] }));
+
+  it('is shortened in the body as the value is, and keeps what it says after the value', () => {
+    const line = mail.text.split('\n').find((l) => l.includes('line 4'));
+    expect(line).toBeDefined();
+    expect(line?.length).toBeLessThan(300);
+    expect(line).toContain(`: School '${school.slice(0, 79)}…' does not match any school of this district (by NCES ID, state ID or name)`);
+    expect(mail.html).toContain(`School &#39;${school.slice(0, 79)}…&#39; does not match any school`);
+    expect(mail.html).not.toContain(school.slice(0, 100));
+  });
+
+  it('is whole in the attachment', () => {
+    expect(mail.attachments[0]?.content).toContain(`School '${school}' does not match`);
+  });
+
+  it('a message of ordinary words is left as it is', () => {
+    const message =
+      'This username appears more than once in the file (lines 2, 49, 73, 101, 230; usernames are compared ignoring case). List each user once.';
+    const text = renderReport(input({ errors: [{ line: 2, column: 'username', value: 'ann.lee', username: 'ann.lee', message }] })).text;
+    expect(text).toContain(message);
+  });
+});
