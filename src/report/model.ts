@@ -243,10 +243,10 @@ function countsTitle(status: ReportImport['status']): string {
 }
 
 /**
- * "the first 50,000 of 60,000 errors (rosterd keeps no more)" when the attachment holds only some
- * (the record kept only some, or the email could not hold more), else null.
+ * When the attachment holds only some (the record kept only some, or the email could not hold
+ * more): "the first 50,000 of 60,000", the word, and why; else null.
  */
-function keptOnly(kept: number, attached: number | undefined, total: number, word: string): string | null {
+function keptOnly(kept: number, attached: number | undefined, total: number): { first: string; why: string } | null {
   const rows = Math.min(kept, attached ?? kept);
   if (rows >= total) return null;
   const operator = kept < total ? `the first ${formatCount(kept)}` : 'all of them';
@@ -254,7 +254,13 @@ function keptOnly(kept: number, attached: number | undefined, total: number, wor
     rows < kept
       ? `an email cannot hold more; your rosterd operator can list ${operator} with "rosterd import show"`
       : 'rosterd keeps no more';
-  return `the first ${formatCount(rows)} of ${formatCount(total)} ${word}s (${why})`;
+  return { first: `the first ${formatCount(rows)} of ${formatCount(total)}`, why };
+}
+
+/** "the first 50,000 of 60,000 errors (rosterd keeps no more)": the note under a list. */
+function keptOnlyNote(kept: number, attached: number | undefined, total: number, word: string): string | null {
+  const only = keptOnly(kept, attached, total);
+  return only ? `${only.first} ${word}s (${only.why})` : null;
 }
 
 function listTitle(word: string, shown: number, total: number): string {
@@ -269,7 +275,7 @@ function errorsInBody(
 ): IssueList | null {
   if (errors.length === 0) return null;
   const shown = errors.slice(0, ERRORS_IN_BODY).map((e) => shorten(maskIssue(e)));
-  const partial = keptOnly(errors.length, attached, total, 'error');
+  const partial = keptOnlyNote(errors.length, attached, total, 'error');
   let note: string | null = null;
   if (attachment) {
     note = partial ? `${attachment} (attached) has ${partial}.` : `All errors: ${attachment} (attached).`;
@@ -297,7 +303,7 @@ function warningsInBody(
   const shown = [...fileLevel, ...rows.slice(0, WARNINGS_IN_BODY)].map((w) => shorten(maskIssue(w)));
   const attachment = warnings.length > shown.length ? name : null;
   const more = total - shown.length;
-  const partial = keptOnly(warnings.length, attached, total, 'warning');
+  const partial = keptOnlyNote(warnings.length, attached, total, 'warning');
   let note: string | null = null;
   if (attachment) {
     note = partial
@@ -457,10 +463,15 @@ function asSentence(text: string): string {
   return /[.!?]$/.test(capital) ? capital : `${capital}.`;
 }
 
-/** Where the errors are: "the first ones are listed above; users-errors.csv has all of them". */
+/**
+ * Where the errors are: "the first ones are listed above; users-errors.csv has all of them". It
+ * goes in brackets in the advice; why the attachment holds only the first ones is said in the note
+ * under the list, and said again here it put brackets within brackets in the one paragraph that
+ * says what to do.
+ */
 function listedErrors(record: ReportImport, errors: number, attachment: string | null, attached: number | undefined): string {
-  const partial = keptOnly(record.errors.length, attached, errors, 'error');
-  return attachment ? `the first ones are listed above; ${attachment} has ${partial ?? 'all of them'}` : 'see the list above';
+  const partial = keptOnly(record.errors.length, attached, errors);
+  return attachment ? `the first ones are listed above; ${attachment} has ${partial?.first ?? 'all of them'}` : 'see the list above';
 }
 
 function fixErrorsAdvice(record: ReportImport, errors: number, attachment: string | null, attached: number | undefined): string {

@@ -64,3 +64,30 @@ describe('a message that quotes a long value', () => {
     expect(text).toContain(message);
   });
 });
+
+describe('what to do next, when the attachment holds only the first errors', () => {
+  const errors = Array.from({ length: 50_000 }, (_, i) => ({
+    line: i + 2,
+    column: 'graduation year',
+    value: '1850',
+    username: `gen${i}`,
+    message: 'Graduation year must be between 1900 and 2046',
+  }));
+  const mail = renderReport(
+    input({ counts: { ...emptyCounts(), rows: 60_044, unchanged: 44, errors: 60_000 }, errors, issuesTruncated: true }),
+  );
+  const next = mail.text.slice(mail.text.indexOf('What to do next'));
+
+  it('says how many the attachment has, without repeating in brackets within brackets why (the note above the advice says it)', () => {
+    expect(mail.text).toMatch(/users-errors\.csv \(attached\) has the first [\d,]+ of 60,000 errors \(an email cannot hold more; /);
+    expect(next).toMatch(
+      /\(the first ones are listed above; users-errors\.csv has the first [\d,]+ of 60,000\) and upload the file again; rows that are already right/,
+    );
+    expect(next).not.toContain('an email cannot hold more');
+    expect(next).not.toContain('))');
+  });
+
+  it('so does the HTML body', () => {
+    expect(mail.html).toMatch(/users-errors\.csv has the first [\d,]+ of 60,000\) and upload the file again/);
+  });
+});

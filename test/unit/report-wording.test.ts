@@ -157,7 +157,7 @@ describe('capped issue lists', () => {
     );
     const size = mail.attachments.reduce((n, a) => n + Buffer.byteLength(a.content), 0) + mail.text.length + mail.html.length;
     expect(size).toBeLessThan(5_000_000);
-    expect(mail.text).toMatch(/users-errors\.csv has the first [\d,]+ of 2,500,000 errors \(an email cannot hold more/);
+    expect(mail.text).toMatch(/users-errors\.csv \(attached\) has the first [\d,]+ of 2,500,000 errors \(an email cannot hold more/);
   });
 });
 
