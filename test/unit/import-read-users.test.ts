@@ -769,3 +769,42 @@ describe('Excel text formulas (="00123", as SIS exports write IDs so that Excel 
     expect(items).toEqual([{ kind: 'invalid', line: 2, username: 'jsmith' }]);
   });
 });
+
+describe('text direction marks', () => {
+  // A left-to-right or right-to-left mark comes along with a value copied from a web page, an email
+  // or a document (Outlook and Word add them around text in Hebrew or Arabic), and takes no room:
+  // the messages said that 'ann.lee' may contain only letters, digits and . _ - @, that 'Lincoln
+  // High' matched no school of a district that has one, or that an address had the character ''.
+  const rest = 'which cannot be seen: type the value again in your SIS. A username may contain only letters, digits and . _ - @';
+  it('in a username, are named with their position, as the other invisible characters are', async () => {
+    const [error] = await errorsOf({ username: 'ann.lee\u200e' });
+    expect(error?.message).toBe(`Username contains a left-to-right mark (U+200E) at position 8, ${rest}`);
+    const [rtl] = await errorsOf({ username: '\u202bjsmith\u202c' });
+    expect(rtl?.message).toBe(
+      `Username contains a text direction control (U+202B) at position 1 (and 1 more invisible character), ${rest}`,
+    );
+  });
+  it('in a school and an email address', async () => {
+    const [school] = await errorsOf({ username: 'jsmith', school: 'Lincoln High\u200f' });
+    expect(school?.message).toMatch(
+      /: it contains a right-to-left mark \(U\+200F\) at position 13, which cannot be seen: type the value again/,
+    );
+    const [email] = await errorsOf({ username: 'jsmith', email: 'j@x.org\u200f' });
+    expect(email?.message).toBe(
+      'Email address is not valid: it contains a right-to-left mark (U+200F) at position 8, which cannot be seen: type the address again in your SIS',
+    );
+  });
+  it('the rejected row names the user without them, so a full sync does not deactivate that user', async () => {
+    const { items } = await readUsersText('username\nann.lee\u200e\n\u2067jsmith\u2069\n');
+    expect(items).toEqual([
+      { kind: 'invalid', line: 2, username: 'ann.lee' },
+      { kind: 'invalid', line: 3, username: 'jsmith' },
+    ]);
+  });
+  it('a password holding one is not used, as with the other invisible characters', async () => {
+    const { rows, summary } = await readUsersText('username,password\njsmith,Secret99\u200e\n');
+    expect(rows[0]?.password).toBeUndefined();
+    expect(summary.warnings.map((w) => w.code)).toEqual(['INVISIBLE_PASSWORD']);
+    expect(summary.warnings[0]?.message).toContain('a left-to-right mark (U+200E)');
+  });
+});

@@ -96,8 +96,19 @@ const INVISIBLE_NAMES: Readonly<Record<string, string>> = {
   '\u2060': 'a word joiner (U+2060)',
   '\u202f': 'a narrow no-break space (U+202F)',
   '\ufeff': 'a zero-width no-break space (U+FEFF, a byte order mark)',
+  // Text direction marks come along with a value copied from a web page, an email or a document
+  // (Outlook and Word add them around Hebrew or Arabic text), and take no room either.
+  '\u200e': 'a left-to-right mark (U+200E)',
+  '\u200f': 'a right-to-left mark (U+200F)',
+  '\u061c': 'an Arabic letter mark (U+061C)',
+  ...Object.fromEntries(
+    [...'\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069'].map((ch) => [
+      ch,
+      `a text direction control (U+${ch.charCodeAt(0).toString(16).toUpperCase()})`,
+    ]),
+  ),
 };
-const INVISIBLE = /[\u00a0\u00ad\u200b-\u200d\u2060\u202f\ufeff]/;
+const INVISIBLE = /[\u00a0\u00ad\u061c\u200b-\u200f\u202a-\u202f\u2060\u2066-\u2069\ufeff]/;
 const INVISIBLE_ALL = new RegExp(INVISIBLE.source, 'g');
 
 /**
@@ -113,7 +124,7 @@ export function invisibleCharacter(v: string): string | undefined {
 }
 
 /** The invisible characters that take no room (the no-break spaces look like spaces). */
-export const ZERO_WIDTH_CHARS = '\u00ad\u200b-\u200d\u2060\ufeff';
+export const ZERO_WIDTH_CHARS = '\u00ad\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff';
 const ZERO_WIDTH = new RegExp(`[${ZERO_WIDTH_CHARS}]`, 'g');
 
 /**
