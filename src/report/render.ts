@@ -14,8 +14,10 @@ import type { MailAttachment, MailMessage, ReportInput } from './types.js';
 export function renderReport(input: ReportInput): MailMessage {
   // The username next to the line: what the administrator looks the row up by in the SIS.
   const header = ['line', 'username', 'column', 'value', 'message'];
+  // An issue about the whole file (line 0: its encoding, a file refused whole) is on line "file", as
+  // the body and `rosterd validate` say: a line 0 is in no spreadsheet.
   const issueRows = (list: readonly ImportIssue[]): Array<readonly CsvValue[]> =>
-    list.map(maskIssue).map((i) => [i.line, i.username, i.column, i.value, i.message]);
+    list.map(maskIssue).map((i) => [i.line > 0 ? i.line : 'file', i.username, i.column, i.value, i.message]);
   const errors = boundedCsv(header, issueRows(input.import.errors));
   const warnings = boundedCsv(header, issueRows(input.import.warnings));
   const model = buildModel(input, { errors: errors.rows, warnings: warnings.rows });

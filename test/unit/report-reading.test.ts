@@ -91,3 +91,27 @@ describe('what to do next, when the attachment holds only the first errors', () 
     expect(mail.html).toMatch(/users-errors\.csv has the first [\d,]+ of 60,000\) and upload the file again/);
   });
 });
+
+describe('an issue about the whole file in the attachment', () => {
+  it('is on line "file", as the body and `rosterd validate` say, not on a line 0 that no spreadsheet has', () => {
+    const message = 'The header row has no username column, which users.csv requires.';
+    const failed = renderReport(
+      input({
+        status: 'failed',
+        counts: { ...emptyCounts(), errors: 1, warnings: 1 },
+        message,
+        errors: [{ line: 0, column: '', message }],
+        warnings: [
+          { line: 0, column: '', code: 'ENCODING_WINDOWS_1252', message: 'The file is not valid UTF-8' },
+          ...Array.from({ length: 30 }, (_, i) => ({ line: i + 2, column: 'password', value: '******', message: 'trimmed' })),
+        ],
+      }),
+    );
+    const errors = failed.attachments.find((a) => a.filename === 'users-errors.csv')?.content;
+    expect(errors?.split('\r\n')[1]).toBe(`file,,,,"${message}"`);
+    const warnings = failed.attachments.find((a) => a.filename === 'users-warnings.csv')?.content;
+    expect(warnings?.split('\r\n')[1]).toBe('file,,,,The file is not valid UTF-8');
+    expect(warnings?.split('\r\n')[2]).toBe('2,,password,******,trimmed');
+    expect(failed.text).toContain(`  file, -: ${message}`);
+  });
+});
