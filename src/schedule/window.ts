@@ -9,7 +9,8 @@
  * clock reads the start time to the first instant it reads the end time. That one rule decides
  * the nights the clocks change:
  * - spring forward (US 2026-03-08, 02:00 → 03:00): a start or end at 02:30 never shows on the
- *   clock, so the edge falls on the jump itself (03:00 EDT); `02:30-05:00` opens at 03:00.
+ *   clock, so the edge falls on the jump itself (03:00 EDT); `02:30-05:00` opens at 03:00, and
+ *   `02:00-02:30`, both of whose edges fall on the jump, does not open that night.
  * - fall back (US 2026-11-01, 02:00 EDT → 01:00 EST): 01:30 shows twice; the edge is its first
  *   showing (01:30 EDT). A window never closes and reopens within one night, so `18:00-01:30`
  *   stays closed during the repeated 01:00–01:30 EST.
@@ -147,7 +148,11 @@ export function nextWindow(window: ImportWindow, zone: string, instant: Date): W
   let day = localDate(z, t).minus({ days: 1 });
   for (let i = 0; i < 4; i++, day = day.plus({ days: 1 })) {
     const span = spanOn(window, z, day);
-    if (span.opensAt.getTime() >= t) return span;
+    // A window wholly inside the hour the clocks skip (02:00-02:30 on a spring-forward night) has
+    // both edges on the jump: that night it never opens, so its empty span is no opening. Taken
+    // for one, `import list` said the window opened at the jump, and, no tick ever finding it
+    // open then, that SCHEDULE_CRON never fires inside it.
+    if (span.opensAt.getTime() >= t && span.closesAt.getTime() > span.opensAt.getTime()) return span;
   }
   /* c8 ignore next */
   throw new Error(`no window opening found after ${instant.toISOString()} in ${zone}`);

@@ -78,6 +78,14 @@ describe('import list: why was the file not imported yet?', () => {
     );
   });
 
+  it('a window that the spring-forward jump skips that night waits for the next night, not "does not fire"', async () => {
+    // 2026-03-08 in Chicago: 02:00 CST jumps to 03:00 CDT, so 02:00-02:30 has no minute that night.
+    const t = { ...tenant, window: '02:00-02:30', windowStart: '02:00', windowEnd: '02:30' };
+    const v = await view('2026-03-07T20:00:00Z', { t });
+    expect(v.nextRunAt).toBe('2026-03-09T02:00:00-05:00');
+    expect(v.note).toBe('waiting for the window (02:00-02:30 America/Chicago), which opens 2026-03-09T02:00:00-05:00');
+  });
+
   it('a suspended tenant is named as the reason', async () => {
     const v = await view('2026-11-21T03:00:00Z', { t: { ...tenant, status: 'suspended' } });
     expect(v.nextRunAt).toBeNull();

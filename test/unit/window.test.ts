@@ -183,6 +183,17 @@ describe('spring forward, US 2026-03-08 (02:00 EST → 03:00 EDT)', () => {
     expect(windowAt(w, zone, at('2026-03-08T03:00:00Z'))?.closesAt).toEqual(at('2026-03-08T07:00:00Z'));
   });
 
+  it('a window wholly inside the skipped hour (02:00-02:30) does not open that night; the next opening is the night after', () => {
+    const w = parseWindow('02:00-02:30');
+    // Both edges fall on the jump (03:00 EDT): that night's span is empty, so it is no opening.
+    expect(nextWindow(w, zone, at('2026-03-07T20:00:00Z'))).toEqual({
+      opensAt: at('2026-03-09T06:00:00Z'), // 02:00 EDT on the 9th
+      closesAt: at('2026-03-09T06:30:00Z'),
+    });
+    expect(windowStatus(w, zone, at('2026-03-08T06:59:00Z'))).toEqual({ open: false, closesAt: null, opensAt: at('2026-03-09T06:00:00Z') });
+    expect(isInsideWindow(w, zone, at('2026-03-08T07:00:00Z'))).toBe(false);
+  });
+
   it('Chicago changes at its own 02:00, an hour later in real time', () => {
     const w = parseWindow('02:30-05:00');
     expect(isInsideWindow(w, 'America/Chicago', at('2026-03-08T07:30:00Z'))).toBe(false); // 01:30 CST
