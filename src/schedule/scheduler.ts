@@ -2,7 +2,7 @@
  * The cron tick inside `rosterd serve` (PRODUCT.md §5): on SCHEDULE_CRON, import what is pending
  * (processPending) and send what the outbox holds (deliverDue), which the daemon also does every
  * few seconds between ticks (deliveryPollMs). Ticks never overlap: a tick that comes while one
- * still runs is skipped.
+ * still runs is skipped. A tick that node-cron reports missed (it came late) runs at once.
  *
  * start() and stop() are idempotent. stop() starts no further upload and waits for the running
  * import to commit or roll back. Given a grace period that runs out first, it gives the running
@@ -87,6 +87,17 @@ export function createScheduler(ctx: ScheduleContext, mailer: Mailer, options: S
         name: 'rosterd-import',
         noOverlap: true,
         logger: cronLogger(log),
+      });
+      // node-cron runs a tick only within a second of its time; one whose timer fires later (the
+      // event loop blocked, a suspended VM, the clock stepped forward) is "missed" and never run.
+      // With a SCHEDULE_CRON that fires once a night that was the night's only chance, lost with a
+      // warning. A tick at any time is safe (it checks each window then, and joins a running
+      // tick), so a missed one runs now; several missed at once run as one.
+      task.on('execution:missed', (missed) => {
+        const fields = { cron: ctx.config.SCHEDULE_CRON, due: missed.date.toISOString() };
+        if (current) log.debug(fields, 'a scheduled tick came late; the running tick covers it');
+        else log.warn(fields, 'the scheduled tick came late (the process was stalled or the clock jumped); running it now');
+        void scheduler.tick();
       });
       void task.start();
       if (options.deliveryPollMs !== undefined) {
