@@ -60,6 +60,20 @@ describe('import list and show', () => {
     expect(json.heldDeactivations).toHaveLength(9);
   });
 
+  it('list says, under the table, why a pending upload has no next run', async () => {
+    await f.addTenant('noon-usd', { timezone: 'America/Chicago' });
+    const pending = await f.receive('noon-usd', csv('username', 'someone1'), 'users.csv', 'pending');
+    // 12:00 UTC is 06:00 or 07:00 in Chicago, never inside 18:00-06:00.
+    const r = await runCli(['import', 'list', '--tenant', 'noon-usd'], { ...env, SCHEDULE_CRON: '0 12 * * *' });
+    expect(r.code).toBe(0);
+    const [header, row, ...rest] = r.stdout.trimEnd().split('\n');
+    expect(header).toMatch(/NEXT RUN/);
+    expect(row).toContain(pending);
+    expect(rest.join('\n')).toContain(
+      `${pending}: SCHEDULE_CRON does not fire while the window (18:00-06:00 America/Chicago) is open, so nothing is imported`,
+    );
+  });
+
   it('show of an unknown import exits 1 with a hint; a missing argument exits 2', async () => {
     const r = await runCli(['import', 'show', '1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed'], env);
     expect(r.code).toBe(1);

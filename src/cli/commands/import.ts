@@ -202,6 +202,20 @@ export function registerImportCommands(program: Command): Command {
 }
 
 function listTable(records: ImportView[]): string {
+  return [rows(records), ...whyNoNextRun(records)].join('\n');
+}
+
+/**
+ * Under the table, why each pending upload without a NEXT RUN has none (a suspended tenant, a held
+ * users.csv to decide, a SCHEDULE_CRON that never fires inside the window). Its "-" alone read
+ * like a finished import's, and the reason was only in --json and `import show`.
+ */
+function whyNoNextRun(records: ImportView[]): string[] {
+  const waiting = records.filter((r) => r.status === 'pending' && r.schedule.nextRunAt === null && r.schedule.note !== null);
+  return waiting.length === 0 ? [] : ['', ...waiting.map((r) => `${r.id}: ${r.schedule.note ?? ''}`)];
+}
+
+function rows(records: ImportView[]): string {
   return table(
     [
       'ID',
