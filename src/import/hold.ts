@@ -10,7 +10,10 @@ const NOTHING_APPLIED = ' Nothing was applied.';
 
 /** Why this many deactivations must be held, or null when they are within the threshold. */
 export function holdReason(deactivations: number, active: number, target: ImportTarget, dryRun = false): string | null {
-  const byPercent = deactivations > (active * target.thresholdPercent) / 100;
+  // In whole hundredths of a percent (threshold_percent is numeric(5,2)), so exactly the threshold
+  // is not "more": in floating point, 3000 * 2.3 / 100 is 68.99999999999999 and 69 was held.
+  const hundredths = Math.round(target.thresholdPercent * 100);
+  const byPercent = deactivations * 10_000 > active * hundredths;
   const byCount = target.thresholdCount !== null && deactivations > target.thresholdCount;
   if (!byPercent && !byCount) return null;
   const pct = active === 0 ? 100 : Math.round((deactivations / active) * 1000) / 10;

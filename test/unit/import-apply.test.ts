@@ -19,6 +19,18 @@ describe('the safety hold threshold', () => {
     expect(holdReason(1, 3, target(0, null))).not.toBeNull();
   });
 
+  it('does not hold exactly a fractional threshold, as with a whole one', () => {
+    // 2.3% of 3000 is 69 (and 0.57% of 10000 is 57), but in floating point 3000 * 2.3 / 100 is
+    // 68.99999999999999: exactly the threshold was held.
+    expect(holdReason(69, 3000, target(2.3, null))).toBeNull();
+    expect(holdReason(70, 3000, target(2.3, null))).toMatch(/more than the district's threshold of 2.3%/);
+    expect(holdReason(57, 10000, target(0.57, null))).toBeNull();
+    expect(holdReason(58, 10000, target(0.57, null))).not.toBeNull();
+    expect(holdReason(77, 5500, target(1.4, null))).toBeNull();
+    expect(holdReason(3, 2, target(100, null))).not.toBeNull();
+    expect(holdReason(2, 2, target(100, null))).toBeNull();
+  });
+
   it('holds more than the absolute count when one is set, whichever limit is hit first', () => {
     expect(holdReason(5, 1000, target(10, 5))).toBeNull();
     expect(holdReason(6, 1000, target(10, 5))).toMatch(/limit of 5 deactivations/);
