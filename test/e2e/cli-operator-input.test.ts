@@ -95,6 +95,23 @@ describe('tenant options that would change nothing', () => {
   });
 });
 
+describe('a window SCHEDULE_CRON never fires in', () => {
+  it('is accepted with a warning that says its uploads would wait for ever, on add and update', async () => {
+    // The default */5 fires at 02:00 and 02:05, never inside 02:01-02:04.
+    const add = await runCli(['tenant', 'add', 'narrow', '--admin-email', 'a@b.org', '--window', '02:01-02:04'], env);
+    expect(add.code, add.stderr).toBe(0);
+    expect(add.stdout).toContain(
+      'warning: SCHEDULE_CRON "*/5 * * * *" (as configured here) does not fire while the window 02:01-02:04 America/New_York is open',
+    );
+    const json = await runCli(['tenant', 'update', 'narrow', '--timezone', 'America/Chicago', '--json'], env);
+    expect(json.json()).toMatchObject({ window: '02:01-02:04', scheduleWarning: expect.stringMatching(/does not fire while the window/) });
+    const wide = await runCli(['tenant', 'update', 'narrow', '--window', '02:00-04:00', '--json'], env);
+    expect(wide.json()).toMatchObject({ window: '02:00-04:00', scheduleWarning: null });
+    const text = await runCli(['tenant', 'show', 'narrow'], env);
+    expect(text.stdout).not.toContain('warning');
+  });
+});
+
 describe('tenant values as typed', () => {
   it('stores each admin email once, trimmed, and the canonical zone name', async () => {
     const r = await runCli(

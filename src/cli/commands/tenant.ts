@@ -10,7 +10,10 @@ import {
   type Tenant,
   type TenantInput,
 } from '../../store/tenants.js';
-import { decimalOption, intOption, leaf, table, type Output } from '../context.js';
+import { firstTickInWindow, LOOKAHEAD_NIGHTS, withNextTick } from '../../schedule/next-tick.js';
+import { windowFromParts } from '../../schedule/window.js';
+import { systemClock } from '../../types.js';
+import { decimalOption, intOption, leaf, table, type CliContext, type Output } from '../context.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -74,6 +77,29 @@ const UPDATE_OPTIONS = '--admin-email, --name, --timezone, --window (with --allo
 
 const one = (t: Tenant, verb: string): Output => ({ json: tenantJson(t), text: `${verb} ${t.subdomain}\n${describe(t)}` });
 
+/**
+ * tenant add and update: the tenant, and a warning when SCHEDULE_CRON (as configured for this
+ * command) never fires while its window is open, so its uploads would wait for ever. A window
+ * narrower than the cron's step (02:01-02:04 under every 5 minutes) was accepted in silence; only
+ * doctor, or import list once a file waited, said so. A warning, not a refusal: the daemon may run
+ * with another SCHEDULE_CRON than this shell.
+ */
+async function changed(ctx: CliContext, t: Tenant, verb: string): Promise<Output> {
+  const cron = ctx.config.SCHEDULE_CRON;
+  const never =
+    t.status === 'active' &&
+    (await withNextTick(cron, (next) =>
+      firstTickInWindow(next, windowFromParts(t.windowStart, t.windowEnd), t.timezone, systemClock.now()),
+    )) === null;
+  const warning = never
+    ? `SCHEDULE_CRON "${cron}" (as configured here) does not fire while the window ${t.window} ${t.timezone} is open, ` +
+      `in the next ${LOOKAHEAD_NIGHTS} nights: its uploads would not be imported. Widen the window ` +
+      `(rosterd tenant update ${t.subdomain} --window HH:MM-HH:MM) or make rosterd serve's SCHEDULE_CRON fire inside it`
+    : null;
+  const out = one(t, verb);
+  return { json: { ...tenantJson(t), scheduleWarning: warning }, text: warning === null ? out.text : `${out.text}\nwarning: ${warning}` };
+}
+
 export function registerTenantCommands(program: Command): void {
   const tenant = program.command('tenant').description('register and manage tenants (school districts)');
 
@@ -82,7 +108,7 @@ export function registerTenantCommands(program: Command): void {
     if (!input.adminEmails) {
       throw new RosterdError('USAGE', 'give at least one --admin-email: the administrator who receives import reports');
     }
-    return one(await createTenant(ctx.pool, subdomain ?? '', { ...input, adminEmails: input.adminEmails }), 'added');
+    return changed(ctx, await createTenant(ctx.pool, subdomain ?? '', { ...input, adminEmails: input.adminEmails }), 'added');
   });
 
   leaf(tenant.command('list').description('list tenants'), async (ctx) => {
@@ -112,7 +138,7 @@ export function registerTenantCommands(program: Command): void {
         `nothing to change: give at least one of ${UPDATE_OPTIONS}, e.g. rosterd tenant update ${subdomain ?? 'SUBDOMAIN'} --threshold 15`,
       );
     }
-    return one(await updateTenant(ctx.pool, subdomain ?? '', input), 'updated');
+    return changed(ctx, await updateTenant(ctx.pool, subdomain ?? '', input), 'updated');
   });
 
   leaf(tenant.command('suspend <subdomain>').description("refuse the tenant's logins and imports"), async (ctx, [subdomain]) =>
