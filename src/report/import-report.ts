@@ -51,15 +51,24 @@ async function loadHeldDeactivations(client: pg.PoolClient, uploadId: string): P
     email: string | null;
     first_name: string | null;
     last_name: string | null;
+    school: string | null;
     sis_id: string | null;
   }>(
-    `SELECT h.username, u.email, u.first_name, u.last_name, u.sis_id
+    `SELECT h.username, u.email, u.first_name, u.last_name, s.name AS school, u.sis_id
        FROM import_hold_deactivations h JOIN users u ON u.id = h.user_id
+       LEFT JOIN schools s ON s.id = u.school_id
       WHERE h.upload_id = $1
       ORDER BY lower(h.username)`,
     [uploadId],
   );
-  return rows.map((r) => ({ username: r.username, email: r.email, firstName: r.first_name, lastName: r.last_name, sisId: r.sis_id }));
+  return rows.map((r) => ({
+    username: r.username,
+    email: r.email,
+    firstName: r.first_name,
+    lastName: r.last_name,
+    school: r.school,
+    sisId: r.sis_id,
+  }));
 }
 
 /** The uploads this one superseded; held ones keep their would-deactivate list. */

@@ -30,8 +30,8 @@ export function renderReport(input: ReportInput): MailMessage {
   if (model.deactivateAttachment && input.wouldDeactivate) {
     // The hold's own list: cut, the body's advice to check it still holds for what it shows.
     const list = boundedCsv(
-      ['username', 'email', 'first name', 'last name', 'sis id'],
-      input.wouldDeactivate.map((u) => [u.username, u.email, u.firstName, u.lastName, u.sisId]),
+      ['username', 'email', 'first name', 'last name', 'school', 'sis id'],
+      input.wouldDeactivate.map((u) => [u.username, u.email, u.firstName, u.lastName, u.school, u.sisId]),
     );
     attach(model.deactivateAttachment, list.content);
   }

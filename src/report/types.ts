@@ -51,6 +51,8 @@ export interface DeactivationCandidate {
   email?: string | null | undefined;
   firstName?: string | null | undefined;
   lastName?: string | null | undefined;
+  /** the school's name: a hold that an export missing a school caused shows as one school's users */
+  school?: string | null | undefined;
   sisId?: string | null | undefined;
 }
 

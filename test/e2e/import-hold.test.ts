@@ -157,3 +157,20 @@ it('approval of a held file none of whose rows can be used any more is refused, 
   expect(await getImportRecord(f.db.pool, held.id)).toEqual(record);
   expect(record?.status).toBe('held');
 });
+
+it("the held report counts the users it would deactivate by school, and its list names each one's school: an export that missed a school shows at once", async () => {
+  await f.addTenant('hold-schools');
+  await addSchool(f.db.pool, 'hold-schools', { name: 'Lincoln High' });
+  await addSchool(f.db.pool, 'hold-schools', { name: 'Oak Middle' });
+  const row = (n: number, school: string) => `${users(n, n)[0]},${school}`;
+  const all = [...Array.from({ length: 12 }, (_, i) => row(i + 1, 'Lincoln High')), row(13, 'Oak Middle'), row(14, 'Oak Middle')];
+  await f.importCsv('hold-schools', csv('username,email,school', ...all));
+  // The export missed Lincoln High: its 12 users would be deactivated, 86 % of the roster.
+  const held = await f.importReported('hold-schools', csv('username,email,school', row(13, 'Oak Middle'), row(14, 'Oak Middle')));
+  expect(held.status).toBe('held');
+  const mail = await f.report(held.id);
+  expect(mail.text.replace(/ {2,}/g, ' ')).toContain('Would deactivate, by school: Lincoln High 12\n');
+  const list = mail.attachments.find((a) => a.filename === 'users-would-deactivate.csv')?.content ?? '';
+  expect(list.split('\r\n')[0]).toBe('\uFEFFusername,email,first name,last name,school,sis id');
+  expect(list).toContain('user001,u1@district.example.org,,,Lincoln High,\r\n');
+});

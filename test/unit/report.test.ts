@@ -145,8 +145,8 @@ describe('renderReport', () => {
         },
         {
           wouldDeactivate: [
-            { username: 'jdoe', email: 'jdoe@lincoln.example', firstName: 'Jane', lastName: 'Doe', sisId: '1001' },
-            { username: '@risky', email: null, firstName: '+1', lastName: '-x', sisId: null },
+            { username: 'jdoe', email: 'jdoe@lincoln.example', firstName: 'Jane', lastName: 'Doe', school: 'Lincoln High', sisId: '1001' },
+            { username: '@risky', email: null, firstName: '+1', lastName: '-x', school: '=Oak', sisId: null },
           ],
         },
       ),
@@ -172,8 +172,43 @@ describe('renderReport', () => {
     expect(mail.html.replace(/\s+/g, ' ')).toContain('it replaces this one when it is imported');
     expect(mail.attachments.map((a) => a.filename)).toEqual(['users-would-deactivate.csv']);
     expect(mail.attachments[0]?.content).toBe(
-      "\uFEFFusername,email,first name,last name,sis id\r\njdoe,jdoe@lincoln.example,Jane,Doe,1001\r\n'@risky,,'+1,'-x,\r\n",
+      "\uFEFFusername,email,first name,last name,school,sis id\r\njdoe,jdoe@lincoln.example,Jane,Doe,Lincoln High,1001\r\n'@risky,,'+1,'-x,'=Oak,\r\n",
     );
+  });
+
+  it("a held import counts the users it would deactivate by school, most first: an export that missed a school shows as that school's users", () => {
+    const user = (n: number, school: string | null) => ({ username: `user${n}`, school });
+    const held = (wouldDeactivate: Array<{ username: string; school: string | null }>) =>
+      renderReport(
+        input(
+          {
+            status: 'held',
+            message: holdReason(wouldDeactivate.length, 60, { uploadId: 'x', tenantId: 1, thresholdPercent: 10, thresholdCount: null }),
+            counts: { ...emptyCounts(), rows: 20, deactivated: wouldDeactivate.length },
+          },
+          { wouldDeactivate },
+        ),
+      );
+    const users = [
+      ...Array.from({ length: 30 }, (_, i) => user(i, 'Lincoln High')),
+      user(30, 'Oak Middle'),
+      user(31, null),
+      user(32, 'Birch Elementary'),
+      user(33, 'Oak Middle'),
+    ];
+    const mail = held(users);
+    const line = 'Would deactivate, by school: Lincoln High 30, Oak Middle 2, Birch Elementary 1, no school 1';
+    expect(mail.text.replace(/ {2,}/g, ' ')).toContain(line);
+    expect(mail.html).toContain('Lincoln High 30, Oak Middle 2, Birch Elementary 1, no school 1');
+    // Beyond five schools, the rest are counted as users.
+    const spread = held(
+      ['A', 'B', 'C', 'D', 'E', 'F', 'G'].flatMap((s, i) => Array.from({ length: 7 - i }, (_, j) => user(i * 10 + j, s))),
+    );
+    expect(spread.text.replace(/ {2,}/g, ' ')).toContain(
+      'Would deactivate, by school: A 7, B 6, C 5, D 4, E 3, and 3 more users (the attachment has them all)',
+    );
+    // A district without schools: no breakdown that would say only "no school".
+    expect(held([user(1, null), user(2, null)]).text).not.toContain('by school');
   });
 
   it('a held delta is fixed by its rejection and the corrected changes: a file with an action column replaces no held one', () => {
