@@ -3,7 +3,7 @@ import type { ImportRecord } from '../import/records.js';
 import { deliveryStatuses, type DeliveryStatus } from '../report/outbox.js';
 import type { Queryable } from '../store/db.js';
 import { listTenants, type Tenant } from '../store/tenants.js';
-import { firstTickInWindow, type NextTick } from './next-tick.js';
+import { firstTickInWindow, LOOKAHEAD_NIGHTS, type NextTick } from './next-tick.js';
 import { windowFromParts, windowStatus } from './window.js';
 
 /**
@@ -81,7 +81,7 @@ export function scheduleView(
       ...base,
       nextRunAt: null,
       note:
-        `SCHEDULE_CRON does not fire while the window (${tenant.window} ${tenant.timezone}) is open, so nothing is imported: ` +
+        `SCHEDULE_CRON does not fire while the window (${tenant.window} ${tenant.timezone}) is open in the next ${LOOKAHEAD_NIGHTS} nights, so nothing is imported: ` +
         `change SCHEDULE_CRON or the window, or run "rosterd import run --now --tenant ${tenant.subdomain}"`,
     };
   }

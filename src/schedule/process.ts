@@ -83,7 +83,7 @@ export interface ProcessSummary {
   /** tenants whose groups.csv waits for a held users.csv to be approved or rejected */
   onHold: Array<{ tenant: string; pending: number; heldId: string }>;
   /** tenants whose uploads are still settling: when they will be taken */
-  settling: Array<{ tenant: string; pending: number; until: Date }>;
+  settling: Array<{ tenant: string; timezone: string; pending: number; until: Date }>;
   /** tenants that could not be processed (e.g. the database was unreachable) */
   errors: Array<{ tenant: string; message: string }>;
   /** tenants passed over: suspended (when named), or another process deciding for the tenant */
@@ -211,7 +211,7 @@ async function processTenant(ctx: ScheduleContext, tenant: TenantRef, opts: Proc
         );
         return;
       case 'settling':
-        summary.settling.push({ tenant: tenant.subdomain, pending: step.pending.length, until: step.until });
+        summary.settling.push({ tenant: tenant.subdomain, timezone: tenant.timezone, pending: step.pending.length, until: step.until });
         log.info(
           { event: 'import.settling', pending: step.pending.length, until: step.until.toISOString() },
           'waiting for uploads to settle',

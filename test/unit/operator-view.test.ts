@@ -73,7 +73,7 @@ describe('import list: why was the file not imported yet?', () => {
     const v = await view('2026-11-20T20:00:00Z', { cron: '0 12 * * *' });
     expect(v.nextRunAt).toBeNull();
     expect(v.note).toBe(
-      'SCHEDULE_CRON does not fire while the window (18:00-06:00 America/Chicago) is open, so nothing is imported: ' +
+      'SCHEDULE_CRON does not fire while the window (18:00-06:00 America/Chicago) is open in the next 14 nights, so nothing is imported: ' +
         'change SCHEDULE_CRON or the window, or run "rosterd import run --now --tenant lincoln-usd"',
     );
   });

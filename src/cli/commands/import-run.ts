@@ -108,7 +108,11 @@ function describe(s: ProcessSummary, mail: CliDelivery, outcomes: Outcomes, inte
     lines.push(
       `${w.tenant}: ${w.pending} pending, waiting until the held users.csv is decided ("rosterd import approve ${w.heldId}" or "rosterd import reject ${w.heldId}")`,
     );
-  for (const w of s.settling) lines.push(`${w.tenant}: ${w.pending} pending, still arriving; taken after ${w.until.toISOString()}`);
+  for (const w of s.settling) {
+    // In the tenant's zone, as the window's opening above is: the operator compares it with the district's night.
+    const after = DateTime.fromJSDate(w.until, { zone: w.timezone }).toFormat('yyyy-MM-dd HH:mm:ss ZZZZ');
+    lines.push(`${w.tenant}: ${w.pending} pending, still arriving; taken after ${after}`);
+  }
   for (const e of s.errors) lines.push(`${e.tenant}: could not import: ${e.message}`);
   if (lines.length === 0 && !interrupted) lines.push('nothing pending');
   const reports = describeDelivery(mail);
