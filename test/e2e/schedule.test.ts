@@ -226,7 +226,7 @@ describe('settling and order', () => {
     const u = await receive(t, users('teach001', 'stud0001'), '2026-11-24T01:59:30Z');
     const early = await processPending(ctx(), { tenant: t });
     expect(early.imported).toEqual([]);
-    expect(early.settling).toEqual([{ tenant: t, pending: 2, until: new Date('2026-11-24T02:01:30Z') }]);
+    expect(early.settling).toEqual([{ tenant: t, timezone: 'America/Chicago', pending: 2, until: new Date('2026-11-24T02:01:30Z') }]);
 
     current = new Date('2026-11-24T02:01:30Z');
     const run = await processPending(ctx(), { tenant: t });

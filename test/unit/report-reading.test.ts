@@ -6,28 +6,10 @@ import { describe, expect, it } from 'vitest';
 import { emptyCounts, type ImportIssue } from '../../src/import/types.js';
 import { renderReport } from '../../src/report/render.js';
 import type { ReportImport, ReportInput } from '../../src/report/types.js';
-
-const ID = '6f1c0d2e-4b1a-4a57-9a0e-1b2c3d4e5f60';
+import { reportInput } from '../support/report-input.js';
 
 function input(over: Partial<ReportImport> = {}): ReportInput {
-  return {
-    from: 'rosterd <rosterd@example.com>',
-    tenant: { subdomain: 'nyc-usd', name: 'NYC', timezone: 'America/New_York', adminEmails: ['it@nyc.example'] },
-    import: {
-      id: ID,
-      file: 'users.csv',
-      sha256: 'a'.repeat(64),
-      bytes: 1000,
-      receivedAt: '2026-11-21T19:02:11-05:00',
-      status: 'completed_with_errors',
-      mode: 'full',
-      counts: { ...emptyCounts(), rows: 5, created: 4, errors: 1 },
-      errors: [],
-      warnings: [],
-      durationMs: 100,
-      ...over,
-    },
-  };
+  return reportInput({ status: 'completed_with_errors', counts: { ...emptyCounts(), rows: 5, created: 4, errors: 1 }, ...over });
 }
 
 describe('a message that quotes a long value', () => {

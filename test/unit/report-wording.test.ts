@@ -6,32 +6,11 @@
 import { describe, expect, it } from 'vitest';
 import { emptyCounts, type ImportIssue } from '../../src/import/types.js';
 import { renderReport } from '../../src/report/render.js';
-import type { ReportImport, ReportInput } from '../../src/report/types.js';
+import type { ReportImport } from '../../src/report/types.js';
 import { readUsersText } from '../fixtures/csv/helpers.js';
+import { reportInput } from '../support/report-input.js';
 
-const ID = '6f1c0d2e-4b1a-4a57-9a0e-1b2c3d4e5f60';
-
-function input(over: Partial<ReportImport> = {}, extra: Partial<ReportInput> = {}): ReportInput {
-  return {
-    from: 'rosterd <rosterd@example.com>',
-    tenant: { subdomain: 'nyc-usd', name: 'NYC', timezone: 'America/New_York', adminEmails: ['it@nyc.example'] },
-    import: {
-      id: ID,
-      file: 'users.csv',
-      sha256: 'a'.repeat(64),
-      bytes: 1000,
-      receivedAt: '2026-11-21T19:02:11-05:00',
-      status: 'succeeded',
-      mode: 'full',
-      counts: { ...emptyCounts(), rows: 5, created: 5 },
-      errors: [],
-      warnings: [],
-      durationMs: 100,
-      ...over,
-    },
-    ...extra,
-  };
-}
+const input = reportInput;
 
 const count = (text: string, part: string): number => text.split(part).length - 1;
 
