@@ -39,3 +39,24 @@ export function holdFacts(message: string): string | null {
   const end = message.indexOf(NOTHING_APPLIED);
   return end < 0 ? null : message.slice(HELD.length, end);
 }
+
+/** One school's share of a held import's would-be deactivations; school null: users with none. */
+export interface SchoolCount {
+  school: string | null;
+  users: number;
+}
+
+/**
+ * Would-be deactivations counted by school, most first, users without a school last. An export
+ * that missed a school, the usual cause of a hold, shows at once as one school's users;
+ * graduating seniors as a spread. Empty when no user of the list has a school: the breakdown
+ * would say nothing.
+ */
+export function countBySchool(schools: ReadonlyArray<string | null>): SchoolCount[] {
+  if (!schools.some((s) => s)) return [];
+  const counts = new Map<string | null, number>();
+  for (const s of schools) counts.set(s || null, (counts.get(s || null) ?? 0) + 1);
+  return [...counts]
+    .sort(([a, m], [b, n]) => n - m || Number(a === null) - Number(b === null) || (a ?? '').localeCompare(b ?? ''))
+    .map(([school, users]) => ({ school, users }));
+}

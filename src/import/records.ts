@@ -5,7 +5,7 @@
 import { DateTime } from 'luxon';
 import type { Queryable } from '../store/db.js';
 import type { UploadStatus } from '../types.js';
-import { holdFacts } from './hold.js';
+import { countBySchool, holdFacts, type SchoolCount } from './hold.js';
 import { emptyCounts, isGroupsFile, warningCode, type ImportCounts, type ImportIssue, type ImportMode } from './types.js';
 
 export interface ImportRecord {
@@ -36,6 +36,8 @@ export interface ImportRecord {
   durationMs: number | null;
   /** held (and rejected) imports: usernames the file would have deactivated */
   heldDeactivations?: string[];
+  /** the same users counted by school, most first (school null: none); empty when none has a school */
+  heldBySchool?: SchoolCount[];
   /** the operator who imported it at once with `import run --now`; null when the schedule did */
   requestedBy: string | null;
   approvedBy: string | null;
@@ -183,14 +185,20 @@ async function withIssues(db: Queryable, rows: RecordRow[], perImport: number | 
   if (rows.length === 0) return [];
   const ids = rows.map((r) => r.id);
   const issues = await storedIssues(db, ids, perImport);
-  const held = await db.query<{ upload_id: string; username: string }>(
-    `SELECT upload_id, username FROM import_hold_deactivations WHERE upload_id = ANY($1::uuid[]) ORDER BY lower(username)`,
+  // The user's school as it is now, as the held report names it.
+  const held = await db.query<{ upload_id: string; username: string; school: string | null }>(
+    `SELECT h.upload_id, h.username, s.name AS school
+       FROM import_hold_deactivations h JOIN users u ON u.id = h.user_id
+       LEFT JOIN schools s ON s.id = u.school_id
+      WHERE h.upload_id = ANY($1::uuid[])
+      ORDER BY lower(h.username)`,
     [ids],
   );
   return rows.map((r) => {
     const { errors, warnings } = issues.get(r.id) ?? { errors: [], warnings: [] };
     const counts = { ...emptyCounts(), ...(r.counts ?? {}) };
-    const heldNames = held.rows.filter((h) => h.upload_id === r.id).map((h) => h.username);
+    const heldRows = held.rows.filter((h) => h.upload_id === r.id);
+    const heldNames = heldRows.map((h) => h.username);
     const record: ImportRecord = {
       id: r.id,
       tenant: r.subdomain,
@@ -220,7 +228,10 @@ async function withIssues(db: Queryable, rows: RecordRow[], perImport: number | 
       lastAttemptError: r.last_attempt_error,
       supersededBy: r.superseded_by,
     };
-    if (r.status === 'held' || r.status === 'rejected' || heldNames.length > 0) record.heldDeactivations = heldNames;
+    if (r.status === 'held' || r.status === 'rejected' || heldNames.length > 0) {
+      record.heldDeactivations = heldNames;
+      record.heldBySchool = countBySchool(heldRows.map((h) => h.school));
+    }
     return record;
   });
 }

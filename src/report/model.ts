@@ -4,7 +4,7 @@
  * each writer.
  */
 import { DateTime } from 'luxon';
-import { holdFacts } from '../import/hold.js';
+import { countBySchool, holdFacts } from '../import/hold.js';
 import { GROUPS_SPEC, normalizeHeaderName, USERS_SPEC } from '../import/read/headers.js';
 import { avoidExcel } from '../import/read/users-rules.js';
 import { isGroupsFile, type ImportCounts, type ImportIssue, type ImportMode, type WarningCode } from '../import/types.js';
@@ -192,23 +192,13 @@ const NOTHING_TO_DO = 'Nothing to do.';
 /** Schools named one by one in a held report's breakdown; more are counted. */
 const SCHOOLS_LISTED = 5;
 
-/**
- * A held roster's would-be deactivations counted by school, most first: "Lincoln High 52, Oak
- * Middle 5, no school 2". An export that missed a school, the usual cause of a hold, shows at
- * once as one school's users; graduating seniors as a spread. Null when there is no list, or no
- * user of it has a school (a district without schools: the breakdown would say nothing).
- */
+/** A held roster's would-be deactivations by school (countBySchool), in one line; null when none has a school. */
 function deactivationsBySchool(input: ReportInput): string | null {
   const list = input.import.status === 'held' ? input.wouldDeactivate : undefined;
-  if (list === undefined || !list.some((u) => u.school)) return null;
-  const counts = new Map<string, number>();
-  for (const u of list) {
-    const school = u.school ? oneLine(u.school) : '';
-    counts.set(school, (counts.get(school) ?? 0) + 1);
-  }
-  const named = [...counts].sort(([a, m], [b, n]) => n - m || Number(a === '') - Number(b === '') || a.localeCompare(b));
-  const shown = named.slice(0, SCHOOLS_LISTED).map(([school, n]) => `${school || 'no school'} ${formatCount(n)}`);
-  const more = named.slice(SCHOOLS_LISTED).reduce((sum, [, n]) => sum + n, 0);
+  const named = countBySchool((list ?? []).map((u) => (u.school ? oneLine(u.school) : null)));
+  if (named.length === 0) return null;
+  const shown = named.slice(0, SCHOOLS_LISTED).map(({ school, users }) => `${school ?? 'no school'} ${formatCount(users)}`);
+  const more = named.slice(SCHOOLS_LISTED).reduce((sum, { users }) => sum + users, 0);
   return more > 0 ? `${shown.join(', ')}, and ${plural(more, 'more user')} (the attachment has them all)` : shown.join(', ');
 }
 

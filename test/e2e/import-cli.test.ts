@@ -56,9 +56,14 @@ describe('import list and show', () => {
     expect(show.code).toBe(0);
     expect(show.stdout).toContain('status:    held');
     expect(show.stdout).toMatch(/would deactivate \(9\): user1x/);
+    // As the held report counts them: an export that missed a school shows as that school's users.
+    expect(show.stdout).toContain('\nby school: Lincoln High 9\n');
     const json = (await runCli(['import', 'show', held.id, '--json'], env)).json<ImportRecord>();
     expect(json).toMatchObject({ id: held.id, status: 'held', counts: { deactivated: 9 } });
     expect(json.heldDeactivations).toHaveLength(9);
+    expect(json.heldBySchool).toEqual([{ school: 'Lincoln High', users: 9 }]);
+    const succeeded = (await runCli(['import', 'show', first.id, '--json'], env)).json<ImportRecord>();
+    expect(succeeded).not.toHaveProperty('heldBySchool');
   });
 
   it('list says, under the table, why a pending upload has no next run', async () => {

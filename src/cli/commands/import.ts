@@ -311,6 +311,9 @@ export function describeRecord(r: ImportRecord | ImportView, title = `import ${r
       '',
       `${undecided} (${r.heldDeactivations.length}): ${shown.join(', ')}${shown.length < r.heldDeactivations.length ? ', …' : ''}`,
     );
+    // A school missing from the export shows at once, as in the held report.
+    if (r.heldBySchool && r.heldBySchool.length > 0)
+      lines.push(`by school: ${r.heldBySchool.map(({ school, users }) => `${school ?? 'no school'} ${users}`).join(', ')}`);
   }
   for (const [title, issues] of [
     ['errors', r.errors.filter((i) => i !== fileError)],
