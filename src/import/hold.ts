@@ -32,12 +32,31 @@ export function holdReason(deactivations: number, active: number, target: Import
 
 /**
  * What a held file would do, from a message holdReason wrote ("this file would deactivate 3 of 4
- * active users (75%), more than …"), without the operator's commands; null for any other message.
+ * active users (75%), more than …"), or wasHeld rewrote, without the operator's commands; null
+ * for any other message.
  */
 export function holdFacts(message: string): string | null {
+  if (message.startsWith(WAS_HELD)) {
+    const tail = Object.values(AFTERWARDS).find((t) => message.endsWith(t));
+    return tail === undefined ? null : message.slice(WAS_HELD.length, message.length - tail.length);
+  }
   if (!message.startsWith(HELD)) return null;
   const end = message.indexOf(NOTHING_APPLIED);
   return end < 0 ? null : message.slice(HELD.length, end);
+}
+
+const WAS_HELD = 'Was held: ';
+const AFTERWARDS = {
+  rejected: ' It was rejected, so nothing was applied.',
+  superseded: ' A newer users.csv replaced it before it was decided, so nothing was applied.',
+} as const;
+
+/**
+ * A held import's message once it has been rejected or replaced: why it was held and what became
+ * of it, without the approve and reject commands, which then only fail.
+ */
+export function wasHeld(facts: string, outcome: keyof typeof AFTERWARDS): string {
+  return `${WAS_HELD}${facts}${AFTERWARDS[outcome]}`;
 }
 
 /** One school's share of a held import's would-be deactivations; school null: users with none. */

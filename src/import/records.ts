@@ -5,7 +5,7 @@
 import { DateTime } from 'luxon';
 import type { Queryable } from '../store/db.js';
 import type { UploadStatus } from '../types.js';
-import { countBySchool, holdFacts, type SchoolCount } from './hold.js';
+import { countBySchool, holdFacts, wasHeld, type SchoolCount } from './hold.js';
 import { emptyCounts, isGroupsFile, warningCode, type ImportCounts, type ImportIssue, type ImportMode } from './types.js';
 
 export interface ImportRecord {
@@ -244,9 +244,7 @@ async function withIssues(db: Queryable, rows: RecordRow[], perImport: number | 
 function messageNow(status: UploadStatus, message: string | null, lastAttemptError: string | null): string | null {
   // an upload that failed after repeated attempts has no file-level message: say why instead
   if (message === null) return status === 'failed' ? lastAttemptError : null;
-  const facts = status === 'rejected' || status === 'superseded' ? holdFacts(message) : null;
-  if (facts === null) return message;
-  return status === 'rejected'
-    ? `Was held: ${facts} It was rejected, so nothing was applied.`
-    : `Was held: ${facts} A newer users.csv replaced it before it was decided, so nothing was applied.`;
+  if (status !== 'rejected' && status !== 'superseded') return message;
+  const facts = holdFacts(message);
+  return facts === null ? message : wasHeld(facts, status);
 }

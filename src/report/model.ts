@@ -189,6 +189,12 @@ export function buildModel(input: ReportInput, attached: AttachedRows = {}): Rep
 
 const NOTHING_TO_DO = 'Nothing to do.';
 
+/** ": this file would deactivate 30 of 100 active users (30%), more than …" without its full stop, or nothing. */
+function heldBecause(reason: string): string {
+  const facts = holdFacts(reason);
+  return facts === null ? '' : ` because ${groupDigits(facts.replace(/^this file /, 'it ').replace(/\.$/, ''))},`;
+}
+
 /** Schools named one by one in a held report's breakdown; more are counted. */
 const SCHOOLS_LISTED = 5;
 
@@ -396,10 +402,15 @@ function describeOutcome(input: ReportInput, words: Vocabulary, files: Attachmen
     case 'rejected':
       return {
         subject: `${file} rejected — nothing imported`,
-        headline: `${file} was held and then rejected by ${
+        // Why it was held, again: the held report may be days old, and this one closes it.
+        headline: `${file} was held${heldBecause(reason)} and then rejected by ${
           record.rejectedBy ? `${oneLine(record.rejectedBy)}${when(record.rejectedAt, input.tenant.timezone)}` : 'the operator'
         }. Nothing was changed.`,
-        next: ['Upload a corrected file; it will be imported in the next night window.'],
+        next: [
+          record.mode === 'delta'
+            ? `Upload the corrected changes; they will be imported in the next night window.`
+            : `Upload a corrected ${file}, the whole roster (an export that missed a school is the usual cause); it will be imported in the next night window.`,
+        ],
       };
     case 'validated': {
       const would = words.wouldChange(c);

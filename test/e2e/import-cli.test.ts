@@ -130,6 +130,15 @@ describe('approve and reject', () => {
     const text = await runCli(['import', 'show', h2.id], env);
     expect(text.stdout).not.toMatch(/rosterd import (approve|reject)/);
     expect(text.stdout).toMatch(/^would have deactivated \(2\): user1x, user2x$/m);
+    // The district's closing report, maybe days after the held one, says again why it was held.
+    const { rows } = await f.db.pool.query<{ text: string }>(
+      `SELECT message->>'text' AS text FROM outbox WHERE upload_id = $1 ORDER BY id`,
+      [h2.id],
+    );
+    expect(rows.at(-1)?.text.replace(/\s+/g, ' ')).toContain(
+      "users.csv was held because it would deactivate 2 of 3 active users (66.7%), more than the district's threshold of 10% of " +
+        'active users, and then rejected by jane@district',
+    );
   });
 
   it('show of an approved import lists no "would deactivate": its counts say what was done', async () => {

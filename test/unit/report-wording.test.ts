@@ -4,6 +4,7 @@
  * attempts, delta files, approvals, and number formatting.
  */
 import { describe, expect, it } from 'vitest';
+import { wasHeld } from '../../src/import/hold.js';
 import { emptyCounts, type ImportIssue } from '../../src/import/types.js';
 import { renderReport } from '../../src/report/render.js';
 import type { ReportImport } from '../../src/report/types.js';
@@ -158,6 +159,23 @@ describe('held and rejected imports show what the file would have done', () => {
       input({ status: 'rejected', counts, rejectedBy: 'ops@nyc.example', rejectedAt: '2026-11-22T08:00:00-05:00' }),
     );
     expect(mail.text).toContain('rejected by ops@nyc.example');
+  });
+
+  it('a rejected report says again why the file was held, and asks for the whole roster', () => {
+    const message = wasHeld(
+      "this file would deactivate 1200 of 4000 active users (30%), more than the district's threshold of 5% of active users.",
+      'rejected',
+    );
+    const mail = renderReport(input({ status: 'rejected', counts, message, rejectedBy: 'ops@nyc.example' }));
+    expect(mail.text.replace(/\s+/g, ' ')).toContain(
+      "users.csv was held because it would deactivate 1,200 of 4,000 active users (30%), more than the district's threshold " +
+        'of 5% of active users, and then rejected by ops@nyc.example. Nothing was changed.',
+    );
+    expect(mail.text.replace(/\s+/g, ' ')).toContain('Upload a corrected users.csv, the whole roster');
+    expect(mail.html).toContain('held because it would deactivate 1,200 of 4,000');
+    // A message of another kind is not quoted as a reason.
+    const bare = renderReport(input({ status: 'rejected', counts, message: 'something else' }));
+    expect(bare.text).toContain('users.csv was held and then rejected by the operator.');
   });
 });
 
