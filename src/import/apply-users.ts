@@ -453,6 +453,7 @@ async function stageUsers(
   let valid = 0;
   let passwords = 0;
   const keptSisIds: number[] = [];
+  let questionMarks = false;
   const copy = startCopy(client, t.rows, STAGING_COLUMNS);
   try {
     for await (const batch of source.items) {
@@ -468,6 +469,7 @@ async function stageUsers(
         const password = row.password === undefined || row.password === '' ? null : row.password;
         if (password !== null) passwords++;
         if (row.keepSisId) keptSisIds.push(row.line);
+        if (row.firstName?.includes('?') || row.lastName?.includes('?')) questionMarks = true;
         let line = `${row.line}\tt\t${copyField(row.username)}\t\\N\t${copyField(row.action)}\t${row.inactive ? 't' : 'f'}\t`;
         line +=
           password === null
@@ -489,6 +491,22 @@ async function stageUsers(
         WHERE s.line = ANY($1::integer[]) AND u.tenant_id = $2::bigint AND lower(u.username) = s.username_key`,
       [keptSisIds, target.tenantId],
     );
+  }
+  if (questionMarks) {
+    // An export saved as ASCII writes José as Jos? (users-rules.ts lostLettersWarning): a user
+    // whose name rosterd has, letter for letter but for those, keeps it, as the warning says.
+    for (const column of ['first_name', 'last_name']) {
+      await client.query(
+        `UPDATE ${t.rows} s SET ${column} = u.${column} FROM users u
+          WHERE s.${column} LIKE '%?%' AND u.tenant_id = $1::bigint AND lower(u.username) = s.username_key
+            AND length(u.${column}) = length(s.${column}) AND u.${column} <> s.${column}
+            AND NOT EXISTS (
+              SELECT 1 FROM generate_series(1, length(s.${column})) AS i
+               WHERE substr(s.${column}, i, 1) <> substr(u.${column}, i, 1)
+                 AND NOT (substr(s.${column}, i, 1) = '?' AND ascii(substr(u.${column}, i, 1)) > 127))`,
+        [target.tenantId],
+      );
+    }
   }
   const present = new Set<string>(FIELDS.filter((_, k) => seen[k]).map(([, column]) => column));
   return { valid, passwords, present, sealer };

@@ -32,6 +32,11 @@ export const WARNING_CODES = [
   'EXCEL_CHANGED_PASSWORD',
   /** a password holding an invisible character (a zero-width or no-break space): not used */
   'INVISIBLE_PASSWORD',
+  /**
+   * a name with a question mark where a letter was (Mu?oz): the export was saved as ASCII, as
+   * PowerShell 5.1's Export-Csv does by default; a user whose name rosterd has keeps it
+   */
+  'LETTERS_LOST',
   /** an SIS ID Excel replaced: stored as written */
   'EXCEL_CHANGED_SIS_ID',
   /** an SIS ID holding an invisible character: stored as written */

@@ -6,7 +6,7 @@
 import { DateTime } from 'luxon';
 import { countBySchool, holdFacts } from '../import/hold.js';
 import { GROUPS_SPEC, normalizeHeaderName, USERS_SPEC } from '../import/read/headers.js';
-import { avoidExcel } from '../import/read/users-rules.js';
+import { avoidExcel, LETTERS_LOST_ADVICE } from '../import/read/users-rules.js';
 import { isGroupsFile, type ImportCounts, type ImportIssue, type ImportMode, type WarningCode } from '../import/types.js';
 import { assertNever, PASSWORD_MASK } from '../types.js';
 import type { ReportImport, ReportInput } from './types.js';
@@ -541,6 +541,12 @@ function warningAdvice(record: ReportImport, attachment: string | null): string[
   if (has('ENCODING_WINDOWS_1252', 'ENCODING_MIXED') || (encoding !== 'utf-8' && !isUtf16(encoding))) {
     out.push('Save the file as UTF-8 ("CSV UTF-8 (Comma delimited)" in Excel) next time, and check that names with accents look right.');
   }
+  if (has('LETTERS_LOST')) {
+    out.push(
+      'Some names have a question mark where an accented letter should be (Mu?oz for Muñoz): the file was saved in an encoding ' +
+        `without accented letters. Users rosterd already had keep their names; new users have them as written. ${LETTERS_LOST_ADVICE}.`,
+    );
+  }
   // The reader's warning of a trimmed password; the database's of a new user without one is another.
   if (has('PASSWORD_TRIMMED')) {
     out.push(
@@ -566,6 +572,7 @@ function warningAdvice(record: ReportImport, attachment: string | null): string[
   const advised: ReadonlySet<WarningCode | undefined> = new Set<WarningCode>([
     'ENCODING_WINDOWS_1252',
     'ENCODING_MIXED',
+    'LETTERS_LOST',
     'PASSWORD_TRIMMED',
     'EXCEL_CHANGED_PASSWORD',
     'EXCEL_CHANGED_SIS_ID',

@@ -224,6 +224,36 @@ describe('SIS IDs that Excel changed (1.23457E+17, #REF!)', () => {
   });
 });
 
+describe('names an export saved as ASCII wrote with question marks (Jos?, Mu?oz)', () => {
+  it('do not overwrite the names rosterd has; a new user gets the name as written; each is a warning', async () => {
+    await f.addTenant('ascii-usd');
+    const names = async () => Object.fromEntries((await f.users('ascii-usd')).map((u) => [u.username, [u.first_name, u.last_name]]));
+    await f.importCsv('ascii-usd', csv('username,first name,last name', 'jose.m,José,Muñoz', 'ann.ng,Ann,Ng', 'zoe.b,Zoë,Brontë'));
+    // PowerShell 5.1's Export-Csv without -Encoding UTF8: every accented letter is a question mark.
+    const r = await f.importCsv(
+      'ascii-usd',
+      csv('username,first name,last name', 'jose.m,Jos?,Mu?oz', 'ann.ng,Ann,Ng', 'zoe.b,Zo?,Smith', 'eva.p,?va,Pe?a'),
+    );
+    expect(r.counts).toMatchObject({ created: 1, updated: 1, unchanged: 2, errors: 0, warnings: 5 });
+    expect(new Set(r.warnings.map((w) => w.code))).toEqual(new Set(['LETTERS_LOST']));
+    expect(await names()).toEqual({
+      'ann.ng': ['Ann', 'Ng'],
+      'eva.p': ['?va', 'Pe?a'],
+      'jose.m': ['José', 'Muñoz'],
+      // A real change of last name is applied; the first name keeps its letter.
+      'zoe.b': ['Zoë', 'Smith'],
+    });
+    // Only a question mark in place of a letter that is not ASCII is taken for a lost one.
+    const other = await f.importCsv(
+      'ascii-usd',
+      csv('username,first name,last name', 'jose.m,Jo?e,Mu?oz', 'ann.ng,A?n,Ng', 'zoe.b,Zo?,Smith', 'eva.p,?va,Pe?a'),
+    );
+    expect(other.counts).toMatchObject({ updated: 2, unchanged: 2, warnings: 6 });
+    expect((await names())['jose.m']).toEqual(['Jo?e', 'Muñoz']);
+    expect((await names())['ann.ng']).toEqual(['A?n', 'Ng']);
+  });
+});
+
 describe('a username with an invisible character', () => {
   it('is rejected, and still keeps the user it looks like from being deactivated', async () => {
     // A zero-width space pasted after an existing username: the row is an error (the username is

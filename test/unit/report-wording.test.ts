@@ -327,6 +327,26 @@ describe('what to do next', () => {
     expect(mail.text).toContain('Nothing to do.');
   });
 
+  it('names an ASCII export wrote with question marks: how to export the file, said once for them all', () => {
+    const lost = (line: number, column: string, value: string): ImportIssue => ({
+      line,
+      column,
+      value,
+      code: 'LETTERS_LOST',
+      message: 'The name has a question mark where a letter should be.',
+    });
+    const mail = renderReport(
+      input({
+        counts: { ...emptyCounts(), rows: 5, created: 5, warnings: 2 },
+        warnings: [lost(2, 'first name', 'Jos?'), lost(3, 'last name', 'Mu?oz')],
+      }),
+    );
+    const text = mail.text.replace(/\s+/g, ' ');
+    expect(text).toContain('Some names have a question mark where an accented letter should be (Mu?oz for Muñoz)');
+    expect(text.match(/Export-Csv -Encoding UTF8/g)).toHaveLength(1);
+    expect(text).not.toContain('Check the');
+  });
+
   it('values Excel changed: how to keep Excel from doing it; a new user without a password is not a password with spaces', () => {
     const excel = renderReport(
       input({

@@ -31,6 +31,7 @@ import {
   composed,
   excelDamage,
   failed,
+  lostLettersWarning,
   passwordDamageWarning,
   sisIdWarning,
   userRules,
@@ -165,6 +166,7 @@ function userRowHandler(
         sisId === '' ? '' : (fields[positions[at.sisId] as number] ?? ''),
       );
     }
+    if (!deleting) nameWarnings(value(at.firstName), value(at.lastName));
     const username = values[at.username] as string;
     return {
       line,
@@ -212,6 +214,17 @@ function userRowHandler(
     const sisWarning = sisId === '' ? undefined : sisIdWarning(sisId);
     if (sisWarning !== undefined) log.warning({ ...where(), column: 'sis id', value: shownValue('sis id', rawSisId), ...sisWarning });
     return sisWarning?.code === 'EXCEL_CHANGED_SIS_ID';
+  }
+
+  /** Names whose accented letters the export lost (see lostLettersWarning). */
+  function nameWarnings(first: string | null | undefined, last: string | null | undefined): void {
+    for (const [column, v] of [
+      ['first name', first],
+      ['last name', last],
+    ] as const) {
+      const warning = v ? lostLettersWarning(v) : undefined;
+      if (warning !== undefined) log.warning({ ...where(), column, value: shownValue(column, v ?? ''), ...warning });
+    }
   }
 
   const lookalike = new ActionLookalike(header);
@@ -273,6 +286,7 @@ function userRowHandler(
     }
     if (result.ok && tooLong.size === 0) {
       const v = result.values;
+      if (v.action !== 'delete') nameWarnings(v['first name'], v['last name']);
       const row: UserRow = {
         line,
         username: v.username,

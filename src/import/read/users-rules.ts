@@ -319,6 +319,27 @@ export function passwordDamageWarning(v: string): CellWarning | undefined {
 }
 
 /**
+ * A question mark beside a letter: the export lost a letter it could not write. An export saved as
+ * ASCII (PowerShell 5.1's Export-Csv, unless given -Encoding UTF8; some SIS report writers) writes
+ * each accented letter as "?": José as Jos?, Muñoz as Mu?oz. No real name has one there.
+ */
+const LOST_LETTER = /\p{L}\?|\?\p{L}/u;
+
+export const LETTERS_LOST_ADVICE = 'Export the file as UTF-8 (in PowerShell 5.1: Export-Csv -Encoding UTF8) and upload it again';
+
+/** The warning of a name whose accented letters the export lost, or undefined. */
+export function lostLettersWarning(v: string): CellWarning | undefined {
+  if (!v.includes('?') || !LOST_LETTER.test(v)) return undefined;
+  return {
+    code: 'LETTERS_LOST',
+    message:
+      'The name has a question mark where a letter should be: the file was saved in an encoding without accented letters (ASCII), ' +
+      'which writes each one as "?". A user whose name rosterd has with the letters keeps it; a new user gets the name as written. ' +
+      LETTERS_LOST_ADVICE,
+  };
+}
+
+/**
  * The warning of an SIS ID Excel changed (not used: the user keeps the one it has) or that holds an
  * invisible character (stored as written: it may be the SIS's own).
  */
