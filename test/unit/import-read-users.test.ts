@@ -420,6 +420,12 @@ describe('access type', () => {
     expect((await rowOf({ username: 'jsmith', 'access type': 'Manager' })).accessType).toBe('manager');
     expect((await rowOf({ username: 'jsmith', 'access type': '' })).accessType).toBeNull();
   });
+  it("ignores spaces, _ and - as header names do: an SIS's enum name (SchoolAdministrator) is the same access type", async () => {
+    for (const written of ['SchoolAdministrator', 'SCHOOL_ADMINISTRATOR', 'school-administrator', 'School  Administrator']) {
+      expect((await rowOf({ username: 'jsmith', 'access type': written })).accessType, written).toBe('school_administrator');
+    }
+    expect(await errorsOf({ username: 'jsmith', 'access type': 'SchoolAdmin' })).toHaveLength(1);
+  });
 });
 
 describe('role', () => {

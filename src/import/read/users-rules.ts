@@ -440,15 +440,17 @@ function name(label: string) {
   });
 }
 
+// Without spaces, _ and -, as header names are matched: an SIS that writes its enum's name
+// (SchoolAdministrator, SCHOOL_ADMINISTRATOR) means the same access type.
 const ACCESS_TYPES: Readonly<Record<string, AccessType>> = lookup({
   administrator: 'administrator',
-  'school administrator': 'school_administrator',
+  schooladministrator: 'school_administrator',
   manager: 'manager',
 });
 const accessType = rule((v) => {
   if (v === '') return null;
   return (
-    ACCESS_TYPES[v.toLowerCase().replace(/[\s_-]+/g, ' ')] ??
+    ACCESS_TYPES[v.toLowerCase().replace(/[\s_-]+/g, '')] ??
     new Fail('Access type must be blank, Administrator, School Administrator or Manager')
   );
 });
