@@ -72,6 +72,9 @@ type Send = () => void;
 const JOINED_UPLOAD =
   'this would keep part of the previous file: rosterd does not resume or append to an upload (a cut-off transfer is ' +
   'never kept, so there is nothing to continue). Nothing was received; upload the whole file again';
+const APPEND_REFUSED =
+  'rosterd does not resume or append to an upload: this would add to the previous file (a cut-off transfer is never ' +
+  "kept, so there is nothing to continue). Nothing was received; upload the whole file again, without curl's -C - or --append";
 const MAX_READ = 255 * 1024;
 const NAMES_PER_READDIR = 100;
 const MAX_HANDLES = 64;
@@ -391,6 +394,14 @@ export class SftpSession {
     }
     if (existing !== null && !existing.isFile()) throw refuse.denied('this name is taken by something that is not a file');
     if (existing !== null && mode.create && mode.exclusive) throw refuse.failure('the file already exists');
+    // Refused now rather than at CLOSE (as a resume without APPEND is, see finishUpload): curl opens
+    // with APPEND for -C - and --append, and ignores a failed CLOSE, so it exited 0 having
+    // delivered nothing, night after night.
+    if (nameKind.kind === 'final' && mode.append && !mode.truncate && existing !== null && existing.size > 0) {
+      this.ctx.logger.info({ file: p.name }, 'upload refused: an append or resume onto the received file');
+      this.ctx.uploadFailed({ tenant: this.ctx.tenant, fileName: p.name, reason: 'failed' });
+      throw refuse.unsupported(APPEND_REFUSED);
+    }
     if (existing === null && !mode.create) throw refuse.noSuchFile();
     if (existing === null && nameKind.kind === 'temporary' && (await tempFiles(this.ctx.root)).length >= MAX_TEMP_FILES) {
       throw refuse.failure(
@@ -551,7 +562,7 @@ export class SftpSession {
     // A temporary file may be resumed (WinSCP continues its own .filepart); an accepted name
     // holds the previous complete upload, and a cut-off transfer is never kept, so continuing it
     // would join last night's file to tonight's.
-    if (h.nameKind.kind !== 'temporary' && h.spool.keepsCopiedBytes()) throw refuse.failure(JOINED_UPLOAD);
+    if (h.nameKind.kind !== 'temporary' && h.spool.keepsCopiedBytes()) throw refuse.unsupported(JOINED_UPLOAD);
     const { bytes, sha256 } = await h.spool.finish();
     if (h.nameKind.kind === 'temporary') {
       await fs.promises.rename(h.spool.path, h.real);

@@ -18,6 +18,8 @@ export const refuse = {
   noSuchFile: (what = 'no such file') => new SftpRefusal(STATUS.NO_SUCH_FILE, what),
   denied: (message: string) => new SftpRefusal(STATUS.PERMISSION_DENIED, message),
   failure: (message: string) => new SftpRefusal(STATUS.FAILURE, message),
+  /** What rosterd does not do (resume, append): clients that show only the status say "unsupported". */
+  unsupported: (message: string) => new SftpRefusal(STATUS.OP_UNSUPPORTED, message),
   badHandle: () => new SftpRefusal(STATUS.FAILURE, 'invalid handle'),
 };
 

@@ -564,7 +564,7 @@ describe.skipIf(!PUTTY)(
       const before = await uploads(PUTTY_TENANT);
       r = await psftp('ecdsa', [`reput ${longerFile} users.csv`]);
       expect(r.code).not.toBe(0);
-      expect(r.stdout + r.stderr).toMatch(/error while closing: failure/);
+      expect(r.stdout + r.stderr).toMatch(/error while closing: operation unsupported/);
       expect(await uploads(PUTTY_TENANT)).toEqual(before);
       expect(await fs.readFile(path.join(dataDir, 'sftp', PUTTY_TENANT, 'users.csv'))).toEqual(first.content);
       // PuTTY shows only the status code; WinSCP shows the message, and the log keeps it.

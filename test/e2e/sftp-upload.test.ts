@@ -206,6 +206,41 @@ describe('curl (libssh2)', () => {
     expect(down.code, down.stderr).toBe(0);
     expect(sha256(await fs.readFile(back))).toBe(sha256(await fs.readFile(local)));
   });
+
+  // curl opens with APPEND for both, and does not report a failed CLOSE: refused at CLOSE, as a
+  // resume once was, it exited 0 having delivered nothing.
+  it.each([
+    ['-C -', ['-C', '-']],
+    ['--append', ['--append']],
+  ])('curl %s onto the received users.csv fails, saying so, and nothing is queued', async (_what, extra) => {
+    const key = keys.ed25519;
+    const previous = Buffer.from('username,email\nlinc0001,a@x.org\n');
+    const tonight = path.join(tmp, 'curl-resume.csv');
+    await fs.writeFile(tonight, Buffer.concat([previous, Buffer.from('linc0002,b@x.org\n')]));
+    const first = path.join(tmp, 'curl-previous.csv');
+    await fs.writeFile(first, previous);
+    expect((await curlSftp(srv.port, TENANT, key, '/users.csv', { upload: first })).code).toBe(0);
+    const before = await latestUpload();
+
+    const up = await curlSftp(srv.port, TENANT, key, '/users.csv', { upload: tonight }, extra);
+    expect(up.code, 'curl exits non-zero').not.toBe(0);
+    expect(up.stderr).toMatch(/Upload failed: Operation not supported by SFTP server/);
+    expect(await latestUpload()).toEqual(before);
+    const s = await ssh2Sftp({ port: srv.port, username: TENANT, privateKey: key.privateKey });
+    try {
+      expect(await sftpP.readFile(s.sftp, '/users.csv')).toEqual(previous);
+      // What a client that shows the server's message (WinSCP, paramiko, lftp) shows.
+      const err = await rejection(sftpP.open(s.sftp, '/users.csv', 'a'));
+      expect(err.code).toBe(8); // OP_UNSUPPORTED
+      expect(err.message).toMatch(/^rosterd does not resume or append to an upload: .*upload the whole file again/);
+    } finally {
+      s.end();
+    }
+
+    // Without -C - the same curl delivers the file.
+    expect((await curlSftp(srv.port, TENANT, key, '/users.csv', { upload: tonight })).code).toBe(0);
+    await expectReceived(tonight, key);
+  });
 });
 
 describe('the jail', () => {

@@ -145,8 +145,9 @@ export function curlSftp(
   key: ClientKey,
   remote: string,
   op: { upload: string } | { download: string },
+  extra: string[] = [],
 ): Promise<RunResult> {
-  const args = ['-sS', '-k', '--key', key.privatePath, '--pubkey', key.publicPath, '--connect-timeout', '10'];
+  const args = ['-sS', '-k', '--key', key.privatePath, '--pubkey', key.publicPath, '--connect-timeout', '10', ...extra];
   if ('upload' in op) args.push('-T', op.upload);
   else args.push('-o', op.download);
   args.push(`sftp://${user}@127.0.0.1:${port}${remote}`);
