@@ -13,6 +13,7 @@ import type { Blocklist } from './blocklist.js';
 import type { HashCache } from './hash-cache.js';
 import { MAX_CONNECTIONS_PER_TENANT, MAX_SESSIONS_PER_CONNECTION, type KeyedLimit, type Release } from './limits.js';
 import { assembleWholePackets } from './packet-assembler.js';
+import { refuseShellAndExec } from './not-sftp.js';
 import { accessWithdrawn } from './receipt.js';
 import type { SftpEvents } from './server.js';
 import { SftpSession, type SessionContext } from './session.js';
@@ -170,9 +171,11 @@ export class Connection {
       this.channels++;
       const session = accept();
       session.once('close', () => this.channels--);
-      // Only the sftp subsystem is served (OpenSSH 9 scp uses it too); exec, shell and other
-      // subsystems have no listener, so ssh2 refuses them.
+      // Only the sftp subsystem is served (OpenSSH 9 scp uses it too); a shell or a command is
+      // answered with what to use instead (not-sftp.ts), other subsystems refused by ssh2.
       session.on('sftp', (acceptSftp, rejectSftp) => this.startSftp(acceptSftp, rejectSftp));
+      const login = this.login;
+      if (login !== null) refuseShellAndExec(session, { tenant: login.tenant, keyFingerprint: login.fingerprint, logger: log });
     });
   }
 

@@ -92,10 +92,6 @@ const sftpX = {
   fsetstat: (s: SFTPWrapper, h: Buffer) => new Promise<void>((res, rej) => s.fsetstat(h, { size: 0 }, (e) => (e ? rej(e) : res()))),
 };
 
-/** An exec request as a promise (the channel, or ssh2's error when the server refuses it). */
-const exec = (c: ssh2.Client, command: string, options: ExecOptions = {}) =>
-  new Promise<ClientChannel>((res, rej) => c.exec(command, options, (e, ch) => (e ? rej(e) : res(ch))));
-
 beforeAll(async () => {
   db = await createTestDatabase();
   tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'rosterd-sftp-hostile-'));
@@ -235,20 +231,56 @@ describe('an authenticated client asking for more than SFTP', () => {
   });
   afterAll(() => client?.end());
 
-  it('exec is refused', async () => {
-    expect((await rejection(exec(client, 'id'))).message).toBe('Unable to exec');
-    expect((await rejection(exec(client, 'scp -t /users.csv'))).message).toBe('Unable to exec');
+  /**
+   * Everything a channel sends until it closes, and its exit code; listened to from the moment it
+   * opens (the exit status may come in the same packet batch as the open).
+   */
+  const ran = (open: (cb: (err: Error | undefined, ch: ClientChannel) => void) => void) =>
+    new Promise<{ stdout: string; stderr: string; code: unknown }>((resolve, reject) =>
+      open((err, ch) => {
+        if (err) return reject(err);
+        let stdout = '';
+        let stderr = '';
+        let code: unknown = null;
+        ch.on('data', (d: Buffer) => (stdout += d.toString()));
+        ch.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        ch.on('exit', (c: unknown) => (code = c));
+        ch.on('close', () => resolve({ stdout, stderr, code }));
+      }),
+    );
+  const exec = (command: string, options: ExecOptions = {}) => ran((cb) => client.exec(command, options, cb));
+  // Nothing runs: the channel says so on stderr and exits 1 (see not-sftp.ts); refused outright,
+  // the district's ssh or scp -O printed only "exec request failed on channel 0".
+  const NOTHING_RAN = {
+    stdout: '',
+    stderr: expect.stringMatching(/^rosterd: you are logged in as alpha-usd .* SFTP only/) as unknown,
+    code: 1,
+  };
+
+  it('exec runs nothing: it is told SFTP only, and exits 1', async () => {
+    expect(await exec('id')).toEqual(NOTHING_RAN);
+    const scp = await exec('scp -t /users.csv');
+    expect(scp).toEqual(NOTHING_RAN);
+    expect(scp.stderr).toMatch(/old SCP protocol/);
+    expect(await listUploads(db.pool, { tenant: ALPHA })).toEqual([]);
   });
 
-  it('a shell is refused', async () => {
-    const err = await rejection(new Promise((res, rej) => client.shell(false, (e, ch) => (e ? rej(e) : res(ch)))));
-    expect(err.message).toBe('Unable to open shell');
+  it('a shell runs nothing either', async () => {
+    expect(await ran((cb) => client.shell(false, cb))).toEqual({
+      ...NOTHING_RAN,
+      stderr: expect.stringMatching(/runs no shell\. .*\.\n$/) as unknown,
+    });
   });
 
-  it('a pty is refused', async () => {
-    expect((await rejection(exec(client, 'id', { pty: true }))).message).toBe('Unable to request a pseudo-terminal');
-    const err = await rejection(new Promise((res, rej) => client.shell({ term: 'xterm' }, (e, ch) => (e ? rej(e) : res(ch)))));
-    expect(err.message).toBe('Unable to request a pseudo-terminal');
+  it('a pty is granted, and nothing runs in it; its lines end in CR LF', async () => {
+    expect(await exec('id', { pty: true })).toEqual({
+      ...NOTHING_RAN,
+      stderr: expect.stringMatching(/runs no commands\. .*\r\n$/) as unknown,
+    });
+    expect(await ran((cb) => client.shell({ term: 'xterm' }, cb))).toEqual({
+      ...NOTHING_RAN,
+      stderr: expect.stringMatching(/runs no shell\. .*\r\n$/) as unknown,
+    });
   });
 
   it('a subsystem other than sftp is refused', async () => {

@@ -20,6 +20,9 @@ import {
   sftpP,
   ssh2Sftp,
   repeatedKeys,
+  run,
+  sshCommand,
+  sshOptions,
   startSftpServer,
   type ClientKey,
   type ClientKeyType,
@@ -190,6 +193,39 @@ describe('OpenSSH scp (SFTP protocol)', () => {
     const down = await scpDownload(srv.port, TENANT, key, '/users.csv', back);
     expect(down.code, down.stderr).toBe(0);
     expect(sha256(await fs.readFile(back))).toBe(sha256(await fs.readFile(local)));
+  });
+});
+
+describe('a shell or a command instead of SFTP', () => {
+  const SAYS_LOGGED_IN =
+    /^rosterd: you are logged in as lincoln-usd \(key SHA256:[A-Za-z0-9+/]{43}\), but this server takes files over SFTP only/m;
+
+  it('ssh with a command, or with none (a shell), is told the login works and how to upload, and exits 1', async () => {
+    const key = keys.ed25519;
+    const command = await sshCommand(srv.port, TENANT, key, ['ls']);
+    expect(command.code).toBe(1);
+    expect(command.stderr).toMatch(SAYS_LOGGED_IN);
+    expect(command.stderr).toContain(fingerprint(key));
+    expect(command.stderr).toMatch(/runs no commands\. Upload users\.csv \(and groups\.csv\) to \/ with sftp/);
+    const shell = await sshCommand(srv.port, TENANT, key, [], ['-T']);
+    expect(shell.code).toBe(1);
+    expect(shell.stderr).toMatch(SAYS_LOGGED_IN);
+    expect(shell.stderr).toMatch(/runs no shell\./);
+    expect(srv.logs).toContainEqual(expect.objectContaining({ event: 'ssh.not_sftp', tenant: TENANT, command: 'ls' }));
+  });
+
+  it('scp -O (the old SCP protocol, the default of OpenSSH 8 and older) is told to use scp without -O, and nothing is received', async () => {
+    const key = keys.ed25519;
+    const local = await randomFile(tmp, 'scp-legacy.csv', 1000);
+    const before = await latestUpload();
+    const up = await run('scp', [...sshOptions(srv.port, key), '-O', local, `${TENANT}@127.0.0.1:users.csv`]);
+    expect(up.code).not.toBe(0);
+    expect(up.stderr).toMatch(SAYS_LOGGED_IN);
+    expect(up.stderr).toMatch(/This scp speaks the old SCP protocol: use scp without -O/);
+    expect(await latestUpload()).toEqual(before);
+    // The same scp without -O (SFTP) delivers it.
+    expect((await scpUpload(srv.port, TENANT, key, local, 'users.csv')).code).toBe(0);
+    await expectReceived(local, key);
   });
 });
 

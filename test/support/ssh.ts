@@ -130,6 +130,12 @@ export function startSftpBatch(port: number, user: string, key: ClientKey, comma
   return child;
 }
 
+/** `ssh` with a command (none: a shell), as a district trying its key or an rsync would run it. */
+export function sshCommand(port: number, user: string, key: ClientKey, command: string[], extra: string[] = []): Promise<RunResult> {
+  const options = sshOptions(port, key, extra).map((o) => (o === '-P' ? '-p' : o)); // ssh names the port -p, sftp -P
+  return run('ssh', [...options, `${user}@127.0.0.1`, ...command]);
+}
+
 export function scpUpload(port: number, user: string, key: ClientKey, local: string, remote: string): Promise<RunResult> {
   return run('scp', [...sshOptions(port, key), '-q', local, `${user}@127.0.0.1:${remote}`]);
 }
