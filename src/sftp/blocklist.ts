@@ -28,8 +28,13 @@ export class Blocklist {
   }
 
   isBlocked(address: string): boolean {
+    return this.blockedUntil(address) !== null;
+  }
+
+  /** When the address's block ends, or null if it is not blocked. */
+  blockedUntil(address: string): Date | null {
     const entry = this.entries.get(address);
-    return entry !== undefined && entry.blockedUntil > this.options.clock.now().getTime();
+    return entry !== undefined && entry.blockedUntil > this.options.clock.now().getTime() ? new Date(entry.blockedUntil) : null;
   }
 
   /** Records a failure; returns true if the address is now blocked. */

@@ -20,6 +20,7 @@ import {
   MAX_UPLOADS_PER_TENANT,
 } from './limits.js';
 import { loadOrCreateHostKeyPairs, type HostKeyInfo } from './host-keys.js';
+import { refuseBeforeHandshake } from './refuse-early.js';
 import { spoolDir, sweepSpool } from './spool.js';
 import { sweepTempFiles, TEMP_FILE_MAX_AGE_MS } from './temp-files.js';
 
@@ -76,6 +77,8 @@ const MAX_ATTEMPTS_PER_CONNECTION = 6;
  * SPOOL_HEARTBEAT_MS, the rate at which every process keeps the ones it writes young.
  */
 const SPOOL_SWEEP_INTERVAL_MS = 3600_000;
+/** The software name in the server's SSH identification line (SSH-2.0-rosterd). */
+const IDENT = 'rosterd';
 
 export function createSftpServer(deps: SftpDeps): SftpServer {
   const { config, logger, clock } = deps;
@@ -109,6 +112,8 @@ export function createSftpServer(deps: SftpDeps): SftpServer {
     pendingRefused = 0;
     pendingRefusedLoggedAt = performance.now();
   };
+  /** Blocked connections being told so (refuse-early.ts), each for at most a second. */
+  let refusingEarly = 0;
   const connections = new Set<Connection>();
   const byPeer = new Map<string, Connection>();
   const spool = spoolDir(config.DATA_DIR);
@@ -142,7 +147,7 @@ export function createSftpServer(deps: SftpDeps): SftpServer {
 
     const ssh = new ssh2.Server({
       hostKeys: pairs.map((p) => p.privateKey),
-      ident: 'rosterd',
+      ident: IDENT,
       ...(config.SFTP_ALGORITHMS === 'modern' ? { algorithms: MODERN_ALGORITHMS } : {}),
     });
     ssh.on('error', (err: Error) => log.warn({ err }, 'SFTP server error'));
@@ -162,12 +167,18 @@ export function createSftpServer(deps: SftpDeps): SftpServer {
       const remoteAddress = (socket.remoteAddress ?? 'unknown').replace(/^::ffff:/, '');
       const peer = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}`;
       if (closing !== null) return void socket.destroy();
-      if (blocklist.isBlocked(remoteAddress)) {
+      const blockedUntil = blocklist.blockedUntil(remoteAddress);
+      if (blockedUntil !== null) {
         log.info(
           { event: 'login.connection_refused', remoteAddress, reason: 'address-blocked' },
           'SFTP connection refused: address blocked',
         );
-        socket.destroy();
+        // Told why, or a district that has just mended its key sees "Connection reset" for
+        // SFTP_BLOCK_SECONDS and looks for a firewall. Beyond a bound (a flood), closed bare.
+        if (refusingEarly >= MAX_PENDING_LOGINS) return void socket.destroy();
+        refusingEarly++;
+        socket.once('close', () => refusingEarly--);
+        refuseBeforeHandshake(socket, IDENT, blockedMessage(remoteAddress, blockedUntil, clock.now()));
         return;
       }
       const pendingLogin = limits.pendingLogins.tryAcquire(remoteAddress);
@@ -262,6 +273,21 @@ export function createSftpServer(deps: SftpDeps): SftpServer {
  * has paused the socket by then (adding a listener does not resume it) and adds its own 'data'
  * listener later, so this one runs first for every chunk.
  */
+/**
+ * What a blocked address is told: its own address, until when, and what to check. Nothing about
+ * the tenant or the key (an unknown user and a wrong key are told alike).
+ */
+export function blockedMessage(remoteAddress: string, until: Date, now: Date): string {
+  const minutes = Math.max(1, Math.ceil((until.getTime() - now.getTime()) / 60_000));
+  // Rounded up: a district that comes back at the minute named is let in.
+  const at = new Date(Math.ceil(until.getTime() / 60_000) * 60_000).toISOString().slice(0, 16).replace('T', ' ');
+  return (
+    `too many failed logins from ${remoteAddress}: this address may not connect until ${at} UTC (in about ${minutes} ` +
+    `minute${minutes === 1 ? '' : 's'}). Meanwhile check the username (the district's subdomain) and that the ` +
+    'private key is the one whose public key was registered with rosterd.'
+  );
+}
+
 function coalesceReplies(socket: net.Socket): void {
   let corked = false;
   const uncork = () => {

@@ -119,7 +119,12 @@ it('a connection that never logs in counts toward its address block', async () =
     expect(strict.logs.filter((l) => l.reason === 'login-timeout')).toHaveLength(2);
     expect(strict.logs.some((l) => l.event === 'login.address_blocked' && l.remoteAddress === '127.0.0.3')).toBe(true);
     const after = await silentClient(strict.port, '127.0.0.3');
-    expect(await after.greeting).toBe('closed');
+    let said = '';
+    after.socket.on('data', (d: Buffer) => (said += d.toString('latin1')));
+    // Blocked: the identification line, then a disconnect that says why (refuse-early.ts), then closed.
+    expect(await after.greeting).toBe('SSH-2.0-rosterd');
+    await new Promise((resolve) => after.socket.once('close', resolve));
+    expect(said).toMatch(/too many failed logins from 127\.0\.0\.3: this address may not connect until /);
   } finally {
     await strict.close();
   }
