@@ -233,7 +233,8 @@ function replacedFacts(input: ReportInput): { facts: Array<[string, string]>; ad
       `${record.file} received ${formatInstant(r.receivedAt, tenant.timezone)} (${formatBytes(r.bytes)}${same}): not imported`,
     ]);
   }
-  if (pending.length > REPLACED_LISTED) facts.push(['Replaces', `${pending.length - REPLACED_LISTED} earlier ones, not imported`]);
+  const unlisted = pending.length - REPLACED_LISTED;
+  if (unlisted > 0) facts.push(['Replaces', `${unlisted} earlier ${unlisted === 1 ? 'one' : 'ones'}, not imported`]);
   const differing = pending.filter((r) => r.sha256 !== record.sha256).length;
   const one = differing === 1;
   const advice =

@@ -560,3 +560,19 @@ describe('advice follows what a warning is about, not how it is worded', () => {
     expect(mail.text).toContain('Check the warnings above.');
   });
 });
+
+describe('uploads replaced beyond the five listed', () => {
+  const replaced = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({
+      id: `r${i}`,
+      receivedAt: new Date(Date.UTC(2026, 10, 21, 20, i)),
+      bytes: 100 + i,
+      sha256: String(i).repeat(64).slice(0, 64),
+      wasHeld: false,
+    }));
+
+  it('counts the one left over as one, and many as many', () => {
+    expect(renderReport(input({}, { replaced: replaced(6) })).text).toMatch(/Replaces: +1 earlier one, not imported/);
+    expect(renderReport(input({}, { replaced: replaced(8) })).text).toMatch(/Replaces: +3 earlier ones, not imported/);
+  });
+});
