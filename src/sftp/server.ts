@@ -268,12 +268,6 @@ export function createSftpServer(deps: SftpDeps): SftpServer {
 }
 
 /**
- * Replies produced while ssh2 handles one chunk of incoming data (the acknowledgements of the
- * WRITEs in it) leave in one system call instead of one each. Registered after injectSocket: ssh2
- * has paused the socket by then (adding a listener does not resume it) and adds its own 'data'
- * listener later, so this one runs first for every chunk.
- */
-/**
  * What a blocked address is told: its own address, until when, and what to check. Nothing about
  * the tenant or the key (an unknown user and a wrong key are told alike).
  */
@@ -288,6 +282,12 @@ export function blockedMessage(remoteAddress: string, until: Date, now: Date): s
   );
 }
 
+/**
+ * Replies produced while ssh2 handles one chunk of incoming data (the acknowledgements of the
+ * WRITEs in it) leave in one system call instead of one each. Registered after injectSocket: ssh2
+ * has paused the socket by then (adding a listener does not resume it) and adds its own 'data'
+ * listener later, so this one runs first for every chunk.
+ */
 function coalesceReplies(socket: net.Socket): void {
   let corked = false;
   const uncork = () => {
