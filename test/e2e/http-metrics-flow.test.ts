@@ -43,7 +43,7 @@ describe('metrics after a real upload and import', () => {
     metrics = createMetrics({ pool: db.pool, logger, processMetrics: false });
     observeSftp(metrics, sftp.server.events);
     http = createHttpServer({
-      config: { HTTP_HOST: '127.0.0.1', HTTP_PORT: 0 },
+      config: { HTTP_HOST: '127.0.0.1', HTTP_PORT: 0, DATA_DIR: path.join(tmp, 'data') },
       logger,
       pool: db.pool,
       metrics,

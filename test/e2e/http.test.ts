@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
-import { mkdtempSync, rmSync, statfsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -13,7 +14,10 @@ import { createPool } from '../../src/store/db.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 
 const logger = createLogger('silent');
-const config = { HTTP_HOST: '127.0.0.1', HTTP_PORT: 0 };
+/** DATA_DIR as rosterd serve leaves it: with the spool folder where uploads are written. */
+const dataDir = mkdtempSync(path.join(os.tmpdir(), 'rosterd-http-'));
+mkdirSync(path.join(dataDir, 'spool'));
+const config = { HTTP_HOST: '127.0.0.1', HTTP_PORT: 0, DATA_DIR: dataDir };
 
 async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: inject('adminUrl') });
@@ -55,6 +59,7 @@ describe('health and metrics endpoint', () => {
   afterAll(async () => {
     await server?.close();
     await db?.drop();
+    rmSync(dataDir, { recursive: true, force: true });
   });
 
   it('answers /healthz with 200 while the process is alive', async () => {
@@ -69,8 +74,55 @@ describe('health and metrics endpoint', () => {
     expect(res.json()).toMatchObject({
       status: 'ready',
       ready: true,
-      checks: { database: { ok: true }, migrations: { ok: true }, sftp: { ok: true } },
+      checks: { database: { ok: true }, migrations: { ok: true }, sftp: { ok: true }, dataDir: { ok: true } },
     });
+  });
+
+  it('answers /readyz with 503 naming DATA_DIR when uploads cannot be written there, and 200 once they can', async () => {
+    // The spool folder, where every upload starts, replaced by a file: a write there fails as on
+    // a read-only remount or a folder taken from the rosterd user (which root, running tests, would pass).
+    const spool = path.join(dataDir, 'spool');
+    rmSync(spool, { recursive: true });
+    writeFileSync(spool, '');
+    try {
+      const res = await get(base, '/readyz');
+      expect(res.status, res.text).toBe(503);
+      expect(res.json()).toMatchObject({ ready: false, checks: { database: { ok: true }, sftp: { ok: true }, dataDir: { ok: false } } });
+      expect(String(res.json().reason)).toBe(
+        `DATA_DIR cannot take uploads: writing in ${spool} failed (a part of the path is a file, not a directory; check the path); ` +
+          'uploads fail until it is fixed (free space, permissions for the rosterd user, a read-write mount)',
+      );
+    } finally {
+      rmSync(spool);
+      mkdirSync(spool);
+    }
+    const res = await get(base, '/readyz');
+    expect(res.status, res.text).toBe(200);
+    expect(readdirSync(spool), 'the probe leaves nothing in the spool').toEqual([]);
+  });
+
+  it('answers /readyz with 503 when DATA_DIR has less free space than an upload needs', async () => {
+    const full = createHttpServer({
+      config,
+      logger,
+      pool: db.pool,
+      metrics,
+      isSftpListening: () => true,
+      minFreeBytes: Number.MAX_SAFE_INTEGER,
+    });
+    try {
+      const { port } = await full.listen();
+      const res = await get(`http://127.0.0.1:${port}`, '/readyz');
+      expect(res.status, res.text).toBe(503);
+      expect(res.json()).toMatchObject({ ready: false, checks: { dataDir: { ok: false } } });
+      expect(String(res.json().reason)).toMatch(
+        new RegExp(
+          `^DATA_DIR ${dataDir} is nearly full: [0-9.]+ MiB free, less than the [0-9.]+ MiB uploads need; free some space or grow the volume$`,
+        ),
+      );
+    } finally {
+      await full.close();
+    }
   });
 
   it('answers /readyz with 503 naming SFTP when the SFTP server is not listening', async () => {
@@ -242,6 +294,41 @@ describe('health and metrics endpoint', () => {
     }
   });
 
+  it('answers /readyz with 503 when DATA_DIR is on a disk that is really full (a tmpfs; needs root)', async (ctx) => {
+    const small = mkdtempSync(path.join(os.tmpdir(), 'rosterd-http-full-'));
+    try {
+      // Tried rather than guessed: being root is not enough in a container without CAP_SYS_ADMIN.
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', small], { stdio: 'pipe' });
+    } catch (err) {
+      rmSync(small, { recursive: true, force: true });
+      ctx.skip(`cannot mount a tmpfs as DATA_DIR (needs root or CAP_SYS_ADMIN): ${String((err as Error).message).split('\n')[0]}`);
+    }
+    const onSmall = createHttpServer({
+      config: { ...config, DATA_DIR: small },
+      logger,
+      pool: db.pool,
+      metrics,
+      isSftpListening: () => true,
+    });
+    try {
+      mkdirSync(path.join(small, 'spool'));
+      const { port } = await onSmall.listen();
+      const nearlyFull = await get(`http://127.0.0.1:${port}`, '/readyz');
+      expect(nearlyFull.status, nearlyFull.text).toBe(503);
+      expect(String(nearlyFull.json().reason)).toMatch(
+        /^DATA_DIR .* is nearly full: [01]\.\d MiB free, less than the 64\.0 MiB uploads need/,
+      );
+      expect(() => writeFileSync(path.join(small, 'filler'), Buffer.alloc(2 * 1024 ** 2))).toThrow(/ENOSPC/);
+      const full = await get(`http://127.0.0.1:${port}`, '/readyz');
+      expect(full.status, full.text).toBe(503);
+      expect(String(full.json().reason)).toMatch(/^DATA_DIR cannot take uploads: writing in .*spool failed \(the disk is full\)/);
+    } finally {
+      await onSmall.close();
+      execFileSync('umount', [small]);
+      rmSync(small, { recursive: true, force: true });
+    }
+  });
+
   it('answers 404 for other paths and 405 for other methods', async () => {
     expect((await get(base, '/nope')).status).toBe(404);
     const post = await fetch(base + '/healthz', { method: 'POST' });
@@ -265,7 +352,7 @@ describe('health and metrics endpoint', () => {
   it('refuses to start on a port in use, naming HTTP_PORT', async () => {
     const port = Number(new URL(base).port);
     const clash = createHttpServer({
-      config: { HTTP_HOST: '127.0.0.1', HTTP_PORT: port },
+      config: { HTTP_HOST: '127.0.0.1', HTTP_PORT: port, DATA_DIR: dataDir },
       logger,
       pool: db.pool,
       metrics,
