@@ -35,6 +35,10 @@ export const ERROR_CODES = {
   FILE_NOT_FOUND: { kind: 'failure', summary: 'a file named on the command line cannot be read' },
   FILE_NOT_WRITABLE: { kind: 'failure', summary: 'a file named on the command line cannot be written' },
   DATABASE_UNAVAILABLE: { kind: 'failure', summary: 'Postgres cannot be reached' },
+  DATABASE_LOCKED: {
+    kind: 'failure',
+    summary: 'a command waited CLI_LOCK_TIMEOUT_SECONDS for a database lock another session holds, and gave up',
+  },
   EMBEDDED_POSTGRES_FAILED: { kind: 'failure', summary: 'the embedded Postgres could not start' },
   MIGRATION_FAILED: { kind: 'failure', summary: 'a database migration failed' },
   LISTEN_FAILED: { kind: 'failure', summary: 'the SFTP or HTTP port cannot be listened on (in use, not this machine)' },
@@ -101,6 +105,7 @@ export const PG = {
   SERIALIZATION_FAILURE: '40001',
   DEADLOCK_DETECTED: '40P01',
   QUERY_CANCELED: '57014',
+  LOCK_NOT_AVAILABLE: '55P03',
   ADMIN_SHUTDOWN: '57P01',
   UNDEFINED_TABLE: '42P01',
   DUPLICATE_DATABASE: '42P04',

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import type pg from 'pg';
 import { loadConfig, LOG_LEVELS, type Config } from '../config/config.js';
-import { RosterdError, toError } from '../errors.js';
+import { PG, pgCode, RosterdError, toError } from '../errors.js';
+import { withTimeout } from '../ops/timeout.js';
 import { createLogger } from '../log/logger.js';
 import { openDatabase, type Database } from '../store/connect.js';
 import { migrate } from '../store/migrate.js';
@@ -77,7 +78,7 @@ async function runHandler(handler: Handler, args: string[], opts: Record<string,
     if (dataDir === 'create') await ensureDataDir(config.DATA_DIR);
     else if (dataDir === 'exist' || config.DATABASE_URL === undefined) await existingDataDir(config.DATA_DIR);
     if (options.needsDatabase !== false) {
-      db = await openDatabase(config, logger, 4);
+      db = await openDatabase(config, logger, 4, { lockTimeoutMs: config.CLI_LOCK_TIMEOUT_SECONDS * 1000 });
       if (options.autoMigrate !== false) await migrate(db.pool, logger);
     }
     const out = await handler(
@@ -92,11 +93,68 @@ async function runHandler(handler: Handler, args: string[], opts: Record<string,
     }
     process.exitCode = out.exitCode ?? 0;
   } catch (caught) {
-    reportError(caught, json);
+    reportError(db && lockTimedOut(caught) ? await lockedError(db.pool, caught) : caught, json);
   } finally {
     await db?.close();
     interruption?.dispose();
   }
+}
+
+/** The error, or one it was caused by, is Postgres's lock_timeout (CLI_LOCK_TIMEOUT_SECONDS). */
+function lockTimedOut(err: unknown): boolean {
+  for (let e = err, depth = 0; e !== undefined && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (pgCode(e) === PG.LOCK_NOT_AVAILABLE) return true;
+  }
+  return false;
+}
+
+/** How long lockedError waits for the list of sessions before saying the lock timed out without it. */
+const SESSIONS_TIMEOUT_MS = 2_000;
+
+/**
+ * A command stopped by lock_timeout, as an error that says who is likely in its way: the
+ * sessions of this database whose transaction is older than the wait (a psql left in BEGIN, a
+ * long import), with what ends one. Postgres no longer says which lock was waited for, so these
+ * are the suspects, oldest first.
+ */
+async function lockedError(pool: pg.Pool, caught: unknown): Promise<RosterdError> {
+  const waited = (await pool.query<{ ms: string }>("SELECT current_setting('lock_timeout') AS ms").catch(() => undefined))?.rows[0]?.ms;
+  type Session = { pid: number; app: string; usename: string | null; client: string | null; state: string | null; secs: number };
+  const sessions = await withTimeout(
+    pool.query<Session>(
+      `SELECT pid, coalesce(nullif(application_name, ''), '(no application name)') AS app, usename, host(client_addr) AS client,
+              state, extract(epoch FROM now() - xact_start)::int AS secs
+         FROM pg_stat_activity
+        WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
+          AND xact_start < now() - current_setting('lock_timeout')::interval
+        ORDER BY xact_start LIMIT 5`,
+    ),
+    SESSIONS_TIMEOUT_MS,
+    'the list of sessions',
+  ).then(
+    (r) => r.rows,
+    () => undefined,
+  );
+  const duration = (s: number) => (s >= 120 ? `${Math.floor(s / 60)} min` : `${s} s`);
+  const who =
+    sessions === undefined
+      ? 'The sessions holding transactions open could not be listed.'
+      : sessions.length === 0
+        ? 'No session holds a transaction that long any more: run the command again.'
+        : `Sessions with a transaction open longer than that, oldest first: ${sessions
+            .map(
+              (s) =>
+                `pid ${s.pid} (${s.app}${s.usename ? `, user ${s.usename}` : ''}${s.client ? ` from ${s.client}` : ''}, ` +
+                `${s.state ?? 'state unknown'} for ${duration(s.secs)})`,
+            )
+            .join('; ')}. Run the command again once they are done; one left open by mistake can be ended ` +
+          `with SELECT pg_terminate_backend(PID). An import of rosterd's own ends by itself.`;
+  return new RosterdError(
+    'DATABASE_LOCKED',
+    `this command waited ${waited && waited !== '0' ? waited : 'CLI_LOCK_TIMEOUT_SECONDS'} for a database lock another session holds, ` +
+      `and stopped; what it had not committed was rolled back. ${who} (CLI_LOCK_TIMEOUT_SECONDS sets how long commands wait.)`,
+    { cause: caught },
+  );
 }
 
 /**

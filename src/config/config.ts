@@ -120,6 +120,12 @@ const envSchema = z.object({
   SFTP_BLOCK_SECONDS: int(1, 86_400).default(900),
   /** Worker threads for password hashing; 0 means one per CPU core. */
   HASH_WORKERS: int(0, 256).default(0),
+  /**
+   * How long a command (not serve) waits for a database lock another session holds before it
+   * gives up and names the sessions holding transactions open; 0 waits for ever. The waits rosterd
+   * means (for another process's migrations, for an import of the same tenant) are not cut.
+   */
+  CLI_LOCK_TIMEOUT_SECONDS: int(0, 3_600).default(30),
 });
 
 export type RawEnv = z.input<typeof envSchema>;

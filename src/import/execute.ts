@@ -7,7 +7,7 @@ import type { Pool, PoolClient } from 'pg';
 import type { Config } from '../config/config.js';
 import { RosterdError } from '../errors.js';
 import { listSchools } from '../store/schools.js';
-import type { Queryable } from '../store/db.js';
+import { waitForLocks, type Queryable } from '../store/db.js';
 import type { Clock, Logger, UploadStatus } from '../types.js';
 import { applyGroups } from './apply-groups.js';
 import { applyUsers } from './apply-users.js';
@@ -97,6 +97,7 @@ export async function loadTarget(db: Queryable, dataDir: string, uploadId: strin
  * the lock is released when the transaction ends.
  */
 export async function lockTenantRoster(client: PoolClient, tenantId: number): Promise<void> {
+  await waitForLocks(client);
   await client.query('SELECT pg_advisory_xact_lock($1::integer, $2::integer)', [IMPORT_LOCK_CLASS, tenantId]);
 }
 

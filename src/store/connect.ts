@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { Config } from '../config/config.js';
 import { RosterdError } from '../errors.js';
 import type { Logger } from '../types.js';
-import { createPool, endPool } from './db.js';
+import { createPool, endPool, type PoolOptions } from './db.js';
 import { startEmbeddedPostgres } from './embedded.js';
 
 export interface Database {
@@ -20,11 +20,11 @@ export interface Database {
 }
 
 /** DATABASE_URL, or the embedded Postgres kept in DATA_DIR when it is unset. */
-export async function openDatabase(config: Config, logger: Logger, poolSize = 10): Promise<Database> {
+export async function openDatabase(config: Config, logger: Logger, poolSize = 10, options: PoolOptions = {}): Promise<Database> {
   const embedded = config.DATABASE_URL ? undefined : await startEmbeddedPostgres(config.DATA_DIR, logger);
   const url = config.DATABASE_URL ?? embedded?.url;
   if (!url) throw new RosterdError('DATABASE_UNAVAILABLE', 'no database configured');
-  const pool = createPool(url, logger, poolSize);
+  const pool = createPool(url, logger, poolSize, options);
   try {
     await pool.query('SELECT 1');
   } catch (err) {

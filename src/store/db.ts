@@ -12,7 +12,15 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 /** Idle time before the first keepalive probe on a database connection. */
 const KEEPALIVE_IDLE_MS = 30_000;
 
-export function createPool(connectionString: string, logger: Logger, max = 10): pg.Pool {
+export interface PoolOptions {
+  /**
+   * lock_timeout of every connection, in ms (0 or unset: Postgres's default, which waits for ever).
+   * Set by a SET on connect, not as a startup parameter, which PgBouncer refuses.
+   */
+  lockTimeoutMs?: number;
+}
+
+export function createPool(connectionString: string, logger: Logger, max = 10, options: PoolOptions = {}): pg.Pool {
   // A Postgres that silently drops packets must not hang a connect for minutes. TCP keepalive: a
   // connection whose server vanished without a word (a failover, a NAT or firewall that forgot it)
   // would otherwise wait for a query's answer forever, an import with it, and the replica with that.
@@ -23,6 +31,14 @@ export function createPool(connectionString: string, logger: Logger, max = 10): 
     connectionTimeoutMillis: 10_000,
     keepAlive: true,
     keepAliveInitialDelayMillis: KEEPALIVE_IDLE_MS,
+    // Before the pool hands the connection out; a connection it fails on is not handed out.
+    ...(options.lockTimeoutMs
+      ? {
+          onConnect: async (client: pg.ClientBase) => {
+            await client.query("SELECT set_config('lock_timeout', $1, false)", [`${options.lockTimeoutMs}ms`]);
+          },
+        }
+      : {}),
   });
   // An idle client whose connection drops emits 'error' on the pool; unhandled, that would crash
   // the daemon. The next query gets a fresh connection.
@@ -66,6 +82,14 @@ export async function withClient<T>(pool: pg.Pool, fn: (client: pg.PoolClient) =
   } finally {
     client.release();
   }
+}
+
+/**
+ * Within a transaction, lifts lock_timeout (PoolOptions) for the rest of it: for the waits rosterd
+ * means, which may last as long as another process's import or migrations.
+ */
+export async function waitForLocks(client: pg.PoolClient): Promise<void> {
+  await client.query("SELECT set_config('lock_timeout', '0', true)");
 }
 
 /** Runs fn in one transaction: committed if it returns, rolled back if it throws. */

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type pg from 'pg';
 import { RosterdError } from '../errors.js';
 import type { Logger } from '../types.js';
-import { withClient } from './db.js';
+import { waitForLocks, withClient } from './db.js';
 import { migrationsDir } from './paths.js';
 
 // Any constant works; it only has to be the same in every rosterd process.
@@ -33,7 +33,17 @@ export async function loadMigrations(dir = migrationsDir()): Promise<Migration[]
 export async function migrate(pool: pg.Pool, logger: Logger): Promise<{ applied: string[] }> {
   const migrations = await loadMigrations();
   return withClient(pool, async (client) => {
-    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    // Another process's migrations are waited for whatever the lock_timeout: in a transaction of
+    // its own that lifts it, as the session-level lock outlives the transaction.
+    await client.query('BEGIN');
+    try {
+      await waitForLocks(client);
+      await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
     try {
       await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
         id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
