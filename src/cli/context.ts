@@ -207,14 +207,16 @@ export function reportError(caught: unknown, json: boolean): void {
 
 /**
  * Parses a whole number option strictly: decimal digits only, so '' , '0x10', '1e3' and ' 7' are
- * refused rather than read as 0, 16, 1000 and 7. A usage error names the flag and the bounds.
+ * refused rather than read as 0, 16, 1000 and 7. A usage error names the flag, the bounds and
+ * `alternative`: what else the flag takes, which the caller handles before (`"none" to …`).
  */
-export function intOption(value: unknown, flag: string, min = 0, max = Number.MAX_SAFE_INTEGER): number | undefined {
+export function intOption(value: unknown, flag: string, min = 0, max = Number.MAX_SAFE_INTEGER, alternative?: string): number | undefined {
   if (value === undefined) return undefined;
   const text = String(value);
   const n = /^\d+$/.test(text) ? Number(text) : NaN;
   if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new RosterdError('USAGE', `${flag} must be a whole number from ${min} to ${max}, not "${text}"`);
+    const or = alternative === undefined ? '' : `, or ${alternative}`;
+    throw new RosterdError('USAGE', `${flag} must be a whole number from ${min} to ${max}${or}, not "${text}"`);
   }
   return n;
 }

@@ -65,10 +65,15 @@ describe('tenant thresholds', () => {
     [['--threshold', '0x10'], /--threshold must be a plain decimal number .*not "0x10"/],
     [['--threshold', '.5'], /--threshold must be a plain decimal number/],
     [['--threshold', '1e1'], /--threshold must be a plain decimal number/],
-    [['--threshold-count', ''], /--threshold-count must be a whole number from 0 to 2147483647, not ""/],
+    [['--threshold-count', ''], /--threshold-count must be a whole number from 0 to 2147483647, or "none" .*, not ""/],
     [['--threshold-count', '99999999999'], /--threshold-count must be a whole number from 0 to 2147483647/],
     [['--threshold-count', '0x10'], /--threshold-count must be a whole number/],
     [['--threshold-count', '1.0'], /--threshold-count must be a whole number/],
+    // "none" is accepted too (no count limit): the error says so, as it does the numbers.
+    [
+      ['--threshold-count', 'None'],
+      /--threshold-count must be a whole number from 0 to 2147483647, or "none" for no limit on the count \(only --threshold holds an import\), not "None"/,
+    ],
   ])('refuses %j with a usage error (exit 2), writing nothing', async (option, message) => {
     const before = await count('tenants');
     const r = await runCli(['tenant', 'add', 'strict', '--admin-email', 'a@b.org', ...option], env);

@@ -56,7 +56,13 @@ function inputFrom(opts: Record<string, unknown>): TenantInput {
   if (percent !== undefined) input.thresholdPercent = percent;
   if (opts.thresholdCount === 'none') input.thresholdCount = null;
   else {
-    const count = intOption(opts.thresholdCount, '--threshold-count', 0, MAX_THRESHOLD_COUNT);
+    const count = intOption(
+      opts.thresholdCount,
+      '--threshold-count',
+      0,
+      MAX_THRESHOLD_COUNT,
+      '"none" for no limit on the count (only --threshold holds an import)',
+    );
     if (count !== undefined) input.thresholdCount = count;
   }
   return input;
@@ -70,7 +76,10 @@ function withTenantOptions(cmd: Command, adding: boolean): Command {
     .option('--window <HH:MM-HH:MM>', `import window in the tenant's time${adding ? ' (default 18:00-06:00)' : ''}`)
     .option('--allow-daytime', 'accept a window outside 18:00-06:00')
     .option('--threshold <percent>', `hold an import that deactivates more than this % of active users${adding ? ' (default 10)' : ''}`)
-    .option('--threshold-count <n>', `also hold above this many deactivations${adding ? '' : ' ("none" removes it)'}`);
+    .option(
+      '--threshold-count <n>',
+      `also hold above this many deactivations (${adding ? '"none": no such limit, the default' : '"none" removes it'})`,
+    );
 }
 
 const UPDATE_OPTIONS = '--admin-email, --name, --timezone, --window (with --allow-daytime), --threshold, --threshold-count';
