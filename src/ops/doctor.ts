@@ -7,6 +7,7 @@ import ssh2 from 'ssh2';
 import { loadConfig, type Config } from '../config/config.js';
 import { findLookalikes } from '../config/lookalikes.js';
 import { toError } from '../errors.js';
+import { shellWord } from '../shell-word.js';
 import { outboxDir } from '../report/mailer.js';
 import { firstTickInWindow, LOOKAHEAD_NIGHTS, withNextTick } from '../schedule/next-tick.js';
 import { isValidZone, windowFromParts } from '../schedule/window.js';
@@ -175,14 +176,18 @@ async function checkDataDir(dir: string): Promise<{ check: DoctorCheck; exists: 
     return probe === undefined
       ? {
           exists: false,
-          check: warn(name, `${dir} does not exist yet; rosterd creates it at first start`, `or create it now: mkdir -p -m 700 ${dir}`),
+          check: warn(
+            name,
+            `${dir} does not exist yet; rosterd creates it at first start`,
+            `or create it now: mkdir -p -m 700 ${shellWord(dir)}`,
+          ),
         }
       : {
           exists: false,
           check: fail(
             name,
             `${dir} does not exist and cannot be created (${probe})`,
-            `create it and give it to the rosterd user: mkdir -p -m 700 ${dir} && chown USER ${dir}`,
+            `create it and give it to the rosterd user: mkdir -p -m 700 ${shellWord(dir)} && chown USER ${shellWord(dir)}`,
           ),
         };
   }
@@ -194,7 +199,11 @@ async function checkDataDir(dir: string): Promise<{ check: DoctorCheck; exists: 
     ? { exists: true, check: ok(name, `${dir} exists and is writable`) }
     : {
         exists: true,
-        check: fail(name, `${dir} is not writable (${probe})`, `give it to the rosterd user: chown USER ${dir}; or mount it read-write`),
+        check: fail(
+          name,
+          `${dir} is not writable (${probe})`,
+          `give it to the rosterd user: chown USER ${shellWord(dir)}; or mount it read-write`,
+        ),
       };
 }
 
@@ -206,7 +215,7 @@ async function checkPermissions(dir: string, exists: boolean): Promise<DoctorChe
   const shown = mode.toString(8).padStart(3, '0');
   // o+x alone is allowed: as root, the embedded Postgres (user postgres) must traverse DATA_DIR.
   if ((mode & 0o006) !== 0) {
-    return fail(name, `${dir} has mode ${shown}: other users can ${mode & 0o002 ? 'write' : 'list'} it`, `chmod o-rw ${dir}`);
+    return fail(name, `${dir} has mode ${shown}: other users can ${mode & 0o002 ? 'write' : 'list'} it`, `chmod o-rw ${shellWord(dir)}`);
   }
   return ok(name, `mode ${shown}`);
 }
@@ -245,7 +254,7 @@ async function checkHostKeys(dataDir: string): Promise<DoctorCheck> {
       return fail(
         name,
         `${file} cannot be read (${content.code ?? content.message})`,
-        `give it to the rosterd user: chown USER ${file}; chmod 600 ${file}`,
+        `give it to the rosterd user: chown USER ${shellWord(file)}; chmod 600 ${shellWord(file)}`,
       );
     }
     const parsed = ssh2.utils.parseKey(content);
@@ -259,7 +268,7 @@ async function checkHostKeys(dataDir: string): Promise<DoctorCheck> {
     }
     const mode = (await fs.stat(file)).mode & 0o777;
     if ((mode & 0o077) !== 0) {
-      return fail(name, `${file} has mode ${mode.toString(8)}: other users can read the private host key`, `chmod 600 ${file}`);
+      return fail(name, `${file} has mode ${mode.toString(8)}: other users can read the private host key`, `chmod 600 ${shellWord(file)}`);
     }
     found.push(parsePublicKey(`${key.type} ${key.getPublicSSH().toString('base64')}`).fingerprint);
   }

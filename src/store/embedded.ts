@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { RosterdError, toError } from '../errors.js';
+import { shellWord } from '../shell-word.js';
 import type { Logger } from '../types.js';
 
 const execFileAsync = promisify(execFile);
@@ -124,7 +125,7 @@ function assertTraversable(dir: string): void {
       throw new RosterdError(
         'EMBEDDED_POSTGRES_FAILED',
         `the embedded Postgres runs as the "postgres" user, which cannot enter ${d} (mode ${(st.mode & 0o777).toString(8)}); ` +
-          `allow it with "chmod o+x ${d}", put DATA_DIR elsewhere, or set DATABASE_URL`,
+          `allow it with "chmod o+x ${shellWord(d)}", put DATA_DIR elsewhere, or set DATABASE_URL`,
       );
     }
     if (path.dirname(d) === d) return;

@@ -1,4 +1,5 @@
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -412,6 +413,23 @@ describe('rosterd doctor', () => {
     expect(r.code).toBe(1);
     expect(r.check('data directory permissions')).toMatchObject({ status: 'fail', fix: expect.stringContaining(`chmod o-rw ${dataDir}`) });
     expect(r.check('host keys')).toMatchObject({ status: 'fail', fix: expect.stringContaining('chmod 600') });
+  });
+
+  it('quotes a DATA_DIR with spaces or quotes in the commands it says to run, so that they work as pasted', async () => {
+    const parent = path.join(tempDir(), "district's data");
+    const dataDir = path.join(parent, 'roster files');
+    const missing = await doctor({ DATABASE_URL: db.url, DATA_DIR: dataDir });
+    const fix = missing.check('data directory').fix ?? '';
+    expect(fix).toBe(`or create it now: mkdir -p -m 700 '${parent.replace("'", `'\\''`)}/roster files'`);
+    // Run as pasted: one folder, the one DATA_DIR names (unquoted, it made "…/district's" and "data/roster" and "files").
+    execFileSync('sh', ['-c', fix.replace(/^or create it now: /, '')]);
+    expect(statSync(dataDir).isDirectory()).toBe(true);
+    chmodSync(dataDir, 0o755);
+    const open = await doctor({ DATABASE_URL: db.url, DATA_DIR: dataDir });
+    const chmod = open.check('data directory permissions').fix ?? '';
+    execFileSync('sh', ['-c', chmod]);
+    expect(statSync(dataDir).mode & 0o777).toBe(0o751);
+    expect((await doctor({ DATABASE_URL: db.url, DATA_DIR: dataDir })).check('data directory permissions').status).toBe('ok');
   });
 
   it('names migrations that are not applied', async () => {
