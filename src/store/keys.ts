@@ -6,6 +6,8 @@ import { getTenant } from './tenants.js';
 export interface SshKey {
   id: number;
   tenant: string;
+  /** the tenant's IANA zone, in which the key commands show its times */
+  timezone: string;
   fingerprint: string;
   type: string;
   bits: number;
@@ -26,6 +28,7 @@ export interface LoginKey {
 interface KeyRow {
   id: number;
   subdomain: string;
+  timezone: string;
   fingerprint: string;
   key_type: string;
   key_bits: number;
@@ -39,6 +42,7 @@ interface KeyRow {
 const toKey = (r: KeyRow): SshKey => ({
   id: r.id,
   tenant: r.subdomain,
+  timezone: r.timezone,
   fingerprint: r.fingerprint,
   type: r.key_type,
   bits: r.key_bits,
@@ -49,7 +53,7 @@ const toKey = (r: KeyRow): SshKey => ({
   revokedAt: r.revoked_at,
 });
 
-const SELECT = `SELECT k.*, t.subdomain FROM ssh_keys k JOIN tenants t ON t.id = k.tenant_id`;
+const SELECT = `SELECT k.*, t.subdomain, t.timezone FROM ssh_keys k JOIN tenants t ON t.id = k.tenant_id`;
 
 /**
  * Registers a key. Adding a key the tenant already holds (unrevoked) changes nothing and is not an

@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { DateTime } from 'luxon';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { loadMigrations } from '../../src/store/migrate.js';
@@ -296,7 +297,7 @@ describe('rosterd key', () => {
     const again = await runCli(['key', 'add', 'oak-isd', pub], env);
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout).toMatch(
-      /^SHA256:\S+ twice \(ED25519 256\) was already registered to oak-isd \(added \d{4}-\d\d-\d\dT[\d:]+Z\); nothing changed$/m,
+      /^SHA256:\S+ twice \(ED25519 256\) was already registered to oak-isd \(added \d{4}-\d\d-\d\dT[\d:]+-0[56]:00\); nothing changed$/m,
     );
     const json = await runCli(['key', 'add', 'oak-isd', pub, '--json'], env);
     expect(json.json()).toMatchObject({ alreadyRegistered: true, addedAt: first.json<{ addedAt: string }>().addedAt });
@@ -316,6 +317,20 @@ describe('rosterd key', () => {
     const again = await runCli(['key', 'add', 'oak-isd', pub], env);
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/revoked/);
+    // The table shows each time in the key's tenant's zone with its offset (oak-isd: Chicago), as
+    // import list does; --json keeps UTC.
+    const key = keys.find((k) => k.fingerprint === fp) as unknown as { addedAt: string; revokedAt: string };
+    const chicago = (iso: string) => DateTime.fromISO(iso).setZone('America/Chicago').toISO({ suppressMilliseconds: true });
+    expect(key.addedAt).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z$/);
+    const text = await runCli(['key', 'list', 'oak-isd'], env);
+    const line = text.stdout.split('\n').find((l) => l.includes(fp)) ?? '';
+    expect(line.split(/\s{2,}/).slice(-3)).toEqual([
+      chicago(key.addedAt.replace(/\.\d+Z$/, 'Z')),
+      '-', // never used
+      chicago(key.revokedAt.replace(/\.\d+Z$/, 'Z')),
+    ]);
+    const revokedAgain = await runCli(['key', 'revoke', fp], env);
+    expect(revokedAgain.stdout).toContain(`was already revoked (at ${chicago(key.revokedAt.replace(/\.\d+Z$/, 'Z'))}); nothing changed`);
     const unknown = await runCli(['key', 'revoke', 'SHA256:doesnotexist'], env);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/no key has fingerprint/);

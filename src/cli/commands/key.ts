@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { describeFileError, RosterdError } from '../../errors.js';
+import { zonedIso } from '../../import/records.js';
 import { addKey, listKeys, revokeKey, type SshKey } from '../../store/keys.js';
 import { isValidSubdomain, validateSubdomain } from '../../store/tenants.js';
 import { decodeKeyFile } from '../../sftp/public-key.js';
@@ -19,8 +20,13 @@ export function keyJson(k: SshKey) {
   };
 }
 
-/** An instant to the second, as the key commands show them: 2026-11-21T18:05:11Z. */
-const isoSeconds = (d: Date): string => d.toISOString().replace(/\.\d+Z$/, 'Z');
+/**
+ * An instant to the second in the key's tenant's zone, with its offset, as import list shows
+ * when a file arrived: 2026-11-21T12:05:11-06:00. The time a district's SIS last logged in reads
+ * against its nightly job, set in the district's time; UTC made the operator convert it, and
+ * differently for each tenant of the list. --json keeps UTC.
+ */
+const shownAt = (d: Date, k: SshKey): string => zonedIso(d, k.timezone) ?? '';
 
 async function readKeyText(file: string): Promise<string> {
   if (file === '-') {
@@ -53,7 +59,7 @@ export function registerKeyCommands(program: Command): void {
       return {
         json: { ...keyJson(k), alreadyRegistered: k.alreadyRegistered },
         text: k.alreadyRegistered
-          ? `${described} was already registered to ${k.tenant} (added ${isoSeconds(k.addedAt)}); nothing changed`
+          ? `${described} was already registered to ${k.tenant} (added ${shownAt(k.addedAt, k)}); nothing changed`
           : `${described} added to ${k.tenant}`,
       };
     },
@@ -61,7 +67,6 @@ export function registerKeyCommands(program: Command): void {
 
   leaf(key.command('list [subdomain]').description('list keys, of one tenant or all'), async (ctx, [subdomain]) => {
     const keys = await listKeys(ctx.pool, subdomain);
-    const when = (d: Date | null) => (d ? isoSeconds(d) : null);
     return {
       json: keys.map(keyJson),
       text:
@@ -74,9 +79,9 @@ export function registerKeyCommands(program: Command): void {
                 k.fingerprint,
                 `${k.type} ${k.bits}`,
                 k.comment,
-                when(k.addedAt),
-                when(k.lastUsedAt),
-                when(k.revokedAt),
+                shownAt(k.addedAt, k),
+                k.lastUsedAt && shownAt(k.lastUsedAt, k),
+                k.revokedAt && shownAt(k.revokedAt, k),
               ]),
             ),
     };
@@ -85,7 +90,7 @@ export function registerKeyCommands(program: Command): void {
   leaf(key.command('revoke <fingerprint>').description('revoke a key by its SHA256: fingerprint'), async (ctx, [fingerprint]) => {
     const k = await revokeKey(ctx.pool, fingerprint ?? '');
     // Exit 0 either way: the key is revoked, as asked; the text says whether this command did it.
-    const when = k.revokedAt ? isoSeconds(k.revokedAt) : '?';
+    const when = k.revokedAt ? shownAt(k.revokedAt, k) : '?';
     return {
       json: { ...keyJson(k), alreadyRevoked: k.alreadyRevoked },
       text: k.alreadyRevoked
