@@ -5,6 +5,7 @@ import { zonedIso } from '../../import/records.js';
 import { addKey, listKeys, revokeKey, type SshKey } from '../../store/keys.js';
 import { isValidSubdomain, validateSubdomain } from '../../store/tenants.js';
 import { decodeKeyFile } from '../../sftp/public-key.js';
+import { logOperatorAction } from '../audit.js';
 import { leaf, table } from '../context.js';
 
 export function keyJson(k: SshKey) {
@@ -55,6 +56,9 @@ export function registerKeyCommands(program: Command): void {
       }
       validateSubdomain(subdomain ?? '');
       const k = await addKey(ctx.pool, subdomain ?? '', await readKeyText(file ?? '-'));
+      if (!k.alreadyRegistered) {
+        logOperatorAction(ctx, 'key.added', { tenant: k.tenant, fingerprint: k.fingerprint, keyType: k.type, bits: k.bits }, 'key added');
+      }
       const described = `${k.fingerprint} ${k.comment || '(no comment)'} (${k.type.replace(/^ssh-/, '').toUpperCase()} ${k.bits})`;
       return {
         json: { ...keyJson(k), alreadyRegistered: k.alreadyRegistered },
@@ -89,6 +93,7 @@ export function registerKeyCommands(program: Command): void {
 
   leaf(key.command('revoke <fingerprint>').description('revoke a key by its SHA256: fingerprint'), async (ctx, [fingerprint]) => {
     const k = await revokeKey(ctx.pool, fingerprint ?? '');
+    if (!k.alreadyRevoked) logOperatorAction(ctx, 'key.revoked', { tenant: k.tenant, fingerprint: k.fingerprint }, 'key revoked');
     // Exit 0 either way: the key is revoked, as asked; the text says whether this command did it.
     const when = k.revokedAt ? shownAt(k.revokedAt, k) : '?';
     return {

@@ -22,6 +22,7 @@ import {
   type SchoolInput,
 } from '../../store/schools.js';
 import { getTenant } from '../../store/tenants.js';
+import { logOperatorAction } from '../audit.js';
 import { leaf, table } from '../context.js';
 
 const schoolJson = (s: SchoolRef) => ({ id: s.id, name: s.name, ncesId: s.ncesId, stateId: s.stateId });
@@ -199,6 +200,7 @@ export function registerSchoolCommands(program: Command): void {
         ncesId: typeof opts.nces === 'string' ? opts.nces : null,
         stateId: typeof opts.stateId === 'string' ? opts.stateId : null,
       });
+      logOperatorAction(ctx, 'school.added', { tenant: subdomain, school: s.name }, 'school added');
       return { json: schoolJson(s), text: `added school "${s.name}" to ${subdomain}` };
     },
   );
@@ -225,6 +227,7 @@ export function registerSchoolCommands(program: Command): void {
         }
         return result;
       });
+      logOperatorAction(ctx, 'schools.imported', { tenant: tenant.subdomain, file, added: added.length }, 'schools imported');
       const recoded =
         encoding !== 'windows-1252'
           ? ''
@@ -259,6 +262,12 @@ export function registerSchoolCommands(program: Command): void {
         const others = schools.filter((s) => s.id !== before.id);
         return { before, after: await updateSchool(client, tenant, before, others, change), tenant };
       });
+      logOperatorAction(
+        ctx,
+        'school.updated',
+        { tenant: tenant.subdomain, school: before.name, changed: Object.keys(change) },
+        'school updated',
+      );
       return { json: { ...schoolJson(after), previous: schoolJson(before) }, text: describeSchoolChange(tenant.subdomain, before, after) };
     },
   );

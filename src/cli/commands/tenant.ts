@@ -13,6 +13,7 @@ import {
 import { firstTickInWindow, LOOKAHEAD_NIGHTS, withNextTick } from '../../schedule/next-tick.js';
 import { windowFromParts } from '../../schedule/window.js';
 import { systemClock } from '../../types.js';
+import { logOperatorAction } from '../audit.js';
 import { decimalOption, intOption, leaf, table, type CliContext, type Output } from '../context.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -117,7 +118,9 @@ export function registerTenantCommands(program: Command): void {
     if (!input.adminEmails) {
       throw new RosterdError('USAGE', 'give at least one --admin-email: the administrator who receives import reports');
     }
-    return changed(ctx, await createTenant(ctx.pool, subdomain ?? '', { ...input, adminEmails: input.adminEmails }), 'added');
+    const t = await createTenant(ctx.pool, subdomain ?? '', { ...input, adminEmails: input.adminEmails });
+    logOperatorAction(ctx, 'tenant.added', { tenant: t.subdomain }, 'tenant added');
+    return changed(ctx, t, 'added');
   });
 
   leaf(tenant.command('list').description('list tenants'), async (ctx) => {
@@ -147,14 +150,20 @@ export function registerTenantCommands(program: Command): void {
         `nothing to change: give at least one of ${UPDATE_OPTIONS}, e.g. rosterd tenant update ${subdomain ?? 'SUBDOMAIN'} --threshold 15`,
       );
     }
-    return changed(ctx, await updateTenant(ctx.pool, subdomain ?? '', input), 'updated');
+    const t = await updateTenant(ctx.pool, subdomain ?? '', input);
+    logOperatorAction(ctx, 'tenant.updated', { tenant: t.subdomain, changed: Object.keys(input) }, 'tenant updated');
+    return changed(ctx, t, 'updated');
   });
 
-  leaf(tenant.command('suspend <subdomain>').description("refuse the tenant's logins and imports"), async (ctx, [subdomain]) =>
-    one(await setTenantStatus(ctx.pool, subdomain ?? '', 'suspended'), 'suspended'),
-  );
+  leaf(tenant.command('suspend <subdomain>').description("refuse the tenant's logins and imports"), async (ctx, [subdomain]) => {
+    const t = await setTenantStatus(ctx.pool, subdomain ?? '', 'suspended');
+    logOperatorAction(ctx, 'tenant.suspended', { tenant: t.subdomain }, 'tenant suspended');
+    return one(t, 'suspended');
+  });
 
-  leaf(tenant.command('resume <subdomain>').description('make a suspended tenant active again'), async (ctx, [subdomain]) =>
-    one(await setTenantStatus(ctx.pool, subdomain ?? '', 'active'), 'resumed'),
-  );
+  leaf(tenant.command('resume <subdomain>').description('make a suspended tenant active again'), async (ctx, [subdomain]) => {
+    const t = await setTenantStatus(ctx.pool, subdomain ?? '', 'active');
+    logOperatorAction(ctx, 'tenant.resumed', { tenant: t.subdomain }, 'tenant resumed');
+    return one(t, 'resumed');
+  });
 }
