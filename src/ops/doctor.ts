@@ -612,14 +612,28 @@ async function checkMail(config: Config, timeoutMs: number): Promise<DoctorCheck
     await withTimeout(transport.verify(), timeoutMs * 2, `the mail server at ${where}`);
     return ok(name, `the mail server at ${where} accepts connections and credentials`);
   } catch (err) {
+    const why = describeError(err);
     return fail(
       name,
-      `the mail server at ${where} cannot be used: ${describeError(err)}`,
-      'check SMTP_URL (host, port, smtp:// or smtps://, user and password) and that the server is running; reports wait in the outbox meanwhile',
+      `the mail server at ${where} cannot be used: ${why}`,
+      isCertificateError(why)
+        ? // The server answers and its credentials may be right: only its certificate is refused.
+          "renew or correct the mail server's TLS certificate; if your own certificate authority signed it, start rosterd with " +
+            'NODE_EXTRA_CA_CERTS=/path/to/ca.pem; only on a network you trust, end SMTP_URL with ?tls.rejectUnauthorized=false. ' +
+            'Reports wait in the outbox meanwhile'
+        : 'check SMTP_URL (host, port, smtp:// or smtps://, user and password) and that the server is running; reports wait in the outbox meanwhile',
     );
   } finally {
     transport.close();
   }
+}
+
+/**
+ * Node's words for a TLS certificate it refused (expired, self-signed, not for this host name),
+ * which nodemailer passes on under its own code (ESOCKET).
+ */
+function isCertificateError(why: string): boolean {
+  return /certificate|self[- ]signed|altnames/i.test(why);
 }
 
 /** undefined if a file can be created in dir, else why not. Root ignores modes, so really try. */

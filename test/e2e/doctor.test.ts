@@ -1,8 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createLogger } from '../../src/log/logger.js';
 import { runDoctor, type DoctorReport } from '../../src/ops/doctor.js';
@@ -387,6 +389,28 @@ describe('rosterd doctor', () => {
     });
     expect(r.check('mail').fix).toMatch(/check SMTP_URL/);
     expect(r.check('database').status).toBe('ok');
+  });
+
+  it("says that a mail server's TLS certificate was refused, and what to do, rather than to check the URL", async () => {
+    // STARTTLS with smtp-server's own test certificate, which no CA signed (and which has expired).
+    const server = new SMTPServer({ authOptional: true, logger: false });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.server.address() as AddressInfo).port;
+      const r = await doctor({ DATABASE_URL: db.url, DATA_DIR: tempDir(), SMTP_URL: `smtp://127.0.0.1:${port}` });
+      expect(r.check('mail')).toMatchObject({ status: 'fail', detail: expect.stringMatching(/certificate/) });
+      expect(r.check('mail').fix).toMatch(/NODE_EXTRA_CA_CERTS=.*tls\.rejectUnauthorized=false/);
+      expect(r.check('mail').fix).not.toMatch(/check SMTP_URL/);
+      // As the fix says: with the check turned off, the same server is accepted.
+      const off = await doctor({
+        DATABASE_URL: db.url,
+        DATA_DIR: tempDir(),
+        SMTP_URL: `smtp://127.0.0.1:${port}?tls.rejectUnauthorized=false`,
+      });
+      expect(off.check('mail').status).toBe('ok');
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 
   it('names a data directory that cannot be written (a path under a regular file fails even as root)', async () => {
