@@ -3,13 +3,17 @@
  * if given, must be an active Manager, School Administrator or Administrator; an owner without a
  * group means the owner's default group (created if needed); neither is an error. The file is the
  * whole set of memberships: import-made memberships it no longer lists are removed, except those
- * of users whose row was in error (found by the reader or against the database).
+ * of users whose row was in error (found by the reader or against the database). A file that would
+ * remove more than the tenant's threshold of its memberships is held, as a users.csv that would
+ * deactivate too many users is (hold.ts), and applied only if an operator approves it.
  *
  * Counts: created = memberships added, unchanged = memberships already there, deactivated =
  * memberships removed; groupsCreated in the extra counts.
  */
 import type { PoolClient } from 'pg';
+import { RosterdError } from '../errors.js';
 import { copyLine, startCopy } from './copy-stream.js';
+import { groupsHoldReason } from './hold.js';
 import { insertIssues, MESSAGES, receivedInTenantZone } from './issues.js';
 import type { ImportHook, ImportTarget, ReadOutcome, ReadResult } from './engine-types.js';
 import type { LastUsersRows } from './rejected-rows.js';
@@ -18,6 +22,9 @@ import { emptyCounts, type GroupRow, type ImportCounts, type WarningCode } from 
 export interface GroupsApplyResult extends ReadOutcome {
   counts: ImportCounts;
   groupsCreated: number;
+  /** nothing applied: the file removes more memberships than the tenant's threshold (`message` says so) */
+  held: boolean;
+  message: string | null;
 }
 
 export async function applyGroups(
@@ -28,6 +35,10 @@ export async function applyGroups(
     at?: ImportHook | undefined;
     /** the lines of the last users.csv that list these usernames (see rejected-rows.ts) */
     lastUsersRows?: ((usernames: string[]) => Promise<LastUsersRows | undefined>) | undefined;
+    /** validate: compute the report; the caller rolls back */
+    dryRun: boolean;
+    /** approval of a held import: apply whatever the number of removals, if no more than were held */
+    overrideThreshold: boolean;
   },
 ): Promise<GroupsApplyResult> {
   // Usernames as written: compared with lower(), as the users index does.
@@ -116,26 +127,10 @@ export async function applyGroups(
   await insertIssues(client, target.uploadId, 'error', summary.errors);
   await insertIssues(client, target.uploadId, 'warning', summary.warnings);
 
-  // Groups: named ones by name (ignoring case), default ones by owner. Created with the first
-  // row's owner; an existing group keeps its owner.
-  const named = await client.query(
-    `INSERT INTO groups (tenant_id, name, owner_id, created_import_id)
-     SELECT DISTINCT ON (lower(group_name)) $1::bigint, group_name, owner_id, $2::uuid
-       FROM import_group_plan WHERE op = 'ok' AND group_name IS NOT NULL
-      ORDER BY lower(group_name), line
-     ON CONFLICT (tenant_id, lower(name)) WHERE NOT is_default DO NOTHING`,
-    [target.tenantId, target.uploadId],
-  );
-  const defaults = await client.query(
-    `INSERT INTO groups (tenant_id, name, owner_id, is_default, created_import_id)
-     SELECT DISTINCT $1::bigint, 'Default group of ' || owner_name, owner_id, true, $2::uuid
-       FROM import_group_plan WHERE op = 'ok' AND group_name IS NULL
-     ON CONFLICT (owner_id) WHERE is_default DO NOTHING`,
-    [target.tenantId, target.uploadId],
-  );
   // Lines applied, but not quite as written: an inactive user's membership, and an owner given
   // for a group that has another one (groups keep the owner they were created with: an earlier
-  // import's, or this file's first line for the group).
+  // import's, or this file's first line for the group, which is the one the group is created with
+  // below). Told before anything is written, so that a held file's report tells them too.
   // An inactive user's warning names the users.csv import that deactivated the user, and how, as
   // that import recorded it (users.deactivated_import_id, deactivated_how): the user's last import
   // may have changed it without deactivating it, and a full sync deactivates a user it no longer
@@ -155,11 +150,16 @@ export async function applyGroups(
        LEFT JOIN tenants t ON t.id = d.tenant_id
       WHERE p.op = 'ok' AND NOT u.active
      UNION ALL
-     SELECT $1::uuid, 'warning', p.line, 'owner', p.owner, format($3, gr.name, o.username), $9, p.username
+     SELECT $1::uuid, 'warning', p.line, 'owner', p.owner, format($3, e.name, o.username), $9, p.username
        FROM import_group_plan p
-       JOIN groups gr ON gr.tenant_id = $4::bigint AND NOT gr.is_default AND lower(gr.name) = lower(p.group_name)
-       JOIN users o ON o.id = gr.owner_id
-      WHERE p.op = 'ok' AND p.owner_id IS NOT NULL AND gr.owner_id <> p.owner_id`,
+       JOIN (SELECT DISTINCT ON (lower(f.group_name)) lower(f.group_name) AS key, coalesce(gr.name, f.group_name) AS name,
+                    CASE WHEN gr.id IS NULL THEN f.owner_id ELSE gr.owner_id END AS owner_id
+               FROM import_group_plan f
+               LEFT JOIN groups gr ON gr.tenant_id = $4::bigint AND NOT gr.is_default AND lower(gr.name) = lower(f.group_name)
+              WHERE f.op = 'ok' AND f.group_name IS NOT NULL
+              ORDER BY lower(f.group_name), f.line) e ON e.key = lower(p.group_name)
+       JOIN users o ON o.id = e.owner_id
+      WHERE p.op = 'ok' AND p.owner_id IS NOT NULL AND e.owner_id <> p.owner_id`,
     [
       target.uploadId,
       MESSAGES.groupUserInactive,
@@ -172,6 +172,50 @@ export async function applyGroups(
       'GROUP_OWNER_IGNORED' satisfies WarningCode,
       MESSAGES.deactivatedByStatus,
     ],
+  );
+  const errors = summary.errorCount + (planErrors.rowCount ?? 0);
+  const warnings = summary.warningCount + (warned.rowCount ?? 0);
+
+  // The import-made memberships the file no longer lists, except those of users whose row was in
+  // error (found by the reader or against the database): what a full sync removes. Decided before
+  // anything is written, so that the safety hold can keep the file from removing them. A membership
+  // is listed by a line of its user naming its group (ignoring case), or, for a default group, its owner.
+  const removals = await client.query(
+    `CREATE TEMP TABLE import_group_removals ON COMMIT DROP AS
+     SELECT m.group_id, m.user_id
+       FROM memberships m JOIN groups g ON g.id = m.group_id
+      WHERE g.tenant_id = $1::bigint AND m.import_id IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM import_group_plan p
+                         WHERE p.op = 'ok' AND p.user_id = m.user_id
+                           AND CASE WHEN p.group_name IS NULL THEN 'o' || p.owner_id ELSE 'g' || lower(p.group_name) END
+                             = CASE WHEN g.is_default THEN 'o' || g.owner_id ELSE 'g' || lower(g.name) END)
+        AND NOT EXISTS (SELECT 1 FROM import_group_plan p WHERE p.op <> 'ok' AND p.user_id = m.user_id)`,
+    [target.tenantId],
+  );
+  const removing = removals.rowCount ?? 0;
+  const hold = removing === 0 ? null : await holdFor(client, target, removing, options.dryRun);
+  const holding = hold !== null && !options.overrideThreshold && !options.dryRun;
+  if (options.overrideThreshold && removing > 0) await refuseUnreviewed(client, target);
+  // A held file's counts are what it would do: its groups and memberships are written as an
+  // applied file's are, to count them, and then rolled back.
+  if (holding) await client.query('SAVEPOINT import_groups_held');
+
+  // Groups: named ones by name (ignoring case), default ones by owner. Created with the first
+  // row's owner; an existing group keeps its owner.
+  const named = await client.query(
+    `INSERT INTO groups (tenant_id, name, owner_id, created_import_id)
+     SELECT DISTINCT ON (lower(group_name)) $1::bigint, group_name, owner_id, $2::uuid
+       FROM import_group_plan WHERE op = 'ok' AND group_name IS NOT NULL
+      ORDER BY lower(group_name), line
+     ON CONFLICT (tenant_id, lower(name)) WHERE NOT is_default DO NOTHING`,
+    [target.tenantId, target.uploadId],
+  );
+  const defaults = await client.query(
+    `INSERT INTO groups (tenant_id, name, owner_id, is_default, created_import_id)
+     SELECT DISTINCT $1::bigint, 'Default group of ' || owner_name, owner_id, true, $2::uuid
+       FROM import_group_plan WHERE op = 'ok' AND group_name IS NULL
+     ON CONFLICT (owner_id) WHERE is_default DO NOTHING`,
+    [target.tenantId, target.uploadId],
   );
   await client.query(
     `CREATE TEMP TABLE import_memberships ON COMMIT DROP AS
@@ -192,14 +236,6 @@ export async function applyGroups(
      ON CONFLICT (group_id, user_id) DO NOTHING`,
     [target.uploadId],
   );
-  await options.at?.('groups', client);
-  const removed = await client.query(
-    `DELETE FROM memberships m USING groups g
-      WHERE m.group_id = g.id AND g.tenant_id = $1::bigint AND m.import_id IS NOT NULL
-        AND NOT EXISTS (SELECT 1 FROM import_memberships w WHERE w.group_id = m.group_id AND w.user_id = m.user_id)
-        AND NOT EXISTS (SELECT 1 FROM import_group_plan p WHERE p.op <> 'ok' AND p.user_id = m.user_id)`,
-    [target.tenantId],
-  );
   const wanted = await client.query<{ n: string }>('SELECT count(*) AS n FROM import_memberships');
   const created = added.rowCount ?? 0;
   const counts: ImportCounts = {
@@ -207,9 +243,62 @@ export async function applyGroups(
     rows: summary.rows,
     created,
     unchanged: Number(wanted.rows[0]?.n ?? 0) - created,
-    deactivated: removed.rowCount ?? 0,
-    errors: summary.errorCount + (planErrors.rowCount ?? 0),
-    warnings: summary.warningCount + (warned.rowCount ?? 0),
+    deactivated: removing,
+    errors,
+    warnings,
   };
-  return { mode: summary.mode, encoding: summary.encoding, counts, groupsCreated: (named.rowCount ?? 0) + (defaults.rowCount ?? 0) };
+  const groupsCreated = (named.rowCount ?? 0) + (defaults.rowCount ?? 0);
+  const outcome = { mode: summary.mode, encoding: summary.encoding, counts, groupsCreated };
+  if (holding) {
+    await client.query('ROLLBACK TO SAVEPOINT import_groups_held');
+    await client.query(
+      `INSERT INTO import_hold_removals (upload_id, group_id, user_id, group_name, username)
+       SELECT $1::uuid, r.group_id, r.user_id, g.name, u.username
+         FROM import_group_removals r JOIN groups g ON g.id = r.group_id JOIN users u ON u.id = r.user_id`,
+      [target.uploadId],
+    );
+    return { ...outcome, held: true, message: hold };
+  }
+  await options.at?.('groups', client);
+  if (removing > 0) {
+    // Also in a dry run (rolled back by its caller): unusable-file.ts counts what it took away.
+    await client.query(`DELETE FROM memberships m USING import_group_removals r WHERE m.group_id = r.group_id AND m.user_id = r.user_id`);
+  }
+  return { ...outcome, held: false, message: hold };
+}
+
+/** The hold's reason when `removing` memberships are more than the tenant's threshold of them all. */
+async function holdFor(client: PoolClient, target: ImportTarget, removing: number, dryRun: boolean): Promise<string | null> {
+  const { rows } = await client.query<{ n: string }>(
+    'SELECT count(*) AS n FROM memberships m JOIN groups g ON g.id = m.group_id WHERE g.tenant_id = $1::bigint',
+    [target.tenantId],
+  );
+  return groupsHoldReason(removing, Number(rows[0]?.n ?? 0), target, dryRun);
+}
+
+/**
+ * An approval removes what the hold report showed, no more: if memberships were added since (by
+ * hand, or by a users.csv whose users this file does not list), it would now remove memberships
+ * nobody reviewed. Throws, so the approval's transaction rolls back and the import stays held.
+ */
+async function refuseUnreviewed(client: PoolClient, target: ImportTarget): Promise<void> {
+  const { rows } = await client.query<{ username: string; name: string; n: string }>(
+    `SELECT u.username, g.name, count(*) OVER () AS n
+       FROM import_group_removals r JOIN groups g ON g.id = r.group_id JOIN users u ON u.id = r.user_id
+      WHERE NOT EXISTS (SELECT 1 FROM import_hold_removals h
+                         WHERE h.upload_id = $1::uuid AND h.group_id = r.group_id AND h.user_id = r.user_id)
+      ORDER BY lower(g.name), lower(u.username) LIMIT 5`,
+    [target.uploadId],
+  );
+  const first = rows[0];
+  if (first === undefined) return;
+  const n = Number(first.n);
+  const names = rows.map((r) => `${r.username} from ${r.name}`).join(', ') + (n > rows.length ? ', …' : '');
+  throw new RosterdError(
+    'IMPORT_APPROVAL_STALE',
+    `import ${target.uploadId} cannot be approved: the memberships changed since it was held, and it would now also remove ` +
+      `${n} membership${n === 1 ? '' : 's'} its hold report did not list (${names}). Nothing was changed. ` +
+      'Ask the district to upload a current groups.csv, which replaces this one when it is imported; ' +
+      `reject this one ("rosterd import reject ${target.uploadId}") only if none is coming.`,
+  );
 }

@@ -121,13 +121,15 @@ export async function executeImport(
       at: options.at,
       lastUsersRows: (usernames) =>
         lastUsersRows(client, { dataDir: config.DATA_DIR, now: clock.now(), tenantId: target.tenantId }, usernames),
+      dryRun: options.dryRun,
+      overrideThreshold: options.overrideThreshold,
     });
     const outcome: Outcome = {
-      status: options.dryRun ? 'validated' : result.counts.errors > 0 ? 'completed_with_errors' : 'succeeded',
+      status: statusOf(options.dryRun, result.held, result.counts),
       mode: result.mode,
       encoding: result.encoding,
       counts: result.counts,
-      message: null,
+      message: result.message,
     };
     await refuseUnusableFile(client, target, true, outcome);
     return outcome;
@@ -144,16 +146,16 @@ export async function executeImport(
     overrideThreshold: options.overrideThreshold,
     at: options.at,
   });
-  const status: UploadStatus = options.dryRun
-    ? 'validated'
-    : result.held
-      ? 'held'
-      : result.counts.errors > 0
-        ? 'completed_with_errors'
-        : 'succeeded';
+  const status = statusOf(options.dryRun, result.held, result.counts);
   const outcome: Outcome = { status, mode: result.mode, encoding: result.encoding, counts: result.counts, message: result.message };
   await refuseUnusableFile(client, target, false, outcome);
   return outcome;
+}
+
+function statusOf(dryRun: boolean, held: boolean, counts: ImportCounts): UploadStatus {
+  if (dryRun) return 'validated';
+  if (held) return 'held';
+  return counts.errors > 0 ? 'completed_with_errors' : 'succeeded';
 }
 
 /**

@@ -10,22 +10,44 @@ const NOTHING_APPLIED = ' Nothing was applied.';
 
 /** Why this many deactivations must be held, or null when they are within the threshold. */
 export function holdReason(deactivations: number, active: number, target: ImportTarget, dryRun = false): string | null {
-  // In whole hundredths of a percent (threshold_percent is numeric(5,2)), so exactly the threshold
-  // is not "more": in floating point, 3000 * 2.3 / 100 is 68.99999999999999 and 69 was held.
-  const hundredths = Math.round(target.thresholdPercent * 100);
-  const byPercent = deactivations * 10_000 > active * hundredths;
+  const byPercent = overPercent(deactivations, active, target);
   const byCount = target.thresholdCount !== null && deactivations > target.thresholdCount;
   if (!byPercent && !byCount) return null;
-  const pct = active === 0 ? 100 : Math.round((deactivations / active) * 1000) / 10;
   const limit =
     byCount && target.thresholdCount !== null
       ? `the district's limit of ${target.thresholdCount} deactivations`
       : `the district's threshold of ${target.thresholdPercent}% of active users`;
-  const what = `this file would deactivate ${deactivations} of ${active} active users (${pct}%), more than ${limit}.`;
+  const what = `this file would deactivate ${deactivations} of ${active} active users (${percent(deactivations, active)}%), more than ${limit}.`;
+  return held(what, 'users.csv', 'the whole roster, without an action column', target, dryRun);
+}
+
+/**
+ * Why a groups.csv that removes this many of the tenant's memberships must be held, or null. A
+ * truncated export (or one from the wrong report) lists a few memberships and would remove all the
+ * others, as a users.csv missing a school would deactivate its users. Only the percentage applies:
+ * the threshold count is a number of users, and a school's class lists hold many memberships each.
+ */
+export function groupsHoldReason(removals: number, memberships: number, target: ImportTarget, dryRun = false): string | null {
+  if (!overPercent(removals, memberships, target)) return null;
+  const what =
+    `this file would remove ${removals} of ${memberships} group memberships (${percent(removals, memberships)}%), ` +
+    `more than the district's threshold of ${target.thresholdPercent}%.`;
+  return held(what, 'groups.csv', 'every membership, as a groups.csv always is', target, dryRun);
+}
+
+function overPercent(n: number, of: number, target: ImportTarget): boolean {
+  // In whole hundredths of a percent (threshold_percent is numeric(5,2)), so exactly the threshold
+  // is not "more": in floating point, 3000 * 2.3 / 100 is 68.99999999999999 and 69 was held.
+  return n * 10_000 > of * Math.round(target.thresholdPercent * 100);
+}
+
+const percent = (n: number, of: number): number => (of === 0 ? 100 : Math.round((n / of) * 1000) / 10);
+
+function held(what: string, file: string, whole: string, target: ImportTarget, dryRun: boolean): string {
   if (dryRun) return `An import of this file would be held: ${what} An operator would have to approve it.`;
   return (
     `${HELD}${what}${NOTHING_APPLIED} If the file is right, approve it with "rosterd import approve ${target.uploadId}". ` +
-    'If not, a corrected users.csv from the district (the whole roster, without an action column) replaces it when that is imported; ' +
+    `If not, a corrected ${file} from the district (${whole}) replaces it when that is imported; ` +
     `reject it with "rosterd import reject ${target.uploadId}" only if none is coming.`
   );
 }
@@ -37,8 +59,8 @@ export function holdReason(deactivations: number, active: number, target: Import
  */
 export function holdFacts(message: string): string | null {
   if (message.startsWith(WAS_HELD)) {
-    const tail = Object.values(AFTERWARDS).find((t) => message.endsWith(t));
-    return tail === undefined ? null : message.slice(WAS_HELD.length, message.length - tail.length);
+    const tail = AFTERWARDS_ANY.exec(message);
+    return tail === null ? null : message.slice(WAS_HELD.length, tail.index);
   }
   if (!message.startsWith(HELD)) return null;
   const end = message.indexOf(NOTHING_APPLIED);
@@ -47,16 +69,17 @@ export function holdFacts(message: string): string | null {
 
 const WAS_HELD = 'Was held: ';
 const AFTERWARDS = {
-  rejected: ' It was rejected, so nothing was applied.',
-  superseded: ' A newer users.csv replaced it before it was decided, so nothing was applied.',
+  rejected: () => ' It was rejected, so nothing was applied.',
+  superseded: (file: string) => ` A newer ${file} replaced it before it was decided, so nothing was applied.`,
 } as const;
+const AFTERWARDS_ANY = / (It was rejected|A newer \S+ replaced it before it was decided), so nothing was applied\.$/;
 
 /**
  * A held import's message once it has been rejected or replaced: why it was held and what became
- * of it, without the approve and reject commands, which then only fail.
+ * of it, without the approve and reject commands, which then only fail. `file`: users.csv or groups.csv.
  */
-export function wasHeld(facts: string, outcome: keyof typeof AFTERWARDS): string {
-  return `${WAS_HELD}${facts}${AFTERWARDS[outcome]}`;
+export function wasHeld(facts: string, outcome: keyof typeof AFTERWARDS, file: string): string {
+  return `${WAS_HELD}${facts}${AFTERWARDS[outcome](file)}`;
 }
 
 /** One school's share of a held import's would-be deactivations; school null: users with none. */

@@ -38,6 +38,8 @@ export interface ImportRecord {
   heldDeactivations?: string[];
   /** the same users counted by school, most first (school null: none); empty when none has a school */
   heldBySchool?: SchoolCount[];
+  /** held (and rejected) groups.csv imports: the memberships the file would have removed */
+  heldRemovals?: Array<{ username: string; group: string }>;
   /** the operator who imported it at once with `import run --now`; null when the schedule did */
   requestedBy: string | null;
   approvedBy: string | null;
@@ -194,6 +196,11 @@ async function withIssues(db: Queryable, rows: RecordRow[], perImport: number | 
       ORDER BY lower(h.username)`,
     [ids],
   );
+  const removals = await db.query<{ upload_id: string; username: string; group: string }>(
+    `SELECT upload_id, username, group_name AS "group" FROM import_hold_removals WHERE upload_id = ANY($1::uuid[])
+      ORDER BY lower(group_name), lower(username)`,
+    [ids],
+  );
   return rows.map((r) => {
     const { errors, warnings } = issues.get(r.id) ?? { errors: [], warnings: [] };
     const counts = { ...emptyCounts(), ...(r.counts ?? {}) };
@@ -212,7 +219,7 @@ async function withIssues(db: Queryable, rows: RecordRow[], perImport: number | 
       counted: isGroupsFile(r.file_name) ? 'memberships' : 'users',
       errors,
       warnings,
-      message: messageNow(r.status, r.message, r.last_attempt_error),
+      message: messageNow(r.status, r.message, r.last_attempt_error, r.file_name),
       source: r.source,
       encoding: r.encoding,
       startedAt: zonedIso(r.started_at, r.timezone),
@@ -228,7 +235,10 @@ async function withIssues(db: Queryable, rows: RecordRow[], perImport: number | 
       lastAttemptError: r.last_attempt_error,
       supersededBy: r.superseded_by,
     };
-    if (r.status === 'held' || r.status === 'rejected' || heldNames.length > 0) {
+    if (isGroupsFile(r.file_name)) {
+      const gone = removals.rows.filter((h) => h.upload_id === r.id).map(({ username, group }) => ({ username, group }));
+      if (r.status === 'held' || r.status === 'rejected' || gone.length > 0) record.heldRemovals = gone;
+    } else if (r.status === 'held' || r.status === 'rejected' || heldNames.length > 0) {
       record.heldDeactivations = heldNames;
       record.heldBySchool = countBySchool(heldRows.map((h) => h.school));
     }
@@ -241,10 +251,10 @@ async function withIssues(db: Queryable, rows: RecordRow[], perImport: number | 
  * reject it; once it has been rejected or replaced, those commands only fail, so what is left is
  * why it was held and what became of it.
  */
-function messageNow(status: UploadStatus, message: string | null, lastAttemptError: string | null): string | null {
+function messageNow(status: UploadStatus, message: string | null, lastAttemptError: string | null, file: string): string | null {
   // an upload that failed after repeated attempts has no file-level message: say why instead
   if (message === null) return status === 'failed' ? lastAttemptError : null;
   if (status !== 'rejected' && status !== 'superseded') return message;
   const facts = holdFacts(message);
-  return facts === null ? message : wasHeld(facts, status);
+  return facts === null ? message : wasHeld(facts, status, isGroupsFile(file) ? 'groups.csv' : 'users.csv');
 }

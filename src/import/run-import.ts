@@ -115,7 +115,7 @@ export async function approveImport(
         // could deadlock. An import of the tenant running meanwhile is waited for.
         await lockTenantRoster(client, (await loadTarget(client, ctx.config.DATA_DIR, uploadId)).tenantId);
         const target = await loadTarget(client, ctx.config.DATA_DIR, uploadId, true);
-        if (target.status !== 'held') throw notHeld(uploadId, target.status);
+        if (target.status !== 'held') throw notHeld(uploadId, target.status, target.fileName);
         await refuseIfNewerPending(client, target);
         try {
           await verifyStoredCopy(target);
@@ -163,7 +163,7 @@ export async function rejectImport(
 ): Promise<ImportRecord> {
   return withTransaction(ctx.pool, async (client) => {
     const target = await loadTarget(client, ctx.config.DATA_DIR, uploadId, true);
-    if (target.status !== 'held') throw notHeld(uploadId, target.status);
+    if (target.status !== 'held') throw notHeld(uploadId, target.status, target.fileName);
     const now = ctx.clock.now();
     await client.query(`UPDATE uploads SET status = 'rejected', rejected_by = $2, rejected_at = $3, status_changed_at = $3 WHERE id = $1`, [
       uploadId,
@@ -183,15 +183,16 @@ export async function rejectImport(
  * Decided here, in the transaction that records the import's outcome, because only a full sync is
  * a roster, and which one a file is is known once it is read (the claim, src/schedule/claims.ts,
  * comes before): a delta (an action column) changes the users it lists and leaves a held file to
- * its decision; a file that failed replaces nothing. Rolled back with the import, so a crash or a
- * lost claim leaves the held one held.
+ * its decision; a file that failed replaces nothing. A groups.csv is always the whole set of
+ * memberships: a newer one imported (or held in its turn) replaces a held one. Rolled back with
+ * the import, so a crash or a lost claim leaves the held one held.
  */
 async function supersedeHeld(client: PoolClient, target: UploadTarget, outcome: Outcome, now: Date): Promise<SupersededHeld[]> {
-  if (target.fileName !== 'users.csv' || outcome.mode !== 'full') return [];
+  if (!['users.csv', 'groups.csv'].includes(target.fileName) || outcome.mode !== 'full') return [];
   const { rows } = await client.query<SupersededHeld>(
     `UPDATE uploads h SET status = 'superseded', superseded_by = n.id, status_changed_at = $2
        FROM uploads n
-      WHERE n.id = $1 AND h.tenant_id = n.tenant_id AND h.file_name = 'users.csv' AND h.status = 'held' AND h.arrival < n.arrival
+      WHERE n.id = $1 AND h.tenant_id = n.tenant_id AND h.file_name = n.file_name AND h.status = 'held' AND h.arrival < n.arrival
       RETURNING h.id, h.received_at AS "receivedAt"`,
     [target.uploadId, now],
   );
@@ -205,30 +206,35 @@ async function supersedeHeld(client: PoolClient, target: UploadTarget, outcome: 
  * approval is refused until it has been imported, whichever it is.
  */
 async function refuseIfNewerPending(client: PoolClient, target: UploadTarget): Promise<void> {
-  if (target.fileName !== 'users.csv') return;
+  const groups = target.fileName === 'groups.csv';
+  if (target.fileName !== 'users.csv' && !groups) return;
   const { rows } = await client.query<{ id: string; received_at: Date; timezone: string }>(
     `SELECT n.id, n.received_at, t.timezone FROM uploads n JOIN uploads h ON h.id = $1 JOIN tenants t ON t.id = n.tenant_id
-      WHERE n.tenant_id = h.tenant_id AND n.file_name = 'users.csv' AND n.status IN ('pending', 'running')
+      WHERE n.tenant_id = h.tenant_id AND n.file_name = h.file_name AND n.status IN ('pending', 'running')
         AND n.arrival > h.arrival
       ORDER BY n.arrival DESC LIMIT 1`,
     [target.uploadId],
   );
   const newer = rows[0];
   if (newer === undefined) return;
+  const received = zonedIso(newer.received_at, newer.timezone) ?? '';
+  const run = `"rosterd import run --tenant ${target.tenant} --now" imports the newer one now`;
   throw new RosterdError(
     'IMPORT_APPROVAL_STALE',
-    `import ${target.uploadId} cannot be approved: a newer users.csv of ${target.tenant} (import ${newer.id}, received ` +
-      `${zonedIso(newer.received_at, newer.timezone) ?? ''}) is waiting to be imported, and replaces it at the next run if it is a whole roster. ` +
-      `Nothing was changed. "rosterd import run --tenant ${target.tenant} --now" imports the newer one now; if it has an ` +
-      `action column (a delta), this one stays held, to approve or reject after it.`,
+    groups
+      ? `import ${target.uploadId} cannot be approved: a newer groups.csv of ${target.tenant} (import ${newer.id}, received ` +
+          `${received}) is waiting to be imported, and replaces it at the next run. Nothing was changed. ${run}.`
+      : `import ${target.uploadId} cannot be approved: a newer users.csv of ${target.tenant} (import ${newer.id}, received ` +
+          `${received}) is waiting to be imported, and replaces it at the next run if it is a whole roster. ` +
+          `Nothing was changed. ${run}; if it has an action column (a delta), this one stays held, to approve or reject after it.`,
   );
 }
 
-function notHeld(uploadId: string, status: string): RosterdError {
+function notHeld(uploadId: string, status: string, file: string): RosterdError {
   if (status === 'superseded') {
     return new RosterdError(
       'IMPORT_NOT_HELD',
-      `import ${uploadId} is superseded, not held: a newer users.csv of the tenant was imported after it (a whole roster), so it can no longer be approved ("rosterd import show ${uploadId}" names the newer one)`,
+      `import ${uploadId} is superseded, not held: a newer ${file} of the tenant was imported after it${file === 'users.csv' ? ' (a whole roster)' : ''}, so it can no longer be approved ("rosterd import show ${uploadId}" names the newer one)`,
     );
   }
   return new RosterdError(

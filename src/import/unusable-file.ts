@@ -41,11 +41,12 @@ export async function refuseUnusableFile(client: PoolClient, target: UploadTarge
   // In file order: the first of them is the message's example.
   const issues = await keptIssues(client, target.uploadId);
   // Everything the file would take away, out of what there was before it: the engine may already
-  // have taken it away in this transaction (rolled back by the caller), and added nothing.
+  // have taken it away in this transaction (rolled back by the caller), and added nothing; a held
+  // groups.csv has taken nothing away.
   const before = groups
     ? await client.query<{ n: string }>(
         `SELECT count(*) + $2::bigint AS n FROM memberships m JOIN groups g ON g.id = m.group_id WHERE g.tenant_id = $1::bigint`,
-        [target.tenantId, c.deactivated],
+        [target.tenantId, outcome.status === 'held' ? 0 : c.deactivated],
       )
     : await client.query<{ n: string }>(
         `SELECT count(*) AS n FROM users

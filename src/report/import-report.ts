@@ -7,7 +7,7 @@ import type { ImportRecord } from '../import/records.js';
 import type { UploadStatus } from '../types.js';
 import { enqueueReport } from './outbox.js';
 import { renderReport } from './render.js';
-import type { DeactivationCandidate, ReplacedUpload, ReportTenant } from './types.js';
+import type { DeactivationCandidate, RemovalCandidate, ReplacedUpload, ReportTenant } from './types.js';
 
 /** Outcomes the administrators hear about (PRODUCT.md §6). */
 export function isReportable(status: UploadStatus): boolean {
@@ -25,13 +25,24 @@ export async function enqueueImportReport(
 ): Promise<number | null> {
   if (!isReportable(record.status)) return null;
   const tenant = await loadReportTenant(client, record.tenant);
-  const wouldDeactivate = record.status === 'held' ? await loadHeldDeactivations(client, record.id) : undefined;
+  const wouldDeactivate =
+    record.status === 'held' && record.file === 'users.csv' ? await loadHeldDeactivations(client, record.id) : undefined;
+  const wouldRemove = record.status === 'held' && record.file === 'groups.csv' ? await loadHeldRemovals(client, record.id) : undefined;
   const replaced = await loadReplaced(client, record.id);
   const waitingGroups =
     record.status === 'held' && record.file === 'users.csv' ? await loadWaitingGroups(client, record.tenant) : undefined;
   const applied = record.status === 'succeeded' || record.status === 'completed_with_errors';
   const stillHeld = applied && record.file === 'users.csv' && record.mode === 'delta' ? await loadStillHeld(client, record) : undefined;
-  const message = renderReport({ import: record, tenant, from: opts.from, wouldDeactivate, replaced, waitingGroups, stillHeld });
+  const message = renderReport({
+    import: record,
+    tenant,
+    from: opts.from,
+    wouldDeactivate,
+    wouldRemove,
+    replaced,
+    waitingGroups,
+    stillHeld,
+  });
   return enqueueReport(client, message, { uploadId: record.id, now: opts.now });
 }
 
@@ -71,11 +82,24 @@ async function loadHeldDeactivations(client: pg.PoolClient, uploadId: string): P
   }));
 }
 
-/** The uploads this one superseded; held ones keep their would-deactivate list. */
+/** The memberships a held groups.csv would remove, by group. */
+async function loadHeldRemovals(client: pg.PoolClient, uploadId: string): Promise<RemovalCandidate[]> {
+  const { rows } = await client.query<RemovalCandidate>(
+    `SELECT h.group_name AS "group", h.username, o.username AS owner
+       FROM import_hold_removals h LEFT JOIN groups g ON g.id = h.group_id LEFT JOIN users o ON o.id = g.owner_id
+      WHERE h.upload_id = $1
+      ORDER BY lower(h.group_name), lower(h.username)`,
+    [uploadId],
+  );
+  return rows;
+}
+
+/** The uploads this one superseded; held ones keep their would-deactivate (would-remove) list. */
 async function loadReplaced(client: pg.PoolClient, uploadId: string): Promise<ReplacedUpload[]> {
   const { rows } = await client.query<{ id: string; received_at: Date; bytes: string; sha256: string; was_held: boolean }>(
     `SELECT u.id, u.received_at, u.bytes, u.sha256,
-            EXISTS (SELECT 1 FROM import_hold_deactivations h WHERE h.upload_id = u.id) AS was_held
+            (EXISTS (SELECT 1 FROM import_hold_deactivations h WHERE h.upload_id = u.id)
+             OR EXISTS (SELECT 1 FROM import_hold_removals h WHERE h.upload_id = u.id)) AS was_held
        FROM uploads u
       WHERE u.superseded_by = $1
       ORDER BY u.arrival`,

@@ -132,9 +132,13 @@ export function buildModel(input: ReportInput, attached: AttachedRows = {}): Rep
     attached.warnings,
   );
   const deactivateAttachment =
-    record.status === 'held' && input.wouldDeactivate !== undefined && input.wouldDeactivate.length > 0
-      ? `${base}-would-deactivate.csv`
-      : null;
+    record.status !== 'held'
+      ? null
+      : input.wouldDeactivate !== undefined && input.wouldDeactivate.length > 0
+        ? `${base}-would-deactivate.csv`
+        : input.wouldRemove !== undefined && input.wouldRemove.length > 0
+          ? `${base}-would-remove.csv`
+          : null;
   const outcome = describeOutcome(
     input,
     words,
@@ -167,6 +171,8 @@ export function buildModel(input: ReportInput, attached: AttachedRows = {}): Rep
   if (record.durationMs !== undefined && record.durationMs !== null) facts.push(['Duration', formatDuration(record.durationMs)]);
   const bySchool = deactivationsBySchool(input);
   if (bySchool !== null) facts.push(['Would deactivate, by school', bySchool]);
+  const byGroup = removalsByGroup(input);
+  if (byGroup !== null) facts.push(['Would remove, by group', byGroup]);
   const replaced = replacedFacts(input);
   facts.push(...replaced.facts);
 
@@ -206,6 +212,24 @@ function deactivationsBySchool(input: ReportInput): string | null {
   const shown = named.slice(0, SCHOOLS_LISTED).map(({ school, users }) => `${school ?? 'no school'} ${formatCount(users)}`);
   const more = named.slice(SCHOOLS_LISTED).reduce((sum, { users }) => sum + users, 0);
   return more > 0 ? `${shown.join(', ')}, and ${plural(more, 'more user')} (the attachment has them all)` : shown.join(', ');
+}
+
+/**
+ * A held groups.csv's would-be removals counted by group, most first: "Algebra 1 30, Band 12". A
+ * truncated export shows as whole groups gone (every group after where it stopped); a new term as
+ * a spread over the old classes.
+ */
+function removalsByGroup(input: ReportInput): string | null {
+  const list = input.import.status === 'held' ? input.wouldRemove : undefined;
+  if (list === undefined || list.length === 0) return null;
+  const counts = new Map<string, number>();
+  for (const m of list) counts.set(oneLine(m.group), (counts.get(oneLine(m.group)) ?? 0) + 1);
+  const named = [...counts].sort(([a, m], [b, n]) => n - m || a.localeCompare(b));
+  const shown = named.slice(0, SCHOOLS_LISTED).map(([group, n]) => `${group} ${formatCount(n)}`);
+  const more = named.slice(SCHOOLS_LISTED);
+  if (more.length === 0) return shown.join(', ');
+  const rest = more.reduce((sum, [, n]) => sum + n, 0);
+  return `${shown.join(', ')}, and ${plural(rest, 'more membership')} in ${plural(more.length, 'other group')} (the attachment has them all)`;
 }
 
 /** Replaced uploads listed one by one; more are counted. */
@@ -380,25 +404,35 @@ function describeOutcome(input: ReportInput, words: Vocabulary, files: Attachmen
         headline: `${file} was held and nothing has been changed yet: ${groupDigits(
           holdFacts(reason) ?? `it ${words.wouldRemove(c.deactivated)}, more than this district's safety limit.`,
         )}`,
-        next: [
-          files.deactivateAttachment
-            ? `Check the users it would deactivate in ${files.deactivateAttachment}.`
-            : 'Check which users are missing from the file.',
-          `If they really left, ask your rosterd operator to approve the import: rosterd import approve ${record.id}`,
-          // A newer whole roster supersedes a held one when it is imported (src/import/run-import.ts),
-          // so the fix needs no rejection; one only closes a hold that nothing will replace. A delta
-          // (an action column) replaces nothing: a held delta's fix is its rejection and the
-          // corrected changes.
-          record.mode === 'delta'
-            ? `If not, ask the operator to reject this one (rosterd import reject ${record.id}) and upload the corrected changes: ` +
-              `a ${file} with an action column does not replace a held one. A whole ${file} without an action column does, ` +
-              'when it is imported, and this one is then never applied.'
-            : `If not (an export that missed a school is the usual cause), fix the export and upload the corrected ${file}, ` +
-              `the whole roster without an action column: it replaces this one when it is imported, in the next night window, ` +
-              `and this one is then never applied. Only if no corrected file is coming, ask the operator to reject this one: ` +
-              `rosterd import reject ${record.id}`,
-          ...waitingGroupsNote(input),
-        ],
+        next: isGroupsFile(record.file)
+          ? [
+              files.deactivateAttachment
+                ? `Check the memberships it would remove in ${files.deactivateAttachment}.`
+                : 'Check which memberships are missing from the file.',
+              `If they really ended (a new term's classes, for example), ask your rosterd operator to approve the import: rosterd import approve ${record.id}`,
+              `If not (an export cut short, or taken from the wrong report, is the usual cause), fix the export and upload the corrected ` +
+                `${file}, with every membership: it replaces this one when it is imported, in the next night window, and this one is then ` +
+                `never applied. Only if no corrected file is coming, ask the operator to reject this one: rosterd import reject ${record.id}`,
+            ]
+          : [
+              files.deactivateAttachment
+                ? `Check the users it would deactivate in ${files.deactivateAttachment}.`
+                : 'Check which users are missing from the file.',
+              `If they really left, ask your rosterd operator to approve the import: rosterd import approve ${record.id}`,
+              // A newer whole roster supersedes a held one when it is imported (src/import/run-import.ts),
+              // so the fix needs no rejection; one only closes a hold that nothing will replace. A delta
+              // (an action column) replaces nothing: a held delta's fix is its rejection and the
+              // corrected changes.
+              record.mode === 'delta'
+                ? `If not, ask the operator to reject this one (rosterd import reject ${record.id}) and upload the corrected changes: ` +
+                  `a ${file} with an action column does not replace a held one. A whole ${file} without an action column does, ` +
+                  'when it is imported, and this one is then never applied.'
+                : `If not (an export that missed a school is the usual cause), fix the export and upload the corrected ${file}, ` +
+                  `the whole roster without an action column: it replaces this one when it is imported, in the next night window, ` +
+                  `and this one is then never applied. Only if no corrected file is coming, ask the operator to reject this one: ` +
+                  `rosterd import reject ${record.id}`,
+              ...waitingGroupsNote(input),
+            ],
       };
     case 'rejected':
       return {
@@ -408,9 +442,11 @@ function describeOutcome(input: ReportInput, words: Vocabulary, files: Attachmen
           record.rejectedBy ? `${oneLine(record.rejectedBy)}${when(record.rejectedAt, input.tenant.timezone)}` : 'the operator'
         }. Nothing was changed.`,
         next: [
-          record.mode === 'delta'
-            ? `Upload the corrected changes; they will be imported in the next night window.`
-            : `Upload a corrected ${file}, the whole roster (an export that missed a school is the usual cause); it will be imported in the next night window.`,
+          isGroupsFile(file)
+            ? `Upload a corrected ${file}, with every membership (an export cut short, or taken from the wrong report, is the usual cause); it will be imported in the next night window.`
+            : record.mode === 'delta'
+              ? `Upload the corrected changes; they will be imported in the next night window.`
+              : `Upload a corrected ${file}, the whole roster (an export that missed a school is the usual cause); it will be imported in the next night window.`,
         ],
       };
     case 'validated': {

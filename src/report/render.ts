@@ -1,7 +1,7 @@
 /**
  * Renders an import report (PRODUCT.md §6) into a mail message: subject, text and HTML bodies,
  * and CSV attachments (all errors; the warnings when the body cannot list them all; for a held import,
- * the users it would deactivate).
+ * the users it would deactivate, or the memberships a held groups.csv would remove).
  * Pure: no I/O, no clock.
  */
 import type { ImportIssue } from '../import/types.js';
@@ -32,6 +32,13 @@ export function renderReport(input: ReportInput): MailMessage {
     const list = boundedCsv(
       ['username', 'email', 'first name', 'last name', 'school', 'sis id'],
       input.wouldDeactivate.map((u) => [u.username, u.email, u.firstName, u.lastName, u.school, u.sisId]),
+    );
+    attach(model.deactivateAttachment, list.content);
+  }
+  if (model.deactivateAttachment && input.wouldRemove) {
+    const list = boundedCsv(
+      ['group', 'owner', 'username'],
+      input.wouldRemove.map((m) => [m.group, m.owner, m.username]),
     );
     attach(model.deactivateAttachment, list.content);
   }

@@ -56,6 +56,14 @@ export interface DeactivationCandidate {
   sisId?: string | null | undefined;
 }
 
+/** A membership a held groups.csv would remove. */
+export interface RemovalCandidate {
+  group: string;
+  username: string;
+  /** the group's owner, if it has one */
+  owner?: string | null | undefined;
+}
+
 export interface ReplacedUpload {
   id: string;
   receivedAt: Date;
@@ -72,6 +80,8 @@ export interface ReportInput {
   from: string;
   /** for a held import: the users it would deactivate */
   wouldDeactivate?: readonly DeactivationCandidate[] | undefined;
+  /** for a held groups.csv: the memberships it would remove */
+  wouldRemove?: readonly RemovalCandidate[] | undefined;
   /**
    * Earlier uploads of the same file that this one replaced (superseded), oldest first: pending
    * ones were never imported, and held ones asked for a decision that is no longer needed

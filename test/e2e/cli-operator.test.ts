@@ -575,6 +575,7 @@ describe('rosterd migrate', () => {
         '010_claim_lock',
         '011_import_requested_by',
         '012_issue_username_deactivation',
+        '013_hold_group_removals',
       ]);
       const { rows } = await old.pool.query<{ status: string; due: boolean; attempts: number }>(
         'SELECT status, next_attempt_at <= now() AS due, attempts FROM outbox',

@@ -165,6 +165,7 @@ describe('held and rejected imports show what the file would have done', () => {
     const message = wasHeld(
       "this file would deactivate 1200 of 4000 active users (30%), more than the district's threshold of 5% of active users.",
       'rejected',
+      'users.csv',
     );
     const mail = renderReport(input({ status: 'rejected', counts, message, rejectedBy: 'ops@nyc.example' }));
     expect(mail.text.replace(/\s+/g, ' ')).toContain(

@@ -315,6 +315,11 @@ export function describeRecord(r: ImportRecord | ImportView, title = `import ${r
     if (r.heldBySchool && r.heldBySchool.length > 0)
       lines.push(`by school: ${r.heldBySchool.map(({ school, users }) => `${school ?? 'no school'} ${users}`).join(', ')}`);
   }
+  if (undecided !== null && r.heldRemovals && r.heldRemovals.length > 0) {
+    const shown = r.heldRemovals.slice(0, SHOWN_ISSUES).map((m) => `${m.username} from ${m.group}`);
+    const verb = r.status === 'held' ? 'would remove' : 'would have removed';
+    lines.push('', `${verb} (${r.heldRemovals.length}): ${shown.join(', ')}${shown.length < r.heldRemovals.length ? ', …' : ''}`);
+  }
   for (const [title, issues] of [
     ['errors', r.errors.filter((i) => i !== fileError)],
     ['warnings', r.warnings],

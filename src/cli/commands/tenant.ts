@@ -76,7 +76,10 @@ function withTenantOptions(cmd: Command, adding: boolean): Command {
     .option('--timezone <zone>', `IANA time zone${adding ? ' (default America/New_York)' : ''}`)
     .option('--window <HH:MM-HH:MM>', `import window in the tenant's time${adding ? ' (default 18:00-06:00)' : ''}`)
     .option('--allow-daytime', 'accept a window outside 18:00-06:00')
-    .option('--threshold <percent>', `hold an import that deactivates more than this % of active users${adding ? ' (default 10)' : ''}`)
+    .option(
+      '--threshold <percent>',
+      `hold an import that deactivates more than this % of active users, or a groups.csv that removes more than this % of memberships${adding ? ' (default 10)' : ''}`,
+    )
     .option(
       '--threshold-count <n>',
       `also hold above this many deactivations (${adding ? '"none": no such limit, the default' : '"none" removes it'})`,
