@@ -14,6 +14,7 @@ import type { PoolClient } from 'pg';
 import { RosterdError } from '../errors.js';
 import { copyLine, startCopy } from './copy-stream.js';
 import { groupsHoldReason } from './hold.js';
+import { latinSpelling, lookalikeDifference } from './read/latin-lookalikes.js';
 import { insertIssues, MESSAGES, receivedInTenantZone } from './issues.js';
 import type { ImportHook, ImportTarget, ReadOutcome, ReadResult } from './engine-types.js';
 import type { LastUsersRows } from './rejected-rows.js';
@@ -95,14 +96,35 @@ export async function applyGroups(
       ORDER BY key, line`,
     [last?.rows.map((r) => r.username) ?? [], last?.rows.map((r) => r.line) ?? [], last?.uploadId ?? null],
   );
+  // A user or owner that does not exist but whose name, spelt in Latin letters, is a user's: a
+  // Cyrillic or Greek lookalike letter (latin-lookalikes.ts), said as such.
+  const lookalikes = await findLookalikes(
+    client,
+    target,
+    missing.rows.map((r) => r.username),
+  );
+  await client.query(
+    `CREATE TEMP TABLE import_group_lookalikes ON COMMIT DROP AS
+     SELECT DISTINCT ON (lower(name)) lower(name) AS key, username, why FROM unnest($1::text[], $2::text[], $3::text[]) AS l(name, username, why)`,
+    [lookalikes.map((l) => l.name), lookalikes.map((l) => l.username), lookalikes.map((l) => l.why)],
+  );
+  // The user a lookalike line meant keeps its memberships, as the user of any line in error does.
+  await client.query(
+    `UPDATE import_group_plan p SET user_id = u.id FROM import_group_lookalikes l
+       JOIN users u ON u.tenant_id = $1::bigint AND lower(u.username) = lower(l.username)
+      WHERE p.op = 'user_missing' AND l.key = lower(p.username)`,
+    [target.tenantId],
+  );
   const planErrors = await client.query(
     `INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, username)
      SELECT $1, 'error', p.line,
             CASE WHEN p.op = 'user_missing' THEN 'username' WHEN p.op = 'empty' THEN 'group' ELSE 'owner' END,
             CASE WHEN p.op = 'user_missing' THEN p.username WHEN p.op = 'empty' THEN NULL ELSE p.owner END,
             CASE p.op WHEN 'user_missing' THEN CASE WHEN r.key IS NOT NULL THEN format($7, p.username, $8::text, r.line, r.why)
+                                                    WHEN l.key IS NOT NULL THEN format($10, p.username, l.username, l.why)
                                                     ELSE format($2, p.username) END
                       WHEN 'owner_missing' THEN CASE WHEN ro.key IS NOT NULL THEN format($9, p.owner, $8::text, ro.line, ro.why)
+                                                     WHEN lo.key IS NOT NULL THEN format($11, p.owner, lo.username, lo.why)
                                                      ELSE format($3, p.owner) END
                       WHEN 'owner_inactive' THEN format($4, p.owner_name)
                       WHEN 'owner_not_manager' THEN format($5, p.owner_name)
@@ -111,6 +133,8 @@ export async function applyGroups(
        FROM import_group_plan p
        LEFT JOIN import_group_rejected r ON p.op = 'user_missing' AND r.key = lower(p.username)
        LEFT JOIN import_group_rejected ro ON p.op = 'owner_missing' AND ro.key = lower(p.owner)
+       LEFT JOIN import_group_lookalikes l ON p.op = 'user_missing' AND l.key = lower(p.username)
+       LEFT JOIN import_group_lookalikes lo ON p.op = 'owner_missing' AND lo.key = lower(p.owner)
       WHERE p.op NOT IN ('ok', 'invalid')`,
     [
       target.uploadId,
@@ -122,6 +146,8 @@ export async function applyGroups(
       MESSAGES.groupUserRejected,
       last?.received ?? null,
       MESSAGES.groupOwnerRejected,
+      MESSAGES.groupUserLookalike,
+      MESSAGES.groupOwnerLookalike,
     ],
   );
   await insertIssues(client, target.uploadId, 'error', summary.errors);
@@ -265,6 +291,25 @@ export async function applyGroups(
     await client.query(`DELETE FROM memberships m USING import_group_removals r WHERE m.group_id = r.group_id AND m.user_id = r.user_id`);
   }
   return { ...outcome, held: false, message: hold };
+}
+
+/** Of usernames that name no user, those that name one once spelt in Latin letters, with what sets them apart. */
+async function findLookalikes(
+  client: PoolClient,
+  target: ImportTarget,
+  names: string[],
+): Promise<Array<{ name: string; username: string; why: string }>> {
+  const spelt = names.flatMap((name) => {
+    const latin = latinSpelling(name);
+    return latin === undefined ? [] : [{ name, latin }];
+  });
+  if (spelt.length === 0) return [];
+  const { rows } = await client.query<{ name: string; username: string }>(
+    `SELECT l.name, u.username FROM unnest($2::text[], $3::text[]) AS l(name, latin)
+       JOIN users u ON u.tenant_id = $1::bigint AND lower(u.username) = lower(l.latin)`,
+    [target.tenantId, spelt.map((s) => s.name), spelt.map((s) => s.latin)],
+  );
+  return rows.map((r) => ({ ...r, why: lookalikeDifference(r.name, r.username) }));
 }
 
 /** The hold's reason when `removing` memberships are more than the tenant's threshold of them all. */

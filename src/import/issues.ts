@@ -27,7 +27,13 @@ export const MESSAGES = {
   groupUserMissing: 'User "%s" does not exist. Add the user to users.csv first.',
   /** %s: the username, when the users.csv was received, its line, that line's errors */
   groupUserRejected: 'User "%s" does not exist: the user\'s row in the users.csv received %s was rejected (line %s: %s) — fix that row.',
+  /** %s: the username, the user it looks like, what sets them apart (latin-lookalikes.ts) */
+  groupUserLookalike:
+    'User "%s" does not exist. It looks like user "%s" but is not the same: it has %s. Type the username again in your SIS.',
   groupOwnerMissing: 'Owner "%s" does not exist. The owner must be an active user.',
+  /** %s: the owner, the user it looks like, what sets them apart */
+  groupOwnerLookalike:
+    'Owner "%s" does not exist. It looks like user "%s" but is not the same: it has %s. Type the owner\'s username again in your SIS.',
   /** %s: the owner, when the users.csv was received, its line, that line's errors */
   groupOwnerRejected: 'Owner "%s" does not exist: the owner\'s row in the users.csv received %s was rejected (line %s: %s) — fix that row.',
   groupOwnerInactive: 'Owner "%s" is not active. The owner must be an active user.',

@@ -352,3 +352,52 @@ it('a groups.csv none of whose rows could be used fails whole instead of removin
   const first = await f.importCsv('sis-new', sisIds, 'groups.csv');
   expect(first).toMatchObject({ status: 'completed_with_errors', counts: { rows: 2, created: 0, deactivated: 0, errors: 2 } });
 });
+
+it('a username or owner with a Cyrillic or Greek letter that looks Latin says which user it looks like and which letter differs', async () => {
+  const of = (users: string[]) => async () => (await memberships()).filter((m) => users.some((u) => m.includes(`:${u}:`)));
+  const meant = of(['stud0003', 'admin001', 'stud0002']);
+  const before = await meant();
+  expect(before).not.toEqual([]);
+  const r = await f.importCsv(
+    'grp',
+    csv(
+      'username,owner,group',
+      'stud0001,teach001,Algebra 1',
+      '\u0455tud0003,,Chess Club', // Cyrillic ѕ (a Russian keyboard layout left on)
+      'stud0003,te\u0430ch001,', // Cyrillic а in the owner
+      '\u0391D\u039cIN001,,Chess Club', // Greek capital alpha and mu, and another case
+      'stud\uff10\uff10\uff10\uff12,,Chess Club', // full-width digits of an East Asian input method
+      '\u0430nother1,,Chess Club', // no such user, spelt in Latin letters either
+    ),
+    'groups.csv',
+  );
+  expect(r.errors.map((e) => [e.line, e.column, e.message])).toEqual([
+    [
+      3,
+      'username',
+      'User "\u0455tud0003" does not exist. It looks like user "stud0003" but is not the same: it has the Cyrillic character "\u0455" (U+0455) ' +
+        'where "stud0003" has "s". Type the username again in your SIS.',
+    ],
+    [
+      4,
+      'owner',
+      'Owner "te\u0430ch001" does not exist. It looks like user "teach001" but is not the same: it has the Cyrillic character "\u0430" (U+0430) ' +
+        'where "teach001" has "a". Type the owner\'s username again in your SIS.',
+    ],
+    [
+      5,
+      'username',
+      'User "\u0391D\u039cIN001" does not exist. It looks like user "admin001" but is not the same: it has the Greek character "\u0391" (U+0391) ' +
+        '(and 1 more such character) where "admin001" has "A". Type the username again in your SIS.',
+    ],
+    [
+      6,
+      'username',
+      'User "stud\uff10\uff10\uff10\uff12" does not exist. It looks like user "stud0002" but is not the same: it has the full-width character ' +
+        '"\uff10" (U+FF10) (and 3 more such characters) where "stud0002" has "0". Type the username again in your SIS.',
+    ],
+    [7, 'username', 'User "\u0430nother1" does not exist. Add the user to users.csv first.'],
+  ]);
+  // The users those lines meant keep their memberships, as the user of a line in error does.
+  expect(await meant()).toEqual(before);
+});
