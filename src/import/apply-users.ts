@@ -233,7 +233,9 @@ async function applyStaged(
     room.warnings -= Math.min(room.warnings, unset);
   }
   const stayInactive = summary.mode === 'delta' ? await warnUpdatesOfInactive(client, t, target, plan, room.warnings) : 0;
-  counts.warnings = summary.warningCount + sqlWarnings + unset + stayInactive;
+  room.warnings -= Math.min(room.warnings, stayInactive);
+  const cleared = summary.mode === 'delta' ? await warnClearedValues(client, t, target, staged.present, room.warnings) : 0;
+  counts.warnings = summary.warningCount + sqlWarnings + unset + stayInactive + cleared;
 
   const hold = holdReason(counts.deactivated, active, target, options.dryRun);
   if (hold && !options.overrideThreshold) {
@@ -720,6 +722,53 @@ async function warnUpdatesOfInactive(
               SELECT $2, 'warning', line, 'username', username, format($3, username), $5, username FROM inactive ORDER BY line LIMIT $4)
      SELECT count(*)::int AS total FROM inactive`,
     [target.tenantId, target.uploadId, MESSAGES.updateInactive, room, 'UPDATE_INACTIVE' satisfies WarningCode],
+  );
+  return rows[0]?.total ?? 0;
+}
+
+/** The users.csv header name of each stored column, as a warning names it. */
+const COLUMN_NAMES: Readonly<Record<string, string>> = {
+  email: 'email',
+  first_name: 'first name',
+  last_name: 'last name',
+  school_id: 'school',
+  graduation_year: 'graduation year',
+  access_type: 'access type',
+  role: 'role',
+  sis_id: 'sis id',
+};
+
+/**
+ * A delta's row that changes a user (update, or the add that reactivates one) with blank cells
+ * where the user has values: the blanks clear them, as a full sync's would. A district sending only
+ * what changed, the rest blank, expects the rest kept, as a blank password is; the report said only
+ * "updated", and the names and addresses were gone. Warned, one warning per row naming the columns,
+ * before anything is written. Returns how many.
+ */
+async function warnClearedValues(
+  client: PoolClient,
+  t: StagingTables,
+  target: ImportTarget,
+  present: Set<string>,
+  room: number,
+): Promise<number> {
+  const columns = FIELDS.map(([, column]) => column).filter((c) => present.has(c));
+  if (columns.length === 0) return 0;
+  const { rows } = await client.query<{ total: number }>(
+    `WITH cleared AS (
+       SELECT s.line, s.username,
+              array_remove(ARRAY[${columns.map((c) => `CASE WHEN u.${c} IS NOT NULL AND s.${c} IS NULL THEN '${COLUMN_NAMES[c] ?? c}' END`).join(', ')}], NULL) AS cols
+         FROM ${t.changes} c JOIN ${t.rows} s ON s.line = c.line JOIN users u ON u.id = c.user_id
+        WHERE c.op IN ('update', 'reactivate', 'deactivate') AND s.action IN ('update', 'add')),
+     hit AS (SELECT line, username, cols, cardinality(cols) AS n FROM cleared WHERE cardinality(cols) > 0),
+     kept AS (INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, code, username)
+              SELECT $1, 'warning', line, cols[1], NULL,
+                     format($2, CASE WHEN n = 1 THEN cols[1] ELSE array_to_string(cols[1:n - 1], ', ') || ' and ' || cols[n] END, username,
+                            CASE WHEN n = 1 THEN 'it' ELSE 'they' END, CASE WHEN n = 1 THEN 'its value' ELSE 'their values' END),
+                     $4, username
+                FROM hit ORDER BY line LIMIT $3)
+     SELECT count(*)::int AS total FROM hit`,
+    [target.uploadId, MESSAGES.updateClears, room, 'UPDATE_CLEARS' satisfies WarningCode],
   );
   return rows[0]?.total ?? 0;
 }

@@ -21,6 +21,10 @@ export const MESSAGES = {
   addReactivated: 'User "%s" already existed but was inactive; this row reactivates it.',
   updateInactive:
     'User "%s" is inactive, and an update does not reactivate a user: it stays inactive. Use action "add" to bring the user back.',
+  /** %s: the username, the columns cleared ("email and first name"), "its"/"their" value(s) */
+  updateClears:
+    'This row clears the %s of user "%s": the cells are blank, and in a file with an action column a blank cell clears the stored value ' +
+    '(only a blank password keeps the current one). If %s should stay, send %s in the row.',
   updateMissing: 'User "%s" does not exist, so it cannot be updated. Use action "add" to create it.',
   deleteMissing: 'User "%s" does not exist, so it cannot be deleted. Check the spelling of the username.',
   deleteNotImported: 'User "%s" was not created by an import, so an import cannot deactivate it. Deactivate it by hand if it should go.',

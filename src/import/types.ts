@@ -59,6 +59,8 @@ export const WARNING_CODES = [
   'ADD_REACTIVATED',
   /** a delta's `update` of an inactive user, which stays inactive */
   'UPDATE_INACTIVE',
+  /** a delta's `update` (or `add` of an inactive user) whose blank cells clear stored values */
+  'UPDATE_CLEARS',
   /** groups.csv: a membership of an inactive user */
   'GROUP_USER_INACTIVE',
   /** groups.csv: an owner given for a group that has another one */

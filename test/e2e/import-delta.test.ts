@@ -115,3 +115,52 @@ it('a file whose action column has another name fails whole instead of being rea
   expect(r.message).toMatch(/rename the column 'action'/);
   expect(await f.snapshot()).toEqual(before);
 });
+
+it('an update whose blank cells clear stored values says which, on its line; values sent or already blank are not warned of', async () => {
+  await f.importCsv(
+    'delta',
+    csv('username,email,first name,last name,action', 'clear001,c1@x.org,Ann,Lee,add', 'clear002,c2@x.org,Bo,,add', 'clear003,,Cy,Ng,add'),
+  );
+  const r = await f.importCsv(
+    'delta',
+    csv(
+      'username,email,first name,last name,action',
+      'clear001,,,,update', // only the username: everything goes
+      'clear002,c2@x.org,,,update', // first name goes; last name was blank already
+      'clear003,c3@x.org,Cy,Ng,update', // a value sent for every cell
+    ),
+  );
+  expect(r.status).toBe('succeeded');
+  expect(r.counts).toMatchObject({ updated: 3, warnings: 2 });
+  expect(r.warnings).toEqual([
+    {
+      line: 2,
+      column: 'email',
+      username: 'clear001',
+      code: 'UPDATE_CLEARS',
+      message:
+        'This row clears the email, first name and last name of user "clear001": the cells are blank, and in a file with an action column ' +
+        'a blank cell clears the stored value (only a blank password keeps the current one). If they should stay, send their values in the row.',
+    },
+    {
+      line: 3,
+      column: 'first name',
+      username: 'clear002',
+      code: 'UPDATE_CLEARS',
+      message:
+        'This row clears the first name of user "clear002": the cells are blank, and in a file with an action column ' +
+        'a blank cell clears the stored value (only a blank password keeps the current one). If it should stay, send its value in the row.',
+    },
+  ]);
+  const cleared = (await f.users('delta')).filter((u) => u.username.startsWith('clear'));
+  expect(cleared.map((u) => [u.username, u.email, u.first_name, u.last_name])).toEqual([
+    ['clear001', null, null, null],
+    ['clear002', 'c2@x.org', null, null],
+    ['clear003', 'c3@x.org', 'Cy', 'Ng'],
+  ]);
+  // Sent again, nothing is cleared, so nothing is said.
+  expect((await f.importCsv('delta', csv('username,email,first name,last name,action', 'clear001,,,,update'))).counts).toMatchObject({
+    unchanged: 1,
+    warnings: 0,
+  });
+});
