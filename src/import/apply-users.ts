@@ -235,7 +235,9 @@ async function applyStaged(
   const stayInactive = summary.mode === 'delta' ? await warnUpdatesOfInactive(client, t, target, plan, room.warnings) : 0;
   room.warnings -= Math.min(room.warnings, stayInactive);
   const cleared = summary.mode === 'delta' ? await warnClearedValues(client, t, target, staged.present, room.warnings) : 0;
-  counts.warnings = summary.warningCount + sqlWarnings + unset + stayInactive + cleared;
+  room.warnings -= Math.min(room.warnings, cleared);
+  const renamed = !fresh && counts.created > 0 && staged.present.has('sis_id') ? await warnSisIdTaken(client, t, target, room.warnings) : 0;
+  counts.warnings = summary.warningCount + sqlWarnings + unset + stayInactive + cleared + renamed;
 
   const hold = holdReason(counts.deactivated, active, target, options.dryRun);
   if (hold && !options.overrideThreshold) {
@@ -769,6 +771,40 @@ async function warnClearedValues(
                 FROM hit ORDER BY line LIMIT $3)
      SELECT count(*)::int AS total FROM hit`,
     [target.uploadId, MESSAGES.updateClears, room, 'UPDATE_CLEARS' satisfies WarningCode],
+  );
+  return rows[0]?.total ?? 0;
+}
+
+/**
+ * A new user whose SIS ID is another user's: usually one person whose username the SIS changed (a
+ * married name, a new naming rule). rosterd knows a user by username (PRODUCT.md §3), so a full
+ * sync creates a new account and deactivates the old one, its password and groups left behind;
+ * the report said only "1 created, 1 deactivated". Warned on the new user's line, naming the other
+ * user and what this file does to it. Returns how many.
+ */
+async function warnSisIdTaken(client: PoolClient, t: StagingTables, target: ImportTarget, room: number): Promise<number> {
+  const { rows } = await client.query<{ total: number }>(
+    `WITH taken AS (
+       SELECT DISTINCT ON (s.line) s.line, s.username, s.sis_id, u.username AS other,
+              CASE WHEN d.op = 'deactivate' THEN $5 WHEN NOT u.active THEN $6 ELSE '' END AS fate
+         FROM ${t.changes} c JOIN ${t.rows} s ON s.line = c.line
+         JOIN users u ON u.tenant_id = $1::bigint AND u.sis_id = s.sis_id
+         LEFT JOIN ${t.changes} d ON d.user_id = u.id
+        WHERE c.op = 'create' AND s.sis_id IS NOT NULL
+        ORDER BY s.line, (d.op = 'deactivate') DESC NULLS LAST, u.active, lower(u.username)),
+     kept AS (INSERT INTO import_issues (upload_id, kind, line, column_name, value, message, code, username)
+              SELECT $2, 'warning', line, 'sis id', sis_id, format($3, username, sis_id, other, fate), $7, username
+                FROM taken ORDER BY line LIMIT $4)
+     SELECT count(*)::int AS total FROM taken`,
+    [
+      target.tenantId,
+      target.uploadId,
+      MESSAGES.newUserSisIdTaken,
+      room,
+      ', which this file deactivates',
+      ', who is inactive',
+      'NEW_USER_SIS_ID_TAKEN' satisfies WarningCode,
+    ],
   );
   return rows[0]?.total ?? 0;
 }

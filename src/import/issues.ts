@@ -25,6 +25,10 @@ export const MESSAGES = {
   updateClears:
     'This row clears the %s of user "%s": the cells are blank, and in a file with an action column a blank cell clears the stored value ' +
     '(only a blank password keeps the current one). If %s should stay, send %s in the row.',
+  /** %s: the new username, the SIS ID, the other user, what becomes of it ("which this file deactivates") */
+  newUserSisIdTaken:
+    'New user "%s" has the SIS ID "%s" of user "%s"%s. rosterd knows a user by username, so "%1$s" is a new account, without the ' +
+    'password or groups of "%3$s". If it is the same person and the username was not meant to change, send "%3$s" again instead.',
   updateMissing: 'User "%s" does not exist, so it cannot be updated. Use action "add" to create it.',
   deleteMissing: 'User "%s" does not exist, so it cannot be deleted. Check the spelling of the username.',
   deleteNotImported: 'User "%s" was not created by an import, so an import cannot deactivate it. Deactivate it by hand if it should go.',

@@ -61,6 +61,8 @@ export const WARNING_CODES = [
   'UPDATE_INACTIVE',
   /** a delta's `update` (or `add` of an inactive user) whose blank cells clear stored values */
   'UPDATE_CLEARS',
+  /** a new user whose SIS ID another user has: a renamed username makes a new account */
+  'NEW_USER_SIS_ID_TAKEN',
   /** groups.csv: a membership of an inactive user */
   'GROUP_USER_INACTIVE',
   /** groups.csv: an owner given for a group that has another one */

@@ -278,3 +278,44 @@ describe('another tenant', () => {
     expect((await f.users('lincoln')).find((u) => u.username === 'STU0001')?.email).toBe('stu0001@lincoln.example.org');
   });
 });
+
+it('a new username with the SIS ID of another user (a rename in the SIS) is imported, with a warning naming the other user and its fate', async () => {
+  await f.addTenant('renames', { thresholdPercent: 100 });
+  const H = 'username,email,sis id';
+  await f.importCsv('renames', csv(H, 'ann.lee,ann@x.org,S-1', 'bo.li,bo@x.org,S-2', 'cy.ng,cy@x.org,S-3', 'dee.ray,dee@x.org,S-4'));
+  await f.importCsv('renames', csv(`${H},action`, 'cy.ng,,,delete'));
+  const file = csv(
+    H,
+    'ann.ng,ann@x.org,S-1', // ann.lee renamed: ann.lee is no longer listed
+    'bo.li,bo@x.org,S-2',
+    'bo.li2,bo2@x.org,S-2', // the same SIS ID as a user listed too
+    'cy.o,cy@x.org,S-3', // the SIS ID of an inactive user
+    'dee.ray,dee@x.org,S-4',
+    'eve.kim,eve@x.org,S-5', // new, and no one else's
+  );
+  const r = await f.importCsv('renames', file);
+  expect(r.status).toBe('succeeded');
+  expect(r.counts).toMatchObject({ created: 4, deactivated: 1, unchanged: 2, warnings: 3 });
+  const advice = (name: string, old: string) =>
+    `rosterd knows a user by username, so "${name}" is a new account, without the password or groups of "${old}". ` +
+    `If it is the same person and the username was not meant to change, send "${old}" again instead.`;
+  expect(r.warnings.map((w) => [w.line, w.column, w.value, w.code, w.message])).toEqual([
+    [
+      2,
+      'sis id',
+      'S-1',
+      'NEW_USER_SIS_ID_TAKEN',
+      `New user "ann.ng" has the SIS ID "S-1" of user "ann.lee", which this file deactivates. ${advice('ann.ng', 'ann.lee')}`,
+    ],
+    [4, 'sis id', 'S-2', 'NEW_USER_SIS_ID_TAKEN', `New user "bo.li2" has the SIS ID "S-2" of user "bo.li". ${advice('bo.li2', 'bo.li')}`],
+    [
+      5,
+      'sis id',
+      'S-3',
+      'NEW_USER_SIS_ID_TAKEN',
+      `New user "cy.o" has the SIS ID "S-3" of user "cy.ng", who is inactive. ${advice('cy.o', 'cy.ng')}`,
+    ],
+  ]);
+  // Imported again, it creates nobody, so it warns of nothing.
+  expect((await f.importCsv('renames', file)).counts).toMatchObject({ created: 0, unchanged: 6, warnings: 0 });
+});
