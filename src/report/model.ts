@@ -584,6 +584,20 @@ function warningAdvice(record: ReportImport, attachment: string | null): string[
         `without accented letters. Users rosterd already had keep their names; new users have them as written. ${LETTERS_LOST_ADVICE}.`,
     );
   }
+  if (has('UPDATE_CLEARS')) {
+    out.push(
+      'Some update rows cleared values rosterd had (an email, a name), because their cells were blank (see the warnings). ' +
+        'If your system sends only the values that changed, send whole rows instead, or leave out the columns it does not fill: ' +
+        'a column the file does not have is left as it is.',
+    );
+  }
+  if (has('NEW_USER_SIS_ID_TAKEN')) {
+    out.push(
+      'Some new users have the SIS ID of an existing user (see the warnings): usually a username your system changed. ' +
+        "Each is a new account, without the old one's password or groups. If the usernames were not meant to change, " +
+        'change them back in your system and upload the file again.',
+    );
+  }
   // The reader's warning of a trimmed password; the database's of a new user without one is another.
   if (has('PASSWORD_TRIMMED')) {
     out.push(
@@ -610,6 +624,8 @@ function warningAdvice(record: ReportImport, attachment: string | null): string[
     'ENCODING_WINDOWS_1252',
     'ENCODING_MIXED',
     'LETTERS_LOST',
+    'UPDATE_CLEARS',
+    'NEW_USER_SIS_ID_TAKEN',
     'PASSWORD_TRIMMED',
     'EXCEL_CHANGED_PASSWORD',
     'EXCEL_CHANGED_SIS_ID',

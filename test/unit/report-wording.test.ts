@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { wasHeld } from '../../src/import/hold.js';
-import { emptyCounts, type ImportIssue } from '../../src/import/types.js';
+import { emptyCounts, type ImportIssue, type WarningCode } from '../../src/import/types.js';
 import { renderReport } from '../../src/report/render.js';
 import type { ReportImport } from '../../src/report/types.js';
 import { readUsersText } from '../fixtures/csv/helpers.js';
@@ -345,6 +345,26 @@ describe('what to do next', () => {
     const text = mail.text.replace(/\s+/g, ' ');
     expect(text).toContain('Some names have a question mark where an accented letter should be (Mu?oz for Muñoz)');
     expect(text.match(/Export-Csv -Encoding UTF8/g)).toHaveLength(1);
+    expect(text).not.toContain('Check the');
+  });
+
+  it('update rows that cleared values, and new users with a taken SIS ID, each get what to do once', () => {
+    const warning = (line: number, code: WarningCode): ImportIssue => ({
+      line,
+      column: 'username',
+      value: 'x',
+      code,
+      message: 'm',
+    });
+    const mail = renderReport(
+      input({
+        counts: { ...emptyCounts(), rows: 5, created: 5, warnings: 3 },
+        warnings: [warning(2, 'UPDATE_CLEARS'), warning(3, 'UPDATE_CLEARS'), warning(4, 'NEW_USER_SIS_ID_TAKEN')],
+      }),
+    );
+    const text = mail.text.replace(/\s+/g, ' ');
+    expect(text.match(/send whole rows instead, or leave out the columns it does not fill/g)).toHaveLength(1);
+    expect(text).toContain('usually a username your system changed');
     expect(text).not.toContain('Check the');
   });
 
