@@ -412,6 +412,13 @@ describe('rosterd school', () => {
     const nothing = await runCli(['school', 'update', 'elm-usd', 'Birch Middle'], env);
     expect(nothing.code).toBe(2);
     expect(nothing.stderr).toMatch(/nothing to change: give at least one of --name/);
+    // An empty ID (--state-id "$ID" with the variable unset) neither removes the school's ID nor adds one without it.
+    const blank = await runCli(['school', 'update', 'elm-usd', 'Birch Middle', '--state-id', ''], env);
+    expect(blank.code).toBe(2);
+    expect(blank.stderr).toContain('--state-id was given an empty ID; give the ID, or leave --state-id out (--no-state-id removes');
+    const blankAdd = await runCli(['school', 'add', 'elm-usd', '--name', 'Oak Elementary', '--nces', ' '], env);
+    expect(blankAdd.code).toBe(2);
+    expect(blankAdd.stderr).toContain('--nces was given an empty ID; give the ID, or leave --nces out\n');
     expect((await runCli(['school', 'list', 'elm-usd', '--json'], env)).stdout).toBe(before.stdout);
   });
 

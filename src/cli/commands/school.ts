@@ -197,8 +197,8 @@ export function registerSchoolCommands(program: Command): void {
     async (ctx, [subdomain], opts) => {
       const s = await addSchool(ctx.pool, subdomain ?? '', {
         name: String(opts.name),
-        ncesId: typeof opts.nces === 'string' ? opts.nces : null,
-        stateId: typeof opts.stateId === 'string' ? opts.stateId : null,
+        ncesId: idOption(opts.nces, '--nces', false),
+        stateId: idOption(opts.stateId, '--state-id', false),
       });
       logOperatorAction(ctx, 'school.added', { tenant: subdomain, school: s.name }, 'school added');
       return { json: schoolJson(s), text: `added school "${s.name}" to ${subdomain}` };
@@ -292,9 +292,25 @@ export function registerSchoolCommands(program: Command): void {
 function schoolChangeFrom(opts: Record<string, unknown>): SchoolChange {
   const change: SchoolChange = {};
   if (typeof opts.name === 'string') change.name = opts.name;
-  if (typeof opts.nces === 'string' || opts.nces === false) change.ncesId = opts.nces || null;
-  if (typeof opts.stateId === 'string' || opts.stateId === false) change.stateId = opts.stateId || null;
+  if (typeof opts.nces === 'string' || opts.nces === false) change.ncesId = idOption(opts.nces, '--nces', true);
+  if (typeof opts.stateId === 'string' || opts.stateId === false) change.stateId = idOption(opts.stateId, '--state-id', true);
   return change;
+}
+
+/**
+ * An ID option's value; null when it was not given (or, updating, was removed with --no-…). An
+ * empty value is refused: `--nces "$NCES"` with the variable unset meant an ID, and taking it as
+ * none would add a school without its ID, or remove the ID it has, without a word.
+ */
+function idOption(value: unknown, flag: '--nces' | '--state-id', updating: boolean): string | null {
+  if (typeof value !== 'string') return null;
+  if (value.trim() === '') {
+    throw new RosterdError(
+      'USAGE',
+      `${flag} was given an empty ID; give the ID, or leave ${flag} out${updating ? ` (${flag.replace('--', '--no-')} removes the school's)` : ''}`,
+    );
+  }
+  return value;
 }
 
 /** The school `which` names, as users.csv's school column would find it. */
