@@ -122,19 +122,34 @@ async function importTimed(ctx, id) {
   return { ms, result, phases: phases.join(', ') };
 }
 
-/** A new district's first groups.csv in a new database (see the header): its lines per second. */
-async function firstGroupsCsv(adminUrl, admin, n) {
-  const dbName = `rosterd_bench_groups_${process.pid}_${n}`;
+/**
+ * fn(pool, config) in a new database of its own, migrated, with a tenant "bench" whose threshold is
+ * `threshold` percent; the database is dropped afterwards.
+ */
+async function inBenchDatabase(adminUrl, admin, name, threshold, fn) {
+  const dbName = `rosterd_bench_${name}_${process.pid}`;
   await admin.query(`CREATE DATABASE ${dbName}`);
   const url = new URL(adminUrl);
   url.pathname = `/${dbName}`;
   const pool = createPool(url.toString(), logger, 4);
   try {
     await migrate(pool, logger);
-    const dataDir = path.join(work, `groups-${n}`);
-    const config = loadConfig({ DATA_DIR: dataDir, DATABASE_URL: url.toString() });
+    const config = loadConfig({ DATA_DIR: path.join(work, name), DATABASE_URL: url.toString() });
+    await pool.query(`INSERT INTO tenants (subdomain, name, admin_emails, threshold_percent) VALUES ('bench', 'Bench', '{a@b.org}', $1)`, [
+      threshold,
+    ]);
+    return await fn(pool, config);
+  } finally {
+    await pool.end();
+    await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => undefined);
+  }
+}
+
+/** A new district's first groups.csv in a new database (see the header): its lines per second. */
+async function firstGroupsCsv(adminUrl, admin, n) {
+  return inBenchDatabase(adminUrl, admin, `groups_${n}`, 100, async (pool, config) => {
+    const dataDir = config.DATA_DIR;
     const ctx = { pool, logger, clock: { now: () => new Date() }, config };
-    await pool.query(`INSERT INTO tenants (subdomain, name, admin_emails, threshold_percent) VALUES ('bench', 'Bench', '{a@b.org}', 100)`);
     const students = Array.from({ length: 2000 }, (_, k) => `pupil${k}`);
     const usersFile = path.join(work, `groups-users-${n}.csv`);
     writeFileSync(usersFile, ['username,access type', 'teach001,Manager', ...students.map((u) => `${u},`)].join('\n') + '\n');
@@ -148,10 +163,7 @@ async function firstGroupsCsv(adminUrl, admin, n) {
     }
     console.log(`  a new district's first groups.csv (${lines.length.toLocaleString('en-US')} lines, 1,000 new classes): ${secs(ms)}`);
     return (lines.length / ms) * 1000;
-  } finally {
-    await pool.end();
-    await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => undefined);
-  }
+  });
 }
 
 async function hashRate(workers, count) {
@@ -167,16 +179,8 @@ async function hashRate(workers, count) {
 
 /** One round in a database of its own: COPY, first import, unchanged re-import. */
 async function round(adminUrl, admin, file, n) {
-  const dbName = `rosterd_bench_${process.pid}_${n}`;
-  await admin.query(`CREATE DATABASE ${dbName}`);
-  const url = new URL(adminUrl);
-  url.pathname = `/${dbName}`;
-  const pool = createPool(url.toString(), logger, 4);
-  try {
-    await migrate(pool, logger);
-    const dataDir = path.join(work, `data-${n}`);
-    const config = loadConfig({ DATA_DIR: dataDir, DATABASE_URL: url.toString() });
-    await pool.query(`INSERT INTO tenants (subdomain, name, admin_emails, threshold_percent) VALUES ('bench', 'Bench', '{a@b.org}', 10)`);
+  return inBenchDatabase(adminUrl, admin, `round_${n}`, 10, async (pool, config) => {
+    const dataDir = config.DATA_DIR;
     await pool.query(`INSERT INTO schools (tenant_id, name) SELECT t.id, 'School ' || n FROM tenants t, generate_series(0, $1 - 1) n`, [
       SCHOOLS,
     ]);
@@ -211,10 +215,7 @@ async function round(adminUrl, admin, file, n) {
     console.log(`  re-import right after phases:                ${hot.phases}`);
     console.log(`  next-night re-import phases (after VACUUM ANALYZE users, ${secs(vacuum.ms)} untimed): ${again.phases}`);
     return { copyMs, firstMs: first.ms, hotMs: hot.ms, againMs: again.ms };
-  } finally {
-    await pool.end();
-    await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => undefined);
-  }
+  });
 }
 
 async function main() {
