@@ -246,8 +246,8 @@ export async function applyGroups(
   // Groups created just now have no statistics: the planner takes them for a handful of rows and
   // joins each line of the file to every group by a nested loop, comparing lower(name) each time
   // (a first groups.csv of 40,000 lines and 400 classes took 18 s here, 400,000 lines hours). A
-  // hash join does it in one pass whatever the estimate. (ANALYZE would lock groups against every
-  // other tenant's import until this transaction ends.)
+  // hash join does it in one pass whatever the estimate. (ANALYZE of groups in every import would
+  // make each tenant's import wait for the others' to commit: two ANALYZEs of a table conflict.)
   await client.query('SET LOCAL enable_nestloop = off');
   await client.query(
     `CREATE TEMP TABLE import_memberships ON COMMIT DROP AS
@@ -258,11 +258,13 @@ export async function applyGroups(
      UNION
      SELECT gr.id, p.user_id
        FROM import_group_plan p
-       JOIN groups gr ON gr.is_default AND gr.owner_id = p.owner_id
+       JOIN groups gr ON gr.tenant_id = $1::bigint AND gr.is_default AND gr.owner_id = p.owner_id
       WHERE p.op = 'ok' AND p.group_name IS NULL`,
     [target.tenantId],
   );
-  await client.query('RESET enable_nestloop');
+  // Back to the default for the rest of the transaction only (RESET would set it for the session,
+  // which outlives the transaction on a pooled connection).
+  await client.query('SET LOCAL enable_nestloop TO DEFAULT');
   const added = await client.query(
     `INSERT INTO memberships (group_id, user_id, import_id)
      SELECT group_id, user_id, $1::uuid FROM import_memberships
@@ -297,7 +299,8 @@ export async function applyGroups(
     // Also in a dry run (rolled back by its caller): unusable-file.ts counts what it took away.
     await client.query(`DELETE FROM memberships m USING import_group_removals r WHERE m.group_id = r.group_id AND m.user_id = r.user_id`);
   }
-  return { ...outcome, held: false, message: hold };
+  // Approved, the hold's message (approve or reject it) is no longer true; a dry run says it would hold.
+  return { ...outcome, held: false, message: options.dryRun ? hold : null };
 }
 
 /** Of usernames that name no user, those that name one once spelt in Latin letters, with what sets them apart. */

@@ -131,7 +131,7 @@ async function applyStaged(
   const repeated = await client.query(`
     CREATE UNLOGGED TABLE ${t.dupHashes} AS
     SELECT ${keyHash} AS h FROM ${t.rows} WHERE username_key IS NOT NULL GROUP BY 1 HAVING count(*) > 1`);
-  await client.query('RESET enable_hashagg');
+  await client.query('SET LOCAL enable_hashagg TO DEFAULT'); // not RESET: that is session-wide
   const dups = await client.query(
     (repeated.rowCount ?? 0) === 0
       ? `CREATE UNLOGGED TABLE ${t.dups} (username_key text)`

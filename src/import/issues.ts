@@ -21,7 +21,7 @@ export const MESSAGES = {
   addReactivated: 'User "%s" already existed but was inactive; this row reactivates it.',
   updateInactive:
     'User "%s" is inactive, and an update does not reactivate a user: it stays inactive. Use action "add" to bring the user back.',
-  /** %s: the username, the columns cleared ("email and first name"), "its"/"their" value(s) */
+  /** %s: the columns cleared ("email and first name"), the username, then what should stay and how to send it */
   updateClears:
     'This row clears the %s of user "%s": the cells are blank, and in a file with an action column a blank cell clears the stored value ' +
     '(only a blank password keeps the current one). If %s should stay, send %s in the row.',

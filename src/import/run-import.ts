@@ -42,13 +42,14 @@ export interface RunImportOptions {
    * hashing stops, and the import rolls back whole and throws IMPORT_INTERRUPTED.
    */
   signal?: AbortSignal;
-  /** told, once the outcome is committed, of the held users.csv uploads this import superseded */
+  /** told, once the outcome is committed, of the held users.csv or groups.csv uploads this import superseded */
   onSupersededHeld?: (held: SupersededHeld[]) => void;
 }
 
-/** A held users.csv that a newer whole roster replaced: it can no longer be approved. */
+/** A held users.csv (or groups.csv) that a newer whole one replaced: it can no longer be approved. */
 export interface SupersededHeld {
   id: string;
+  fileName: string;
   receivedAt: Date;
 }
 
@@ -193,7 +194,7 @@ async function supersedeHeld(client: PoolClient, target: UploadTarget, outcome: 
     `UPDATE uploads h SET status = 'superseded', superseded_by = n.id, status_changed_at = $2
        FROM uploads n
       WHERE n.id = $1 AND h.tenant_id = n.tenant_id AND h.file_name = n.file_name AND h.status = 'held' AND h.arrival < n.arrival
-      RETURNING h.id, h.received_at AS "receivedAt"`,
+      RETURNING h.id, h.file_name AS "fileName", h.received_at AS "receivedAt"`,
     [target.uploadId, now],
   );
   return rows;

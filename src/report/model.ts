@@ -586,7 +586,7 @@ function warningAdvice(record: ReportImport, attachment: string | null): string[
   }
   if (has('UPDATE_CLEARS')) {
     out.push(
-      'Some update rows cleared values rosterd had (an email, a name), because their cells were blank (see the warnings). ' +
+      `Some update rows ${record.status === 'validated' ? 'would clear' : 'cleared'} values rosterd had (an email, a name), because their cells were blank (see the warnings). ` +
         'If your system sends only the values that changed, send whole rows instead, or leave out the columns it does not fill: ' +
         'a column the file does not have is left as it is.',
     );

@@ -271,7 +271,7 @@ async function importClaimed(
       ...(interrupt ? { signal: interrupt } : {}),
     });
     for (const s of supersededHeld) {
-      await noteSuperseded(ctx, tenant, summary, tenantLog, { ...s, fileName: 'users.csv', by: claim.uploadId, wasHeld: true });
+      await noteSuperseded(ctx, tenant, summary, tenantLog, { ...s, by: claim.uploadId, wasHeld: true });
     }
     summary.imported.push({ ...ref, status: record.status });
     ctx.onImported?.(record);
@@ -316,7 +316,7 @@ async function noteSuperseded(
   summary.superseded.push({ id: s.id, tenant: tenant.subdomain, file: s.fileName, status: 'superseded' });
   await noteOutcome(ctx, s.id);
   const fields = { event: 'import.superseded', uploadId: s.id, supersededBy: s.by, receivedAt: s.receivedAt.toISOString() };
-  if (s.wasHeld) log.warn({ ...fields, wasHeld: true }, 'held import superseded by a newer users.csv: it can no longer be approved');
+  if (s.wasHeld) log.warn({ ...fields, wasHeld: true }, `held import superseded by a newer ${s.fileName}: it can no longer be approved`);
   else log.info(fields, 'superseded');
 }
 

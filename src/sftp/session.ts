@@ -74,7 +74,8 @@ const JOINED_UPLOAD =
   'never kept, so there is nothing to continue). Nothing was received; upload the whole file again';
 const APPEND_REFUSED =
   'rosterd does not resume or append to an upload: this would add to the previous file (a cut-off transfer is never ' +
-  "kept, so there is nothing to continue). Nothing was received; upload the whole file again, without curl's -C - or --append";
+  'kept, so there is nothing to continue). Nothing was received; upload the whole file again, not resuming or appending ' +
+  "(curl's -C - or --append, sftp's reput)";
 const MAX_READ = 255 * 1024;
 const NAMES_PER_READDIR = 100;
 const MAX_HANDLES = 64;

@@ -388,7 +388,7 @@ it('a username or owner with a Cyrillic or Greek letter that looks Latin says wh
       5,
       'username',
       'User "\u0391D\u039cIN001" does not exist. It looks like user "admin001" but is not the same: it has the Greek character "\u0391" (U+0391) ' +
-        '(and 1 more such character) where "admin001" has "A". Type the username again in your SIS.',
+        '(and 1 more such character) where "admin001" has "a". Type the username again in your SIS.',
     ],
     [
       6,

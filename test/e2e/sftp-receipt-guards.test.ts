@@ -108,7 +108,7 @@ it('resuming or appending onto the previous complete users.csv is refused; a fre
   const s = await connect('resume-usd');
   await sftpP.writeFile(s.sftp, 'users.csv', v1);
 
-  // `reput`, `lftp put -c`: open without TRUNC, continue at the remote size.
+  // PuTTY's `reput`, `lftp put -c`: open without TRUNC or APPEND, continue at the remote size.
   let h = await sftpP.open(s.sftp, 'users.csv', 'r+');
   await sftpP.write(s.sftp, h, v2.subarray(v1.length), v1.length);
   let err = await rejection(sftpP.close(s.sftp, h));

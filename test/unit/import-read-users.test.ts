@@ -260,8 +260,8 @@ describe('first name and last name', () => {
     expect(row.lastName).toBe("O'Neil");
   });
   it('a question mark where an accented letter was (an export saved as ASCII) is a warning that says how to export, on either path', async () => {
-    // Row 3 is read by the slow path (an unknown school fails it), row 4 deletes: neither warns of
-    // a name no import stores; rows 5-6 have question marks that are not beside a letter.
+    // Row 3 is read by the slow path (its email fails it) and stores no name, so it has no warning;
+    // rows 5-6 have question marks that are not beside a letter. A deleting row is below.
     const { rows, summary } = await readUsersText(
       'username,first name,last name,email\njose.m,Jos?,Mu?oz,j@x.org\nann1,?lvarez,Lee,not-an-email\n' +
         'bob1,B?b,Bo,b@x.org\ncy01,?,Cy,c@x.org\ndee1,Dee ?,Do,d@x.org\n',

@@ -93,6 +93,9 @@ export function lookalikeDifference(name: string, latin: string): string {
   const others = chars.filter((x, k) => k !== at && (LATIN_OF[x] !== undefined || x.normalize('NFKC') !== x)).length;
   const more = others === 0 ? '' : ` (and ${others} more such character${others === 1 ? '' : 's'})`;
   const script = LATIN_OF[c] === undefined ? 'full-width' : /\p{Script=Cyrillic}/u.test(c) ? 'Cyrillic' : 'Greek';
-  const plain = LATIN_OF[c] ?? c.normalize('NFKC');
+  // The user's own character there: usernames match ignoring case, so it may differ in case from
+  // the lookalike's Latin letter ("А" in the file, "a" in admin001).
+  const theirs = Array.from(latin);
+  const plain = theirs.length === chars.length ? (theirs[at] ?? '') : (LATIN_OF[c] ?? c.normalize('NFKC'));
   return `the ${script} character "${c}" (${code})${more} where "${latin}" has "${plain}"`;
 }
