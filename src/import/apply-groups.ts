@@ -11,9 +11,8 @@
  * memberships removed; groupsCreated in the extra counts.
  */
 import type { PoolClient } from 'pg';
-import { RosterdError } from '../errors.js';
 import { copyLine, startCopy } from './copy-stream.js';
-import { groupsHoldReason } from './hold.js';
+import { groupsHoldReason, unreviewedApproval } from './hold.js';
 import { latinSpelling, lookalikeDifference } from './read/latin-lookalikes.js';
 import { insertIssues, MESSAGES, receivedInTenantZone } from './issues.js';
 import type { ImportHook, ImportTarget, ReadOutcome, ReadResult } from './engine-types.js';
@@ -347,13 +346,10 @@ async function refuseUnreviewed(client: PoolClient, target: ImportTarget): Promi
   );
   const first = rows[0];
   if (first === undefined) return;
-  const n = Number(first.n);
-  const names = rows.map((r) => `${r.username} from ${r.name}`).join(', ') + (n > rows.length ? ', …' : '');
-  throw new RosterdError(
-    'IMPORT_APPROVAL_STALE',
-    `import ${target.uploadId} cannot be approved: the memberships changed since it was held, and it would now also remove ` +
-      `${n} membership${n === 1 ? '' : 's'} its hold report did not list (${names}). Nothing was changed. ` +
-      'Ask the district to upload a current groups.csv, which replaces this one when it is imported; ' +
-      `reject this one ("rosterd import reject ${target.uploadId}") only if none is coming.`,
+  throw unreviewedApproval(
+    target.uploadId,
+    'groups.csv',
+    Number(first.n),
+    rows.map((r) => `${r.username} from ${r.name}`),
   );
 }

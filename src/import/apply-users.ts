@@ -14,12 +14,12 @@
  * Runs inside the caller's transaction; the caller commits or rolls back.
  */
 import type { PoolClient } from 'pg';
-import { PG, pgCode, RosterdError } from '../errors.js';
+import { PG, pgCode } from '../errors.js';
 import { startCopy, copyField } from './copy-stream.js';
 import { dropStagingTables, stagingTables, type StagingTables } from './staging-tables.js';
 import { hashChangedPasswords } from './apply-passwords.js';
 import { UsernameFoldSet } from './fold-set.js';
-import { holdReason } from './hold.js';
+import { holdReason, unreviewedApproval } from './hold.js';
 import { insertIssues, MESSAGES } from './issues.js';
 import { DEFAULT_MAX_ERRORS as MAX_KEPT_ISSUES } from './read/summary.js';
 import { passwordCheck, PasswordSealer, type CheckKey } from './password.js';
@@ -280,14 +280,11 @@ async function refuseUnreviewed(client: PoolClient, t: StagingTables, target: Im
   );
   const first = rows[0];
   if (first === undefined) return;
-  const n = Number(first.n);
-  const names = rows.map((r) => r.username).join(', ') + (n > rows.length ? ', …' : '');
-  throw new RosterdError(
-    'IMPORT_APPROVAL_STALE',
-    `import ${target.uploadId} cannot be approved: the roster changed since it was held, and it would now also deactivate ` +
-      `${n} user${n === 1 ? '' : 's'} its hold report did not list (${names}). Nothing was changed. ` +
-      'Ask the district to upload a current users.csv, which replaces this one when it is imported; ' +
-      `reject this one ("rosterd import reject ${target.uploadId}") only if none is coming.`,
+  throw unreviewedApproval(
+    target.uploadId,
+    'users.csv',
+    Number(first.n),
+    rows.map((r) => r.username),
   );
 }
 

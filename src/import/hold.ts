@@ -3,6 +3,7 @@
  * One message is stored with the import and read by the operator (log, `import show`); the
  * administrator's report shows only its facts, because the commands in it are the operator's.
  */
+import { RosterdError } from '../errors.js';
 import type { ImportTarget } from './engine-types.js';
 
 const HELD = 'Held: ';
@@ -52,6 +53,28 @@ function held(what: string, file: string, whole: string, target: ImportTarget, d
   );
 }
 
+/** What an approval would now take away that its hold report did not list: users or memberships. */
+const UNREVIEWED = {
+  'users.csv': { changed: 'the roster', verb: 'deactivate', noun: 'user' },
+  'groups.csv': { changed: 'the memberships', verb: 'remove', noun: 'membership' },
+} as const;
+
+/**
+ * The refusal of an approval that would now take away `n` more than its hold report listed (the
+ * first of them `shown`): approval applies what the report showed, no more.
+ */
+export function unreviewedApproval(uploadId: string, file: keyof typeof UNREVIEWED, n: number, shown: readonly string[]): RosterdError {
+  const { changed, verb, noun } = UNREVIEWED[file];
+  const names = shown.join(', ') + (n > shown.length ? ', …' : '');
+  return new RosterdError(
+    'IMPORT_APPROVAL_STALE',
+    `import ${uploadId} cannot be approved: ${changed} changed since it was held, and it would now also ${verb} ` +
+      `${n} ${noun}${n === 1 ? '' : 's'} its hold report did not list (${names}). Nothing was changed. ` +
+      `Ask the district to upload a current ${file}, which replaces this one when it is imported; ` +
+      `reject this one ("rosterd import reject ${uploadId}") only if none is coming.`,
+  );
+}
+
 /**
  * What a held file would do, from a message holdReason wrote ("this file would deactivate 3 of 4
  * active users (75%), more than …"), or wasHeld rewrote, without the operator's commands; null
@@ -96,9 +119,12 @@ export interface SchoolCount {
  */
 export function countBySchool(schools: ReadonlyArray<string | null>): SchoolCount[] {
   if (!schools.some((s) => s)) return [];
+  return countMostFirst(schools).map(([school, users]) => ({ school, users }));
+}
+
+/** Each key with how often it occurs, most first; then by name, a blank (none) last. */
+export function countMostFirst(keys: ReadonlyArray<string | null>): Array<[string | null, number]> {
   const counts = new Map<string | null, number>();
-  for (const s of schools) counts.set(s || null, (counts.get(s || null) ?? 0) + 1);
-  return [...counts]
-    .sort(([a, m], [b, n]) => n - m || Number(a === null) - Number(b === null) || (a ?? '').localeCompare(b ?? ''))
-    .map(([school, users]) => ({ school, users }));
+  for (const k of keys) counts.set(k || null, (counts.get(k || null) ?? 0) + 1);
+  return [...counts].sort(([a, m], [b, n]) => n - m || Number(a === null) - Number(b === null) || (a ?? '').localeCompare(b ?? ''));
 }

@@ -4,7 +4,7 @@
  * each writer.
  */
 import { DateTime } from 'luxon';
-import { countBySchool, holdFacts } from '../import/hold.js';
+import { countBySchool, countMostFirst, holdFacts } from '../import/hold.js';
 import { GROUPS_SPEC, normalizeHeaderName, USERS_SPEC } from '../import/read/headers.js';
 import { avoidExcel, LETTERS_LOST_ADVICE } from '../import/read/users-rules.js';
 import { isGroupsFile, type ImportCounts, type ImportIssue, type ImportMode, type WarningCode } from '../import/types.js';
@@ -201,16 +201,16 @@ function heldBecause(reason: string): string {
   return facts === null ? '' : ` because ${groupDigits(facts.replace(/^this file /, 'it ').replace(/\.$/, ''))},`;
 }
 
-/** Schools named one by one in a held report's breakdown; more are counted. */
-const SCHOOLS_LISTED = 5;
+/** Schools (or groups) named one by one in a held report's breakdown; more are counted. */
+const BREAKDOWN_LISTED = 5;
 
 /** A held roster's would-be deactivations by school (countBySchool), in one line; null when none has a school. */
 function deactivationsBySchool(input: ReportInput): string | null {
   const list = input.import.status === 'held' ? input.wouldDeactivate : undefined;
   const named = countBySchool((list ?? []).map((u) => (u.school ? oneLine(u.school) : null)));
   if (named.length === 0) return null;
-  const shown = named.slice(0, SCHOOLS_LISTED).map(({ school, users }) => `${school ?? 'no school'} ${formatCount(users)}`);
-  const more = named.slice(SCHOOLS_LISTED).reduce((sum, { users }) => sum + users, 0);
+  const shown = named.slice(0, BREAKDOWN_LISTED).map(({ school, users }) => `${school ?? 'no school'} ${formatCount(users)}`);
+  const more = named.slice(BREAKDOWN_LISTED).reduce((sum, { users }) => sum + users, 0);
   return more > 0 ? `${shown.join(', ')}, and ${plural(more, 'more user')} (the attachment has them all)` : shown.join(', ');
 }
 
@@ -222,11 +222,9 @@ function deactivationsBySchool(input: ReportInput): string | null {
 function removalsByGroup(input: ReportInput): string | null {
   const list = input.import.status === 'held' ? input.wouldRemove : undefined;
   if (list === undefined || list.length === 0) return null;
-  const counts = new Map<string, number>();
-  for (const m of list) counts.set(oneLine(m.group), (counts.get(oneLine(m.group)) ?? 0) + 1);
-  const named = [...counts].sort(([a, m], [b, n]) => n - m || a.localeCompare(b));
-  const shown = named.slice(0, SCHOOLS_LISTED).map(([group, n]) => `${group} ${formatCount(n)}`);
-  const more = named.slice(SCHOOLS_LISTED);
+  const named = countMostFirst(list.map((m) => oneLine(m.group)));
+  const shown = named.slice(0, BREAKDOWN_LISTED).map(([group, n]) => `${group ?? ''} ${formatCount(n)}`);
+  const more = named.slice(BREAKDOWN_LISTED);
   if (more.length === 0) return shown.join(', ');
   const rest = more.reduce((sum, [, n]) => sum + n, 0);
   return `${shown.join(', ')}, and ${plural(rest, 'more membership')} in ${plural(more.length, 'other group')} (the attachment has them all)`;

@@ -137,11 +137,11 @@ export async function updateSchool(
       `${tenant.subdomain} already has another school with ${taken.label}; "rosterd school list ${tenant.subdomain}" shows them`,
     );
   }
-  let r: { id: number; name: string; nces_id: string | null; state_id: string | null } | undefined;
+  let r: SchoolRow | undefined;
   try {
-    const { rows } = await db.query<NonNullable<typeof r>>(
+    const { rows } = await db.query<SchoolRow>(
       `UPDATE schools SET name = $3, nces_id = $4, state_id = $5 WHERE tenant_id = $1 AND id = $2
-       RETURNING id, name, nces_id, state_id`,
+       RETURNING ${SCHOOL_COLUMNS}`,
       [tenant.id, school.id, after.name, after.ncesId ?? null, after.stateId ?? null],
     );
     r = rows[0];
@@ -149,21 +149,32 @@ export async function updateSchool(
     throw schoolExists(err, tenant.subdomain, after);
   }
   if (!r) throw new Error(`school ${school.id} of ${tenant.subdomain} is gone`);
-  return { id: String(r.id), name: r.name, ncesId: r.nces_id, stateId: r.state_id };
+  return schoolOf(r);
 }
+
+interface SchoolRow {
+  id: number;
+  name: string;
+  nces_id: string | null;
+  state_id: string | null;
+}
+
+const SCHOOL_COLUMNS = 'id, name, nces_id, state_id';
+
+const schoolOf = (r: SchoolRow): SchoolRef => ({ id: String(r.id), name: r.name, ncesId: r.nces_id, stateId: r.state_id });
 
 /** Inserts a school validated (validateSchoolInput) and checked against the tenant's others (SchoolKeyIndex). */
 export async function insertSchool(db: Queryable, tenant: Pick<Tenant, 'id' | 'subdomain'>, school: SchoolInput): Promise<SchoolRef> {
   const subdomain = tenant.subdomain;
   try {
-    const { rows } = await db.query<{ id: number; name: string; nces_id: string | null; state_id: string | null }>(
+    const { rows } = await db.query<SchoolRow>(
       `INSERT INTO schools (tenant_id, name, nces_id, state_id) VALUES ($1, $2, $3, $4)
-       RETURNING id, name, nces_id, state_id`,
+       RETURNING ${SCHOOL_COLUMNS}`,
       [tenant.id, school.name, school.ncesId ?? null, school.stateId ?? null],
     );
     const r = rows[0];
     if (!r) throw new Error('insert returned no row');
-    return { id: String(r.id), name: r.name, ncesId: r.nces_id, stateId: r.state_id };
+    return schoolOf(r);
   } catch (err) {
     throw schoolExists(err, subdomain, school);
   }
@@ -186,9 +197,9 @@ function schoolExists(err: unknown, subdomain: string, school: SchoolInput): unk
 
 /** `forUpdate`: inside a transaction, locks the schools against a concurrent change until it ends. */
 export async function listSchools(db: Queryable, tenantId: number, opts: { forUpdate?: boolean } = {}): Promise<SchoolRef[]> {
-  const { rows } = await db.query<{ id: number; name: string; nces_id: string | null; state_id: string | null }>(
-    `SELECT id, name, nces_id, state_id FROM schools WHERE tenant_id = $1 ORDER BY lower(name)${opts.forUpdate ? ' FOR UPDATE' : ''}`,
+  const { rows } = await db.query<SchoolRow>(
+    `SELECT ${SCHOOL_COLUMNS} FROM schools WHERE tenant_id = $1 ORDER BY lower(name)${opts.forUpdate ? ' FOR UPDATE' : ''}`,
     [tenantId],
   );
-  return rows.map((r) => ({ id: String(r.id), name: r.name, ncesId: r.nces_id, stateId: r.state_id }));
+  return rows.map(schoolOf);
 }

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DateTime } from 'luxon';
 import { loadConfig } from '../../src/config/config.js';
+import { RosterdError } from '../../src/errors.js';
 import { createPasswordHasher, type PasswordHasher } from '../../src/import/hash-pool.js';
 import { runImport, type ImportContext, type RunImportOptions } from '../../src/import/run-import.js';
 import { getImportRecord, type ImportRecord } from '../../src/import/records.js';
@@ -158,4 +159,15 @@ export async function receivedAsSaid(f: ImportFixture, uploadId: string, zone = 
   const { rows } = await f.db.pool.query<{ received_at: Date }>('SELECT received_at FROM uploads WHERE id = $1', [uploadId]);
   const at = DateTime.fromJSDate(rows[0]?.received_at ?? new Date(NaN)).setZone(zone);
   return `${at.toFormat('LLLL d, yyyy, h:mm a', { locale: 'en-US' })} (${zone})`;
+}
+
+/** The RosterdError `p` rejects with (an approval refused, say); fails the test if it resolves or throws another. */
+export async function rosterdError(p: Promise<unknown>): Promise<RosterdError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof RosterdError) return err;
+    throw err;
+  }
+  throw new Error('expected a RosterdError');
 }

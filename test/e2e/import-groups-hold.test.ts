@@ -8,11 +8,10 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeRecord } from '../../src/cli/commands/import.js';
-import { RosterdError } from '../../src/errors.js';
 import { getImportRecord } from '../../src/import/records.js';
 import { approveImport, rejectImport } from '../../src/import/run-import.js';
 import { validateFile } from '../../src/import/validate.js';
-import { csv, importFixture, type ImportFixture } from './import-fixture.js';
+import { csv, importFixture, rosterdError, type ImportFixture } from './import-fixture.js';
 
 let f: ImportFixture;
 beforeAll(async () => {
@@ -39,16 +38,6 @@ async function memberships(tenant: string): Promise<number> {
     [tenant],
   );
   return Number(rows[0]?.n);
-}
-
-async function rosterdError(p: Promise<unknown>): Promise<RosterdError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof RosterdError) return err;
-    throw err;
-  }
-  throw new Error('expected a RosterdError');
 }
 
 /** An export cut short after three students, with a new club: would remove 37 of the 40 memberships. */

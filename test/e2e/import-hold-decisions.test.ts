@@ -6,7 +6,6 @@
  */
 import { chmodSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { RosterdError } from '../../src/errors.js';
 import { getImportRecord, type ImportRecord } from '../../src/import/records.js';
 import { approveImport } from '../../src/import/run-import.js';
 import { enqueueImportReport } from '../../src/report/import-report.js';
@@ -14,23 +13,13 @@ import { validateFile } from '../../src/import/validate.js';
 import { withNextTick } from '../../src/schedule/next-tick.js';
 import { withOperatorView } from '../../src/schedule/operator-view.js';
 import { processPending } from '../../src/schedule/process.js';
-import { csv, importFixture, names, receivedAsSaid, users, type ImportFixture } from './import-fixture.js';
+import { csv, importFixture, rosterdError, names, receivedAsSaid, users, type ImportFixture } from './import-fixture.js';
 
 let f: ImportFixture;
 beforeAll(async () => {
   f = await importFixture();
 });
 afterAll(async () => f?.close());
-
-async function rosterdError(p: Promise<unknown>): Promise<RosterdError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof RosterdError) return err;
-    throw err;
-  }
-  throw new Error('expected a RosterdError');
-}
 
 /** Usernames in a tenant's named group. */
 async function members(tenant: string, group: string): Promise<string[]> {

@@ -7,7 +7,10 @@
  * saying only when the Latin spelling is a user.
  */
 
-/** Cyrillic and Greek letters drawn like a Latin letter in common fonts (after Unicode's confusables). */
+/**
+ * Cyrillic and Greek letters drawn like a Latin letter in common fonts (after Unicode's confusables).
+ * The one table: users.csv's rejected usernames are read with it too (users-rules.ts asSeen).
+ */
 const LATIN_OF: Readonly<Record<string, string>> = {
   // Cyrillic, lowercase and uppercase
   а: 'a',
@@ -51,7 +54,9 @@ const LATIN_OF: Readonly<Record<string, string>> = {
   ν: 'v',
   ο: 'o',
   ρ: 'p',
+  τ: 't',
   υ: 'u',
+  χ: 'x',
   Α: 'A',
   Β: 'B',
   Ε: 'E',

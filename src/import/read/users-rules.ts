@@ -6,6 +6,7 @@
 import * as z from 'zod';
 import type { AccessType, Role, RowAction, SchoolRef, WarningCode } from '../types.js';
 import type { UserColumn } from './headers.js';
+import { latinSpelling } from './latin-lookalikes.js';
 
 export interface UserRulesContext {
   columns: ReadonlySet<UserColumn>;
@@ -187,16 +188,8 @@ const username = rule((raw) => {
  */
 export function asSeen(v: string): string {
   if (!NON_ASCII.test(v) || lookalikeLetters(v) === undefined) return v;
-  return v.normalize('NFKC').replace(LOOKALIKES, (c) => LATIN_OF[c] ?? c);
+  return latinSpelling(v) ?? v;
 }
-
-const LATIN_OF: Readonly<Record<string, string>> = Object.fromEntries(
-  [
-    ['аАВеЕКМНоОрРсСТуХхіІјЈѕЅԁӏ', 'aABeEKMHoOpPcCTyXxiIjJsSdl'],
-    ['αΑΒεΕΗιΙκΚΜνΝοΟρΡτΤυΥχΧ', 'aABeEHiIkKMvNoOpPtTuYxX'],
-  ].flatMap(([from, to]) => [...(from as string)].map((c, i) => [c, (to as string)[i] as string])),
-);
-const LOOKALIKES = new RegExp(`[${Object.keys(LATIN_OF).join('')}]`, 'g');
 
 const NON_ASCII = /[^\x00-\x7f]/;
 const FULLWIDTH = /[\uff01-\uff5e]/;
